@@ -1,0 +1,1 @@
+//! kiln-graph (skeleton; being written).

@@ -1,0 +1,1 @@
+//! kiln-pki (skeleton; being written).

@@ -1,0 +1,1 @@
+//! kiln-spec (skeleton; being written).

@@ -1,0 +1,2 @@
+//! kiln's command line (skeleton; being written).
+fn main() {}
