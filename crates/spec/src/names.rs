@@ -1,0 +1,55 @@
+//! Names of a cluster's certificates, as used by `[pki.generations]` and the PKI crate.
+
+use crate::plan::Plan;
+use crate::raw::Role;
+
+/// The certificate authorities (and the service-account key pair), one per cluster.
+/// Their generation defaults to 0, not to `pki.generation`: bumping the leaves' generation
+/// never replaces a CA.
+pub const CA_CERTIFICATES: &[&str] = &["ca", "etcd-ca", "front-proxy-ca", "service-account"];
+
+/// Leaf certificates issued once per cluster.
+pub const CLUSTER_CERTIFICATES: &[&str] = &[
+    "admin",
+    "apiserver",
+    "apiserver-etcd-client",
+    "apiserver-kubelet-client",
+    "controller-manager",
+    "etcd-healthcheck-client",
+    "front-proxy-client",
+    "kube-proxy",
+    "scheduler",
+    "super-admin",
+];
+
+/// Leaf certificates issued once per node, named `<kind>/<node>`, and the role a node needs
+/// to receive one (`None`: every node that runs a kubelet).
+pub const NODE_CERTIFICATES: &[(&str, Option<Role>)] = &[
+    ("etcd-peer", Some(Role::Etcd)),
+    ("etcd-server", Some(Role::Etcd)),
+    ("kubelet-client", None),
+    ("kubelet-serving", None),
+];
+
+/// Every certificate name of `plan`, sorted: CAs, cluster leaves, and `<kind>/<node>` leaves.
+pub fn certificate_names(plan: &Plan) -> Vec<String> {
+    let mode = plan.cluster.control_plane_mode;
+    let mut names: Vec<String> = CA_CERTIFICATES
+        .iter()
+        .chain(CLUSTER_CERTIFICATES)
+        .map(|name| (*name).to_owned())
+        .collect();
+    for node in &plan.nodes {
+        for (kind, role) in NODE_CERTIFICATES {
+            let wanted = match role {
+                Some(role) => node.has(*role),
+                None => node.runs_kubelet(mode),
+            };
+            if wanted {
+                names.push(format!("{kind}/{}", node.name));
+            }
+        }
+    }
+    names.sort();
+    names
+}

@@ -1,0 +1,269 @@
+//! Data-driven validation tests: a base spec, one edit, and the exact diagnostics expected.
+
+use expect_test::{Expect, expect};
+
+const BASE: &str = r#"[cluster]
+name = "test"
+kubernetes_version = "1.20.2"
+service_cidr = "10.32.0.0/24"
+pod_cidr = "10.1.0.0/16"
+
+[pki]
+issued_at = 2026-01-01T00:00:00Z
+
+[[nodes]]
+name = "node1"
+roles = ["control-plane", "etcd", "worker"]
+addresses = ["192.168.50.11/24"]
+gateway = "192.168.50.1"
+
+[[nodes]]
+name = "node2"
+roles = ["worker"]
+addresses = ["192.168.50.12/24"]
+"#;
+
+/// Applies `edits` (pairs of text to replace and replacement) to the base spec, loads it, and
+/// compares every diagnostic with `expect`.
+fn check(edits: &[(&str, &str)], expect: Expect) {
+    let mut source = BASE.to_owned();
+    for (from, to) in edits {
+        assert!(
+            source.contains(from),
+            "edit target {from:?} is not in the base spec"
+        );
+        source = source.replacen(from, to, 1);
+    }
+    let rendered = match kiln_spec::load(&source, "spec.toml") {
+        Ok(loaded) if loaded.warnings.is_empty() => "ok".to_owned(),
+        Ok(loaded) => loaded.warnings.to_string(),
+        Err(errors) => errors.to_string(),
+    };
+    expect.assert_eq(&rendered);
+}
+
+#[test]
+fn base_is_valid() {
+    check(&[], expect!["ok"]);
+}
+
+#[test]
+fn syntax_and_unknown_fields() {
+    check(
+        &[("gateway = ", "gatway = ")],
+        expect![[r#"
+            error: spec.toml:14:1: unknown field `gatway`, expected one of `name`, `roles`, `addresses`, `gateway`, `dns`, `pod_subnet`
+              help: fields are listed in examples/ and in the kiln-spec documentation"#]],
+    );
+    check(
+        &[(r#"["worker"]"#, r#"["wroker"]"#)],
+        expect![[
+            r#"error: spec.toml:18:10: unknown variant `wroker`, expected one of `control-plane`, `etcd`, `worker`, `load-balancer`"#
+        ]],
+    );
+}
+
+#[test]
+fn node_names() {
+    check(
+        &[(r#""node2""#, r#""Node_2""#)],
+        expect![[r#"
+            error: spec.toml:17:8: nodes[1].name: `Node_2` is not a DNS-1123 label
+              help: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit"#]],
+    );
+    check(
+        &[(r#""node2""#, r#""node1""#)],
+        expect![[r#"
+            error: spec.toml:17:8: nodes[1].name: node name `node1` is used twice
+              help: nodes[0] has the same name; node names must be unique"#]],
+    );
+}
+
+#[test]
+fn addresses() {
+    check(
+        &[("192.168.50.12/24", "192.168.50.11/24")],
+        expect![[r#"
+            error: spec.toml:19:14: nodes[1].addresses[0]: address 192.168.50.11 is used twice
+              help: nodes[0].addresses[0] has it already; every address must be unique"#]],
+    );
+    check(
+        &[("192.168.50.12/24", "192.168.50.255/24")],
+        expect![[r#"
+            error: spec.toml:19:14: nodes[1].addresses[0]: 192.168.50.255 is the broadcast address of its own subnet 192.168.50.0/24, outside the subnet's host range
+              help: use a host address between 192.168.50.1 and 192.168.50.254"#]],
+    );
+    check(
+        &[("192.168.50.12/24", "192.168.50.12")],
+        expect![[r#"
+            error: spec.toml:19:14: nodes[1].addresses[0]: `192.168.50.12` is not an IPv4 address with a prefix
+              help: add the prefix length of its subnet, for example 192.168.50.12/24"#]],
+    );
+    check(
+        &[(r#"gateway = "192.168.50.1""#, r#"gateway = "192.168.51.1""#)],
+        expect![[r#"
+            error: spec.toml:14:11: nodes[0].gateway: gateway 192.168.51.1 is outside the node's subnets
+              help: choose an address in 192.168.50.0/24"#]],
+    );
+}
+
+#[test]
+fn roles() {
+    check(
+        &[(
+            r#"["control-plane", "etcd", "worker"]"#,
+            r#"["etcd", "worker"]"#,
+        )],
+        expect![[r#"
+            error: spec.toml:10:1: nodes: no node has the control-plane role
+              help: add "control-plane" to the roles of at least one node"#]],
+    );
+    check(
+        &[(
+            r#"["control-plane", "etcd", "worker"]"#,
+            r#"["control-plane", "worker"]"#,
+        )],
+        expect![[r#"
+            error: spec.toml:10:1: nodes: no node has the etcd role
+              help: add "etcd" to the roles of one, three or five nodes"#]],
+    );
+    check(
+        &[(r#"["worker"]"#, r#"["worker", "etcd"]"#)],
+        expect![[r#"
+            warning: spec.toml:10:1: nodes: 2 etcd members: an even number tolerates no more failures than 1
+              help: use an odd number of etcd members"#]],
+    );
+}
+
+#[test]
+fn networks() {
+    check(
+        &[(
+            r#"service_cidr = "10.32.0.0/24""#,
+            r#"service_cidr = "10.1.0.0/24""#,
+        )],
+        expect![[r#"
+            error: spec.toml:4:16: cluster.service_cidr: the Service range 10.1.0.0/24 overlaps the pod range 10.1.0.0/16
+              help: choose disjoint ranges, for example 10.96.0.0/12 and 10.244.0.0/16"#]],
+    );
+    check(
+        &[("192.168.50.12/24", "10.1.9.12/24")],
+        expect![[r#"
+            error: spec.toml:19:14: nodes[1].addresses[0]: node network 10.1.9.0/24 overlaps the pod range 10.1.0.0/16
+              help: node, Service and pod networks must be disjoint"#]],
+    );
+    check(
+        &[(r#"pod_cidr = "10.1.0.0/16""#, r#"pod_cidr = "10.1.0.0/24""#)],
+        expect![[r#"
+            error: spec.toml:16:1: nodes[1].pod_subnet: more nodes than pod subnets: the pod range 10.1.0.0/24 has 1 /24 subnets, and this is kubelet node number 2
+              help: widen cluster.pod_cidr or give nodes explicit pod_subnet values"#]],
+    );
+    check(
+        &[(
+            r#"addresses = ["192.168.50.12/24"]"#,
+            "addresses = [\"192.168.50.12/24\"]\npod_subnet = \"10.2.0.0/24\"",
+        )],
+        expect![[r#"
+            error: spec.toml:20:14: nodes[1].pod_subnet: pod subnet 10.2.0.0/24 is outside the pod range 10.1.0.0/16
+              help: choose a subnet of 10.1.0.0/16, or widen cluster.pod_cidr"#]],
+    );
+    check(
+        &[(
+            r#"addresses = ["192.168.50.12/24"]"#,
+            "addresses = [\"192.168.50.12/24\"]\npod_subnet = \"10.1.0.0/24\"",
+        )],
+        expect![[r#"
+            error: spec.toml:20:14: nodes[1].pod_subnet: pod subnet 10.1.0.0/24 is shared with nodes[0] (node1)
+              help: every node needs a pod subnet of its own"#]],
+    );
+}
+
+#[test]
+fn versions() {
+    check(
+        &[(r#""1.20.2""#, r#""1.19.16""#)],
+        expect![[r#"
+            error: spec.toml:3:22: cluster.kubernetes_version: Kubernetes 1.19.16 is not supported
+              help: kiln supports 1.20.0 through 1.32.x"#]],
+    );
+}
+
+#[test]
+fn endpoints() {
+    check(
+        &[(
+            "[pki]",
+            "[cluster.endpoint]\nmode = \"load-balancer\"\n\n[pki]",
+        )],
+        expect![[r#"
+            error: spec.toml:7:1: cluster.endpoint.host: a load-balancer endpoint without a load-balancer node or external address
+              help: give a node the load-balancer role, or set host to the external load balancer's name or address"#]],
+    );
+    check(
+        &[(r#"["worker"]"#, r#"["worker", "control-plane"]"#)],
+        expect![[r#"
+            error: spec.toml:1:1: cluster.endpoint: 2 control-plane nodes need an API endpoint in front of them
+              help: set [cluster.endpoint] mode = "load-balancer" (with a load-balancer node or host) or "local""#]],
+    );
+}
+
+#[test]
+fn several_errors_at_once() {
+    check(
+        &[
+            (r#""node2""#, r#""Node 2""#),
+            (r#""1.20.2""#, r#""1.40.0""#),
+            ("192.168.50.12/24", "192.168.50.0/24"),
+        ],
+        expect![[r#"
+            error: spec.toml:3:22: cluster.kubernetes_version: Kubernetes 1.40.0 is not supported
+              help: kiln supports 1.20.0 through 1.32.x
+            error: spec.toml:17:8: nodes[1].name: `Node 2` is not a DNS-1123 label
+              help: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit
+            error: spec.toml:19:14: nodes[1].addresses[0]: 192.168.50.0 is the network address of its own subnet 192.168.50.0/24, outside the subnet's host range
+              help: use a host address between 192.168.50.1 and 192.168.50.254"#]],
+    );
+}
+
+#[test]
+fn pki_fields() {
+    check(
+        &[(
+            "issued_at = 2026-01-01T00:00:00Z",
+            "issued_at = 2026-01-01T00:00:00",
+        )],
+        expect![
+            "error: spec.toml:8:13: pki.issued_at: `2026-01-01T00:00:00` needs a date, a time and an offset, for example 2026-01-01T00:00:00Z"
+        ],
+    );
+    check(
+        &[(
+            "issued_at = 2026-01-01T00:00:00Z",
+            "issued_at = 2026-01-01T00:00:00Z\n[pki.generations]\n\"kubelet-serving/node9\" = 1",
+        )],
+        expect![[r#"
+            error: spec.toml:10:27: pki.generations."kubelet-serving/node9": no certificate is called `kubelet-serving/node9`
+              help: certificates are ca, etcd-ca, front-proxy-ca, service-account, admin, apiserver, apiserver-etcd-client, apiserver-kubelet-client, controller-manager, etcd-healthcheck-client, front-proxy-client, kube-proxy, scheduler, super-admin, and per node etcd-peer, etcd-server, kubelet-client, kubelet-serving as `<kind>/<node>`"#]],
+    );
+}
+
+#[test]
+fn examples_load_and_round_trip() {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let mut count = 0;
+    for entry in std::fs::read_dir(examples).expect("examples/ exists") {
+        let path = entry.expect("readable").path();
+        if path.extension().is_none_or(|ext| ext != "toml") {
+            continue;
+        }
+        count += 1;
+        let source = std::fs::read_to_string(&path).expect("readable example");
+        let loaded = kiln_spec::load(&source, &path.display().to_string())
+            .unwrap_or_else(|errors| panic!("{errors}"));
+        assert!(loaded.warnings.is_empty(), "{}", loaded.warnings);
+        let again = kiln_spec::load(&loaded.plan.to_spec().to_toml(), "round-trip")
+            .unwrap_or_else(|errors| panic!("{errors}"));
+        assert_eq!(again.plan, loaded.plan, "{}", path.display());
+    }
+    assert!(count >= 4, "expected the example specs, found {count}");
+}
