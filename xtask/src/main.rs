@@ -1,2 +1,46 @@
-//! kiln's command line (skeleton; being written).
-fn main() {}
+//! kiln's command line: `cargo xtask <task>`. This file only dispatches; each task is a module
+//! with a `run`, and the real work lives in the library crates.
+
+mod build_cluster;
+mod common;
+mod deps;
+mod graph;
+mod test;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// kiln builds a Kubernetes cluster from one spec: certificates, configuration and node images.
+#[derive(Parser)]
+#[command(name = "cargo xtask", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Build every artifact of a cluster into the store and write `manifest.json`.
+    BuildCluster(build_cluster::Args),
+    /// Print the derivation graph of a cluster as Graphviz dot.
+    Graph(graph::Args),
+    /// Install what the tests need, then run the whole test suite (the command CI runs).
+    Test(test::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::BuildCluster(args) => build_cluster::run(args),
+        Task::Graph(args) => graph::run(args),
+        Task::Test(args) => test::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,110 @@
-//! kiln-cluster (skeleton; being written).
+//! kiln-cluster: a cluster's derivation graph, from a [`Plan`] to artifacts in the store.
+//!
+//! [`cluster_graph`] turns a plan into a [`kiln_graph::Graph`] of derivations: the plan itself,
+//! one view of the plan per node, and (as later crates plug in) the PKI, the rendered
+//! configuration and the node images. Each derivation's parameters hold only what its output
+//! depends on, so changing one node rebuilds only what that node's data reaches.
+//! [`Manifest`] maps every artifact to its store path and content hash after evaluation.
+//!
+//! ```
+//! use kiln_graph::{EvalOptions, NullObserver};
+//!
+//! let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/two-node.toml"))?;
+//! let plan = kiln_spec::load(&source, "two-node.toml")?.plan;
+//! let cluster = kiln_cluster::cluster_graph(&plan)?;
+//! let graph = cluster.graph.validate()?;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = kiln_store::Store::open(&dir.path().join("store"))?;
+//! let evaluation = graph.evaluate(&store, &EvalOptions::default(), &NullObserver)?;
+//! let manifest = kiln_cluster::Manifest::new(&plan, &cluster.artifacts, &graph, &evaluation);
+//! let node1 = &manifest.nodes["node1"];
+//! let plan_file = manifest.artifacts[&node1["plan"]].store_path.join("node.json");
+//! assert!(std::fs::read_to_string(plan_file)?.contains("\"name\": \"node1\""));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+
+mod builders;
+mod manifest;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kiln_graph::{Derivation, DrvId, Graph, GraphError};
+use kiln_spec::Plan;
+
+pub use builders::{JsonView, NodeView};
+pub use manifest::{ArtifactEntry, Manifest};
+
+/// Which derivation holds each artifact: cluster-wide ones by name, and per node by node name
+/// and artifact name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Artifacts {
+    /// Cluster-wide artifacts, such as `plan`.
+    pub cluster: BTreeMap<String, DrvId>,
+    /// Per-node artifacts, such as `plan` or, with the PKI, `pki/kubelet-client`.
+    pub nodes: BTreeMap<String, BTreeMap<String, DrvId>>,
+}
+
+/// A cluster's unvalidated graph and the map from artifacts to derivations.
+pub struct ClusterGraph {
+    /// The derivations; validate it before evaluating.
+    pub graph: Graph,
+    /// Where each artifact comes from.
+    pub artifacts: Artifacts,
+}
+
+/// Why a cluster graph could not be assembled.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// The graph rejected a derivation (a duplicate id: a bug in the assembly).
+    #[error("assembling the cluster graph: {0}")]
+    Graph(#[from] GraphError),
+    /// A plan could not be encoded as derivation parameters.
+    #[error("encoding {what}: {message}")]
+    Encode {
+        /// What was being encoded.
+        what: String,
+        /// The encoder's message.
+        message: String,
+    },
+}
+
+/// The derivation graph of `plan`.
+pub fn cluster_graph(plan: &Plan) -> Result<ClusterGraph, ClusterError> {
+    let mut graph = Graph::new();
+    let mut artifacts = Artifacts::default();
+
+    let cluster_plan = DrvId::new("cluster/plan");
+    let view = JsonView::new("kiln-cluster.plan", "plan.json", plan)?;
+    graph.add(
+        cluster_plan.clone(),
+        Derivation::new(format!("{}-plan", plan.cluster.name), Arc::new(view)),
+    )?;
+    artifacts.cluster.insert("plan".to_owned(), cluster_plan);
+
+    for node in &plan.nodes {
+        let id = DrvId::new(format!("node/{}/plan", node.name));
+        let view = JsonView::new(
+            "kiln-cluster.node-plan",
+            "node.json",
+            &NodeView {
+                cluster: &plan.cluster,
+                options: &plan.options,
+                node,
+            },
+        )?;
+        graph.add(
+            id.clone(),
+            Derivation::new(format!("{}-plan", node.name), Arc::new(view)),
+        )?;
+        artifacts
+            .nodes
+            .entry(node.name.clone())
+            .or_default()
+            .insert("plan".to_owned(), id);
+    }
+    Ok(ClusterGraph { graph, artifacts })
+}

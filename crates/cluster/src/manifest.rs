@@ -1,0 +1,83 @@
+//! The build's manifest: every artifact with its store path, digest and content hash.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use kiln_graph::{Evaluation, ValidatedGraph};
+use kiln_spec::Plan;
+use kiln_store::Digest;
+use serde::Serialize;
+
+use crate::Artifacts;
+
+/// One derivation's output.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ArtifactEntry {
+    /// Where the output is.
+    pub store_path: PathBuf,
+    /// The derivation's digest (input addressed): the same spec gives the same digest.
+    pub digest: Digest,
+    /// The SHA-256 tree hash of the output's content.
+    pub content_hash: Digest,
+}
+
+/// What `cargo xtask build-cluster` writes to `manifest.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Manifest {
+    /// The cluster's name.
+    pub cluster: String,
+    /// Every derivation's output, by derivation id.
+    pub artifacts: BTreeMap<String, ArtifactEntry>,
+    /// Cluster-wide artifacts: artifact name to derivation id.
+    pub cluster_artifacts: BTreeMap<String, String>,
+    /// Per-node artifacts: node name to artifact name to derivation id.
+    pub nodes: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Manifest {
+    /// The manifest of an evaluated cluster graph.
+    pub fn new(
+        plan: &Plan,
+        artifacts: &Artifacts,
+        graph: &ValidatedGraph,
+        evaluation: &Evaluation,
+    ) -> Manifest {
+        let entries = evaluation
+            .outputs
+            .iter()
+            .filter(|(id, _)| graph.contains(id))
+            .map(|(id, object)| {
+                (
+                    id.to_string(),
+                    ArtifactEntry {
+                        store_path: object.path.clone(),
+                        digest: object.digest,
+                        content_hash: object.content_hash,
+                    },
+                )
+            })
+            .collect();
+        let names = |map: &BTreeMap<String, kiln_graph::DrvId>| {
+            map.iter()
+                .map(|(name, id)| (name.clone(), id.to_string()))
+                .collect()
+        };
+        Manifest {
+            cluster: plan.cluster.name.clone(),
+            artifacts: entries,
+            cluster_artifacts: names(&artifacts.cluster),
+            nodes: artifacts
+                .nodes
+                .iter()
+                .map(|(node, map)| (node.clone(), names(map)))
+                .collect(),
+        }
+    }
+
+    /// The manifest as pretty JSON with a final newline.
+    pub fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
+        text.push('\n');
+        text
+    }
+}

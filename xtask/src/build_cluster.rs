@@ -1,0 +1,161 @@
+//! `cargo xtask build-cluster`: evaluate a cluster's graph into the store and write the manifest.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use kiln_cluster::Manifest;
+use kiln_graph::{EvalOptions, LineProgress, NullObserver, Observer};
+use kiln_store::Store;
+
+use crate::common;
+
+/// Arguments of `cargo xtask build-cluster`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The cluster spec (default: examples/two-node.toml).
+    #[arg(long)]
+    spec: Option<PathBuf>,
+    /// Where `manifest.json` and the convenience links go.
+    #[arg(long, default_value = "result")]
+    out: PathBuf,
+    /// The store (default: $KILN_STORE, else $XDG_DATA_HOME/kiln/store, else ~/.local/share/kiln/store).
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// Where the cluster's root secret lives (default: .kiln-secrets beside the spec).
+    #[arg(long)]
+    secrets: Option<PathBuf>,
+    /// How many derivations build at once (default: the number of cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Rebuild every derivation into a scratch store and fail if any output differs.
+    #[arg(long)]
+    check: bool,
+    /// Print a JSON summary on standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Builds the cluster.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let spec = args.spec.clone().unwrap_or_else(common::default_spec);
+    let plan = common::load_plan(&spec)?;
+    let store_dir = common::store_dir(args.store.clone())?;
+    let store = Store::open(&store_dir)
+        .with_context(|| format!("opening the store {}", store_dir.display()))?;
+
+    let cluster = kiln_cluster::cluster_graph(&plan)?;
+    let artifacts = cluster.artifacts;
+    let graph = cluster.graph.validate()?;
+    let options = EvalOptions {
+        jobs: args
+            .jobs
+            .unwrap_or_else(|| EvalOptions::default().jobs)
+            .max(1),
+    };
+
+    let terminal = std::io::stderr().is_terminal();
+    let progress = LineProgress::new(std::io::stderr());
+    let observer: &dyn Observer = if terminal { &progress } else { &NullObserver };
+    let evaluation = graph.evaluate(&store, &options, observer)?;
+    let manifest = Manifest::new(&plan, &artifacts, &graph, &evaluation);
+    write_out(&args.out, &manifest)?;
+
+    let mut code = ExitCode::SUCCESS;
+    if args.check {
+        let scratch = tempfile::Builder::new().prefix("kiln-check-").tempdir()?;
+        let scratch_store = Store::open(&scratch.path().join("store"))?;
+        let mismatches = graph.check(&store, &scratch_store, &options, observer)?;
+        for mismatch in &mismatches {
+            eprintln!("not reproducible: {mismatch}");
+        }
+        if mismatches.is_empty() {
+            eprintln!(
+                "check: all {} derivations rebuilt bit-for-bit identical",
+                graph.len()
+            );
+        } else {
+            eprintln!(
+                "check: {} of {} derivations differ on rebuild",
+                mismatches.len(),
+                graph.len()
+            );
+            code = ExitCode::FAILURE;
+        }
+    }
+
+    let seconds = started.elapsed().as_secs_f64();
+    if args.json {
+        let summary = serde_json::json!({
+            "cluster": plan.cluster.name,
+            "derivations": graph.len(),
+            "built": evaluation.built,
+            "from_store": evaluation.substituted,
+            "seconds": (seconds * 1000.0).round() / 1000.0,
+            "manifest": args.out.join("manifest.json"),
+        });
+        println!("{summary}");
+    } else {
+        eprintln!(
+            "{}: {} derivations, {} built, {} from the store, in {seconds:.2}s; manifest: {}",
+            plan.cluster.name,
+            graph.len(),
+            evaluation.built,
+            evaluation.substituted,
+            args.out.join("manifest.json").display()
+        );
+    }
+    Ok(code)
+}
+
+/// Replaces `out` with a fresh directory holding `manifest.json` and one link per artifact:
+/// `cluster/<artifact>` and `nodes/<node>/<artifact>`, each pointing at its store path.
+fn write_out(out: &Path, manifest: &Manifest) -> anyhow::Result<()> {
+    if out.exists() && !out.join("manifest.json").is_file() {
+        bail!(
+            "refusing to replace {}: it is not a kiln result directory (no manifest.json)",
+            out.display()
+        );
+    }
+    let parent = match out.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent)?;
+    let staging = tempfile::Builder::new()
+        .prefix(".kiln-result-")
+        .tempdir_in(&parent)?;
+    std::fs::write(staging.path().join("manifest.json"), manifest.to_json())?;
+    let link = |relative: PathBuf, id: &str| -> anyhow::Result<()> {
+        let target = &manifest
+            .artifacts
+            .get(id)
+            .with_context(|| format!("no output for {id}"))?
+            .store_path;
+        let path = staging.path().join(relative);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::os::unix::fs::symlink(target, &path)
+            .with_context(|| format!("linking {}", path.display()))
+    };
+    for (name, id) in &manifest.cluster_artifacts {
+        link(Path::new("cluster").join(name), id)?;
+    }
+    for (node, artifacts) in &manifest.nodes {
+        for (name, id) in artifacts {
+            link(Path::new("nodes").join(node).join(name), id)?;
+        }
+    }
+    if out.exists() {
+        std::fs::remove_dir_all(out)
+            .with_context(|| format!("removing the old {}", out.display()))?;
+    }
+    let staging = staging.keep();
+    std::fs::rename(&staging, out)
+        .with_context(|| format!("moving the result into {}", out.display()))?;
+    Ok(())
+}
