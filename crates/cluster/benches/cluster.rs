@@ -1,0 +1,98 @@
+//! Benchmarks of the foundation: parse, validate and plan a spec and build its validated graph,
+//! for 3, 100 and 1000 nodes; and a no-op rebuild (everything already in the store) of 1000 nodes.
+//!
+//! Run: `cargo bench -p kiln-cluster --bench cluster`
+
+use std::fmt::Write;
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use kiln_graph::{EvalOptions, NullObserver};
+
+/// An HA-shaped spec with `nodes` nodes: three control-plane/etcd nodes, a load balancer, and
+/// workers for the rest.
+fn spec(nodes: usize) -> String {
+    let mut text = String::from(
+        "[cluster]\nname = \"bench\"\nkubernetes_version = \"1.20.2\"\nservice_cidr = \"10.32.0.0/16\"\n\
+         pod_cidr = \"10.64.0.0/14\"\ncontrol_plane_mode = \"systemd\"\n\n[cluster.endpoint]\nmode = \"load-balancer\"\n\n\
+         [pki]\nissued_at = 2026-01-01T00:00:00Z\n",
+    );
+    for index in 0..nodes {
+        let roles = match index {
+            0 => "[\"load-balancer\"]",
+            1..=3 => "[\"control-plane\", \"etcd\"]",
+            _ => "[\"worker\"]",
+        };
+        let _ = write!(
+            text,
+            "\n[[nodes]]\nname = \"node-{index}\"\nroles = {roles}\naddresses = [\"172.16.{}.{}/16\"]\n",
+            index / 250,
+            index % 250 + 1
+        );
+    }
+    text
+}
+
+fn plan_and_graph(c: &mut Criterion) {
+    let mut group = c.benchmark_group("plan_and_graph");
+    for nodes in [3usize, 100, 1000] {
+        let source = spec(nodes.max(4));
+        group.bench_with_input(BenchmarkId::from_parameter(nodes), &source, |b, source| {
+            b.iter(|| {
+                let plan = kiln_spec::load(black_box(source), "bench.toml")
+                    .expect("valid")
+                    .plan;
+                let graph = kiln_cluster::cluster_graph(&plan)
+                    .expect("graph")
+                    .graph
+                    .validate()
+                    .expect("valid graph");
+                black_box(graph.len())
+            });
+        });
+    }
+    group.finish();
+}
+
+fn noop_rebuild(c: &mut Criterion) {
+    let source = spec(1000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = kiln_store::Store::open(&dir.path().join("store")).expect("store");
+    let options = EvalOptions::default();
+    {
+        let plan = kiln_spec::load(&source, "bench.toml").expect("valid").plan;
+        let graph = kiln_cluster::cluster_graph(&plan)
+            .expect("graph")
+            .graph
+            .validate()
+            .expect("valid graph");
+        graph
+            .evaluate(&store, &options, &NullObserver)
+            .expect("first build");
+    }
+    c.bench_function("noop_rebuild/1000", |b| {
+        b.iter(|| {
+            // The whole command's work: load the spec, plan, assemble, validate, find all in the store.
+            let plan = kiln_spec::load(black_box(&source), "bench.toml")
+                .expect("valid")
+                .plan;
+            let graph = kiln_cluster::cluster_graph(&plan)
+                .expect("graph")
+                .graph
+                .validate()
+                .expect("valid graph");
+            let evaluation = graph
+                .evaluate(&store, &options, &NullObserver)
+                .expect("no-op");
+            assert_eq!(evaluation.built, 0);
+            black_box(evaluation.substituted)
+        });
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20);
+    targets = plan_and_graph, noop_rebuild
+}
+criterion_main!(benches);
