@@ -1,0 +1,168 @@
+//! The cluster's root secret and the keys derived from it.
+
+use std::fmt;
+
+use p256::elliptic_curve::generic_array::GenericArray;
+use ring::hkdf;
+
+use crate::error::PkiError;
+
+/// Length of a [`RootSecret`] in bytes.
+pub const ROOT_SECRET_LEN: usize = 32;
+
+/// Domain separation for every derivation: a new scheme gets a new label, so old and new
+/// keys can never collide.
+const SALT: &[u8] = b"kiln-pki/v1";
+
+/// The secret every private key of a cluster is derived from: 32 bytes.
+///
+/// It redacts itself in `Debug`, implements no serialization, and is compared in constant time.
+/// Publish [`RootSecret::id`] instead where an identity is needed (derivation parameters).
+#[derive(Clone)]
+pub struct RootSecret {
+    prk: hkdf::Prk,
+    id: RootSecretId,
+}
+
+/// A public identifier of a [`RootSecret`]: HKDF-derived, so it reveals nothing of the secret,
+/// but two clusters with the same id share their keys.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RootSecretId([u8; 32]);
+
+impl RootSecret {
+    /// A root secret from its 32 bytes.
+    pub fn from_bytes(bytes: [u8; ROOT_SECRET_LEN]) -> Self {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, SALT).extract(&bytes);
+        let mut id = [0u8; 32];
+        expand(&prk, &[b"root-id"], &mut id);
+        Self {
+            prk,
+            id: RootSecretId(id),
+        }
+    }
+
+    /// A root secret from a slice, which must be exactly [`ROOT_SECRET_LEN`] bytes.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, PkiError> {
+        let array: [u8; ROOT_SECRET_LEN] =
+            bytes.try_into().map_err(|_| PkiError::RootSecretLength {
+                actual: bytes.len(),
+                expected: ROOT_SECRET_LEN,
+            })?;
+        Ok(Self::from_bytes(array))
+    }
+
+    /// The secret's public identifier.
+    pub fn id(&self) -> RootSecretId {
+        self.id
+    }
+
+    /// The P-256 private key of the certificate (or key pair) `name` at `generation`.
+    ///
+    /// HKDF-SHA256 with the name and generation as `info`; a candidate scalar of 0 or >= n is
+    /// retried with the next counter value.
+    pub(crate) fn derive_key(&self, name: &str, generation: u32) -> p256::SecretKey {
+        let generation = generation.to_be_bytes();
+        let mut counter: u32 = 0;
+        loop {
+            let count = counter.to_be_bytes();
+            let mut bytes = [0u8; 32];
+            expand(
+                &self.prk,
+                &[b"key\0", name.as_bytes(), b"\0", &generation, &count],
+                &mut bytes,
+            );
+            if let Ok(key) = p256::SecretKey::from_bytes(GenericArray::from_slice(&bytes)) {
+                return key;
+            }
+            counter += 1;
+        }
+    }
+}
+
+impl fmt::Debug for RootSecret {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("RootSecret")
+            .field("secret", &"[redacted]")
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+impl RootSecretId {
+    /// The identifier's bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RootSecretId {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "RootSecretId({self})")
+    }
+}
+
+impl fmt::Display for RootSecretId {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for byte in self.0 {
+            write!(formatter, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A 32-byte HKDF output length for ring.
+struct Length32;
+
+impl hkdf::KeyType for Length32 {
+    fn len(&self) -> usize {
+        32
+    }
+}
+
+fn expand(prk: &hkdf::Prk, info: &[&[u8]], out: &mut [u8; 32]) {
+    // 32 bytes is far below HKDF-SHA256's limit of 255 * 32, so expansion cannot fail.
+    let okm = prk
+        .expand(info, Length32)
+        .expect("32 bytes is a valid HKDF-SHA256 output length");
+    okm.fill(out)
+        .expect("the output buffer has the requested length");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_redacts_the_secret() {
+        let secret = RootSecret::from_bytes([0xab; 32]);
+        let debug = format!("{secret:?}");
+        assert!(debug.contains("[redacted]"), "{debug}");
+        assert!(!debug.contains("abab"), "{debug}");
+    }
+
+    #[test]
+    fn slices_of_the_wrong_length_are_refused() {
+        assert_eq!(
+            RootSecret::from_slice(&[0; 31]).expect_err("31 bytes are too few"),
+            PkiError::RootSecretLength {
+                actual: 31,
+                expected: 32
+            }
+        );
+    }
+
+    #[test]
+    fn keys_depend_on_name_generation_and_secret() {
+        let one = RootSecret::from_bytes([1; 32]);
+        let two = RootSecret::from_bytes([2; 32]);
+        let key = |secret: &RootSecret, name, generation| {
+            secret.derive_key(name, generation).to_bytes().to_vec()
+        };
+        assert_eq!(key(&one, "ca", 0), key(&one, "ca", 0));
+        assert_ne!(key(&one, "ca", 0), key(&one, "ca", 1));
+        assert_ne!(key(&one, "ca", 0), key(&one, "etcd-ca", 0));
+        assert_ne!(key(&one, "ca", 0), key(&two, "ca", 0));
+        assert_ne!(one.id(), two.id());
+    }
+}
