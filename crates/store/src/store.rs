@@ -2,7 +2,7 @@
 //! ones atomically under a per-path lock.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,10 +36,32 @@ static UNIQUE: AtomicU64 = AtomicU64::new(0);
 /// processes alike.
 #[derive(Debug, Clone)]
 pub struct Store {
+    durability: Durability,
     root: PathBuf,
     tmp_dir: PathBuf,
     locks_dir: PathBuf,
     meta_dir: PathBuf,
+}
+
+/// How hard the store works to keep finished paths across a power loss.
+///
+/// Either way, a killed *process* never leaves a half-written path: outputs
+/// appear by an atomic rename, and the kernel keeps what a dead process
+/// wrote. The difference is what survives a power loss or kernel crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// Flush every file and directory of an output (and its content-hash
+    /// record) to disk before renaming it into place, and the store's root
+    /// after: a path that survives a power loss is complete. Costs a few
+    /// `fsync` calls per output, which dominate the build time of small
+    /// outputs on slow disks.
+    #[default]
+    Full,
+    /// Never call `fsync`: after a power loss a path may be present but
+    /// truncated. For scratch stores (such as the one a reproducibility
+    /// check rebuilds into), tests and throwaway builds.
+    ProcessCrashOnly,
 }
 
 /// A complete path in the store.
@@ -67,12 +89,22 @@ impl Store {
     /// Fails if a directory cannot be created or its mode cannot be set (for
     /// example because another user owns it).
     pub fn open(root: &Path) -> Result<Store, StoreError> {
+        Store::open_with(root, Durability::Full)
+    }
+
+    /// Like [`Store::open`], choosing how builds are flushed to disk.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::open`].
+    pub fn open_with(root: &Path, durability: Durability) -> Result<Store, StoreError> {
         let root =
             std::path::absolute(root).map_err(|error| StoreError::io("resolve", root, error))?;
         fs::create_dir_all(&root)
             .map_err(|error| StoreError::io("create directory", &root, error))?;
         set_private(&root)?;
         let store = Store {
+            durability,
             tmp_dir: root.join(TMP_DIR),
             locks_dir: root.join(LOCKS_DIR),
             meta_dir: root.join(META_DIR),
@@ -88,6 +120,11 @@ impl Store {
         Ok(store)
     }
 
+    /// How builds are flushed to disk.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
     /// The store's root directory (absolute).
     pub fn root(&self) -> &Path {
         &self.root
@@ -100,11 +137,17 @@ impl Store {
         self.root.join(base_name(digest, name))
     }
 
-    /// Looks up a complete path. Fast: reads the recorded content hash and
-    /// checks the path exists, without reading the output itself.
+    /// Looks up a complete path. Fast: one `readlink` of the content-hash
+    /// record when the path is present, without reading the output itself.
     ///
-    /// If the path exists but its record is missing or unreadable (someone
-    /// deleted `.meta/`), the content hash is recomputed and recorded again.
+    /// A record is written only after its path is in place, so a record means
+    /// a complete path. A path present without a record (its build was
+    /// killed between the two, or `.meta/` was deleted) is complete too: its
+    /// content hash is recomputed and recorded, after waiting for any build
+    /// of it still running.
+    ///
+    /// Never delete store paths by hand: a path removed behind the store's
+    /// back keeps its record. Use [`Store::remove_path`].
     ///
     /// # Errors
     ///
@@ -112,35 +155,53 @@ impl Store {
     pub fn get(&self, digest: &Digest, name: &str) -> Result<Option<StoreObject>, StoreError> {
         validate_name(name)?;
         let base = base_name(digest, name);
-        let path = self.root.join(&base);
-        let record = self.meta_dir.join(&base);
-        let recorded = read_record(&record)?;
+        if let Some(content_hash) = read_record(&self.meta_dir.join(&base))? {
+            return Ok(Some(self.object(&base, digest, name, content_hash)));
+        }
+        if !exists(&self.root.join(&base))? {
+            return Ok(None);
+        }
+        let _lock = self.lock(&base)?;
+        self.get_locked(&base, digest, name)
+    }
+
+    /// [`Store::get`] for a caller holding the path's lock.
+    fn get_locked(
+        &self,
+        base: &str,
+        digest: &Digest,
+        name: &str,
+    ) -> Result<Option<StoreObject>, StoreError> {
+        let record = self.meta_dir.join(base);
+        if let Some(content_hash) = read_record(&record)? {
+            return Ok(Some(self.object(base, digest, name, content_hash)));
+        }
+        let path = self.root.join(base);
         if !exists(&path)? {
             return Ok(None);
         }
-        let content_hash = match recorded {
-            Some(content_hash) => content_hash,
-            None => {
-                let content_hash = tree_hash(&path)?;
-                write_record(&record, &content_hash)?;
-                content_hash
-            }
-        };
-        Ok(Some(StoreObject {
-            path,
+        let content_hash = tree_hash(&path)?;
+        write_record(&record, &content_hash)?;
+        Ok(Some(self.object(base, digest, name, content_hash)))
+    }
+
+    fn object(&self, base: &str, digest: &Digest, name: &str, content_hash: Digest) -> StoreObject {
+        StoreObject {
+            path: self.root.join(base),
             digest: *digest,
             name: name.to_owned(),
             content_hash,
-        }))
+        }
     }
 
     /// Builds the path `<digest>-<name>` with `f`, unless it already exists.
     ///
     /// `f` receives an empty directory inside `<root>/.tmp/` and fills it.
-    /// Then the store hashes the tree, clears its write bits, records the
-    /// content hash, flushes everything to disk and renames the directory
-    /// into place, so the path appears whole or not at all, even if the
-    /// process is killed at any point. If `f` fails, its directory is removed.
+    /// Then the store hashes the tree, clears its write bits, flushes it to
+    /// disk (see [`Durability`]), renames the directory into place and
+    /// records its content hash, so the path appears whole or not at all,
+    /// even if the process is killed at any point. If `f` fails, its
+    /// directory is removed.
     ///
     /// The build holds an exclusive lock on `<root>/.locks/<digest>-<name>.lock`,
     /// so concurrent builds of one path (from threads or processes) run `f`
@@ -192,7 +253,7 @@ impl Store {
         let base = base_name(digest, name);
         let _lock = self.lock(&base)?;
         // Another thread or process may have finished while we waited.
-        if let Some(object) = self.get(digest, name)? {
+        if let Some(object) = self.get_locked(&base, digest, name)? {
             return Ok(check_expected(object, expected)?);
         }
 
@@ -241,17 +302,22 @@ impl Store {
                 actual: content_hash,
             });
         }
+        let flush = self.flush();
         let metadata = symlink_metadata(tmp)?;
         if metadata.is_dir() {
-            seal_contents(tmp)?;
+            seal_contents(tmp, flush)?;
         } else {
             // The builder replaced its directory with a file or symlink.
             if metadata.is_file() {
                 clear_write_bits(tmp, &metadata)?;
+                if flush {
+                    sync(tmp)?;
+                }
             }
-            sync(&self.tmp_dir)?;
+            if flush {
+                sync(&self.tmp_dir)?;
+            }
         }
-        write_record(&self.meta_dir.join(base), &content_hash)?;
         // Renaming a directory to a new parent needs write permission on the
         // directory itself (to update its `..`), so its own write bits are
         // cleared only once it is in place.
@@ -259,7 +325,11 @@ impl Store {
         if metadata.is_dir() {
             clear_write_bits(&path, &metadata)?;
         }
-        sync(&self.root)?;
+        // The record comes last: its presence means the path is complete.
+        write_record(&self.meta_dir.join(base), &content_hash)?;
+        if flush {
+            sync(&self.root)?;
+        }
         Ok(content_hash)
     }
 
@@ -275,12 +345,12 @@ impl Store {
         validate_name(name)?;
         let base = base_name(digest, name);
         let _lock = self.lock(&base)?;
+        // The record goes first, so no reader trusts it for a vanishing path.
+        remove_file_if_present(&self.meta_dir.join(&base))?;
         let path = self.root.join(&base);
         let metadata = match fs::symlink_metadata(&path) {
             Ok(metadata) => metadata,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                return remove_file_if_present(&self.meta_dir.join(&base));
-            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(error) => return Err(StoreError::io("inspect", &path, error)),
         };
         if metadata.is_dir() {
@@ -288,8 +358,11 @@ impl Store {
         }
         let doomed = self.tmp_dir.join(unique_name(&base, "removing"));
         fs::rename(&path, &doomed).map_err(|error| StoreError::io("move away", &path, error))?;
-        remove_file_if_present(&self.meta_dir.join(&base))?;
         remove_tree(&doomed)
+    }
+
+    fn flush(&self) -> bool {
+        self.durability == Durability::Full
     }
 
     fn lock(&self, base: &str) -> Result<File, StoreError> {
@@ -386,52 +459,39 @@ fn exists(path: &Path) -> Result<bool, StoreError> {
     }
 }
 
-/// Reads a content-hash record; `None` if it is missing or unreadable, in
-/// which case the caller recomputes it from the output.
+/// Reads a content-hash record: a symlink whose target is the hash in hex,
+/// so reading it is a single `readlink`. `None` if it is missing or
+/// unreadable, in which case the caller recomputes it from the output.
 fn read_record(path: &Path) -> Result<Option<Digest>, StoreError> {
-    let mut file = match File::open(path) {
-        Ok(file) => file,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(StoreError::io("open", path, error)),
-    };
-    // A record is 64 hex digits and a newline; anything longer is corrupt.
-    let mut buffer = [0u8; 66];
-    let mut filled = 0;
-    loop {
-        match file.read(&mut buffer[filled..]) {
-            Ok(0) => break,
-            Ok(count) => {
-                filled += count;
-                if filled == buffer.len() {
-                    return Ok(None);
-                }
-            }
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(StoreError::io("read", path, error)),
+    match fs::read_link(path) {
+        Ok(target) => Ok(target.to_str().and_then(|hex| hex.parse().ok())),
+        Err(error)
+            if matches!(
+                error.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::InvalidInput
+            ) =>
+        {
+            Ok(None)
         }
+        Err(error) => Err(StoreError::io("read record", path, error)),
     }
-    let text = std::str::from_utf8(&buffer[..filled]).unwrap_or("");
-    Ok(text.trim_end_matches('\n').parse().ok())
 }
 
-/// Writes a record through a temporary file and a rename, so readers see the
-/// old record, the new one, or none, never a torn one.
+/// Writes a record through a temporary symlink and a rename, so readers see
+/// the old record, the new one, or none. Records are never flushed to disk
+/// on their own: one lost in a power failure is recomputed.
 fn write_record(path: &Path, content_hash: &Digest) -> Result<(), StoreError> {
     let file_name = path
         .file_name()
         .and_then(|name| name.to_str())
         .unwrap_or("record");
     let tmp = path.with_file_name(unique_name(file_name, "tmp"));
-    let written = (|| {
-        let mut file = File::create(&tmp)?;
-        writeln!(file, "{content_hash}")?;
-        file.sync_all()
-    })();
-    if let Err(error) = written {
+    std::os::unix::fs::symlink(content_hash.to_hex(), &tmp)
+        .map_err(|error| StoreError::io("write record", &tmp, error))?;
+    fs::rename(&tmp, path).map_err(|error| {
         let _ = fs::remove_file(&tmp);
-        return Err(StoreError::io("write", &tmp, error));
-    }
-    fs::rename(&tmp, path).map_err(|error| StoreError::io("move into place", path, error))
+        StoreError::io("move into place", path, error)
+    })
 }
 
 fn remove_file_if_present(path: &Path) -> Result<(), StoreError> {
@@ -480,9 +540,18 @@ mod tests {
         assert_eq!(read_record(&path).expect("read"), None);
         write_record(&path, &digest).expect("write");
         assert_eq!(read_record(&path).expect("read"), Some(digest));
-        fs::write(&path, "not a digest\n").expect("write garbage");
+        write_record(&path, &Digest::of(b"y")).expect("overwrite");
+        assert_eq!(read_record(&path).expect("read"), Some(Digest::of(b"y")));
+        fs::remove_file(&path).expect("remove");
+        std::os::unix::fs::symlink("not a digest", &path).expect("symlink");
         assert_eq!(read_record(&path).expect("read"), None);
-        fs::write(&path, "a".repeat(200)).expect("write garbage");
+        fs::remove_file(&path).expect("remove");
+        fs::write(&path, digest.to_hex()).expect("a plain file");
         assert_eq!(read_record(&path).expect("read"), None);
+        assert_eq!(
+            fs::read_dir(dir.path()).expect("ls").count(),
+            1,
+            "no temporary left"
+        );
     }
 }

@@ -436,23 +436,27 @@ fn sorted_names(path: &Path) -> Result<Vec<OsString>, StoreError> {
 }
 
 /// Clears the write bits of everything below `path` (not `path` itself, which
-/// must stay writable until it is renamed into place) and flushes every file
-/// and directory to disk.
-pub(crate) fn seal_contents(path: &Path) -> Result<(), StoreError> {
+/// must stay writable until it is renamed into place) and, if `flush`,
+/// flushes every file and directory to disk.
+pub(crate) fn seal_contents(path: &Path, flush: bool) -> Result<(), StoreError> {
     for name in sorted_names(path)? {
         let child = path.join(name);
         let metadata = symlink_metadata(&child)?;
         if metadata.is_dir() {
-            seal_contents(&child)?;
+            seal_contents(&child, flush)?;
             clear_write_bits(&child, &metadata)?;
-            sync(&child)?;
         } else if metadata.is_file() {
             clear_write_bits(&child, &metadata)?;
-            sync(&child)?;
+            if flush {
+                sync(&child)?;
+            }
         }
         // Symlinks have no permissions of their own on Linux.
     }
-    sync(path)
+    if flush {
+        sync(path)?;
+    }
+    Ok(())
 }
 
 pub(crate) fn clear_write_bits(path: &Path, metadata: &Metadata) -> Result<(), StoreError> {

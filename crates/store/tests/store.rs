@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex};
 
-use kiln_store::{BuildFailure, Digest, DigestBuilder, Store, StoreError, tree_hash};
+use kiln_store::{BuildFailure, Digest, DigestBuilder, Durability, Store, StoreError, tree_hash};
 
 fn mode(path: &Path) -> u32 {
     fs::symlink_metadata(path)
@@ -192,18 +192,29 @@ fn get_recomputes_a_missing_record() {
         .expect("build");
     let record = store.root().join(".meta").join(format!("{id}-record"));
     assert_eq!(
-        fs::read_to_string(&record).expect("record"),
-        format!("{}\n", built.content_hash)
+        fs::read_link(&record).expect("record"),
+        Path::new(&built.content_hash.to_hex())
     );
+    // As if the build had been killed between its rename and its record.
     fs::remove_file(&record).expect("remove record");
     let found = store.get(&id, "record").expect("get").expect("present");
     assert_eq!(found.content_hash, built.content_hash);
-    assert!(record.exists(), "the record is written again");
+    assert!(
+        fs::symlink_metadata(&record).is_ok(),
+        "the record is written again"
+    );
 
-    // A record whose output is missing (a build killed just before its
-    // rename) does not make the path present.
+    // An unusable record is recomputed the same way.
+    fs::remove_file(&record).expect("remove record");
+    fs::write(&record, "garbage").expect("write");
+    let found = store.get(&id, "record").expect("get").expect("present");
+    assert_eq!(found.content_hash, built.content_hash);
+
     store.remove_path(&id, "record").expect("remove");
-    fs::write(&record, format!("{}\n", built.content_hash)).expect("write");
+    assert!(
+        fs::symlink_metadata(&record).is_err(),
+        "removed with its path"
+    );
     assert_eq!(store.get(&id, "record").expect("get"), None);
 }
 
@@ -338,5 +349,30 @@ fn digest_builder_fields_cannot_be_confused() {
     assert_eq!(
         DigestBuilder::new("d").str("abc").finish(),
         DigestBuilder::new("d").bytes(b"abc").finish()
+    );
+}
+
+#[test]
+fn durability_changes_flushing_not_results() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = digest("durability");
+    let mut hashes = Vec::new();
+    for durability in [Durability::Full, Durability::ProcessCrashOnly] {
+        let store = Store::open_with(&dir.path().join(format!("{durability:?}")), durability)
+            .expect("open");
+        assert_eq!(store.durability(), durability);
+        let object = store
+            .build(&id, "durability", |out| {
+                fs::create_dir(out.join("sub"))?;
+                fs::write(out.join("sub/file"), "x")
+            })
+            .expect("build");
+        assert_eq!(mode(&object.path.join("sub/file")) & 0o222, 0);
+        hashes.push(object.content_hash);
+    }
+    assert_eq!(hashes[0], hashes[1]);
+    assert_eq!(
+        Store::open(dir.path()).expect("open").durability(),
+        Durability::Full
     );
 }
