@@ -53,11 +53,16 @@ fn every_leaf_verifies_against_its_own_ca_and_no_other() {
                 Usage::Authority => unreachable!("leaves are not CAs"),
             };
             for ca in CA_NAMES {
-                let ca_path = dir.path().join(operator_path(ca_certificate_name(ca), "crt"));
+                let ca_path = dir
+                    .path()
+                    .join(operator_path(ca_certificate_name(ca), "crt"));
                 for purpose in purposes {
                     let (ok, output) = verify(&ca_path, &leaf_path, at, purpose);
                     if Some(ca) == leaf.profile.issuer {
-                        assert!(ok, "{example}: {name} against its CA for {purpose}: {output}");
+                        assert!(
+                            ok,
+                            "{example}: {name} against its CA for {purpose}: {output}"
+                        );
                     } else {
                         assert!(!ok, "{example}: {name} verified against {ca:?}: {output}");
                     }
@@ -78,8 +83,14 @@ fn leaves_fail_for_the_wrong_purpose_and_outside_their_validity() {
     let at = plan.pki.issued_at + 86_400;
     let apiserver = dir.path().join("pki/apiserver.crt");
     let admin = dir.path().join("pki/admin.crt");
-    assert!(!verify(&ca, &apiserver, at, "sslclient").0, "a server cert is no client cert");
-    assert!(!verify(&ca, &admin, at, "sslserver").0, "a client cert is no server cert");
+    assert!(
+        !verify(&ca, &apiserver, at, "sslclient").0,
+        "a server cert is no client cert"
+    );
+    assert!(
+        !verify(&ca, &admin, at, "sslserver").0,
+        "a client cert is no server cert"
+    );
     let expired = plan.pki.issued_at + i64::from(plan.pki.leaf_validity_days) * 86_400 + 1;
     assert!(!verify(&ca, &apiserver, expired, "sslserver").0);
     assert!(!verify(&ca, &apiserver, plan.pki.issued_at - 1, "sslserver").0);
@@ -107,11 +118,18 @@ fn openssl_shows_the_expected_extensions() {
     let plan = common::example("ha");
     let dir = tempfile::tempdir().expect("a temporary directory");
     common::write(&common::issue(&plan, &root), dir.path());
-    let check = |name: &str, expect: expect_test::ExpectFile| expect.assert_eq(&text(dir.path(), name));
+    let check =
+        |name: &str, expect: expect_test::ExpectFile| expect.assert_eq(&text(dir.path(), name));
     check("ca", expect_test::expect_file!["golden/ha-ca.txt"]);
-    check("apiserver", expect_test::expect_file!["golden/ha-apiserver.txt"]);
+    check(
+        "apiserver",
+        expect_test::expect_file!["golden/ha-apiserver.txt"],
+    );
     check("admin", expect_test::expect_file!["golden/ha-admin.txt"]);
-    check("super-admin", expect_test::expect_file!["golden/ha-super-admin.txt"]);
+    check(
+        "super-admin",
+        expect_test::expect_file!["golden/ha-super-admin.txt"],
+    );
     check(
         "kubelet-serving/worker-0",
         expect_test::expect_file!["golden/ha-kubelet-serving-worker-0.txt"],
@@ -124,7 +142,10 @@ fn openssl_shows_the_expected_extensions() {
         "etcd-server/controller-1",
         expect_test::expect_file!["golden/ha-etcd-server-controller-1.txt"],
     );
-    check("front-proxy-client", expect_test::expect_file!["golden/ha-front-proxy-client.txt"]);
+    check(
+        "front-proxy-client",
+        expect_test::expect_file!["golden/ha-front-proxy-client.txt"],
+    );
 }
 
 #[test]

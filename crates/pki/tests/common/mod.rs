@@ -24,12 +24,18 @@ pub fn example_plans() -> BTreeMap<String, Plan> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(examples_dir())
         .expect("examples/ is readable")
         .map(|entry| entry.expect("a directory entry").path())
-        .filter(|path| path.extension().is_some_and(|extension| extension == "toml"))
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "toml")
+        })
         .collect();
     entries.sort();
     for path in entries {
         plans.insert(
-            path.file_stem().expect("a file name").to_string_lossy().into_owned(),
+            path.file_stem()
+                .expect("a file name")
+                .to_string_lossy()
+                .into_owned(),
             load(&path),
         );
     }
