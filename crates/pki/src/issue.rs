@@ -141,6 +141,19 @@ impl fmt::Debug for Authority {
     }
 }
 
+impl fmt::Debug for ExternalCa {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("ExternalCa")
+            .field(
+                "certificate_pem",
+                &String::from_utf8_lossy(&self.certificate_pem),
+            )
+            .field("key_pem", &"[redacted]")
+            .finish()
+    }
+}
+
 impl fmt::Debug for IssuedCertificate {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter
