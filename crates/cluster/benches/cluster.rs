@@ -3,6 +3,9 @@
 //!
 //! Run: `cargo bench -p kiln-cluster --bench cluster`
 
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
 use std::fmt::Write;
 use std::hint::black_box;
 
