@@ -69,7 +69,7 @@ pub enum PkiError {
     },
     /// A certificate that would be issued already expired.
     #[error(
-        "certificate `{name}` expired at {not_after}; bump `pki.issued_at` (or its generation) to issue a fresh one"
+        "certificate `{name}` expired at {not_after}; move `pki.issued_at` forward to issue a fresh one"
     )]
     Expired {
         /// The certificate's name.

@@ -27,7 +27,7 @@ fn a_plan_whose_leaves_have_expired_is_refused_by_name() {
     );
     assert_eq!(
         error.to_string(),
-        "certificate `admin` expired at 2028-04-05T00:00:00Z; bump `pki.issued_at` (or its generation) to issue a fresh one"
+        "certificate `admin` expired at 2028-04-05T00:00:00Z; move `pki.issued_at` forward to issue a fresh one"
     );
 }
 
