@@ -47,7 +47,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = Store::open(&store_dir)
         .with_context(|| format!("opening the store {}", store_dir.display()))?;
 
-    let cluster = kiln_cluster::cluster_graph(&plan)?;
+    // A certificate that would be born expired is refused before anything is built. The clock
+    // is read only for this check; it never reaches an output.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    kiln_pki::check_not_expired(&plan, i64::try_from(now).unwrap_or(i64::MAX))?;
+    let inputs = common::cluster_inputs(&plan, &spec, args.secrets.clone())?;
+    let cluster = kiln_cluster::cluster_graph(&plan, &inputs)?;
     let artifacts = cluster.artifacts;
     let graph = cluster.graph.validate()?;
     let options = EvalOptions {

@@ -54,7 +54,6 @@ pub fn store_dir(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 
 /// The secrets directory of a cluster: `--secrets`, else `.kiln-secrets` beside the spec, with
 /// one subdirectory per cluster name.
-#[allow(dead_code)] // Used once the PKI derivations are wired in.
 pub fn secrets_dir(explicit: Option<PathBuf>, spec: &Path, cluster: &str) -> PathBuf {
     let base = explicit.unwrap_or_else(|| {
         spec.parent()
@@ -62,4 +61,35 @@ pub fn secrets_dir(explicit: Option<PathBuf>, spec: &Path, cluster: &str) -> Pat
             .join(".kiln-secrets")
     });
     base.join(cluster)
+}
+
+/// The graph inputs of the cluster in `plan`: its root secret (created on first use, mode 0600,
+/// never copied into the store) and the bytes of its external CA files.
+pub fn cluster_inputs(
+    plan: &Plan,
+    spec: &Path,
+    secrets: Option<PathBuf>,
+) -> anyhow::Result<kiln_cluster::ClusterInputs> {
+    let dir = secrets_dir(secrets, spec, &plan.cluster.name);
+    if let Some(base) = dir.parent() {
+        ignore_in_git(base)?;
+    }
+    let root = kiln_cluster::load_or_create_root_secret(&dir)?;
+    let spec_dir = spec.parent().unwrap_or_else(|| Path::new("."));
+    let external_cas = kiln_cluster::read_external_cas(plan, spec_dir)?;
+    Ok(kiln_cluster::ClusterInputs {
+        root: std::sync::Arc::new(root),
+        external_cas,
+    })
+}
+
+/// Makes a secrets directory ignore itself in git, wherever it is.
+fn ignore_in_git(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let ignore = dir.join(".gitignore");
+    if !ignore.exists() {
+        std::fs::write(&ignore, "# kiln's root secrets: never commit them.\n*\n")
+            .with_context(|| format!("writing {}", ignore.display()))?;
+    }
+    Ok(())
 }

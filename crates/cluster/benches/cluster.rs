@@ -40,12 +40,13 @@ fn plan_and_graph(c: &mut Criterion) {
     let mut group = c.benchmark_group("plan_and_graph");
     for nodes in [3usize, 100, 1000] {
         let source = spec(nodes.max(4));
+        let inputs = inputs();
         group.bench_with_input(BenchmarkId::from_parameter(nodes), &source, |b, source| {
             b.iter(|| {
                 let plan = kiln_spec::load(black_box(source), "bench.toml")
                     .expect("valid")
                     .plan;
-                let graph = kiln_cluster::cluster_graph(&plan)
+                let graph = kiln_cluster::cluster_graph(&plan, &inputs)
                     .expect("graph")
                     .graph
                     .validate()
@@ -62,9 +63,10 @@ fn noop_rebuild(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = kiln_store::Store::open(&dir.path().join("store")).expect("store");
     let options = EvalOptions::default();
+    let inputs = inputs();
     {
         let plan = kiln_spec::load(&source, "bench.toml").expect("valid").plan;
-        let graph = kiln_cluster::cluster_graph(&plan)
+        let graph = kiln_cluster::cluster_graph(&plan, &inputs)
             .expect("graph")
             .graph
             .validate()
@@ -79,7 +81,7 @@ fn noop_rebuild(c: &mut Criterion) {
             let plan = kiln_spec::load(black_box(&source), "bench.toml")
                 .expect("valid")
                 .plan;
-            let graph = kiln_cluster::cluster_graph(&plan)
+            let graph = kiln_cluster::cluster_graph(&plan, &inputs)
                 .expect("graph")
                 .graph
                 .validate()
@@ -99,3 +101,11 @@ criterion_group! {
     targets = plan_and_graph, noop_rebuild
 }
 criterion_main!(benches);
+
+/// A fixed root secret: digests then depend on the spec alone.
+fn inputs() -> kiln_cluster::ClusterInputs {
+    kiln_cluster::ClusterInputs {
+        root: std::sync::Arc::new(kiln_pki::RootSecret::from_bytes([7; 32])),
+        external_cas: Default::default(),
+    }
+}

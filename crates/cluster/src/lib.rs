@@ -11,7 +11,13 @@
 //!
 //! let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/two-node.toml"))?;
 //! let plan = kiln_spec::load(&source, "two-node.toml")?.plan;
-//! let cluster = kiln_cluster::cluster_graph(&plan)?;
+//! // Every key derives from the root secret; a real tool loads it with
+//! // kiln_cluster::load_or_create_root_secret.
+//! let inputs = kiln_cluster::ClusterInputs {
+//!     root: std::sync::Arc::new(kiln_pki::RootSecret::from_bytes([7; 32])),
+//!     external_cas: Default::default(),
+//! };
+//! let cluster = kiln_cluster::cluster_graph(&plan, &inputs)?;
 //! let graph = cluster.graph.validate()?;
 //!
 //! let dir = tempfile::tempdir()?;
@@ -21,12 +27,16 @@
 //! let node1 = &manifest.nodes["node1"];
 //! let plan_file = manifest.artifacts[&node1["plan"]].store_path.join("node.json");
 //! assert!(std::fs::read_to_string(plan_file)?.contains("\"name\": \"node1\""));
+//! // node2 is a worker: it holds its own kubelet certificates, never the apiserver's.
+//! assert!(manifest.nodes["node2"].contains_key("pki/kubelet-serving/node2"));
+//! assert!(!manifest.nodes["node2"].contains_key("pki/apiserver"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![forbid(unsafe_code)]
 
 mod builders;
 mod manifest;
+mod pki;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,6 +46,21 @@ use kiln_spec::Plan;
 
 pub use builders::{JsonView, NodeView};
 pub use manifest::{ArtifactEntry, Manifest};
+pub use pki::{
+    CERTIFICATE_FILE, ClusterPkiError, KEY_FILE, PkiDerivations, ROOT_SECRET_FILE,
+    SERVICE_ACCOUNT_KEY_FILE, SERVICE_ACCOUNT_PUBLIC_FILE, add_pki, load_or_create_root_secret,
+    pki_drv_id, read_external_cas,
+};
+
+/// What a cluster's graph needs besides its plan: the root secret every key derives from, and
+/// the bytes of any bring-your-own CA files (see [`read_external_cas`]).
+#[derive(Clone)]
+pub struct ClusterInputs {
+    /// The root secret. Derivations carry only its public id.
+    pub root: Arc<kiln_pki::RootSecret>,
+    /// External CAs, by CA.
+    pub external_cas: BTreeMap<kiln_spec::CaName, kiln_pki::ExternalCa>,
+}
 
 /// Which derivation holds each artifact: cluster-wide ones by name, and per node by node name
 /// and artifact name.
@@ -62,6 +87,9 @@ pub enum ClusterError {
     /// The graph rejected a derivation (a duplicate id: a bug in the assembly).
     #[error("assembling the cluster graph: {0}")]
     Graph(#[from] GraphError),
+    /// The PKI could not be added.
+    #[error(transparent)]
+    Pki(#[from] ClusterPkiError),
     /// A plan could not be encoded as derivation parameters.
     #[error("encoding {what}: {message}")]
     Encode {
@@ -73,7 +101,7 @@ pub enum ClusterError {
 }
 
 /// The derivation graph of `plan`.
-pub fn cluster_graph(plan: &Plan) -> Result<ClusterGraph, ClusterError> {
+pub fn cluster_graph(plan: &Plan, inputs: &ClusterInputs) -> Result<ClusterGraph, ClusterError> {
     let mut graph = Graph::new();
     let mut artifacts = Artifacts::default();
 
@@ -105,6 +133,24 @@ pub fn cluster_graph(plan: &Plan) -> Result<ClusterGraph, ClusterError> {
             .entry(node.name.clone())
             .or_default()
             .insert("plan".to_owned(), id);
+    }
+
+    // The operator's output holds every certificate; a node's artifacts hold only the
+    // certificates whose files kiln_pki::placement gives that node.
+    let pki = add_pki(&mut graph, plan, &inputs.root, &inputs.external_cas)?;
+    for (name, id) in &pki.by_name {
+        artifacts.cluster.insert(format!("pki/{name}"), id.clone());
+    }
+    for node in &plan.nodes {
+        let node_artifacts = artifacts.nodes.entry(node.name.clone()).or_default();
+        for file in kiln_pki::placement(plan, node) {
+            if let Some((id, _)) = pki.locate(&file.source) {
+                node_artifacts.insert(
+                    format!("pki/{}", file.source.certificate_name()),
+                    id.clone(),
+                );
+            }
+        }
     }
     Ok(ClusterGraph { graph, artifacts })
 }

@@ -14,8 +14,8 @@ fn plan_of(spec: &Spec) -> Result<Plan, TestCaseError> {
 }
 
 fn digests(plan: &Plan) -> Result<BTreeMap<String, String>, TestCaseError> {
-    let cluster =
-        kiln_cluster::cluster_graph(plan).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let cluster = kiln_cluster::cluster_graph(plan, &inputs())
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let graph = cluster
         .graph
         .validate()
@@ -98,4 +98,12 @@ fn reverse_keys(text: &str) -> String {
     block.reverse();
     out.append(&mut block);
     out.join("\n") + "\n"
+}
+
+/// A fixed root secret: digests then depend on the spec alone.
+fn inputs() -> kiln_cluster::ClusterInputs {
+    kiln_cluster::ClusterInputs {
+        root: std::sync::Arc::new(kiln_pki::RootSecret::from_bytes([7; 32])),
+        external_cas: Default::default(),
+    }
 }
