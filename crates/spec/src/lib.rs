@@ -37,7 +37,7 @@
 //! );
 //! ```
 //!
-//! With the `proptest` feature, [`strategies`] generates valid specs and single invalid
+//! With the `proptest` feature, the `strategies` module generates valid specs and single invalid
 //! mutations, so other tools can property-test their own handling of cluster specs.
 #![forbid(unsafe_code)]
 
