@@ -1,0 +1,197 @@
+//! The CNI configuration of a kubelet node: a bridge with host-local addresses from the node's
+//! pod subnet, port mappings, and loopback.
+//!
+//! Field names follow containernetworking-plugins' `bridge`, `host-local` and `portmap` docs;
+//! struct field order is JSON key order, so the output is byte-stable.
+
+use ipnet::Ipv4Net;
+use kiln_spec::Plan;
+use serde::{Deserialize, Serialize};
+
+use crate::network::find_node;
+use crate::{Error, RenderedFile};
+
+/// The CNI spec version kiln writes: the newest that both containernetworking-plugins 1.1.1 and
+/// containerd 1.6 support for a conflist.
+pub const CNI_VERSION: &str = "0.4.0";
+
+/// Where the pod network's conflist goes. The runtime uses the first file by name, so `10-`
+/// puts it before any other network.
+pub const CONFLIST_PATH: &str = "etc/cni/net.d/10-kiln.conflist";
+
+/// Where the loopback network's config goes.
+pub const LOOPBACK_PATH: &str = "etc/cni/net.d/99-loopback.conf";
+
+/// The bridge every pod of a node attaches to.
+pub const BRIDGE: &str = "cni0";
+
+/// A CNI network configuration list (`.conflist`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CniConfList {
+    /// The CNI spec version: [`CNI_VERSION`].
+    pub cni_version: String,
+    /// The network's name: `kiln`.
+    pub name: String,
+    /// The plugin chain, in order.
+    pub plugins: Vec<CniPlugin>,
+}
+
+/// One plugin of a [`CniConfList`], tagged by its `type`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum CniPlugin {
+    /// The `bridge` plugin.
+    Bridge(BridgePlugin),
+    /// The `portmap` plugin.
+    Portmap(PortmapPlugin),
+}
+
+/// The `bridge` plugin: pods on a Linux bridge that is their gateway.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BridgePlugin {
+    /// The bridge's name: [`BRIDGE`].
+    pub bridge: String,
+    /// Whether the bridge gets the subnet's gateway address.
+    pub is_gateway: bool,
+    /// Whether pods' default route goes through the bridge.
+    pub is_default_gateway: bool,
+    /// Whether traffic leaving the pod subnet is masqueraded to the node's address.
+    pub ip_masq: bool,
+    /// Whether a pod can reach itself through a Service (hairpin).
+    pub hairpin_mode: bool,
+    /// Address management.
+    pub ipam: HostLocalIpam,
+}
+
+/// The `host-local` IPAM plugin: addresses from a fixed range, recorded on the node's disk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostLocalIpam {
+    /// Always `host-local`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Range sets; each inner list is one set of ranges for one address.
+    pub ranges: Vec<Vec<IpamRange>>,
+    /// Routes to put in each pod.
+    pub routes: Vec<IpamRoute>,
+}
+
+/// One range of a [`HostLocalIpam`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpamRange {
+    /// The subnet addresses come from: the node's pod subnet.
+    pub subnet: Ipv4Net,
+}
+
+/// One route of a [`HostLocalIpam`], through the range's gateway.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpamRoute {
+    /// The destination.
+    pub dst: Ipv4Net,
+}
+
+/// The `portmap` plugin: `hostPort`s.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortmapPlugin {
+    /// The runtime capabilities the plugin takes.
+    pub capabilities: PortmapCapabilities,
+}
+
+/// The capabilities of a [`PortmapPlugin`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PortmapCapabilities {
+    /// Whether the runtime passes the pod's port mappings.
+    pub port_mappings: bool,
+}
+
+/// A single-plugin CNI network configuration (`.conf`), used for loopback.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CniConf {
+    /// The CNI spec version: [`CNI_VERSION`].
+    pub cni_version: String,
+    /// The network's name.
+    pub name: String,
+    /// The plugin: `loopback`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// The pod network of the node called `node`, or `None` for a node without a kubelet.
+///
+/// Pods get addresses from the node's pod subnet on bridge [`BRIDGE`], which is their default
+/// gateway. Other nodes' pods are reached through the node's routing table, where
+/// [`pod_routes`](crate::pod_routes) puts a route per peer, so there is no overlay.
+pub fn cni_conflist(plan: &Plan, node: &str) -> Result<Option<CniConfList>, Error> {
+    let this = find_node(plan, node)?;
+    if !this.runs_kubelet(plan.cluster.control_plane_mode) {
+        return Ok(None);
+    }
+    let subnet = this.pod_subnet.ok_or_else(|| Error::MissingPodSubnet {
+        node: this.name.clone(),
+    })?;
+    let everywhere = Ipv4Net::default();
+    Ok(Some(CniConfList {
+        cni_version: CNI_VERSION.to_owned(),
+        name: "kiln".to_owned(),
+        plugins: vec![
+            CniPlugin::Bridge(BridgePlugin {
+                bridge: BRIDGE.to_owned(),
+                is_gateway: true,
+                is_default_gateway: true,
+                ip_masq: true,
+                hairpin_mode: true,
+                ipam: HostLocalIpam {
+                    kind: "host-local".to_owned(),
+                    ranges: vec![vec![IpamRange { subnet }]],
+                    routes: vec![IpamRoute { dst: everywhere }],
+                },
+            }),
+            CniPlugin::Portmap(PortmapPlugin {
+                capabilities: PortmapCapabilities {
+                    port_mappings: true,
+                },
+            }),
+        ],
+    }))
+}
+
+/// The loopback network every kubelet node needs beside its pod network.
+pub fn cni_loopback() -> CniConf {
+    CniConf {
+        cni_version: CNI_VERSION.to_owned(),
+        name: "lo".to_owned(),
+        kind: "loopback".to_owned(),
+    }
+}
+
+/// The CNI files of the node called `node`: [`CONFLIST_PATH`] and [`LOOPBACK_PATH`], or none
+/// for a node without a kubelet.
+pub fn cni(plan: &Plan, node: &str) -> Result<Vec<RenderedFile>, Error> {
+    let Some(conflist) = cni_conflist(plan, node)? else {
+        return Ok(Vec::new());
+    };
+    Ok(vec![
+        json_file(CONFLIST_PATH, &conflist)?,
+        json_file(LOOPBACK_PATH, &cni_loopback())?,
+    ])
+}
+
+fn json_file(path: &str, value: &impl Serialize) -> Result<RenderedFile, Error> {
+    let mut contents = serde_json::to_vec_pretty(value).map_err(|error| Error::Encode {
+        what: "a CNI configuration",
+        message: error.to_string(),
+    })?;
+    contents.push(b'\n');
+    Ok(RenderedFile {
+        path: path.to_owned(),
+        contents,
+        mode: 0o644,
+    })
+}

@@ -1,0 +1,195 @@
+//! Shared helpers for kiln-netplan's integration tests: example plans, the real programs that
+//! check our output (failing with the Debian package to install when one is missing), and an
+//! independent INI reader for systemd-networkd files.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use kiln_spec::Plan;
+
+/// The repository's examples/ directory.
+pub fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+/// Every example spec, by file stem, as plans.
+pub fn example_plans() -> BTreeMap<String, Plan> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(examples_dir())
+        .expect("examples/ is readable")
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "toml")
+        })
+        .collect();
+    entries.sort();
+    let plans: BTreeMap<String, Plan> = entries
+        .iter()
+        .map(|path| {
+            let stem = path
+                .file_stem()
+                .expect("a file name")
+                .to_string_lossy()
+                .into_owned();
+            (stem, load(path))
+        })
+        .collect();
+    assert!(plans.len() >= 4, "the four reference examples exist");
+    plans
+}
+
+/// The plan of the spec at `path`.
+pub fn load(path: &Path) -> Plan {
+    let source = std::fs::read_to_string(path).expect("the spec is readable");
+    load_source(&source, &path.display().to_string())
+}
+
+/// The plan of spec text `source`.
+pub fn load_source(source: &str, file: &str) -> Plan {
+    kiln_spec::load(source, file)
+        .unwrap_or_else(|errors| panic!("{errors}"))
+        .plan
+}
+
+/// The source text of the example `name` (`two-node`, `ha`, ...).
+pub fn example_source(name: &str) -> String {
+    std::fs::read_to_string(examples_dir().join(format!("{name}.toml")))
+        .expect("the example is readable")
+}
+
+/// The plan of the example `name`.
+pub fn example(name: &str) -> Plan {
+    load(&examples_dir().join(format!("{name}.toml")))
+}
+
+/// The path of the program `program`, failing the test with the Debian package that provides it
+/// when it is missing. `cargo xtask test` installs these packages.
+pub fn tool(program: &str, package: &str) -> PathBuf {
+    for dir in [
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+        "/usr/local/sbin",
+        "/usr/local/bin",
+    ] {
+        let path = Path::new(dir).join(program);
+        if path.is_file() {
+            return path;
+        }
+    }
+    panic!(
+        "`{program}` is not installed; this test checks kiln-netplan's output with it. \
+         Install the Debian package: apt-get install -y {package}"
+    );
+}
+
+/// Runs `command`, returning its output; fails the test if it cannot start.
+pub fn run(command: &mut Command) -> Output {
+    command
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"))
+}
+
+/// Writes `contents` to `root/relative`, creating parent directories, with `mode`.
+pub fn write_file(root: &Path, relative: &str, contents: &[u8], mode: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = root.join(relative);
+    std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+    std::fs::write(&path, contents).expect("write");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    path
+}
+
+/// A systemd-style INI file as (section, key, value) triples, each section numbered by its
+/// position so that repeated `[Route]` sections stay apart: `("Route#2", "Gateway", "10.0.0.1")`.
+/// Written independently of kiln-netplan's INI model, so it can check it.
+pub fn parse_ini(text: &str) -> Vec<(String, String, String)> {
+    let mut section = String::new();
+    let mut index = 0;
+    let mut entries = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line
+            .strip_prefix('[')
+            .and_then(|rest| rest.strip_suffix(']'))
+        {
+            index += 1;
+            section = format!("{name}#{index}");
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("`{line}` is neither a section nor Key=value"));
+        assert!(!section.is_empty(), "`{line}` comes before any section");
+        entries.push((
+            section.clone(),
+            key.trim().to_owned(),
+            value.trim().to_owned(),
+        ));
+    }
+    entries
+}
+
+/// What a `.network` file means for kiln, normalized so that netplan's output and ours compare:
+/// the interface matched, the addresses, the default gateway (netplan writes `to: default` as a
+/// `[Route]` with `Destination=0.0.0.0/0`; kiln writes `[Network] Gateway=`), DNS servers (one
+/// per line or several on a line), and the other routes as (destination, gateway) pairs. Keys
+/// that only one side writes (netplan's `LinkLocalAddressing=ipv6`) are left out, and any other
+/// key fails the comparison so that nothing is silently dropped.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct NetworkMeaning {
+    pub match_name: BTreeSet<String>,
+    pub addresses: BTreeSet<String>,
+    pub gateways: BTreeSet<String>,
+    pub dns: BTreeSet<String>,
+    pub routes: BTreeSet<(String, String)>,
+}
+
+/// Keys netplan 0.106 writes that kiln leaves at systemd's defaults.
+const IGNORED: [(&str, &str); 1] = [("Network", "LinkLocalAddressing")];
+
+pub fn meaning(text: &str) -> NetworkMeaning {
+    let mut meaning = NetworkMeaning::default();
+    let mut routes: BTreeMap<String, (Option<String>, Option<String>)> = BTreeMap::new();
+    for (section, key, value) in parse_ini(text) {
+        let name = section.split('#').next().expect("a name").to_owned();
+        if IGNORED.contains(&(name.as_str(), key.as_str())) {
+            continue;
+        }
+        match (name.as_str(), key.as_str()) {
+            ("Match", "Name") => {
+                meaning.match_name.insert(value);
+            }
+            ("Network", "Address") => {
+                meaning.addresses.insert(value);
+            }
+            ("Network", "Gateway") => {
+                meaning.gateways.insert(value);
+            }
+            ("Network", "DNS") => meaning
+                .dns
+                .extend(value.split_whitespace().map(str::to_owned)),
+            ("Route", "Destination") => routes.entry(section).or_default().0 = Some(value),
+            ("Route", "Gateway") => routes.entry(section).or_default().1 = Some(value),
+            _ => panic!("unexpected key [{name}] {key}={value} in\n{text}"),
+        }
+    }
+    for (section, route) in routes {
+        match route {
+            (Some(destination), Some(gateway)) if destination == "0.0.0.0/0" => {
+                meaning.gateways.insert(gateway);
+            }
+            (Some(destination), Some(gateway)) => {
+                meaning.routes.insert((destination, gateway));
+            }
+            incomplete => panic!("[{section}] is incomplete: {incomplete:?} in\n{text}"),
+        }
+    }
+    meaning
+}
