@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use std::os::unix::fs::PermissionsExt;
+
 use anyhow::{Context, bail};
 use kiln_spec::Plan;
 
@@ -85,7 +87,10 @@ pub fn cluster_inputs(
 
 /// Makes a secrets directory ignore itself in git, wherever it is.
 fn ignore_in_git(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
     let ignore = dir.join(".gitignore");
     if !ignore.exists() {
         std::fs::write(&ignore, "# kiln's root secrets: never commit them.\n*\n")

@@ -2,6 +2,7 @@
 //! with a `run`, and the real work lives in the library crates.
 
 mod build_cluster;
+mod certs;
 mod common;
 mod deps;
 mod graph;
@@ -23,6 +24,8 @@ struct Cli {
 enum Task {
     /// Build every artifact of a cluster into the store and write `manifest.json`.
     BuildCluster(build_cluster::Args),
+    /// List every certificate with its validity; fail if any expires within the warning horizon.
+    Certs(certs::CertsArgs),
     /// Print the derivation graph of a cluster as Graphviz dot.
     Graph(graph::Args),
     /// Install what the tests need, then run the whole test suite (the command CI runs).
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
         Task::BuildCluster(args) => build_cluster::run(args),
+        Task::Certs(args) => certs::run(args),
         Task::Graph(args) => graph::run(args),
         Task::Test(args) => test::run(args),
     };
