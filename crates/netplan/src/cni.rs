@@ -54,10 +54,14 @@ pub struct BridgePlugin {
     /// The bridge's name: [`BRIDGE`].
     pub bridge: String,
     /// Whether the bridge gets the subnet's gateway address.
+    ///
+    /// kiln leaves `isDefaultGateway` out: pods get their default route from
+    /// [`HostLocalIpam::routes`] instead, and with both the bridge plugin of
+    /// containernetworking-plugins 1.1.1 adds the default route twice and fails every pod with
+    /// "failed to add route ... file exists" (its tests run the plugin to show this).
     pub is_gateway: bool,
-    /// Whether pods' default route goes through the bridge.
-    pub is_default_gateway: bool,
-    /// Whether traffic leaving the pod subnet is masqueraded to the node's address.
+    /// Whether traffic leaving the pod subnet is masqueraded to the node's address (traffic to
+    /// other nodes' pods included: the plugin exempts only the node's own subnet).
     pub ip_masq: bool,
     /// Whether a pod can reach itself through a Service (hairpin).
     pub hairpin_mode: bool,
@@ -74,7 +78,8 @@ pub struct HostLocalIpam {
     pub kind: String,
     /// Range sets; each inner list is one set of ranges for one address.
     pub ranges: Vec<Vec<IpamRange>>,
-    /// Routes to put in each pod.
+    /// Routes to put in each pod, through the bridge's address: `0.0.0.0/0`, the pod's default
+    /// route.
     pub routes: Vec<IpamRoute>,
 }
 
@@ -144,7 +149,6 @@ pub fn cni_conflist(plan: &Plan, node: &str) -> Result<Option<CniConfList>, Erro
             CniPlugin::Bridge(BridgePlugin {
                 bridge: BRIDGE.to_owned(),
                 is_gateway: true,
-                is_default_gateway: true,
                 ip_masq: true,
                 hairpin_mode: true,
                 ipam: HostLocalIpam {

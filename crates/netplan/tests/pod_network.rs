@@ -1,0 +1,369 @@
+//! The pod network end to end, in throwaway network namespaces: each node of an example becomes
+//! a namespace on one simulated LAN, configured from kiln's systemd-networkd file (addresses,
+//! gateway, pod routes); each kubelet node runs a pod through the real CNI plugins (Debian's
+//! `containernetworking-plugins` 1.1.1: `bridge` with `host-local`, then `portmap` with the
+//! previous result, as libcni chains a conflist) with kiln's conflist; and then every node that
+//! reaches pods connects over TCP to every other node's pod. A first attempt before the pod
+//! routes are added must fail, so the routes are shown to be what carries the traffic.
+//!
+//! Everything runs under `unshare --net --mount` with a private `/run`, so the host's
+//! interfaces, routes, firewall and `/run/netns` are never touched, and nothing is sent off the
+//! machine. It needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN), as `cargo xtask test` runs.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use kiln_spec::{Plan, Role};
+use serde_json::{Value, json};
+
+/// A TCP probe: `serve` answers each connection with the caller's address (for 30 s at most);
+/// `connect RESULT` connects to the pod address in a CNI result file and prints the answer.
+const PROBE: &str = r#"
+import json, socket, sys
+if sys.argv[1] == "serve":
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("0.0.0.0", 8080))
+    server.listen(16)
+    server.settimeout(30)
+    print("listening", flush=True)
+    while True:
+        connection, peer = server.accept()
+        connection.sendall(peer[0].encode())
+        connection.close()
+else:
+    address = json.load(open(sys.argv[2]))["ips"][0]["address"].split("/")[0]
+    try:
+        client = socket.create_connection((address, 8080), timeout=float(sys.argv[3]))
+        print("ok", client.recv(64).decode())
+    except OSError as error:
+        print("failed", error)
+"#;
+
+/// Merges a CNI result into a plugin's config as `prevResult`: `merge CONFIG RESULT`.
+const MERGE: &str = r#"
+import json, sys
+config = json.load(open(sys.argv[1]))
+config["prevResult"] = json.load(open(sys.argv[2]))
+print(json.dumps(config))
+"#;
+
+struct Simulation {
+    script: String,
+    /// (from node, to node) pairs that must connect once the routes are in.
+    probes: Vec<(String, String)>,
+    /// (from node, to node), probed before the routes are added; it must fail.
+    before_routes: (String, String),
+}
+
+/// The namespace of node number `index`; the pod's is `p{index}`.
+fn node_ns(index: usize) -> String {
+    format!("n{index}")
+}
+
+fn build(plan: &Plan, dir: &Path) -> Simulation {
+    let mut script = String::from(
+        "set -eu\n\
+         mount -t tmpfs kiln-test /run\n\
+         mkdir /run/netns\n\
+         ip link set lo up\n\
+         ip link add lan type bridge\n\
+         ip link set lan up\n",
+    );
+    let cni_env = |index: usize, command: &str| {
+        format!(
+            "ip netns exec {} env CNI_COMMAND={command} CNI_CONTAINERID=pod{index} CNI_NETNS=/run/netns/p{index} CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni",
+            node_ns(index)
+        )
+    };
+    let mut routes = String::new();
+    let kubelets: Vec<usize> = (0..plan.nodes.len())
+        .filter(|index| plan.nodes[*index].runs_kubelet(plan.cluster.control_plane_mode))
+        .collect();
+    for (index, node) in plan.nodes.iter().enumerate() {
+        let ns = node_ns(index);
+        writeln!(
+            script,
+            "ip netns add {ns}\n\
+             ip -n {ns} link set lo up\n\
+             ip link add eth0 netns {ns} type veth peer name lan{index}\n\
+             ip link set lan{index} master lan up\n\
+             ip -n {ns} link set eth0 up"
+        )
+        .expect("write");
+        // The node's interface, as kiln's systemd-networkd file configures it.
+        let networkd = kiln_netplan::networkd(plan, &node.name).expect("renders");
+        let entries = common::parse_ini(std::str::from_utf8(&networkd.contents).expect("UTF-8"));
+        let mut destination = None;
+        for (section, key, value) in entries {
+            match (section.split('#').next().expect("a name"), key.as_str()) {
+                ("Network", "Address") => {
+                    writeln!(script, "ip -n {ns} addr add {value} dev eth0").expect("write");
+                }
+                ("Network", "Gateway") => {
+                    writeln!(script, "ip -n {ns} route add default via {value} dev eth0")
+                        .expect("write");
+                }
+                ("Route", "Destination") => destination = Some(value),
+                ("Route", "Gateway") => {
+                    let destination = destination.take().expect("Destination comes first");
+                    writeln!(
+                        routes,
+                        "ip -n {ns} route add {destination} via {value} dev eth0"
+                    )
+                    .expect("write");
+                }
+                _ => {}
+            }
+        }
+        if !kubelets.contains(&index) {
+            continue;
+        }
+        // The pod, through the plugins of kiln's conflist, configured as libcni would: each
+        // plugin's object with the list's name and cniVersion, and the result so far.
+        let conflist: Value = serde_json::from_slice(
+            &kiln_netplan::cni(plan, &node.name).expect("renders")[0].contents,
+        )
+        .expect("JSON");
+        let plugins = conflist["plugins"].as_array().expect("plugins");
+        assert_eq!(plugins.len(), 2, "bridge and portmap");
+        for (position, plugin) in plugins.iter().enumerate() {
+            let mut config = plugin.clone();
+            config["name"] = conflist["name"].clone();
+            config["cniVersion"] = conflist["cniVersion"].clone();
+            if position == 0 {
+                // The one change for the test: host-local's records stay in the scratch directory.
+                config["ipam"]["dataDir"] = json!(dir.join(format!("ipam{index}")));
+            }
+            let path = dir.join(format!("plugin{index}-{position}.json"));
+            std::fs::write(&path, config.to_string()).expect("write a plugin config");
+        }
+        let d = dir.display();
+        writeln!(
+            script,
+            "ip netns add p{index}\n\
+             {add} /usr/lib/cni/bridge < {d}/plugin{index}-0.json > {d}/result{index}-0.json\n\
+             python3 {d}/merge.py {d}/plugin{index}-1.json {d}/result{index}-0.json > {d}/chained{index}.json\n\
+             {add} /usr/lib/cni/portmap < {d}/chained{index}.json > {d}/result{index}-1.json\n\
+             ip -n {ns} -d -j link show master cni0 > {d}/ports{index}.json\n\
+             ip -n p{index} -j route show > {d}/podroutes{index}.json\n\
+             ip netns exec p{index} python3 {d}/probe.py serve > {d}/serve{index}.log 2>&1 &\n\
+             echo $! >> {d}/servers",
+            add = cni_env(index, "ADD"),
+        )
+        .expect("write");
+    }
+    // Wait for every server to listen.
+    for index in &kubelets {
+        writeln!(
+            script,
+            "for try in $(seq 50); do grep -q listening {d}/serve{index}.log && break; sleep 0.1; done",
+            d = dir.display()
+        )
+        .expect("write");
+    }
+    let name = |index: usize| plan.nodes[index].name.clone();
+    let reaches_pods =
+        |index: usize| kubelets.contains(&index) || plan.nodes[index].has(Role::ControlPlane);
+    let probe = |from: usize, to: usize, timeout: &str| {
+        format!(
+            "echo \"probe {} {} $(ip netns exec {} python3 {d}/probe.py connect {d}/result{to}-1.json {timeout})\"\n",
+            name(from),
+            name(to),
+            if kubelets.contains(&from) {
+                format!("p{from}")
+            } else {
+                node_ns(from)
+            },
+            d = dir.display()
+        )
+    };
+    let first_pod = kubelets[0];
+    let other = (0..plan.nodes.len())
+        .find(|index| *index != first_pod && reaches_pods(*index))
+        .expect("a second node that reaches pods");
+    let before_routes = (name(other), name(first_pod));
+    script.push_str(&probe(other, first_pod, "1"));
+    script.push_str("echo routes\n");
+    script.push_str(&routes);
+    let mut probes = Vec::new();
+    for from in (0..plan.nodes.len()).filter(|index| reaches_pods(*index)) {
+        for to in kubelets.iter().copied().filter(|to| *to != from) {
+            script.push_str(&probe(from, to, "5"));
+            probes.push((name(from), name(to)));
+        }
+    }
+    for index in &kubelets {
+        let d = dir.display();
+        writeln!(
+            script,
+            "{del} /usr/lib/cni/portmap < {d}/chained{index}.json\n\
+             {del} /usr/lib/cni/bridge < {d}/plugin{index}-0.json",
+            del = cni_env(*index, "DEL"),
+        )
+        .expect("write");
+    }
+    script.push_str(&format!("kill $(cat {}/servers) || true\n", dir.display()));
+    Simulation {
+        script,
+        probes,
+        before_routes,
+    }
+}
+
+fn simulate(example: &str) {
+    for (program, package) in [
+        ("unshare", "util-linux"),
+        ("ip", "iproute2"),
+        ("python3", "python3"),
+        ("iptables", "iptables"),
+    ] {
+        common::tool(program, package);
+    }
+    for plugin in ["bridge", "host-local", "portmap"] {
+        assert!(
+            Path::new("/usr/lib/cni").join(plugin).is_file(),
+            "/usr/lib/cni/{plugin} is missing; install the Debian package: apt-get install -y containernetworking-plugins"
+        );
+    }
+    let plan = common::example(example);
+    let dir = tempfile::tempdir().expect("a scratch directory");
+    std::fs::write(dir.path().join("probe.py"), PROBE).expect("write");
+    std::fs::write(dir.path().join("merge.py"), MERGE).expect("write");
+    let simulation = build(&plan, dir.path());
+    let script = dir.path().join("simulate.sh");
+    std::fs::write(&script, &simulation.script).expect("write");
+    let output = common::run(
+        Command::new("unshare")
+            .args(["--net", "--mount", "--propagation", "private", "--", "sh"])
+            .arg(&script),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{example}: the simulation failed (it needs root for network namespaces)\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- script\n{}",
+        simulation.script
+    );
+    let context = || format!("\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
+
+    // Before the routes: no way from one node to another's pods.
+    let (from, to) = &simulation.before_routes;
+    let before = stdout
+        .lines()
+        .take_while(|line| *line != "routes")
+        .find(|line| line.starts_with(&format!("probe {from} {to} ")))
+        .unwrap_or_else(|| panic!("{example}: no probe before the routes{}", context()));
+    assert!(
+        before.contains(" failed "),
+        "{example}: {from} reached {to}'s pod without kiln's routes{}",
+        context()
+    );
+
+    // After: every node that reaches pods reaches every other node's pod.
+    let connected: BTreeMap<(String, String), String> = stdout
+        .lines()
+        .skip_while(|line| *line != "routes")
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            match (
+                words.next(),
+                words.next(),
+                words.next(),
+                words.next(),
+                words.next(),
+            ) {
+                (Some("probe"), Some(from), Some(to), Some("ok"), Some(seen)) => {
+                    Some(((from.to_owned(), to.to_owned()), seen.to_owned()))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    for pair in &simulation.probes {
+        let seen = connected.get(pair).unwrap_or_else(|| {
+            panic!(
+                "{example}: {} could not reach {}'s pod{}",
+                pair.0,
+                pair.1,
+                context()
+            )
+        });
+        // The destination pod sees the sending node's address: the bridge plugin's `ipMasq`
+        // masquerades everything that leaves the node's own pod subnet, other pods included.
+        // (Kubernetes' network model asks for no NAT between pods; see the crate's docs.)
+        let sender = plan
+            .node(&pair.0)
+            .expect("the sender")
+            .primary_address()
+            .to_string();
+        assert_eq!(
+            seen, &sender,
+            "{example}: what {}'s pod saw of {}",
+            pair.1, pair.0
+        );
+    }
+    assert!(!simulation.probes.is_empty());
+
+    // Each pod got an address from its node's subnet, a default route through the bridge, and a
+    // hairpin port; portmap passed the bridge's result on.
+    for (index, node) in plan.nodes.iter().enumerate() {
+        if !node.runs_kubelet(plan.cluster.control_plane_mode) {
+            continue;
+        }
+        let read = |name: String| -> Value {
+            serde_json::from_slice(&std::fs::read(dir.path().join(&name)).expect("a result"))
+                .unwrap_or_else(|error| panic!("{name}: {error}"))
+        };
+        let bridge = read(format!("result{index}-0.json"));
+        let portmap = read(format!("result{index}-1.json"));
+        assert_eq!(
+            bridge["ips"], portmap["ips"],
+            "{}: portmap passes the addresses on",
+            node.name
+        );
+        let subnet = node.pod_subnet.expect("a pod subnet");
+        let address: ipnet::Ipv4Net = bridge["ips"][0]["address"]
+            .as_str()
+            .expect("an address")
+            .parse()
+            .expect("CIDR");
+        assert_eq!(address.trunc(), subnet, "{}", node.name);
+        let gateway = bridge["ips"][0]["gateway"]
+            .as_str()
+            .expect("a gateway")
+            .to_owned();
+        let routes = read(format!("podroutes{index}.json"));
+        assert!(
+            routes
+                .as_array()
+                .expect("routes")
+                .iter()
+                .any(|route| route["dst"] == "default" && route["gateway"] == gateway.as_str()),
+            "{}: the pod's default route goes through the bridge: {routes}",
+            node.name
+        );
+        let ports = read(format!("ports{index}.json"));
+        let ports = ports.as_array().expect("ports");
+        assert_eq!(ports.len(), 1, "{}: one pod on cni0", node.name);
+        assert_eq!(
+            ports[0]["linkinfo"]["info_slave_data"]["hairpin"], true,
+            "{}: hairpin mode",
+            node.name
+        );
+    }
+}
+
+#[test]
+fn pods_reach_each_other_across_the_two_node_cluster() {
+    simulate("two-node");
+}
+
+#[test]
+fn controllers_and_pods_reach_every_pod_in_the_ha_cluster() {
+    simulate("ha");
+}
