@@ -1,9 +1,29 @@
 //! Signing keys: derived P-256 keys with RFC 6979 signatures, and the keys of external CAs.
 
 use p256::ecdsa::signature::Signer as _;
-use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
+use p256::pkcs8::{DecodePrivateKey as _, EncodePublicKey as _, LineEnding};
 use rcgen::{PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256, PublicKeyData, SignatureAlgorithm};
 use ring::signature::{KeyPair as _, RSA_PKCS1_SHA256, RsaKeyPair};
+
+/// PKCS#8 PrivateKeyInfo for id-ecPublicKey on prime256v1, up to the 32-byte private scalar of
+/// its RFC 5915 ECPrivateKey.
+const PKCS8_PREFIX: &[u8] = &[
+    0x30, 0x81, 0x87, // PrivateKeyInfo, 135 bytes
+    0x02, 0x01, 0x00, // version 0
+    0x30, 0x13, // AlgorithmIdentifier
+    0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, // id-ecPublicKey
+    0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, // prime256v1
+    0x04, 0x6d, // privateKey OCTET STRING, 109 bytes
+    0x30, 0x6b, // ECPrivateKey, 107 bytes
+    0x02, 0x01, 0x01, // version 1
+    0x04, 0x20, // privateKey, 32 bytes
+];
+
+/// Between the private scalar and the 65-byte uncompressed public point.
+const PKCS8_MIDDLE: &[u8] = &[
+    0xa1, 0x44, // [1] publicKey, 68 bytes
+    0x03, 0x42, 0x00, // BIT STRING, 66 bytes, no unused bits
+];
 
 /// A P-256 key whose signatures are deterministic (RFC 6979): the same message and key give
 /// the same signature bytes, which is what makes certificates reproducible.
@@ -27,12 +47,18 @@ impl EcKey {
         }
     }
 
-    /// The private key as PKCS#8 PEM.
+    /// The private key as PKCS#8 PEM (with the public key, as RFC 5915 allows and kubeadm writes).
+    ///
+    /// Assembled from a fixed template rather than by the `pkcs8` encoder, which recomputes the
+    /// public key: a scalar multiplication, a third of the cost of issuing a leaf.
     pub(crate) fn private_pem(&self) -> String {
-        // Encoding a valid P-256 key cannot fail.
-        self.signing
-            .to_pkcs8_pem(LineEnding::LF)
-            .map(|pem| pem.to_string())
+        let mut der = Vec::with_capacity(PKCS8_PREFIX.len() + 32 + PKCS8_MIDDLE.len() + 65);
+        der.extend_from_slice(PKCS8_PREFIX);
+        der.extend_from_slice(&self.signing.to_bytes());
+        der.extend_from_slice(PKCS8_MIDDLE);
+        der.extend_from_slice(&self.public_point);
+        // Encoding bytes as PEM cannot fail.
+        p256::pkcs8::der::pem::encode_string("PRIVATE KEY", LineEnding::LF, &der)
             .unwrap_or_default()
     }
 
@@ -129,6 +155,27 @@ impl rcgen::SigningKey for CaKey {
                 .map_err(|_| rcgen::Error::RingUnspecified)?;
                 Ok(signature)
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use p256::pkcs8::EncodePrivateKey as _;
+
+    use super::*;
+
+    #[test]
+    fn the_pkcs8_template_matches_the_encoder() {
+        for byte in [1u8, 7, 0x7f, 0xfe] {
+            let secret = p256::SecretKey::from_slice(&[byte; 32]).expect("a valid scalar");
+            let key = EcKey::new(&secret);
+            let encoded = key
+                .signing
+                .to_pkcs8_pem(LineEnding::LF)
+                .expect("encodes")
+                .to_string();
+            assert_eq!(key.private_pem(), encoded);
         }
     }
 }
