@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use kiln_spec::{APISERVER_PORT, EndpointMode, NodePlan, Plan, Role};
+use kiln_spec::{APISERVER_PORT, EndpointMode, Plan, Role};
 
 use crate::network::find_node;
 use crate::{Error, RenderedFile};
@@ -152,12 +152,7 @@ pub fn load_balancer_config(plan: &Plan, node: &str) -> Result<Option<NginxConf>
     };
     let apiservers: Vec<String> = plan
         .nodes_with(Role::ControlPlane)
-        .map(|control_plane| {
-            format!(
-                "{}:{APISERVER_PORT}",
-                NodePlan::primary_address(control_plane)
-            )
-        })
+        .map(|control_plane| format!("{}:{APISERVER_PORT}", control_plane.primary_address()))
         .collect();
     if apiservers.is_empty() {
         return Err(Error::NoControlPlane {
