@@ -38,7 +38,7 @@ impl EcKey {
         let signing = p256::ecdsa::SigningKey::from(secret);
         let public_point = signing
             .verifying_key()
-            .to_encoded_point(false)
+            .to_sec1_point(false)
             .as_bytes()
             .to_vec();
         Self {

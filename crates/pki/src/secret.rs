@@ -2,7 +2,6 @@
 
 use std::fmt;
 
-use p256::elliptic_curve::generic_array::GenericArray;
 use ring::hkdf;
 
 use crate::error::PkiError;
@@ -71,7 +70,7 @@ impl RootSecret {
                 &[b"key\0", name.as_bytes(), b"\0", &generation, &count],
                 &mut bytes,
             );
-            if let Ok(key) = p256::SecretKey::from_bytes(GenericArray::from_slice(&bytes)) {
+            if let Ok(key) = p256::SecretKey::from_slice(&bytes) {
                 return key;
             }
             counter += 1;
