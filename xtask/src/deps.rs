@@ -1,34 +1,73 @@
 //! Installs the system tools that builds and tests need, through the machine's own apt.
 
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, bail};
 
-/// A command kiln needs and the Debian package that provides it.
+/// How to tell that a package is installed: a command on PATH, or a file it ships (for
+/// packages with no command, such as an nginx module or the CNI plugins).
+pub enum Probe {
+    /// A command looked up on PATH.
+    Command(&'static str),
+    /// An absolute path the package installs.
+    File(&'static str),
+}
+
+/// A thing kiln needs and the Debian package that provides it.
 pub struct Tool {
-    /// The command looked up on PATH.
-    pub command: &'static str,
+    /// How to see that it is there.
+    pub probe: Probe,
     /// The Debian package that installs it.
     pub package: &'static str,
 }
 
-/// What the test suite runs: independent verifiers of kiln's outputs.
-pub const TEST_TOOLS: &[Tool] = &[Tool {
-    command: "openssl",
-    package: "openssl",
-}];
+const fn command(command: &'static str, package: &'static str) -> Tool {
+    Tool {
+        probe: Probe::Command(command),
+        package,
+    }
+}
 
-fn on_path(command: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).any(|dir| dir.join(command).is_file()))
-        .unwrap_or(false)
+const fn file(path: &'static str, package: &'static str) -> Tool {
+    Tool {
+        probe: Probe::File(path),
+        package,
+    }
+}
+
+/// What the test suite runs: the independent verifiers of kiln's outputs.
+pub const TEST_TOOLS: &[Tool] = &[
+    command("openssl", "openssl"),
+    command("kubectl", "kubernetes-client"),
+    command("systemd-analyze", "systemd"),
+    command("netplan", "netplan.io"),
+    command("nginx", "nginx"),
+    file(
+        "/usr/share/nginx/modules/ngx_stream_module.so",
+        "libnginx-mod-stream",
+    ),
+    file("/usr/lib/cni/bridge", "containernetworking-plugins"),
+    command("python3", "python3"),
+    command("ip", "iproute2"),
+    command("iptables", "iptables"),
+    command("unshare", "util-linux"),
+];
+
+fn present(probe: &Probe) -> bool {
+    match probe {
+        Probe::File(path) => Path::new(path).exists(),
+        Probe::Command(command) => std::env::var_os("PATH")
+            .map(|path| std::env::split_paths(&path).any(|dir| dir.join(command).is_file()))
+            .unwrap_or(false),
+    }
 }
 
 /// Installs the packages of every missing tool with apt-get (as root, or through sudo).
 pub fn ensure(tools: &[Tool]) -> anyhow::Result<()> {
     let mut missing: Vec<&str> = tools
         .iter()
-        .filter(|tool| !on_path(tool.command))
+        .filter(|tool| !present(&tool.probe))
         .map(|tool| tool.package)
         .collect();
     missing.sort_unstable();
@@ -68,5 +107,17 @@ pub fn ensure(tools: &[Tool]) -> anyhow::Result<()> {
     run(&["update", "-qq"])?;
     let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
     install.extend(missing.iter().copied());
-    run(&install)
+    run(&install)?;
+    let still_missing: Vec<&str> = tools
+        .iter()
+        .filter(|tool| !present(&tool.probe))
+        .map(|tool| tool.package)
+        .collect();
+    if !still_missing.is_empty() {
+        bail!(
+            "apt-get installed, but these are still missing: {}",
+            still_missing.join(" ")
+        );
+    }
+    Ok(())
 }
