@@ -36,7 +36,9 @@
 
 mod builders;
 mod manifest;
+mod network;
 mod pki;
+mod rendered;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -134,6 +136,8 @@ pub fn cluster_graph(plan: &Plan, inputs: &ClusterInputs) -> Result<ClusterGraph
             .or_default()
             .insert("plan".to_owned(), id);
     }
+
+    network::add_network(&mut graph, &mut artifacts, &Arc::new(plan.clone()))?;
 
     // The operator's output holds every certificate; a node's artifacts hold only the
     // certificates whose files kiln_pki::placement gives that node.

@@ -76,8 +76,28 @@ proptest! {
         prop_assert!(changed.iter().any(|id| **id == own_plan), "{} unchanged", own_plan);
         for id in &changed {
             let its_own = id.split('/').any(|part| part == target);
-            prop_assert!(its_own || id.as_str() == "cluster/plan", "{} changed when only {} did", id, target);
+            // Every node's network configuration routes to the changed node's pod subnet.
+            let routes_to_it = id.starts_with("node/") && id.ends_with("/network");
+            prop_assert!(
+                its_own || routes_to_it || id.as_str() == "cluster/plan",
+                "{} changed when only {} did", id, target
+            );
         }
+    }
+
+    #[test]
+    fn changing_one_nodes_dns_changes_exactly_its_plan_and_network(spec in valid_spec(1..=10), pick in any::<usize>()) {
+        let plan = plan_of(&spec)?;
+        let target = plan.nodes[pick % plan.nodes.len()].name.clone();
+        let mut changed_spec = plan.to_spec();
+        let node = changed_spec.nodes.iter_mut().find(|node| node.name == target).expect("target exists");
+        node.dns.push("192.0.2.53".to_owned());
+        let before = digests(&plan)?;
+        let after = digests(&plan_of(&changed_spec)?)?;
+        let changed: BTreeSet<String> = before.keys().filter(|id| before[*id] != after[*id]).cloned().collect();
+        let expected: BTreeSet<String> =
+            ["cluster/plan".to_owned(), format!("node/{target}/plan"), format!("node/{target}/network")].into();
+        prop_assert_eq!(changed, expected);
     }
 }
 

@@ -1,0 +1,101 @@
+//! Each node's network configuration (kiln-netplan) as a derivation.
+//!
+//! The parameters are the node itself and one digest of the cluster's network table (the
+//! cluster-wide plan and every node's name, roles, addresses and pod subnet), computed once
+//! for all nodes. Changing a node's address or subnet therefore rebuilds every node's network
+//! configuration (they all route to it), while changing its gateway or DNS rebuilds its own only.
+
+use std::sync::Arc;
+
+use kiln_graph::{Derivation, DrvId, Graph};
+use kiln_spec::{NodePlan, Plan, Role};
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+use crate::rendered::{File, RenderBuilder};
+use crate::{Artifacts, ClusterError};
+
+#[derive(Serialize)]
+struct PeerEntry<'a> {
+    name: &'a str,
+    roles: Vec<Role>,
+    addresses: Vec<String>,
+    pod_subnet: Option<String>,
+}
+
+#[derive(Serialize)]
+struct NodeParams<'a> {
+    network_table: String,
+    node: &'a NodePlan,
+}
+
+/// Adds `node/<name>/network` for every node.
+pub(crate) fn add_network(
+    graph: &mut Graph,
+    artifacts: &mut Artifacts,
+    plan: &Arc<Plan>,
+) -> Result<(), ClusterError> {
+    let encode = |what: &str, error: serde_json::Error| ClusterError::Encode {
+        what: what.to_owned(),
+        message: error.to_string(),
+    };
+    let peers: Vec<PeerEntry<'_>> = plan
+        .nodes
+        .iter()
+        .map(|node| PeerEntry {
+            name: &node.name,
+            roles: node.roles.iter().copied().collect(),
+            addresses: node.addresses.iter().map(ToString::to_string).collect(),
+            pod_subnet: node.pod_subnet.map(|subnet| subnet.to_string()),
+        })
+        .collect();
+    let table = serde_json::to_vec(&(&plan.cluster, &peers))
+        .map_err(|error| encode("the network table", error))?;
+    let network_table = hex(&Sha256::digest(&table));
+
+    let render: Arc<dyn Fn(&Plan, &str) -> Result<Vec<File>, String> + Send + Sync> =
+        Arc::new(|plan: &Plan, node: &str| {
+            kiln_netplan::render_node(plan, node)
+                .map(|files| {
+                    files
+                        .into_iter()
+                        .map(|file| File {
+                            path: file.path,
+                            contents: file.contents,
+                            mode: file.mode,
+                        })
+                        .collect()
+                })
+                .map_err(|error| error.to_string())
+        });
+    for node in &plan.nodes {
+        let params = serde_json::to_vec(&NodeParams {
+            network_table: network_table.clone(),
+            node,
+        })
+        .map_err(|error| encode("a node's network parameters", error))?;
+        let id = DrvId::new(format!("node/{}/network", node.name));
+        let builder = RenderBuilder {
+            kind: "kiln-netplan.node",
+            version: 1,
+            plan: Arc::clone(plan),
+            node: node.name.clone(),
+            params,
+            render: Arc::clone(&render),
+        };
+        graph.add(
+            id.clone(),
+            Derivation::new(format!("{}-network", node.name), Arc::new(builder)),
+        )?;
+        artifacts
+            .nodes
+            .entry(node.name.clone())
+            .or_default()
+            .insert("network".to_owned(), id);
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
