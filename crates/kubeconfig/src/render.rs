@@ -1,0 +1,345 @@
+//! Which kubeconfigs exist, whom they name, and rendering them from a plan and a PKI.
+
+use kiln_pki::Pki;
+use kiln_spec::{APISERVER_PORT, KubeProxyMode, KubeletCredentials, NodePlan, Plan, Role};
+
+use crate::error::Error;
+use crate::model::{
+    Cluster, Context, Kubeconfig, NamedCluster, NamedContext, NamedUser, Source, User,
+};
+
+/// Mode of every kubeconfig file: it names (or holds) a private key.
+pub const KUBECONFIG_MODE: u32 = 0o600;
+
+/// Where kubeconfigs and the PKI live on a node.
+pub const NODE_KUBERNETES_DIR: &str = "/etc/kubernetes";
+
+/// One file to write: a path relative to the node's root (or to the operator's output
+/// directory), its bytes and its Unix permission bits.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RenderedFile {
+    /// Relative path, for example `etc/kubernetes/kubelet.conf`.
+    pub path: String,
+    /// The file's contents.
+    pub contents: Vec<u8>,
+    /// Unix permission bits.
+    pub mode: u32,
+}
+
+/// The kubeconfig files of the kubeconfig table in `shared/reference/pki.md`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KubeconfigKind {
+    /// `admin.conf`: `kubernetes-admin`, bound to `cluster-admin`; the operator's.
+    Admin,
+    /// `super-admin.conf`: `kubernetes-super-admin` in `system:masters`; break-glass, the
+    /// operator's.
+    SuperAdmin,
+    /// `kubelet.conf` of the node `node`: `system:node:<node>`.
+    Kubelet {
+        /// The node's name.
+        node: String,
+    },
+    /// `controller-manager.conf`: `system:kube-controller-manager`, to the local API server.
+    ControllerManager,
+    /// `scheduler.conf`: `system:kube-scheduler`, to the local API server.
+    Scheduler,
+    /// `kube-proxy.conf`: `system:kube-proxy`.
+    KubeProxy,
+}
+
+/// The kubeconfigs that belong to the operator, not to any node: their keys are never placed
+/// on a node (see `kiln_pki::placement`).
+pub const OPERATOR_KINDS: [KubeconfigKind; 2] = [KubeconfigKind::Admin, KubeconfigKind::SuperAdmin];
+
+impl KubeconfigKind {
+    /// The file name: `admin.conf`, `kubelet.conf`, ...
+    pub fn file_name(&self) -> &'static str {
+        match self {
+            Self::Admin => "admin.conf",
+            Self::SuperAdmin => "super-admin.conf",
+            Self::Kubelet { .. } => "kubelet.conf",
+            Self::ControllerManager => "controller-manager.conf",
+            Self::Scheduler => "scheduler.conf",
+            Self::KubeProxy => "kube-proxy.conf",
+        }
+    }
+
+    /// The user, which is the client certificate's common name.
+    pub fn user(&self) -> String {
+        match self {
+            Self::Admin => "kubernetes-admin".to_owned(),
+            Self::SuperAdmin => "kubernetes-super-admin".to_owned(),
+            Self::Kubelet { node } => format!("system:node:{node}"),
+            Self::ControllerManager => "system:kube-controller-manager".to_owned(),
+            Self::Scheduler => "system:kube-scheduler".to_owned(),
+            Self::KubeProxy => "system:kube-proxy".to_owned(),
+        }
+    }
+
+    /// The client certificate's name in `kiln_spec::certificate_names`: `admin`,
+    /// `kubelet-client/<node>`, ...
+    pub fn certificate_name(&self) -> String {
+        match self {
+            Self::Admin => "admin".to_owned(),
+            Self::SuperAdmin => "super-admin".to_owned(),
+            Self::Kubelet { node } => format!("kubelet-client/{node}"),
+            Self::ControllerManager => "controller-manager".to_owned(),
+            Self::Scheduler => "scheduler".to_owned(),
+            Self::KubeProxy => "kube-proxy".to_owned(),
+        }
+    }
+
+    /// The API server URL: the local API server (`https://127.0.0.1:6443`) for the
+    /// controller manager and the scheduler, which run beside it; the cluster's endpoint for
+    /// everyone else.
+    pub fn server(&self, plan: &Plan) -> String {
+        match self {
+            Self::ControllerManager | Self::Scheduler => {
+                format!("https://127.0.0.1:{APISERVER_PORT}")
+            }
+            _ => plan.cluster.endpoint.url(),
+        }
+    }
+
+    /// Whether this kubeconfig is the operator's (see [`OPERATOR_KINDS`]).
+    pub fn is_operator(&self) -> bool {
+        matches!(self, Self::Admin | Self::SuperAdmin)
+    }
+
+    /// Where the file goes: `etc/kubernetes/<file>` on a node, or `<file>` at the top of the
+    /// operator's output (beside its `pki/` directory).
+    pub fn path(&self) -> String {
+        if self.is_operator() {
+            self.file_name().to_owned()
+        } else {
+            format!("etc/kubernetes/{}", self.file_name())
+        }
+    }
+}
+
+/// Where a kubeconfig's CA, client certificate and client key come from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// The PEM texts themselves, embedded in the file.
+    Embedded {
+        /// The cluster CA certificate.
+        ca_pem: String,
+        /// The client certificate.
+        certificate_pem: String,
+        /// The client's private key.
+        key_pem: String,
+    },
+    /// Paths to the PEM files.
+    Referenced {
+        /// The cluster CA certificate.
+        ca_path: String,
+        /// The client certificate.
+        certificate_path: String,
+        /// The client's private key.
+        key_path: String,
+    },
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Embedded {
+                ca_pem,
+                certificate_pem,
+                ..
+            } => formatter
+                .debug_struct("Embedded")
+                .field("ca_pem", ca_pem)
+                .field("certificate_pem", certificate_pem)
+                .field("key_pem", &"[redacted]")
+                .finish(),
+            Self::Referenced {
+                ca_path,
+                certificate_path,
+                key_path,
+            } => formatter
+                .debug_struct("Referenced")
+                .field("ca_path", ca_path)
+                .field("certificate_path", certificate_path)
+                .field("key_path", key_path)
+                .finish(),
+        }
+    }
+}
+
+impl Credentials {
+    /// The credentials of `kind` taken from `pki`, to embed.
+    pub fn embedded(pki: &Pki, kind: &KubeconfigKind) -> Result<Self, Error> {
+        let file = kind.file_name();
+        let missing = |name: &str| Error::MissingCertificate {
+            name: name.to_owned(),
+            file,
+        };
+        let name = kind.certificate_name();
+        let ca_pem = pki
+            .authorities
+            .get(&kiln_spec::CaName::Kubernetes)
+            .ok_or_else(|| missing("ca"))?
+            .certificate_pem()
+            .to_owned();
+        let leaf = pki.leaves.get(&name).ok_or_else(|| missing(&name))?;
+        Ok(Self::Embedded {
+            ca_pem,
+            certificate_pem: leaf.certificate_pem.clone(),
+            key_pem: leaf.key_pem.clone(),
+        })
+    }
+
+    /// The credentials of `kind` by path.
+    ///
+    /// Node kubeconfigs name the absolute on-node paths of `kiln_pki::placement`
+    /// (`/etc/kubernetes/pki/kubelet-client.crt`). The operator's kubeconfigs name the
+    /// operator's output layout relative to the kubeconfig (`pki/admin.crt`, see
+    /// `kiln_pki::operator_path`), which kubectl resolves against the file's directory, since
+    /// no node holds the admin keys.
+    pub fn referenced(kind: &KubeconfigKind) -> Self {
+        let name = kind.certificate_name();
+        if kind.is_operator() {
+            Self::Referenced {
+                ca_path: kiln_pki::operator_path("ca", "crt"),
+                certificate_path: kiln_pki::operator_path(&name, "crt"),
+                key_path: kiln_pki::operator_path(&name, "key"),
+            }
+        } else {
+            let on_node = |name: &str, extension: &str| {
+                format!(
+                    "{NODE_KUBERNETES_DIR}/pki/{}.{extension}",
+                    kiln_pki::kubeadm_stem(name)
+                )
+            };
+            Self::Referenced {
+                ca_path: on_node("ca", "crt"),
+                certificate_path: on_node(&name, "crt"),
+                key_path: on_node(&name, "key"),
+            }
+        }
+    }
+}
+
+/// The kubeconfig `kind` of `plan`'s cluster with `credentials`: one cluster named after the
+/// plan's cluster, one user named after the certificate's common name, and the context
+/// `<user>@<cluster>`, which is current.
+pub fn kubeconfig(plan: &Plan, kind: &KubeconfigKind, credentials: Credentials) -> Kubeconfig {
+    let cluster_name = plan.cluster.name.clone();
+    let user_name = kind.user();
+    let context_name = format!("{user_name}@{cluster_name}");
+    let (authority, certificate, key) = match credentials {
+        Credentials::Embedded {
+            ca_pem,
+            certificate_pem,
+            key_pem,
+        } => (
+            Source::Embedded(ca_pem),
+            Source::Embedded(certificate_pem),
+            Source::Embedded(key_pem),
+        ),
+        Credentials::Referenced {
+            ca_path,
+            certificate_path,
+            key_path,
+        } => (
+            Source::Path(ca_path),
+            Source::Path(certificate_path),
+            Source::Path(key_path),
+        ),
+    };
+    Kubeconfig {
+        clusters: vec![NamedCluster {
+            name: cluster_name.clone(),
+            cluster: Cluster {
+                server: kind.server(plan),
+                certificate_authority: authority,
+            },
+        }],
+        users: vec![NamedUser {
+            name: user_name.clone(),
+            user: User {
+                client_certificate: certificate,
+                client_key: key,
+            },
+        }],
+        contexts: vec![NamedContext {
+            name: context_name.clone(),
+            context: Context {
+                cluster: cluster_name,
+                user: user_name,
+            },
+        }],
+        current_context: context_name,
+    }
+}
+
+/// The kubeconfigs `node` receives, in file-name order:
+///
+/// - `controller-manager.conf` and `scheduler.conf` on control-plane nodes;
+/// - `kubelet.conf` where a kubelet runs, unless kubelets bootstrap with a token (the kubelet
+///   then writes its own after its CSR is signed);
+/// - `kube-proxy.conf` where kube-proxy runs outside a DaemonSet (every kubelet node).
+pub fn node_kinds(plan: &Plan, node: &NodePlan) -> Vec<KubeconfigKind> {
+    let kubelet = node.runs_kubelet(plan.cluster.control_plane_mode);
+    let mut kinds = Vec::new();
+    if node.has(Role::ControlPlane) {
+        kinds.push(KubeconfigKind::ControllerManager);
+    }
+    if kubelet && plan.options.kube_proxy != KubeProxyMode::Daemonset {
+        kinds.push(KubeconfigKind::KubeProxy);
+    }
+    if kubelet && plan.options.kubelet_credentials == KubeletCredentials::Issued {
+        kinds.push(KubeconfigKind::Kubelet {
+            node: node.name.clone(),
+        });
+    }
+    if node.has(Role::ControlPlane) {
+        kinds.push(KubeconfigKind::Scheduler);
+    }
+    kinds
+}
+
+/// The kubeconfig files of the node `node`, sorted by path, embedding or referencing
+/// certificates as `plan.options.kubeconfig_certificates` says.
+pub fn render_node(plan: &Plan, node: &str, pki: &Pki) -> Result<Vec<RenderedFile>, Error> {
+    let node = plan.node(node).ok_or_else(|| Error::UnknownNode {
+        node: node.to_owned(),
+    })?;
+    render(plan, &node_kinds(plan, node), pki)
+}
+
+/// The operator's kubeconfig files (`admin.conf`, `super-admin.conf`), sorted by path,
+/// embedding or referencing certificates as `plan.options.kubeconfig_certificates` says.
+pub fn render_operator(plan: &Plan, pki: &Pki) -> Result<Vec<RenderedFile>, Error> {
+    render(plan, &OPERATOR_KINDS, pki)
+}
+
+/// One kubeconfig as a file.
+pub fn render_file(
+    plan: &Plan,
+    kind: &KubeconfigKind,
+    credentials: Credentials,
+) -> Result<RenderedFile, Error> {
+    let yaml = kubeconfig(plan, kind, credentials).to_yaml()?;
+    Ok(RenderedFile {
+        path: kind.path(),
+        contents: yaml.into_bytes(),
+        mode: KUBECONFIG_MODE,
+    })
+}
+
+fn render(plan: &Plan, kinds: &[KubeconfigKind], pki: &Pki) -> Result<Vec<RenderedFile>, Error> {
+    let mut files = kinds
+        .iter()
+        .map(|kind| {
+            let credentials = match plan.options.kubeconfig_certificates {
+                kiln_spec::KubeconfigCertificates::Embedded => Credentials::embedded(pki, kind)?,
+                kiln_spec::KubeconfigCertificates::Referenced => Credentials::referenced(kind),
+            };
+            render_file(plan, kind, credentials)
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    files.sort();
+    Ok(files)
+}
