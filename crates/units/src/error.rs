@@ -1,0 +1,34 @@
+//! The crate's one error type.
+
+/// Why a node's units could not be rendered.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The plan has no node with this name.
+    #[error("the plan has no node `{node}`")]
+    UnknownNode {
+        /// The name asked for.
+        node: String,
+    },
+    /// A flag cannot be written on a command line: an empty name, a name that is not made of
+    /// letters, digits, `-`, `_` and `.`, or a value with a line break or control character.
+    #[error(
+        "{unit}: flag `--{name}` cannot be written: {reason}\n  help: flag names are letters, digits, '-', '_' and '.' without the leading dashes; values are one line"
+    )]
+    InvalidFlag {
+        /// The unit being rendered.
+        unit: String,
+        /// The flag's name, without dashes.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Serializing a typed document failed (a bug: the documents are plain data).
+    #[error("could not encode {what}: {message}")]
+    Encode {
+        /// Which document.
+        what: &'static str,
+        /// The encoder's message.
+        message: String,
+    },
+}

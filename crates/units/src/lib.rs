@@ -1,0 +1,129 @@
+//! kiln's systemd units: containerd, the kubelet, etcd and (in systemd mode) the control
+//! plane and kube-proxy as in Kubernetes The Hard Way, and containerd's `config.toml`, all
+//! rendered from a [`kiln_spec::Plan`].
+//!
+//! Units are typed ([`Unit`]: `[Unit]`, `[Service]`, `[Install]` with typed directives) and
+//! written by an ordered INI writer ([`Unit::to_ini`]), never by formatting text. Every unit
+//! restarts on failure after 5 seconds and orders itself after `network-online.target`; the
+//! kubelet requires containerd. Which sandboxing each component gets, and why containerd and
+//! the kubelet get none, is described in [`unit()`].
+//!
+//! Component flags are an input ([`Flags`]); [`default_flags`] is a minimal set for
+//! Kubernetes 1.20 built from the plan and the on-node paths of `kiln_pki::placement`, until
+//! the manifests renderer owns the version-aware flag table.
+//!
+//! The crate is pure: functions take a plan and a node name and return typed values or
+//! [`RenderedFile`]s (node-relative path, bytes, mode), byte-for-byte reproducible.
+//!
+//! ```
+//! let source = r#"
+//! [cluster]
+//! name = "two-node"
+//! kubernetes_version = "1.20.2"
+//! control_plane_mode = "systemd"
+//!
+//! [pki]
+//! issued_at = 2026-01-01T00:00:00Z
+//!
+//! [[nodes]]
+//! name = "node1"
+//! roles = ["control-plane", "etcd", "worker"]
+//! addresses = ["192.168.50.11/24"]
+//! "#;
+//! let plan = kiln_spec::load(source, "two-node.toml").expect("a valid spec").plan;
+//!
+//! let files = kiln_units::render_node(&plan, "node1")?;
+//! let paths: Vec<&str> = files.iter().map(|file| file.path.as_str()).collect();
+//! assert_eq!(
+//!     paths,
+//!     [
+//!         "etc/containerd/config.toml",
+//!         "etc/systemd/system/containerd.service",
+//!         "etc/systemd/system/etcd.service",
+//!         "etc/systemd/system/kube-apiserver.service",
+//!         "etc/systemd/system/kube-controller-manager.service",
+//!         "etc/systemd/system/kube-proxy.service",
+//!         "etc/systemd/system/kube-scheduler.service",
+//!         "etc/systemd/system/kubelet.service",
+//!     ]
+//! );
+//!
+//! // Flags are typed and replaceable; the unit is written from them.
+//! let node = plan.node("node1").expect("node1");
+//! let mut flags = kiln_units::default_flags(&plan, node, kiln_units::Service::Kubelet);
+//! assert_eq!(flags.get("container-runtime"), Some("remote"));
+//! flags.set("v", "2");
+//! let kubelet = kiln_units::unit(kiln_units::Service::Kubelet, &flags)?.to_ini();
+//! assert!(kubelet.contains("Requires=containerd.service\n"));
+//! assert!(kubelet.contains("ExecStart=/usr/local/bin/kubelet \\\n  --kubeconfig=/etc/kubernetes/kubelet.conf \\\n"));
+//! assert!(kubelet.ends_with("  --v=2\nRestart=on-failure\nRestartSec=5\n\n[Install]\nWantedBy=multi-user.target\n"));
+//!
+//! // containerd's configuration matches the kubelet's cgroup driver.
+//! let config = kiln_units::containerd_config();
+//! assert!(config.plugins.cri.containerd.runtimes["runc"].options.systemd_cgroup);
+//! assert!(config.to_toml()?.contains("SystemdCgroup = true"));
+//! # Ok::<(), kiln_units::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+
+mod containerd;
+mod error;
+pub mod flags;
+mod services;
+mod unit;
+
+pub use containerd::{
+    CNI_BIN_DIR, CNI_CONF_DIR, CONTAINERD_CONFIG_PATH, ContainerdConfig, CriCni, CriContainerd,
+    CriPlugin, Plugins, RuncOptions, Runtime, SANDBOX_IMAGE, containerd_config,
+};
+pub use error::Error;
+pub use flags::{Flags, default_flags};
+pub use services::{SERVICES, Service, services, unit, units};
+pub use unit::{
+    ExecCommand, Hardening, IniSection, InstallSection, KillMode, Limit, ProtectSystem, Restart,
+    ServiceSection, ServiceType, Unit, UnitSection, write_ini,
+};
+
+/// Mode of every file this crate renders.
+pub const FILE_MODE: u32 = 0o644;
+
+/// Where unit files go, relative to the node's root.
+pub const UNIT_DIR: &str = "etc/systemd/system";
+
+/// One file to write: a path relative to the node's root, its bytes and its Unix permission
+/// bits.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RenderedFile {
+    /// Relative path, for example `etc/systemd/system/kubelet.service`.
+    pub path: String,
+    /// The file's contents.
+    pub contents: Vec<u8>,
+    /// Unix permission bits.
+    pub mode: u32,
+}
+
+/// Every file of the node `node`, sorted by path: its units with [`default_flags`], and
+/// containerd's configuration where containerd runs.
+pub fn render_node(plan: &kiln_spec::Plan, node: &str) -> Result<Vec<RenderedFile>, Error> {
+    let units = units(plan, node)?;
+    let mut files: Vec<RenderedFile> = units
+        .iter()
+        .map(|unit| RenderedFile {
+            path: format!("{UNIT_DIR}/{}", unit.name),
+            contents: unit.to_ini().into_bytes(),
+            mode: FILE_MODE,
+        })
+        .collect();
+    if units
+        .iter()
+        .any(|unit| unit.name == Service::Containerd.unit_name())
+    {
+        files.push(RenderedFile {
+            path: CONTAINERD_CONFIG_PATH.to_owned(),
+            contents: containerd_config().to_toml()?.into_bytes(),
+            mode: FILE_MODE,
+        });
+    }
+    files.sort();
+    Ok(files)
+}

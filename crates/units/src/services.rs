@@ -1,0 +1,271 @@
+//! Which services a node runs, and each one's unit.
+
+use kiln_spec::{Component, ControlPlaneMode, KubeProxyMode, NodePlan, Plan, Role};
+
+use crate::error::Error;
+use crate::flags::Flags;
+use crate::unit::{
+    ExecCommand, Hardening, InstallSection, KillMode, Limit, ProtectSystem, Restart,
+    ServiceSection, ServiceType, Unit, UnitSection,
+};
+
+/// A service kiln runs under systemd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Service {
+    /// containerd, the container runtime.
+    Containerd,
+    /// etcd (systemd mode; in static-pods mode it is a static pod).
+    Etcd,
+    /// kube-apiserver (systemd mode).
+    KubeApiserver,
+    /// kube-controller-manager (systemd mode).
+    KubeControllerManager,
+    /// kube-scheduler (systemd mode).
+    KubeScheduler,
+    /// The kubelet.
+    Kubelet,
+    /// kube-proxy (`options.kube_proxy = "systemd"`).
+    KubeProxy,
+}
+
+/// Every [`Service`], in unit-name order.
+pub const SERVICES: [Service; 7] = [
+    Service::Containerd,
+    Service::Etcd,
+    Service::KubeApiserver,
+    Service::KubeControllerManager,
+    Service::KubeProxy,
+    Service::KubeScheduler,
+    Service::Kubelet,
+];
+
+impl Service {
+    /// The program's name: `containerd`, `kube-apiserver`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Containerd => "containerd",
+            Self::Etcd => "etcd",
+            Self::KubeApiserver => "kube-apiserver",
+            Self::KubeControllerManager => "kube-controller-manager",
+            Self::KubeScheduler => "kube-scheduler",
+            Self::Kubelet => "kubelet",
+            Self::KubeProxy => "kube-proxy",
+        }
+    }
+
+    /// The unit's file name: `<name>.service`.
+    pub fn unit_name(self) -> String {
+        format!("{}.service", self.name())
+    }
+
+    /// The program's absolute path: Debian's `/usr/bin/containerd` and `/usr/bin/etcd`
+    /// (packages `containerd` and `etcd-server`), and `/usr/local/bin/<name>` for the
+    /// Kubernetes binaries kiln builds.
+    pub fn binary(self) -> String {
+        match self {
+            Self::Containerd | Self::Etcd => format!("/usr/bin/{}", self.name()),
+            _ => format!("/usr/local/bin/{}", self.name()),
+        }
+    }
+
+    /// The spec's component, whose `options.extra_flags` apply (containerd has none).
+    pub fn component(self) -> Option<Component> {
+        match self {
+            Self::Containerd => None,
+            Self::Etcd => Some(Component::Etcd),
+            Self::KubeApiserver => Some(Component::KubeApiserver),
+            Self::KubeControllerManager => Some(Component::KubeControllerManager),
+            Self::KubeScheduler => Some(Component::KubeScheduler),
+            Self::Kubelet => Some(Component::Kubelet),
+            Self::KubeProxy => Some(Component::KubeProxy),
+        }
+    }
+}
+
+/// The services `node` runs under systemd, in unit-name order:
+///
+/// - a node that runs a kubelet: containerd and the kubelet (in static-pods mode these are
+///   its only Kubernetes units: the control plane and etcd are static pods);
+/// - in systemd mode, an etcd member: etcd; a control-plane node: kube-apiserver,
+///   kube-controller-manager and kube-scheduler;
+/// - with `options.kube_proxy = "systemd"`, a node that runs a kubelet: kube-proxy.
+pub fn services(plan: &Plan, node: &NodePlan) -> Vec<Service> {
+    let systemd = plan.cluster.control_plane_mode == ControlPlaneMode::Systemd;
+    let kubelet = node.runs_kubelet(plan.cluster.control_plane_mode);
+    SERVICES
+        .into_iter()
+        .filter(|service| match service {
+            Service::Containerd | Service::Kubelet => kubelet,
+            Service::Etcd => systemd && node.has(Role::Etcd),
+            Service::KubeApiserver | Service::KubeControllerManager | Service::KubeScheduler => {
+                systemd && node.has(Role::ControlPlane)
+            }
+            Service::KubeProxy => kubelet && plan.options.kube_proxy == KubeProxyMode::Systemd,
+        })
+        .collect()
+}
+
+const NETWORK_ONLINE: &str = "network-online.target";
+const DOCUMENTATION_KUBERNETES: &str = "https://kubernetes.io/docs/";
+
+/// The unit of `service`, started with `flags` (see [`crate::flags::default_flags`]).
+///
+/// Hardening, per component, is what it tolerates:
+///
+/// - containerd and the kubelet get none. Containers inherit containerd's restrictions
+///   (`NoNewPrivileges` would break setuid programs inside every container), and both need
+///   the host's mount namespace: `ProtectSystem`, `ProtectHome` and `PrivateTmp` give the
+///   service a private mount namespace, so volume mounts made by the kubelet would not
+///   propagate to containerd's containers. Both also write `/proc/sys`, cgroups and devices.
+/// - etcd, kube-apiserver, kube-controller-manager and kube-scheduler only read their
+///   certificates and talk over the network: `NoNewPrivileges`, `ProtectSystem=strict` (with
+///   `StateDirectory=etcd` for etcd's data and `LogsDirectory=kubernetes` for the audit log),
+///   `ProtectHome`, `PrivateTmp`, `PrivateDevices`, `ProtectKernelTunables`,
+///   `ProtectKernelModules` and `ProtectControlGroups`.
+/// - kube-proxy writes iptables rules and conntrack sysctls under `/proc/sys`, and may load
+///   netfilter modules: `NoNewPrivileges`, `ProtectSystem=full` and `ProtectHome` only.
+///
+/// Every service restarts on failure after 5 seconds and starts after (and wants)
+/// `network-online.target`; the kubelet also requires containerd.
+pub fn unit(service: Service, flags: &Flags) -> Result<Unit, Error> {
+    check_flags(service, flags)?;
+    let exec_start = ExecCommand::new(service.binary(), flags.to_arguments());
+    let mut unit = Unit {
+        name: service.unit_name(),
+        unit: UnitSection {
+            description: String::new(),
+            documentation: vec![DOCUMENTATION_KUBERNETES.to_owned()],
+            after: vec![NETWORK_ONLINE.to_owned()],
+            wants: vec![NETWORK_ONLINE.to_owned()],
+            requires: Vec::new(),
+        },
+        service: ServiceSection {
+            service_type: ServiceType::Simple,
+            exec_start_pre: Vec::new(),
+            exec_start,
+            restart: Restart::OnFailure,
+            restart_sec: 5,
+            delegate: false,
+            kill_mode: None,
+            limit_nofile: None,
+            limit_nproc: None,
+            limit_core: None,
+            tasks_max: None,
+            oom_score_adjust: None,
+            state_directory: None,
+            state_directory_mode: None,
+            logs_directory: None,
+            hardening: Hardening::default(),
+        },
+        install: InstallSection {
+            wanted_by: vec!["multi-user.target".to_owned()],
+        },
+    };
+    let sealed = Hardening {
+        no_new_privileges: true,
+        protect_system: ProtectSystem::Strict,
+        protect_home: true,
+        private_tmp: true,
+        private_devices: true,
+        protect_kernel_tunables: true,
+        protect_kernel_modules: true,
+        protect_control_groups: true,
+    };
+    let section = &mut unit.service;
+    match service {
+        Service::Containerd => {
+            // As containerd's own unit, but restarting only on failure like every kiln unit.
+            unit.unit.description = "containerd container runtime".to_owned();
+            unit.unit.documentation = vec!["https://containerd.io".to_owned()];
+            unit.unit.after.push("local-fs.target".to_owned());
+            section.service_type = ServiceType::Notify;
+            section.exec_start_pre = vec![ExecCommand {
+                program: "/usr/sbin/modprobe".to_owned(),
+                arguments: vec!["overlay".to_owned()],
+                ignore_failure: true,
+            }];
+            section.delegate = true;
+            section.kill_mode = Some(KillMode::Process);
+            section.limit_nofile = Some(Limit::Value(1_048_576));
+            section.limit_nproc = Some(Limit::Infinity);
+            section.limit_core = Some(Limit::Infinity);
+            section.tasks_max = Some(Limit::Infinity);
+            section.oom_score_adjust = Some(-999);
+        }
+        Service::Kubelet => {
+            unit.unit.description = "Kubernetes kubelet".to_owned();
+            unit.unit.after.push("containerd.service".to_owned());
+            unit.unit.requires.push("containerd.service".to_owned());
+        }
+        Service::Etcd => {
+            unit.unit.description = "etcd key-value store".to_owned();
+            unit.unit.documentation = vec!["https://etcd.io/docs/".to_owned()];
+            section.service_type = ServiceType::Notify;
+            section.limit_nofile = Some(Limit::Value(65_536));
+            section.state_directory = Some("etcd".to_owned());
+            section.state_directory_mode = Some(0o700);
+            section.hardening = sealed;
+        }
+        Service::KubeApiserver => {
+            unit.unit.description = "Kubernetes API server".to_owned();
+            section.limit_nofile = Some(Limit::Value(65_536));
+            section.logs_directory = Some("kubernetes".to_owned());
+            section.hardening = sealed;
+        }
+        Service::KubeControllerManager => {
+            unit.unit.description = "Kubernetes controller manager".to_owned();
+            section.hardening = sealed;
+        }
+        Service::KubeScheduler => {
+            unit.unit.description = "Kubernetes scheduler".to_owned();
+            section.hardening = sealed;
+        }
+        Service::KubeProxy => {
+            unit.unit.description = "Kubernetes network proxy".to_owned();
+            section.hardening = Hardening {
+                no_new_privileges: true,
+                protect_system: ProtectSystem::Full,
+                protect_home: true,
+                ..Hardening::default()
+            };
+        }
+    }
+    Ok(unit)
+}
+
+/// Every unit of the node `node`, with [`crate::flags::default_flags`].
+pub fn units(plan: &Plan, node: &str) -> Result<Vec<Unit>, Error> {
+    let node = plan.node(node).ok_or_else(|| Error::UnknownNode {
+        node: node.to_owned(),
+    })?;
+    services(plan, node)
+        .into_iter()
+        .map(|service| unit(service, &crate::flags::default_flags(plan, node, service)))
+        .collect()
+}
+
+fn check_flags(service: Service, flags: &Flags) -> Result<(), Error> {
+    for (name, value) in flags.pairs() {
+        let reason = if name.is_empty() {
+            Some("the name is empty")
+        } else if name.starts_with('-') {
+            Some("the name starts with '-'")
+        } else if !name.chars().all(|character| {
+            character.is_ascii_alphanumeric() || matches!(character, '-' | '_' | '.')
+        }) {
+            Some("the name has a character other than a letter, digit, '-', '_' or '.'")
+        } else if value.chars().any(char::is_control) {
+            Some("the value has a line break or control character")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(Error::InvalidFlag {
+                unit: service.unit_name(),
+                name: name.clone(),
+                reason,
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,404 @@
+//! Typed systemd service units and their INI form.
+//!
+//! A [`Unit`] is built from typed directives; [`Unit::to_ini`] lays them out section by
+//! section in a fixed order, escaping each `ExecStart=` word for systemd's command-line
+//! syntax, so no directive is ever spliced into text by hand.
+
+/// A systemd service unit: `[Unit]`, `[Service]` and `[Install]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unit {
+    /// The unit's file name, for example `kubelet.service`.
+    pub name: String,
+    /// `[Unit]`.
+    pub unit: UnitSection,
+    /// `[Service]`.
+    pub service: ServiceSection,
+    /// `[Install]`.
+    pub install: InstallSection,
+}
+
+/// `[Unit]`: description and ordering.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnitSection {
+    /// `Description=`.
+    pub description: String,
+    /// `Documentation=` URLs.
+    pub documentation: Vec<String>,
+    /// `After=`: units this one starts after.
+    pub after: Vec<String>,
+    /// `Wants=`: units started along with this one; their failure does not matter.
+    pub wants: Vec<String>,
+    /// `Requires=`: units that must be active for this one to run.
+    pub requires: Vec<String>,
+}
+
+/// `Type=` of a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ServiceType {
+    /// `simple`: started once the process is forked.
+    Simple,
+    /// `notify`: started once the process sends `READY=1` (containerd, etcd).
+    Notify,
+}
+
+/// `Restart=`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Restart {
+    /// `on-failure`: after a non-zero exit, a signal, a timeout or a watchdog.
+    OnFailure,
+    /// `always`.
+    Always,
+}
+
+/// `KillMode=`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KillMode {
+    /// `process`: stop only the main process (containerd, so containers survive restarts).
+    Process,
+    /// `control-group`: stop every process of the unit (systemd's default).
+    ControlGroup,
+}
+
+/// A resource limit value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Limit {
+    /// `infinity`.
+    Infinity,
+    /// A number.
+    Value(u64),
+}
+
+/// `ProtectSystem=`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ProtectSystem {
+    /// Not set: the file system is as the host's.
+    #[default]
+    Off,
+    /// `full`: `/usr`, `/boot`, `/efi` and `/etc` read-only.
+    Full,
+    /// `strict`: everything read-only except `/dev`, `/proc`, `/sys` and the unit's own
+    /// state, logs and runtime directories.
+    Strict,
+}
+
+/// Sandboxing directives. Every field defaults to off; each component turns on what it
+/// tolerates (see [`crate::unit`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Hardening {
+    /// `NoNewPrivileges=yes`.
+    pub no_new_privileges: bool,
+    /// `ProtectSystem=`.
+    pub protect_system: ProtectSystem,
+    /// `ProtectHome=yes`.
+    pub protect_home: bool,
+    /// `PrivateTmp=yes`.
+    pub private_tmp: bool,
+    /// `PrivateDevices=yes`.
+    pub private_devices: bool,
+    /// `ProtectKernelTunables=yes`: `/proc/sys` and `/sys` read-only.
+    pub protect_kernel_tunables: bool,
+    /// `ProtectKernelModules=yes`: no module loading.
+    pub protect_kernel_modules: bool,
+    /// `ProtectControlGroups=yes`: `/sys/fs/cgroup` read-only.
+    pub protect_control_groups: bool,
+}
+
+/// A command line of `ExecStart=` or `ExecStartPre=`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecCommand {
+    /// Absolute path of the program.
+    pub program: String,
+    /// Arguments, one word each (quoted and escaped when written).
+    pub arguments: Vec<String>,
+    /// Whether a failure is ignored (systemd's `-` prefix).
+    pub ignore_failure: bool,
+}
+
+/// `[Service]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceSection {
+    /// `Type=`.
+    pub service_type: ServiceType,
+    /// `ExecStartPre=` commands, in order.
+    pub exec_start_pre: Vec<ExecCommand>,
+    /// `ExecStart=`.
+    pub exec_start: ExecCommand,
+    /// `Restart=`.
+    pub restart: Restart,
+    /// `RestartSec=`, in seconds.
+    pub restart_sec: u32,
+    /// `Delegate=yes`: the service manages its own cgroup subtree (containerd).
+    pub delegate: bool,
+    /// `KillMode=`, when not systemd's default.
+    pub kill_mode: Option<KillMode>,
+    /// `LimitNOFILE=`.
+    pub limit_nofile: Option<Limit>,
+    /// `LimitNPROC=`.
+    pub limit_nproc: Option<Limit>,
+    /// `LimitCORE=`.
+    pub limit_core: Option<Limit>,
+    /// `TasksMax=`.
+    pub tasks_max: Option<Limit>,
+    /// `OOMScoreAdjust=`.
+    pub oom_score_adjust: Option<i32>,
+    /// `StateDirectory=`: a directory under `/var/lib` systemd creates and keeps writable.
+    pub state_directory: Option<String>,
+    /// `StateDirectoryMode=`.
+    pub state_directory_mode: Option<u32>,
+    /// `LogsDirectory=`: a directory under `/var/log` systemd creates and keeps writable.
+    pub logs_directory: Option<String>,
+    /// Sandboxing.
+    pub hardening: Hardening,
+}
+
+/// `[Install]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InstallSection {
+    /// `WantedBy=`.
+    pub wanted_by: Vec<String>,
+}
+
+/// One section of an INI file: its name and its `Key=value` lines in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IniSection {
+    /// The name between brackets.
+    pub name: &'static str,
+    /// Directives in order; a key may repeat.
+    pub entries: Vec<(&'static str, String)>,
+}
+
+impl Unit {
+    /// The unit's sections, each with its directives in a fixed order; unset directives are
+    /// left out.
+    pub fn sections(&self) -> Vec<IniSection> {
+        vec![
+            self.unit.section(),
+            self.service.section(),
+            self.install.section(),
+        ]
+    }
+
+    /// The unit file's text.
+    pub fn to_ini(&self) -> String {
+        write_ini(&self.sections())
+    }
+}
+
+/// Writes `sections` as systemd INI text: a blank line between sections, one `Key=value` per
+/// line.
+pub fn write_ini(sections: &[IniSection]) -> String {
+    let mut text = String::new();
+    for (index, section) in sections.iter().enumerate() {
+        if index > 0 {
+            text.push('\n');
+        }
+        text.push('[');
+        text.push_str(section.name);
+        text.push_str("]\n");
+        for (key, value) in &section.entries {
+            text.push_str(key);
+            text.push('=');
+            text.push_str(value);
+            text.push('\n');
+        }
+    }
+    text
+}
+
+impl UnitSection {
+    fn section(&self) -> IniSection {
+        let mut entries = vec![("Description", self.description.clone())];
+        entries.extend(
+            self.documentation
+                .iter()
+                .map(|url| ("Documentation", url.clone())),
+        );
+        if !self.after.is_empty() {
+            entries.push(("After", self.after.join(" ")));
+        }
+        if !self.wants.is_empty() {
+            entries.push(("Wants", self.wants.join(" ")));
+        }
+        if !self.requires.is_empty() {
+            entries.push(("Requires", self.requires.join(" ")));
+        }
+        IniSection {
+            name: "Unit",
+            entries,
+        }
+    }
+}
+
+impl ServiceSection {
+    fn section(&self) -> IniSection {
+        let mut entries = vec![(
+            "Type",
+            match self.service_type {
+                ServiceType::Simple => "simple",
+                ServiceType::Notify => "notify",
+            }
+            .to_owned(),
+        )];
+        entries.extend(
+            self.exec_start_pre
+                .iter()
+                .map(|command| ("ExecStartPre", command.to_exec())),
+        );
+        entries.push(("ExecStart", self.exec_start.to_exec()));
+        entries.push((
+            "Restart",
+            match self.restart {
+                Restart::OnFailure => "on-failure",
+                Restart::Always => "always",
+            }
+            .to_owned(),
+        ));
+        entries.push(("RestartSec", self.restart_sec.to_string()));
+        if self.delegate {
+            entries.push(("Delegate", "yes".to_owned()));
+        }
+        if let Some(mode) = self.kill_mode {
+            let mode = match mode {
+                KillMode::Process => "process",
+                KillMode::ControlGroup => "control-group",
+            };
+            entries.push(("KillMode", mode.to_owned()));
+        }
+        let limits = [
+            ("LimitNOFILE", self.limit_nofile),
+            ("LimitNPROC", self.limit_nproc),
+            ("LimitCORE", self.limit_core),
+            ("TasksMax", self.tasks_max),
+        ];
+        for (key, limit) in limits {
+            match limit {
+                Some(Limit::Infinity) => entries.push((key, "infinity".to_owned())),
+                Some(Limit::Value(value)) => entries.push((key, value.to_string())),
+                None => {}
+            }
+        }
+        if let Some(adjust) = self.oom_score_adjust {
+            entries.push(("OOMScoreAdjust", adjust.to_string()));
+        }
+        if let Some(directory) = &self.state_directory {
+            entries.push(("StateDirectory", directory.clone()));
+        }
+        if let Some(mode) = self.state_directory_mode {
+            entries.push(("StateDirectoryMode", format!("{mode:04o}")));
+        }
+        if let Some(directory) = &self.logs_directory {
+            entries.push(("LogsDirectory", directory.clone()));
+        }
+        let hardening = &self.hardening;
+        let switches = [
+            ("NoNewPrivileges", hardening.no_new_privileges),
+            ("ProtectHome", hardening.protect_home),
+            ("PrivateTmp", hardening.private_tmp),
+            ("PrivateDevices", hardening.private_devices),
+            ("ProtectKernelTunables", hardening.protect_kernel_tunables),
+            ("ProtectKernelModules", hardening.protect_kernel_modules),
+            ("ProtectControlGroups", hardening.protect_control_groups),
+        ];
+        match hardening.protect_system {
+            ProtectSystem::Off => {}
+            ProtectSystem::Full => entries.push(("ProtectSystem", "full".to_owned())),
+            ProtectSystem::Strict => entries.push(("ProtectSystem", "strict".to_owned())),
+        }
+        entries.extend(
+            switches
+                .into_iter()
+                .filter(|(_, on)| *on)
+                .map(|(key, _)| (key, "yes".to_owned())),
+        );
+        IniSection {
+            name: "Service",
+            entries,
+        }
+    }
+}
+
+impl InstallSection {
+    fn section(&self) -> IniSection {
+        let mut entries = Vec::new();
+        if !self.wanted_by.is_empty() {
+            entries.push(("WantedBy", self.wanted_by.join(" ")));
+        }
+        IniSection {
+            name: "Install",
+            entries,
+        }
+    }
+}
+
+impl ExecCommand {
+    /// A command that must succeed.
+    pub fn new(program: impl Into<String>, arguments: Vec<String>) -> Self {
+        Self {
+            program: program.into(),
+            arguments,
+            ignore_failure: false,
+        }
+    }
+
+    /// The value of an `Exec*=` line: the program and each argument escaped for systemd, one
+    /// argument per continuation line as Kubernetes The Hard Way writes them.
+    pub fn to_exec(&self) -> String {
+        let mut text = String::new();
+        if self.ignore_failure {
+            text.push('-');
+        }
+        text.push_str(&escape_word(&self.program));
+        for argument in &self.arguments {
+            text.push_str(" \\\n  ");
+            text.push_str(&escape_word(argument));
+        }
+        text
+    }
+}
+
+/// One word of a systemd command line: `%` specifiers and `$` variables are escaped, and a
+/// word with blanks, quotes, backslashes or a leading `;` is double-quoted.
+fn escape_word(word: &str) -> String {
+    let mut escaped = String::with_capacity(word.len());
+    let mut quote = word.is_empty() || word.starts_with(';');
+    for character in word.chars() {
+        match character {
+            '%' => escaped.push_str("%%"),
+            '$' => escaped.push_str("$$"),
+            '\\' => {
+                quote = true;
+                escaped.push_str("\\\\");
+            }
+            '"' => {
+                quote = true;
+                escaped.push_str("\\\"");
+            }
+            ' ' | '\t' | '\'' => {
+                quote = true;
+                escaped.push(character);
+            }
+            other => escaped.push(other),
+        }
+    }
+    if quote {
+        format!("\"{escaped}\"")
+    } else {
+        escaped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_escaped_for_systemd() {
+        assert_eq!(escape_word("--v=2"), "--v=2");
+        assert_eq!(escape_word("100%"), "100%%");
+        assert_eq!(escape_word("$HOME"), "$$HOME");
+        assert_eq!(escape_word("a b"), "\"a b\"");
+        assert_eq!(escape_word("say \"hi\""), "\"say \\\"hi\\\"\"");
+        assert_eq!(escape_word(""), "\"\"");
+        assert_eq!(escape_word(";"), "\";\"");
+    }
+}

@@ -1,0 +1,123 @@
+//! Properties over generated specs: each node runs exactly the services its roles and the
+//! control-plane mode call for, and every file a default flag names is one kiln puts on that
+//! node (certificates from `kiln_pki::placement`, kubeconfigs from `kiln_kubeconfig`).
+
+use std::collections::BTreeSet;
+
+use kiln_spec::{
+    ControlPlaneMode, KubeProxyMode, KubeletCredentials, Plan, Role, strategies::valid_spec,
+};
+use kiln_units::Service;
+use proptest::prelude::*;
+
+/// The services the roles and mode call for, written out independently of the crate.
+fn expected_services(plan: &Plan, node: &kiln_spec::NodePlan) -> BTreeSet<Service> {
+    let mode = plan.cluster.control_plane_mode;
+    let mut services = BTreeSet::new();
+    let kubelet = node.has(Role::Worker)
+        || (mode == ControlPlaneMode::StaticPods
+            && (node.has(Role::ControlPlane) || node.has(Role::Etcd)));
+    if kubelet {
+        services.extend([Service::Containerd, Service::Kubelet]);
+        if plan.options.kube_proxy == KubeProxyMode::Systemd {
+            services.insert(Service::KubeProxy);
+        }
+    }
+    if mode == ControlPlaneMode::Systemd {
+        if node.has(Role::Etcd) {
+            services.insert(Service::Etcd);
+        }
+        if node.has(Role::ControlPlane) {
+            services.extend([
+                Service::KubeApiserver,
+                Service::KubeControllerManager,
+                Service::KubeScheduler,
+            ]);
+        }
+    }
+    services
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn services_and_flag_paths_match_the_node(spec in valid_spec(1..=6)) {
+        let (plan, _) = spec.validate().expect("valid_spec gives valid specs");
+        for node in &plan.nodes {
+            let services: BTreeSet<Service> = kiln_units::services(&plan, node).into_iter().collect();
+            prop_assert_eq!(&services, &expected_services(&plan, node), "{}", node.name);
+
+            let placed: BTreeSet<String> = kiln_pki::placement(&plan, node)
+                .into_iter()
+                .map(|file| format!("/etc/kubernetes/{}", file.path))
+                .collect();
+            let mut kubeconfigs: BTreeSet<String> = kiln_kubeconfig::node_kinds(&plan, node)
+                .iter()
+                .map(|kind| format!("/{}", kind.path()))
+                .collect();
+            if plan.options.kubelet_credentials == KubeletCredentials::BootstrapToken {
+                // The bootstrap kubeconfig carries a token (rendered elsewhere); the kubelet
+                // writes kubelet.conf itself once its CSR is signed.
+                kubeconfigs.insert("/etc/kubernetes/bootstrap-kubelet.conf".to_owned());
+                kubeconfigs.insert("/etc/kubernetes/kubelet.conf".to_owned());
+            }
+            for service in &services {
+                let flags = kiln_units::default_flags(&plan, node, *service);
+                let unit = kiln_units::unit(*service, &flags).expect("a unit");
+                prop_assert_eq!(unit.service.exec_start.arguments.len(), flags.pairs().len());
+                for (name, value) in flags.pairs() {
+                    if value.starts_with("/etc/kubernetes/pki/") {
+                        prop_assert!(placed.contains(value), "{} --{}={} is not placed on {}", service.name(), name, value, node.name);
+                    } else if value.starts_with("/etc/kubernetes/") && value.ends_with(".conf") {
+                        prop_assert!(kubeconfigs.contains(value), "{} --{}={} is not a kubeconfig of {}", service.name(), name, value, node.name);
+                    }
+                }
+            }
+            if services.contains(&Service::Kubelet) {
+                let flags = kiln_units::default_flags(&plan, node, Service::Kubelet);
+                // The kubelet's cgroup driver is containerd's.
+                let systemd_cgroup = kiln_units::containerd_config().plugins.cri.containerd.runtimes["runc"].options.systemd_cgroup;
+                prop_assert_eq!(flags.get("cgroup-driver") == Some("systemd"), systemd_cgroup);
+                prop_assert_eq!(
+                    flags.get("pod-manifest-path").is_some(),
+                    plan.cluster.control_plane_mode == ControlPlaneMode::StaticPods
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn extra_flags_replace_defaults_in_place_and_bad_flags_are_refused() {
+    let source = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/two-node.toml"
+    ))
+    .expect("the example");
+    let source = format!(
+        "{source}\n[options.extra_flags.kubelet]\nnode-ip = \"192.168.50.99\"\nv = \"2\"\n"
+    );
+    let plan = kiln_spec::load(&source, "two-node.toml")
+        .expect("valid")
+        .plan;
+    let node = plan.node("node2").expect("node2");
+    let defaults = kiln_units::default_flags(&plan, node, Service::Kubelet);
+    let names: Vec<&str> = defaults
+        .pairs()
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert_eq!(defaults.get("node-ip"), Some("192.168.50.99"));
+    assert_eq!(names.last(), Some(&"v"));
+    assert_eq!(names.iter().filter(|name| **name == "node-ip").count(), 1);
+
+    for (name, value) in [("", "x"), ("--v", "2"), ("a b", "x"), ("v", "2\n--evil=1")] {
+        let flags = kiln_units::Flags::from_pairs(&[(name.to_owned(), value.to_owned())]);
+        let error = kiln_units::unit(Service::Kubelet, &flags).expect_err("refused");
+        assert!(
+            error.to_string().starts_with("kubelet.service: flag"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,114 @@
+//! `systemd-analyze verify` reads every unit of every node of every example without a warning,
+//! in a scratch root that holds the programs the units run and the units they name.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use kiln_units::Unit;
+
+/// Units our units order against or depend on that are not ours: systemd's own targets. Each is
+/// a stub in the scratch root, since `--root` hides the host's units.
+const SYSTEM_UNITS: [&str; 6] = [
+    "basic.target",
+    "local-fs.target",
+    "multi-user.target",
+    "network-online.target",
+    "shutdown.target",
+    "sysinit.target",
+];
+
+/// Lays out `units` in a scratch root with an executable stub for every program they run
+/// (except `missing`), and returns what `systemd-analyze verify` says: (success, stderr).
+fn verify(systemd_analyze: &Path, units: &[Unit], missing: Option<&str>) -> (bool, String) {
+    let root = tempfile::tempdir().expect("a scratch root");
+    for name in SYSTEM_UNITS {
+        let stub = format!("[Unit]\nDescription=stub of {name}\n");
+        common::write_file(
+            root.path(),
+            &format!("etc/systemd/system/{name}"),
+            stub.as_bytes(),
+            0o644,
+        );
+    }
+    let mut programs = BTreeSet::new();
+    for unit in units {
+        common::write_file(
+            root.path(),
+            &format!("etc/systemd/system/{}", unit.name),
+            unit.to_ini().as_bytes(),
+            0o644,
+        );
+        programs.insert(unit.service.exec_start.program.clone());
+        programs.extend(
+            unit.service
+                .exec_start_pre
+                .iter()
+                .map(|command| command.program.clone()),
+        );
+    }
+    for program in programs
+        .iter()
+        .filter(|program| Some(program.as_str()) != missing)
+    {
+        common::write_file(root.path(), program, b"#!/bin/sh\nexit 0\n", 0o755);
+    }
+    let output = common::run(
+        Command::new(systemd_analyze)
+            .arg("verify")
+            .arg(format!("--root={}", root.path().display()))
+            .args(units.iter().map(|unit| unit.name.as_str())),
+    );
+    let mut stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    stderr.push_str(&String::from_utf8_lossy(&output.stdout));
+    (output.status.success(), stderr)
+}
+
+#[test]
+fn systemd_analyze_verifies_every_unit_without_a_warning() {
+    let systemd_analyze = common::tool("systemd-analyze", "systemd");
+    let mut verified = 0;
+    for (example, plan) in common::example_plans() {
+        for node in &plan.nodes {
+            let units = kiln_units::units(&plan, &node.name).expect("units");
+            if units.is_empty() {
+                continue;
+            }
+            let (success, messages) = verify(&systemd_analyze, &units, None);
+            assert!(
+                success && messages.trim().is_empty(),
+                "{example}/{}: systemd-analyze verify complains:\n{messages}",
+                node.name
+            );
+            verified += units.len();
+        }
+    }
+    assert!(verified >= 20, "only {verified} units were verified");
+}
+
+#[test]
+fn systemd_analyze_notices_a_missing_program() {
+    // The check can fail: without the kubelet's binary, verify refuses the kubelet's unit.
+    let systemd_analyze = common::tool("systemd-analyze", "systemd");
+    let plan = &common::example_plans()["two-node"];
+    let units = kiln_units::units(plan, "node2").expect("units");
+    let (success, messages) = verify(&systemd_analyze, &units, Some("/usr/local/bin/kubelet"));
+    assert!(!success, "verify accepted a unit whose program is missing");
+    assert!(messages.contains("/usr/local/bin/kubelet"), "{messages}");
+}
+
+#[test]
+fn systemd_analyze_notices_an_unknown_directive() {
+    let systemd_analyze = common::tool("systemd-analyze", "systemd");
+    let plan = &common::example_plans()["two-node"];
+    let mut units = kiln_units::units(plan, "node2").expect("units");
+    // Documentation= must be a URL; a bare word is a warning.
+    units[0].unit.documentation.push("not-a-url".to_owned());
+    let (_, messages) = verify(&systemd_analyze, &units, None);
+    assert!(
+        messages.contains("not-a-url"),
+        "verify said nothing: {messages}"
+    );
+}
