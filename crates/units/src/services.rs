@@ -118,10 +118,16 @@ const DOCUMENTATION_KUBERNETES: &str = "https://kubernetes.io/docs/";
 ///   service a private mount namespace, so volume mounts made by the kubelet would not
 ///   propagate to containerd's containers. Both also write `/proc/sys`, cgroups and devices.
 /// - etcd, kube-apiserver, kube-controller-manager and kube-scheduler only read their
-///   certificates and talk over the network: `NoNewPrivileges`, `ProtectSystem=strict` (with
+///   certificates (root-owned, so no capability is needed to read them), listen on ports above
+///   1023 and talk over the network: `NoNewPrivileges`, `ProtectSystem=strict` (with
 ///   `StateDirectory=etcd` for etcd's data and `LogsDirectory=kubernetes` for the audit log),
-///   `ProtectHome`, `PrivateTmp`, `PrivateDevices`, `ProtectKernelTunables`,
-///   `ProtectKernelModules` and `ProtectControlGroups`.
+///   `ProtectHome`, `PrivateTmp`, `PrivateDevices`, `PrivateMounts`, `ProtectKernelTunables`,
+///   `ProtectKernelModules`, `ProtectControlGroups`, `ProtectKernelLogs`, `ProtectClock`,
+///   `ProtectHostname`, `RestrictNamespaces`, `RestrictRealtime`, `RestrictSUIDSGID`,
+///   `LockPersonality`, `SystemCallArchitectures=native`, an empty `CapabilityBoundingSet=`
+///   and `RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK`. Left out, because
+///   nothing here can run them under systemd to prove they are tolerated:
+///   `MemoryDenyWriteExecute` and `SystemCallFilter`.
 /// - kube-proxy writes iptables rules and conntrack sysctls under `/proc/sys`, and may load
 ///   netfilter modules: `NoNewPrivileges`, `ProtectSystem=full` and `ProtectHome` only.
 ///
@@ -167,9 +173,21 @@ pub fn unit(service: Service, flags: &Flags) -> Result<Unit, Error> {
         protect_home: true,
         private_tmp: true,
         private_devices: true,
+        private_mounts: true,
         protect_kernel_tunables: true,
         protect_kernel_modules: true,
         protect_control_groups: true,
+        protect_kernel_logs: true,
+        protect_clock: true,
+        protect_hostname: true,
+        restrict_namespaces: true,
+        restrict_realtime: true,
+        restrict_suid_sgid: true,
+        lock_personality: true,
+        native_system_calls_only: true,
+        drop_capabilities: true,
+        // AF_NETLINK: Go's net.Interfaces, which the API server uses to choose addresses.
+        address_families: &["AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"],
     };
     let section = &mut unit.service;
     match service {

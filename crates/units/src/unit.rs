@@ -95,12 +95,35 @@ pub struct Hardening {
     pub private_tmp: bool,
     /// `PrivateDevices=yes`.
     pub private_devices: bool,
+    /// `PrivateMounts=yes`: the service's mounts stay its own.
+    pub private_mounts: bool,
     /// `ProtectKernelTunables=yes`: `/proc/sys` and `/sys` read-only.
     pub protect_kernel_tunables: bool,
     /// `ProtectKernelModules=yes`: no module loading.
     pub protect_kernel_modules: bool,
     /// `ProtectControlGroups=yes`: `/sys/fs/cgroup` read-only.
     pub protect_control_groups: bool,
+    /// `ProtectKernelLogs=yes`: no kernel log ring buffer.
+    pub protect_kernel_logs: bool,
+    /// `ProtectClock=yes`: the clock cannot be set.
+    pub protect_clock: bool,
+    /// `ProtectHostname=yes`: the host name cannot be changed.
+    pub protect_hostname: bool,
+    /// `RestrictNamespaces=yes`: no new namespaces.
+    pub restrict_namespaces: bool,
+    /// `RestrictRealtime=yes`: no realtime scheduling.
+    pub restrict_realtime: bool,
+    /// `RestrictSUIDSGID=yes`: no setuid or setgid files.
+    pub restrict_suid_sgid: bool,
+    /// `LockPersonality=yes`: the execution domain cannot change.
+    pub lock_personality: bool,
+    /// `SystemCallArchitectures=native`: only the native system call ABI.
+    pub native_system_calls_only: bool,
+    /// `CapabilityBoundingSet=`: drop every capability (for services that bind ports above
+    /// 1023 and read files they own).
+    pub drop_capabilities: bool,
+    /// `RestrictAddressFamilies=`: the only socket families allowed (empty: no restriction).
+    pub address_families: &'static [&'static str],
 }
 
 /// A command line of `ExecStart=` or `ExecStartPre=`.
@@ -295,9 +318,17 @@ impl ServiceSection {
             ("ProtectHome", hardening.protect_home),
             ("PrivateTmp", hardening.private_tmp),
             ("PrivateDevices", hardening.private_devices),
+            ("PrivateMounts", hardening.private_mounts),
             ("ProtectKernelTunables", hardening.protect_kernel_tunables),
             ("ProtectKernelModules", hardening.protect_kernel_modules),
             ("ProtectControlGroups", hardening.protect_control_groups),
+            ("ProtectKernelLogs", hardening.protect_kernel_logs),
+            ("ProtectClock", hardening.protect_clock),
+            ("ProtectHostname", hardening.protect_hostname),
+            ("RestrictNamespaces", hardening.restrict_namespaces),
+            ("RestrictRealtime", hardening.restrict_realtime),
+            ("RestrictSUIDSGID", hardening.restrict_suid_sgid),
+            ("LockPersonality", hardening.lock_personality),
         ];
         match hardening.protect_system {
             ProtectSystem::Off => {}
@@ -310,6 +341,18 @@ impl ServiceSection {
                 .filter(|(_, on)| *on)
                 .map(|(key, _)| (key, "yes".to_owned())),
         );
+        if hardening.native_system_calls_only {
+            entries.push(("SystemCallArchitectures", "native".to_owned()));
+        }
+        if hardening.drop_capabilities {
+            entries.push(("CapabilityBoundingSet", String::new()));
+        }
+        if !hardening.address_families.is_empty() {
+            entries.push((
+                "RestrictAddressFamilies",
+                hardening.address_families.join(" "),
+            ));
+        }
         IniSection {
             name: "Service",
             entries,

@@ -21,8 +21,8 @@ const SYSTEM_UNITS: [&str; 6] = [
 ];
 
 /// Lays out `units` in a scratch root with an executable stub for every program they run
-/// (except `missing`), and returns what `systemd-analyze verify` says: (success, stderr).
-fn verify(systemd_analyze: &Path, units: &[Unit], missing: Option<&str>) -> (bool, String) {
+/// (except `missing`) and a stub of every systemd unit they name.
+fn scratch_root(units: &[Unit], missing: Option<&str>) -> tempfile::TempDir {
     let root = tempfile::tempdir().expect("a scratch root");
     for name in SYSTEM_UNITS {
         let stub = format!("[Unit]\nDescription=stub of {name}\n");
@@ -55,6 +55,12 @@ fn verify(systemd_analyze: &Path, units: &[Unit], missing: Option<&str>) -> (boo
     {
         common::write_file(root.path(), program, b"#!/bin/sh\nexit 0\n", 0o755);
     }
+    root
+}
+
+/// What `systemd-analyze verify` says of `units` in a scratch root: (success, messages).
+fn verify(systemd_analyze: &Path, units: &[Unit], missing: Option<&str>) -> (bool, String) {
+    let root = scratch_root(units, missing);
     let output = common::run(
         Command::new(systemd_analyze)
             .arg("verify")
@@ -111,4 +117,48 @@ fn systemd_analyze_notices_an_unknown_directive() {
         messages.contains("not-a-url"),
         "verify said nothing: {messages}"
     );
+}
+
+/// The services that get the full sandbox, and the highest exposure `systemd-analyze security`
+/// (systemd 252) may give them: 0 is best, 10 worst, and the same units without a sandbox
+/// score 7.5. They measure 3.4; what is left is running as root, the network access they
+/// exist for, and the system call filter kiln leaves out until it can test one.
+const SEALED: [(&str, f64); 4] = [
+    ("etcd.service", 3.5),
+    ("kube-apiserver.service", 3.5),
+    ("kube-controller-manager.service", 3.5),
+    ("kube-scheduler.service", 3.5),
+];
+
+#[test]
+fn systemd_analyze_rates_the_sealed_services_well_exposed_little() {
+    let systemd_analyze = common::tool("systemd-analyze", "systemd");
+    let plan = &common::example_plans()["two-node"];
+    let units = kiln_units::units(plan, "node1").expect("units");
+    let root = scratch_root(&units, None);
+    for (unit, highest) in SEALED {
+        let output = common::run(
+            Command::new(&systemd_analyze)
+                .args(["security", "--offline=true"])
+                .arg(format!("--root={}", root.path().display()))
+                .arg(unit),
+        );
+        let text = String::from_utf8_lossy(&output.stdout);
+        let marker = format!("Overall exposure level for {unit}: ");
+        let exposure: f64 = text
+            .lines()
+            .find_map(|line| line.split_once(&marker))
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .and_then(|number| number.parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no exposure level for {unit}:\n{text}{}",
+                    String::from_utf8_lossy(&output.stderr)
+                )
+            });
+        assert!(
+            exposure <= highest,
+            "{unit}: exposure {exposure} > {highest}\n{text}"
+        );
+    }
 }
