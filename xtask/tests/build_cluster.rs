@@ -254,3 +254,82 @@ fn graph_prints_dot_with_every_node() {
         );
     }
 }
+
+/// Every file below `dir` (following links) that holds a private key: PEM key files, and
+/// kubeconfigs that carry one (`client-key-data`, base64 of a PEM key).
+fn files_with_private_keys(dir: &Path) -> std::collections::BTreeSet<String> {
+    fn walk(root: &Path, dir: &Path, found: &mut std::collections::BTreeSet<String>) {
+        for entry in std::fs::read_dir(dir).expect("readable directory") {
+            let path = entry.expect("entry").path();
+            let meta = std::fs::metadata(&path).expect("metadata (following links)");
+            if meta.is_dir() {
+                walk(root, &path, found);
+                continue;
+            }
+            let text = String::from_utf8_lossy(&std::fs::read(&path).expect("readable file")).into_owned();
+            if text.contains("PRIVATE KEY") || text.contains("client-key-data") {
+                let relative = path.strip_prefix(root).expect("below root");
+                // Drop the artifact directory (pki/, kubeconfigs/): keep the on-node path.
+                let on_node: PathBuf = relative.components().skip(1).collect();
+                found.insert(on_node.display().to_string());
+            }
+        }
+    }
+    let mut found = std::collections::BTreeSet::new();
+    walk(dir, dir, &mut found);
+    found
+}
+
+/// The HA example's nodes hold exactly the private keys of ../shared/reference/pki.md's
+/// least-privilege table for their roles (systemd control plane: controllers run no kubelet).
+#[test]
+fn every_node_of_the_ha_example_holds_exactly_its_private_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = examples().join("ha.toml");
+    stdout(&xtask(
+        dir.path(),
+        "022",
+        &[],
+        &["build-cluster", "--spec", spec.to_str().expect("utf-8"), "--store", "store", "--secrets", "s"],
+    ));
+    let controller: Vec<&str> = vec![
+        "etc/kubernetes/controller-manager.conf",
+        "etc/kubernetes/scheduler.conf",
+        "pki/apiserver-etcd-client.key",
+        "pki/apiserver-kubelet-client.key",
+        "pki/apiserver.key",
+        "pki/controller-manager.key",
+        "pki/etcd/healthcheck-client.key",
+        "pki/etcd/peer.key",
+        "pki/etcd/server.key",
+        "pki/front-proxy-client.key",
+        "pki/sa.key",
+        "pki/scheduler.key",
+    ];
+    let worker: Vec<&str> = vec![
+        "etc/kubernetes/kube-proxy.conf",
+        "etc/kubernetes/kubelet.conf",
+        "pki/kube-proxy.key",
+        "pki/kubelet-client.key",
+        "pki/kubelet.key",
+    ];
+    let nodes = dir.path().join("result/nodes");
+    for (node, expected) in [
+        ("lb", vec![]),
+        ("controller-0", controller.clone()),
+        ("controller-1", controller.clone()),
+        ("controller-2", controller),
+        ("worker-0", worker.clone()),
+        ("worker-1", worker.clone()),
+        ("worker-2", worker),
+    ] {
+        let found = files_with_private_keys(&nodes.join(node));
+        let expected: std::collections::BTreeSet<String> = expected.into_iter().map(str::to_owned).collect();
+        assert_eq!(found, expected, "private keys on {node}");
+    }
+    // "Its own only": each worker's kubelet key is its own, not another node's.
+    let key = |node: &str| std::fs::read(nodes.join(node).join("pki/pki/kubelet.key")).expect("kubelet key");
+    assert_ne!(key("worker-0"), key("worker-1"));
+    let own = std::fs::read(dir.path().join("result/cluster/pki/kubelet-serving/worker-0/tls.key")).expect("operator copy");
+    assert_eq!(key("worker-0"), own);
+}

@@ -28,15 +28,19 @@
 //! let plan_file = manifest.artifacts[&node1["plan"]].store_path.join("node.json");
 //! assert!(std::fs::read_to_string(plan_file)?.contains("\"name\": \"node1\""));
 //! // node2 is a worker: it holds its own kubelet certificates, never the apiserver's.
-//! assert!(manifest.nodes["node2"].contains_key("pki/kubelet-serving/node2"));
-//! assert!(!manifest.nodes["node2"].contains_key("pki/apiserver"));
+//! let node2_pki = &manifest.artifacts[&manifest.nodes["node2"]["pki"]].store_path;
+//! assert!(node2_pki.join("pki/kubelet.key").exists());
+//! assert!(!node2_pki.join("pki/apiserver.key").exists());
+//! assert!(!node2_pki.join("pki/ca.key").exists());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![forbid(unsafe_code)]
 
 mod builders;
+mod configs;
 mod manifest;
 mod network;
+mod node_pki;
 mod pki;
 mod rendered;
 
@@ -137,24 +141,17 @@ pub fn cluster_graph(plan: &Plan, inputs: &ClusterInputs) -> Result<ClusterGraph
             .insert("plan".to_owned(), id);
     }
 
-    network::add_network(&mut graph, &mut artifacts, &Arc::new(plan.clone()))?;
+    let shared_plan = Arc::new(plan.clone());
+    network::add_network(&mut graph, &mut artifacts, &shared_plan)?;
+    configs::add_units(&mut graph, &mut artifacts, &shared_plan)?;
 
-    // The operator's output holds every certificate; a node's artifacts hold only the
-    // certificates whose files kiln_pki::placement gives that node.
+    // The operator's output holds every certificate and key; a node's `pki` artifact holds
+    // only the files kiln_pki::placement gives that node.
     let pki = add_pki(&mut graph, plan, &inputs.root, &inputs.external_cas)?;
     for (name, id) in &pki.by_name {
         artifacts.cluster.insert(format!("pki/{name}"), id.clone());
     }
-    for node in &plan.nodes {
-        let node_artifacts = artifacts.nodes.entry(node.name.clone()).or_default();
-        for file in kiln_pki::placement(plan, node) {
-            if let Some((id, _)) = pki.locate(&file.source) {
-                node_artifacts.insert(
-                    format!("pki/{}", file.source.certificate_name()),
-                    id.clone(),
-                );
-            }
-        }
-    }
+    configs::add_kubeconfigs(&mut graph, &mut artifacts, &shared_plan, &pki)?;
+    node_pki::add_node_pki(&mut graph, &mut artifacts, plan, &pki)?;
     Ok(ClusterGraph { graph, artifacts })
 }

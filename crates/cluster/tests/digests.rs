@@ -101,6 +101,36 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Parameters are projections of the plan: a renderer must not read what its projection
+    /// leaves out, or its store path would be reused for different output. Units ignore a
+    /// node's gateway, DNS and pod subnet; kubeconfigs also ignore its addresses.
+    #[test]
+    fn renderers_ignore_what_their_parameters_leave_out(spec in valid_spec(1..=6), pick in any::<usize>()) {
+        let plan = plan_of(&spec)?;
+        let target = plan.nodes[pick % plan.nodes.len()].name.clone();
+        let mut changed = plan.clone();
+        let node = changed.nodes.iter_mut().find(|node| node.name == target).expect("target exists");
+        node.dns.push("192.0.2.53".parse().expect("address"));
+        node.gateway = None;
+        let units = |plan: &Plan| kiln_units::render_node(plan, &target).map_err(|e| TestCaseError::fail(e.to_string()));
+        prop_assert_eq!(units(&changed)?, units(&plan)?);
+        let kinds = |plan: &Plan| {
+            let node = plan.node(&target).expect("target exists");
+            kiln_kubeconfig::node_kinds(plan, node)
+                .iter()
+                .map(|kind| kiln_kubeconfig::render_file(plan, kind, kiln_kubeconfig::Credentials::referenced(kind)))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| TestCaseError::fail(e.to_string()))
+        };
+        let node = changed.nodes.iter_mut().find(|node| node.name == target).expect("target exists");
+        node.addresses[0] = "198.51.100.7/24".parse().expect("address");
+        prop_assert_eq!(kinds(&changed)?, kinds(&plan)?);
+    }
+}
+
 /// The same TOML document with the key order of every table reversed (tables keep their
 /// headers, so only the lines inside each table move).
 fn reverse_keys(text: &str) -> String {

@@ -1,0 +1,284 @@
+//! Each node's systemd units (kiln-units) and kubeconfigs (kiln-kubeconfig) as derivations,
+//! and the operator's kubeconfigs.
+//!
+//! Units are rendered from the plan; their parameters are what kiln-units reads: the
+//! cluster-wide plan, the options, whether the controller manager signs CSRs, and the node.
+//! Kubeconfigs take the PKI derivations of exactly the certificates they carry as inputs, so
+//! a node's kubeconfigs never depend on another node's certificates.
+
+use std::sync::Arc;
+
+use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId, Graph};
+use kiln_kubeconfig::{Credentials, KubeconfigKind};
+use kiln_spec::{ClusterPlan, KubeconfigCertificates, NodePlan, OptionsPlan, Plan};
+use serde::Serialize;
+
+use crate::rendered::{File, RenderBuilder, write_files};
+use crate::{Artifacts, CERTIFICATE_FILE, ClusterError, KEY_FILE, PkiDerivations};
+
+/// The part of a node that kiln-units reads: not its gateway, DNS or pod subnet.
+#[derive(Serialize)]
+struct UnitNode<'a> {
+    name: &'a str,
+    roles: &'a std::collections::BTreeSet<kiln_spec::Role>,
+    addresses: &'a [ipnet::Ipv4Net],
+}
+
+#[derive(Serialize)]
+struct UnitParams<'a> {
+    cluster: &'a ClusterPlan,
+    options: &'a OptionsPlan,
+    controller_manager_signs_csrs: bool,
+    node: UnitNode<'a>,
+}
+
+/// The part of a node that kiln-kubeconfig reads: its name and roles.
+#[derive(Serialize)]
+struct KubeconfigNode<'a> {
+    name: &'a str,
+    roles: &'a std::collections::BTreeSet<kiln_spec::Role>,
+}
+
+fn encode(what: &str, value: &impl Serialize) -> Result<Vec<u8>, ClusterError> {
+    serde_json::to_vec(value).map_err(|error| ClusterError::Encode {
+        what: what.to_owned(),
+        message: error.to_string(),
+    })
+}
+
+/// Adds `node/<name>/units` for every node.
+pub(crate) fn add_units(
+    graph: &mut Graph,
+    artifacts: &mut Artifacts,
+    plan: &Arc<Plan>,
+) -> Result<(), ClusterError> {
+    let render: Arc<dyn Fn(&Plan, &str) -> Result<Vec<File>, String> + Send + Sync> =
+        Arc::new(|plan: &Plan, node: &str| {
+            kiln_units::render_node(plan, node)
+                .map(|files| {
+                    files
+                        .into_iter()
+                        .map(|file| File {
+                            path: file.path,
+                            contents: file.contents,
+                            mode: file.mode,
+                        })
+                        .collect()
+                })
+                .map_err(|error| error.to_string())
+        });
+    for node in &plan.nodes {
+        let params = encode(
+            "a node's unit parameters",
+            &UnitParams {
+                cluster: &plan.cluster,
+                options: &plan.options,
+                controller_manager_signs_csrs: plan.pki.controller_manager_signs_csrs,
+                node: UnitNode {
+                    name: &node.name,
+                    roles: &node.roles,
+                    addresses: &node.addresses,
+                },
+            },
+        )?;
+        let id = DrvId::new(format!("node/{}/units", node.name));
+        let builder = RenderBuilder {
+            kind: "kiln-units.node",
+            version: 1,
+            plan: Arc::clone(plan),
+            node: node.name.clone(),
+            params,
+            render: Arc::clone(&render),
+        };
+        graph.add(
+            id.clone(),
+            Derivation::new(format!("{}-units", node.name), Arc::new(builder)),
+        )?;
+        artifacts
+            .nodes
+            .entry(node.name.clone())
+            .or_default()
+            .insert("units".to_owned(), id);
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct KubeconfigParams<'a> {
+    cluster: &'a ClusterPlan,
+    options: &'a OptionsPlan,
+    node: Option<KubeconfigNode<'a>>,
+    files: Vec<String>,
+}
+
+/// Writes the kubeconfigs of `kinds`, reading certificates from the derivation's inputs.
+struct KubeconfigBuilder {
+    plan: Arc<Plan>,
+    kinds: Vec<KubeconfigKind>,
+    params: Vec<u8>,
+    /// Whether to copy the referenced certificate files beside the kubeconfigs (the operator's
+    /// output, whose kubeconfigs reference `pki/...` relative to themselves).
+    copy_referenced: bool,
+}
+
+fn input_name(certificate: &str) -> String {
+    format!("cert:{certificate}")
+}
+
+fn read(ctx: &BuildContext<'_>, input: &str, file: &str) -> Result<String, BuildError> {
+    let path = ctx.input(input)?.join(file);
+    std::fs::read_to_string(&path).map_err(|error| BuildError::io(&path, error))
+}
+
+impl Builder for KubeconfigBuilder {
+    fn kind(&self) -> &str {
+        "kiln-kubeconfig.files"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn params(&self) -> Vec<u8> {
+        self.params.clone()
+    }
+
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
+        let mut files = Vec::new();
+        for kind in &self.kinds {
+            let certificate = kind.certificate_name();
+            let credentials = match self.plan.options.kubeconfig_certificates {
+                KubeconfigCertificates::Embedded => Credentials::Embedded {
+                    ca_pem: read(ctx, "ca", CERTIFICATE_FILE)?,
+                    certificate_pem: read(ctx, &input_name(&certificate), CERTIFICATE_FILE)?,
+                    key_pem: read(ctx, &input_name(&certificate), KEY_FILE)?,
+                },
+                KubeconfigCertificates::Referenced => Credentials::referenced(kind),
+            };
+            if self.copy_referenced {
+                if let Credentials::Referenced {
+                    ca_path,
+                    certificate_path,
+                    key_path,
+                } = &credentials
+                {
+                    let input = input_name(&certificate);
+                    for (path, source, file, mode) in [
+                        (ca_path, "ca", CERTIFICATE_FILE, 0o644),
+                        (certificate_path, input.as_str(), CERTIFICATE_FILE, 0o644),
+                        (key_path, input.as_str(), KEY_FILE, 0o600),
+                    ] {
+                        let contents = read(ctx, source, file)?.into_bytes();
+                        files.push(File {
+                            path: path.clone(),
+                            contents,
+                            mode,
+                        });
+                    }
+                }
+            }
+            let file = kiln_kubeconfig::render_file(&self.plan, kind, credentials)
+                .map_err(BuildError::from_error)?;
+            files.push(File {
+                path: file.path,
+                contents: file.contents,
+                mode: file.mode,
+            });
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        files.dedup_by(|a, b| a.path == b.path);
+        write_files(ctx.out(), &files)
+    }
+}
+
+fn kubeconfig_derivation(
+    plan: &Arc<Plan>,
+    node: Option<&NodePlan>,
+    kinds: Vec<KubeconfigKind>,
+    pki: &PkiDerivations,
+    name: String,
+) -> Result<Derivation, ClusterError> {
+    let params = encode(
+        "kubeconfig parameters",
+        &KubeconfigParams {
+            cluster: &plan.cluster,
+            options: &plan.options,
+            node: node.map(|node| KubeconfigNode {
+                name: &node.name,
+                roles: &node.roles,
+            }),
+            files: kinds.iter().map(KubeconfigKind::path).collect(),
+        },
+    )?;
+    let copy_referenced = node.is_none();
+    let mut derivation = Derivation::new(
+        name,
+        Arc::new(KubeconfigBuilder {
+            plan: Arc::clone(plan),
+            kinds: kinds.clone(),
+            params,
+            copy_referenced,
+        }),
+    );
+    let needs_pem =
+        copy_referenced || plan.options.kubeconfig_certificates == KubeconfigCertificates::Embedded;
+    if needs_pem && !kinds.is_empty() {
+        let ca = pki.get("ca").ok_or_else(|| missing("ca"))?;
+        derivation = derivation.input("ca", ca.clone());
+        for kind in &kinds {
+            let certificate = kind.certificate_name();
+            let id = pki.get(&certificate).ok_or_else(|| missing(&certificate))?;
+            derivation = derivation.input(input_name(&certificate), id.clone());
+        }
+    }
+    Ok(derivation)
+}
+
+fn missing(certificate: &str) -> ClusterError {
+    ClusterError::Encode {
+        what: "kubeconfigs".to_owned(),
+        message: format!("the PKI has no certificate called {certificate}"),
+    }
+}
+
+/// Adds `node/<name>/kubeconfigs` for every node that has any, and `cluster/kubeconfigs`
+/// (admin.conf and super-admin.conf, for the operator).
+pub(crate) fn add_kubeconfigs(
+    graph: &mut Graph,
+    artifacts: &mut Artifacts,
+    plan: &Arc<Plan>,
+    pki: &PkiDerivations,
+) -> Result<(), ClusterError> {
+    for node in &plan.nodes {
+        let kinds = kiln_kubeconfig::node_kinds(plan, node);
+        if kinds.is_empty() {
+            continue;
+        }
+        let id = DrvId::new(format!("node/{}/kubeconfigs", node.name));
+        let derivation = kubeconfig_derivation(
+            plan,
+            Some(node),
+            kinds,
+            pki,
+            format!("{}-kubeconfigs", node.name),
+        )?;
+        graph.add(id.clone(), derivation)?;
+        artifacts
+            .nodes
+            .entry(node.name.clone())
+            .or_default()
+            .insert("kubeconfigs".to_owned(), id);
+    }
+    let id = DrvId::new("cluster/kubeconfigs");
+    let kinds = kiln_kubeconfig::OPERATOR_KINDS.to_vec();
+    let derivation = kubeconfig_derivation(
+        plan,
+        None,
+        kinds,
+        pki,
+        format!("{}-kubeconfigs", plan.cluster.name),
+    )?;
+    graph.add(id.clone(), derivation)?;
+    artifacts.cluster.insert("kubeconfigs".to_owned(), id);
+    Ok(())
+}
