@@ -13,7 +13,7 @@ use kiln_kubeconfig::{Credentials, KubeconfigKind};
 use kiln_spec::{ClusterPlan, KubeconfigCertificates, NodePlan, OptionsPlan, Plan};
 use serde::Serialize;
 
-use crate::rendered::{File, RenderBuilder, write_files};
+use crate::rendered::{File, Render, RenderBuilder, write_files};
 use crate::{Artifacts, CERTIFICATE_FILE, ClusterError, KEY_FILE, PkiDerivations};
 
 /// The part of a node that kiln-units reads: not its gateway, DNS or pod subnet.
@@ -52,21 +52,20 @@ pub(crate) fn add_units(
     artifacts: &mut Artifacts,
     plan: &Arc<Plan>,
 ) -> Result<(), ClusterError> {
-    let render: Arc<dyn Fn(&Plan, &str) -> Result<Vec<File>, String> + Send + Sync> =
-        Arc::new(|plan: &Plan, node: &str| {
-            kiln_units::render_node(plan, node)
-                .map(|files| {
-                    files
-                        .into_iter()
-                        .map(|file| File {
-                            path: file.path,
-                            contents: file.contents,
-                            mode: file.mode,
-                        })
-                        .collect()
-                })
-                .map_err(|error| error.to_string())
-        });
+    let render: Arc<Render> = Arc::new(|plan: &Plan, node: &str| {
+        kiln_units::render_node(plan, node)
+            .map(|files| {
+                files
+                    .into_iter()
+                    .map(|file| File {
+                        path: file.path,
+                        contents: file.contents,
+                        mode: file.mode,
+                    })
+                    .collect()
+            })
+            .map_err(|error| error.to_string())
+    });
     for node in &plan.nodes {
         let params = encode(
             "a node's unit parameters",
@@ -155,26 +154,25 @@ impl Builder for KubeconfigBuilder {
                 },
                 KubeconfigCertificates::Referenced => Credentials::referenced(kind),
             };
-            if self.copy_referenced {
-                if let Credentials::Referenced {
+            if self.copy_referenced
+                && let Credentials::Referenced {
                     ca_path,
                     certificate_path,
                     key_path,
                 } = &credentials
-                {
-                    let input = input_name(&certificate);
-                    for (path, source, file, mode) in [
-                        (ca_path, "ca", CERTIFICATE_FILE, 0o644),
-                        (certificate_path, input.as_str(), CERTIFICATE_FILE, 0o644),
-                        (key_path, input.as_str(), KEY_FILE, 0o600),
-                    ] {
-                        let contents = read(ctx, source, file)?.into_bytes();
-                        files.push(File {
-                            path: path.clone(),
-                            contents,
-                            mode,
-                        });
-                    }
+            {
+                let input = input_name(&certificate);
+                for (path, source, file, mode) in [
+                    (ca_path, "ca", CERTIFICATE_FILE, 0o644),
+                    (certificate_path, input.as_str(), CERTIFICATE_FILE, 0o644),
+                    (key_path, input.as_str(), KEY_FILE, 0o600),
+                ] {
+                    let contents = read(ctx, source, file)?.into_bytes();
+                    files.push(File {
+                        path: path.clone(),
+                        contents,
+                        mode,
+                    });
                 }
             }
             let file = kiln_kubeconfig::render_file(&self.plan, kind, credentials)

@@ -12,7 +12,7 @@ use kiln_spec::{NodePlan, Plan, Role};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
-use crate::rendered::{File, RenderBuilder};
+use crate::rendered::{File, Render, RenderBuilder};
 use crate::{Artifacts, ClusterError};
 
 #[derive(Serialize)]
@@ -53,21 +53,20 @@ pub(crate) fn add_network(
         .map_err(|error| encode("the network table", error))?;
     let network_table = hex(&Sha256::digest(&table));
 
-    let render: Arc<dyn Fn(&Plan, &str) -> Result<Vec<File>, String> + Send + Sync> =
-        Arc::new(|plan: &Plan, node: &str| {
-            kiln_netplan::render_node(plan, node)
-                .map(|files| {
-                    files
-                        .into_iter()
-                        .map(|file| File {
-                            path: file.path,
-                            contents: file.contents,
-                            mode: file.mode,
-                        })
-                        .collect()
-                })
-                .map_err(|error| error.to_string())
-        });
+    let render: Arc<Render> = Arc::new(|plan: &Plan, node: &str| {
+        kiln_netplan::render_node(plan, node)
+            .map(|files| {
+                files
+                    .into_iter()
+                    .map(|file| File {
+                        path: file.path,
+                        contents: file.contents,
+                        mode: file.mode,
+                    })
+                    .collect()
+            })
+            .map_err(|error| error.to_string())
+    });
     for node in &plan.nodes {
         let params = serde_json::to_vec(&NodeParams {
             network_table: network_table.clone(),

@@ -18,7 +18,8 @@ pub(crate) struct File {
     pub(crate) mode: u32,
 }
 
-type Render = dyn Fn(&Plan, &str) -> Result<Vec<File>, String> + Send + Sync;
+/// A renderer of one node's files, errors as text.
+pub(crate) type Render = dyn Fn(&Plan, &str) -> Result<Vec<File>, String> + Send + Sync;
 
 /// Renders one node's files from the plan when built.
 pub(crate) struct RenderBuilder {
