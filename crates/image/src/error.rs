@@ -1,0 +1,133 @@
+//! The crate's one error type.
+
+use std::path::PathBuf;
+
+use kiln_store::{Digest, StoreError};
+
+/// Why an image input could not be described, fetched or built.
+///
+/// Every variant names what it is about (the binary, the file and line, the
+/// command) and, where it helps, what would be valid.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImageError {
+    /// A binary's bytes are not the ones it is pinned to.
+    #[error("{binary} from {origin}: expected SHA-256 {expected}, got {actual}")]
+    ChecksumMismatch {
+        /// The binary, such as `kubelet`.
+        binary: String,
+        /// Where its bytes came from: a URL or a path.
+        origin: String,
+        /// The pinned SHA-256.
+        expected: Digest,
+        /// The SHA-256 of what arrived.
+        actual: Digest,
+    },
+    /// Downloading a binary failed.
+    #[error("downloading {binary} from {url}: {reason}")]
+    Download {
+        /// The binary.
+        binary: String,
+        /// The URL.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A source does not provide exactly the Kubernetes binaries.
+    #[error("{source_kind} source: {reason}; the binaries are: {}", crate::KUBERNETES_BINARIES.join(", "))]
+    Binaries {
+        /// `release` or `path`.
+        source_kind: &'static str,
+        /// Which binaries are missing or unexpected.
+        reason: String,
+    },
+    /// A `path` source's directory changed after it was hashed.
+    #[error(
+        "{dir} changed since it was pinned: its content hash was {expected}, it is now {actual}"
+    )]
+    DirectoryChanged {
+        /// The directory.
+        dir: PathBuf,
+        /// The content hash it was pinned to.
+        expected: Digest,
+        /// Its content hash now.
+        actual: Digest,
+    },
+    /// No content hash is known for this Debian source version.
+    #[error(
+        "no content hash is pinned for Debian's kubernetes {version}; pinned versions: {known}"
+    )]
+    UnpinnedDebianVersion {
+        /// The requested version.
+        version: String,
+        /// The versions that are pinned.
+        known: String,
+    },
+    /// A file of a source package is not as the build expects (its
+    /// changelog, its version stamp, the build script it adjusts).
+    #[error("{file}:{line}: {reason}")]
+    Source {
+        /// The file.
+        file: PathBuf,
+        /// The 1-based line (0 when about the whole file or directory).
+        line: usize,
+        /// What is wrong and what was expected.
+        reason: String,
+    },
+    /// The machine's apt sources give nothing to fetch source packages from.
+    #[error("no apt sources in {searched}: found no `Types: deb` stanza or `deb` line")]
+    NoAptSources {
+        /// The files and directories looked at.
+        searched: String,
+    },
+    /// Build tools are missing; [`ensure_build_tools`](crate::ensure_build_tools)
+    /// installs them.
+    #[error(
+        "missing build tools {}: install them with kiln_image::ensure_build_tools() or `apt-get install {}`",
+        programs.join(", "), packages.join(" ")
+    )]
+    MissingBuildTools {
+        /// The programs not found on `PATH`.
+        programs: Vec<String>,
+        /// The Debian packages that provide them.
+        packages: Vec<String>,
+    },
+    /// A command failed.
+    #[error("`{command}` failed ({status}){}", tail_text(log_tail))]
+    Command {
+        /// The command, for people.
+        command: String,
+        /// Its exit status, as text.
+        status: String,
+        /// The last lines of its output.
+        log_tail: Vec<String>,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Hashing a tree failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ImageError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> ImageError {
+        ImageError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+fn tail_text(lines: &[String]) -> String {
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!("; its last output:\n  {}", lines.join("\n  "))
+    }
+}

@@ -1,0 +1,784 @@
+//! The `debian` source: Kubernetes built here from Debian's `kubernetes`
+//! source package with Debian's Go, reproducibly, so that its output can be
+//! pinned by content hash.
+//!
+//! What makes the build reproducible, across runs and directories:
+//! - `SOURCE_DATE_EPOCH` from `debian/changelog`, which `hack/lib/version.sh`
+//!   uses for the binaries' `buildDate` instead of the clock;
+//! - a `KUBE_GIT_VERSION_FILE` giving the version, commit (read from the
+//!   source's `git archive` stamp) and tree state, so no `git` is consulted;
+//! - `GOFLAGS=-trimpath`, and the source's own `-gcflags`/`-asmflags`
+//!   `-trimpath=<source dir>` removed from `hack/lib/golang.sh`: Go records
+//!   those flags in every binary's build information, and the source
+//!   directory is a fresh temporary one each time;
+//! - `-s -w -buildid=` (the source's default linker flags), `CGO_ENABLED=0`,
+//!   and a cleared environment with `GOPATH`/`GOCACHE` inside the build tree.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kiln_graph::{BuildContext, BuildError, Builder};
+use kiln_store::Digest;
+
+use super::{KUBERNETES_BINARIES, Params, install_binary, write_version};
+use crate::apt::PrivateApt;
+use crate::error::ImageError;
+use crate::process::{Output, run_quiet, run_streaming};
+
+/// The bookworm (security) version of the `kubernetes` source package:
+/// upstream Kubernetes 1.20.2.
+pub const DEBIAN_KUBERNETES_VERSION: &str = "1.20.5+really1.20.2-1.1+deb12u1";
+
+/// The [`tree_hash`](kiln_store::tree_hash) of the output built from
+/// [`DEBIAN_KUBERNETES_VERSION`]: `bin/<name>` for each of
+/// [`KUBERNETES_BINARIES`] and `VERSION` (`v1.20.2`).
+pub const DEBIAN_1_20_2_CONTENT_HASH: Digest = Digest::from_bytes(hex32(
+    "d1a6044b9065f7eda6488dff66073c747506e84dcd8baf09dffcdb59dec58b67",
+));
+
+/// The SHA-256 of each binary built from [`DEBIAN_KUBERNETES_VERSION`]; a
+/// build that differs fails naming the binary and both hashes.
+pub const DEBIAN_1_20_2_BINARIES: [(&str, Digest); 7] = [
+    (
+        "kube-apiserver",
+        Digest::from_bytes(hex32(
+            "167ebe990a50276a9f1ce97a6f006b02df6cf17f7e9c73da3d38738d04d04d58",
+        )),
+    ),
+    (
+        "kube-controller-manager",
+        Digest::from_bytes(hex32(
+            "fa0ec93634979acd7923bfb9ead5632589bb6ca2e9fbc852f1322fb52b08a354",
+        )),
+    ),
+    (
+        "kube-scheduler",
+        Digest::from_bytes(hex32(
+            "7a3b022d9bc061036570eba2cdf5473c0f83a2af96ccb17bf4ad10e5a9dec4a7",
+        )),
+    ),
+    (
+        "kubelet",
+        Digest::from_bytes(hex32(
+            "2592570804c34d21c9f0d72040c5a3c05c4f8350b2374779eea5581c6b7ca817",
+        )),
+    ),
+    (
+        "kube-proxy",
+        Digest::from_bytes(hex32(
+            "5a4e2022d1beefb12994edd1151e25442ed27f0c032ccdaaff309e8c5884b9e4",
+        )),
+    ),
+    (
+        "kubectl",
+        Digest::from_bytes(hex32(
+            "bab523f098cfb5ba9ae705d5aca0ffe895ddf80dbf797e70a0c9c0759412b1e9",
+        )),
+    ),
+    (
+        "kubeadm",
+        Digest::from_bytes(hex32(
+            "88675db65a94ac7233c215639c2e04da6b00e7c76c56df1ce59b6f3fd5ba43f5",
+        )),
+    ),
+];
+
+/// The programs the build runs, each with the Debian package providing it.
+/// [`ensure_build_tools`] installs the missing ones.
+pub const BUILD_TOOLS: [(&str, &str); 10] = [
+    ("apt-get", "apt"),
+    ("dpkg-source", "dpkg-dev"),
+    ("go", "golang-go"),
+    ("make", "make"),
+    ("rsync", "rsync"),
+    ("jq", "jq"),
+    ("bash", "bash"),
+    ("find", "findutils"),
+    ("sed", "sed"),
+    ("date", "coreutils"),
+];
+
+/// The `PATH` the build runs with: the system's directories only.
+const BUILD_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The entries of [`BUILD_TOOLS`] whose programs are not on the build's
+/// `PATH` (`/usr/sbin:/usr/bin:/sbin:/bin`, whatever the caller's is), as
+/// `(program, package)`.
+pub fn missing_build_tools() -> Vec<(&'static str, &'static str)> {
+    BUILD_TOOLS
+        .iter()
+        .copied()
+        .filter(|(program, _)| {
+            !std::env::split_paths(BUILD_PATH).any(|dir| dir.join(program).is_file())
+        })
+        .collect()
+}
+
+/// Installs the Debian packages of [`BUILD_TOOLS`] that are missing, with
+/// `apt-get install` from the machine's configured sources (which needs
+/// root). Does nothing when all are present.
+///
+/// This changes the machine, so it is never run by a build: call it (or run
+/// the `apt-get install` its error suggests) before building the `Debian`
+/// source.
+///
+/// # Errors
+///
+/// If `apt-get` fails, with its last lines of output.
+pub fn ensure_build_tools() -> Result<(), ImageError> {
+    let missing = missing_build_tools();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut packages: Vec<&str> = missing.iter().map(|(_, package)| *package).collect();
+    packages.sort_unstable();
+    packages.dedup();
+    let mut command = Command::new("apt-get");
+    command
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&packages);
+    run_quiet(command)
+}
+
+/// The upstream Kubernetes version a Debian version carries:
+/// `1.20.5+really1.20.2-1.1+deb12u1` carries `1.20.2` (Debian's `+really`
+/// marks a version rolled back below the one in its name).
+///
+/// ```
+/// assert_eq!(kiln_image::upstream_version("1.20.5+really1.20.2-1.1+deb12u1"), "1.20.2");
+/// assert_eq!(kiln_image::upstream_version("1:1.28.1-2"), "1.28.1");
+/// ```
+pub fn upstream_version(debian_version: &str) -> &str {
+    let without_epoch = debian_version
+        .split_once(':')
+        .map_or(debian_version, |(_, rest)| rest);
+    let upstream = without_epoch
+        .rsplit_once('-')
+        .map_or(without_epoch, |(upstream, _revision)| upstream);
+    upstream
+        .split_once("+really")
+        .map_or(upstream, |(_, really)| really)
+}
+
+/// The version stamp Kubernetes' build scripts embed in the binaries (what
+/// `kubectl version` prints), written as a `KUBE_GIT_VERSION_FILE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeVersion {
+    /// The upstream commit, 40 hex digits.
+    pub commit: String,
+    /// `clean`: the upstream tree with Debian's patches (which the version
+    /// does not describe).
+    pub tree_state: String,
+    /// Such as `v1.20.2`.
+    pub version: String,
+    /// Such as `1`.
+    pub major: String,
+    /// Such as `20`.
+    pub minor: String,
+}
+
+impl KubeVersion {
+    /// Reads the stamp that `git archive` left in a release tarball's
+    /// `hack/lib/version.sh` (`KUBE_GIT_COMMIT='…'` and `'tag: v1.20.2'`).
+    /// Returns `None` if the script carries no stamp.
+    pub fn from_version_script(script: &str) -> Option<KubeVersion> {
+        let commit = script.lines().find_map(|line| {
+            let value = line.trim().strip_prefix("KUBE_GIT_COMMIT='")?;
+            let value = value.strip_suffix('\'')?;
+            (value.len() == 40 && value.bytes().all(|byte| byte.is_ascii_hexdigit()))
+                .then(|| value.to_owned())
+        })?;
+        let (_, after_tag) = script.split_once("'tag: v")?;
+        let number: String = after_tag
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        let mut parts = number.split('.');
+        let major = parts.next().filter(|part| !part.is_empty())?.to_owned();
+        let minor = parts.next().filter(|part| !part.is_empty())?.to_owned();
+        Some(KubeVersion {
+            commit,
+            tree_state: "clean".to_owned(),
+            version: format!("v{number}"),
+            major,
+            minor,
+        })
+    }
+
+    /// The contents of a `KUBE_GIT_VERSION_FILE`, which the build scripts
+    /// `source` instead of asking `git`.
+    pub fn version_file(&self) -> String {
+        format!(
+            "KUBE_GIT_COMMIT='{}'\nKUBE_GIT_TREE_STATE='{}'\nKUBE_GIT_VERSION='{}'\nKUBE_GIT_MAJOR='{}'\nKUBE_GIT_MINOR='{}'\n",
+            self.commit, self.tree_state, self.version, self.major, self.minor
+        )
+    }
+}
+
+/// The Unix time of the newest entry of a Debian changelog (its first
+/// ` -- Maintainer <address>  <RFC 2822 date>` line): what
+/// `dpkg-parsechangelog -S Timestamp` prints, and what Debian uses as
+/// `SOURCE_DATE_EPOCH`. `file` only names the changelog in errors.
+///
+/// ```
+/// let changelog = "kubernetes (1.0-1) bookworm; urgency=medium\n\n  * Release.\n\n -- A Maintainer <a@example.org>  Sun, 08 Jun 2025 23:40:27 +0100\n";
+/// let epoch = kiln_image::source_date_epoch(changelog, "debian/changelog".as_ref()).unwrap();
+/// assert_eq!(epoch, 1_749_422_427);
+/// ```
+///
+/// # Errors
+///
+/// If there is no trailer line or its date is not `Day, DD Mon YYYY HH:MM:SS ±HHMM`.
+pub fn source_date_epoch(changelog: &str, file: &Path) -> Result<i64, ImageError> {
+    let error = |line: usize, reason: String| ImageError::Source {
+        file: file.to_owned(),
+        line,
+        reason,
+    };
+    let (index, trailer) = changelog
+        .lines()
+        .enumerate()
+        .find(|(_, line)| line.starts_with(" -- "))
+        .ok_or_else(|| error(1, "no ` -- Maintainer <address>  date` line".to_owned()))?;
+    let line = index + 1;
+    let (_, date) = trailer.split_once(">  ").ok_or_else(|| {
+        error(
+            line,
+            "expected two spaces between the maintainer's address and the date".to_owned(),
+        )
+    })?;
+    parse_rfc2822(date.trim()).ok_or_else(|| {
+        error(
+            line,
+            format!("{date:?} is not a date like \"Sun, 08 Jun 2025 23:40:27 +0100\""),
+        )
+    })
+}
+
+/// Builds the Kubernetes binaries from Debian's `kubernetes` source package.
+///
+/// Fetches the source with apt, using `deb-src` entries derived from the
+/// machine's own sources in a private apt configuration (see
+/// [`deb_src_config`](crate::deb_src_config)), then runs the source's
+/// `make` for [`KUBERNETES_BINARIES`] with [`BUILD_TOOLS`] (see
+/// [`ensure_build_tools`]). Takes about ten minutes on two cores; progress
+/// (the packages compiled and the time elapsed) goes to
+/// [`BuildContext::report`] every few seconds.
+///
+/// Scratch space (about 3 GB) is a temporary directory, removed afterwards;
+/// after a failure it is kept, with the build's whole log, and the error
+/// says where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebianKubernetes {
+    version: String,
+    etc_apt: PathBuf,
+}
+
+/// How often progress is reported while the build is compiling.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+
+impl DebianKubernetes {
+    /// The builder for source package version `version`, such as
+    /// [`DEBIAN_KUBERNETES_VERSION`], with apt sources from `/etc/apt`.
+    pub fn new(version: &str) -> DebianKubernetes {
+        DebianKubernetes {
+            version: version.to_owned(),
+            etc_apt: PathBuf::from("/etc/apt"),
+        }
+    }
+
+    /// Reads apt sources from `etc_apt` instead of `/etc/apt`.
+    #[must_use]
+    pub fn with_etc_apt(mut self, etc_apt: &Path) -> DebianKubernetes {
+        self.etc_apt = etc_apt.to_owned();
+        self
+    }
+
+    /// The content hash pinned for this version.
+    ///
+    /// # Errors
+    ///
+    /// If the version has no pinned hash.
+    pub fn pinned_content_hash(&self) -> Result<Digest, ImageError> {
+        if self.version == DEBIAN_KUBERNETES_VERSION {
+            Ok(DEBIAN_1_20_2_CONTENT_HASH)
+        } else {
+            Err(ImageError::UnpinnedDebianVersion {
+                version: self.version.clone(),
+                known: DEBIAN_KUBERNETES_VERSION.to_owned(),
+            })
+        }
+    }
+
+    fn pinned_binaries(&self) -> Option<&'static [(&'static str, Digest)]> {
+        (self.version == DEBIAN_KUBERNETES_VERSION).then_some(&DEBIAN_1_20_2_BINARIES[..])
+    }
+
+    fn build_into(&self, out: &Path, report: &dyn Fn(&str)) -> Result<(), ImageError> {
+        let missing = missing_build_tools();
+        if !missing.is_empty() {
+            return Err(ImageError::MissingBuildTools {
+                programs: missing
+                    .iter()
+                    .map(|(program, _)| (*program).to_owned())
+                    .collect(),
+                packages: missing
+                    .iter()
+                    .map(|(_, package)| (*package).to_owned())
+                    .collect(),
+            });
+        }
+        let scratch = tempfile::Builder::new()
+            .prefix("kiln-kubernetes-")
+            .tempdir()
+            .map_err(|error| ImageError::io(std::env::temp_dir(), error))?;
+        match self.build_in(scratch.path(), out, report) {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                // Keep the sources and the log for whoever debugs this.
+                let kept = scratch.keep();
+                report(&format!(
+                    "build failed; its files are kept in {}",
+                    kept.display()
+                ));
+                Err(error)
+            }
+        }
+    }
+
+    fn build_in(
+        &self,
+        scratch: &Path,
+        out: &Path,
+        report: &dyn Fn(&str),
+    ) -> Result<(), ImageError> {
+        report("fetching source indices with apt (deb-src from the machine's sources)");
+        let apt = PrivateApt::create(&scratch.join("apt"), &self.etc_apt)?;
+        apt.update()?;
+        report(&format!(
+            "fetching source package kubernetes {}",
+            self.version
+        ));
+        let sources = scratch.join("src");
+        fs::create_dir_all(&sources).map_err(|error| ImageError::io(&sources, error))?;
+        apt.source("kubernetes", &self.version, &sources)?;
+        let tree = unpacked_tree(&sources)?;
+
+        let changelog_path = tree.join("debian/changelog");
+        let changelog = fs::read_to_string(&changelog_path)
+            .map_err(|error| ImageError::io(&changelog_path, error))?;
+        let epoch = source_date_epoch(&changelog, &changelog_path)?;
+
+        let version_script = tree.join("hack/lib/version.sh");
+        let script = fs::read_to_string(&version_script)
+            .map_err(|error| ImageError::io(&version_script, error))?;
+        let version =
+            KubeVersion::from_version_script(&script).ok_or_else(|| ImageError::Source {
+                file: version_script.clone(),
+                line: 1,
+                reason: "no `git archive` stamp (KUBE_GIT_COMMIT='<40 hex digits>' and 'tag: v…')"
+                    .to_owned(),
+            })?;
+        let expected = format!("v{}", upstream_version(&self.version));
+        if version.version != expected {
+            return Err(ImageError::Source {
+                file: version_script,
+                line: 1,
+                reason: format!(
+                    "the source is stamped {}, but Debian's version {} says {expected}",
+                    version.version, self.version
+                ),
+            });
+        }
+        let version_file = scratch.join("kube-version");
+        fs::write(&version_file, version.version_file())
+            .map_err(|error| ImageError::io(&version_file, error))?;
+        remove_source_dir_flags(&tree.join("hack/lib/golang.sh"))?;
+
+        let home = scratch.join("home");
+        fs::create_dir_all(&home).map_err(|error| ImageError::io(&home, error))?;
+        let mut make = Command::new("make");
+        make.current_dir(&tree)
+            .env_clear()
+            .envs(build_environment(epoch, &version_file, &home))
+            .arg(format!(
+                "WHAT={}",
+                KUBERNETES_BINARIES
+                    .map(|name| format!("cmd/{name}"))
+                    .join(" ")
+            ));
+        report(&format!(
+            "building {} {} with Go (about ten minutes on two cores)",
+            version.version,
+            KUBERNETES_BINARIES.join(" ")
+        ));
+        let mut progress = Progress::new(report);
+        run_streaming(
+            make,
+            &scratch.join("build.log"),
+            PROGRESS_INTERVAL,
+            &mut |output| {
+                progress.observe(&output);
+            },
+        )?;
+        report(&format!(
+            "compiled {} packages in {}",
+            progress.packages,
+            minutes(progress.started.elapsed())
+        ));
+
+        // Every binary is checked before failing, so the report says all
+        // that changed, not just the first.
+        let bin = tree.join("_output/bin");
+        let mut mismatches = Vec::new();
+        for name in KUBERNETES_BINARIES {
+            let path = bin.join(name);
+            let mut file = File::open(&path).map_err(|error| ImageError::io(&path, error))?;
+            let actual = install_binary(out, name, &mut file)?;
+            let pinned = self
+                .pinned_binaries()
+                .and_then(|pins| pins.iter().find(|(pinned, _)| *pinned == name));
+            if let Some((_, expected)) = pinned
+                && *expected != actual
+            {
+                report(&format!(
+                    "{name}: expected SHA-256 {expected}, built {actual}"
+                ));
+                mismatches.push(ImageError::ChecksumMismatch {
+                    binary: name.to_owned(),
+                    origin: format!(
+                        "Debian's kubernetes {} built in {}",
+                        self.version,
+                        tree.display()
+                    ),
+                    expected: *expected,
+                    actual,
+                });
+            }
+        }
+        if !mismatches.is_empty() {
+            return Err(mismatches.swap_remove(0));
+        }
+        write_version(out, &version.version)
+    }
+}
+
+impl Builder for DebianKubernetes {
+    fn kind(&self) -> &str {
+        "kiln-image.kubernetes.debian"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn params(&self) -> Vec<u8> {
+        Params::default().field(self.version.as_bytes()).0
+    }
+
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
+        self.build_into(ctx.out(), &|message| ctx.report(message))
+            .map_err(BuildError::from_error)
+    }
+}
+
+/// The whole environment `make` runs with: nothing from the caller's, so
+/// the same source builds the same bytes anywhere.
+///
+/// `GOFLAGS` ends with `-tags=notest` because the build scripts take
+/// whatever follows `-tags=` in it as extra tags (and all of it when there
+/// is none); `-v` lists packages as they compile, for progress.
+pub fn build_environment(
+    source_date_epoch: i64,
+    version_file: &Path,
+    home: &Path,
+) -> Vec<(String, String)> {
+    [
+        ("PATH", BUILD_PATH.to_owned()),
+        ("HOME", home.display().to_string()),
+        ("LANG", "C.UTF-8".to_owned()),
+        ("LC_ALL", "C.UTF-8".to_owned()),
+        ("TZ", "UTC".to_owned()),
+        ("SOURCE_DATE_EPOCH", source_date_epoch.to_string()),
+        ("KUBE_GIT_VERSION_FILE", version_file.display().to_string()),
+        ("CGO_ENABLED", "0".to_owned()),
+        (
+            "GOFLAGS",
+            "-trimpath -buildvcs=false -v -tags=notest".to_owned(),
+        ),
+        ("GOPROXY", "off".to_owned()),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value))
+    .collect()
+}
+
+/// Removes `-trimpath=${KUBE_ROOT}` from the compiler and assembler flags in
+/// `hack/lib/golang.sh`: Go records `-gcflags` in each binary's build
+/// information, so the absolute source path would make every build
+/// directory give different bytes. `GOFLAGS=-trimpath` trims paths instead.
+fn remove_source_dir_flags(golang_sh: &Path) -> Result<(), ImageError> {
+    const REPLACEMENTS: [(&str, &str); 2] = [
+        (
+            "    goasmflags=\"-trimpath=${KUBE_ROOT}\"\n",
+            "    goasmflags=\"\"\n",
+        ),
+        (
+            "    gogcflags=\"${GOGCFLAGS:-} -trimpath=${KUBE_ROOT}\"\n",
+            "    gogcflags=\"${GOGCFLAGS:-}\"\n",
+        ),
+    ];
+    let mut script =
+        fs::read_to_string(golang_sh).map_err(|error| ImageError::io(golang_sh, error))?;
+    for (from, to) in REPLACEMENTS {
+        if script.matches(from).count() != 1 {
+            return Err(ImageError::Source {
+                file: golang_sh.to_owned(),
+                line: 1,
+                reason: format!(
+                    "expected exactly one line {:?} to make reproducible",
+                    from.trim()
+                ),
+            });
+        }
+        script = script.replace(from, to);
+    }
+    fs::write(golang_sh, script).map_err(|error| ImageError::io(golang_sh, error))
+}
+
+/// The one directory `apt-get source` unpacked into `sources`.
+fn unpacked_tree(sources: &Path) -> Result<PathBuf, ImageError> {
+    let entries = fs::read_dir(sources).map_err(|error| ImageError::io(sources, error))?;
+    let mut trees = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|error| ImageError::io(sources, error))?;
+        if entry.path().is_dir()
+            && entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("kubernetes-")
+        {
+            trees.push(entry.path());
+        }
+    }
+    match <[PathBuf; 1]>::try_from(trees) {
+        Ok([tree]) => Ok(tree),
+        Err(trees) => Err(ImageError::Source {
+            file: sources.to_owned(),
+            line: 0,
+            reason: format!(
+                "expected apt-get source to unpack one kubernetes-* directory, found {}",
+                trees.len()
+            ),
+        }),
+    }
+}
+
+/// Turns the build's output into occasional progress lines: the build
+/// script's own status lines as they come, and while Go compiles (printing
+/// one package per line, with `-v`), the count and latest package every
+/// [`PROGRESS_INTERVAL`].
+struct Progress<'a> {
+    report: &'a dyn Fn(&str),
+    started: Instant,
+    last_report: Instant,
+    packages: usize,
+    latest: String,
+}
+
+impl<'a> Progress<'a> {
+    fn new(report: &'a dyn Fn(&str)) -> Progress<'a> {
+        let now = Instant::now();
+        Progress {
+            report,
+            started: now,
+            last_report: now,
+            packages: 0,
+            latest: String::new(),
+        }
+    }
+
+    fn observe(&mut self, output: &Output<'_>) {
+        match output {
+            Output::Line(line) => {
+                if let Some(status) = line.strip_prefix("+++ ") {
+                    // "+++ [1122 11:45:01] Building go targets for linux/amd64:"
+                    let status = status.split_once("] ").map_or(status, |(_, text)| text);
+                    (self.report)(&format!("[{}] {status}", minutes(self.started.elapsed())));
+                    self.last_report = Instant::now();
+                } else if is_package_line(line) {
+                    self.packages += 1;
+                    (*line).clone_into(&mut self.latest);
+                }
+            }
+            Output::Quiet => {}
+        }
+        if self.last_report.elapsed() >= PROGRESS_INTERVAL {
+            let latest = if self.latest.is_empty() {
+                String::new()
+            } else {
+                format!(", latest {}", self.latest)
+            };
+            (self.report)(&format!(
+                "[{}] compiled {} packages{latest}",
+                minutes(self.started.elapsed()),
+                self.packages
+            ));
+            self.last_report = Instant::now();
+        }
+    }
+}
+
+/// A line `go build -v` prints for a package: one import path, alone.
+fn is_package_line(line: &str) -> bool {
+    !line.is_empty()
+        && !line.starts_with(' ')
+        && line
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"/._-~".contains(&byte))
+}
+
+fn minutes(elapsed: Duration) -> String {
+    let seconds = elapsed.as_secs();
+    format!("{}m{:02}s", seconds / 60, seconds % 60)
+}
+
+/// Parses `Sun, 08 Jun 2025 23:40:27 +0100` into Unix time.
+fn parse_rfc2822(date: &str) -> Option<i64> {
+    let date = date.split_once(", ").map_or(date, |(_, rest)| rest);
+    let fields: Vec<&str> = date.split_whitespace().collect();
+    let [day, month, year, time, zone] = fields.as_slice() else {
+        return None;
+    };
+    let day: i64 = day.parse().ok()?;
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|name| name == month)? as i64
+        + 1;
+    let year: i64 = year.parse().ok()?;
+    let mut clock = time.split(':').map(|part| part.parse::<i64>().ok());
+    let (hour, minute, second) = (clock.next()??, clock.next()??, clock.next()??);
+    if clock.next().is_some() || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60
+    {
+        return None;
+    }
+    let (sign, offset) = match zone.as_bytes().first()? {
+        b'+' => (1, &zone[1..]),
+        b'-' => (-1, &zone[1..]),
+        _ => return None,
+    };
+    if offset.len() != 4 || !offset.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    let offset: i64 = offset.parse().ok()?;
+    let offset_seconds = sign * ((offset / 100) * 3600 + (offset % 100) * 60);
+    let days = days_from_civil(year, month, day);
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset_seconds)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_index = (month + 9) % 12;
+    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// Decodes 64 hex digits at compile time (for the pinned hashes).
+const fn hex32(hex: &str) -> [u8; 32] {
+    let bytes = hex.as_bytes();
+    assert!(bytes.len() == 64, "a SHA-256 is 64 hex digits");
+    let mut out = [0u8; 32];
+    let mut index = 0;
+    while index < 32 {
+        out[index] = (nibble(bytes[2 * index]) << 4) | nibble(bytes[2 * index + 1]);
+        index += 1;
+    }
+    out
+}
+
+const fn nibble(digit: u8) -> u8 {
+    match digit {
+        b'0'..=b'9' => digit - b'0',
+        b'a'..=b'f' => digit - b'a' + 10,
+        _ => panic!("pinned hashes are lowercase hex"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_from_civil_matches_known_dates() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(days_from_civil(2025, 6, 8), 20_247);
+    }
+
+    #[test]
+    fn package_lines_are_import_paths() {
+        assert!(is_package_line(
+            "k8s.io/kubernetes/vendor/k8s.io/api/core/v1"
+        ));
+        assert!(is_package_line("internal/goarch"));
+        assert!(!is_package_line(
+            "+++ [1122 11:45:01] Building go targets for linux/amd64:"
+        ));
+        assert!(!is_package_line("    cmd/kubelet"));
+        assert!(!is_package_line(""));
+    }
+
+    #[test]
+    fn progress_reports_status_lines_and_counts_packages() {
+        let reports = std::cell::RefCell::new(Vec::new());
+        let report = |message: &str| reports.borrow_mut().push(message.to_owned());
+        let mut progress = Progress::new(&report);
+        progress.observe(&Output::Line(
+            "+++ [1122 11:45:01] Building go targets for linux/amd64:",
+        ));
+        progress.observe(&Output::Line(
+            "    ./vendor/k8s.io/code-generator/cmd/deepcopy-gen",
+        ));
+        progress.observe(&Output::Line("internal/goarch"));
+        progress.observe(&Output::Line("k8s.io/kubernetes/pkg/kubelet"));
+        // Pretend the interval has passed.
+        progress.last_report -= PROGRESS_INTERVAL;
+        progress.observe(&Output::Quiet);
+        assert_eq!(progress.packages, 2);
+        let reports = reports.borrow();
+        assert_eq!(reports.len(), 2, "{reports:?}");
+        assert!(
+            reports[0].ends_with("] Building go targets for linux/amd64:"),
+            "{reports:?}"
+        );
+        assert!(
+            reports[1].ends_with("] compiled 2 packages, latest k8s.io/kubernetes/pkg/kubelet"),
+            "{reports:?}"
+        );
+    }
+
+    #[test]
+    fn rfc2822_rejects_what_is_not_a_date() {
+        assert_eq!(
+            parse_rfc2822("Sun, 08 Jun 2025 23:40:27 +0100"),
+            Some(1_749_422_427)
+        );
+        assert_eq!(
+            parse_rfc2822("Sun, 08 Jun 2025 23:40:27 -0000"),
+            Some(1_749_426_027)
+        );
+        assert_eq!(parse_rfc2822("08 Jun 2025 23:40:27"), None);
+        assert_eq!(parse_rfc2822("Sun, 08 Juni 2025 23:40:27 +0100"), None);
+        assert_eq!(parse_rfc2822("Sun, 08 Jun 2025 24:40:27 +0100"), None);
+    }
+}

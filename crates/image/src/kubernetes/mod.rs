@@ -1,0 +1,200 @@
+//! The Kubernetes binaries as one store output, from one of three sources:
+//! Debian's source package built here, release downloads, or a local
+//! directory. Every output has the same layout: `bin/<name>` (mode 0755) for
+//! each of [`KUBERNETES_BINARIES`], and a `VERSION` file.
+
+mod debian;
+mod path;
+mod release;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kiln_graph::Derivation;
+use kiln_store::Digest;
+use sha2::{Digest as _, Sha256};
+
+use crate::error::ImageError;
+
+pub use self::debian::{
+    BUILD_TOOLS, DEBIAN_1_20_2_BINARIES, DEBIAN_1_20_2_CONTENT_HASH, DEBIAN_KUBERNETES_VERSION,
+    DebianKubernetes, KubeVersion, build_environment, ensure_build_tools, missing_build_tools,
+    source_date_epoch, upstream_version,
+};
+pub use self::path::PathKubernetes;
+pub use self::release::{ReleaseBinary, ReleaseKubernetes};
+
+/// The binaries every source provides, in the order they are listed to people.
+pub const KUBERNETES_BINARIES: [&str; 7] = [
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+    "kubectl",
+    "kubeadm",
+];
+
+/// The store name of the binaries' output.
+pub const KUBERNETES_DERIVATION_NAME: &str = "kubernetes-binaries";
+
+/// Where the Kubernetes binaries come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KubernetesSource {
+    /// Built here from Debian's `kubernetes` source package, fetched with
+    /// apt from the machine's own sources, with Debian's Go. The output is
+    /// reproducible and pinned by [`DEBIAN_1_20_2_CONTENT_HASH`].
+    Debian {
+        /// The source package version, such as [`DEBIAN_KUBERNETES_VERSION`].
+        version: String,
+    },
+    /// Downloaded, one URL per binary, each checked against its SHA-256.
+    Release {
+        /// The Kubernetes version written to `VERSION`, such as `v1.20.2`.
+        version: String,
+        /// Each of [`KUBERNETES_BINARIES`] with its URL and SHA-256.
+        binaries: BTreeMap<String, ReleaseBinary>,
+    },
+    /// Copied from a local directory holding the binaries by name, pinned to
+    /// the directory's content hash.
+    Path {
+        /// The Kubernetes version written to `VERSION`, such as `v1.20.2`.
+        version: String,
+        /// The directory.
+        dir: PathBuf,
+    },
+}
+
+impl KubernetesSource {
+    /// Debian's bookworm source package, Kubernetes 1.20.2.
+    pub fn debian_default() -> KubernetesSource {
+        KubernetesSource::Debian {
+            version: DEBIAN_KUBERNETES_VERSION.to_owned(),
+        }
+    }
+}
+
+/// The derivation (named [`KUBERNETES_DERIVATION_NAME`]) that produces the
+/// binaries from `source`.
+///
+/// - `Debian`: a fixed-output derivation pinned to the content hash of that
+///   version's reproducible build, so its store path depends on nothing
+///   else and a build that differs fails naming both hashes.
+/// - `Release`: addressed by the version and the binaries' SHA-256s (not the
+///   URLs: a mirror serves the same bytes), each checked as it downloads.
+/// - `Path`: addressed by the directory's content hash, computed now (which
+///   reads the directory once); the build fails if it has changed since.
+///
+/// # Errors
+///
+/// A Debian version without a pinned hash, a release list that is not
+/// exactly [`KUBERNETES_BINARIES`], or a directory that cannot be hashed or
+/// lacks a binary.
+pub fn kubernetes_binaries(source: &KubernetesSource) -> Result<Derivation, ImageError> {
+    Ok(match source {
+        KubernetesSource::Debian { version } => {
+            let builder = DebianKubernetes::new(version);
+            let content_hash = builder.pinned_content_hash()?;
+            Derivation::new(KUBERNETES_DERIVATION_NAME, Arc::new(builder)).fixed(content_hash)
+        }
+        KubernetesSource::Release { version, binaries } => Derivation::new(
+            KUBERNETES_DERIVATION_NAME,
+            Arc::new(ReleaseKubernetes::new(version, binaries.clone())?),
+        ),
+        KubernetesSource::Path { version, dir } => Derivation::new(
+            KUBERNETES_DERIVATION_NAME,
+            Arc::new(PathKubernetes::new(version, dir)?),
+        ),
+    })
+}
+
+/// Checks that `names` are exactly [`KUBERNETES_BINARIES`].
+fn check_binary_names<'a>(
+    source_kind: &'static str,
+    names: impl Iterator<Item = &'a str>,
+) -> Result<(), ImageError> {
+    let given: Vec<&str> = names.collect();
+    let missing: Vec<&str> = KUBERNETES_BINARIES
+        .iter()
+        .copied()
+        .filter(|name| !given.contains(name))
+        .collect();
+    let unexpected: Vec<&str> = given
+        .iter()
+        .copied()
+        .filter(|name| !KUBERNETES_BINARIES.contains(name))
+        .collect();
+    let mut problems = Vec::new();
+    if !missing.is_empty() {
+        problems.push(format!("missing {}", missing.join(", ")));
+    }
+    if !unexpected.is_empty() {
+        problems.push(format!("unexpected {}", unexpected.join(", ")));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ImageError::Binaries {
+            source_kind,
+            reason: problems.join("; "),
+        })
+    }
+}
+
+/// Copies `reader` to `out/bin/<name>` (mode 0755) and returns its SHA-256.
+fn install_binary(out: &Path, name: &str, reader: &mut dyn Read) -> Result<Digest, ImageError> {
+    let bin = out.join("bin");
+    fs::create_dir_all(&bin).map_err(|error| ImageError::io(&bin, error))?;
+    let path = bin.join(name);
+    let mut file = File::create(&path).map_err(|error| ImageError::io(&path, error))?;
+    let mut hashing = HashingWriter {
+        inner: &mut file,
+        hasher: Sha256::new(),
+    };
+    io::copy(reader, &mut hashing).map_err(|error| ImageError::io(&path, error))?;
+    let digest = Digest::from_bytes(hashing.hasher.finalize().into());
+    file.set_permissions(fs::Permissions::from_mode(0o755))
+        .map_err(|error| ImageError::io(&path, error))?;
+    Ok(digest)
+}
+
+/// Writes `out/VERSION`.
+fn write_version(out: &Path, version: &str) -> Result<(), ImageError> {
+    let path = out.join("VERSION");
+    fs::write(&path, format!("{version}\n")).map_err(|error| ImageError::io(&path, error))
+}
+
+struct HashingWriter<'a> {
+    inner: &'a mut dyn Write,
+    hasher: Sha256,
+}
+
+impl Write for HashingWriter<'_> {
+    fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {
+        let written = self.inner.write(buffer)?;
+        self.hasher.update(&buffer[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Canonical builder parameters: each field length-prefixed, so no two
+/// different field lists encode the same.
+#[derive(Default)]
+struct Params(Vec<u8>);
+
+impl Params {
+    fn field(mut self, value: &[u8]) -> Params {
+        self.0
+            .extend_from_slice(&(value.len() as u64).to_le_bytes());
+        self.0.extend_from_slice(value);
+        self
+    }
+}

@@ -1,0 +1,63 @@
+//! kiln-image: the inputs of a node image, as derivations for
+//! [`kiln_graph`]. The first is the Kubernetes binaries.
+//!
+//! [`kubernetes_binaries`] turns a [`KubernetesSource`] into a derivation
+//! whose output holds `bin/<name>` (mode 0755) for each of
+//! [`KUBERNETES_BINARIES`] and a `VERSION` file:
+//!
+//! - [`KubernetesSource::Debian`] builds Debian bookworm's `kubernetes`
+//!   source package (upstream 1.20.2) with Debian's Go, reproducibly, as a
+//!   fixed-output derivation pinned to [`DEBIAN_1_20_2_CONTENT_HASH`]. The
+//!   build takes about ten minutes and reports progress; afterwards the
+//!   output comes from the store. It needs [`BUILD_TOOLS`], which
+//!   [`ensure_build_tools`] installs.
+//! - [`KubernetesSource::Release`] downloads one URL per binary and checks
+//!   each against its SHA-256. Plain `http://` always works; `https://`
+//!   needs the crate's `https` feature (rustls).
+//! - [`KubernetesSource::Path`] copies them from a local directory, pinned to
+//!   the directory's content hash.
+//!
+//! ```
+//! use std::os::unix::fs::PermissionsExt;
+//! use kiln_graph::{DrvId, EvalOptions, Graph, NullObserver};
+//! use kiln_image::{KUBERNETES_BINARIES, KubernetesSource, kubernetes_binaries};
+//! use kiln_store::Store;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // A directory of (here, fake) binaries.
+//! let dir = tempfile::tempdir()?;
+//! for name in KUBERNETES_BINARIES {
+//!     std::fs::write(dir.path().join(name), format!("#!/bin/sh\necho {name}\n"))?;
+//! }
+//! let source = KubernetesSource::Path { version: "v1.20.2".into(), dir: dir.path().into() };
+//!
+//! let mut graph = Graph::new();
+//! graph.add("kubernetes", kubernetes_binaries(&source)?)?;
+//! let graph = graph.validate()?;
+//! let store_dir = tempfile::tempdir()?;
+//! let store = Store::open(&store_dir.path().join("store"))?;
+//! let evaluation = graph.evaluate(&store, &EvalOptions::default(), &NullObserver)?;
+//!
+//! let output = &evaluation.outputs[&DrvId::from("kubernetes")].path;
+//! let kubelet = output.join("bin/kubelet");
+//! assert_eq!(std::fs::metadata(&kubelet)?.permissions().mode() & 0o111, 0o111);
+//! assert_eq!(std::fs::read_to_string(output.join("VERSION"))?, "v1.20.2\n");
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+mod apt;
+mod error;
+mod kubernetes;
+mod process;
+
+pub use crate::apt::{deb_src_config, deb_src_lines, deb_src_sources};
+pub use crate::error::ImageError;
+pub use crate::kubernetes::{
+    BUILD_TOOLS, DEBIAN_1_20_2_BINARIES, DEBIAN_1_20_2_CONTENT_HASH, DEBIAN_KUBERNETES_VERSION,
+    DebianKubernetes, KUBERNETES_BINARIES, KUBERNETES_DERIVATION_NAME, KubeVersion,
+    KubernetesSource, PathKubernetes, ReleaseBinary, ReleaseKubernetes, build_environment,
+    ensure_build_tools, kubernetes_binaries, missing_build_tools, source_date_epoch,
+    upstream_version,
+};
