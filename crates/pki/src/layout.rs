@@ -93,16 +93,24 @@ pub fn operator_path(name: &str, extension: &str) -> String {
 ///   (`kubelet-client.crt`) unless kubelets bootstrap with a token;
 /// - a node that runs kube-proxy (a kubelet node, unless kube-proxy is a DaemonSet, whose pods
 ///   use a service-account token): `kube-proxy` pair;
+/// - a load-balancer node of the API endpoint: `ca.crt` only, which its `/healthz` proxy
+///   verifies the API servers against;
 /// - never: `etcd/ca.key`, `front-proxy-ca.key`, admin or super-admin keys.
 pub fn placement(plan: &Plan, node: &NodePlan) -> Vec<PlacedFile> {
     let control_plane = node.has(Role::ControlPlane);
     let etcd = node.has(Role::Etcd);
     let kubelet = node.runs_kubelet(plan.cluster.control_plane_mode);
     let kube_proxy = kubelet && plan.options.kube_proxy != KubeProxyMode::Daemonset;
+    // The load balancer's /healthz proxy verifies the API servers against the cluster CA.
+    let balancer = plan
+        .cluster
+        .endpoint
+        .load_balancer_nodes
+        .contains(&node.name);
 
     let mut files = Vec::new();
     let mut certificate = |name: &str| files.push(certificate_file(name, &node.name));
-    if control_plane || kubelet {
+    if control_plane || kubelet || balancer {
         certificate("ca");
     }
     if control_plane {

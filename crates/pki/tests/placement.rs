@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use kiln_pki::{FileSource, PlacedFile, placement};
+use kiln_pki::{CERTIFICATE_MODE, FileSource, PlacedFile, placement};
 use kiln_spec::{ControlPlaneMode, KubeProxyMode, KubeletCredentials, NodePlan, Plan, Role};
 
 const ROLES: [Role; 4] = [
@@ -183,11 +183,31 @@ fn every_row_of_the_least_privilege_table_holds() {
                 assert!(paths.contains(certificate.as_str()), "{name}: {context}");
             }
         }
-        // A load balancer alone gets nothing.
+        // A load balancer alone, not in front of the API (the endpoint here is node1), gets nothing.
         if node.roles == BTreeSet::from([Role::LoadBalancer]) {
             assert!(files.is_empty(), "{context}");
         }
     }
+}
+
+#[test]
+fn the_endpoint_load_balancer_gets_the_ca_certificate_only() {
+    let plan = common::example("ha");
+    let balancer = plan
+        .node("lb")
+        .expect("the HA example has a load balancer node")
+        .clone();
+    assert_eq!(
+        plan.cluster.endpoint.load_balancer_nodes,
+        vec!["lb".to_owned()]
+    );
+    let files = placement(&plan, &balancer);
+    let paths: Vec<(&str, u32)> = files
+        .iter()
+        .map(|file| (file.path.as_str(), file.mode))
+        .collect();
+    assert_eq!(paths, vec![("pki/ca.crt", CERTIFICATE_MODE)]);
+    assert!(keys(&files).is_empty());
 }
 
 #[test]
