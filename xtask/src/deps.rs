@@ -52,6 +52,8 @@ pub const TEST_TOOLS: &[Tool] = &[
     command("ip", "iproute2"),
     command("iptables", "iptables"),
     command("unshare", "util-linux"),
+    command("containerd", "containerd"),
+    command("etcd", "etcd-server"),
 ];
 
 fn present(probe: &Probe) -> bool {
