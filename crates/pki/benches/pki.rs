@@ -1,7 +1,9 @@
 //! How fast the whole PKI is issued: the two-node example, and a generated 1000-node cluster,
 //! single-threaded and with leaves issued in parallel (as the graph runs derivations).
 //!
-//! Run with `cargo bench -p kiln-pki --bench pki`.
+//! Run with `cargo bench -p kiln-pki --bench pki`. With `KILN_KUBEADM=/path/to/kubeadm`, the same
+//! run also times `kubeadm init phase certs all` for the two-node example's control-plane node,
+//! side by side with kiln's whole two-node PKI.
 
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
@@ -91,14 +93,51 @@ fn issue_parallel(plan: &Plan, root: &RootSecret, threads: usize) -> usize {
     })
 }
 
+/// kubeadm's certificate phase for node1 of the two-node example, in a fresh directory each time.
+fn kubeadm_certs(kubeadm: &Path, two_node: &Plan) {
+    let dir = tempfile::tempdir().expect("a scratch directory");
+    let node = two_node
+        .node("node1")
+        .expect("the example's control-plane node");
+    let status = std::process::Command::new(kubeadm)
+        .args(["init", "phase", "certs", "all", "--cert-dir"])
+        .arg(dir.path())
+        .args([
+            "--apiserver-advertise-address",
+            &node.primary_address().to_string(),
+        ])
+        .args(["--service-cidr", &two_node.cluster.service_cidr.to_string()])
+        .args(["--service-dns-domain", &two_node.cluster.domain])
+        .args(["--kubernetes-version", "v1.20.2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("kubeadm runs");
+    assert!(status.success(), "kubeadm init phase certs all failed");
+}
+
 fn benches(criterion: &mut Criterion) {
     let root = RootSecret::from_bytes([42; 32]);
     let none = BTreeMap::new();
 
     let two_node = plan(&example());
-    criterion.bench_function("pki/two-node/whole", |bench| {
+    let mut group = criterion.benchmark_group("two-node");
+    group.bench_function("kiln-whole-pki", |bench| {
         bench.iter(|| kiln_pki::issue(&two_node, &root, &none).expect("issues"));
     });
+    match std::env::var_os("KILN_KUBEADM") {
+        Some(kubeadm) => {
+            let kubeadm = std::path::PathBuf::from(kubeadm);
+            group.sample_size(10);
+            group.bench_function("kubeadm-init-phase-certs-all-node1", |bench| {
+                bench.iter(|| kubeadm_certs(&kubeadm, &two_node));
+            });
+        }
+        None => eprintln!(
+            "two-node/kubeadm: not run; set KILN_KUBEADM to a kubeadm 1.20.2 binary to compare"
+        ),
+    }
+    group.finish();
 
     let thousand = cluster(1000);
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
