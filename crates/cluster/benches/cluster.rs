@@ -1,5 +1,6 @@
 //! Benchmarks of the foundation: parse, validate and plan a spec and build its validated graph,
-//! for 3, 100 and 1000 nodes; and a no-op rebuild (everything already in the store) of 1000 nodes.
+//! for 3, 100 and 1000 nodes; a no-op rebuild (everything already in the store) of 1000 nodes;
+//! and rendering every node's configuration (network, units, kubeconfigs) for 1000 nodes.
 //!
 //! Run: `cargo bench -p kiln-cluster --bench cluster`
 
@@ -95,10 +96,39 @@ fn noop_rebuild(c: &mut Criterion) {
     });
 }
 
+/// Every renderer's output for every node, as bytes in memory: what the graph's render
+/// derivations compute, without the store. Kubeconfigs reference their certificates by path,
+/// so this measures rendering, not certificate issuance (the PKI bench measures that).
+fn render_all(c: &mut Criterion) {
+    let plan = kiln_spec::load(&spec(1000), "bench.toml")
+        .expect("valid")
+        .plan;
+    c.bench_function("render_all/1000", |b| {
+        b.iter(|| {
+            let mut bytes = 0usize;
+            for node in &plan.nodes {
+                for file in kiln_netplan::render_node(&plan, &node.name).expect("network") {
+                    bytes += file.contents.len();
+                }
+                for file in kiln_units::render_node(&plan, &node.name).expect("units") {
+                    bytes += file.contents.len();
+                }
+                for kind in kiln_kubeconfig::node_kinds(&plan, node) {
+                    let credentials = kiln_kubeconfig::Credentials::referenced(&kind);
+                    let file = kiln_kubeconfig::render_file(&plan, &kind, credentials)
+                        .expect("kubeconfig");
+                    bytes += file.contents.len();
+                }
+            }
+            black_box(bytes)
+        });
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = plan_and_graph, noop_rebuild
+    targets = plan_and_graph, noop_rebuild, render_all
 }
 criterion_main!(benches);
 
