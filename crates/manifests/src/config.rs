@@ -1,0 +1,354 @@
+//! Typed component configuration files that k8s-openapi does not model: the kubelet's,
+//! kube-proxy's and the scheduler's configuration, encryption at rest and the audit policy.
+
+use base64::Engine as _;
+use kiln_spec::{EncryptionProvider, NodePlan, Plan};
+use serde::{Deserialize, Serialize};
+
+use crate::paths;
+
+/// `kubelet.config.k8s.io/v1beta1` `KubeletConfiguration`, the fields kiln sets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KubeletConfiguration {
+    /// Always `kubelet.config.k8s.io/v1beta1`.
+    pub api_version: String,
+    /// Always `KubeletConfiguration`.
+    pub kind: String,
+    /// Who may call the kubelet's API.
+    pub authentication: KubeletAuthentication,
+    /// How calls are authorized.
+    pub authorization: KubeletAuthorization,
+    /// `systemd`, matching containerd's `SystemdCgroup = true`.
+    pub cgroup_driver: String,
+    /// The cluster DNS Service's address.
+    #[serde(rename = "clusterDNS")]
+    pub cluster_dns: Vec<String>,
+    /// The cluster's DNS domain.
+    pub cluster_domain: String,
+    /// The CRI socket; only from 1.27, when the field replaced the kubelet's flag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_runtime_endpoint: Option<String>,
+    /// The static pod directory.
+    pub static_pod_path: String,
+    /// The kubelet's serving certificate.
+    pub tls_cert_file: String,
+    /// The kubelet's serving key.
+    pub tls_private_key_file: String,
+}
+
+/// The kubelet's `authentication`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KubeletAuthentication {
+    /// Anonymous requests.
+    pub anonymous: Enabled,
+    /// Bearer tokens checked through a TokenReview.
+    pub webhook: Enabled,
+    /// Client certificates.
+    pub x509: KubeletX509,
+}
+
+/// A switch: `enabled: bool`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enabled {
+    /// Whether it is on.
+    pub enabled: bool,
+}
+
+/// The kubelet's `authentication.x509`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KubeletX509 {
+    /// The CA that signs client certificates.
+    #[serde(rename = "clientCAFile")]
+    pub client_ca_file: String,
+}
+
+/// The kubelet's `authorization`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KubeletAuthorization {
+    /// `Webhook`: SubjectAccessReviews against the API server.
+    pub mode: String,
+}
+
+/// The KubeletConfiguration of every kubelet of the plan: anonymous access off, webhook authentication and
+/// authorization, the cluster CA for client certificates, the serving pair placed by
+/// `kiln_pki` (`pki/kubelet.crt`, `pki/kubelet.key`), cluster DNS, the static pod
+/// directory, and the systemd cgroup driver.
+pub fn kubelet_configuration(plan: &Plan) -> KubeletConfiguration {
+    let pki = |file: &str| format!("{}/{file}", paths::PKI_DIR);
+    let minor = plan.cluster.kubernetes_version.minor;
+    KubeletConfiguration {
+        api_version: "kubelet.config.k8s.io/v1beta1".to_owned(),
+        kind: "KubeletConfiguration".to_owned(),
+        authentication: KubeletAuthentication {
+            anonymous: Enabled { enabled: false },
+            webhook: Enabled { enabled: true },
+            x509: KubeletX509 {
+                client_ca_file: pki("ca.crt"),
+            },
+        },
+        authorization: KubeletAuthorization {
+            mode: "Webhook".to_owned(),
+        },
+        cgroup_driver: "systemd".to_owned(),
+        cluster_dns: vec![plan.cluster.cluster_dns_ip.to_string()],
+        cluster_domain: plan.cluster.domain.clone(),
+        container_runtime_endpoint: (minor >= 27).then(|| paths::CONTAINERD_SOCKET.to_owned()),
+        static_pod_path: paths::MANIFESTS_DIR.to_owned(),
+        tls_cert_file: pki("kubelet.crt"),
+        tls_private_key_file: pki("kubelet.key"),
+    }
+}
+
+/// `kubeproxy.config.k8s.io/v1alpha1` `KubeProxyConfiguration`, the fields kiln sets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KubeProxyConfiguration {
+    /// Always `kubeproxy.config.k8s.io/v1alpha1`.
+    pub api_version: String,
+    /// Always `KubeProxyConfiguration`.
+    pub kind: String,
+    /// How kube-proxy reaches the API server.
+    pub client_connection: ClientConnection,
+    /// The pod range: traffic from outside it to Services is masqueraded.
+    #[serde(rename = "clusterCIDR")]
+    pub cluster_cidr: String,
+    /// The node name, for a kube-proxy bound to one node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname_override: Option<String>,
+    /// `iptables`.
+    pub mode: String,
+}
+
+/// A component's `clientConnection`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientConnection {
+    /// The kubeconfig; empty for in-cluster configuration.
+    pub kubeconfig: String,
+}
+
+/// kube-proxy's configuration: iptables mode, the pod CIDR, and on a node (`Some(node)`)
+/// the kubeconfig `/etc/kubernetes/kube-proxy.conf` and the node's name; for the DaemonSet
+/// (`None`) in-cluster credentials and the name from `--hostname-override`.
+pub fn kube_proxy_configuration(plan: &Plan, node: Option<&NodePlan>) -> KubeProxyConfiguration {
+    KubeProxyConfiguration {
+        api_version: "kubeproxy.config.k8s.io/v1alpha1".to_owned(),
+        kind: "KubeProxyConfiguration".to_owned(),
+        client_connection: ClientConnection {
+            kubeconfig: node
+                .map(|_| paths::KUBE_PROXY_KUBECONFIG.to_owned())
+                .unwrap_or_default(),
+        },
+        cluster_cidr: plan.cluster.pod_cidr.to_string(),
+        hostname_override: node.map(|node| node.name.clone()),
+        mode: "iptables".to_owned(),
+    }
+}
+
+/// The `kubescheduler.config.k8s.io` version of Kubernetes `1.minor`: `v1beta1` for
+/// 1.19–1.21, `v1beta2` for 1.22–1.24, `v1` from 1.25 (Kubernetes docs: "Scheduler
+/// Configuration", and CHANGELOG-1.22 / CHANGELOG-1.25).
+pub fn scheduler_config_api_version(minor: u32) -> &'static str {
+    const TABLE: &[(u32, &str)] = &[
+        (19, "kubescheduler.config.k8s.io/v1beta1"),
+        (22, "kubescheduler.config.k8s.io/v1beta2"),
+        (25, "kubescheduler.config.k8s.io/v1"),
+    ];
+    TABLE
+        .iter()
+        .rev()
+        .find(|(first, _)| minor >= *first)
+        .map_or(TABLE[0].1, |(_, version)| version)
+}
+
+/// `KubeSchedulerConfiguration`, the fields kiln sets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KubeSchedulerConfiguration {
+    /// [`scheduler_config_api_version`] of the plan's version.
+    pub api_version: String,
+    /// Always `KubeSchedulerConfiguration`.
+    pub kind: String,
+    /// The scheduler's kubeconfig.
+    pub client_connection: ClientConnection,
+    /// Leader election, so that several control-plane nodes run one active scheduler.
+    pub leader_election: LeaderElection,
+}
+
+/// A component's `leaderElection`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaderElection {
+    /// Whether to elect a leader.
+    pub leader_elect: bool,
+}
+
+/// The scheduler's configuration for the plan's Kubernetes version.
+pub fn scheduler_configuration(plan: &Plan) -> KubeSchedulerConfiguration {
+    KubeSchedulerConfiguration {
+        api_version: scheduler_config_api_version(plan.cluster.kubernetes_version.minor).to_owned(),
+        kind: "KubeSchedulerConfiguration".to_owned(),
+        client_connection: ClientConnection {
+            kubeconfig: paths::SCHEDULER_KUBECONFIG.to_owned(),
+        },
+        leader_election: LeaderElection { leader_elect: true },
+    }
+}
+
+/// `apiserver.config.k8s.io/v1` `EncryptionConfiguration`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EncryptionConfiguration {
+    /// Always `apiserver.config.k8s.io/v1`.
+    pub api_version: String,
+    /// Always `EncryptionConfiguration`.
+    pub kind: String,
+    /// Which resources are encrypted how.
+    pub resources: Vec<EncryptionResources>,
+}
+
+/// One entry of `resources`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncryptionResources {
+    /// The resources, for example `secrets`.
+    pub resources: Vec<String>,
+    /// Providers in order: the first encrypts, all are tried to decrypt.
+    pub providers: Vec<EncryptionProviderConfig>,
+}
+
+/// One provider: exactly one field is set.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncryptionProviderConfig {
+    /// AES-CBC keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aescbc: Option<EncryptionKeys>,
+    /// XSalsa20-Poly1305 keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secretbox: Option<EncryptionKeys>,
+    /// No encryption: reads data written before encryption was turned on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Empty>,
+}
+
+/// An empty YAML mapping, `{}`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Empty {}
+
+/// A provider's keys.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncryptionKeys {
+    /// Keys in order; the first encrypts.
+    pub keys: Vec<EncryptionKey>,
+}
+
+/// One named key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncryptionKey {
+    /// The key's name, recorded with every value it encrypts.
+    pub name: String,
+    /// The key, base64.
+    pub secret: String,
+}
+
+/// Encryption at rest of Secrets with `provider` and the 32-byte `encryption_key` (named
+/// `key1`, base64), identity last so that Secrets written before encryption stay readable.
+/// [`EncryptionProvider::None`] gives the identity provider alone.
+pub fn encryption_configuration(
+    provider: EncryptionProvider,
+    encryption_key: &[u8; 32],
+) -> EncryptionConfiguration {
+    let keys = || EncryptionKeys {
+        keys: vec![EncryptionKey {
+            name: "key1".to_owned(),
+            secret: base64::engine::general_purpose::STANDARD.encode(encryption_key),
+        }],
+    };
+    let mut providers = Vec::new();
+    match provider {
+        EncryptionProvider::Aescbc => providers.push(EncryptionProviderConfig {
+            aescbc: Some(keys()),
+            ..Default::default()
+        }),
+        EncryptionProvider::Secretbox => providers.push(EncryptionProviderConfig {
+            secretbox: Some(keys()),
+            ..Default::default()
+        }),
+        EncryptionProvider::None => {}
+    }
+    providers.push(EncryptionProviderConfig {
+        identity: Some(Empty {}),
+        ..Default::default()
+    });
+    EncryptionConfiguration {
+        api_version: "apiserver.config.k8s.io/v1".to_owned(),
+        kind: "EncryptionConfiguration".to_owned(),
+        resources: vec![EncryptionResources {
+            resources: vec!["secrets".to_owned()],
+            providers,
+        }],
+    }
+}
+
+/// `audit.k8s.io/v1` `Policy`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditPolicy {
+    /// Always `audit.k8s.io/v1`.
+    pub api_version: String,
+    /// Always `Policy`.
+    pub kind: String,
+    /// Stages never logged.
+    pub omit_stages: Vec<String>,
+    /// Rules in order; the first that matches decides.
+    pub rules: Vec<AuditRule>,
+}
+
+/// One audit rule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRule {
+    /// `None`, `Metadata`, `Request` or `RequestResponse`.
+    pub level: String,
+    /// The resources the rule matches; all when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Vec<AuditGroupResources>>,
+}
+
+/// Resources of one API group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditGroupResources {
+    /// The API group; `""` is the core group.
+    pub group: String,
+    /// Resource names.
+    pub resources: Vec<String>,
+}
+
+/// kiln's audit policy: Secrets, ConfigMaps and TokenReviews at `Metadata` first (so that
+/// their bodies, which carry secrets and tokens, are never logged, whatever later rules
+/// say), then `Metadata` for everything; the `RequestReceived` stage is omitted.
+pub fn audit_policy() -> AuditPolicy {
+    AuditPolicy {
+        api_version: "audit.k8s.io/v1".to_owned(),
+        kind: "Policy".to_owned(),
+        omit_stages: vec!["RequestReceived".to_owned()],
+        rules: vec![
+            AuditRule {
+                level: "Metadata".to_owned(),
+                resources: Some(vec![
+                    AuditGroupResources {
+                        group: String::new(),
+                        resources: vec!["secrets".to_owned(), "configmaps".to_owned()],
+                    },
+                    AuditGroupResources {
+                        group: "authentication.k8s.io".to_owned(),
+                        resources: vec!["tokenreviews".to_owned()],
+                    },
+                ]),
+            },
+            AuditRule {
+                level: "Metadata".to_owned(),
+                resources: None,
+            },
+        ],
+    }
+}

@@ -1,0 +1,234 @@
+//! kiln's Kubernetes manifests: static pods, RBAC and the kube-proxy DaemonSet typed through
+//! `k8s-openapi`, the component configuration files Kubernetes reads (KubeletConfiguration,
+//! KubeProxyConfiguration, KubeSchedulerConfiguration, EncryptionConfiguration, the audit
+//! Policy) as typed serde structs, and the one version-aware table of component flags.
+//!
+//! Flags come from [`flag_table`]: every entry names its component, the Kubernetes minor
+//! versions it is valid for (1.20 through [`kiln_spec::NEWEST_SUPPORTED_MINOR`]) and its
+//! source. [`flags`] renders a component's flags for the plan's version, sorted, with the
+//! spec's `options.extra_flags` applied last; [`flag_names`] lists every name per component
+//! and version, the hook for checking the table against each release's `--help`.
+//!
+//! Images are named `kiln.local/<component>:v<version>` ([`image`]): kiln builds them itself
+//! and imports them into containerd, so pods never pull (`imagePullPolicy: Never`).
+//!
+//! The crate is pure: the encryption key is an input (derived by the caller from the
+//! cluster's root secret), and every file is byte-for-byte reproducible YAML.
+//!
+//! ```
+//! let source = r#"
+//! [cluster]
+//! name = "demo"
+//! kubernetes_version = "1.20.2"
+//!
+//! [pki]
+//! issued_at = 2026-01-01T00:00:00Z
+//!
+//! [[nodes]]
+//! name = "node1"
+//! roles = ["control-plane", "etcd", "worker"]
+//! addresses = ["192.168.50.11/24"]
+//! "#;
+//! let plan = kiln_spec::load(source, "demo.toml").expect("a valid spec").plan;
+//! let files = kiln_manifests::render_node(&plan, "node1", &[7; 32])?;
+//! let paths: Vec<&str> = files.iter().map(|file| file.path.as_str()).collect();
+//! assert_eq!(
+//!     paths,
+//!     [
+//!         "etc/kubernetes/addons/rbac.yaml",
+//!         "etc/kubernetes/audit-policy.yaml",
+//!         "etc/kubernetes/encryption-config.yaml",
+//!         "etc/kubernetes/kube-proxy-config.yaml",
+//!         "etc/kubernetes/manifests/etcd.yaml",
+//!         "etc/kubernetes/manifests/kube-apiserver.yaml",
+//!         "etc/kubernetes/manifests/kube-controller-manager.yaml",
+//!         "etc/kubernetes/manifests/kube-proxy.yaml",
+//!         "etc/kubernetes/manifests/kube-scheduler.yaml",
+//!         "etc/kubernetes/scheduler-config.yaml",
+//!         "var/lib/kubelet/config.yaml",
+//!     ]
+//! );
+//!
+//! // Flags depend on the version: 1.20 still has --insecure-port, 1.24 does not.
+//! let node = plan.node("node1").expect("node1");
+//! let apiserver = kiln_manifests::flags(&plan, node, kiln_spec::Component::KubeApiserver);
+//! assert!(apiserver.contains(&("insecure-port".to_owned(), "0".to_owned())));
+//! assert!(!kiln_manifests::flag_names(kiln_spec::Component::KubeApiserver, 24)
+//!     .contains(&"insecure-port"));
+//!
+//! // Static pods are k8s-openapi Pods.
+//! let pods = kiln_manifests::static_pods(&plan, node);
+//! let apiserver_pod = &pods[1];
+//! assert_eq!(apiserver_pod.metadata.name.as_deref(), Some("kube-apiserver"));
+//! # Ok::<(), kiln_manifests::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+
+mod config;
+mod error;
+mod flags;
+mod objects;
+pub mod paths;
+
+pub use config::{
+    AuditGroupResources, AuditPolicy, AuditRule, ClientConnection, Empty, Enabled,
+    EncryptionConfiguration, EncryptionKey, EncryptionKeys, EncryptionProviderConfig,
+    EncryptionResources, KubeProxyConfiguration, KubeSchedulerConfiguration, KubeletAuthentication,
+    KubeletAuthorization, KubeletConfiguration, KubeletX509, LeaderElection, audit_policy,
+    encryption_configuration, kube_proxy_configuration, kubelet_configuration,
+    scheduler_config_api_version, scheduler_configuration,
+};
+pub use error::Error;
+pub use flags::{FlagRule, flag_names, flag_table, flags};
+pub use objects::{
+    Addons, ETCD_VERSION, IMAGE_REGISTRY, addons, component_name, image, rbac_bindings, static_pods,
+};
+
+use kiln_spec::{EncryptionProvider, KubeProxyMode, Plan, Role};
+use serde::Serialize;
+
+/// Mode of every file this crate renders, except the encryption configuration.
+pub const FILE_MODE: u32 = 0o644;
+/// Mode of the encryption configuration, which holds the key.
+pub const SECRET_FILE_MODE: u32 = 0o600;
+
+/// One file to write: a path relative to the node's root, its bytes and its Unix permission
+/// bits.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RenderedFile {
+    /// Path relative to the node's root, without a leading `/`:
+    /// `etc/kubernetes/manifests/kube-apiserver.yaml`.
+    pub path: String,
+    /// The file's bytes.
+    pub contents: Vec<u8>,
+    /// Unix permission bits.
+    pub mode: u32,
+}
+
+/// Every file of the node called `node`, sorted by path:
+///
+/// - a control-plane node: the scheduler's configuration, the audit policy (with
+///   `options.audit_log`), the encryption configuration (unless encryption is `none`; mode
+///   0600), and the bootstrap objects under `etc/kubernetes/addons/` (`rbac.yaml`, and
+///   `kube-proxy.yaml` with a kube-proxy DaemonSet) for the node to apply;
+/// - a node with a kubelet: the KubeletConfiguration, and kube-proxy's configuration unless
+///   kube-proxy is a DaemonSet;
+/// - the node's static pods ([`static_pods`]) under `etc/kubernetes/manifests/`.
+///
+/// `encryption_key` is the 32-byte key of encryption at rest.
+pub fn render_node(
+    plan: &Plan,
+    node: &str,
+    encryption_key: &[u8; 32],
+) -> Result<Vec<RenderedFile>, Error> {
+    let node = plan.node(node).ok_or_else(|| Error::UnknownNode {
+        node: node.to_owned(),
+    })?;
+    let mut files = Vec::new();
+    let mut add = |path: &str, contents: String, mode: u32| {
+        files.push(RenderedFile {
+            path: path.trim_start_matches('/').to_owned(),
+            contents: contents.into_bytes(),
+            mode,
+        });
+    };
+    if node.has(Role::ControlPlane) {
+        add(
+            paths::SCHEDULER_CONFIG,
+            yaml("scheduler configuration", &scheduler_configuration(plan))?,
+            FILE_MODE,
+        );
+        if plan.options.audit_log {
+            add(
+                paths::AUDIT_POLICY,
+                yaml("audit policy", &audit_policy())?,
+                FILE_MODE,
+            );
+        }
+        if plan.options.encryption_at_rest != EncryptionProvider::None {
+            let config = encryption_configuration(plan.options.encryption_at_rest, encryption_key);
+            add(
+                paths::ENCRYPTION_CONFIG,
+                yaml("encryption configuration", &config)?,
+                SECRET_FILE_MODE,
+            );
+        }
+        let addons = addons(plan)?;
+        let rbac = addons
+            .cluster_role_bindings
+            .iter()
+            .filter(|binding| binding.metadata.name.as_deref() != Some("kiln:node-proxier"));
+        add(
+            &format!("{}/rbac.yaml", paths::ADDONS_DIR),
+            documents("RBAC bindings", rbac)?,
+            FILE_MODE,
+        );
+        if plan.options.kube_proxy == KubeProxyMode::Daemonset {
+            let mut kube_proxy = Vec::new();
+            for account in &addons.service_accounts {
+                kube_proxy.push(yaml("kube-proxy ServiceAccount", account)?);
+            }
+            for binding in &addons.cluster_role_bindings {
+                if binding.metadata.name.as_deref() == Some("kiln:node-proxier") {
+                    kube_proxy.push(yaml("kube-proxy binding", binding)?);
+                }
+            }
+            for map in &addons.config_maps {
+                kube_proxy.push(yaml("kube-proxy ConfigMap", map)?);
+            }
+            for set in &addons.daemon_sets {
+                kube_proxy.push(yaml("kube-proxy DaemonSet", set)?);
+            }
+            add(
+                &format!("{}/kube-proxy.yaml", paths::ADDONS_DIR),
+                kube_proxy.join("---\n"),
+                FILE_MODE,
+            );
+        }
+    }
+    if node.runs_kubelet(plan.cluster.control_plane_mode) {
+        add(
+            paths::KUBELET_CONFIG,
+            yaml("kubelet configuration", &kubelet_configuration(plan))?,
+            FILE_MODE,
+        );
+        if plan.options.kube_proxy != KubeProxyMode::Daemonset {
+            add(
+                paths::KUBE_PROXY_CONFIG,
+                yaml(
+                    "kube-proxy configuration",
+                    &kube_proxy_configuration(plan, Some(node)),
+                )?,
+                FILE_MODE,
+            );
+        }
+    }
+    for pod in static_pods(plan, node) {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        add(
+            &format!("{}/{name}.yaml", paths::MANIFESTS_DIR),
+            yaml(&format!("static pod {name}"), &pod)?,
+            FILE_MODE,
+        );
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// `value` as YAML through serde_norway, fields in declaration order.
+pub(crate) fn yaml(what: &str, value: &impl Serialize) -> Result<String, Error> {
+    serde_norway::to_string(value).map_err(|error| Error::Encode {
+        what: what.to_owned(),
+        message: error.to_string(),
+    })
+}
+
+fn documents<'a, T: Serialize + 'a>(
+    what: &str,
+    values: impl Iterator<Item = &'a T>,
+) -> Result<String, Error> {
+    let documents = values
+        .map(|value| yaml(what, value))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(documents.join("---\n"))
+}

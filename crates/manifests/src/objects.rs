@@ -1,0 +1,516 @@
+//! Kubernetes objects typed through k8s-openapi: static pods, the kube-proxy DaemonSet and the
+//! RBAC bindings a cluster needs at bootstrap.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, EnvVar, EnvVarSource, HTTPGetAction,
+    HostPathVolumeSource, ObjectFieldSelector, Pod, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SecurityContext, ServiceAccount, Toleration, Volume, VolumeMount,
+};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kiln_spec::{Component, EncryptionProvider, KubeProxyMode, NodePlan, Plan, Role};
+
+use crate::flags::{Context, Target, render};
+use crate::paths;
+
+/// The registry host of kiln's images. kiln builds every image itself (no registry is
+/// reachable) and imports it into containerd under this name.
+pub const IMAGE_REGISTRY: &str = "kiln.local";
+/// The etcd release kiln's etcd image carries (Debian bookworm's etcd-server).
+pub const ETCD_VERSION: &str = "3.4.23";
+
+/// The image of `component`: `kiln.local/<component>:v<version>`, where the version is the
+/// plan's Kubernetes version, or [`ETCD_VERSION`] for etcd.
+pub fn image(plan: &Plan, component: Component) -> String {
+    let version = match component {
+        Component::Etcd => ETCD_VERSION.to_owned(),
+        _ => plan.cluster.kubernetes_version.to_string(),
+    };
+    format!("{IMAGE_REGISTRY}/{}:v{version}", component_name(component))
+}
+
+/// The binary, pod and container name of `component`: `kube-apiserver`, `etcd`, ...
+pub fn component_name(component: Component) -> &'static str {
+    match component {
+        Component::Etcd => "etcd",
+        Component::KubeApiserver => "kube-apiserver",
+        Component::KubeControllerManager => "kube-controller-manager",
+        Component::KubeScheduler => "kube-scheduler",
+        Component::Kubelet => "kubelet",
+        Component::KubeProxy => "kube-proxy",
+    }
+}
+
+/// The static pods of `node`, by name: in static-pods mode, etcd on an etcd member and
+/// kube-apiserver, kube-controller-manager and kube-scheduler on a control-plane node; and
+/// kube-proxy on every node with a kubelet when `options.kube_proxy = "static-pod"`.
+///
+/// Every pod runs in the host's network namespace with priority class
+/// `system-node-critical`, mounts what its flags name by hostPath (read-only, except etcd's
+/// data and the audit log), and has a liveness probe on the component's health endpoint:
+/// the API server's `/livez` on 6443 and the controller manager's and scheduler's
+/// `/healthz` on their secure ports 10257 and 10259 (HTTPS), etcd's `/health` on its
+/// loopback metrics port 2381 and kube-proxy's `/healthz` on 10256 (HTTP).
+pub fn static_pods(plan: &Plan, node: &NodePlan) -> Vec<Pod> {
+    let mode = plan.cluster.control_plane_mode;
+    let mut components = Vec::new();
+    if mode == kiln_spec::ControlPlaneMode::StaticPods {
+        if node.has(Role::Etcd) {
+            components.push(Component::Etcd);
+        }
+        if node.has(Role::ControlPlane) {
+            components.extend([
+                Component::KubeApiserver,
+                Component::KubeControllerManager,
+                Component::KubeScheduler,
+            ]);
+        }
+    }
+    if plan.options.kube_proxy == KubeProxyMode::StaticPod && node.runs_kubelet(mode) {
+        components.push(Component::KubeProxy);
+    }
+    let mut pods: Vec<Pod> = components
+        .into_iter()
+        .map(|component| static_pod(plan, node, component))
+        .collect();
+    pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    pods
+}
+
+/// What one static pod mounts and probes.
+struct PodShape {
+    mounts: Vec<Mount>,
+    probe: Probe,
+    cpu: &'static str,
+    privileged: bool,
+}
+
+struct Mount {
+    name: &'static str,
+    path: &'static str,
+    kind: &'static str,
+    read_only: bool,
+}
+
+const fn mount(name: &'static str, path: &'static str, kind: &'static str) -> Mount {
+    Mount {
+        name,
+        path,
+        kind,
+        read_only: true,
+    }
+}
+
+fn probe(scheme: &str, host: String, port: i32, path: &str) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            host: Some(host),
+            path: Some(path.to_owned()),
+            port: IntOrString::Int(port),
+            scheme: Some(scheme.to_owned()),
+            ..Default::default()
+        }),
+        initial_delay_seconds: Some(10),
+        timeout_seconds: Some(15),
+        failure_threshold: Some(8),
+        ..Default::default()
+    }
+}
+
+fn shape(plan: &Plan, node: &NodePlan, component: Component) -> PodShape {
+    let loopback = || "127.0.0.1".to_owned();
+    let pki = mount("k8s-certs", paths::PKI_DIR, "Directory");
+    match component {
+        Component::Etcd => PodShape {
+            mounts: vec![
+                mount("etcd-certs", "/etc/kubernetes/pki/etcd", "Directory"),
+                Mount {
+                    read_only: false,
+                    ..mount("etcd-data", paths::ETCD_DATA_DIR, "DirectoryOrCreate")
+                },
+            ],
+            probe: probe("HTTP", loopback(), 2381, "/health"),
+            cpu: "100m",
+            privileged: false,
+        },
+        Component::KubeApiserver => {
+            let mut mounts = vec![pki];
+            if plan.options.encryption_at_rest != EncryptionProvider::None {
+                mounts.push(mount("encryption-config", paths::ENCRYPTION_CONFIG, "File"));
+            }
+            if plan.options.audit_log {
+                mounts.push(mount("audit-policy", paths::AUDIT_POLICY, "File"));
+                mounts.push(Mount {
+                    read_only: false,
+                    ..mount("audit-log", paths::AUDIT_LOG_DIR, "DirectoryOrCreate")
+                });
+            }
+            PodShape {
+                mounts,
+                probe: probe(
+                    "HTTPS",
+                    node.primary_address().to_string(),
+                    i32::from(kiln_spec::APISERVER_PORT),
+                    "/livez",
+                ),
+                cpu: "250m",
+                privileged: false,
+            }
+        }
+        Component::KubeControllerManager => PodShape {
+            mounts: vec![
+                pki,
+                mount("kubeconfig", paths::CONTROLLER_MANAGER_KUBECONFIG, "File"),
+            ],
+            probe: probe("HTTPS", loopback(), 10257, "/healthz"),
+            cpu: "200m",
+            privileged: false,
+        },
+        Component::KubeScheduler => PodShape {
+            mounts: vec![
+                mount("kubeconfig", paths::SCHEDULER_KUBECONFIG, "File"),
+                mount("scheduler-config", paths::SCHEDULER_CONFIG, "File"),
+            ],
+            probe: probe("HTTPS", loopback(), 10259, "/healthz"),
+            cpu: "100m",
+            privileged: false,
+        },
+        Component::KubeProxy | Component::Kubelet => PodShape {
+            mounts: vec![
+                pki,
+                mount("kubeconfig", paths::KUBE_PROXY_KUBECONFIG, "File"),
+                mount("kube-proxy-config", paths::KUBE_PROXY_CONFIG, "File"),
+                mount("lib-modules", "/lib/modules", "Directory"),
+                Mount {
+                    read_only: false,
+                    ..mount("xtables-lock", "/run/xtables.lock", "FileOrCreate")
+                },
+            ],
+            probe: probe("HTTP", loopback(), 10256, "/healthz"),
+            cpu: "100m",
+            privileged: true,
+        },
+    }
+}
+
+fn labels(component: Component, tier: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("component".to_owned(), component_name(component).to_owned()),
+        ("tier".to_owned(), tier.to_owned()),
+    ])
+}
+
+fn command(component: Component, flags: Vec<(String, String)>) -> Vec<String> {
+    std::iter::once(component_name(component).to_owned())
+        .chain(
+            flags
+                .into_iter()
+                .map(|(name, value)| format!("--{name}={value}")),
+        )
+        .collect()
+}
+
+fn static_pod(plan: &Plan, node: &NodePlan, component: Component) -> Pod {
+    let name = component_name(component);
+    let shape = shape(plan, node, component);
+    let flags = render(
+        &Context {
+            plan,
+            target: Target::Node(node),
+        },
+        component,
+    );
+    let tier = if component == Component::KubeProxy {
+        "node"
+    } else {
+        "control-plane"
+    };
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some("kube-system".to_owned()),
+            labels: Some(labels(component, tier)),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            containers: vec![Container {
+                name: name.to_owned(),
+                image: Some(image(plan, component)),
+                image_pull_policy: Some("Never".to_owned()),
+                command: Some(command(component, flags)),
+                liveness_probe: Some(shape.probe),
+                resources: Some(ResourceRequirements {
+                    requests: Some(BTreeMap::from([(
+                        "cpu".to_owned(),
+                        Quantity(shape.cpu.to_owned()),
+                    )])),
+                    ..Default::default()
+                }),
+                security_context: shape.privileged.then(|| SecurityContext {
+                    privileged: Some(true),
+                    ..Default::default()
+                }),
+                volume_mounts: Some(
+                    shape
+                        .mounts
+                        .iter()
+                        .map(|mount| VolumeMount {
+                            name: mount.name.to_owned(),
+                            mount_path: mount.path.to_owned(),
+                            read_only: mount.read_only.then_some(true),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }],
+            host_network: Some(true),
+            priority_class_name: Some("system-node-critical".to_owned()),
+            volumes: Some(
+                shape
+                    .mounts
+                    .iter()
+                    .map(|mount| Volume {
+                        name: mount.name.to_owned(),
+                        host_path: Some(HostPathVolumeSource {
+                            path: mount.path.to_owned(),
+                            type_: Some(mount.kind.to_owned()),
+                        }),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// The objects a control-plane node applies once the API server is up: RBAC bindings, and
+/// with `options.kube_proxy = "daemonset"` kube-proxy's ServiceAccount, ConfigMap, binding
+/// and DaemonSet.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Addons {
+    /// Cluster role bindings, by name.
+    pub cluster_role_bindings: Vec<ClusterRoleBinding>,
+    /// Service accounts.
+    pub service_accounts: Vec<ServiceAccount>,
+    /// Config maps.
+    pub config_maps: Vec<ConfigMap>,
+    /// Daemon sets.
+    pub daemon_sets: Vec<DaemonSet>,
+}
+
+fn binding(name: &str, role: &str, subject: Subject) -> ClusterRoleBinding {
+    ClusterRoleBinding {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".to_owned(),
+            kind: "ClusterRole".to_owned(),
+            name: role.to_owned(),
+        },
+        subjects: Some(vec![subject]),
+    }
+}
+
+/// The RBAC bindings every kiln cluster needs: the API server's kubelet-client identity
+/// (user `kube-apiserver-kubelet-client`) to `system:kubelet-api-admin`, and the admins'
+/// group `kiln:cluster-admins` to `cluster-admin` (the break-glass super-admin alone is in
+/// `system:masters`).
+pub fn rbac_bindings() -> Vec<ClusterRoleBinding> {
+    let rbac = Some("rbac.authorization.k8s.io".to_owned());
+    vec![
+        binding(
+            "kiln:apiserver-kubelet-client",
+            "system:kubelet-api-admin",
+            Subject {
+                api_group: rbac.clone(),
+                kind: "User".to_owned(),
+                name: "kube-apiserver-kubelet-client".to_owned(),
+                namespace: None,
+            },
+        ),
+        binding(
+            "kiln:cluster-admins",
+            "cluster-admin",
+            Subject {
+                api_group: rbac,
+                kind: "Group".to_owned(),
+                name: "kiln:cluster-admins".to_owned(),
+                namespace: None,
+            },
+        ),
+    ]
+}
+
+/// Every bootstrap object of the plan (see [`Addons`]). The DaemonSet's kube-proxy reaches
+/// the API server at the control-plane endpoint (`KUBERNETES_SERVICE_HOST` and `_PORT` set
+/// explicitly, since the `kubernetes` Service needs kube-proxy to be reachable) with its
+/// service-account token, and reads its configuration from the ConfigMap `kube-proxy`.
+pub fn addons(plan: &Plan) -> Result<Addons, crate::Error> {
+    let mut addons = Addons {
+        cluster_role_bindings: rbac_bindings(),
+        service_accounts: Vec::new(),
+        config_maps: Vec::new(),
+        daemon_sets: Vec::new(),
+    };
+    if plan.options.kube_proxy == KubeProxyMode::Daemonset {
+        let meta = || ObjectMeta {
+            name: Some("kube-proxy".to_owned()),
+            namespace: Some("kube-system".to_owned()),
+            labels: Some(BTreeMap::from([(
+                "k8s-app".to_owned(),
+                "kube-proxy".to_owned(),
+            )])),
+            ..Default::default()
+        };
+        addons.service_accounts.push(ServiceAccount {
+            metadata: meta(),
+            ..Default::default()
+        });
+        addons.cluster_role_bindings.push(binding(
+            "kiln:node-proxier",
+            "system:node-proxier",
+            Subject {
+                api_group: None,
+                kind: "ServiceAccount".to_owned(),
+                name: "kube-proxy".to_owned(),
+                namespace: Some("kube-system".to_owned()),
+            },
+        ));
+        let config = crate::yaml(
+            "kube-proxy configuration",
+            &crate::config::kube_proxy_configuration(plan, None),
+        )?;
+        addons.config_maps.push(ConfigMap {
+            metadata: meta(),
+            data: Some(BTreeMap::from([("config.conf".to_owned(), config)])),
+            ..Default::default()
+        });
+        addons.daemon_sets.push(kube_proxy_daemon_set(plan, meta()));
+    }
+    addons
+        .cluster_role_bindings
+        .sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    Ok(addons)
+}
+
+fn kube_proxy_daemon_set(plan: &Plan, metadata: ObjectMeta) -> DaemonSet {
+    let selector = BTreeMap::from([("k8s-app".to_owned(), "kube-proxy".to_owned())]);
+    let flags = render(
+        &Context {
+            plan,
+            target: Target::DaemonSet,
+        },
+        Component::KubeProxy,
+    );
+    let env = |name: &str, value: String| EnvVar {
+        name: name.to_owned(),
+        value: Some(value),
+        value_from: None,
+    };
+    let host_path = |name: &str, path: &str, kind: &str| Volume {
+        name: name.to_owned(),
+        host_path: Some(HostPathVolumeSource {
+            path: path.to_owned(),
+            type_: Some(kind.to_owned()),
+        }),
+        ..Default::default()
+    };
+    let volume_mount = |name: &str, path: &str, read_only: bool| VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: read_only.then_some(true),
+        ..Default::default()
+    };
+    DaemonSet {
+        metadata,
+        spec: Some(DaemonSetSpec {
+            selector: LabelSelector {
+                match_labels: Some(selector.clone()),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(selector),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![Container {
+                        name: "kube-proxy".to_owned(),
+                        image: Some(image(plan, Component::KubeProxy)),
+                        image_pull_policy: Some("Never".to_owned()),
+                        command: Some(command(Component::KubeProxy, flags)),
+                        env: Some(vec![
+                            env(
+                                "KUBERNETES_SERVICE_HOST",
+                                plan.cluster.endpoint.host.clone(),
+                            ),
+                            env(
+                                "KUBERNETES_SERVICE_PORT",
+                                plan.cluster.endpoint.port.to_string(),
+                            ),
+                            EnvVar {
+                                name: "NODE_NAME".to_owned(),
+                                value: None,
+                                value_from: Some(EnvVarSource {
+                                    field_ref: Some(ObjectFieldSelector {
+                                        api_version: None,
+                                        field_path: "spec.nodeName".to_owned(),
+                                    }),
+                                    ..Default::default()
+                                }),
+                            },
+                        ]),
+                        liveness_probe: Some(probe(
+                            "HTTP",
+                            "127.0.0.1".to_owned(),
+                            10256,
+                            "/healthz",
+                        )),
+                        security_context: Some(SecurityContext {
+                            privileged: Some(true),
+                            ..Default::default()
+                        }),
+                        volume_mounts: Some(vec![
+                            volume_mount("kube-proxy-config", "/var/lib/kube-proxy", true),
+                            volume_mount("lib-modules", "/lib/modules", true),
+                            volume_mount("xtables-lock", "/run/xtables.lock", false),
+                        ]),
+                        ..Default::default()
+                    }],
+                    host_network: Some(true),
+                    priority_class_name: Some("system-node-critical".to_owned()),
+                    service_account_name: Some("kube-proxy".to_owned()),
+                    tolerations: Some(vec![Toleration {
+                        operator: Some("Exists".to_owned()),
+                        ..Default::default()
+                    }]),
+                    volumes: Some(vec![
+                        Volume {
+                            name: "kube-proxy-config".to_owned(),
+                            config_map: Some(ConfigMapVolumeSource {
+                                name: "kube-proxy".to_owned(),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        },
+                        host_path("lib-modules", "/lib/modules", "Directory"),
+                        host_path("xtables-lock", "/run/xtables.lock", "FileOrCreate"),
+                    ]),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    }
+}

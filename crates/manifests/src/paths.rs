@@ -1,0 +1,38 @@
+//! On-node paths kiln's components read, shared by flags, static pods and configuration files.
+
+/// Where the cluster's certificates live on a node (as `kiln_pki::placement` puts them).
+pub const PKI_DIR: &str = "/etc/kubernetes/pki";
+/// The kubelet's static pod directory.
+pub const MANIFESTS_DIR: &str = "/etc/kubernetes/manifests";
+/// Bootstrap objects (RBAC, the kube-proxy DaemonSet) for a control-plane node to apply.
+pub const ADDONS_DIR: &str = "/etc/kubernetes/addons";
+/// containerd's CRI socket.
+pub const CONTAINERD_SOCKET: &str = "unix:///run/containerd/containerd.sock";
+/// The encryption-at-rest configuration the API server reads (mode 0600: it holds the key).
+pub const ENCRYPTION_CONFIG: &str = "/etc/kubernetes/encryption-config.yaml";
+/// The audit policy the API server reads.
+pub const AUDIT_POLICY: &str = "/etc/kubernetes/audit-policy.yaml";
+/// The audit log.
+pub const AUDIT_LOG: &str = "/var/log/kubernetes/audit.log";
+/// The audit log's directory, mounted writable into the API server's pod.
+pub const AUDIT_LOG_DIR: &str = "/var/log/kubernetes";
+/// etcd's data directory.
+pub const ETCD_DATA_DIR: &str = "/var/lib/etcd";
+/// The scheduler's KubeSchedulerConfiguration.
+pub const SCHEDULER_CONFIG: &str = "/etc/kubernetes/scheduler-config.yaml";
+/// The kubelet's KubeletConfiguration (kubeadm's path).
+pub const KUBELET_CONFIG: &str = "/var/lib/kubelet/config.yaml";
+/// kube-proxy's KubeProxyConfiguration on a node (static pod or systemd unit).
+pub const KUBE_PROXY_CONFIG: &str = "/etc/kubernetes/kube-proxy-config.yaml";
+/// kube-proxy's KubeProxyConfiguration inside the DaemonSet's pods (from its ConfigMap).
+pub const KUBE_PROXY_DAEMONSET_CONFIG: &str = "/var/lib/kube-proxy/config.conf";
+/// The controller manager's kubeconfig (kiln-kubeconfig).
+pub const CONTROLLER_MANAGER_KUBECONFIG: &str = "/etc/kubernetes/controller-manager.conf";
+/// The scheduler's kubeconfig (kiln-kubeconfig).
+pub const SCHEDULER_KUBECONFIG: &str = "/etc/kubernetes/scheduler.conf";
+/// The kubelet's kubeconfig (kiln-kubeconfig).
+pub const KUBELET_KUBECONFIG: &str = "/etc/kubernetes/kubelet.conf";
+/// The kubelet's bootstrap kubeconfig with `kubelet_credentials = "bootstrap-token"`.
+pub const BOOTSTRAP_KUBELET_KUBECONFIG: &str = "/etc/kubernetes/bootstrap-kubelet.conf";
+/// kube-proxy's kubeconfig (kiln-kubeconfig).
+pub const KUBE_PROXY_KUBECONFIG: &str = "/etc/kubernetes/kube-proxy.conf";

@@ -1,0 +1,217 @@
+//! Properties over generated specs: flag paths match the PKI placement, and every rendered
+//! flag lies inside its version window.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use kiln_spec::{
+    Component, NEWEST_SUPPORTED_MINOR, OLDEST_SUPPORTED_MINOR, strategies::valid_spec,
+};
+use proptest::prelude::*;
+
+const COMPONENTS: [Component; 6] = [
+    Component::Etcd,
+    Component::KubeApiserver,
+    Component::KubeControllerManager,
+    Component::KubeScheduler,
+    Component::Kubelet,
+    Component::KubeProxy,
+];
+
+/// Flags that an independent reading of the changelogs says must be absent from a minor
+/// version on: (component, flag, first minor without it).
+const REMOVED: &[(Component, &str, u32)] = &[
+    (Component::KubeApiserver, "insecure-port", 24),
+    (Component::KubeControllerManager, "port", 24),
+    (Component::KubeScheduler, "port", 24),
+    (Component::Kubelet, "network-plugin", 24),
+    (Component::Kubelet, "container-runtime", 27),
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn static_pod_pki_paths_are_placed_on_the_node(spec in valid_spec(1..=6)) {
+        let (plan, _) = spec.validate().expect("valid_spec gives valid specs");
+        for node in &plan.nodes {
+            let placed: BTreeSet<String> = kiln_pki::placement(&plan, node)
+                .into_iter()
+                .map(|file| format!("/etc/kubernetes/{}", file.path))
+                .collect();
+            for pod in kiln_manifests::static_pods(&plan, node) {
+                let spec = pod.spec.expect("a spec");
+                for argument in spec.containers[0].command.iter().flatten() {
+                    let Some((_, value)) = argument.split_once('=') else { continue };
+                    for path in value.split(',') {
+                        if path.starts_with("/etc/kubernetes/pki/") {
+                            prop_assert!(
+                                placed.contains(path),
+                                "{}: {:?} references {} which kiln_pki does not place there",
+                                node.name, pod.metadata.name, path
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rendered_flags_respect_version_windows(spec in valid_spec(1..=6)) {
+        let (plan, _) = spec.validate().expect("valid_spec gives valid specs");
+        let minor = plan.cluster.kubernetes_version.minor;
+        for node in &plan.nodes {
+            for component in COMPONENTS {
+                let allowed = kiln_manifests::flag_names(component, minor);
+                let extra = plan.options.extra_flags.get(&component);
+                for (name, _) in kiln_manifests::flags(&plan, node, component) {
+                    if extra.is_some_and(|extra| extra.contains_key(&name)) {
+                        continue;
+                    }
+                    prop_assert!(allowed.contains(&name.as_str()), "1.{}: {} --{}", minor, node.name, name);
+                }
+            }
+        }
+    }
+}
+
+/// Renders every example at every supported minor version and checks the flags against the
+/// table's windows and against [`REMOVED`].
+#[test]
+fn every_supported_minor_renders_only_flags_valid_for_it() {
+    for (example, mut plan) in common::example_plans() {
+        for minor in OLDEST_SUPPORTED_MINOR..=NEWEST_SUPPORTED_MINOR {
+            plan.cluster.kubernetes_version.minor = minor;
+            for node in &plan.nodes {
+                for component in COMPONENTS {
+                    let flags = kiln_manifests::flags(&plan, node, component);
+                    for (name, _) in &flags {
+                        let rule = kiln_manifests::flag_table()
+                            .iter()
+                            .find(|rule| rule.component == component && rule.name == name)
+                            .unwrap_or_else(|| panic!("{example}: --{name} is not in the table"));
+                        assert!(rule.valid_for(minor), "{example} 1.{minor}: --{name}");
+                        for (removed_component, removed, from) in REMOVED {
+                            assert!(
+                                !(component == *removed_component
+                                    && name == removed
+                                    && minor >= *from),
+                                "{example} 1.{minor}: --{name} was removed in 1.{from}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_table_is_well_formed() {
+    let mut seen = BTreeSet::new();
+    for rule in kiln_manifests::flag_table() {
+        assert!(
+            seen.insert((rule.component, rule.name)),
+            "duplicate --{}",
+            rule.name
+        );
+        assert!(rule.first >= OLDEST_SUPPORTED_MINOR, "--{}", rule.name);
+        if let Some(last) = rule.last {
+            assert!(
+                last >= rule.first && last < NEWEST_SUPPORTED_MINOR,
+                "--{}",
+                rule.name
+            );
+        }
+        assert!(!rule.source.is_empty(), "--{}", rule.name);
+        assert!(!rule.name.starts_with('-'), "--{}", rule.name);
+    }
+}
+
+#[test]
+fn version_dependent_files_follow_the_version() {
+    let table = [
+        (20, "v1beta1"),
+        (21, "v1beta1"),
+        (22, "v1beta2"),
+        (24, "v1beta2"),
+        (25, "v1"),
+        (32, "v1"),
+    ];
+    for (minor, version) in table {
+        assert_eq!(
+            kiln_manifests::scheduler_config_api_version(minor),
+            format!("kubescheduler.config.k8s.io/{version}")
+        );
+    }
+    let mut plan = common::example_plans()
+        .remove("two-node")
+        .expect("two-node");
+    for (minor, endpoint) in [(26, false), (27, true)] {
+        plan.cluster.kubernetes_version.minor = minor;
+        let config = kiln_manifests::kubelet_configuration(&plan);
+        assert_eq!(
+            config.container_runtime_endpoint.is_some(),
+            endpoint,
+            "1.{minor}"
+        );
+        let node = &plan.nodes[0];
+        let flags = kiln_manifests::flags(&plan, node, Component::Kubelet);
+        assert_eq!(
+            flags
+                .iter()
+                .any(|(name, _)| name == "container-runtime-endpoint"),
+            !endpoint,
+            "1.{minor}"
+        );
+    }
+}
+
+#[test]
+fn extra_flags_override_and_stay_sorted() {
+    let mut plan = common::example_plans()
+        .remove("two-node")
+        .expect("two-node");
+    plan.options.extra_flags.insert(
+        Component::KubeApiserver,
+        [
+            ("v".to_owned(), "2".to_owned()),
+            ("secure-port".to_owned(), "7443".to_owned()),
+        ]
+        .into_iter()
+        .collect(),
+    );
+    let node = &plan.nodes[0];
+    let flags = kiln_manifests::flags(&plan, node, Component::KubeApiserver);
+    let names: Vec<&str> = flags.iter().map(|(name, _)| name.as_str()).collect();
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(names, sorted);
+    assert!(flags.contains(&("secure-port".to_owned(), "7443".to_owned())));
+    assert!(flags.contains(&("v".to_owned(), "2".to_owned())));
+}
+
+#[test]
+fn encryption_providers() {
+    use kiln_spec::EncryptionProvider;
+    let key = [1u8; 32];
+    let none = kiln_manifests::encryption_configuration(EncryptionProvider::None, &key);
+    assert_eq!(none.resources[0].providers.len(), 1);
+    assert!(none.resources[0].providers[0].identity.is_some());
+    let secretbox = kiln_manifests::encryption_configuration(EncryptionProvider::Secretbox, &key);
+    let providers = &secretbox.resources[0].providers;
+    assert_eq!(providers.len(), 2);
+    let keys = &providers[0]
+        .secretbox
+        .as_ref()
+        .expect("secretbox first")
+        .keys;
+    assert_eq!(keys[0].name, "key1");
+    assert_eq!(
+        keys[0].secret,
+        "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
+    );
+    assert!(providers[1].identity.is_some());
+}
