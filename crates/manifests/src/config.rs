@@ -147,8 +147,9 @@ pub fn kube_proxy_configuration(plan: &Plan, node: Option<&NodePlan>) -> KubePro
 }
 
 /// The `kubescheduler.config.k8s.io` version of Kubernetes `1.minor`: `v1beta1` for
-/// 1.19–1.21, `v1beta2` for 1.22–1.24, `v1` from 1.25 (Kubernetes docs: "Scheduler
-/// Configuration", and CHANGELOG-1.22 / CHANGELOG-1.25).
+/// 1.19–1.21, `v1beta2` for 1.22–1.24, `v1` from 1.25. Each choice lies inside its
+/// version's lifetime per KEP 785 (kubernetes/enhancements): `v1beta1` 1.19–1.22,
+/// `v1beta2` 1.22–1.27 (kubernetes PR 117649 removed it in 1.28), `v1` from 1.25.
 pub fn scheduler_config_api_version(minor: u32) -> &'static str {
     const TABLE: &[(u32, &str)] = &[
         (19, "kubescheduler.config.k8s.io/v1beta1"),

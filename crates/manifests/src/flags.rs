@@ -157,8 +157,8 @@ const REF_KUBE_PROXY: &str = "Kubernetes docs: kube-proxy command-line reference
 const REF_ETCD: &str = "etcd docs: configuration flags (3.4 and 3.5)";
 const REF_INSECURE_PORT: &str = "kube-apiserver --insecure-port: a no-op that only accepts 0 since 1.20 (kubernetes PR 95856), removed in 1.24 (kubeadm issue 2156)";
 const REF_PORT: &str = "kube-controller-manager and kube-scheduler --port: the only way to turn insecure serving off in 1.20 and 1.21 (kubeadm PR 92720); insecure serving removed and the flag a no-op from 1.22 (kubernetes PRs 96216, 96345), removed after";
-const REF_CONTAINER_RUNTIME: &str = "kubelet --container-runtime: `remote` leaves the dockershim (removed in 1.24); the flag itself removed in 1.27 (CHANGELOG-1.27, kubernetes PR 114017)";
-const REF_RUNTIME_ENDPOINT: &str = "kubelet --container-runtime-endpoint: needed with --container-runtime=remote; from 1.27 kiln sets containerRuntimeEndpoint in the KubeletConfiguration instead (field added in 1.27, CHANGELOG-1.27)";
+const REF_CONTAINER_RUNTIME: &str = "kubelet --container-runtime: `remote` leaves the dockershim (removed in 1.24); the flag itself removed in 1.27 (CHANGELOG-1.27, kubernetes PR 114017: `unknown flag: --container-runtime` on 1.27)";
+const REF_RUNTIME_ENDPOINT: &str = "kubelet --container-runtime-endpoint: needed with --container-runtime=remote; deprecated from 1.27, when the KubeletConfiguration field containerRuntimeEndpoint replaced it (kubernetes PR 112136; a 1.26 kubelet rejects the field, kubeone PR 2939), so kiln sets the field from 1.27 instead";
 const REF_NETWORK_PLUGIN: &str = "kubelet --network-plugin: a dockershim flag, removed with the dockershim in 1.24 (CHANGELOG-1.24)";
 const REF_KUBELET_CONFIG_FIELD: &str = "kubelet command-line reference: deprecated in favour of the --config file, still accepted through 1.32; kiln passes the same value as the file";
 

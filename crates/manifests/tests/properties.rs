@@ -6,7 +6,8 @@ mod common;
 use std::collections::BTreeSet;
 
 use kiln_spec::{
-    Component, NEWEST_SUPPORTED_MINOR, OLDEST_SUPPORTED_MINOR, strategies::valid_spec,
+    Component, KubeProxyMode, NEWEST_SUPPORTED_MINOR, OLDEST_SUPPORTED_MINOR, Role,
+    strategies::valid_spec,
 };
 use proptest::prelude::*;
 
@@ -54,6 +55,50 @@ proptest! {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn every_component_flag_and_kubelet_file_is_placed(spec in valid_spec(1..=6)) {
+        let (plan, _) = spec.validate().expect("valid_spec gives valid specs");
+        let mode = plan.cluster.control_plane_mode;
+        for node in &plan.nodes {
+            let placed: BTreeSet<String> = kiln_pki::placement(&plan, node)
+                .into_iter()
+                .map(|file| format!("/etc/kubernetes/{}", file.path))
+                .collect();
+            let mut referenced = Vec::new();
+            let mut components = Vec::new();
+            if node.has(Role::Etcd) {
+                components.push(Component::Etcd);
+            }
+            if node.has(Role::ControlPlane) {
+                components.extend([
+                    Component::KubeApiserver,
+                    Component::KubeControllerManager,
+                    Component::KubeScheduler,
+                ]);
+            }
+            if node.runs_kubelet(mode) {
+                components.push(Component::Kubelet);
+                if plan.options.kube_proxy != KubeProxyMode::Daemonset {
+                    components.push(Component::KubeProxy);
+                }
+                let config = kiln_manifests::kubelet_configuration(&plan);
+                referenced.extend([
+                    config.tls_cert_file,
+                    config.tls_private_key_file,
+                    config.authentication.x509.client_ca_file,
+                ]);
+            }
+            for component in components {
+                for (_, value) in kiln_manifests::flags(&plan, node, component) {
+                    referenced.extend(value.split(',').map(str::to_owned));
+                }
+            }
+            for path in referenced.iter().filter(|path| path.starts_with("/etc/kubernetes/pki/")) {
+                prop_assert!(placed.contains(path), "{}: {} is not placed", node.name, path);
             }
         }
     }
