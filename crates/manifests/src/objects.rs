@@ -171,8 +171,11 @@ fn shape(plan: &Plan, node: &NodePlan, component: Component) -> PodShape {
             cpu: "200m",
             privileged: false,
         },
+        // The certificates a kubeconfig references (`kubeconfig_certificates = "referenced"`)
+        // live under the PKI directory, so every pod with a kubeconfig mounts it.
         Component::KubeScheduler => PodShape {
             mounts: vec![
+                pki,
                 mount("kubeconfig", paths::SCHEDULER_KUBECONFIG, "File"),
                 mount("scheduler-config", paths::SCHEDULER_CONFIG, "File"),
             ],

@@ -285,3 +285,39 @@ fn the_table_covers_kiln_units_default_flags() {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Every absolute path a static pod's flags name lies under one of its mounts, and a pod
+    /// that mounts a kubeconfig also mounts the PKI directory its referenced certificates
+    /// are in.
+    #[test]
+    fn static_pods_mount_what_their_flags_name(spec in valid_spec(1..=6)) {
+        let (plan, _) = spec.validate().expect("valid_spec gives valid specs");
+        for node in &plan.nodes {
+            for pod in kiln_manifests::static_pods(&plan, node) {
+                let name = pod.metadata.name.clone().unwrap_or_default();
+                let container = &pod.spec.expect("a spec").containers[0];
+                let mounts: Vec<String> = container
+                    .volume_mounts
+                    .iter()
+                    .flatten()
+                    .map(|mount| mount.mount_path.clone())
+                    .collect();
+                let covered = |path: &str| {
+                    mounts.iter().any(|mount| path == mount || path.starts_with(&format!("{mount}/")))
+                };
+                for argument in container.command.iter().flatten().skip(1) {
+                    let Some((_, value)) = argument.split_once('=') else { continue };
+                    for path in value.split(',').filter(|path| path.starts_with('/')) {
+                        prop_assert!(covered(path), "{}/{}: {} is not mounted", node.name, name, path);
+                    }
+                }
+                if mounts.iter().any(|mount| mount.ends_with(".conf")) {
+                    prop_assert!(covered("/etc/kubernetes/pki/ca.crt"), "{}/{}: no PKI mount", node.name, name);
+                }
+            }
+        }
+    }
+}
