@@ -99,30 +99,110 @@ fn noop_rebuild(c: &mut Criterion) {
 /// Every renderer's output for every node, as bytes in memory: what the graph's render
 /// derivations compute, without the store. Kubeconfigs reference their certificates by path,
 /// so this measures rendering, not certificate issuance (the PKI bench measures that).
+/// Each renderer is also timed alone, to show where the time goes.
 fn render_all(c: &mut Criterion) {
     let plan = kiln_spec::load(&spec(1000), "bench.toml")
         .expect("valid")
         .plan;
-    c.bench_function("render_all/1000", |b| {
-        b.iter(|| {
-            let mut bytes = 0usize;
-            for node in &plan.nodes {
-                for file in kiln_netplan::render_node(&plan, &node.name).expect("network") {
-                    bytes += file.contents.len();
-                }
-                for file in kiln_units::render_node(&plan, &node.name).expect("units") {
-                    bytes += file.contents.len();
-                }
-                for kind in kiln_kubeconfig::node_kinds(&plan, node) {
-                    let credentials = kiln_kubeconfig::Credentials::referenced(&kind);
-                    let file = kiln_kubeconfig::render_file(&plan, &kind, credentials)
-                        .expect("kubeconfig");
-                    bytes += file.contents.len();
-                }
-            }
-            black_box(bytes)
-        });
+    let network = |plan: &kiln_spec::Plan, node: &kiln_spec::NodePlan| -> usize {
+        kiln_netplan::render_node(plan, &node.name)
+            .expect("network")
+            .iter()
+            .map(|f| f.contents.len())
+            .sum()
+    };
+    let units = |plan: &kiln_spec::Plan, node: &kiln_spec::NodePlan| -> usize {
+        kiln_units::render_node(plan, &node.name)
+            .expect("units")
+            .iter()
+            .map(|f| f.contents.len())
+            .sum()
+    };
+    let kubeconfigs = |plan: &kiln_spec::Plan, node: &kiln_spec::NodePlan| -> usize {
+        kiln_kubeconfig::node_kinds(plan, node)
+            .iter()
+            .map(|kind| {
+                let credentials = kiln_kubeconfig::Credentials::referenced(kind);
+                kiln_kubeconfig::render_file(plan, kind, credentials)
+                    .expect("kubeconfig")
+                    .contents
+                    .len()
+            })
+            .sum()
+    };
+    let mut group = c.benchmark_group("render_all/1000");
+    group.sample_size(10);
+    group.bench_function("network", |b| {
+        b.iter(|| black_box(plan.nodes.iter().map(|n| network(&plan, n)).sum::<usize>()))
     });
+    group.bench_function("network/netplan-yaml", |b| {
+        b.iter(|| {
+            black_box(
+                plan.nodes
+                    .iter()
+                    .map(|n| {
+                        kiln_netplan::netplan(&plan, &n.name)
+                            .expect("yaml")
+                            .contents
+                            .len()
+                    })
+                    .sum::<usize>(),
+            )
+        })
+    });
+    group.bench_function("network/networkd", |b| {
+        b.iter(|| {
+            black_box(
+                plan.nodes
+                    .iter()
+                    .map(|n| {
+                        kiln_netplan::networkd(&plan, &n.name)
+                            .expect("ini")
+                            .contents
+                            .len()
+                    })
+                    .sum::<usize>(),
+            )
+        })
+    });
+    group.bench_function("network/routes-only", |b| {
+        b.iter(|| {
+            black_box(
+                plan.nodes
+                    .iter()
+                    .map(|n| {
+                        kiln_netplan::pod_routes(&plan, &n.name)
+                            .expect("routes")
+                            .len()
+                    })
+                    .sum::<usize>(),
+            )
+        })
+    });
+    group.bench_function("units", |b| {
+        b.iter(|| black_box(plan.nodes.iter().map(|n| units(&plan, n)).sum::<usize>()))
+    });
+    group.bench_function("kubeconfigs", |b| {
+        b.iter(|| {
+            black_box(
+                plan.nodes
+                    .iter()
+                    .map(|n| kubeconfigs(&plan, n))
+                    .sum::<usize>(),
+            )
+        })
+    });
+    group.bench_function("everything", |b| {
+        b.iter(|| {
+            black_box(
+                plan.nodes
+                    .iter()
+                    .map(|n| network(&plan, n) + units(&plan, n) + kubeconfigs(&plan, n))
+                    .sum::<usize>(),
+            )
+        })
+    });
+    group.finish();
 }
 
 criterion_group! {
