@@ -13,7 +13,7 @@ use kiln_kubeconfig::{Credentials, KubeconfigKind};
 use kiln_spec::{ClusterPlan, KubeconfigCertificates, NodePlan, OptionsPlan, Plan};
 use serde::Serialize;
 
-use crate::rendered::{File, Render, RenderBuilder, write_files};
+use crate::rendered::{File, NodeRenderer, write_files};
 use crate::{Artifacts, CERTIFICATE_FILE, ClusterError, KEY_FILE, PkiDerivations};
 
 /// The part of a node that kiln-units reads: not its gateway, DNS or pod subnet.
@@ -52,20 +52,7 @@ pub(crate) fn add_units(
     artifacts: &mut Artifacts,
     plan: &Arc<Plan>,
 ) -> Result<(), ClusterError> {
-    let render: Arc<Render> = Arc::new(|plan: &Plan, node: &str| {
-        kiln_units::render_node(plan, node)
-            .map(|files| {
-                files
-                    .into_iter()
-                    .map(|file| File {
-                        path: file.path,
-                        contents: file.contents,
-                        mode: file.mode,
-                    })
-                    .collect()
-            })
-            .map_err(|error| error.to_string())
-    });
+    let renderer = NodeRenderer::new("units", "kiln-units.node", kiln_units::render_node);
     for node in &plan.nodes {
         let params = encode(
             "a node's unit parameters",
@@ -80,24 +67,7 @@ pub(crate) fn add_units(
                 },
             },
         )?;
-        let id = DrvId::new(format!("node/{}/units", node.name));
-        let builder = RenderBuilder {
-            kind: "kiln-units.node",
-            version: 1,
-            plan: Arc::clone(plan),
-            node: node.name.clone(),
-            params,
-            render: Arc::clone(&render),
-        };
-        graph.add(
-            id.clone(),
-            Derivation::new(format!("{}-units", node.name), Arc::new(builder)),
-        )?;
-        artifacts
-            .nodes
-            .entry(node.name.clone())
-            .or_default()
-            .insert("units".to_owned(), id);
+        renderer.add(graph, artifacts, plan, &node.name, params)?;
     }
     Ok(())
 }

@@ -7,12 +7,12 @@
 
 use std::sync::Arc;
 
-use kiln_graph::{Derivation, DrvId, Graph};
+use kiln_graph::Graph;
 use kiln_spec::{NodePlan, Plan, Role};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
-use crate::rendered::{File, Render, RenderBuilder};
+use crate::rendered::NodeRenderer;
 use crate::{Artifacts, ClusterError};
 
 #[derive(Serialize)]
@@ -53,44 +53,14 @@ pub(crate) fn add_network(
         .map_err(|error| encode("the network table", error))?;
     let network_table = hex(&Sha256::digest(&table));
 
-    let render: Arc<Render> = Arc::new(|plan: &Plan, node: &str| {
-        kiln_netplan::render_node(plan, node)
-            .map(|files| {
-                files
-                    .into_iter()
-                    .map(|file| File {
-                        path: file.path,
-                        contents: file.contents,
-                        mode: file.mode,
-                    })
-                    .collect()
-            })
-            .map_err(|error| error.to_string())
-    });
+    let renderer = NodeRenderer::new("network", "kiln-netplan.node", kiln_netplan::render_node);
     for node in &plan.nodes {
         let params = serde_json::to_vec(&NodeParams {
             network_table: network_table.clone(),
             node,
         })
         .map_err(|error| encode("a node's network parameters", error))?;
-        let id = DrvId::new(format!("node/{}/network", node.name));
-        let builder = RenderBuilder {
-            kind: "kiln-netplan.node",
-            version: 1,
-            plan: Arc::clone(plan),
-            node: node.name.clone(),
-            params,
-            render: Arc::clone(&render),
-        };
-        graph.add(
-            id.clone(),
-            Derivation::new(format!("{}-network", node.name), Arc::new(builder)),
-        )?;
-        artifacts
-            .nodes
-            .entry(node.name.clone())
-            .or_default()
-            .insert("network".to_owned(), id);
+        renderer.add(graph, artifacts, plan, &node.name, params)?;
     }
     Ok(())
 }

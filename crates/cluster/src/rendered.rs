@@ -8,8 +8,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use kiln_graph::{BuildContext, BuildError, Builder};
+use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId, Graph};
 use kiln_spec::Plan;
+
+use crate::{Artifacts, ClusterError};
 
 /// One file a renderer produced, in the shape every renderer crate uses.
 pub(crate) struct File {
@@ -69,4 +71,75 @@ pub(crate) fn write_files(out: &Path, files: &[File]) -> Result<(), BuildError> 
             .map_err(|error| BuildError::io(&path, error))?;
     }
     Ok(())
+}
+
+macro_rules! file_from {
+    ($($renderer:ident),*) => {$(
+        impl From<$renderer::RenderedFile> for File {
+            fn from(file: $renderer::RenderedFile) -> File {
+                File { path: file.path, contents: file.contents, mode: file.mode }
+            }
+        }
+    )*};
+}
+file_from!(kiln_netplan, kiln_units, kiln_kubeconfig);
+
+/// One renderer of per-node files: the artifact it produces, its builder kind, and the function.
+pub(crate) struct NodeRenderer {
+    pub(crate) artifact: &'static str,
+    pub(crate) kind: &'static str,
+    pub(crate) render: Arc<Render>,
+}
+
+impl NodeRenderer {
+    /// A renderer crate's `render_node`, producing the node artifact `artifact`.
+    pub(crate) fn new<R, E>(
+        artifact: &'static str,
+        kind: &'static str,
+        render: fn(&Plan, &str) -> Result<Vec<R>, E>,
+    ) -> NodeRenderer
+    where
+        R: Into<File> + 'static,
+        E: std::fmt::Display + 'static,
+    {
+        let render: Arc<Render> = Arc::new(move |plan: &Plan, node: &str| {
+            render(plan, node)
+                .map(|files| files.into_iter().map(Into::into).collect())
+                .map_err(|error| error.to_string())
+        });
+        NodeRenderer {
+            artifact,
+            kind,
+            render,
+        }
+    }
+
+    /// Adds `node/<node>/<artifact>` with parameters `params` (a projection of the plan holding
+    /// everything the renderer reads) and records it as the node's artifact.
+    pub(crate) fn add(
+        &self,
+        graph: &mut Graph,
+        artifacts: &mut Artifacts,
+        plan: &Arc<Plan>,
+        node: &str,
+        params: Vec<u8>,
+    ) -> Result<(), ClusterError> {
+        let id = DrvId::new(format!("node/{node}/{}", self.artifact));
+        let builder = RenderBuilder {
+            kind: self.kind,
+            version: 1,
+            plan: Arc::clone(plan),
+            node: node.to_owned(),
+            params,
+            render: Arc::clone(&self.render),
+        };
+        let name = format!("{node}-{}", self.artifact);
+        graph.add(id.clone(), Derivation::new(name, Arc::new(builder)))?;
+        artifacts
+            .nodes
+            .entry(node.to_owned())
+            .or_default()
+            .insert(self.artifact.to_owned(), id);
+        Ok(())
+    }
 }
