@@ -266,7 +266,8 @@ fn files_with_private_keys(dir: &Path) -> std::collections::BTreeSet<String> {
                 walk(root, &path, found);
                 continue;
             }
-            let text = String::from_utf8_lossy(&std::fs::read(&path).expect("readable file")).into_owned();
+            let text =
+                String::from_utf8_lossy(&std::fs::read(&path).expect("readable file")).into_owned();
             if text.contains("PRIVATE KEY") || text.contains("client-key-data") {
                 let relative = path.strip_prefix(root).expect("below root");
                 // Drop the artifact directory (pki/, kubeconfigs/): keep the on-node path.
@@ -290,7 +291,15 @@ fn every_node_of_the_ha_example_holds_exactly_its_private_keys() {
         dir.path(),
         "022",
         &[],
-        &["build-cluster", "--spec", spec.to_str().expect("utf-8"), "--store", "store", "--secrets", "s"],
+        &[
+            "build-cluster",
+            "--spec",
+            spec.to_str().expect("utf-8"),
+            "--store",
+            "store",
+            "--secrets",
+            "s",
+        ],
     ));
     let controller: Vec<&str> = vec![
         "etc/kubernetes/controller-manager.conf",
@@ -324,12 +333,19 @@ fn every_node_of_the_ha_example_holds_exactly_its_private_keys() {
         ("worker-2", worker),
     ] {
         let found = files_with_private_keys(&nodes.join(node));
-        let expected: std::collections::BTreeSet<String> = expected.into_iter().map(str::to_owned).collect();
+        let expected: std::collections::BTreeSet<String> =
+            expected.into_iter().map(str::to_owned).collect();
         assert_eq!(found, expected, "private keys on {node}");
     }
     // "Its own only": each worker's kubelet key is its own, not another node's.
-    let key = |node: &str| std::fs::read(nodes.join(node).join("pki/pki/kubelet.key")).expect("kubelet key");
+    let key = |node: &str| {
+        std::fs::read(nodes.join(node).join("pki/pki/kubelet.key")).expect("kubelet key")
+    };
     assert_ne!(key("worker-0"), key("worker-1"));
-    let own = std::fs::read(dir.path().join("result/cluster/pki/kubelet-serving/worker-0/tls.key")).expect("operator copy");
+    let own = std::fs::read(
+        dir.path()
+            .join("result/cluster/pki/kubelet-serving/worker-0/tls.key"),
+    )
+    .expect("operator copy");
     assert_eq!(key("worker-0"), own);
 }
