@@ -1,0 +1,312 @@
+//! A real etcd and kube-apiserver started with kiln's flags, certificates (from kiln-pki),
+//! encryption configuration and audit policy, on loopback only, then kubectl of the same
+//! release validating every static pod and bootstrap object against the server.
+//!
+//! Opt in with `KILN_KUBERNETES_BIN_DIR=<dir>` (kube-apiserver and kubectl of one release)
+//! and an etcd binary (`<dir>/etcd` or Debian's `/usr/bin/etcd`). The node's address and
+//! ports are rewritten to 127.0.0.1 and unused ports, and `/etc/kubernetes` to a temporary
+//! directory; everything else is exactly what kiln renders. Both processes are killed by the
+//! test, which waits a bounded number of times for the API server.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use kiln_spec::Component;
+
+const ETCD_CLIENT_PORT: &str = "23791";
+const ETCD_PEER_PORT: &str = "23801";
+const ETCD_METRICS_PORT: &str = "23811";
+const APISERVER_PORT: &str = "16443";
+
+/// Kills the process when dropped, so a failing assertion leaves nothing running.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn write(path: &Path, contents: &[u8]) {
+    std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+    std::fs::write(path, contents).expect("write");
+}
+
+/// `flags` with on-node paths moved under `root`, the node's address replaced by loopback and
+/// the well-known ports by this test's; a list that repeats itself after that is deduplicated.
+fn localize(flags: Vec<(String, String)>, root: &Path, address: &str) -> Vec<String> {
+    let root = root.display().to_string();
+    flags
+        .into_iter()
+        .map(|(name, value)| {
+            let value = value
+                .replace("/etc/kubernetes", &format!("{root}/etc/kubernetes"))
+                .replace("/var/lib/etcd", &format!("{root}/var/lib/etcd"))
+                .replace("/var/log/kubernetes", &format!("{root}/var/log/kubernetes"))
+                .replace(address, "127.0.0.1")
+                .replace(":2379", &format!(":{ETCD_CLIENT_PORT}"))
+                .replace(":2380", &format!(":{ETCD_PEER_PORT}"))
+                .replace(":2381", &format!(":{ETCD_METRICS_PORT}"));
+            let mut parts: Vec<&str> = Vec::new();
+            for part in value.split(',') {
+                if !parts.contains(&part) {
+                    parts.push(part);
+                }
+            }
+            let value = match name.as_str() {
+                "secure-port" => APISERVER_PORT.to_owned(),
+                _ => parts.join(","),
+            };
+            format!("--{name}={value}")
+        })
+        .collect()
+}
+
+fn kubectl(program: &Path, kubeconfig: &Path, arguments: &[&str]) -> (bool, String) {
+    let output = Command::new(program)
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .args(arguments)
+        .output()
+        .expect("runs kubectl");
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+fn admin_kubeconfig(path: &Path, pki: &kiln_pki::Pki, user: &str, root: &Path) {
+    let ca = pki
+        .authorities
+        .get(&kiln_spec::CaName::Kubernetes)
+        .expect("the Kubernetes CA")
+        .certificate_pem();
+    let leaf = &pki.leaves[user];
+    let dir = root.join("operator");
+    write(&dir.join("ca.crt"), ca.as_bytes());
+    write(
+        &dir.join(format!("{user}.crt")),
+        leaf.certificate_pem.as_bytes(),
+    );
+    write(&dir.join(format!("{user}.key")), leaf.key_pem.as_bytes());
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority: {dir}/ca.crt\n    server: https://127.0.0.1:{APISERVER_PORT}\n  name: test\ncontexts:\n- context:\n    cluster: test\n    user: {user}\n  name: test\ncurrent-context: test\nusers:\n- name: {user}\n  user:\n    client-certificate: {dir}/{user}.crt\n    client-key: {dir}/{user}.key\n",
+        dir = dir.display()
+    );
+    write(path, text.as_bytes());
+}
+
+#[test]
+fn kubectl_validates_kiln_objects_against_a_real_api_server() {
+    let Some(dir) = std::env::var_os("KILN_KUBERNETES_BIN_DIR").map(PathBuf::from) else {
+        eprintln!("KILN_KUBERNETES_BIN_DIR is not set: the API server check is skipped");
+        return;
+    };
+    let Some(etcd) = [dir.join("etcd"), PathBuf::from("/usr/bin/etcd")]
+        .into_iter()
+        .find(|path| path.exists())
+    else {
+        eprintln!("no etcd binary: the API server check is skipped");
+        return;
+    };
+    let kubectl_program = dir.join("kubectl");
+    let plans = common::example_plans();
+    // xen-static-pods: static pods for everything, kube-proxy among them, audit and aescbc on.
+    let plan = &plans["xen-static-pods"];
+    let node = plan.node("master").expect("master");
+    let address = node.primary_address().to_string();
+    let work = tempfile::tempdir().expect("a temporary directory");
+    let root = work.path();
+
+    let secret = kiln_pki::RootSecret::from_bytes([7; kiln_pki::ROOT_SECRET_LEN]);
+    let pki = kiln_pki::issue(plan, &secret, &BTreeMap::new()).expect("a PKI");
+    for file in kiln_pki::placement(plan, node) {
+        let contents = pki.contents(&file.source).expect("placed files exist");
+        write(
+            &root.join("etc/kubernetes").join(&file.path),
+            contents.as_bytes(),
+        );
+    }
+    let files = kiln_manifests::render_node(plan, &node.name, &common::TEST_KEY).expect("renders");
+    for file in &files {
+        write(&root.join(&file.path), &file.contents);
+    }
+    std::fs::create_dir_all(root.join("var/log/kubernetes")).expect("mkdir");
+
+    let etcd_flags = localize(
+        kiln_manifests::flags(plan, node, Component::Etcd),
+        root,
+        &address,
+    );
+    let etcd_log = std::fs::File::create(root.join("etcd.log")).expect("a log");
+    let _etcd = Running(
+        Command::new(&etcd)
+            .args(&etcd_flags)
+            .stdout(Stdio::null())
+            .stderr(etcd_log)
+            .spawn()
+            .expect("starts etcd"),
+    );
+    let apiserver_flags = localize(
+        kiln_manifests::flags(plan, node, Component::KubeApiserver),
+        root,
+        &address,
+    );
+    // The one change to kiln's flags: ServiceAccount admission would make every Pod wait for
+    // a token that only the controller manager (not running here) creates. On a node the
+    // kubelet creates mirror pods, which that admission skips.
+    let mut apiserver_flags = apiserver_flags;
+    apiserver_flags.push("--disable-admission-plugins=ServiceAccount".to_owned());
+    let apiserver_log = std::fs::File::create(root.join("apiserver.log")).expect("a log");
+    let mut apiserver = Running(
+        Command::new(dir.join("kube-apiserver"))
+            .args(&apiserver_flags)
+            .stdout(Stdio::null())
+            .stderr(apiserver_log)
+            .spawn()
+            .expect("starts kube-apiserver"),
+    );
+
+    let super_admin = root.join("super-admin.conf");
+    admin_kubeconfig(&super_admin, &pki, "super-admin", root);
+    let mut ready = false;
+    for _ in 0..120 {
+        if let Ok(Some(status)) = apiserver.0.try_wait() {
+            let log = std::fs::read_to_string(root.join("apiserver.log")).unwrap_or_default();
+            panic!("kube-apiserver exited with {status}:\n{log}");
+        }
+        if kubectl(&kubectl_program, &super_admin, &["get", "--raw=/readyz"]).0 {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let log = || std::fs::read_to_string(root.join("apiserver.log")).unwrap_or_default();
+    assert!(ready, "kube-apiserver never became ready:\n{}", log());
+
+    // Every static pod and bootstrap object passes the server's validation.
+    let mut checked = Vec::new();
+    for file in &files {
+        if !(file.path.contains("/manifests/") || file.path.contains("/addons/")) {
+            continue;
+        }
+        let path = root.join(&file.path);
+        let path = path.display().to_string();
+        let (ok, text) = kubectl(
+            &kubectl_program,
+            &super_admin,
+            &["create", "--dry-run=server", "-f", &path, "-o", "name"],
+        );
+        assert!(ok, "{}: {text}", file.path);
+        let (ok, text) = kubectl(
+            &kubectl_program,
+            &super_admin,
+            &["create", "--dry-run=client", "-f", &path, "-o", "json"],
+        );
+        assert!(ok, "{}: {text}", file.path);
+        checked.push(file.path.clone());
+    }
+    assert!(checked.len() >= 5, "{checked:?}");
+
+    // The RBAC bindings work: the everyday admin (group kiln:cluster-admins, not
+    // system:masters) may do anything once rbac.yaml is applied.
+    let rbac = root
+        .join("etc/kubernetes/addons/rbac.yaml")
+        .display()
+        .to_string();
+    let (ok, text) = kubectl(&kubectl_program, &super_admin, &["apply", "-f", &rbac]);
+    assert!(ok, "{text}");
+    let admin = root.join("admin.conf");
+    admin_kubeconfig(&admin, &pki, "admin", root);
+    let (ok, text) = kubectl(&kubectl_program, &admin, &["auth", "can-i", "*", "*"]);
+    assert!(ok && text.trim() == "yes", "admin: {text}");
+
+    // Secrets round-trip through the aescbc provider, and the audit log records the request
+    // without its body.
+    let (ok, text) = kubectl(
+        &kubectl_program,
+        &admin,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "kiln-check",
+            "--from-literal=token=sekrit-value",
+        ],
+    );
+    assert!(ok, "{text}");
+    let (ok, text) = kubectl(
+        &kubectl_program,
+        &admin,
+        &[
+            "get",
+            "secret",
+            "kiln-check",
+            "-o",
+            "jsonpath={.data.token}",
+        ],
+    );
+    assert!(ok && text.trim() == "c2Vrcml0LXZhbHVl", "{text}");
+    let audit =
+        std::fs::read_to_string(root.join("var/log/kubernetes/audit.log")).expect("an audit log");
+    assert!(
+        audit.contains("kiln-check"),
+        "the audit log has no event for the Secret"
+    );
+    assert!(!audit.contains("c2Vrcml0LXZhbHVl") && !audit.contains("sekrit-value"));
+    assert!(!audit.contains("\"stage\":\"RequestReceived\""));
+
+    // The Secret is stored encrypted: read it straight from etcd (its JSON gateway, with the
+    // API server's etcd client certificate) and look for the aescbc envelope.
+    let pki_dir = root.join("etc/kubernetes/pki");
+    let output = Command::new("curl")
+        .args(["--silent", "--show-error", "--fail"])
+        .arg("--cacert")
+        .arg(pki_dir.join("etcd/ca.crt"))
+        .arg("--cert")
+        .arg(pki_dir.join("apiserver-etcd-client.crt"))
+        .arg("--key")
+        .arg(pki_dir.join("apiserver-etcd-client.key"))
+        .arg(format!("https://127.0.0.1:{ETCD_CLIENT_PORT}/v3/kv/range"))
+        // base64("/registry/secrets/default/kiln-check")
+        .arg("--data")
+        .arg("{\"key\":\"L3JlZ2lzdHJ5L3NlY3JldHMvZGVmYXVsdC9raWxuLWNoZWNr\"}")
+        .output()
+        .expect("runs curl");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let response: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let stored = response["kvs"][0]["value"]
+        .as_str()
+        .expect("the Secret is in etcd");
+    // base64 of "k8s:enc:aescbc:v1:key1:" starts with this.
+    assert!(
+        stored.starts_with("azhzOmVuYzphZXNjYmM6djE6a2V5MT"),
+        "{stored}"
+    );
+    assert!(!stored.contains("c2Vrcml0"));
+
+    // The kube-proxy DaemonSet and its objects (kubeadm-bootstrap) pass validation too.
+    let kubeadm = &plans["kubeadm-bootstrap"];
+    let files = kiln_manifests::render_node(kubeadm, "cp", &common::TEST_KEY).expect("renders");
+    let daemon_set = files
+        .iter()
+        .find(|file| file.path.ends_with("addons/kube-proxy.yaml"))
+        .expect("a kube-proxy DaemonSet");
+    let path = root.join("kube-proxy-daemonset.yaml");
+    write(&path, &daemon_set.contents);
+    let path = path.display().to_string();
+    let (ok, text) = kubectl(
+        &kubectl_program,
+        &super_admin,
+        &["create", "--dry-run=server", "-f", &path, "-o", "name"],
+    );
+    assert!(ok, "{text}");
+    assert_eq!(text.lines().count(), 4, "{text}");
+}
