@@ -7,7 +7,8 @@
 //! against the OpenAPI schema. What runs offline is `--local` mode: `kubectl set resources
 //! --local` decodes Pods and DaemonSets, and `kubectl set subject --local` decodes
 //! ClusterRoleBindings, into kubectl's typed Go structs (a wrong type anywhere fails), which
-//! is what this test uses. Schema validation against a server waits for the 1.20 binaries.
+//! is what this test uses. Validation by a real API server (server-side dry run) is in
+//! `apiserver.rs`, opted into with `KILN_KUBERNETES_BIN_DIR`.
 
 mod common;
 
