@@ -11,7 +11,7 @@ use serde_json::Value;
 
 /// kubectl's view of `file`: `kubectl config view --raw -o json`.
 fn kubectl_view(kubectl: &Path, file: &Path) -> Value {
-    let output = common::run(
+    let output = kiln_testkit::run(
         Command::new(kubectl)
             .args(["config", "view", "--raw", "-o", "json", "--kubeconfig"])
             .arg(file),
@@ -45,7 +45,7 @@ fn check_file(kubectl: &Path, dir: &Path, file: &kiln_kubeconfig::RenderedFile, 
     }
     assert!(!ours["clusters"].as_array().expect("clusters").is_empty());
 
-    let output = common::run(
+    let output = kiln_testkit::run(
         Command::new(kubectl)
             .args(["config", "get-contexts", "-o", "name", "--kubeconfig"])
             .arg(&path),
@@ -64,9 +64,9 @@ fn check_file(kubectl: &Path, dir: &Path, file: &kiln_kubeconfig::RenderedFile, 
 
 #[test]
 fn kubectl_reads_every_kubeconfig_as_kiln_means_it() {
-    let kubectl = common::tool("kubectl", "kubernetes-client");
+    let kubectl = kiln_testkit::tool("kubectl", "kubernetes-client");
     let mut checked = 0;
-    for (example, plan) in common::example_plans() {
+    for (example, plan) in kiln_testkit::example_plans() {
         let pki = common::pki(&plan);
         for mode in [
             KubeconfigCertificates::Embedded,
@@ -98,7 +98,7 @@ fn kubectl_reads_every_kubeconfig_as_kiln_means_it() {
 #[test]
 fn every_kubeconfig_reads_back_into_the_same_model() {
     // The model reads back exactly what it writes, for every file of every example.
-    for (example, plan) in common::example_plans() {
+    for (example, plan) in kiln_testkit::example_plans() {
         let pki = common::pki(&plan);
         for mode in [
             KubeconfigCertificates::Embedded,
@@ -135,9 +135,9 @@ fn kubectl_resolves_the_operators_referenced_files_next_to_the_kubeconfig() {
     // `kubectl config view --flatten` reads every referenced file, resolving relative paths
     // against the kubeconfig's directory, and embeds it: the operator's referenced admin.conf
     // must find exactly the PKI files of the operator's output beside it.
-    let kubectl = common::tool("kubectl", "kubernetes-client");
+    let kubectl = kiln_testkit::tool("kubectl", "kubernetes-client");
     let plan = common::with_certificates(
-        &common::example_plans()["two-node"],
+        &kiln_testkit::example_plans()["two-node"],
         KubeconfigCertificates::Referenced,
     );
     let pki = common::pki(&plan);
@@ -151,7 +151,7 @@ fn kubectl_resolves_the_operators_referenced_files_next_to_the_kubeconfig() {
     for file in kiln_kubeconfig::render_operator(&plan, &pki).expect("operator kubeconfigs") {
         let path = output.path().join(&file.path);
         std::fs::write(&path, &file.contents).expect("write the kubeconfig");
-        let result = common::run(
+        let result = kiln_testkit::run(
             Command::new(&kubectl)
                 .current_dir(elsewhere.path())
                 .args([

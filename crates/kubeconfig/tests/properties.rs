@@ -105,7 +105,7 @@ proptest! {
 fn every_kubeconfig_file_of_the_table_is_rendered_somewhere() {
     // Across the examples, every row of the table is rendered at least once.
     let mut seen = BTreeSet::new();
-    for plan in common::example_plans().values() {
+    for plan in kiln_testkit::example_plans().values() {
         let pki = common::pki(plan);
         for file in kiln_kubeconfig::render_operator(plan, &pki).expect("renders") {
             seen.insert(common::file_name(&file.path).to_owned());

@@ -70,7 +70,7 @@ fn conflist_json(plan: &Plan, node: &str) -> Value {
 /// Every kubelet node of every example.
 fn kubelet_nodes() -> Vec<(String, Plan, String)> {
     let mut nodes = Vec::new();
-    for (example, plan) in common::example_plans() {
+    for (example, plan) in kiln_testkit::example_plans() {
         for node in plan.kubelet_nodes() {
             nodes.push((example.clone(), plan.clone(), node.name.clone()));
         }

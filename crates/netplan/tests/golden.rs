@@ -1,119 +1,30 @@
 //! Golden files: every file kiln-netplan renders for every node of every example, byte for byte.
 //!
 //! `tests/golden/<example>/<node>/<path>` holds each file and `tests/golden/<example>/modes.txt`
-//! each file's mode. Run with `UPDATE_EXPECT=1` to rewrite them after an intended change (and
-//! review the diff); never edit them by hand.
+//! each file's mode (see `kiln_testkit::golden`). Run with `UPDATE_EXPECT=1` to rewrite them after
+//! an intended change (and review the diff); never edit them by hand.
 
-mod common;
+use std::path::Path;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
-fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
-}
-
-fn update() -> bool {
-    std::env::var_os("UPDATE_EXPECT").is_some_and(|value| value == "1")
-}
-
-/// Every regular file under `dir`, relative to it, sorted.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(next) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&next) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry.expect("a directory entry").path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                found.push(path.strip_prefix(dir).expect("under dir").to_path_buf());
-            }
-        }
-    }
-    found.sort();
-    found
-}
-
-/// Compares `expected` (relative path to bytes) with the directory `dir`, or with
-/// `UPDATE_EXPECT=1` makes the directory hold exactly `expected`. Returns the differences.
-fn check(dir: &Path, expected: &BTreeMap<PathBuf, Vec<u8>>) -> Vec<String> {
-    let mut problems = Vec::new();
-    for stale in files_under(dir)
-        .into_iter()
-        .filter(|path| !expected.contains_key(path))
-    {
-        if update() {
-            std::fs::remove_file(dir.join(&stale)).expect("remove a stale golden file");
-        } else {
-            problems.push(format!(
-                "{}: golden file no longer rendered",
-                dir.join(&stale).display()
-            ));
-        }
-    }
-    for (relative, contents) in expected {
-        let path = dir.join(relative);
-        if update() {
-            std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
-            std::fs::write(&path, contents).expect("write a golden file");
-            continue;
-        }
-        match std::fs::read(&path) {
-            Ok(golden) if golden == *contents => {}
-            Ok(golden) => problems.push(format!(
-                "{} differs:\n--- golden\n{}\n--- rendered\n{}",
-                path.display(),
-                String::from_utf8_lossy(&golden),
-                String::from_utf8_lossy(contents)
-            )),
-            Err(error) => problems.push(format!("{}: {error}", path.display())),
-        }
-    }
-    problems
-}
+use kiln_testkit::golden::{GoldenFile, check_examples};
 
 #[test]
 fn every_example_matches_its_golden_files() {
-    let mut problems = Vec::new();
-    let plans = common::example_plans();
-    for (example, plan) in &plans {
-        let mut expected = BTreeMap::new();
-        let mut modes = String::new();
-        for node in &plan.nodes {
-            let files = kiln_netplan::render_node(plan, &node.name)
-                .unwrap_or_else(|error| panic!("{example}/{}: {error}", node.name));
-            for file in files {
-                modes.push_str(&format!("{} {} {:o}\n", node.name, file.path, file.mode));
-                expected.insert(Path::new(&node.name).join(&file.path), file.contents);
-            }
-        }
-        expected.insert(PathBuf::from("modes.txt"), modes.into_bytes());
-        problems.extend(check(&golden_dir().join(example), &expected));
-    }
-    // A golden directory for an example that no longer exists is stale too.
-    for entry in std::fs::read_dir(golden_dir()).expect("tests/golden exists") {
-        let path = entry.expect("a directory entry").path();
-        let name = path
-            .file_name()
-            .expect("a name")
-            .to_string_lossy()
-            .into_owned();
-        if !plans.contains_key(&name) {
-            if update() {
-                std::fs::remove_dir_all(&path).expect("remove a stale example");
-            } else {
-                problems.push(format!("{}: no example {name}.toml", path.display()));
-            }
-        }
-    }
-    assert!(
-        problems.is_empty(),
-        "{} golden file(s) differ; if the change is intended, rerun with UPDATE_EXPECT=1 and review the diff\n\n{}",
-        problems.len(),
-        problems.join("\n\n")
-    );
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    check_examples(&golden, |example, plan| {
+        plan.nodes
+            .iter()
+            .flat_map(|node| {
+                kiln_netplan::render_node(plan, &node.name)
+                    .unwrap_or_else(|error| panic!("{example}/{}: {error}", node.name))
+                    .into_iter()
+                    .map(|file| GoldenFile {
+                        owner: node.name.clone(),
+                        path: file.path,
+                        contents: file.contents,
+                        mode: file.mode,
+                    })
+            })
+            .collect()
+    });
 }

@@ -76,7 +76,7 @@ fn the_ha_load_balancer_forwards_to_and_checks_the_api_servers() {
         ("openssl", "openssl"),
         ("nginx", "nginx libnginx-mod-stream"),
     ] {
-        common::tool(program, package);
+        kiln_testkit::tool(program, package);
     }
     let modules = Path::new("/usr/share/nginx/modules");
     assert!(
@@ -200,7 +200,7 @@ fn the_ha_load_balancer_forwards_to_and_checks_the_api_servers() {
 
     let path = dir.path().join("load-balancer.sh");
     std::fs::write(&path, &script).expect("write");
-    let output = common::run(
+    let output = kiln_testkit::run(
         Command::new("unshare")
             .args(["--net", "--mount", "--propagation", "private", "--", "sh"])
             .arg(&path),

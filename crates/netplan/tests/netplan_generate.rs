@@ -13,11 +13,11 @@ use proptest::prelude::*;
 /// Runs `netplan generate` on `node`'s YAML in a scratch root and compares the result with
 /// kiln's networkd file. Returns a description of the first difference.
 fn netplan_agrees(plan: &Plan, node: &str) -> Result<(), String> {
-    let netplan = common::tool("netplan", "netplan.io");
+    let netplan = kiln_testkit::tool("netplan", "netplan.io");
     let root = tempfile::tempdir().expect("a scratch directory");
     let yaml = kiln_netplan::netplan(plan, node).map_err(|error| error.to_string())?;
-    common::write_file(root.path(), &yaml.path, &yaml.contents, yaml.mode);
-    let output = common::run(
+    kiln_testkit::write_file(root.path(), &yaml.path, &yaml.contents, yaml.mode);
+    let output = kiln_testkit::run(
         Command::new(&netplan)
             .arg("generate")
             .arg("--root-dir")
@@ -79,7 +79,7 @@ fn list(dir: &Path) -> Vec<String> {
 #[test]
 fn netplan_generate_agrees_with_kiln_on_every_example_node() {
     let mut checked = 0;
-    for (example, plan) in common::example_plans() {
+    for (example, plan) in kiln_testkit::example_plans() {
         for node in &plan.nodes {
             netplan_agrees(&plan, &node.name).unwrap_or_else(|why| panic!("{example}: {why}"));
             checked += 1;

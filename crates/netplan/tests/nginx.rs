@@ -16,8 +16,8 @@ use kiln_spec::{APISERVER_PORT, Plan, Role};
 /// `modules/ngx_stream_module.so` relative to the prefix), and the CA certificate path, which
 /// nginx opens while testing, is pointed at a throwaway certificate in the prefix.
 fn nginx_test(conf: &str) -> (bool, String) {
-    let nginx = common::tool("nginx", "nginx libnginx-mod-stream");
-    let openssl = common::tool("openssl", "openssl");
+    let nginx = kiln_testkit::tool("nginx", "nginx libnginx-mod-stream");
+    let openssl = kiln_testkit::tool("openssl", "openssl");
     let prefix = tempfile::tempdir().expect("a scratch directory");
     let modules = Path::new("/usr/share/nginx/modules");
     assert!(
@@ -26,7 +26,7 @@ fn nginx_test(conf: &str) -> (bool, String) {
     );
     std::os::unix::fs::symlink(modules, prefix.path().join("modules")).expect("symlink modules");
     let ca = prefix.path().join("ca.crt");
-    let output = common::run(
+    let output = kiln_testkit::run(
         Command::new(openssl)
             .args([
                 "req",
@@ -49,10 +49,10 @@ fn nginx_test(conf: &str) -> (bool, String) {
         String::from_utf8_lossy(&output.stderr)
     );
     let conf = conf.replace(kiln_netplan::CA_CERTIFICATE_PATH, &ca.display().to_string());
-    let path = common::write_file(prefix.path(), "nginx.conf", conf.as_bytes(), 0o644);
+    let path = kiln_testkit::write_file(prefix.path(), "nginx.conf", conf.as_bytes(), 0o644);
     let mut prefix_arg = prefix.path().display().to_string();
     prefix_arg.push('/');
-    let output = common::run(
+    let output = kiln_testkit::run(
         Command::new(nginx)
             .arg("-t")
             .arg("-c")

@@ -222,7 +222,7 @@ fn simulate(example: &str) {
         ("python3", "python3"),
         ("iptables", "iptables"),
     ] {
-        common::tool(program, package);
+        kiln_testkit::tool(program, package);
     }
     for plugin in ["bridge", "host-local", "portmap"] {
         assert!(
@@ -237,7 +237,7 @@ fn simulate(example: &str) {
     let simulation = build(&plan, dir.path());
     let script = dir.path().join("simulate.sh");
     std::fs::write(&script, &simulation.script).expect("write");
-    let output = common::run(
+    let output = kiln_testkit::run(
         Command::new("unshare")
             .args(["--net", "--mount", "--propagation", "private", "--", "sh"])
             .arg(&script),

@@ -1,8 +1,6 @@
 //! containerd's configuration: read back with the toml crate, and accepted by Debian's
 //! containerd 1.6 (`containerd --config <file> config dump`), which merges it into its defaults.
 
-mod common;
-
 use std::process::Command;
 
 fn config_text() -> String {
@@ -43,11 +41,11 @@ fn dumped(dump: &toml::Table, path: &[&str]) -> toml::Value {
 
 #[test]
 fn containerd_accepts_the_configuration() {
-    let containerd = common::tool("containerd", "containerd");
+    let containerd = kiln_testkit::tool("containerd", "containerd");
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("config.toml");
     std::fs::write(&path, config_text()).expect("write config.toml");
-    let output = common::run(
+    let output = kiln_testkit::run(
         Command::new(containerd)
             .arg("--config")
             .arg(&path)

@@ -4,8 +4,6 @@
 //! Only the addresses are moved to 127.0.0.1 and free ports (the example's node address is
 //! not on this machine); every other flag, and every certificate, is what the node gets.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::net::TcpListener;
@@ -34,8 +32,8 @@ impl Drop for Started {
 
 #[test]
 fn etcd_starts_with_kilns_flags_and_certificates() {
-    let etcd = common::tool("etcd", "etcd-server");
-    let plan = &common::example_plans()["two-node"];
+    let etcd = kiln_testkit::tool("etcd", "etcd-server");
+    let plan = &kiln_testkit::example_plans()["two-node"];
     let node = plan.node("node1").expect("node1");
     let scratch = tempfile::tempdir().expect("a scratch directory");
 
@@ -44,7 +42,7 @@ fn etcd_starts_with_kilns_flags_and_certificates() {
     let pki = kiln_pki::issue(plan, &root, &BTreeMap::new()).expect("the PKI");
     for file in kiln_pki::placement(plan, node) {
         let contents = pki.contents(&file.source).expect("placed files exist");
-        common::write_file(
+        kiln_testkit::write_file(
             scratch.path(),
             &format!("etc/kubernetes/{}", file.path),
             contents.as_bytes(),

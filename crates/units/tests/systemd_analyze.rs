@@ -1,8 +1,6 @@
 //! `systemd-analyze verify` reads every unit of every node of every example without a warning,
 //! in a scratch root that holds the programs the units run and the units they name.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
@@ -26,7 +24,7 @@ fn scratch_root(units: &[Unit], missing: Option<&str>) -> tempfile::TempDir {
     let root = tempfile::tempdir().expect("a scratch root");
     for name in SYSTEM_UNITS {
         let stub = format!("[Unit]\nDescription=stub of {name}\n");
-        common::write_file(
+        kiln_testkit::write_file(
             root.path(),
             &format!("etc/systemd/system/{name}"),
             stub.as_bytes(),
@@ -35,7 +33,7 @@ fn scratch_root(units: &[Unit], missing: Option<&str>) -> tempfile::TempDir {
     }
     let mut programs = BTreeSet::new();
     for unit in units {
-        common::write_file(
+        kiln_testkit::write_file(
             root.path(),
             &format!("etc/systemd/system/{}", unit.name),
             unit.to_ini().as_bytes(),
@@ -53,7 +51,7 @@ fn scratch_root(units: &[Unit], missing: Option<&str>) -> tempfile::TempDir {
         .iter()
         .filter(|program| Some(program.as_str()) != missing)
     {
-        common::write_file(root.path(), program, b"#!/bin/sh\nexit 0\n", 0o755);
+        kiln_testkit::write_file(root.path(), program, b"#!/bin/sh\nexit 0\n", 0o755);
     }
     root
 }
@@ -61,7 +59,7 @@ fn scratch_root(units: &[Unit], missing: Option<&str>) -> tempfile::TempDir {
 /// What `systemd-analyze verify` says of `units` in a scratch root: (success, messages).
 fn verify(systemd_analyze: &Path, units: &[Unit], missing: Option<&str>) -> (bool, String) {
     let root = scratch_root(units, missing);
-    let output = common::run(
+    let output = kiln_testkit::run(
         Command::new(systemd_analyze)
             .arg("verify")
             .arg(format!("--root={}", root.path().display()))
@@ -74,9 +72,9 @@ fn verify(systemd_analyze: &Path, units: &[Unit], missing: Option<&str>) -> (boo
 
 #[test]
 fn systemd_analyze_verifies_every_unit_without_a_warning() {
-    let systemd_analyze = common::tool("systemd-analyze", "systemd");
+    let systemd_analyze = kiln_testkit::tool("systemd-analyze", "systemd");
     let mut verified = 0;
-    for (example, plan) in common::example_plans() {
+    for (example, plan) in kiln_testkit::example_plans() {
         for node in &plan.nodes {
             let units = kiln_units::units(&plan, &node.name).expect("units");
             if units.is_empty() {
@@ -97,8 +95,8 @@ fn systemd_analyze_verifies_every_unit_without_a_warning() {
 #[test]
 fn systemd_analyze_notices_a_missing_program() {
     // The check can fail: without the kubelet's binary, verify refuses the kubelet's unit.
-    let systemd_analyze = common::tool("systemd-analyze", "systemd");
-    let plan = &common::example_plans()["two-node"];
+    let systemd_analyze = kiln_testkit::tool("systemd-analyze", "systemd");
+    let plan = &kiln_testkit::example_plans()["two-node"];
     let units = kiln_units::units(plan, "node2").expect("units");
     let (success, messages) = verify(&systemd_analyze, &units, Some("/usr/local/bin/kubelet"));
     assert!(!success, "verify accepted a unit whose program is missing");
@@ -107,8 +105,8 @@ fn systemd_analyze_notices_a_missing_program() {
 
 #[test]
 fn systemd_analyze_notices_an_unknown_directive() {
-    let systemd_analyze = common::tool("systemd-analyze", "systemd");
-    let plan = &common::example_plans()["two-node"];
+    let systemd_analyze = kiln_testkit::tool("systemd-analyze", "systemd");
+    let plan = &kiln_testkit::example_plans()["two-node"];
     let mut units = kiln_units::units(plan, "node2").expect("units");
     // Documentation= must be a URL; a bare word is a warning.
     units[0].unit.documentation.push("not-a-url".to_owned());
@@ -132,12 +130,12 @@ const SEALED: [(&str, f64); 4] = [
 
 #[test]
 fn systemd_analyze_rates_the_sealed_services_well_exposed_little() {
-    let systemd_analyze = common::tool("systemd-analyze", "systemd");
-    let plan = &common::example_plans()["two-node"];
+    let systemd_analyze = kiln_testkit::tool("systemd-analyze", "systemd");
+    let plan = &kiln_testkit::example_plans()["two-node"];
     let units = kiln_units::units(plan, "node1").expect("units");
     let root = scratch_root(&units, None);
     for (unit, highest) in SEALED {
-        let output = common::run(
+        let output = kiln_testkit::run(
             Command::new(&systemd_analyze)
                 .args(["security", "--offline=true"])
                 .arg(format!("--root={}", root.path().display()))

@@ -3,38 +3,8 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use kiln_spec::{KubeconfigCertificates, Plan};
-
-/// The repository's examples/ directory.
-pub fn examples_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
-}
-
-/// Every example spec, by file stem, as plans.
-pub fn example_plans() -> BTreeMap<String, Plan> {
-    let mut plans = BTreeMap::new();
-    for entry in std::fs::read_dir(examples_dir()).expect("examples/ is readable") {
-        let path = entry.expect("a directory entry").path();
-        if path.extension().is_none_or(|extension| extension != "toml") {
-            continue;
-        }
-        let source = std::fs::read_to_string(&path).expect("the spec is readable");
-        let plan = kiln_spec::load(&source, &path.display().to_string())
-            .unwrap_or_else(|errors| panic!("{errors}"))
-            .plan;
-        let stem = path
-            .file_stem()
-            .expect("a name")
-            .to_string_lossy()
-            .into_owned();
-        plans.insert(stem, plan);
-    }
-    assert!(plans.len() >= 4, "the four reference examples exist");
-    plans
-}
 
 /// `plan` with kubeconfig certificates `mode`.
 pub fn with_certificates(plan: &Plan, mode: KubeconfigCertificates) -> Plan {
@@ -93,26 +63,4 @@ pub fn table_server(plan: &Plan, file: &str) -> String {
 /// The file name of a rendered path.
 pub fn file_name(path: &str) -> &str {
     path.rsplit('/').next().expect("a file name")
-}
-
-/// The path of the program `program`, failing the test with the Debian package that provides it
-/// when it is missing.
-pub fn tool(program: &str, package: &str) -> PathBuf {
-    for dir in ["/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"] {
-        let path = Path::new(dir).join(program);
-        if path.is_file() {
-            return path;
-        }
-    }
-    panic!(
-        "`{program}` is not installed; this test checks kiln-kubeconfig's output with it. \
-         Install the Debian package: apt-get install -y {package}"
-    );
-}
-
-/// Runs `command` and returns its output; fails the test if it cannot start.
-pub fn run(command: &mut Command) -> Output {
-    command
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"))
 }

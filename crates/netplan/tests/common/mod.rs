@@ -4,41 +4,9 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use kiln_spec::Plan;
-
-/// The repository's examples/ directory.
-pub fn examples_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
-}
-
-/// Every example spec, by file stem, as plans.
-pub fn example_plans() -> BTreeMap<String, Plan> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(examples_dir())
-        .expect("examples/ is readable")
-        .map(|entry| entry.expect("a directory entry").path())
-        .filter(|path| {
-            path.extension()
-                .is_some_and(|extension| extension == "toml")
-        })
-        .collect();
-    entries.sort();
-    let plans: BTreeMap<String, Plan> = entries
-        .iter()
-        .map(|path| {
-            let stem = path
-                .file_stem()
-                .expect("a file name")
-                .to_string_lossy()
-                .into_owned();
-            (stem, load(path))
-        })
-        .collect();
-    assert!(plans.len() >= 4, "the four reference examples exist");
-    plans
-}
 
 /// The plan of the spec at `path`.
 pub fn load(path: &Path) -> Plan {
@@ -55,52 +23,13 @@ pub fn load_source(source: &str, file: &str) -> Plan {
 
 /// The source text of the example `name` (`two-node`, `ha`, ...).
 pub fn example_source(name: &str) -> String {
-    std::fs::read_to_string(examples_dir().join(format!("{name}.toml")))
+    std::fs::read_to_string(kiln_testkit::examples_dir().join(format!("{name}.toml")))
         .expect("the example is readable")
 }
 
 /// The plan of the example `name`.
 pub fn example(name: &str) -> Plan {
-    load(&examples_dir().join(format!("{name}.toml")))
-}
-
-/// The path of the program `program`, failing the test with the Debian package that provides it
-/// when it is missing. `cargo xtask test` installs these packages.
-pub fn tool(program: &str, package: &str) -> PathBuf {
-    for dir in [
-        "/usr/sbin",
-        "/usr/bin",
-        "/sbin",
-        "/bin",
-        "/usr/local/sbin",
-        "/usr/local/bin",
-    ] {
-        let path = Path::new(dir).join(program);
-        if path.is_file() {
-            return path;
-        }
-    }
-    panic!(
-        "`{program}` is not installed; this test checks kiln-netplan's output with it. \
-         Install the Debian package: apt-get install -y {package}"
-    );
-}
-
-/// Runs `command`, returning its output; fails the test if it cannot start.
-pub fn run(command: &mut Command) -> Output {
-    command
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"))
-}
-
-/// Writes `contents` to `root/relative`, creating parent directories, with `mode`.
-pub fn write_file(root: &Path, relative: &str, contents: &[u8], mode: u32) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = root.join(relative);
-    std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
-    std::fs::write(&path, contents).expect("write");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-    path
+    load(&kiln_testkit::examples_dir().join(format!("{name}.toml")))
 }
 
 /// A systemd-style INI file as (section, key, value) triples, each section numbered by its

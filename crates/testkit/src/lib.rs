@@ -1,6 +1,20 @@
-//! Shared helpers for kiln-units' integration tests: example plans and the real programs that
-//! check our output.
-#![allow(dead_code)]
+//! kiln-testkit: what kiln's crates share in their tests.
+//!
+//! - [`example_plans`]: every spec in the repository's `examples/`, validated into plans.
+//! - [`tool`] and [`run`]: the real programs that check kiln's outputs (openssl, kubectl,
+//!   systemd-analyze, netplan, nginx, ...). A missing program fails the test and names the Debian
+//!   package; `cargo xtask test` installs them.
+//! - [`golden::check_examples`]: golden-file trees, one per example, rewritten only with
+//!   `UPDATE_EXPECT=1`.
+//!
+//! ```
+//! let plans = kiln_testkit::example_plans();
+//! assert!(plans.contains_key("two-node"));
+//! assert_eq!(plans["two-node"].nodes.len(), 2);
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod golden;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,12 +22,12 @@ use std::process::{Command, Output};
 
 use kiln_spec::Plan;
 
-/// The repository's examples/ directory.
+/// The repository's `examples/` directory.
 pub fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
 
-/// Every example spec, by file stem, as plans.
+/// Every example spec, by file stem, as plans. Fails the test if one does not validate.
 pub fn example_plans() -> BTreeMap<String, Plan> {
     let mut plans = BTreeMap::new();
     for entry in std::fs::read_dir(examples_dir()).expect("examples/ is readable") {
@@ -36,29 +50,44 @@ pub fn example_plans() -> BTreeMap<String, Plan> {
     plans
 }
 
-/// The path of the program `program`, failing the test with the Debian package that provides it
-/// when it is missing. `cargo xtask test` installs these packages.
+/// The example called `name` (`two-node`, `ha`, ...) as a plan.
+pub fn example(name: &str) -> Plan {
+    example_plans()
+        .remove(name)
+        .unwrap_or_else(|| panic!("no example called {name}"))
+}
+
+/// The path of `program`, failing the test with the Debian package that provides it when it
+/// is missing. `cargo xtask test` installs these packages.
 pub fn tool(program: &str, package: &str) -> PathBuf {
-    for dir in ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"] {
+    for dir in [
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+        "/usr/local/sbin",
+        "/usr/local/bin",
+    ] {
         let path = Path::new(dir).join(program);
         if path.is_file() {
             return path;
         }
     }
     panic!(
-        "`{program}` is not installed; this test checks kiln-units' output with it. \
-         Install the Debian package: apt-get install -y {package}"
+        "`{program}` is not installed; this test checks kiln's output with it. \
+         Install the Debian package: apt-get install -y {package} (cargo xtask test does)"
     );
 }
 
-/// Runs `command` and returns its output; fails the test if it cannot start.
+/// Runs `command`, returning its output; fails the test if it cannot start.
 pub fn run(command: &mut Command) -> Output {
     command
         .output()
         .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"))
 }
 
-/// Writes `contents` to `root/relative`, creating parent directories, with `mode`.
+/// Writes `contents` to `root/relative` (a leading `/` is ignored), creating parent
+/// directories, with `mode`.
 pub fn write_file(root: &Path, relative: &str, contents: &[u8], mode: u32) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let path = root.join(relative.trim_start_matches('/'));
