@@ -72,6 +72,66 @@ pub(crate) fn add_units(
     Ok(())
 }
 
+/// The part of a node that kiln-manifests reads: its name, roles and addresses.
+#[derive(Serialize)]
+struct ManifestNode<'a> {
+    name: &'a str,
+    roles: &'a std::collections::BTreeSet<kiln_spec::Role>,
+    addresses: &'a [ipnet::Ipv4Net],
+}
+
+#[derive(Serialize)]
+struct ManifestParams<'a> {
+    cluster: &'a ClusterPlan,
+    options: &'a OptionsPlan,
+    node: ManifestNode<'a>,
+    /// The public id of the root secret the encryption key derives from (never the key).
+    root_secret_id: String,
+}
+
+/// The purpose string of the encryption-at-rest key derived from the root secret.
+const ENCRYPTION_KEY_PURPOSE: &str = "encryption-at-rest";
+
+/// Adds `node/<name>/manifests` for every node: static pods, component configuration, the
+/// encryption configuration (its key derived from the root secret), the audit policy and the
+/// bootstrap add-ons.
+pub(crate) fn add_manifests(
+    graph: &mut Graph,
+    artifacts: &mut Artifacts,
+    plan: &Arc<Plan>,
+    root: &Arc<kiln_pki::RootSecret>,
+) -> Result<(), ClusterError> {
+    let secret = Arc::clone(root);
+    let renderer = NodeRenderer::from_fn(
+        "manifests",
+        "kiln-manifests.node",
+        Arc::new(move |plan: &Plan, node: &str| {
+            let key = secret.derive_symmetric_key(ENCRYPTION_KEY_PURPOSE, 0);
+            kiln_manifests::render_node(plan, node, &key)
+                .map(|files| files.into_iter().map(File::from).collect())
+                .map_err(|error| error.to_string())
+        }),
+    );
+    let root_secret_id = root.id().to_string();
+    for node in &plan.nodes {
+        let params = encode(
+            "a node's manifest parameters",
+            &ManifestParams {
+                cluster: &plan.cluster,
+                options: &plan.options,
+                node: ManifestNode {
+                    name: &node.name,
+                    roles: &node.roles,
+                    addresses: &node.addresses,
+                },
+                root_secret_id: root_secret_id.clone(),
+            },
+        )?;
+        renderer.add(graph, artifacts, plan, &node.name, params)?;
+    }
+    Ok(())
+}
+
 #[derive(Serialize)]
 struct KubeconfigParams<'a> {
     cluster: &'a ClusterPlan,

@@ -144,6 +144,7 @@ pub fn cluster_graph(plan: &Plan, inputs: &ClusterInputs) -> Result<ClusterGraph
     let shared_plan = Arc::new(plan.clone());
     network::add_network(&mut graph, &mut artifacts, &shared_plan)?;
     configs::add_units(&mut graph, &mut artifacts, &shared_plan)?;
+    configs::add_manifests(&mut graph, &mut artifacts, &shared_plan, &inputs.root)?;
 
     // The operator's output holds every certificate and key; a node's `pki` artifact holds
     // only the files kiln_pki::placement gives that node.

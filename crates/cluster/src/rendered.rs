@@ -82,7 +82,7 @@ macro_rules! file_from {
         }
     )*};
 }
-file_from!(kiln_netplan, kiln_units, kiln_kubeconfig);
+file_from!(kiln_netplan, kiln_units, kiln_kubeconfig, kiln_manifests);
 
 /// One renderer of per-node files: the artifact it produces, its builder kind, and the function.
 pub(crate) struct NodeRenderer {
@@ -107,6 +107,20 @@ impl NodeRenderer {
                 .map(|files| files.into_iter().map(Into::into).collect())
                 .map_err(|error| error.to_string())
         });
+        NodeRenderer {
+            artifact,
+            kind,
+            render,
+        }
+    }
+
+    /// A renderer given as a function that already yields [`File`]s (for renderers that need
+    /// more than the plan, such as a key derived from the root secret).
+    pub(crate) fn from_fn(
+        artifact: &'static str,
+        kind: &'static str,
+        render: Arc<Render>,
+    ) -> NodeRenderer {
         NodeRenderer {
             artifact,
             kind,

@@ -106,7 +106,7 @@ proptest! {
 
     /// Parameters are projections of the plan: a renderer must not read what its projection
     /// leaves out, or its store path would be reused for different output. Units ignore a
-    /// node's gateway, DNS and pod subnet; kubeconfigs also ignore its addresses.
+    /// node's gateway and DNS, and so do manifests; kubeconfigs also ignore its addresses.
     #[test]
     fn renderers_ignore_what_their_parameters_leave_out(spec in valid_spec(1..=6), pick in any::<usize>()) {
         let plan = plan_of(&spec)?;
@@ -117,6 +117,10 @@ proptest! {
         node.gateway = None;
         let units = |plan: &Plan| kiln_units::render_node(plan, &target).map_err(|e| TestCaseError::fail(e.to_string()));
         prop_assert_eq!(units(&changed)?, units(&plan)?);
+        let manifests = |plan: &Plan| {
+            kiln_manifests::render_node(plan, &target, &[9; 32]).map_err(|e| TestCaseError::fail(e.to_string()))
+        };
+        prop_assert_eq!(manifests(&changed)?, manifests(&plan)?);
         let kinds = |plan: &Plan| {
             let node = plan.node(&target).expect("target exists");
             kiln_kubeconfig::node_kinds(plan, node)

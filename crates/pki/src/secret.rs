@@ -55,6 +55,24 @@ impl RootSecret {
         self.id
     }
 
+    /// A 32-byte symmetric key for `purpose` (for example `encryption-at-rest`) at `generation`:
+    /// HKDF-SHA256 with `secret`, the purpose and the generation as `info`, so it never equals
+    /// a certificate's key (whose `info` starts with `key`).
+    pub fn derive_symmetric_key(&self, purpose: &str, generation: u32) -> [u8; 32] {
+        let mut bytes = [0u8; 32];
+        expand(
+            &self.prk,
+            &[
+                b"secret\0",
+                purpose.as_bytes(),
+                b"\0",
+                &generation.to_be_bytes(),
+            ],
+            &mut bytes,
+        );
+        bytes
+    }
+
     /// The P-256 private key of the certificate (or key pair) `name` at `generation`.
     ///
     /// HKDF-SHA256 with the name and generation as `info`; a candidate scalar of 0 or >= n is
@@ -163,5 +181,32 @@ mod tests {
         assert_ne!(key(&one, "ca", 0), key(&one, "etcd-ca", 0));
         assert_ne!(key(&one, "ca", 0), key(&two, "ca", 0));
         assert_ne!(one.id(), two.id());
+    }
+}
+
+#[cfg(test)]
+mod symmetric_key_tests {
+    use super::RootSecret;
+
+    #[test]
+    fn symmetric_keys_depend_on_secret_purpose_and_generation() {
+        let root = RootSecret::from_bytes([1; 32]);
+        let key = root.derive_symmetric_key("encryption-at-rest", 0);
+        assert_eq!(
+            key,
+            RootSecret::from_bytes([1; 32]).derive_symmetric_key("encryption-at-rest", 0)
+        );
+        assert_ne!(
+            key,
+            RootSecret::from_bytes([2; 32]).derive_symmetric_key("encryption-at-rest", 0)
+        );
+        assert_ne!(key, root.derive_symmetric_key("encryption-at-rest", 1));
+        assert_ne!(key, root.derive_symmetric_key("other", 0));
+        assert_ne!(
+            &key,
+            root.derive_key("encryption-at-rest", 0)
+                .to_bytes()
+                .as_slice()
+        );
     }
 }
