@@ -43,16 +43,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let spec = args.spec.clone().unwrap_or_else(common::default_spec);
     let plan = common::load_plan(&spec)?;
-    let store_dir = common::store_dir(args.store.clone())?;
-    let store = Store::open(&store_dir)
-        .with_context(|| format!("opening the store {}", store_dir.display()))?;
-
     // A certificate that would be born expired is refused before anything is built. The clock
     // is read only for this check; it never reaches an output.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     kiln_pki::check_not_expired(&plan, i64::try_from(now).unwrap_or(i64::MAX))?;
+    let store_dir = common::store_dir(args.store.clone())?;
+    let store = Store::open(&store_dir)
+        .with_context(|| format!("opening the store {}", store_dir.display()))?;
+
     let inputs = common::cluster_inputs(&plan, &spec, args.secrets.clone())?;
     let cluster = kiln_cluster::cluster_graph(&plan, &inputs)?;
     let artifacts = cluster.artifacts;

@@ -426,3 +426,45 @@ fn kubeadm_reads_a_control_plane_pki_directory() {
         );
     }
 }
+
+/// A spec whose certificates would already be expired is refused before anything is built.
+#[test]
+fn a_build_whose_certificates_would_be_born_expired_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = std::fs::read_to_string(examples().join("two-node.toml"))
+        .expect("example")
+        .replace(
+            "issued_at = 2026-01-01T00:00:00Z",
+            "issued_at = 2001-01-01T00:00:00Z",
+        );
+    assert!(
+        source.contains("2001-01-01"),
+        "the example's issued_at moved"
+    );
+    std::fs::write(dir.path().join("old.toml"), source).expect("write");
+    let output = xtask(
+        dir.path(),
+        "022",
+        &[],
+        &[
+            "build-cluster",
+            "--spec",
+            "old.toml",
+            "--store",
+            "store",
+            "--secrets",
+            "s",
+        ],
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("expire"), "{stderr}");
+    assert!(
+        !dir.path().join("result").exists(),
+        "nothing is written for a refused build"
+    );
+    assert!(
+        !dir.path().join("store").exists(),
+        "the store is not even opened"
+    );
+}
