@@ -261,31 +261,6 @@ fn encryption_providers() {
     assert!(providers[1].identity.is_some());
 }
 
-/// kiln-units' default 1.20 flags are a subset of this table's, value for value, so that
-/// kiln-units can take its flags from here without changing a unit.
-#[test]
-fn the_table_covers_kiln_units_default_flags() {
-    for (example, plan) in common::example_plans() {
-        for node in &plan.nodes {
-            for service in kiln_units::SERVICES {
-                let Some(component) = service.component() else {
-                    continue;
-                };
-                let ours = kiln_manifests::flags(&plan, node, component);
-                for (name, value) in kiln_units::default_flags(&plan, node, service).pairs() {
-                    let found = ours.iter().find(|(our_name, _)| our_name == name);
-                    assert_eq!(
-                        found.map(|(_, our_value)| our_value),
-                        Some(value),
-                        "{example}/{}: {service:?} --{name}",
-                        node.name
-                    );
-                }
-            }
-        }
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 

@@ -55,7 +55,8 @@
 //! flags.set("v", "2");
 //! let kubelet = kiln_units::unit(kiln_units::Service::Kubelet, &flags)?.to_ini();
 //! assert!(kubelet.contains("Requires=containerd.service\n"));
-//! assert!(kubelet.contains("ExecStart=/usr/local/bin/kubelet \\\n  --kubeconfig=/etc/kubernetes/kubelet.conf \\\n"));
+//! assert!(kubelet.contains("ExecStart=/usr/local/bin/kubelet \\\n"));
+//! assert!(kubelet.contains("\n  --kubeconfig=/etc/kubernetes/kubelet.conf \\\n"));
 //! assert!(kubelet.ends_with("  --v=2\nRestart=on-failure\nRestartSec=5\n\n[Install]\nWantedBy=multi-user.target\n"));
 //!
 //! // containerd's configuration matches the kubelet's cgroup driver.
