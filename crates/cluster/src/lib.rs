@@ -106,9 +106,23 @@ pub enum ClusterError {
     },
 }
 
+/// The recipe of every derivation this crate makes: a SHA-256, computed when kiln is built, of
+/// the source of the crates whose code decides what the derivations write (spec, pki, the
+/// renderers, this crate) and of Cargo.lock. Part of every input-addressed digest, so changed
+/// code never reuses an output written by the old code.
+pub const RECIPE: &str = env!("KILN_RECIPE");
+
+/// [`RECIPE`] as a digest.
+pub fn recipe() -> kiln_store::Digest {
+    // build.rs writes 64 lowercase hex digits; anything else is a broken build script.
+    RECIPE
+        .parse()
+        .unwrap_or_else(|_| kiln_store::Digest::of(RECIPE.as_bytes()))
+}
+
 /// The derivation graph of `plan`.
 pub fn cluster_graph(plan: &Plan, inputs: &ClusterInputs) -> Result<ClusterGraph, ClusterError> {
-    let mut graph = Graph::new();
+    let mut graph = Graph::with_recipe(recipe());
     let mut artifacts = Artifacts::default();
 
     let cluster_plan = DrvId::new("cluster/plan");

@@ -135,6 +135,16 @@ proptest! {
     }
 }
 
+/// The recipe is a real SHA-256 (64 hex digits from build.rs), so `recipe()` never falls back.
+#[test]
+fn the_recipe_is_a_digest_of_the_renderers_source() {
+    assert_eq!(kiln_cluster::RECIPE.len(), 64);
+    assert_eq!(
+        kiln_cluster::RECIPE.parse::<kiln_store::Digest>().ok(),
+        Some(kiln_cluster::recipe())
+    );
+}
+
 /// The same TOML document with the key order of every table reversed (tables keep their
 /// headers, so only the lines inside each table move).
 fn reverse_keys(text: &str) -> String {

@@ -18,12 +18,25 @@ use crate::error::{GraphError, MissingInput};
 #[derive(Debug, Default, Clone)]
 pub struct Graph {
     derivations: BTreeMap<DrvId, Derivation>,
+    recipe: Option<Digest>,
 }
 
 impl Graph {
     /// An empty graph.
     pub fn new() -> Graph {
         Graph::default()
+    }
+
+    /// An empty graph whose builders' code is identified by `recipe` (for example a hash of the
+    /// source of the crates that implement them). The recipe is part of every input-addressed
+    /// derivation's digest, so changing a builder's code gives new store paths instead of
+    /// reusing outputs the old code wrote. Fixed-output derivations do not depend on it: they
+    /// are addressed by their content.
+    pub fn with_recipe(recipe: Digest) -> Graph {
+        Graph {
+            derivations: BTreeMap::new(),
+            recipe: Some(recipe),
+        }
     }
 
     /// Adds a derivation under `id`.
@@ -73,6 +86,7 @@ impl Graph {
     /// [`GraphError::Cycle`] naming the ids along one cycle.
     pub fn validate(self) -> Result<ValidatedGraph, GraphError> {
         // Positions in id order; petgraph's node indices are the same numbers.
+        let recipe = self.recipe;
         let sorted: Vec<(DrvId, Derivation)> = self.derivations.into_iter().collect();
         let position = |id: &DrvId| sorted.binary_search_by(|(key, _)| key.cmp(id)).ok();
 
@@ -154,7 +168,7 @@ impl Graph {
                     (name.clone(), target)
                 })
                 .collect();
-            let digest = derivation_digest(&derivation, &inputs, &nodes);
+            let digest = derivation_digest(&derivation, &inputs, &nodes, recipe.as_ref());
             let mut dependents: Vec<usize> = dependents_by_position[position]
                 .iter()
                 .map(|&dependent| topological_of_position[dependent])
@@ -179,6 +193,7 @@ fn derivation_digest(
     derivation: &Derivation,
     inputs: &[(String, usize)],
     nodes: &[Node],
+    recipe: Option<&Digest>,
 ) -> Digest {
     match derivation.addressing {
         Addressing::Fixed { content_hash } => DigestBuilder::new("kiln-fixed-output-v1")
@@ -187,7 +202,12 @@ fn derivation_digest(
             .finish(),
         Addressing::Inputs => {
             let builder = &derivation.builder;
-            let mut digest = DigestBuilder::new("kiln-derivation-v1")
+            // Graphs with a recipe hash in their own domain, so no v1 encoding can collide.
+            let digest = match recipe {
+                Some(recipe) => DigestBuilder::new("kiln-derivation-v2").digest(recipe),
+                None => DigestBuilder::new("kiln-derivation-v1"),
+            };
+            let mut digest = digest
                 .str(builder.kind())
                 .u64(u64::from(builder.version()))
                 .str(&derivation.name)

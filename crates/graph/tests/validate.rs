@@ -226,6 +226,55 @@ fn fixed_output_digests_ignore_the_recipe() {
     assert_eq!(digests("https://mirror-a/image", 2), original);
 }
 
+#[test]
+fn a_recipe_changes_every_input_addressed_digest_and_no_fixed_one() {
+    let log = Arc::new(Log::default());
+    let content_hash = Digest::of(b"pretend tree hash");
+    let digests = |mut graph: Graph| {
+        let builder = TestBuilder::new("fetch", Behavior::Concat, &log);
+        graph
+            .add(
+                "download",
+                kiln_graph::Derivation::new("image.raw", Arc::new(builder)).fixed(content_hash),
+            )
+            .expect("add");
+        graph
+            .add(
+                "root",
+                concat_derivation("root", &[], Behavior::Concat, &log),
+            )
+            .expect("add");
+        graph
+            .add(
+                "user",
+                concat_derivation(
+                    "user",
+                    &[("image", "download"), ("root", "root")],
+                    Behavior::Concat,
+                    &log,
+                ),
+            )
+            .expect("add");
+        let graph = graph.validate().expect("valid");
+        ["download", "root", "user"].map(|id| graph.digest(&id.into()).expect("digest"))
+    };
+    let plain = digests(Graph::new());
+    let first = digests(Graph::with_recipe(Digest::of(b"renderers, version 1")));
+    let second = digests(Graph::with_recipe(Digest::of(b"renderers, version 2")));
+    assert_eq!(
+        first,
+        digests(Graph::with_recipe(Digest::of(b"renderers, version 1")))
+    );
+    // The fixed output is addressed by its content alone.
+    assert_eq!(plain[0], first[0]);
+    assert_eq!(first[0], second[0]);
+    // Every input-addressed derivation moves with the recipe, and none equals the plain one.
+    for index in 1..3 {
+        assert_ne!(plain[index], first[index]);
+        assert_ne!(first[index], second[index]);
+    }
+}
+
 /// A random DAG: node `j` takes node `i < j` as an input where `edges[j][i]`.
 #[derive(Debug, Clone)]
 struct RandomDag {
