@@ -137,6 +137,11 @@ pub struct NodePlan {
 
 impl NodePlan {
     /// The node's primary address (its first).
+    ///
+    /// # Panics
+    ///
+    /// If the node has no address. A plan from [`Spec::validate`](crate::Spec::validate) or
+    /// [`load`](crate::load) never has such a node; a hand-built one must not either.
     pub fn primary_address(&self) -> Ipv4Addr {
         self.addresses[0].addr()
     }
