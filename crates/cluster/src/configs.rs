@@ -16,12 +16,23 @@ use serde::Serialize;
 use crate::rendered::{File, NodeRenderer, write_files};
 use crate::{Artifacts, CERTIFICATE_FILE, ClusterError, KEY_FILE, PkiDerivations};
 
-/// The part of a node that kiln-units reads: not its gateway, DNS or pod subnet.
+/// The part of a node that kiln-units and kiln-manifests read: its name, roles and addresses
+/// (not its gateway, DNS or pod subnet).
 #[derive(Serialize)]
-struct UnitNode<'a> {
+struct NodeAddressing<'a> {
     name: &'a str,
     roles: &'a std::collections::BTreeSet<kiln_spec::Role>,
     addresses: &'a [ipnet::Ipv4Net],
+}
+
+impl<'a> NodeAddressing<'a> {
+    fn of(node: &'a NodePlan) -> Self {
+        NodeAddressing {
+            name: &node.name,
+            roles: &node.roles,
+            addresses: &node.addresses,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -29,7 +40,7 @@ struct UnitParams<'a> {
     cluster: &'a ClusterPlan,
     options: &'a OptionsPlan,
     controller_manager_signs_csrs: bool,
-    node: UnitNode<'a>,
+    node: NodeAddressing<'a>,
 }
 
 /// The part of a node that kiln-kubeconfig reads: its name and roles.
@@ -60,11 +71,7 @@ pub(crate) fn add_units(
                 cluster: &plan.cluster,
                 options: &plan.options,
                 controller_manager_signs_csrs: plan.pki.controller_manager_signs_csrs,
-                node: UnitNode {
-                    name: &node.name,
-                    roles: &node.roles,
-                    addresses: &node.addresses,
-                },
+                node: NodeAddressing::of(node),
             },
         )?;
         renderer.add(graph, artifacts, plan, &node.name, params)?;
@@ -72,19 +79,11 @@ pub(crate) fn add_units(
     Ok(())
 }
 
-/// The part of a node that kiln-manifests reads: its name, roles and addresses.
-#[derive(Serialize)]
-struct ManifestNode<'a> {
-    name: &'a str,
-    roles: &'a std::collections::BTreeSet<kiln_spec::Role>,
-    addresses: &'a [ipnet::Ipv4Net],
-}
-
 #[derive(Serialize)]
 struct ManifestParams<'a> {
     cluster: &'a ClusterPlan,
     options: &'a OptionsPlan,
-    node: ManifestNode<'a>,
+    node: NodeAddressing<'a>,
     /// The public id of the root secret the encryption key derives from (never the key).
     root_secret_id: String,
 }
@@ -119,11 +118,7 @@ pub(crate) fn add_manifests(
             &ManifestParams {
                 cluster: &plan.cluster,
                 options: &plan.options,
-                node: ManifestNode {
-                    name: &node.name,
-                    roles: &node.roles,
-                    addresses: &node.addresses,
-                },
+                node: NodeAddressing::of(node),
                 root_secret_id: root_secret_id.clone(),
             },
         )?;
