@@ -113,7 +113,7 @@ fn kubectl_validates_kiln_objects_against_a_real_api_server() {
         return;
     };
     let kubectl_program = dir.join("kubectl");
-    let plans = common::example_plans();
+    let plans = kiln_testkit::example_plans();
     // xen-static-pods: static pods for everything, kube-proxy among them, audit and aescbc on.
     let plan = &plans["xen-static-pods"];
     let node = plan.node("master").expect("master");

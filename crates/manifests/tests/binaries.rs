@@ -72,7 +72,7 @@ fn minor_of(program: &Path) -> u32 {
 /// node that runs it.
 fn rendered_command_lines(component: Component, minor: u32) -> Vec<(String, Vec<String>)> {
     let mut lines = Vec::new();
-    for (example, mut plan) in common::example_plans() {
+    for (example, mut plan) in kiln_testkit::example_plans() {
         plan.cluster.kubernetes_version.minor = minor;
         for node in &plan.nodes {
             let runs = match component {
@@ -182,7 +182,7 @@ fn the_scheduler_strictly_decodes_its_configuration() {
     )
     .expect("write");
     let mut checked = 0;
-    for (example, mut plan) in common::example_plans() {
+    for (example, mut plan) in kiln_testkit::example_plans() {
         plan.cluster.kubernetes_version.minor = minor;
         if plan.nodes_with(Role::ControlPlane).next().is_none() {
             continue;

@@ -8,77 +8,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use kiln_spec::{Component, NodePlan, Plan, Role};
-
-fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
-}
-
-fn update() -> bool {
-    std::env::var_os("UPDATE_EXPECT").is_some_and(|value| value == "1")
-}
-
-/// Every regular file under `dir`, relative to it, sorted.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(next) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&next) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry.expect("a directory entry").path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                found.push(path.strip_prefix(dir).expect("under dir").to_path_buf());
-            }
-        }
-    }
-    found.sort();
-    found
-}
-
-/// Compares `expected` (relative path to bytes) with the directory `dir`, or with
-/// `UPDATE_EXPECT=1` makes the directory hold exactly `expected`. Returns the differences.
-fn check(dir: &Path, expected: &BTreeMap<PathBuf, Vec<u8>>) -> Vec<String> {
-    let mut problems = Vec::new();
-    for stale in files_under(dir)
-        .into_iter()
-        .filter(|path| !expected.contains_key(path))
-    {
-        if update() {
-            std::fs::remove_file(dir.join(&stale)).expect("remove a stale golden file");
-        } else {
-            problems.push(format!(
-                "{}: golden file no longer rendered",
-                dir.join(&stale).display()
-            ));
-        }
-    }
-    for (relative, contents) in expected {
-        let path = dir.join(relative);
-        if update() {
-            std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
-            std::fs::write(&path, contents).expect("write a golden file");
-            continue;
-        }
-        match std::fs::read(&path) {
-            Ok(golden) if golden == *contents => {}
-            Ok(golden) => problems.push(format!(
-                "{} differs:\n--- golden\n{}\n--- rendered\n{}",
-                path.display(),
-                String::from_utf8_lossy(&golden),
-                String::from_utf8_lossy(contents)
-            )),
-            Err(error) => problems.push(format!("{}: {error}", path.display())),
-        }
-    }
-    problems
-}
+use kiln_testkit::golden::{GoldenFile, check_example_trees, tree};
 
 /// The components that run on `node`, whatever runs them (static pod or systemd unit).
 fn components(plan: &Plan, node: &NodePlan) -> Vec<Component> {
@@ -115,52 +48,34 @@ fn flags_listing(plan: &Plan, node: &NodePlan) -> String {
 
 #[test]
 fn every_example_matches_its_golden_files() {
-    let mut problems = Vec::new();
-    let plans = common::example_plans();
-    for (example, plan) in &plans {
-        let mut expected = BTreeMap::new();
-        let mut modes = String::new();
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    check_example_trees(&golden, |example, plan| {
+        let mut files = Vec::new();
         for node in &plan.nodes {
-            let files = kiln_manifests::render_node(plan, &node.name, &common::TEST_KEY)
+            let rendered = kiln_manifests::render_node(plan, &node.name, &common::TEST_KEY)
                 .unwrap_or_else(|error| panic!("{example}/{}: {error}", node.name));
-            for file in files {
-                modes.push_str(&format!("{} {} {:o}\n", node.name, file.path, file.mode));
-                expected.insert(Path::new(&node.name).join(&file.path), file.contents);
-            }
+            files.extend(rendered.into_iter().map(|file| GoldenFile {
+                owner: node.name.clone(),
+                path: file.path,
+                contents: file.contents,
+                mode: file.mode,
+            }));
+        }
+        // Each node's flags, as a listing beside its directory (not in modes.txt).
+        let mut expected = tree(files);
+        for node in &plan.nodes {
             expected.insert(
                 PathBuf::from(format!("{}.flags", node.name)),
                 flags_listing(plan, node).into_bytes(),
             );
         }
-        expected.insert(PathBuf::from("modes.txt"), modes.into_bytes());
-        problems.extend(check(&golden_dir().join(example), &expected));
-    }
-    for entry in std::fs::read_dir(golden_dir()).expect("tests/golden exists") {
-        let path = entry.expect("a directory entry").path();
-        let name = path
-            .file_name()
-            .expect("a name")
-            .to_string_lossy()
-            .into_owned();
-        if !plans.contains_key(&name) {
-            if update() {
-                std::fs::remove_dir_all(&path).expect("remove a stale example");
-            } else {
-                problems.push(format!("{}: no example {name}.toml", path.display()));
-            }
-        }
-    }
-    assert!(
-        problems.is_empty(),
-        "{} golden file(s) differ; if the change is intended, rerun with UPDATE_EXPECT=1 and review the diff\n\n{}",
-        problems.len(),
-        problems.join("\n\n")
-    );
+        expected
+    });
 }
 
 #[test]
 fn unknown_nodes_are_reported() {
-    let plans = common::example_plans();
+    let plans = kiln_testkit::example_plans();
     let plan = plans.values().next().expect("an example");
     let error = kiln_manifests::render_node(plan, "nope", &common::TEST_KEY)
         .expect_err("no node is called nope");

@@ -41,7 +41,7 @@ fn kind(document: &str) -> String {
 /// Every (example/node/path, document) of every example's YAML manifests and addons.
 fn rendered_documents() -> Vec<(String, String)> {
     let mut documents = Vec::new();
-    for (example, plan) in common::example_plans() {
+    for (example, plan) in kiln_testkit::example_plans() {
         for node in &plan.nodes {
             let files =
                 kiln_manifests::render_node(&plan, &node.name, &common::TEST_KEY).expect("renders");

@@ -126,7 +126,7 @@ proptest! {
 /// table's windows and against [`REMOVED`].
 #[test]
 fn every_supported_minor_renders_only_flags_valid_for_it() {
-    for (example, mut plan) in common::example_plans() {
+    for (example, mut plan) in kiln_testkit::example_plans() {
         for minor in OLDEST_SUPPORTED_MINOR..=NEWEST_SUPPORTED_MINOR {
             plan.cluster.kubernetes_version.minor = minor;
             for node in &plan.nodes {
@@ -191,7 +191,7 @@ fn version_dependent_files_follow_the_version() {
             format!("kubescheduler.config.k8s.io/{version}")
         );
     }
-    let mut plan = common::example_plans()
+    let mut plan = kiln_testkit::example_plans()
         .remove("two-node")
         .expect("two-node");
     for (minor, endpoint) in [(26, false), (27, true)] {
@@ -216,7 +216,7 @@ fn version_dependent_files_follow_the_version() {
 
 #[test]
 fn extra_flags_override_and_stay_sorted() {
-    let mut plan = common::example_plans()
+    let mut plan = kiln_testkit::example_plans()
         .remove("two-node")
         .expect("two-node");
     plan.options.extra_flags.insert(

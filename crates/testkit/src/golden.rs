@@ -87,20 +87,40 @@ fn check_tree(dir: &Path, expected: &BTreeMap<PathBuf, Vec<u8>>) -> Vec<String> 
     problems
 }
 
+/// The golden tree of `files`: each under `<owner>/<path>`, and `modes.txt` with one
+/// `<owner> <path> <octal mode>` line per file, in the order given.
+pub fn tree(files: Vec<GoldenFile>) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut expected = BTreeMap::new();
+    let mut modes = String::new();
+    for file in files {
+        let _ = writeln!(modes, "{} {} {:o}", file.owner, file.path, file.mode);
+        expected.insert(Path::new(&file.owner).join(&file.path), file.contents);
+    }
+    expected.insert(PathBuf::from("modes.txt"), modes.into_bytes());
+    expected
+}
+
 /// Renders every example with `render` (example name and plan to files) and compares the
 /// result with `golden_dir`; panics listing every difference, unless `UPDATE_EXPECT=1`.
 pub fn check_examples(golden_dir: &Path, render: impl Fn(&str, &Plan) -> Vec<GoldenFile>) {
+    check_example_trees(golden_dir, |example, plan| tree(render(example, plan)));
+}
+
+/// Compares, for every example, the exact tree `render` gives (relative path to bytes) with
+/// `<golden_dir>/<example>`: files missing, differing or no longer rendered, and directories of
+/// examples that no longer exist, are all differences. Panics listing every one, unless
+/// `UPDATE_EXPECT=1`, which rewrites the trees. [`check_examples`] is this with [`tree`].
+pub fn check_example_trees(
+    golden_dir: &Path,
+    render: impl Fn(&str, &Plan) -> BTreeMap<PathBuf, Vec<u8>>,
+) {
     let mut problems = Vec::new();
     let plans = crate::example_plans();
     for (example, plan) in &plans {
-        let mut expected = BTreeMap::new();
-        let mut modes = String::new();
-        for file in render(example, plan) {
-            let _ = writeln!(modes, "{} {} {:o}", file.owner, file.path, file.mode);
-            expected.insert(Path::new(&file.owner).join(&file.path), file.contents);
-        }
-        expected.insert(PathBuf::from("modes.txt"), modes.into_bytes());
-        problems.extend(check_tree(&golden_dir.join(example), &expected));
+        problems.extend(check_tree(
+            &golden_dir.join(example),
+            &render(example, plan),
+        ));
     }
     // A golden directory for an example that no longer exists is stale too.
     if let Ok(entries) = std::fs::read_dir(golden_dir) {
