@@ -25,6 +25,29 @@ fn xtask(dir: &Path, umask: &str, env: &[(&str, &str)], args: &[&str]) -> Output
     command.output().expect("the xtask binary runs")
 }
 
+/// Builds the example `name` with default options into a fresh directory (store `store`,
+/// secrets `s`, result `result`), failing the test if the build fails.
+fn build_example(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = examples().join(format!("{name}.toml"));
+    let spec = spec.to_str().expect("utf-8 path");
+    stdout(&xtask(
+        dir.path(),
+        "022",
+        &[],
+        &[
+            "build-cluster",
+            "--spec",
+            spec,
+            "--store",
+            "store",
+            "--secrets",
+            "s",
+        ],
+    ));
+    dir
+}
+
 fn stdout(output: &Output) -> String {
     assert!(
         output.status.success(),
@@ -285,22 +308,7 @@ fn files_with_private_keys(dir: &Path) -> std::collections::BTreeSet<String> {
 /// least-privilege table for their roles (systemd control plane: controllers run no kubelet).
 #[test]
 fn every_node_of_the_ha_example_holds_exactly_its_private_keys() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let spec = examples().join("ha.toml");
-    stdout(&xtask(
-        dir.path(),
-        "022",
-        &[],
-        &[
-            "build-cluster",
-            "--spec",
-            spec.to_str().expect("utf-8"),
-            "--store",
-            "store",
-            "--secrets",
-            "s",
-        ],
-    ));
+    let dir = build_example("ha");
     let controller: Vec<&str> = vec![
         "etc/kubernetes/controller-manager.conf",
         "etc/kubernetes/scheduler.conf",
@@ -363,22 +371,7 @@ fn kubeadm_reads_a_control_plane_pki_directory() {
         return;
     };
     let kubeadm = PathBuf::from(bin).join("kubeadm");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let spec = examples().join("xen-static-pods.toml");
-    stdout(&xtask(
-        dir.path(),
-        "022",
-        &[],
-        &[
-            "build-cluster",
-            "--spec",
-            spec.to_str().expect("utf-8"),
-            "--store",
-            "store",
-            "--secrets",
-            "s",
-        ],
-    ));
+    let dir = build_example("xen-static-pods");
     let pki = dir.path().join("result/nodes/master/pki/pki");
     let config = dir.path().join("kubeadm.yaml");
     std::fs::write(
