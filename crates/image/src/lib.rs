@@ -50,6 +50,7 @@
 mod apt;
 mod error;
 mod kubernetes;
+mod oci;
 mod process;
 
 pub use crate::apt::{deb_src_config, deb_src_lines, deb_src_sources};
@@ -60,4 +61,11 @@ pub use crate::kubernetes::{
     KubernetesSource, PathKubernetes, ReleaseBinary, ReleaseKubernetes, build_environment,
     ensure_build_tools, kubernetes_binaries, missing_build_tools, source_date_epoch,
     upstream_version,
+};
+pub use crate::oci::{
+    BUSYBOX_CONTENT_HASH, BUSYBOX_DEBIAN_VERSION, BUSYBOX_PACKAGE,
+    CONTAINERD_IMAGE_NAME_ANNOTATION, ContainerImages, DebianBusybox, IMAGE_IMPORT_COMMAND,
+    IMAGES_INDEX_FILE, LayerEntry, LayerEntryKind, OCI_REF_NAME_ANNOTATION, OciArchive, OciImage,
+    PAUSE_ARCHIVE, PAUSE_IMAGE, TEST_ARCHIVE, TEST_IMAGE, TEST_IMAGE_COMMAND, TEST_IMAGE_PORT,
+    busybox_static, container_images, oci_archive, pause_image, pause_program, test_image,
 };

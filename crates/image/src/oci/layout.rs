@@ -1,0 +1,250 @@
+//! OCI images as image-layout archives: one uncompressed layer, the image
+//! configuration, the manifest and the index, in a deterministic tar.
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+use super::tar::{self, LayerEntry, LayerEntryKind};
+use crate::error::ImageError;
+
+/// The index annotation containerd's importer takes an image's full name from.
+pub const CONTAINERD_IMAGE_NAME_ANNOTATION: &str = "io.containerd.image.name";
+/// The OCI annotation naming a manifest in an image layout (here, the tag).
+pub const OCI_REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
+
+const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
+const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
+const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+
+/// A single-layer linux/amd64 image, before it is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OciImage {
+    /// The full reference containerd registers, such as `kiln.local/pause:3.2`.
+    pub reference: String,
+    /// The layer's files, in any order (they are written sorted by path).
+    pub layer: Vec<LayerEntry>,
+    /// The configuration's `Entrypoint` (empty for none).
+    pub entrypoint: Vec<String>,
+    /// The configuration's `Cmd` (empty for none).
+    pub cmd: Vec<String>,
+    /// The configuration's `Env`, as `NAME=value`.
+    pub env: Vec<String>,
+    /// Ports the image documents as exposed, such as `8080/tcp`.
+    pub exposed_ports: Vec<String>,
+}
+
+/// A written image-layout archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OciArchive {
+    /// The tar's bytes.
+    pub bytes: Vec<u8>,
+    /// The manifest's digest, `sha256:<hex>`: the image's identity in containerd.
+    pub manifest_digest: String,
+    /// The uncompressed layer's digest (the configuration's only `diff_id`).
+    pub layer_digest: String,
+}
+
+/// Writes `image` as an OCI image-layout tar archive.
+///
+/// Every timestamp (the tar entries' mtimes, the configuration's `created`)
+/// is `source_date_epoch` (seconds since 1970), every owner is 0:0 without
+/// names, and entries are sorted, so the same image and epoch give the same
+/// bytes. The archive holds `oci-layout`, `index.json` and
+/// `blobs/sha256/<hex>` for the layer, the configuration and the manifest;
+/// the index's one descriptor carries the platform and both
+/// [`CONTAINERD_IMAGE_NAME_ANNOTATION`] (the full reference) and
+/// [`OCI_REF_NAME_ANNOTATION`] (the tag).
+///
+/// ```
+/// use kiln_image::{LayerEntry, OciImage, oci_archive};
+///
+/// let image = OciImage {
+///     reference: "kiln.local/hello:1".into(),
+///     layer: vec![LayerEntry::file("hello", 0o755, b"#!/bin/sh\necho hi\n".to_vec())],
+///     entrypoint: vec!["/hello".into()],
+///     cmd: vec![],
+///     env: vec![],
+///     exposed_ports: vec![],
+/// };
+/// let archive = oci_archive(&image, 0)?;
+/// assert_eq!(archive.bytes, oci_archive(&image, 0)?.bytes);
+/// assert!(archive.manifest_digest.starts_with("sha256:"));
+/// # Ok::<(), kiln_image::ImageError>(())
+/// ```
+///
+/// # Errors
+///
+/// If two layer entries have the same path, or a path is too long for ustar.
+pub fn oci_archive(image: &OciImage, source_date_epoch: u64) -> Result<OciArchive, ImageError> {
+    let mut layer_entries = image.layer.clone();
+    layer_entries.sort_by(|left, right| left.path.cmp(&right.path));
+    if let Some(pair) = layer_entries
+        .windows(2)
+        .find(|pair| pair[0].path == pair[1].path)
+    {
+        return Err(entry_error(&pair[0].path, "appears twice in the layer"));
+    }
+    let layer = tar_bytes(&layer_entries, source_date_epoch)?;
+    let layer_digest = sha256(&layer);
+    let created = rfc3339(source_date_epoch);
+
+    let mut config = serde_json::Map::new();
+    config.insert("Env".into(), json!(image.env));
+    if !image.entrypoint.is_empty() {
+        config.insert("Entrypoint".into(), json!(image.entrypoint));
+    }
+    if !image.cmd.is_empty() {
+        config.insert("Cmd".into(), json!(image.cmd));
+    }
+    if !image.exposed_ports.is_empty() {
+        let ports: serde_json::Map<String, Value> = image
+            .exposed_ports
+            .iter()
+            .map(|port| (port.clone(), json!({})))
+            .collect();
+        config.insert("ExposedPorts".into(), Value::Object(ports));
+    }
+    config.insert("WorkingDir".into(), json!("/"));
+    let image_config = canonical(&json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "created": created,
+        "config": config,
+        "rootfs": { "type": "layers", "diff_ids": [layer_digest] },
+        "history": [{ "created": created, "created_by": "kiln" }],
+    }));
+    let config_digest = sha256(&image_config);
+
+    let manifest = canonical(&json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "config": {
+            "mediaType": CONFIG_MEDIA_TYPE,
+            "digest": config_digest,
+            "size": image_config.len(),
+        },
+        "layers": [{
+            "mediaType": LAYER_MEDIA_TYPE,
+            "digest": layer_digest,
+            "size": layer.len(),
+        }],
+    }));
+    let manifest_digest = sha256(&manifest);
+
+    let tag = image
+        .reference
+        .rsplit_once(':')
+        .filter(|(_, tag)| !tag.contains('/'))
+        .map_or("latest", |(_, tag)| tag);
+    let index = canonical(&json!({
+        "schemaVersion": 2,
+        "mediaType": INDEX_MEDIA_TYPE,
+        "manifests": [{
+            "mediaType": MANIFEST_MEDIA_TYPE,
+            "digest": manifest_digest,
+            "size": manifest.len(),
+            "platform": { "architecture": "amd64", "os": "linux" },
+            "annotations": {
+                CONTAINERD_IMAGE_NAME_ANNOTATION: image.reference,
+                OCI_REF_NAME_ANNOTATION: tag,
+            },
+        }],
+    }));
+    let layout = canonical(&json!({ "imageLayoutVersion": "1.0.0" }));
+
+    let mut entries = vec![
+        LayerEntry::directory("blobs", 0o755),
+        LayerEntry::directory("blobs/sha256", 0o755),
+        LayerEntry::file("index.json", 0o644, index),
+        LayerEntry::file("oci-layout", 0o644, layout),
+    ];
+    for (digest, blob) in [
+        (&layer_digest, layer),
+        (&config_digest, image_config),
+        (&manifest_digest, manifest),
+    ] {
+        let hex = digest.trim_start_matches("sha256:");
+        entries.push(LayerEntry::file(format!("blobs/sha256/{hex}"), 0o644, blob));
+    }
+    entries.sort_by(|left, right| left.path.cmp(&right.path));
+    Ok(OciArchive {
+        bytes: tar_bytes(&entries, source_date_epoch)?,
+        manifest_digest,
+        layer_digest,
+    })
+}
+
+/// Formats seconds since 1970 as RFC 3339 in UTC, such as
+/// `2023-01-01T00:00:00Z`.
+pub(crate) fn rfc3339(seconds: u64) -> String {
+    let days = seconds / 86_400;
+    let rest = seconds % 86_400;
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01 (>= 0).
+    let shifted = days + 719_468;
+    let era = shifted / 146_097;
+    let day_of_era = shifted % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+fn tar_bytes(entries: &[LayerEntry], mtime: u64) -> Result<Vec<u8>, ImageError> {
+    tar::write(entries, mtime).map_err(|reason| entry_error("", &reason))
+}
+
+fn entry_error(path: &str, reason: &str) -> ImageError {
+    ImageError::Source {
+        file: PathBuf::from(path),
+        line: 0,
+        reason: reason.to_owned(),
+    }
+}
+
+/// `sha256:<hex>` of `bytes`.
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// Compact JSON with object keys sorted (serde_json's map is a `BTreeMap`).
+fn canonical(value: &Value) -> Vec<u8> {
+    value.to_string().into_bytes()
+}
+
+impl OciImage {
+    /// The regular files of the layer, for inspection.
+    pub fn files(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.layer.iter().filter_map(|entry| match &entry.kind {
+            LayerEntryKind::File(bytes) => Some((entry.path.as_str(), bytes.as_slice())),
+            _ => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+}

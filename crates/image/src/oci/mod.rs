@@ -1,0 +1,245 @@
+//! Container images kiln builds itself, with no Docker and no registry: the
+//! sandbox ("pause") image and a busybox test workload, written as
+//! deterministic OCI image-layout archives that `ctr images import` loads
+//! into containerd when a node boots.
+
+mod busybox;
+mod elf;
+mod layout;
+mod tar;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId};
+use serde_json::json;
+
+pub use self::busybox::{
+    BUSYBOX_CONTENT_HASH, BUSYBOX_DEBIAN_VERSION, BUSYBOX_PACKAGE, DebianBusybox,
+};
+pub use self::layout::{
+    CONTAINERD_IMAGE_NAME_ANNOTATION, OCI_REF_NAME_ANNOTATION, OciArchive, OciImage, oci_archive,
+};
+pub use self::tar::{LayerEntry, LayerEntryKind};
+use crate::error::ImageError;
+
+/// The sandbox image's reference, containerd's `sandbox_image` in kiln's
+/// rendered configuration.
+pub const PAUSE_IMAGE: &str = "kiln.local/pause:3.2";
+
+/// The test workload image's reference: busybox serving its hostname.
+pub const TEST_IMAGE: &str = "kiln.local/test:1";
+
+/// The port [`TEST_IMAGE`]'s default command serves on unless the
+/// container's environment sets `HTTP_PORT`.
+pub const TEST_IMAGE_PORT: u16 = 8080;
+
+/// The default command of [`TEST_IMAGE`]: write the hostname to
+/// `/www/index.html` and serve `/www` over HTTP in the foreground.
+pub const TEST_IMAGE_COMMAND: [&str; 3] = [
+    "/bin/sh",
+    "-c",
+    "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p \"${HTTP_PORT:-8080}\" -h /www",
+];
+
+/// The command that imports one archive into the namespace the kubelet's
+/// CRI uses; append the archive's path (and put `--address <socket>` after
+/// `ctr` for a containerd not on the default socket).
+///
+/// With containerd 1.6 this registers exactly the image's reference (taken
+/// from the index's [`CONTAINERD_IMAGE_NAME_ANNOTATION`]) and unpacks it for
+/// linux/amd64 into the default snapshotter; no `--base-name`,
+/// `--index-name`, `--all-platforms` or `--no-unpack` is needed.
+pub const IMAGE_IMPORT_COMMAND: [&str; 5] = ["ctr", "--namespace", "k8s.io", "images", "import"];
+
+/// The file, in [`container_images`]' output, that maps each reference to
+/// its archive and manifest digest.
+pub const IMAGES_INDEX_FILE: &str = "images.json";
+
+/// The [`PAUSE_IMAGE`] archive in [`container_images`]' output.
+pub const PAUSE_ARCHIVE: &str = "images/pause.oci.tar";
+
+/// The [`TEST_IMAGE`] archive in [`container_images`]' output.
+pub const TEST_ARCHIVE: &str = "images/test.oci.tar";
+
+const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The pause program: a static x86-64 Linux executable of a few hundred
+/// bytes, emitted by kiln itself. SIGINT and SIGTERM make it exit 0,
+/// SIGCHLD makes it reap exited children, and otherwise it waits in
+/// pause(2).
+///
+/// ```
+/// let program = kiln_image::pause_program();
+/// assert_eq!(&program[..4], b"\x7fELF");
+/// assert_eq!(program, kiln_image::pause_program());
+/// ```
+pub fn pause_program() -> Vec<u8> {
+    elf::pause_program()
+}
+
+/// The [`PAUSE_IMAGE`]: `/pause` (see [`pause_program`]) as its entrypoint.
+pub fn pause_image() -> OciImage {
+    OciImage {
+        reference: PAUSE_IMAGE.to_owned(),
+        layer: vec![LayerEntry::file("pause", 0o755, pause_program())],
+        entrypoint: vec!["/pause".to_owned()],
+        cmd: Vec::new(),
+        env: vec![PATH_ENV.to_owned()],
+        exposed_ports: Vec::new(),
+    }
+}
+
+/// The [`TEST_IMAGE`]: `/bin/busybox` with a symbolic link in `/bin` for
+/// each of `applets`, a minimal `/etc/passwd` and `/etc/group`, empty
+/// `/dev`, `/proc`, `/sys`, `/root` and `/tmp`, and [`TEST_IMAGE_COMMAND`]
+/// as its command (so `kubectl exec` can still run `wget`, `nc` or `sh`).
+///
+/// ```
+/// let image = kiln_image::test_image(b"(busybox)".to_vec(), &["sh", "wget"]);
+/// assert_eq!(image.reference, kiln_image::TEST_IMAGE);
+/// assert!(image.layer.iter().any(|entry| entry.path == "bin/wget"));
+/// ```
+pub fn test_image(busybox: Vec<u8>, applets: &[&str]) -> OciImage {
+    let mut layer = vec![
+        LayerEntry::directory("bin", 0o755),
+        LayerEntry::file("bin/busybox", 0o755, busybox),
+        LayerEntry::directory("dev", 0o755),
+        LayerEntry::directory("etc", 0o755),
+        LayerEntry::file(
+            "etc/group",
+            0o644,
+            b"root:x:0:\nnogroup:x:65534:\n".to_vec(),
+        ),
+        LayerEntry::file(
+            "etc/passwd",
+            0o644,
+            b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+                .to_vec(),
+        ),
+        LayerEntry::directory("proc", 0o755),
+        LayerEntry::directory("root", 0o700),
+        LayerEntry::directory("sys", 0o755),
+        LayerEntry::directory("tmp", 0o1777),
+    ];
+    for applet in applets {
+        if *applet != "busybox" {
+            layer.push(LayerEntry::symlink(format!("bin/{applet}"), "busybox"));
+        }
+    }
+    OciImage {
+        reference: TEST_IMAGE.to_owned(),
+        layer,
+        entrypoint: Vec::new(),
+        cmd: TEST_IMAGE_COMMAND
+            .iter()
+            .map(|arg| (*arg).to_owned())
+            .collect(),
+        env: vec![PATH_ENV.to_owned()],
+        exposed_ports: vec![format!("{TEST_IMAGE_PORT}/tcp")],
+    }
+}
+
+/// The fixed-output derivation of Debian's busybox ([`DebianBusybox`] for
+/// [`BUSYBOX_DEBIAN_VERSION`], pinned to [`BUSYBOX_CONTENT_HASH`]), named
+/// `busybox-static`.
+pub fn busybox_static() -> Derivation {
+    Derivation::new(
+        BUSYBOX_PACKAGE,
+        Arc::new(DebianBusybox::new(BUSYBOX_DEBIAN_VERSION)),
+    )
+    .fixed(BUSYBOX_CONTENT_HASH)
+}
+
+/// The derivation of every container image, named `container-images`, with
+/// input `busybox` produced by `busybox` (a [`busybox_static`] derivation,
+/// or anything with the same layout).
+///
+/// Its output holds [`PAUSE_ARCHIVE`], [`TEST_ARCHIVE`] and
+/// [`IMAGES_INDEX_FILE`]: a JSON object from each reference to
+/// `{"archive": <path in the output>, "manifest_digest": "sha256:..."}`.
+/// Every timestamp in the archives is `source_date_epoch`.
+///
+/// ```no_run
+/// use kiln_graph::Graph;
+/// use kiln_image::{busybox_static, container_images};
+///
+/// let mut graph = Graph::new();
+/// graph.add("busybox", busybox_static())?;
+/// graph.add("images", container_images("busybox", 1_672_531_200))?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn container_images(busybox: impl Into<DrvId>, source_date_epoch: u64) -> Derivation {
+    Derivation::new(
+        "container-images",
+        Arc::new(ContainerImages { source_date_epoch }),
+    )
+    .input("busybox", busybox)
+}
+
+/// The builder of [`container_images`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerImages {
+    /// Every timestamp in the archives, in seconds since 1970.
+    pub source_date_epoch: u64,
+}
+
+impl ContainerImages {
+    /// Writes the archives and [`IMAGES_INDEX_FILE`] into `out`, from a
+    /// busybox directory laid out as [`DebianBusybox`]'s output.
+    ///
+    /// # Errors
+    ///
+    /// If the busybox directory cannot be read or `out` written.
+    pub fn build_into(&self, busybox_dir: &Path, out: &Path) -> Result<(), ImageError> {
+        let busybox_path = busybox_dir.join("bin/busybox");
+        let busybox =
+            fs::read(&busybox_path).map_err(|error| ImageError::io(&busybox_path, error))?;
+        let applets_path = busybox_dir.join("applets");
+        let applets = fs::read_to_string(&applets_path)
+            .map_err(|error| ImageError::io(&applets_path, error))?;
+        let applets: Vec<&str> = applets.lines().filter(|line| !line.is_empty()).collect();
+
+        let images_dir = out.join("images");
+        fs::create_dir_all(&images_dir).map_err(|error| ImageError::io(&images_dir, error))?;
+        let mut index = BTreeMap::new();
+        for (archive_path, image) in [
+            (PAUSE_ARCHIVE, pause_image()),
+            (TEST_ARCHIVE, test_image(busybox, &applets)),
+        ] {
+            let archive = oci_archive(&image, self.source_date_epoch)?;
+            let path = out.join(archive_path);
+            fs::write(&path, &archive.bytes).map_err(|error| ImageError::io(&path, error))?;
+            index.insert(
+                image.reference,
+                json!({ "archive": archive_path, "manifest_digest": archive.manifest_digest }),
+            );
+        }
+        let path = out.join(IMAGES_INDEX_FILE);
+        let mut text = serde_json::to_string_pretty(&index).unwrap_or_default();
+        text.push('\n');
+        fs::write(&path, text).map_err(|error| ImageError::io(&path, error))
+    }
+}
+
+impl Builder for ContainerImages {
+    fn kind(&self) -> &str {
+        "kiln-image.container-images"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn params(&self) -> Vec<u8> {
+        self.source_date_epoch.to_le_bytes().to_vec()
+    }
+
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
+        let busybox = ctx.input("busybox")?;
+        self.build_into(busybox, ctx.out())
+            .map_err(BuildError::from_error)
+    }
+}

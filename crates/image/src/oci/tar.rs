@@ -1,0 +1,165 @@
+//! A deterministic ustar writer: entries in the order given (callers sort
+//! them), owner 0:0 without names, one fixed mtime, modes as given.
+
+/// What one tar entry is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayerEntryKind {
+    /// A directory.
+    Directory,
+    /// A regular file with these bytes.
+    File(Vec<u8>),
+    /// A symbolic link to this target.
+    Symlink(String),
+}
+
+/// One entry of a layer or archive: a relative path (no leading `/` or
+/// `./`, no trailing `/`), its permission bits, and what it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerEntry {
+    /// The path inside the archive, such as `bin/busybox`.
+    pub path: String,
+    /// The permission bits, such as `0o755`.
+    pub mode: u32,
+    /// A directory, a file or a symbolic link.
+    pub kind: LayerEntryKind,
+}
+
+impl LayerEntry {
+    /// A directory.
+    pub fn directory(path: impl Into<String>, mode: u32) -> LayerEntry {
+        LayerEntry {
+            path: path.into(),
+            mode,
+            kind: LayerEntryKind::Directory,
+        }
+    }
+
+    /// A regular file.
+    pub fn file(path: impl Into<String>, mode: u32, bytes: Vec<u8>) -> LayerEntry {
+        LayerEntry {
+            path: path.into(),
+            mode,
+            kind: LayerEntryKind::File(bytes),
+        }
+    }
+
+    /// A symbolic link (mode 0777, as links have).
+    pub fn symlink(path: impl Into<String>, target: impl Into<String>) -> LayerEntry {
+        LayerEntry {
+            path: path.into(),
+            mode: 0o777,
+            kind: LayerEntryKind::Symlink(target.into()),
+        }
+    }
+}
+
+const BLOCK: usize = 512;
+
+/// Writes `entries`, in order, as a ustar archive with every mtime `mtime`.
+///
+/// Paths longer than ustar's 100 bytes are split into its prefix field;
+/// a path that does not fit is an error message naming it.
+pub(crate) fn write(entries: &[LayerEntry], mtime: u64) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    for entry in entries {
+        let mut header = [0u8; BLOCK];
+        let name = match entry.kind {
+            LayerEntryKind::Directory => format!("{}/", entry.path),
+            _ => entry.path.clone(),
+        };
+        let (prefix, name) = split_name(&name)?;
+        header[..name.len()].copy_from_slice(name.as_bytes());
+        octal(&mut header[100..108], u64::from(entry.mode & 0o7777));
+        octal(&mut header[108..116], 0);
+        octal(&mut header[116..124], 0);
+        let (typeflag, size, data, link): (u8, usize, &[u8], &str) = match &entry.kind {
+            LayerEntryKind::Directory => (b'5', 0, &[], ""),
+            LayerEntryKind::File(bytes) => (b'0', bytes.len(), bytes, ""),
+            LayerEntryKind::Symlink(target) => (b'2', 0, &[], target),
+        };
+        octal(&mut header[124..136], size as u64);
+        octal(&mut header[136..148], mtime);
+        header[156] = typeflag;
+        if link.len() > 100 {
+            return Err(format!("{}: link target longer than 100 bytes", entry.path));
+        }
+        header[157..157 + link.len()].copy_from_slice(link.as_bytes());
+        header[257..263].copy_from_slice(b"ustar\0");
+        header[263..265].copy_from_slice(b"00");
+        octal(&mut header[329..337], 0);
+        octal(&mut header[337..345], 0);
+        header[345..345 + prefix.len()].copy_from_slice(prefix.as_bytes());
+        // The checksum is computed with its own field as eight spaces.
+        header[148..156].copy_from_slice(b"        ");
+        let sum: u64 = header.iter().map(|byte| u64::from(*byte)).sum();
+        octal(&mut header[148..155], sum);
+        header[155] = b' ';
+        out.extend_from_slice(&header);
+        out.extend_from_slice(data);
+        out.resize(out.len().next_multiple_of(BLOCK), 0);
+    }
+    out.resize(out.len() + 2 * BLOCK, 0);
+    Ok(out)
+}
+
+/// Splits a path into ustar's prefix (up to 155 bytes) and name (up to 100).
+fn split_name(path: &str) -> Result<(&str, &str), String> {
+    if path.len() <= 100 {
+        return Ok(("", path));
+    }
+    let trimmed = path.strip_suffix('/').unwrap_or(path);
+    for (index, _) in trimmed.match_indices('/') {
+        let (prefix, name) = (&path[..index], &path[index + 1..]);
+        if prefix.len() <= 155 && name.len() <= 100 {
+            return Ok((prefix, name));
+        }
+    }
+    Err(format!("{path}: too long for a ustar header"))
+}
+
+/// Zero-padded octal filling all but the last byte of `field`, then NUL.
+fn octal(field: &mut [u8], value: u64) {
+    let digits = field.len() - 1;
+    let text = format!("{value:0digits$o}");
+    field[..digits].copy_from_slice(&text.as_bytes()[text.len() - digits..]);
+    field[digits] = 0;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_fixed_and_checksummed() {
+        let entries = [
+            LayerEntry::directory("bin", 0o755),
+            LayerEntry::file("bin/hello", 0o755, b"hi\n".to_vec()),
+            LayerEntry::symlink("bin/sh", "hello"),
+        ];
+        let archive = write(&entries, 1).expect("small paths");
+        assert_eq!(archive.len(), 512 * 4 + 512 * 2);
+        assert_eq!(&archive[..4], b"bin/");
+        assert_eq!(&archive[100..108], b"0000755\0");
+        assert_eq!(&archive[512 + 124..512 + 136], b"00000000003\0");
+        assert_eq!(&archive[512 + 136..512 + 148], b"00000000001\0");
+        assert_eq!(&archive[1024..1027], b"hi\n");
+        assert_eq!(archive[1536 + 156], b'2');
+        assert_eq!(&archive[1536 + 157..1536 + 162], b"hello");
+        let header = &archive[..512];
+        let mut blanked = header.to_vec();
+        blanked[148..156].copy_from_slice(b"        ");
+        let sum: u64 = blanked.iter().map(|byte| u64::from(*byte)).sum();
+        let recorded = std::str::from_utf8(&header[148..154]).expect("octal digits");
+        assert_eq!(u64::from_str_radix(recorded, 8).expect("octal"), sum);
+    }
+
+    #[test]
+    fn long_paths_use_the_prefix() {
+        let long = format!("{}/{}", "d".repeat(120), "f".repeat(90));
+        assert_eq!(
+            split_name(&long).expect("fits"),
+            (&long[..120], &long[121..])
+        );
+        assert!(split_name(&"x".repeat(300)).is_err());
+    }
+}
