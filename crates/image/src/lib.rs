@@ -65,7 +65,7 @@ pub use crate::kubernetes::{
 pub use crate::oci::{
     BUSYBOX_CONTENT_HASH, BUSYBOX_DEBIAN_VERSION, BUSYBOX_PACKAGE,
     CONTAINERD_IMAGE_NAME_ANNOTATION, ContainerImages, DebianBusybox, IMAGE_IMPORT_COMMAND,
-    IMAGES_INDEX_FILE, LayerEntry, LayerEntryKind, OCI_REF_NAME_ANNOTATION, OciArchive, OciImage,
+    IMAGES_INDEX_FILE, OCI_REF_NAME_ANNOTATION, OciArchive, OciEntry, OciEntryKind, OciImage,
     PAUSE_ARCHIVE, PAUSE_IMAGE, TEST_ARCHIVE, TEST_IMAGE, TEST_IMAGE_COMMAND, TEST_IMAGE_PORT,
     busybox_static, container_images, oci_archive, pause_image, pause_program, test_image,
 };

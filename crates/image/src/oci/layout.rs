@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-use super::tar::{self, LayerEntry, LayerEntryKind};
+use super::tar::{self, OciEntry, OciEntryKind};
 use crate::error::ImageError;
 
 /// The index annotation containerd's importer takes an image's full name from.
@@ -25,7 +25,7 @@ pub struct OciImage {
     /// The full reference containerd registers, such as `kiln.local/pause:3.2`.
     pub reference: String,
     /// The layer's files, in any order (they are written sorted by path).
-    pub layer: Vec<LayerEntry>,
+    pub layer: Vec<OciEntry>,
     /// The configuration's `Entrypoint` (empty for none).
     pub entrypoint: Vec<String>,
     /// The configuration's `Cmd` (empty for none).
@@ -59,11 +59,11 @@ pub struct OciArchive {
 /// [`OCI_REF_NAME_ANNOTATION`] (the tag).
 ///
 /// ```
-/// use kiln_image::{LayerEntry, OciImage, oci_archive};
+/// use kiln_image::{OciEntry, OciImage, oci_archive};
 ///
 /// let image = OciImage {
 ///     reference: "kiln.local/hello:1".into(),
-///     layer: vec![LayerEntry::file("hello", 0o755, b"#!/bin/sh\necho hi\n".to_vec())],
+///     layer: vec![OciEntry::file("hello", 0o755, b"#!/bin/sh\necho hi\n".to_vec())],
 ///     entrypoint: vec!["/hello".into()],
 ///     cmd: vec![],
 ///     env: vec![],
@@ -156,10 +156,10 @@ pub fn oci_archive(image: &OciImage, source_date_epoch: u64) -> Result<OciArchiv
     let layout = canonical(&json!({ "imageLayoutVersion": "1.0.0" }));
 
     let mut entries = vec![
-        LayerEntry::directory("blobs", 0o755),
-        LayerEntry::directory("blobs/sha256", 0o755),
-        LayerEntry::file("index.json", 0o644, index),
-        LayerEntry::file("oci-layout", 0o644, layout),
+        OciEntry::directory("blobs", 0o755),
+        OciEntry::directory("blobs/sha256", 0o755),
+        OciEntry::file("index.json", 0o644, index),
+        OciEntry::file("oci-layout", 0o644, layout),
     ];
     for (digest, blob) in [
         (&layer_digest, layer),
@@ -167,7 +167,7 @@ pub fn oci_archive(image: &OciImage, source_date_epoch: u64) -> Result<OciArchiv
         (&manifest_digest, manifest),
     ] {
         let hex = digest.trim_start_matches("sha256:");
-        entries.push(LayerEntry::file(format!("blobs/sha256/{hex}"), 0o644, blob));
+        entries.push(OciEntry::file(format!("blobs/sha256/{hex}"), 0o644, blob));
     }
     entries.sort_by(|left, right| left.path.cmp(&right.path));
     Ok(OciArchive {
@@ -205,7 +205,7 @@ pub(crate) fn rfc3339(seconds: u64) -> String {
     )
 }
 
-fn tar_bytes(entries: &[LayerEntry], mtime: u64) -> Result<Vec<u8>, ImageError> {
+fn tar_bytes(entries: &[OciEntry], mtime: u64) -> Result<Vec<u8>, ImageError> {
     tar::write(entries, mtime).map_err(|reason| entry_error("", &reason))
 }
 
@@ -231,7 +231,7 @@ impl OciImage {
     /// The regular files of the layer, for inspection.
     pub fn files(&self) -> impl Iterator<Item = (&str, &[u8])> {
         self.layer.iter().filter_map(|entry| match &entry.kind {
-            LayerEntryKind::File(bytes) => Some((entry.path.as_str(), bytes.as_slice())),
+            OciEntryKind::File(bytes) => Some((entry.path.as_str(), bytes.as_slice())),
             _ => None,
         })
     }

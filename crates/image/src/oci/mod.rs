@@ -22,7 +22,7 @@ pub use self::busybox::{
 pub use self::layout::{
     CONTAINERD_IMAGE_NAME_ANNOTATION, OCI_REF_NAME_ANNOTATION, OciArchive, OciImage, oci_archive,
 };
-pub use self::tar::{LayerEntry, LayerEntryKind};
+pub use self::tar::{OciEntry, OciEntryKind};
 use crate::error::ImageError;
 
 /// The sandbox image's reference, containerd's `sandbox_image` in kiln's
@@ -84,7 +84,7 @@ pub fn pause_program() -> Vec<u8> {
 pub fn pause_image() -> OciImage {
     OciImage {
         reference: PAUSE_IMAGE.to_owned(),
-        layer: vec![LayerEntry::file("pause", 0o755, pause_program())],
+        layer: vec![OciEntry::file("pause", 0o755, pause_program())],
         entrypoint: vec!["/pause".to_owned()],
         cmd: Vec::new(),
         env: vec![PATH_ENV.to_owned()],
@@ -104,29 +104,29 @@ pub fn pause_image() -> OciImage {
 /// ```
 pub fn test_image(busybox: Vec<u8>, applets: &[&str]) -> OciImage {
     let mut layer = vec![
-        LayerEntry::directory("bin", 0o755),
-        LayerEntry::file("bin/busybox", 0o755, busybox),
-        LayerEntry::directory("dev", 0o755),
-        LayerEntry::directory("etc", 0o755),
-        LayerEntry::file(
+        OciEntry::directory("bin", 0o755),
+        OciEntry::file("bin/busybox", 0o755, busybox),
+        OciEntry::directory("dev", 0o755),
+        OciEntry::directory("etc", 0o755),
+        OciEntry::file(
             "etc/group",
             0o644,
             b"root:x:0:\nnogroup:x:65534:\n".to_vec(),
         ),
-        LayerEntry::file(
+        OciEntry::file(
             "etc/passwd",
             0o644,
             b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
                 .to_vec(),
         ),
-        LayerEntry::directory("proc", 0o755),
-        LayerEntry::directory("root", 0o700),
-        LayerEntry::directory("sys", 0o755),
-        LayerEntry::directory("tmp", 0o1777),
+        OciEntry::directory("proc", 0o755),
+        OciEntry::directory("root", 0o700),
+        OciEntry::directory("sys", 0o755),
+        OciEntry::directory("tmp", 0o1777),
     ];
     for applet in applets {
         if *applet != "busybox" {
-            layer.push(LayerEntry::symlink(format!("bin/{applet}"), "busybox"));
+            layer.push(OciEntry::symlink(format!("bin/{applet}"), "busybox"));
         }
     }
     OciImage {

@@ -3,7 +3,7 @@
 
 /// What one tar entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LayerEntryKind {
+pub enum OciEntryKind {
     /// A directory.
     Directory,
     /// A regular file with these bytes.
@@ -15,40 +15,40 @@ pub enum LayerEntryKind {
 /// One entry of a layer or archive: a relative path (no leading `/` or
 /// `./`, no trailing `/`), its permission bits, and what it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LayerEntry {
+pub struct OciEntry {
     /// The path inside the archive, such as `bin/busybox`.
     pub path: String,
     /// The permission bits, such as `0o755`.
     pub mode: u32,
     /// A directory, a file or a symbolic link.
-    pub kind: LayerEntryKind,
+    pub kind: OciEntryKind,
 }
 
-impl LayerEntry {
+impl OciEntry {
     /// A directory.
-    pub fn directory(path: impl Into<String>, mode: u32) -> LayerEntry {
-        LayerEntry {
+    pub fn directory(path: impl Into<String>, mode: u32) -> OciEntry {
+        OciEntry {
             path: path.into(),
             mode,
-            kind: LayerEntryKind::Directory,
+            kind: OciEntryKind::Directory,
         }
     }
 
     /// A regular file.
-    pub fn file(path: impl Into<String>, mode: u32, bytes: Vec<u8>) -> LayerEntry {
-        LayerEntry {
+    pub fn file(path: impl Into<String>, mode: u32, bytes: Vec<u8>) -> OciEntry {
+        OciEntry {
             path: path.into(),
             mode,
-            kind: LayerEntryKind::File(bytes),
+            kind: OciEntryKind::File(bytes),
         }
     }
 
     /// A symbolic link (mode 0777, as links have).
-    pub fn symlink(path: impl Into<String>, target: impl Into<String>) -> LayerEntry {
-        LayerEntry {
+    pub fn symlink(path: impl Into<String>, target: impl Into<String>) -> OciEntry {
+        OciEntry {
             path: path.into(),
             mode: 0o777,
-            kind: LayerEntryKind::Symlink(target.into()),
+            kind: OciEntryKind::Symlink(target.into()),
         }
     }
 }
@@ -59,12 +59,12 @@ const BLOCK: usize = 512;
 ///
 /// Paths longer than ustar's 100 bytes are split into its prefix field;
 /// a path that does not fit is an error message naming it.
-pub(crate) fn write(entries: &[LayerEntry], mtime: u64) -> Result<Vec<u8>, String> {
+pub(crate) fn write(entries: &[OciEntry], mtime: u64) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     for entry in entries {
         let mut header = [0u8; BLOCK];
         let name = match entry.kind {
-            LayerEntryKind::Directory => format!("{}/", entry.path),
+            OciEntryKind::Directory => format!("{}/", entry.path),
             _ => entry.path.clone(),
         };
         let (prefix, name) = split_name(&name)?;
@@ -73,9 +73,9 @@ pub(crate) fn write(entries: &[LayerEntry], mtime: u64) -> Result<Vec<u8>, Strin
         octal(&mut header[108..116], 0);
         octal(&mut header[116..124], 0);
         let (typeflag, size, data, link): (u8, usize, &[u8], &str) = match &entry.kind {
-            LayerEntryKind::Directory => (b'5', 0, &[], ""),
-            LayerEntryKind::File(bytes) => (b'0', bytes.len(), bytes, ""),
-            LayerEntryKind::Symlink(target) => (b'2', 0, &[], target),
+            OciEntryKind::Directory => (b'5', 0, &[], ""),
+            OciEntryKind::File(bytes) => (b'0', bytes.len(), bytes, ""),
+            OciEntryKind::Symlink(target) => (b'2', 0, &[], target),
         };
         octal(&mut header[124..136], size as u64);
         octal(&mut header[136..148], mtime);
@@ -132,9 +132,9 @@ mod tests {
     #[test]
     fn headers_are_fixed_and_checksummed() {
         let entries = [
-            LayerEntry::directory("bin", 0o755),
-            LayerEntry::file("bin/hello", 0o755, b"hi\n".to_vec()),
-            LayerEntry::symlink("bin/sh", "hello"),
+            OciEntry::directory("bin", 0o755),
+            OciEntry::file("bin/hello", 0o755, b"hi\n".to_vec()),
+            OciEntry::symlink("bin/sh", "hello"),
         ];
         let archive = write(&entries, 1).expect("small paths");
         assert_eq!(archive.len(), 512 * 4 + 512 * 2);

@@ -1,0 +1,524 @@
+//! kiln's container images checked with independent tools: the pause
+//! program as a real process, the archives' determinism, a private
+//! containerd 1.6 that imports and runs them, and umoci and skopeo.
+//!
+//! The containerd test needs root; it skips, saying why, only when not root
+//! or when containerd cannot be installed with apt.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use kiln_graph::{DrvId, EvalOptions, Graph, NullObserver};
+use kiln_image::{
+    ContainerImages, DebianBusybox, IMAGE_IMPORT_COMMAND, IMAGES_INDEX_FILE, OciEntryKind,
+    PAUSE_ARCHIVE, PAUSE_IMAGE, TEST_ARCHIVE, TEST_IMAGE, TEST_IMAGE_PORT, busybox_static,
+    container_images, oci_archive, pause_image, pause_program, test_image,
+};
+use kiln_store::Store;
+
+const EPOCH: u64 = 1_672_531_200;
+
+#[test]
+fn pause_exits_0_on_sigterm_and_sigint_and_survives_sigchld() {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let program = dir.path().join("pause");
+    std::fs::write(&program, pause_program()).expect("write the program");
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755))
+        .expect("make it executable");
+    for signal in ["TERM", "INT"] {
+        let mut child = Command::new(&program).spawn().expect("start pause");
+        sleep(Duration::from_millis(300));
+        assert!(
+            child.try_wait().expect("poll").is_none(),
+            "pause exited early"
+        );
+        // SIGCHLD runs the reaping handler, which returns (through the
+        // restorer) to pause(2).
+        send(&child, "CHLD");
+        sleep(Duration::from_millis(200));
+        assert!(
+            child.try_wait().expect("poll").is_none(),
+            "pause exited on SIGCHLD"
+        );
+        send(&child, signal);
+        let status = wait_with_timeout(&mut child, Duration::from_secs(5));
+        assert_eq!(status.code(), Some(0), "after SIG{signal}: {status}");
+    }
+}
+
+#[test]
+fn archives_are_deterministic_and_depend_on_the_epoch() {
+    let busybox = tempfile::tempdir().expect("create a temporary directory");
+    std::fs::create_dir(busybox.path().join("bin")).expect("mkdir");
+    std::fs::write(busybox.path().join("bin/busybox"), b"not really busybox").expect("write");
+    std::fs::write(busybox.path().join("applets"), "sh\nwget\n").expect("write");
+    let build = |epoch: u64| {
+        let out = tempfile::tempdir().expect("create a temporary directory");
+        ContainerImages {
+            source_date_epoch: epoch,
+        }
+        .build_into(busybox.path(), out.path())
+        .expect("build the images");
+        [PAUSE_ARCHIVE, TEST_ARCHIVE, IMAGES_INDEX_FILE]
+            .map(|file| std::fs::read(out.path().join(file)).expect("read an output"))
+    };
+    let first = build(EPOCH);
+    assert_eq!(first, build(EPOCH));
+    let later = build(EPOCH + 1);
+    assert_ne!(first[0], later[0]);
+    assert_ne!(first[1], later[1]);
+
+    let duplicate = {
+        let mut image = test_image(b"x".to_vec(), &["sh", "sh"]);
+        image.reference = "kiln.local/duplicate:1".to_owned();
+        image
+    };
+    let message = oci_archive(&duplicate, 0)
+        .expect_err("a path twice")
+        .to_string();
+    assert!(message.contains("bin/sh"), "{message}");
+}
+
+#[test]
+fn the_real_images_are_the_same_from_two_stores() {
+    let again = build_images(&tempfile::tempdir().expect("tempdir").keep().join("store"));
+    let first = images();
+    for file in [PAUSE_ARCHIVE, TEST_ARCHIVE, IMAGES_INDEX_FILE] {
+        assert_eq!(
+            std::fs::read(first.join(file)).expect("read"),
+            std::fs::read(again.join(file)).expect("read"),
+            "{file} differs between two builds"
+        );
+    }
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(first.join(IMAGES_INDEX_FILE)).expect("read"))
+            .expect("images.json is JSON");
+    assert_eq!(index[PAUSE_IMAGE]["archive"], PAUSE_ARCHIVE);
+    assert_eq!(index[TEST_IMAGE]["archive"], TEST_ARCHIVE);
+    let pause_digest = oci_archive(&pause_image(), EPOCH)
+        .expect("pause archive")
+        .manifest_digest;
+    assert_eq!(index[PAUSE_IMAGE]["manifest_digest"], pause_digest.as_str());
+}
+
+#[test]
+fn another_debian_version_fails_naming_it() {
+    let out = tempfile::tempdir().expect("create a temporary directory");
+    let message = DebianBusybox::new("1:0.0-0kiln")
+        .build_into(out.path())
+        .expect_err("no such version")
+        .to_string();
+    assert!(message.contains("busybox-static=1:0.0-0kiln"), "{message}");
+}
+
+#[test]
+fn umoci_and_skopeo_accept_the_archives() {
+    if !ensure_tools(&[("umoci", "umoci"), ("skopeo", "skopeo")]) {
+        return;
+    }
+    let images = images();
+    let scratch = tempfile::tempdir().expect("create a temporary directory");
+    for (archive, reference, layer_file) in [
+        (PAUSE_ARCHIVE, PAUSE_IMAGE, "pause"),
+        (TEST_ARCHIVE, TEST_IMAGE, "bin/busybox"),
+    ] {
+        let archive = images.join(archive);
+        let tag = reference.rsplit_once(':').expect("a tagged reference").1;
+        let layout = scratch.path().join(tag).join("layout");
+        std::fs::create_dir_all(&layout).expect("mkdir");
+        run(Command::new("tar")
+            .arg("-xf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&layout));
+        let listed = run(Command::new("umoci").arg("ls").arg("--layout").arg(&layout));
+        assert_eq!(listed.trim(), tag);
+        let bundle = scratch.path().join(tag).join("bundle");
+        run(Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!("{}:{tag}", layout.display()))
+            .arg(&bundle));
+        let expected = if reference == PAUSE_IMAGE {
+            pause_program()
+        } else {
+            std::fs::read(busybox_dir().join("bin/busybox")).expect("read busybox")
+        };
+        let unpacked = bundle.join("rootfs").join(layer_file);
+        assert_eq!(std::fs::read(&unpacked).expect("read"), expected);
+        let mode = std::fs::metadata(&unpacked)
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
+
+        let inspected = run(Command::new("skopeo")
+            .arg("inspect")
+            .arg(format!("oci-archive:{}:{tag}", archive.display())));
+        let inspected: serde_json::Value = serde_json::from_str(&inspected).expect("JSON");
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(images.join(IMAGES_INDEX_FILE)).expect("read"))
+                .expect("JSON");
+        assert_eq!(inspected["Digest"], index[reference]["manifest_digest"]);
+        assert_eq!(inspected["Architecture"], "amd64");
+        assert_eq!(inspected["Os"], "linux");
+        assert_eq!(inspected["Created"], "2023-01-01T00:00:00Z");
+    }
+    let links = test_image(b"x".to_vec(), &["wget"])
+        .layer
+        .into_iter()
+        .filter(|entry| matches!(entry.kind, OciEntryKind::Symlink(_)))
+        .count();
+    assert_eq!(links, 1);
+}
+
+#[test]
+fn containerd_imports_and_runs_the_images() {
+    if !is_root() {
+        eprintln!(
+            "SKIPPED containerd_imports_and_runs_the_images: needs root to run a private containerd"
+        );
+        return;
+    }
+    if !ensure_tools(&[
+        ("containerd", "containerd"),
+        ("ctr", "containerd"),
+        ("runc", "runc"),
+    ]) {
+        return;
+    }
+    let images = images();
+    let containerd = Containerd::start();
+
+    for archive in [PAUSE_ARCHIVE, TEST_ARCHIVE] {
+        let mut import = Command::new(IMAGE_IMPORT_COMMAND[0]);
+        import
+            .arg("--address")
+            .arg(&containerd.socket)
+            .args(&IMAGE_IMPORT_COMMAND[1..])
+            .arg(images.join(archive));
+        run(&mut import);
+    }
+    let listed = containerd.ctr(&["images", "ls", "--quiet"]);
+    let mut references: Vec<&str> = listed.lines().collect();
+    references.sort_unstable();
+    assert_eq!(references, [PAUSE_IMAGE, TEST_IMAGE]);
+
+    // The pause image runs until SIGTERM, then exits 0 (`ctr run` exits
+    // with the container's status).
+    let mut pause = containerd
+        .command(&["run", "--rm", PAUSE_IMAGE, "kiln-pause"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("ctr run");
+    wait_for(|| containerd.ctr(&["tasks", "ls"]).contains("RUNNING"));
+    sleep(Duration::from_millis(500));
+    assert!(
+        pause.try_wait().expect("poll").is_none(),
+        "pause exited early"
+    );
+    containerd.ctr(&["tasks", "kill", "--signal", "SIGTERM", "kiln-pause"]);
+    let status = wait_with_timeout(&mut pause, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "pause after SIGTERM: {status}");
+
+    // The test image serves the hostname: on the host's network (another
+    // port, through HTTP_PORT), and in its own network namespace on 8080,
+    // seen from inside with busybox's wget.
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("read hostname");
+    let port = free_port();
+    containerd.ctr(&[
+        "run",
+        "--detach",
+        "--net-host",
+        "--env",
+        &format!("HTTP_PORT={port}"),
+        TEST_IMAGE,
+        "kiln-test-host",
+    ]);
+    let mut body = String::new();
+    wait_for(|| {
+        body = http_get(port).unwrap_or_default();
+        !body.is_empty()
+    });
+    assert_eq!(body, hostname);
+    containerd.ctr(&["run", "--detach", TEST_IMAGE, "kiln-test"]);
+    let url = format!("127.0.0.1:{TEST_IMAGE_PORT}");
+    let mut served = String::new();
+    wait_for(|| {
+        served = containerd
+            .try_ctr(&[
+                "tasks",
+                "exec",
+                "--exec-id",
+                "wget",
+                "kiln-test",
+                "wget",
+                "-qO-",
+                &url,
+            ])
+            .unwrap_or_default();
+        !served.is_empty()
+    });
+    assert_eq!(served, hostname);
+    let request = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc 127.0.0.1 {TEST_IMAGE_PORT}");
+    let response = containerd.ctr(&[
+        "tasks",
+        "exec",
+        "--exec-id",
+        "nc",
+        "kiln-test",
+        "sh",
+        "-c",
+        &request,
+    ]);
+    assert!(
+        response.starts_with("HTTP/1.") && response.ends_with(&hostname),
+        "{response}"
+    );
+}
+
+/// A containerd of its own, on a socket in a temporary directory, stopped
+/// (with its containers) when dropped.
+struct Containerd {
+    process: Child,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Containerd {
+    fn start() -> Containerd {
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        let root = dir.path();
+        let socket = root.join("containerd.sock");
+        let config = format!(
+            "version = 2\nroot = \"{root}/root\"\nstate = \"{root}/state\"\n\
+             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             [grpc]\n  address = \"{socket}\"\n[ttrpc]\n  address = \"{socket}.ttrpc\"\n",
+            root = root.display(),
+            socket = socket.display(),
+        );
+        let config_path = root.join("config.toml");
+        std::fs::write(&config_path, config).expect("write the config");
+        let log = std::fs::File::create(root.join("containerd.log")).expect("create the log");
+        let process = Command::new("containerd")
+            .arg("--config")
+            .arg(&config_path)
+            .stdout(log.try_clone().expect("clone the log"))
+            .stderr(log)
+            .spawn()
+            .expect("start containerd");
+        let containerd = Containerd {
+            process,
+            socket,
+            _dir: dir,
+        };
+        wait_for(|| containerd.try_ctr(&["version"]).is_some());
+        containerd
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("ctr");
+        command
+            .arg("--address")
+            .arg(&self.socket)
+            .args(["--namespace", "k8s.io"])
+            .args(args);
+        command
+    }
+
+    fn try_ctr(&self, args: &[&str]) -> Option<String> {
+        let output = self.command(args).stdin(Stdio::null()).output().ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    fn ctr(&self, args: &[&str]) -> String {
+        run(&mut self.command(args))
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        for id in ["kiln-pause", "kiln-test-host", "kiln-test"] {
+            let _ = self.try_ctr(&["tasks", "kill", "--signal", "SIGKILL", id]);
+        }
+        sleep(Duration::from_millis(500));
+        for id in ["kiln-pause", "kiln-test-host", "kiln-test"] {
+            let _ = self.try_ctr(&["tasks", "delete", "--force", id]);
+            let _ = self.try_ctr(&["containers", "delete", id]);
+        }
+        let _ = Command::new("kill")
+            .arg(self.process.id().to_string())
+            .status();
+        let _ = self.process.wait();
+        // Unmount whatever a failed run left, so the directory can go.
+        let _ = Command::new("umount")
+            .arg("--recursive")
+            .arg("--lazy")
+            .arg(self._dir.path().join("state"))
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// The container images' store path, built once per test process.
+fn images() -> &'static Path {
+    static IMAGES: OnceLock<PathBuf> = OnceLock::new();
+    IMAGES.get_or_init(|| build_images(&shared_store()))
+}
+
+fn busybox_dir() -> PathBuf {
+    let store = shared_store();
+    let mut graph = Graph::new();
+    graph.add("busybox", busybox_static()).expect("add");
+    let graph = graph.validate().expect("validate");
+    let store = Store::open(&store).expect("open the store");
+    let evaluation = graph
+        .evaluate(&store, &EvalOptions::default(), &NullObserver)
+        .expect("fetch busybox");
+    evaluation.outputs[&DrvId::from("busybox")].path.clone()
+}
+
+fn shared_store() -> PathBuf {
+    static STORE: OnceLock<PathBuf> = OnceLock::new();
+    STORE
+        .get_or_init(|| tempfile::tempdir().expect("tempdir").keep())
+        .join("store")
+}
+
+fn build_images(store_dir: &Path) -> PathBuf {
+    let mut graph = Graph::new();
+    graph.add("busybox", busybox_static()).expect("add");
+    graph
+        .add("images", container_images("busybox", EPOCH))
+        .expect("add");
+    let graph = graph.validate().expect("validate");
+    let store = Store::open(store_dir).expect("open the store");
+    let evaluation = graph
+        .evaluate(&store, &EvalOptions::default(), &NullObserver)
+        .expect("build the images");
+    evaluation.outputs[&DrvId::from("images")].path.clone()
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|status| {
+            status
+                .lines()
+                .any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+/// Installs the Debian packages of missing programs; false (after saying
+/// why, loudly) only if that is impossible.
+fn ensure_tools(tools: &[(&str, &str)]) -> bool {
+    let missing: Vec<&str> = tools
+        .iter()
+        .filter(|(program, _)| !on_path(program))
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let installed = is_root()
+        && Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-q"])
+            .args(&missing)
+            .status()
+            .is_ok_and(|status| status.success());
+    if !installed || tools.iter().any(|(program, _)| !on_path(program)) {
+        eprintln!(
+            "SKIPPED: {} not installed and `apt-get install {}` failed",
+            tools
+                .iter()
+                .map(|(program, _)| *program)
+                .collect::<Vec<_>>()
+                .join(", "),
+            missing.join(" ")
+        );
+        return false;
+    }
+    true
+}
+
+fn run(command: &mut Command) -> String {
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .expect("run a command");
+    assert!(
+        output.status.success(),
+        "{command:?} failed ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn send(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal}");
+}
+
+fn wait_with_timeout(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("poll") {
+            return status;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            panic!("the process did not exit within {timeout:?}");
+        }
+        sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_for(mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "condition not met within 30 s"
+        );
+        sleep(Duration::from_millis(200));
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
+/// The body of `GET /` on 127.0.0.1:`port`.
+fn http_get(port: u16) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.").then(|| body.to_owned())
+}
