@@ -1,0 +1,348 @@
+//! A built cluster running as QEMU guests: every node image of a `result/` directory booted on
+//! one private segment, with the apiserver and kubelets forwarded to the host's 127.0.0.1.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::kubectl::write_forwarded_kubeconfig;
+use crate::qemu::{Accel, PortForward, Vm, VmConfig, detect_accel};
+use crate::{Error, GuestShell, Kubectl, NodeImage, Segment, free_tcp_port, wait_for};
+
+/// The guest ports forwarded from every node: the kubelet API and, for etcd members, etcd's
+/// client port (the apiserver's port is added on the node that serves the cluster endpoint).
+const KUBELET_PORT: u16 = 10250;
+const ETCD_PORT: u16 = 2379;
+
+/// How to boot a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// The `result/` directory of `cargo xtask build-cluster` (with `nodes/*/image/image.json`
+    /// and `cluster/kubeconfigs/admin.conf`).
+    pub result_dir: PathBuf,
+    /// The kubectl of the cluster's Kubernetes version.
+    pub kubectl: PathBuf,
+    /// Where the run's logs, sockets and kubeconfig go.
+    pub run_dir: PathBuf,
+    /// Leave the guests running afterwards (see [`VmConfig::keep`]).
+    pub keep: bool,
+    /// The accelerator; `None` detects it ([`detect_accel`]).
+    pub accel: Option<Accel>,
+}
+
+/// One running node.
+#[derive(Debug)]
+pub struct Node {
+    /// Its image.
+    pub image: NodeImage,
+    /// Its QEMU guest.
+    pub vm: Vm,
+    /// Its root shell, once connected.
+    shell: Option<GuestShell>,
+    /// Guest port → host port on 127.0.0.1.
+    pub ports: BTreeMap<u16, u16>,
+}
+
+/// The running cluster. Dropping it stops every guest (unless kept).
+#[derive(Debug)]
+pub struct Cluster {
+    /// The nodes, by name.
+    pub nodes: BTreeMap<String, Node>,
+    /// The private segment.
+    pub segment: Segment,
+    /// The accelerator the guests use.
+    pub accel: Accel,
+    /// kubectl with the forwarded admin kubeconfig.
+    pub kubectl: Kubectl,
+    /// The `result/` directory.
+    pub result_dir: PathBuf,
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// The apiserver's host port and the node that serves it.
+    pub api: (String, u16),
+}
+
+impl Cluster {
+    /// Starts every node's guest (without waiting for them to boot) and writes the forwarded
+    /// admin kubeconfig as `<run_dir>/admin.kubeconfig`.
+    pub fn start(options: &ClusterOptions) -> crate::Result<Self> {
+        let images = load_images(&options.result_dir)?;
+        std::fs::create_dir_all(&options.run_dir)
+            .map_err(|error| Error::io(format!("creating {}", options.run_dir.display()), error))?;
+        let admin = options.result_dir.join("cluster/kubeconfigs/admin.conf");
+        let (api_host, api_port) = server_of(&options.kubectl, &admin)?;
+        let api_node = api_node(&images, &api_host).ok_or_else(|| Error::Image {
+            path: admin.clone(),
+            reason: format!("no node serves the cluster endpoint {api_host}:{api_port}"),
+        })?;
+
+        let accel = match options.accel {
+            Some(accel) => accel,
+            None => detect_accel(&images[0].kernel),
+        };
+        let segment = Segment::new()?;
+        let mut nodes = BTreeMap::new();
+        for image in images {
+            let mut guest_ports = vec![KUBELET_PORT];
+            if image.has_role("etcd") {
+                guest_ports.push(ETCD_PORT);
+            }
+            if image.node == api_node {
+                guest_ports.push(api_port);
+            }
+            let mut ports = BTreeMap::new();
+            for guest in guest_ports {
+                ports.insert(guest, free_tcp_port()?);
+            }
+            let config = VmConfig {
+                name: image.node.clone(),
+                kernel: image.kernel.clone(),
+                initrd: image.initrd.clone(),
+                cmdline: image.cmdline.clone(),
+                disks: image.disks.clone(),
+                memory_mib: image.memory_mib,
+                cpus: image.cpus,
+                mac: image.mac.clone(),
+                segment,
+                forwards: ports
+                    .iter()
+                    .map(|(&guest, &host)| PortForward { host, guest })
+                    .collect(),
+                accel,
+                run_dir: options.run_dir.clone(),
+                keep: options.keep,
+            };
+            let vm = Vm::start(config)?;
+            nodes.insert(
+                image.node.clone(),
+                Node {
+                    image,
+                    vm,
+                    shell: None,
+                    ports,
+                },
+            );
+        }
+        let api_host_port = nodes
+            .get(&api_node)
+            .and_then(|node| node.ports.get(&api_port).copied())
+            .ok_or_else(|| Error::check("boot", "the apiserver's port was not forwarded"))?;
+        let kubeconfig = options.run_dir.join("admin.kubeconfig");
+        write_forwarded_kubeconfig(&options.kubectl, &admin, api_host_port, &kubeconfig)?;
+        Ok(Self {
+            nodes,
+            segment,
+            accel,
+            kubectl: Kubectl::new(&options.kubectl, &kubeconfig),
+            result_dir: options.result_dir.clone(),
+            run_dir: options.run_dir.clone(),
+            api: (api_node, api_host_port),
+        })
+    }
+
+    /// Waits until every guest's root shell answers.
+    pub fn wait_booted(&mut self, timeout: Duration) -> crate::Result<()> {
+        for node in self.nodes.values_mut() {
+            node.vm.check_running()?;
+            let mut shell =
+                GuestShell::connect(&node.vm.config().shell_socket(), &node.image.node)?;
+            let vm = &node.vm;
+            shell.wait_ready(timeout.saturating_sub(vm.uptime()), || vm.console_tail(30))?;
+            node.shell = Some(shell);
+        }
+        Ok(())
+    }
+
+    /// Waits until the apiserver answers `/readyz` through the forwarded port, reporting the
+    /// last kubectl error and the API node's console on timeout.
+    pub fn wait_api(&mut self, timeout: Duration) -> crate::Result<()> {
+        let (api_node, _) = self.api.clone();
+        let kubectl = self.kubectl.clone();
+        let nodes = &mut self.nodes;
+        wait_for(
+            "the apiserver to be ready",
+            timeout,
+            Duration::from_secs(3),
+            || {
+                for node in nodes.values_mut() {
+                    node.vm.check_running().map_err(|error| error.to_string())?;
+                }
+                match kubectl.output(&["get", "--raw", "/readyz"]) {
+                    Ok(output) if output.status.success() => Ok(()),
+                    Ok(output) => Err(format!(
+                        "kubectl: {}\n{api_node}'s console:\n{}",
+                        crate::kubectl::describe(&output),
+                        nodes
+                            .get(&api_node)
+                            .map(|node| node.vm.console_tail(15))
+                            .unwrap_or_default()
+                    )),
+                    Err(error) => Err(error.to_string()),
+                }
+            },
+        )
+    }
+
+    /// The node called `name`.
+    pub fn node(&self, name: &str) -> crate::Result<&Node> {
+        self.nodes
+            .get(name)
+            .ok_or_else(|| Error::check("cluster", format!("no node called {name}")))
+    }
+
+    /// The root shell of node `name` (after [`Cluster::wait_booted`]).
+    pub fn shell(&mut self, name: &str) -> crate::Result<&mut GuestShell> {
+        self.nodes
+            .get_mut(name)
+            .and_then(|node| node.shell.as_mut())
+            .ok_or_else(|| Error::check("cluster", format!("no shell on node {name}")))
+    }
+
+    /// Runs `script` on node `name` and returns its output; a non-zero exit fails `step`.
+    pub fn on(&mut self, name: &str, step: &str, script: &str) -> crate::Result<String> {
+        self.shell(name)?
+            .check(step, script, Duration::from_secs(120))
+    }
+
+    /// The host port that reaches `guest_port` on node `name`.
+    pub fn host_port(&self, name: &str, guest_port: u16) -> crate::Result<u16> {
+        self.node(name)?
+            .ports
+            .get(&guest_port)
+            .copied()
+            .ok_or_else(|| {
+                Error::check(
+                    "cluster",
+                    format!("port {guest_port} of {name} is not forwarded"),
+                )
+            })
+    }
+
+    /// The names of the nodes with `role`, sorted.
+    pub fn nodes_with_role(&self, role: &str) -> Vec<String> {
+        self.nodes
+            .values()
+            .filter(|node| node.image.has_role(role))
+            .map(|node| node.image.node.clone())
+            .collect()
+    }
+
+    /// How to reach the guests: ports, kubeconfig, logs, and how to stop them.
+    pub fn describe(&self) -> String {
+        let mut text = String::new();
+        let _ = writeln!(
+            text,
+            "private segment: multicast {}:{} on lo; accelerator: {:?}",
+            self.segment.group, self.segment.port, self.accel
+        );
+        let _ = writeln!(
+            text,
+            "kubectl:  {} --kubeconfig {}",
+            self.kubectl.program.display(),
+            self.kubectl.kubeconfig.display()
+        );
+        for node in self.nodes.values() {
+            let config = node.vm.config();
+            let ports: Vec<String> = node
+                .ports
+                .iter()
+                .map(|(guest, host)| format!("127.0.0.1:{host} -> {guest}"))
+                .collect();
+            let _ = writeln!(
+                text,
+                "{}: pid {}, {}\n  console: {}\n  shell:   socat - UNIX-CONNECT:{}\n  qemu:    {}",
+                node.image.node,
+                node.vm.pid(),
+                ports.join(", "),
+                config.console_log().display(),
+                config.shell_socket().display(),
+                config.qemu_log().display(),
+            );
+        }
+        let pids: Vec<String> = self
+            .nodes
+            .values()
+            .map(|node| node.vm.pid().to_string())
+            .collect();
+        let _ = writeln!(text, "stop:     kill {}", pids.join(" "));
+        text
+    }
+
+    /// The last console lines of every node, for a failure report.
+    pub fn consoles(&self, lines: usize) -> String {
+        let mut text = String::new();
+        for node in self.nodes.values() {
+            let _ = writeln!(
+                text,
+                "--- {} console (last {lines} lines of {}) ---\n{}",
+                node.image.node,
+                node.vm.config().console_log().display(),
+                node.vm.console_tail(lines)
+            );
+        }
+        text
+    }
+}
+
+/// Every `nodes/<node>/image` of `result_dir`, sorted by node name.
+fn load_images(result_dir: &Path) -> crate::Result<Vec<NodeImage>> {
+    let nodes_dir = result_dir.join("nodes");
+    let entries = std::fs::read_dir(&nodes_dir)
+        .map_err(|error| Error::io(format!("listing {}", nodes_dir.display()), error))?;
+    let mut images = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|error| Error::io("listing nodes", error))?;
+        let dir = entry.path().join("image");
+        if dir.join("image.json").exists() {
+            images.push(NodeImage::load(&dir)?);
+        } else {
+            return Err(Error::Image {
+                path: dir,
+                reason: "no image.json: was the cluster built with node images?".to_owned(),
+            });
+        }
+    }
+    if images.is_empty() {
+        return Err(Error::Image {
+            path: nodes_dir,
+            reason: "no nodes".to_owned(),
+        });
+    }
+    images.sort_by(|a, b| a.node.cmp(&b.node));
+    Ok(images)
+}
+
+/// The host and port of the (first) cluster's server in `kubeconfig`.
+fn server_of(kubectl: &Path, kubeconfig: &Path) -> crate::Result<(String, u16)> {
+    let server = Kubectl::new(kubectl, kubeconfig).run(&[
+        "config",
+        "view",
+        "--raw",
+        "-o",
+        "jsonpath={.clusters[0].cluster.server}",
+    ])?;
+    let bad = || Error::Image {
+        path: kubeconfig.to_path_buf(),
+        reason: format!("cannot read the server URL {server:?}"),
+    };
+    let authority = server
+        .trim()
+        .strip_prefix("https://")
+        .ok_or_else(bad)?
+        .trim_end_matches('/');
+    let (host, port) = authority.rsplit_once(':').unwrap_or((authority, "443"));
+    let port = port.parse().map_err(|_| bad())?;
+    Ok((host.to_owned(), port))
+}
+
+/// The node that serves `host`: the node with that address or name, else the load balancer,
+/// else the first control-plane node.
+fn api_node(images: &[NodeImage], host: &str) -> Option<String> {
+    images
+        .iter()
+        .find(|image| image.node == host || image.address() == Some(host))
+        .or_else(|| images.iter().find(|image| image.has_role("load-balancer")))
+        .or_else(|| images.iter().find(|image| image.has_role("control-plane")))
+        .map(|image| image.node.clone())
+}

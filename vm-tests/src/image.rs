@@ -1,0 +1,127 @@
+//! The node image contract: `image.json` in each `result/nodes/<node>/image` directory.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::Error;
+
+/// One node's bootable image, as its `image.json` describes it. Paths are resolved against the
+/// image directory when loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeImage {
+    /// The node's name (`node1`).
+    pub node: String,
+    /// The kernel.
+    pub kernel: PathBuf,
+    /// The initramfs.
+    pub initrd: PathBuf,
+    /// The kernel command line.
+    pub cmdline: String,
+    /// Read-only raw disks, attached as virtio-blk in this order (`vda`, `vdb`, ...).
+    pub disks: Vec<PathBuf>,
+    /// Guest memory.
+    pub memory_mib: u32,
+    /// Virtual CPUs.
+    pub cpus: u32,
+    /// The MAC address of the private NIC (`eth0`).
+    pub mac: String,
+    /// The node's static addresses on the private segment, with prefix (`192.168.50.11/24`).
+    pub addresses: Vec<String>,
+    /// The node's roles (`control-plane`, `etcd`, `worker`, `load-balancer`).
+    pub roles: Vec<String>,
+}
+
+impl NodeImage {
+    /// Reads `dir/image.json` and resolves its paths against `dir`; every referenced file must
+    /// exist.
+    pub fn load(dir: &Path) -> crate::Result<Self> {
+        let path = dir.join("image.json");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|error| Error::io(format!("reading {}", path.display()), error))?;
+        let mut image: Self = serde_json::from_str(&text).map_err(|error| Error::Image {
+            path: path.clone(),
+            reason: error.to_string(),
+        })?;
+        let resolve = |file: &mut PathBuf| -> crate::Result<()> {
+            if file.is_absolute() {
+                return Err(Error::Image {
+                    path: path.clone(),
+                    reason: format!("{} is absolute; paths are relative", file.display()),
+                });
+            }
+            *file = dir.join(&*file);
+            if !file.is_file() {
+                return Err(Error::Image {
+                    path: path.clone(),
+                    reason: format!("{} does not exist", file.display()),
+                });
+            }
+            Ok(())
+        };
+        resolve(&mut image.kernel)?;
+        resolve(&mut image.initrd)?;
+        for disk in &mut image.disks {
+            resolve(disk)?;
+        }
+        if image.cpus == 0 || image.memory_mib < 128 {
+            return Err(Error::Image {
+                path,
+                reason: format!(
+                    "{} CPUs and {} MiB cannot boot a node",
+                    image.cpus, image.memory_mib
+                ),
+            });
+        }
+        Ok(image)
+    }
+
+    /// Whether the node has `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+
+    /// The node's first private address without its prefix length (`192.168.50.11`).
+    pub fn address(&self) -> Option<&str> {
+        self.addresses
+            .first()
+            .map(|address| address.split('/').next().unwrap_or(address))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_the_contract_example_and_resolves_paths() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for file in ["vmlinuz", "initrd.img", "layers/node.squashfs"] {
+            let path = dir.path().join(file);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, b"x").expect("write");
+        }
+        std::fs::write(
+            dir.path().join("image.json"),
+            r#"{"node":"node1","kernel":"vmlinuz","initrd":"initrd.img",
+                "cmdline":"console=ttyS0 net.ifnames=0","disks":["layers/node.squashfs"],
+                "memory_mib":2048,"cpus":2,"mac":"52:54:00:00:00:11",
+                "addresses":["192.168.50.11/24"],"roles":["control-plane","etcd","worker"]}"#,
+        )
+        .expect("write");
+        let image = NodeImage::load(dir.path()).expect("load");
+        assert_eq!(image.node, "node1");
+        assert_eq!(image.disks, [dir.path().join("layers/node.squashfs")]);
+        assert_eq!(image.address(), Some("192.168.50.11"));
+        assert!(image.has_role("etcd"));
+        assert!(!image.has_role("load-balancer"));
+
+        std::fs::remove_file(dir.path().join("layers/node.squashfs")).expect("rm");
+        let error = NodeImage::load(dir.path()).expect_err("a missing disk");
+        assert!(
+            error.to_string().contains("node.squashfs does not exist"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,202 @@
+//! kubectl from the host, and kubeconfigs rewritten to reach the apiserver through a forwarded
+//! port while still verifying its certificate.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+use crate::Error;
+
+/// kubectl (the cluster's own version) with one kubeconfig.
+#[derive(Debug, Clone)]
+pub struct Kubectl {
+    /// The kubectl program.
+    pub program: PathBuf,
+    /// The kubeconfig it uses.
+    pub kubeconfig: PathBuf,
+}
+
+impl Kubectl {
+    /// kubectl `program` with `kubeconfig`.
+    pub fn new(program: &Path, kubeconfig: &Path) -> Self {
+        Self {
+            program: program.to_path_buf(),
+            kubeconfig: kubeconfig.to_path_buf(),
+        }
+    }
+
+    /// Runs kubectl with `args`, whatever its exit status.
+    pub fn output(&self, args: &[&str]) -> crate::Result<Output> {
+        Command::new(&self.program)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--request-timeout=30s")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|error| Error::io(format!("running {}", self.program.display()), error))
+    }
+
+    /// Runs kubectl with `args` and returns its standard output; a non-zero exit is an
+    /// [`Error::Command`] carrying standard error.
+    pub fn run(&self, args: &[&str]) -> crate::Result<String> {
+        let output = self.output(args)?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(Error::Command {
+                command: format!("kubectl {}", args.join(" ")),
+                status: output.status.to_string(),
+                output: describe(&output),
+            })
+        }
+    }
+
+    /// Runs kubectl with `args` (which should ask for `-o json`) and parses its output.
+    pub fn json(&self, args: &[&str]) -> crate::Result<Value> {
+        let text = self.run(args)?;
+        serde_json::from_str(&text).map_err(|error| Error::Command {
+            command: format!("kubectl {}", args.join(" ")),
+            status: "unparsable output".to_owned(),
+            output: format!("{error}: {text}"),
+        })
+    }
+}
+
+/// A command's standard error, or its standard output when standard error is empty, trimmed.
+pub(crate) fn describe(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if stderr.trim().is_empty() {
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    } else {
+        stderr.trim().to_owned()
+    }
+}
+
+/// Rewrites a flattened kubeconfig (as `kubectl config view --raw --flatten -o json` prints it)
+/// so that every cluster is reached at `https://127.0.0.1:<port>`. The certificate is still
+/// verified: `tls-server-name` becomes the host the kubeconfig originally named, which the
+/// apiserver's certificate was issued for. Nothing here ever sets `insecure-skip-tls-verify`.
+pub fn forward_kubeconfig(mut config: Value, port: u16) -> crate::Result<Value> {
+    let bad = |reason: String| Error::Command {
+        command: "forwarding the kubeconfig".to_owned(),
+        status: "unusable kubeconfig".to_owned(),
+        output: reason,
+    };
+    let clusters = config
+        .get_mut("clusters")
+        .and_then(Value::as_array_mut)
+        .ok_or_else(|| bad("it has no clusters".to_owned()))?;
+    for entry in clusters {
+        let cluster = entry
+            .get_mut("cluster")
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| bad("a cluster entry has no `cluster`".to_owned()))?;
+        if cluster.get("insecure-skip-tls-verify") == Some(&Value::Bool(true)) {
+            return Err(bad("it skips TLS verification".to_owned()));
+        }
+        let server = cluster
+            .get("server")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("a cluster has no server".to_owned()))?;
+        let host = server_host(server)
+            .ok_or_else(|| bad(format!("cannot read the host of {server}")))?
+            .to_owned();
+        if !cluster.contains_key("tls-server-name") {
+            cluster.insert("tls-server-name".to_owned(), Value::String(host));
+        }
+        cluster.insert(
+            "server".to_owned(),
+            Value::String(format!("https://127.0.0.1:{port}")),
+        );
+    }
+    Ok(config)
+}
+
+/// The host of an `https://host:port` URL (IPv4 addresses and names; kiln has no IPv6).
+fn server_host(server: &str) -> Option<&str> {
+    let rest = server.strip_prefix("https://")?;
+    let authority = rest.split('/').next()?;
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, _)| host);
+    (!host.is_empty()).then_some(host)
+}
+
+/// Writes a kubeconfig derived from `source` (kiln's, embedded or referencing files) that
+/// reaches the apiserver at 127.0.0.1:`port`, as `target` (mode 0600: it holds a client key).
+pub fn write_forwarded_kubeconfig(
+    kubectl: &Path,
+    source: &Path,
+    port: u16,
+    target: &Path,
+) -> crate::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let flattened = Kubectl::new(kubectl, source).json(&[
+        "config",
+        "view",
+        "--raw",
+        "--flatten",
+        "-o",
+        "json",
+    ])?;
+    let forwarded = forward_kubeconfig(flattened, port)?;
+    let text = serde_json::to_string_pretty(&forwarded)
+        .map_err(|error| Error::io("serialising a kubeconfig", std::io::Error::other(error)))?;
+    let _ = std::fs::remove_file(target);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(target)
+        .map_err(|error| Error::io(format!("creating {}", target.display()), error))?;
+    std::io::Write::write_all(&mut file, text.as_bytes())
+        .map_err(|error| Error::io(format!("writing {}", target.display()), error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarding_keeps_the_original_host_as_the_tls_server_name() {
+        let config = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "two-node", "cluster": {
+                "server": "https://192.168.50.11:6443",
+                "certificate-authority-data": "Q0E="
+            }}]
+        });
+        let forwarded = forward_kubeconfig(config, 41234).expect("forward");
+        let cluster = &forwarded["clusters"][0]["cluster"];
+        assert_eq!(cluster["server"], "https://127.0.0.1:41234");
+        assert_eq!(cluster["tls-server-name"], "192.168.50.11");
+        assert_eq!(cluster["certificate-authority-data"], "Q0E=");
+        assert!(cluster.get("insecure-skip-tls-verify").is_none());
+    }
+
+    #[test]
+    fn refuses_a_kubeconfig_that_skips_verification() {
+        let config = serde_json::json!({"clusters": [{"name": "x", "cluster": {
+            "server": "https://api.example:6443", "insecure-skip-tls-verify": true
+        }}]});
+        assert!(forward_kubeconfig(config, 1).is_err());
+    }
+
+    #[test]
+    fn reads_server_hosts() {
+        assert_eq!(
+            server_host("https://192.168.50.11:6443"),
+            Some("192.168.50.11")
+        );
+        assert_eq!(
+            server_host("https://api.two-node:443/"),
+            Some("api.two-node")
+        );
+        assert_eq!(server_host("https://lb"), Some("lb"));
+        assert_eq!(server_host("http://x:1"), None);
+    }
+}

@@ -1,0 +1,189 @@
+//! The QEMU plumbing, proved with two tiny busybox guests on the host's Debian kernel: they
+//! share a private segment (ping and HTTP between them), a `restrict=on` forward reaches a guest
+//! port from the host while the guest cannot reach the host, the serial console is captured,
+//! the root shell on ttyS1 runs commands, and dropping a guest kills its QEMU.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use kiln_vm_tests::tiny_guest::{self, READY_LINE, TinyGuest};
+use kiln_vm_tests::{
+    GuestShell, PortForward, Segment, Vm, VmConfig, detect_accel, free_tcp_port, wait_for,
+};
+
+fn guest(
+    name: &str,
+    address: &str,
+    tiny: &TinyGuest,
+    segment: Segment,
+    run_dir: &std::path::Path,
+) -> (Vm, u16) {
+    let http = free_tcp_port().expect("a free port");
+    let config = VmConfig {
+        name: name.to_owned(),
+        kernel: tiny.kernel.clone(),
+        initrd: tiny.initrd.clone(),
+        cmdline: TinyGuest::cmdline(name, address),
+        disks: Vec::new(),
+        memory_mib: 256,
+        cpus: 1,
+        mac: format!(
+            "52:54:00:00:50:{:02x}",
+            address
+                .split(['.', '/'])
+                .nth(3)
+                .expect("octet")
+                .parse::<u8>()
+                .expect("octet")
+        ),
+        segment,
+        forwards: vec![PortForward {
+            host: http,
+            guest: 8080,
+        }],
+        accel: detect_accel(&tiny.kernel),
+        run_dir: run_dir.to_path_buf(),
+        keep: false,
+    };
+    (Vm::start(config).expect("QEMU starts"), http)
+}
+
+fn http_get(port: u16) -> Result<String, String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|error| error.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|error| error.to_string())?;
+    stream
+        .write_all(b"GET / HTTP/1.0\r\nHost: guest\r\n\r\n")
+        .map_err(|error| error.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|error| error.to_string())?;
+    Ok(response)
+}
+
+#[test]
+fn two_tiny_guests_share_a_private_segment_and_forward_ports() {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tiny = tiny_guest::build(dir.path()).unwrap_or_else(|error| panic!("{error}"));
+    let segment = Segment::new().expect("segment");
+    let (mut alpha, alpha_http) = guest("alpha", "192.168.50.1/24", &tiny, segment, dir.path());
+    let (mut beta, beta_http) = guest("beta", "192.168.50.2/24", &tiny, segment, dir.path());
+    let pids = [alpha.pid(), beta.pid()];
+
+    for vm in [&mut alpha, &mut beta] {
+        wait_for(
+            "the guest to boot",
+            Duration::from_secs(120),
+            Duration::from_millis(500),
+            || {
+                vm.check_running().map_err(|error| error.to_string())?;
+                let console = vm.console();
+                if console.contains(READY_LINE) {
+                    Ok(())
+                } else {
+                    Err(vm.console_tail(10))
+                }
+            },
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
+    }
+    eprintln!(
+        "both guests up after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    // The serial console was captured (the guest boots `quiet`: its ready line is the news).
+    let console = alpha.console();
+    assert!(
+        console.contains("kiln-tiny-guest ready: alpha eth0 192.168.50.1/24, eth1 10.0.2.15/24"),
+        "{console}"
+    );
+
+    // The host reaches each guest's port 8080 through its restrict=on forward.
+    for (port, name) in [(alpha_http, "alpha"), (beta_http, "beta")] {
+        let body = wait_for(
+            "the forwarded HTTP port",
+            Duration::from_secs(30),
+            Duration::from_millis(500),
+            || {
+                http_get(port).and_then(|response| {
+                    if response.contains(name) {
+                        Ok(response)
+                    } else {
+                        Err(response)
+                    }
+                })
+            },
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
+        assert!(body.starts_with("HTTP/1."), "{body}");
+    }
+
+    let mut shell = GuestShell::connect(&alpha.config().shell_socket(), "alpha").expect("socket");
+    shell
+        .wait_ready(Duration::from_secs(60), || alpha.console_tail(10))
+        .unwrap_or_else(|error| panic!("{error}"));
+    let check = |shell: &mut GuestShell, script: &str| {
+        shell
+            .check("plumbing", script, Duration::from_secs(60))
+            .unwrap_or_else(|error| panic!("{error}"))
+    };
+    // The guests share the private segment: ping, and HTTP from one to the other.
+    let ping = check(&mut shell, "ping -c 2 -W 10 192.168.50.2");
+    assert!(ping.contains("2 packets received"), "{ping}");
+    assert_eq!(
+        check(
+            &mut shell,
+            "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 10 192.168.50.2 8080 | tail -n 1"
+        ),
+        "beta\n"
+    );
+    // The management NIC has its DHCP address and gives no default route.
+    let routes = check(&mut shell, "ip -4 route; ip -4 -o addr show eth1");
+    assert!(routes.contains("10.0.2.15/24"), "{routes}");
+    assert!(!routes.contains("default"), "{routes}");
+    // restrict=on: the guest cannot reach the host, even the host's loopback through 10.0.2.2.
+    let listener = TcpListener::bind(("127.0.0.1", 0)).expect("listen");
+    let host_port = listener.local_addr().expect("address").port();
+    let attempt = shell
+        .run(
+            &format!("nc -w 5 10.0.2.2 {host_port} </dev/null"),
+            Duration::from_secs(60),
+        )
+        .expect("runs");
+    assert_eq!(
+        attempt.status, 1,
+        "the guest reached the host? {}",
+        attempt.output
+    );
+    listener.set_nonblocking(true).expect("nonblocking");
+    assert!(
+        listener.accept().is_err(),
+        "the host accepted a connection from the guest"
+    );
+    // Output with every byte value survives the shell protocol, and exit statuses come back.
+    let bytes = check(&mut shell, "printf 'a\\tb\\001c\\n'; echo done");
+    assert_eq!(bytes, "a\tb\u{1}c\ndone\n");
+    let failed = shell
+        .run("echo oops >&2; exit 7", Duration::from_secs(30))
+        .expect("runs");
+    assert_eq!((failed.status, failed.output.as_str()), (7, "oops\n"));
+    drop(shell);
+
+    // Dropping the guests kills QEMU.
+    drop(alpha);
+    drop(beta);
+    for pid in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "QEMU {pid} survived its Vm"
+        );
+    }
+    eprintln!(
+        "plumbing test took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
