@@ -10,10 +10,10 @@ use crate::kubectl::write_forwarded_kubeconfig;
 use crate::qemu::{Accel, PortForward, Vm, VmConfig, detect_accel};
 use crate::{Error, GuestShell, Kubectl, NodeImage, Segment, free_tcp_port, wait_for};
 
-/// The guest ports forwarded from every node: the kubelet API and, for etcd members, etcd's
-/// client port (the apiserver's port is added on the node that serves the cluster endpoint).
+/// The guest port forwarded from every node: the kubelet API (the apiserver's port is added on
+/// the node that serves the cluster endpoint). etcd listens only on the private segment and
+/// loopback, so it is reached from inside its guest.
 const KUBELET_PORT: u16 = 10250;
-const ETCD_PORT: u16 = 2379;
 
 /// How to boot a cluster.
 #[derive(Debug, Clone)]
@@ -85,9 +85,6 @@ impl Cluster {
         let mut nodes = BTreeMap::new();
         for image in images {
             let mut guest_ports = vec![KUBELET_PORT];
-            if image.has_role("etcd") {
-                guest_ports.push(ETCD_PORT);
-            }
             if image.node == api_node {
                 guest_ports.push(api_port);
             }

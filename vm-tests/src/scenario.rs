@@ -1,1 +1,838 @@
-//! The scenarios: each a list of steps, each step a function over a running [`crate::Cluster`].
+//! The scenarios: each a list of steps, each step a function over a running [`Cluster`].
+//!
+//! Commands inside guests go through the root shell on `ttyS1` ([`crate::GuestShell`]) and use
+//! only what the base OS has: `sh`, coreutils, grep, find, `socat` (plain TCP and TLS), and
+//! busybox. Checks that need no guest tool (refusals by the apiserver and the kubelets) run from
+//! the host with kubectl and kubeconfigs derived from kiln's.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::Value;
+
+use crate::kubectl::{describe, write_forwarded_kubeconfig};
+use crate::{Cluster, ClusterOptions, Error, Kubectl, Steps, wait_for};
+
+/// The scenarios `cargo xtask vm-test --scenario` knows.
+pub const SCENARIOS: &[&str] = &["two-node"];
+
+/// The test workload's image: busybox serving its hostname (the pod's name) on port 8080.
+pub const TEST_IMAGE: &str = "kiln.local/test:1";
+
+/// How long the guests may take to boot to their root shells under TCG.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long the apiserver may take to answer after boot.
+const API_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long any one convergence (nodes Ready, pods Running, a Service answering) may take.
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(480);
+const POLL: Duration = Duration::from_secs(5);
+
+/// Boots the cluster of `options`, runs scenario `name` on it, and prints every step's time.
+/// On failure, the last console lines of every guest are printed; with `options.keep` the
+/// guests stay up either way and how to reach them is printed.
+pub fn run(name: &str, options: &ClusterOptions) -> crate::Result<Steps> {
+    if !SCENARIOS.contains(&name) {
+        return Err(Error::check(
+            "scenario",
+            format!("no scenario {name}; known: {}", SCENARIOS.join(", ")),
+        ));
+    }
+    let mut steps = Steps::new();
+    let mut cluster = steps.run("start the guests", || Cluster::start(options))?;
+    eprintln!(
+        "run directory {} (accelerator {:?})",
+        options.run_dir.display(),
+        cluster.accel
+    );
+    let result = two_node(&mut cluster, &mut steps);
+    eprintln!("\nsteps:\n{}", steps.summary());
+    if let Err(error) = &result {
+        eprintln!("FAILED: {error}\n\n{}", cluster.consoles(40));
+        eprintln!("logs kept in {}", options.run_dir.display());
+    }
+    if options.keep {
+        eprintln!("\nthe guests stay up (--keep):\n{}", cluster.describe());
+    }
+    result.map(|()| steps)
+}
+
+/// The `two-node` scenario's steps, after the guests were started.
+fn two_node(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
+    steps.run("boot: every guest's root shell answers", || {
+        cluster.wait_booted(BOOT_TIMEOUT)
+    })?;
+    steps.run("the apiserver is ready", || cluster.wait_api(API_TIMEOUT))?;
+    steps.run("1 nodes Ready, kubelets as system:node:NAME", || {
+        nodes_ready(cluster)
+    })?;
+    let pods = steps.run("2 deployment web x4 Running on every node", || {
+        deployment_spread(cluster)
+    })?;
+    steps.run("3 pod IPs reachable across nodes", || {
+        pod_network(cluster, &pods)
+    })?;
+    steps.run("4 ClusterIP answers from every node", || {
+        service_cluster_ip(cluster, &pods)
+    })?;
+    steps.run("5 kubectl logs and exec", || logs_and_exec(cluster, &pods))?;
+    steps.run("6 refusals", || refusals(cluster))?;
+    steps.run("6 no foreign private keys on workers", || {
+        private_key_scan(cluster)
+    })?;
+    steps.run("7 Secrets encrypted at rest in etcd", || {
+        encryption_at_rest(cluster)
+    })?;
+    Ok(())
+}
+
+/// A running pod of the test deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pod {
+    /// Its name (and hostname, which it serves).
+    pub name: String,
+    /// The node it runs on.
+    pub node: String,
+    /// Its pod IP.
+    pub ip: String,
+}
+
+/// Step 1: every node registers and becomes Ready, and the apiserver's audit log shows each
+/// kubelet updating its own Node's status as `system:node:NAME`.
+pub fn nodes_ready(cluster: &mut Cluster) -> crate::Result<()> {
+    const STEP: &str = "nodes Ready";
+    let expected: BTreeSet<String> = cluster.nodes_with_role("worker").into_iter().collect();
+    let kubectl = cluster.kubectl.clone();
+    wait_for("every node Ready", CONVERGE_TIMEOUT, POLL, || {
+        let nodes = kubectl
+            .json(&["get", "nodes", "-o", "json"])
+            .map_err(|error| error.to_string())?;
+        let ready: BTreeSet<String> = items(&nodes)
+            .filter(|node| condition(node, "Ready"))
+            .filter_map(|node| str_at(node, &["metadata", "name"]))
+            .collect();
+        if expected.is_subset(&ready) {
+            Ok(())
+        } else {
+            Err(format!(
+                "Ready: {ready:?}, expected {expected:?}\n{}",
+                kubectl
+                    .run(&["get", "nodes", "-o", "wide"])
+                    .unwrap_or_default()
+            ))
+        }
+    })?;
+    let api_node = cluster.api.0.clone();
+    for node in &expected {
+        let script = format!(
+            "grep -F '\"username\":\"system:node:{node}\"' /var/log/kubernetes/audit.log \
+             | grep -F '\"resource\":\"nodes\"' | grep -F '\"name\":\"{node}\"' \
+             | grep -F '\"subresource\":\"status\"' | grep -c -F '\"code\":200'"
+        );
+        let count = cluster.on(&api_node, STEP, &script).map_err(|error| {
+            Error::check(
+                STEP,
+                format!("no audit record of {node}'s kubelet as system:node:{node}: {error}"),
+            )
+        })?;
+        eprintln!(
+            "    {node}: {} status updates as system:node:{node}",
+            count.trim()
+        );
+    }
+    Ok(())
+}
+
+/// Step 2: `kubectl create deployment web`, scaled to 4: every pod Running and Ready, on every
+/// worker node.
+pub fn deployment_spread(cluster: &mut Cluster) -> crate::Result<Vec<Pod>> {
+    const STEP: &str = "deployment";
+    let kubectl = cluster.kubectl.clone();
+    kubectl.run(&[
+        "create",
+        "deployment",
+        "web",
+        &format!("--image={TEST_IMAGE}"),
+    ])?;
+    kubectl.run(&["scale", "deployment", "web", "--replicas=4"])?;
+    let workers: BTreeSet<String> = cluster.nodes_with_role("worker").into_iter().collect();
+    let pods = wait_for(
+        "4 web pods Running on every node",
+        CONVERGE_TIMEOUT,
+        POLL,
+        || {
+            let pods = web_pods(&kubectl).map_err(|error| error.to_string())?;
+            let nodes: BTreeSet<String> = pods.iter().map(|pod| pod.node.clone()).collect();
+            if pods.len() == 4 && nodes == workers {
+                Ok(pods)
+            } else {
+                Err(format!(
+                    "ready pods: {pods:?}\n{}",
+                    kubectl
+                        .run(&["get", "pods", "-o", "wide", "-l", "app=web"])
+                        .unwrap_or_else(|error| error.to_string())
+                ))
+            }
+        },
+    )
+    .map_err(|error| Error::check(STEP, error.to_string()))?;
+    for pod in &pods {
+        eprintln!("    {} on {} at {}", pod.name, pod.node, pod.ip);
+    }
+    Ok(pods)
+}
+
+/// The test deployment's pods that are Running and Ready.
+fn web_pods(kubectl: &Kubectl) -> crate::Result<Vec<Pod>> {
+    let pods = kubectl.json(&["get", "pods", "-l", "app=web", "-o", "json"])?;
+    Ok(items(&pods)
+        .filter(|pod| str_at(pod, &["status", "phase"]).as_deref() == Some("Running"))
+        .filter(|pod| condition(pod, "Ready"))
+        .filter_map(|pod| {
+            Some(Pod {
+                name: str_at(pod, &["metadata", "name"])?,
+                node: str_at(pod, &["spec", "nodeName"])?,
+                ip: str_at(pod, &["status", "podIP"])?,
+            })
+        })
+        .collect())
+}
+
+/// Step 3: from every node, a pod on another node answers on its pod IP (the static routes
+/// between pod subnets), and a pod reaches a pod on another node.
+pub fn pod_network(cluster: &mut Cluster, pods: &[Pod]) -> crate::Result<()> {
+    const STEP: &str = "pod network";
+    let nodes: Vec<String> = cluster.nodes.keys().cloned().collect();
+    for node in &nodes {
+        let Some(remote) = pods.iter().find(|pod| &pod.node != node) else {
+            continue;
+        };
+        let body = http_from_node(cluster, node, &remote.ip, 8080)?;
+        if body.trim() != remote.name {
+            return Err(Error::check(
+                STEP,
+                format!(
+                    "from {node}, {}:8080 ({} on {}) answered {body:?}",
+                    remote.ip, remote.name, remote.node
+                ),
+            ));
+        }
+        eprintln!("    {node} -> {} on {}: ok", remote.name, remote.node);
+    }
+    for pod in pods {
+        let Some(remote) = pods.iter().find(|other| other.node != pod.node) else {
+            continue;
+        };
+        let body = http_from_pod(&cluster.kubectl, &pod.name, &remote.ip, 8080)?;
+        if body.trim() != remote.name {
+            return Err(Error::check(
+                STEP,
+                format!(
+                    "pod {} on {} got {body:?} from {} on {}",
+                    pod.name, pod.node, remote.name, remote.node
+                ),
+            ));
+        }
+        eprintln!(
+            "    pod {} ({}) -> pod {} ({}): ok",
+            pod.name, pod.node, remote.name, remote.node
+        );
+        break;
+    }
+    Ok(())
+}
+
+/// Step 4: `kubectl expose deployment web --port=80 --target-port=8080`; the ClusterIP answers
+/// with one of the pods' names from every node (kube-proxy's iptables rules).
+pub fn service_cluster_ip(cluster: &mut Cluster, pods: &[Pod]) -> crate::Result<()> {
+    const STEP: &str = "ClusterIP";
+    cluster.kubectl.run(&[
+        "expose",
+        "deployment",
+        "web",
+        "--port=80",
+        "--target-port=8080",
+    ])?;
+    let ip = cluster
+        .kubectl
+        .run(&["get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"])?
+        .trim()
+        .to_owned();
+    let names: BTreeSet<&str> = pods.iter().map(|pod| pod.name.as_str()).collect();
+    let nodes: Vec<String> = cluster.nodes.keys().cloned().collect();
+    for node in &nodes {
+        let answered = wait_for(
+            &format!("{ip}:80 to answer on {node}"),
+            Duration::from_secs(180),
+            POLL,
+            || match http_from_node(cluster, node, &ip, 80) {
+                Ok(body) if names.contains(body.trim()) => Ok(body.trim().to_owned()),
+                Ok(body) => Err(format!("answered {body:?}")),
+                Err(error) => Err(error.to_string()),
+            },
+        )
+        .map_err(|error| Error::check(STEP, error.to_string()))?;
+        eprintln!("    {node} -> {ip}:80 -> {answered}");
+    }
+    Ok(())
+}
+
+/// Step 5: `kubectl logs` and `kubectl exec` reach a pod on every node (the apiserver verifies
+/// each kubelet's serving certificate with the cluster CA).
+pub fn logs_and_exec(cluster: &mut Cluster, pods: &[Pod]) -> crate::Result<()> {
+    const STEP: &str = "logs and exec";
+    let mut seen = BTreeSet::new();
+    for pod in pods {
+        if !seen.insert(pod.node.clone()) {
+            continue;
+        }
+        cluster
+            .kubectl
+            .run(&["logs", &pod.name])
+            .map_err(|error| Error::check(STEP, error.to_string()))?;
+        let hostname = cluster
+            .kubectl
+            .run(&["exec", &pod.name, "--", "hostname"])
+            .map_err(|error| Error::check(STEP, error.to_string()))?;
+        if hostname.trim() != pod.name {
+            return Err(Error::check(
+                STEP,
+                format!("exec hostname in {} printed {hostname:?}", pod.name),
+            ));
+        }
+        eprintln!("    logs and exec on {} ({}): ok", pod.name, pod.node);
+    }
+    Ok(())
+}
+
+/// Step 6: requests that must fail, each for the right reason.
+pub fn refusals(cluster: &mut Cluster) -> crate::Result<()> {
+    const STEP: &str = "refusals";
+    let admin = admin_json(cluster)?;
+
+    // An anonymous request to the apiserver: 401.
+    let mut anonymous = admin.clone();
+    strip_users(&mut anonymous);
+    let output = kubectl_with(cluster, "anonymous", &anonymous, &["get", "--raw", "/api"])?;
+    expect_status(STEP, "an anonymous request to the apiserver", &output, 401)?;
+
+    // The kubelet API without a client certificate: 401, over a verified TLS connection.
+    for name in cluster.nodes_with_role("worker") {
+        let port = cluster.host_port(&name, 10250)?;
+        let mut kubelet = anonymous.clone();
+        for entry in array_mut(&mut kubelet, "clusters") {
+            entry["cluster"]["server"] = Value::String(format!("https://127.0.0.1:{port}"));
+            entry["cluster"]["tls-server-name"] = Value::String(name.clone());
+        }
+        let output = kubectl_with(
+            cluster,
+            &format!("kubelet-{name}-anonymous"),
+            &kubelet,
+            &["get", "--raw", "/pods"],
+        )?;
+        expect_status(
+            STEP,
+            &format!("{name}'s kubelet API without a client certificate"),
+            &output,
+            401,
+        )?;
+    }
+
+    // Another node's kubelet credentials modifying a Node object: 403 (NodeRestriction).
+    let workers = cluster.nodes_with_role("worker");
+    if let [first, .., last] = workers.as_slice() {
+        let kubelet_conf = find_file(&cluster.result_dir.join("nodes").join(last), "kubelet.conf")
+            .ok_or_else(|| Error::check(STEP, format!("no kubelet.conf in {last}'s result")))?;
+        let target = cluster.run_dir.join(format!("kubelet-{last}.kubeconfig"));
+        write_forwarded_kubeconfig(
+            &cluster.kubectl.program,
+            &kubelet_conf,
+            cluster.api.1,
+            &target,
+        )?;
+        let as_node = Kubectl::new(&cluster.kubectl.program, &target);
+        let output = as_node.output(&[
+            "label",
+            "node",
+            first,
+            "kiln.test/tampered=true",
+            "--overwrite",
+            "-v=6",
+        ])?;
+        expect_status(
+            STEP,
+            &format!("{last}'s kubelet credentials labelling Node {first}"),
+            &output,
+            403,
+        )?;
+        // The same credentials do reach the apiserver: the refusal is authorization.
+        as_node
+            .run(&["get", "node", last])
+            .map_err(|error| Error::check(STEP, error.to_string()))?;
+    }
+
+    // The admin kubeconfig with its CA replaced by another CA: TLS verification fails.
+    let other_ca = other_ca(&cluster.result_dir)?;
+    let mut wrong_ca = admin.clone();
+    for entry in array_mut(&mut wrong_ca, "clusters") {
+        entry["cluster"]["certificate-authority-data"] = Value::String(STANDARD.encode(&other_ca));
+    }
+    let output = kubectl_with(
+        cluster,
+        "admin-other-ca",
+        &wrong_ca,
+        &["get", "--raw", "/api"],
+    )?;
+    let text = describe(&output);
+    if output.status.success() || !text.contains("x509") {
+        return Err(Error::check(
+            STEP,
+            format!("the admin kubeconfig with another CA was not refused by TLS: {text}"),
+        ));
+    }
+    eprintln!(
+        "    admin kubeconfig with another CA: refused ({})",
+        first_line(&text)
+    );
+
+    // A certificate issued by the Kubernetes CA, presented to etcd: the handshake is refused.
+    // The healthcheck client certificate is the control: same connection, etcd's CA, accepted.
+    for node in cluster.nodes_with_role("etcd") {
+        let health = etcd_request(cluster, &node, "GET /health", "", ETCD_HEALTHCHECK)?;
+        if !health.contains("\"health\":\"true\"") {
+            return Err(Error::check(
+                STEP,
+                format!("etcd on {node} with the healthcheck certificate answered {health:?}"),
+            ));
+        }
+        let refused = cluster.shell(&node)?.run(
+            &socat_tls("GET /health", "", KUBERNETES_CA_CLIENT, true),
+            Duration::from_secs(60),
+        )?;
+        // etcd's certificate is trusted (so this is etcd), then etcd drops the connection
+        // instead of answering: socat reports an SSL error and no HTTP response arrives.
+        let tls_error = refused
+            .output
+            .lines()
+            .any(|line| line.contains(" E SSL") || line.contains("alert"));
+        if refused.output.contains("HTTP/1")
+            || !tls_error
+            || !refused.output.contains("trusting certificate")
+        {
+            return Err(Error::check(
+                STEP,
+                format!(
+                    "etcd on {node} answered a Kubernetes-CA certificate: {}",
+                    refused.output
+                ),
+            ));
+        }
+        let reason = refused
+            .output
+            .lines()
+            .find(|line| line.contains(" E "))
+            .unwrap_or("");
+        eprintln!("    etcd on {node}, Kubernetes-CA client certificate: refused ({reason})");
+    }
+    Ok(())
+}
+
+/// Step 6, second half: no worker-only node holds a private key that is not one of its own
+/// (the files kiln built for that node, compared by content).
+pub fn private_key_scan(cluster: &mut Cluster) -> crate::Result<()> {
+    const STEP: &str = "private keys";
+    let scanned: Vec<String> = cluster
+        .nodes
+        .values()
+        .filter(|node| node.image.roles == ["worker"])
+        .map(|node| node.image.node.clone())
+        .collect();
+    for node in scanned {
+        let own = file_hashes(&cluster.result_dir.join("nodes").join(&node))?;
+        // Every regular file under 1 MiB outside the kernel's pseudo file systems that holds
+        // a PEM private key or a kubeconfig's embedded one.
+        let script = "find / \\( -path /proc -o -path /sys -o -path /dev \\) -prune -o \
+                      -type f -size -1024k -print0 2>/dev/null \
+                      | xargs -0 grep -l -E -e 'PRIVATE KEY-----' -e 'client-key-data:' \
+                      2>/dev/null | sort -u | xargs -r sha256sum; true";
+        let found = cluster
+            .shell(&node)?
+            .check(STEP, script, Duration::from_secs(600))?;
+        let mut foreign = Vec::new();
+        let mut holds = Vec::new();
+        for line in found.lines() {
+            let Some((hash, path)) = line.split_once("  ") else {
+                continue;
+            };
+            if path.starts_with("/tmp/kiln-") {
+                continue;
+            }
+            if own.contains(hash) {
+                holds.push(path.to_owned());
+            } else {
+                foreign.push(path.to_owned());
+            }
+        }
+        if !foreign.is_empty() {
+            return Err(Error::check(
+                STEP,
+                format!("{node} holds private keys that are not its own: {foreign:?}"),
+            ));
+        }
+        eprintln!("    {node} holds only its own keys: {holds:?}");
+    }
+    Ok(())
+}
+
+/// Step 7: a Secret created through the API is stored encrypted in etcd: read back with the
+/// healthcheck client certificate, the value is an `k8s:enc:` envelope without the plaintext.
+pub fn encryption_at_rest(cluster: &mut Cluster) -> crate::Result<()> {
+    const STEP: &str = "encryption at rest";
+    let canary = format!("kiln-plaintext-canary-{}", std::process::id());
+    cluster.kubectl.run(&[
+        "create",
+        "secret",
+        "generic",
+        "kiln-vm-test",
+        &format!("--from-literal=canary={canary}"),
+    ])?;
+    let through_api = cluster.kubectl.run(&[
+        "get",
+        "secret",
+        "kiln-vm-test",
+        "-o",
+        "jsonpath={.data.canary}",
+    ])?;
+    if STANDARD.decode(through_api.trim()).ok().as_deref() != Some(canary.as_bytes()) {
+        return Err(Error::check(
+            STEP,
+            format!("the API returned {through_api:?} for the Secret"),
+        ));
+    }
+    let node = cluster
+        .nodes_with_role("etcd")
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::check(STEP, "no etcd member"))?;
+    let key = STANDARD.encode("/registry/secrets/default/kiln-vm-test");
+    let body = format!("{{\"key\":\"{key}\"}}");
+    let response = etcd_request(cluster, &node, "POST /v3/kv/range", &body, ETCD_HEALTHCHECK)?;
+    let json = response
+        .split_once("\r\n\r\n")
+        .map_or(response.as_str(), |(_, body)| body);
+    let parsed: Value = serde_json::from_str(json.trim())
+        .map_err(|error| Error::check(STEP, format!("etcd answered {response:?}: {error}")))?;
+    let value = parsed["kvs"][0]["value"]
+        .as_str()
+        .and_then(|value| STANDARD.decode(value).ok())
+        .ok_or_else(|| Error::check(STEP, format!("etcd has no such key: {parsed}")))?;
+    let stored = String::from_utf8_lossy(&value);
+    if stored.contains(&canary) || !value.starts_with(b"k8s:enc:") {
+        return Err(Error::check(
+            STEP,
+            format!("etcd stores the Secret readably: {stored:?}"),
+        ));
+    }
+    let envelope: String = stored.split(':').take(4).collect::<Vec<_>>().join(":");
+    eprintln!(
+        "    etcd holds {} bytes starting {envelope}:, without the plaintext",
+        value.len()
+    );
+    Ok(())
+}
+
+/// The etcd client files a request is made with.
+struct EtcdClient {
+    cert: &'static str,
+    key: &'static str,
+}
+
+const ETCD_HEALTHCHECK: EtcdClient = EtcdClient {
+    cert: "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+    key: "/etc/kubernetes/pki/etcd/healthcheck-client.key",
+};
+
+/// A client certificate from the Kubernetes CA that every kubelet node has.
+const KUBERNETES_CA_CLIENT: EtcdClient = EtcdClient {
+    cert: "/etc/kubernetes/pki/kubelet-client.crt",
+    key: "/etc/kubernetes/pki/kubelet-client.key",
+};
+
+/// A shell script sending one HTTP/1.0 request to etcd on 127.0.0.1:2379 over TLS (verifying
+/// etcd's certificate against the etcd CA) with `client`'s certificate.
+/// socat's notices (`-d -d`) go to standard error, which the shell returns with the output.
+fn socat_tls(request: &str, body: &str, client: EtcdClient, notices: bool) -> String {
+    let notices = if notices { "-d -d " } else { "" };
+    format!(
+        "body='{body}'\n\
+         printf '{request} HTTP/1.0\\r\\nHost: localhost\\r\\nContent-Type: application/json\\r\\n\
+         Content-Length: %d\\r\\n\\r\\n%s' \"${{#body}}\" \"$body\" \
+         | socat {notices}-T 15 - OPENSSL:127.0.0.1:2379,cafile=/etc/kubernetes/pki/etcd/ca.crt,\
+         cert={},key={},verify=1,commonname=localhost",
+        client.cert, client.key
+    )
+}
+
+fn etcd_request(
+    cluster: &mut Cluster,
+    node: &str,
+    request: &str,
+    body: &str,
+    client: EtcdClient,
+) -> crate::Result<String> {
+    cluster.on(
+        node,
+        "etcd request",
+        &socat_tls(request, body, client, false),
+    )
+}
+
+/// The body of `GET /` to `ip:port`, fetched from inside `node`.
+fn http_from_node(cluster: &mut Cluster, node: &str, ip: &str, port: u16) -> crate::Result<String> {
+    let script = format!(
+        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | socat -T 10 - TCP:{ip}:{port},connect-timeout=10"
+    );
+    let response = cluster.on(node, "http", &script)?;
+    Ok(http_body(&response))
+}
+
+/// The body of `GET /` to `ip:port`, fetched from inside pod `pod` (busybox's nc).
+fn http_from_pod(kubectl: &Kubectl, pod: &str, ip: &str, port: u16) -> crate::Result<String> {
+    let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 10 {ip} {port}");
+    let response = kubectl.run(&["exec", pod, "--", "sh", "-c", &script])?;
+    Ok(http_body(&response))
+}
+
+fn http_body(response: &str) -> String {
+    response
+        .split_once("\r\n\r\n")
+        .map_or(response, |(_, body)| body)
+        .to_owned()
+}
+
+/// The forwarded admin kubeconfig as JSON.
+fn admin_json(cluster: &Cluster) -> crate::Result<Value> {
+    let text = std::fs::read_to_string(&cluster.kubectl.kubeconfig).map_err(|error| {
+        Error::io(
+            format!("reading {}", cluster.kubectl.kubeconfig.display()),
+            error,
+        )
+    })?;
+    serde_json::from_str(&text)
+        .map_err(|error| Error::io("parsing the admin kubeconfig", std::io::Error::other(error)))
+}
+
+/// Removes every credential: kubectl then sends anonymous requests.
+fn strip_users(config: &mut Value) {
+    for entry in array_mut(config, "users") {
+        entry["user"] = Value::Object(serde_json::Map::new());
+    }
+}
+
+fn array_mut<'a>(config: &'a mut Value, key: &str) -> impl Iterator<Item = &'a mut Value> {
+    config
+        .get_mut(key)
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+}
+
+/// Runs kubectl (verbose, so the HTTP status is printed) with `config` written as
+/// `<run_dir>/<name>.kubeconfig`.
+fn kubectl_with(
+    cluster: &Cluster,
+    name: &str,
+    config: &Value,
+    args: &[&str],
+) -> crate::Result<std::process::Output> {
+    let path = cluster.run_dir.join(format!("{name}.kubeconfig"));
+    let text = serde_json::to_string_pretty(config)
+        .map_err(|error| Error::io("serialising a kubeconfig", std::io::Error::other(error)))?;
+    std::fs::write(&path, text)
+        .map_err(|error| Error::io(format!("writing {}", path.display()), error))?;
+    let mut args = args.to_vec();
+    args.push("-v=6");
+    Kubectl::new(&cluster.kubectl.program, &path).output(&args)
+}
+
+/// Fails unless kubectl's verbose log shows the request answered with `status`.
+fn expect_status(
+    step: &str,
+    what: &str,
+    output: &std::process::Output,
+    status: u16,
+) -> crate::Result<()> {
+    let log = String::from_utf8_lossy(&output.stderr);
+    let statuses: Vec<u16> = log.lines().filter_map(response_status).collect();
+    if output.status.success() || !statuses.contains(&status) {
+        return Err(Error::check(
+            step,
+            format!(
+                "{what}: expected HTTP {status}, got {statuses:?}:\n{}",
+                describe(output)
+            ),
+        ));
+    }
+    eprintln!("    {what}: refused with {status}");
+    Ok(())
+}
+
+/// The status of a kubectl `-v=6` response line (`GET https://... 401 Unauthorized in 3 ms`).
+fn response_status(line: &str) -> Option<u16> {
+    let after_url = line.split_once(" https://")?.1;
+    let mut words = after_url.split_whitespace().skip(1);
+    let code = words.next()?.parse().ok()?;
+    Some(code)
+}
+
+/// A CA certificate that is not the Kubernetes CA (the etcd CA kiln built).
+fn other_ca(result_dir: &Path) -> crate::Result<Vec<u8>> {
+    let candidates = [result_dir.join("cluster/pki/etcd-ca/tls.crt")];
+    let path = candidates
+        .iter()
+        .find(|path| path.is_file())
+        .cloned()
+        .or_else(|| {
+            find_file(&result_dir.join("nodes"), "ca.crt")
+                .filter(|path| path.parent().is_some_and(|dir| dir.ends_with("etcd")))
+        })
+        .ok_or_else(|| Error::check("refusals", "no etcd CA certificate in the result"))?;
+    std::fs::read(&path).map_err(|error| Error::io(format!("reading {}", path.display()), error))
+}
+
+/// The first file called `name` under `dir` (following links), depth first in name order.
+fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            if let Some(found) = find_file(&path, name) {
+                return Some(found);
+            }
+        } else if path.file_name().is_some_and(|file| file == name) {
+            return Some(path);
+        }
+    }
+    None
+}
+
+/// The SHA-256 (hex) of every file under `dir`, following links.
+fn file_hashes(dir: &Path) -> crate::Result<BTreeSet<String>> {
+    let mut hashes = BTreeSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            let entries = std::fs::read_dir(&path)
+                .map_err(|error| Error::io(format!("listing {}", path.display()), error))?;
+            stack.extend(entries.filter_map(|entry| entry.ok().map(|entry| entry.path())));
+        } else if path.is_file() {
+            let output = std::process::Command::new("sha256sum")
+                .arg(&path)
+                .output()
+                .map_err(|error| Error::io("running sha256sum", error))?;
+            if let Some(hash) = String::from_utf8_lossy(&output.stdout)
+                .split_whitespace()
+                .next()
+            {
+                hashes.insert(hash.to_owned());
+            }
+        }
+    }
+    Ok(hashes)
+}
+
+fn items(list: &Value) -> impl Iterator<Item = &Value> {
+    list["items"].as_array().into_iter().flatten()
+}
+
+fn str_at(value: &Value, path: &[&str]) -> Option<String> {
+    path.iter()
+        .try_fold(value, |value, key| value.get(key))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// Whether an object's `status.conditions` has `kind` with status `True`.
+fn condition(object: &Value, kind: &str) -> bool {
+    object["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|condition| condition["type"] == kind && condition["status"] == "True")
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines()
+        .find(|line| !line.trim().is_empty())
+        .unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_statuses_from_kubectl_verbose_logs() {
+        assert_eq!(
+            response_status(
+                "I1122 14:00:00.000000 1 round_trippers.go:445] GET https://127.0.0.1:4000/api?timeout=32s 401 Unauthorized in 3 milliseconds"
+            ),
+            Some(401)
+        );
+        assert_eq!(
+            response_status(
+                "I1122 round_trippers.go:445] PATCH https://127.0.0.1:4000/api/v1/nodes/node1 403 Forbidden in 9 milliseconds"
+            ),
+            Some(403)
+        );
+        assert_eq!(
+            response_status("I1122 loader.go:375] Config loaded from file"),
+            None
+        );
+    }
+
+    #[test]
+    fn anonymous_configs_carry_no_credentials() {
+        let mut config = serde_json::json!({"users": [{"name": "admin", "user": {
+            "client-certificate-data": "x", "client-key-data": "y"}}]});
+        strip_users(&mut config);
+        assert_eq!(config["users"][0]["user"], serde_json::json!({}));
+    }
+
+    #[test]
+    fn guest_scripts_are_valid_sh() {
+        let key = STANDARD.encode("/registry/secrets/default/kiln-vm-test");
+        for script in [
+            socat_tls("GET /health", "", ETCD_HEALTHCHECK, false),
+            socat_tls(
+                "POST /v3/kv/range",
+                &format!("{{\"key\":\"{key}\"}}"),
+                KUBERNETES_CA_CLIENT,
+                true,
+            ),
+        ] {
+            if let Ok(dir) = std::env::var("KILN_VM_DUMP_SCRIPTS") {
+                let count = std::fs::read_dir(&dir).map_or(0, |entries| entries.count());
+                std::fs::write(format!("{dir}/{count}.sh"), &script).expect("dump");
+            }
+            let status = std::process::Command::new("sh")
+                .args(["-n", "-c", &script])
+                .status()
+                .expect("sh runs");
+            assert!(status.success(), "{script}");
+        }
+    }
+
+    #[test]
+    fn http_bodies_follow_the_blank_line() {
+        assert_eq!(
+            http_body("HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nweb-1\n"),
+            "web-1\n"
+        );
+    }
+}

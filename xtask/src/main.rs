@@ -7,6 +7,7 @@ mod common;
 mod deps;
 mod graph;
 mod test;
+mod vm_test;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,8 @@ enum Task {
     Graph(graph::Args),
     /// Install what the tests need, then run the whole test suite (the command CI runs).
     Test(test::Args),
+    /// Boot a built cluster's node images in QEMU and run a scenario of checks against it.
+    VmTest(vm_test::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
         Task::Certs(args) => certs::run(args),
         Task::Graph(args) => graph::run(args),
         Task::Test(args) => test::run(args),
+        Task::VmTest(args) => vm_test::run(args),
     };
     match result {
         Ok(code) => code,
