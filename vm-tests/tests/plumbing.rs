@@ -187,3 +187,102 @@ fn two_tiny_guests_share_a_private_segment_and_forward_ports() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// A `result/` directory whose node images are tiny guests: [`kiln_vm_tests::Cluster`] loads
+/// every `image.json`, boots the guests on one segment with their forwards, reaches their
+/// shells, and writes a forwarded admin kubeconfig that still verifies the apiserver by name.
+#[test]
+fn a_cluster_boots_from_a_result_directory() {
+    let kubectl = std::env::var_os("KILN_KUBECTL")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| kiln_testkit::tool("kubectl", "kubernetes-client"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tiny = tiny_guest::build(dir.path()).unwrap_or_else(|error| panic!("{error}"));
+    let result = dir.path().join("result");
+    for (node, address, roles) in [
+        (
+            "node1",
+            "192.168.50.11/24",
+            r#"["control-plane","etcd","worker"]"#,
+        ),
+        ("node2", "192.168.50.12/24", r#"["worker"]"#),
+    ] {
+        let image = result.join("nodes").join(node).join("image");
+        std::fs::create_dir_all(&image).expect("mkdir");
+        std::os::unix::fs::symlink(&tiny.kernel, image.join("vmlinuz")).expect("link");
+        std::os::unix::fs::symlink(&tiny.initrd, image.join("initrd.img")).expect("link");
+        let octet: u8 = address
+            .split(['.', '/'])
+            .nth(3)
+            .expect("octet")
+            .parse()
+            .expect("octet");
+        std::fs::write(
+            image.join("image.json"),
+            format!(
+                r#"{{"node":"{node}","kernel":"vmlinuz","initrd":"initrd.img",
+                    "cmdline":"{}","disks":[],"memory_mib":256,"cpus":1,
+                    "mac":"52:54:00:00:51:{octet:02x}","addresses":["{address}"],"roles":{roles}}}"#,
+                TinyGuest::cmdline(node, address)
+            ),
+        )
+        .expect("image.json");
+    }
+    let kubeconfigs = result.join("cluster/kubeconfigs");
+    std::fs::create_dir_all(&kubeconfigs).expect("mkdir");
+    std::fs::write(
+        kubeconfigs.join("admin.conf"),
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: two-node\n  cluster:\n    \
+         server: https://192.168.50.11:6443\n    certificate-authority-data: Q0E=\n\
+         contexts:\n- name: admin\n  context:\n    cluster: two-node\n    user: admin\n\
+         current-context: admin\nusers:\n- name: admin\n  user:\n    token: t\n",
+    )
+    .expect("admin.conf");
+
+    let options = kiln_vm_tests::ClusterOptions {
+        result_dir: result,
+        kubectl,
+        run_dir: dir.path().join("run"),
+        keep: false,
+        accel: None,
+    };
+    let mut cluster =
+        kiln_vm_tests::Cluster::start(&options).unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(cluster.api.0, "node1");
+    assert_eq!(cluster.nodes_with_role("worker"), ["node1", "node2"]);
+    let kubeconfig: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&cluster.kubectl.kubeconfig).expect("kubeconfig"),
+    )
+    .expect("json");
+    let entry = &kubeconfig["clusters"][0]["cluster"];
+    assert_eq!(
+        entry["server"],
+        format!("https://127.0.0.1:{}", cluster.api.1)
+    );
+    assert_eq!(entry["tls-server-name"], "192.168.50.11");
+    assert_eq!(
+        cluster.host_port("node1", 6443).expect("api"),
+        cluster.api.1
+    );
+    assert!(cluster.host_port("node2", 6443).is_err());
+    cluster.host_port("node2", 10250).expect("kubelet port");
+
+    cluster
+        .wait_booted(Duration::from_secs(120))
+        .unwrap_or_else(|error| panic!("{error}\n{}", cluster.consoles(20)));
+    let ping = cluster
+        .on("node2", "ping", "ping -c 1 -W 10 192.168.50.11")
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert!(ping.contains("1 packets received"), "{ping}");
+    let described = cluster.describe();
+    assert!(described.contains("node1: pid"), "{described}");
+    assert!(described.contains("node2.console.log"), "{described}");
+    let pids: Vec<u32> = cluster.nodes.values().map(|node| node.vm.pid()).collect();
+    drop(cluster);
+    for pid in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "QEMU {pid} survived"
+        );
+    }
+}
