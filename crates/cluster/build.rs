@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 /// The crates (directories under crates/) whose code reaches the cluster's outputs.
 const RECIPE_CRATES: &[&str] = &[
     "cluster",
+    "image",
     "kubeconfig",
     "manifests",
     "netplan",

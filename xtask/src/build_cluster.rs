@@ -36,6 +36,37 @@ pub struct Args {
     /// Print a JSON summary on standard output.
     #[arg(long)]
     json: bool,
+    /// Build only the configuration (PKI, kubeconfigs, units, manifests, network), not the
+    /// node images.
+    #[arg(long)]
+    no_images: bool,
+    /// Another store to copy fixed-output paths (base OS, Kubernetes binaries, busybox) from
+    /// instead of building them; verified against their pins. Repeatable; also
+    /// `$KILN_SUBSTITUTERS` (colon-separated).
+    #[arg(long = "substituter", value_name = "STORE")]
+    substituters: Vec<PathBuf>,
+}
+
+impl Args {
+    /// The arguments that build everything, images included, with default jobs and no check.
+    pub fn for_node_images(
+        spec: Option<PathBuf>,
+        out: PathBuf,
+        store: Option<PathBuf>,
+        secrets: Option<PathBuf>,
+    ) -> Args {
+        Args {
+            spec,
+            out,
+            store,
+            secrets,
+            jobs: None,
+            check: false,
+            json: false,
+            no_images: false,
+            substituters: Vec::new(),
+        }
+    }
 }
 
 /// Builds the cluster.
@@ -54,9 +85,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("opening the store {}", store_dir.display()))?;
 
     let inputs = common::cluster_inputs(&plan, &spec, args.secrets.clone())?;
-    let cluster = kiln_cluster::cluster_graph(&plan, &inputs)?;
+    let mut cluster = kiln_cluster::cluster_graph(&plan, &inputs)?;
+    if !args.no_images {
+        cluster = cluster.with_images(&plan, &kiln_cluster::ImageInputs::default())?;
+    }
     let artifacts = cluster.artifacts;
     let graph = cluster.graph.validate()?;
+    if !args.no_images {
+        common::substitute_fixed(&graph, &store, &common::substituters(&args.substituters))?;
+        prepare_image_tools(&graph, &store)?;
+    }
     let options = EvalOptions {
         jobs: args
             .jobs
@@ -120,6 +158,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(code)
+}
+
+/// Installs (with apt, from the machine's own sources) the programs the image derivations
+/// still to be built need: mksquashfs and mmdebstrap always, Go and friends only when the
+/// Kubernetes binaries are not in the store yet.
+fn prepare_image_tools(graph: &kiln_graph::ValidatedGraph, store: &Store) -> anyhow::Result<()> {
+    let missing = |id: &str| -> anyhow::Result<bool> {
+        let id = kiln_graph::DrvId::new(id);
+        let (Some(derivation), Some(digest)) = (graph.derivation(&id), graph.digest(&id)) else {
+            return Ok(false);
+        };
+        Ok(store.get(&digest, &derivation.name)?.is_none())
+    };
+    if !kiln_image::missing_image_tools().is_empty() {
+        eprintln!("installing image tools with apt-get");
+        kiln_image::ensure_image_tools()?;
+    }
+    if missing("image/kubernetes-binaries")? && !kiln_image::missing_build_tools().is_empty() {
+        eprintln!("installing the Kubernetes build's tools with apt-get");
+        kiln_image::ensure_build_tools()?;
+    }
+    Ok(())
 }
 
 /// Replaces `out` with a fresh directory holding `manifest.json` and one link per artifact:

@@ -98,3 +98,73 @@ fn ignore_in_git(dir: &Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Substituters: other stores that may already hold a fixed-output path (`--substituter`, and
+/// `$KILN_SUBSTITUTERS`, colon-separated).
+pub fn substituters(explicit: &[PathBuf]) -> Vec<PathBuf> {
+    let mut all = explicit.to_vec();
+    if let Some(list) = std::env::var_os("KILN_SUBSTITUTERS") {
+        all.extend(std::env::split_paths(&list).filter(|dir| !dir.as_os_str().is_empty()));
+    }
+    all
+}
+
+/// Copies every fixed-output path the graph needs and `store` lacks from the first substituter
+/// that has it. Safe with any substituter: a fixed-output path is verified against its pinned
+/// content hash as it enters the store, exactly as if it had been built. Input-addressed paths
+/// are never substituted: they are built, so that what tests compare is really rebuilt.
+pub fn substitute_fixed(
+    graph: &kiln_graph::ValidatedGraph,
+    store: &kiln_store::Store,
+    substituters: &[PathBuf],
+) -> anyhow::Result<usize> {
+    let mut copied = 0;
+    if substituters.is_empty() {
+        return Ok(0);
+    }
+    for id in graph.ids() {
+        let (Some(derivation), Some(digest)) = (graph.derivation(id), graph.digest(id)) else {
+            continue;
+        };
+        let kiln_graph::Addressing::Fixed { content_hash } = derivation.addressing else {
+            continue;
+        };
+        if store.get(&digest, &derivation.name)?.is_some() {
+            continue;
+        }
+        let base = format!("{}-{}", digest.to_hex(), derivation.name);
+        let Some(source) = substituters
+            .iter()
+            .map(|dir| dir.join(&base))
+            .find(|path| path.is_dir() && path != &store.root().join(&base))
+        else {
+            continue;
+        };
+        eprintln!("substituting {} from {}", derivation.name, source.display());
+        store
+            .build_fixed(&digest, &derivation.name, &content_hash, |out| {
+                copy_tree(&source, out)
+            })
+            .map_err(|failure| anyhow::anyhow!("substituting {}: {failure}", source.display()))?;
+        copied += 1;
+    }
+    Ok(copied)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let source = entry.path();
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type()?;
+        if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&source)?, &target)?;
+        } else if kind.is_dir() {
+            std::fs::create_dir(&target)?;
+            copy_tree(&source, &target)?;
+        } else {
+            std::fs::copy(&source, &target)?;
+        }
+    }
+    Ok(())
+}

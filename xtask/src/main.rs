@@ -6,6 +6,7 @@ mod certs;
 mod common;
 mod deps;
 mod graph;
+mod run_vm;
 mod test;
 mod vm_test;
 
@@ -29,6 +30,8 @@ enum Task {
     Certs(certs::CertsArgs),
     /// Print the derivation graph of a cluster as Graphviz dot.
     Graph(graph::Args),
+    /// Build the cluster, then boot one node's image in QEMU with its console on this terminal.
+    RunVm(run_vm::Args),
     /// Install what the tests need, then run the whole test suite (the command CI runs).
     Test(test::Args),
     /// Boot a built cluster's node images in QEMU and run a scenario of checks against it.
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Task::Certs(args) => certs::run(args),
         Task::Graph(args) => graph::run(args),
         Task::Test(args) => test::run(args),
+        Task::RunVm(args) => run_vm::run(args),
         Task::VmTest(args) => vm_test::run(args),
     };
     match result {

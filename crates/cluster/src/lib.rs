@@ -38,6 +38,7 @@
 
 mod builders;
 mod configs;
+mod images;
 mod manifest;
 mod network;
 mod node_pki;
@@ -51,6 +52,7 @@ use kiln_graph::{Derivation, DrvId, Graph, GraphError};
 use kiln_spec::Plan;
 
 pub use builders::{JsonView, NodeView};
+pub use images::ImageInputs;
 pub use manifest::{ArtifactEntry, Manifest};
 pub use pki::{
     CERTIFICATE_FILE, ClusterPkiError, KEY_FILE, PkiDerivations, ROOT_SECRET_FILE,
@@ -118,6 +120,25 @@ pub fn recipe() -> kiln_store::Digest {
     RECIPE
         .parse()
         .unwrap_or_else(|_| kiln_store::Digest::of(RECIPE.as_bytes()))
+}
+
+impl ClusterGraph {
+    /// Adds the node images: the shared inputs (`image/base-os`, `image/initrd`,
+    /// `image/kubernetes-binaries`, `image/container-images`), the shared layers
+    /// (`image/layer/kubernetes`, `image/layer/images`) and per node `node/<name>/layer` (the
+    /// node's own files) and `node/<name>/image` (see [`kiln_image::ImageManifest`]).
+    ///
+    /// # Errors
+    ///
+    /// If the Kubernetes source cannot be described (a `path` source that cannot be hashed).
+    pub fn with_images(
+        mut self,
+        plan: &Plan,
+        inputs: &ImageInputs,
+    ) -> Result<ClusterGraph, ClusterError> {
+        images::add_images(&mut self.graph, &mut self.artifacts, plan, inputs)?;
+        Ok(self)
+    }
 }
 
 /// The derivation graph of `plan`.

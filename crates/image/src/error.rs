@@ -113,6 +113,23 @@ pub enum ImageError {
     /// Hashing a tree failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The packages apt installed are not the ones the base OS's lock file records.
+    #[error(
+        "the base OS's packages differ from its lock file ({} change(s)); apt's sources moved on:\n  {}\nupdate crates/image/base-os.lock and BASE_OS_CONTENT_HASH together once the new set is reviewed",
+        changes.len(), changes.join("\n  ")
+    )]
+    LockMismatch {
+        /// One line per changed package: `name: locked X, now Y`.
+        changes: Vec<String>,
+    },
+    /// An image could not be assembled from its inputs.
+    #[error("{what}: {reason}")]
+    Assembly {
+        /// The image part being assembled.
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl ImageError {

@@ -51,6 +51,7 @@ mod apt;
 mod error;
 mod kubernetes;
 mod oci;
+mod os;
 mod process;
 
 pub use crate::apt::{deb_src_config, deb_src_lines, deb_src_sources};
@@ -69,3 +70,14 @@ pub use crate::oci::{
     PAUSE_ARCHIVE, PAUSE_IMAGE, TEST_ARCHIVE, TEST_IMAGE, TEST_IMAGE_COMMAND, TEST_IMAGE_PORT,
     busybox_static, container_images, oci_archive, pause_image, pause_program, test_image,
 };
+pub use crate::os::base::{
+    BASE_OS_CONTENT_HASH, BASE_OS_DERIVATION_NAME, BASE_OS_EPOCH, BASE_OS_LOCK, BASE_OS_PACKAGES,
+    BASE_OS_SUITE, BaseOs, IMAGE_TOOLS, INITRD_MODULES, PRUNED_MODULE_DIRS, base_os,
+    ensure_image_tools, load_order, lock_changes, missing_image_tools, parse_modules_dep, squashfs,
+};
+pub use crate::os::cpio::{CpioEntry, write_cpio};
+pub use crate::os::initrd::{INIT_SCRIPT, INITRD_DERIVATION_NAME, Initrd, initrd};
+pub use crate::os::layer::{
+    LAYER_EPOCH, LAYER_FILE, Layer, LayerCopy, LayerFile, LayerSpec, assemble, install_links,
+};
+pub use crate::os::node::{ImageManifest, LayerEntry, NodeImage, NodeImageSpec};

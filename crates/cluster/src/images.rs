@@ -1,0 +1,331 @@
+//! Node images: the shared inputs (base OS, initrd, Kubernetes binaries, container images),
+//! the shared layers made of them, and per node a small layer of exactly that node's files plus
+//! the image that stacks them.
+
+use std::collections::BTreeMap;
+
+use kiln_graph::{DrvId, Graph};
+use kiln_image::{KubernetesSource, LayerCopy, LayerFile, LayerSpec, NodeImageSpec};
+use kiln_spec::{NodePlan, Plan, Role};
+
+use crate::{Artifacts, ClusterError};
+
+/// What the images need besides the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInputs {
+    /// Where the Kubernetes binaries come from.
+    pub kubernetes: KubernetesSource,
+}
+
+impl Default for ImageInputs {
+    fn default() -> ImageInputs {
+        ImageInputs {
+            kubernetes: KubernetesSource::debian_default(),
+        }
+    }
+}
+
+/// The time every container image file carries.
+const IMAGES_EPOCH: u64 = 1_767_225_600;
+
+/// The unit that imports kiln's container images into containerd before the kubelet starts.
+const IMPORT_UNIT: &str = "\
+[Unit]
+Description=Import kiln's container images into containerd
+Documentation=https://github.com/kiln-build/kiln
+After=containerd.service
+Requires=containerd.service
+Before=kubelet.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'for image in /usr/share/kiln/images/*.tar; do /usr/bin/ctr --namespace k8s.io images import \"$image\" || exit 1; done'
+
+[Install]
+WantedBy=multi-user.target
+";
+
+/// The kubelet waits for the images (the sandbox image above all).
+const KUBELET_DROP_IN: &str = "\
+[Unit]
+After=kiln-images.service
+Wants=kiln-images.service
+";
+
+/// The management NIC: when the machine has a second NIC (QEMU's user networking in tests), it
+/// takes an address by DHCP but no route, DNS or gateway, and the node does not wait for it.
+const MANAGEMENT_NETWORK: &str = "\
+# The management NIC (QEMU user networking with restrict=on): an address, nothing else.
+[Match]
+Name=eth1
+
+[Link]
+RequiredForOnline=no
+
+[Network]
+DHCP=ipv4
+LinkLocalAddressing=no
+
+[DHCPv4]
+UseRoutes=no
+UseDNS=no
+UseNTP=no
+UseHostname=no
+";
+
+/// A root shell on the second serial port, only when the kernel command line says
+/// `kiln.debug-shell`: for tests and debugging, never in a plain boot.
+const DEBUG_SHELL_UNIT: &str = "\
+[Unit]
+Description=kiln debug shell on ttyS1 (kernel command line: kiln.debug-shell)
+ConditionKernelCommandLine=kiln.debug-shell
+After=systemd-user-sessions.service
+
+[Service]
+ExecStart=/bin/sh -l
+StandardInput=tty
+StandardOutput=tty
+StandardError=tty
+TTYPath=/dev/ttyS1
+TTYReset=yes
+Restart=always
+RestartSec=1
+Environment=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin TERM=dumb
+
+[Install]
+WantedBy=multi-user.target
+";
+
+/// Adds the image derivations: `image/*` shared ones, and `node/<name>/layer` and
+/// `node/<name>/image` per node.
+pub(crate) fn add_images(
+    graph: &mut Graph,
+    artifacts: &mut Artifacts,
+    plan: &Plan,
+    inputs: &ImageInputs,
+) -> Result<(), ClusterError> {
+    let base_os = DrvId::new("image/base-os");
+    graph.add(base_os.clone(), kiln_image::base_os())?;
+    let initrd = DrvId::new("image/initrd");
+    graph.add(initrd.clone(), kiln_image::initrd(base_os.clone()))?;
+    let kubernetes = DrvId::new("image/kubernetes-binaries");
+    let binaries = kiln_image::kubernetes_binaries(&inputs.kubernetes).map_err(|error| {
+        ClusterError::Encode {
+            what: "the Kubernetes binaries".into(),
+            message: error.to_string(),
+        }
+    })?;
+    graph.add(kubernetes.clone(), binaries)?;
+    let busybox = DrvId::new("image/busybox");
+    graph.add(busybox.clone(), kiln_image::busybox_static())?;
+    let containers = DrvId::new("image/container-images");
+    graph.add(
+        containers.clone(),
+        kiln_image::container_images(busybox, IMAGES_EPOCH),
+    )?;
+
+    let kubernetes_layer = DrvId::new("image/layer/kubernetes");
+    let spec = LayerSpec {
+        copies: vec![LayerCopy {
+            input: "kubernetes".into(),
+            from: "bin".into(),
+            to: "usr/local/bin".into(),
+        }],
+        ..LayerSpec::default()
+    };
+    graph.add(
+        kubernetes_layer.clone(),
+        spec.derivation(
+            "kubernetes-layer",
+            [("kubernetes".to_owned(), kubernetes.clone())],
+        ),
+    )?;
+    let images_layer = DrvId::new("image/layer/images");
+    let spec = LayerSpec {
+        copies: vec![LayerCopy {
+            input: "images".into(),
+            from: "images".into(),
+            to: "usr/share/kiln/images".into(),
+        }],
+        ..LayerSpec::default()
+    };
+    graph.add(
+        images_layer.clone(),
+        spec.derivation(
+            "container-images-layer",
+            [("images".to_owned(), containers.clone())],
+        ),
+    )?;
+    for (name, id) in [
+        ("image/base-os", &base_os),
+        ("image/initrd", &initrd),
+        ("image/kubernetes-binaries", &kubernetes),
+        ("image/container-images", &containers),
+        ("image/layer/kubernetes", &kubernetes_layer),
+        ("image/layer/images", &images_layer),
+    ] {
+        artifacts.cluster.insert(name.to_owned(), id.clone());
+    }
+
+    for node in &plan.nodes {
+        let node_artifacts = artifacts.nodes.entry(node.name.clone()).or_default();
+        let layer_id = DrvId::new(format!("node/{}/layer", node.name));
+        let mut layer_inputs = Vec::new();
+        for artifact in ["units", "network", "manifests", "kubeconfigs", "pki"] {
+            if let Some(id) = node_artifacts.get(artifact) {
+                layer_inputs.push((artifact.to_owned(), id.clone()));
+            }
+        }
+        let layer = node_layer(plan, node, &layer_inputs);
+        graph.add(
+            layer_id.clone(),
+            layer.derivation(format!("{}-layer", node.name), layer_inputs),
+        )?;
+        node_artifacts.insert("layer".to_owned(), layer_id.clone());
+
+        let image_id = DrvId::new(format!("node/{}/image", node.name));
+        let (memory_mib, cpus) = guest_size(node);
+        let spec = NodeImageSpec {
+            cluster: plan.cluster.name.clone(),
+            node: node.name.clone(),
+            memory_mib,
+            cpus,
+            addresses: node.addresses.iter().map(ToString::to_string).collect(),
+            roles: node
+                .roles
+                .iter()
+                .map(|role| role_name(*role).to_owned())
+                .collect(),
+            layers: vec![
+                ("node".into(), "node-layer".into(), false),
+                ("kubernetes".into(), "kubernetes-layer".into(), true),
+                ("images".into(), "images-layer".into(), true),
+                ("base".into(), "base-os".into(), true),
+            ],
+        };
+        graph.add(
+            image_id.clone(),
+            spec.derivation([
+                ("node-layer".to_owned(), layer_id),
+                ("kubernetes-layer".to_owned(), kubernetes_layer.clone()),
+                ("images-layer".to_owned(), images_layer.clone()),
+                ("base-os".to_owned(), base_os.clone()),
+                ("initrd".to_owned(), initrd.clone()),
+            ]),
+        )?;
+        node_artifacts.insert("image".to_owned(), image_id);
+    }
+    Ok(())
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::ControlPlane => "control-plane",
+        Role::Etcd => "etcd",
+        Role::Worker => "worker",
+        Role::LoadBalancer => "load-balancer",
+    }
+}
+
+/// Guest memory (MiB) and CPUs by role: the control plane and etcd need the most.
+fn guest_size(node: &NodePlan) -> (u32, u32) {
+    if node.has(Role::ControlPlane) || node.has(Role::Etcd) {
+        (2048, 2)
+    } else if node.has(Role::Worker) {
+        (1536, 2)
+    } else {
+        (512, 1)
+    }
+}
+
+/// The node's own layer: its rendered files (units, network, manifests, kubeconfigs and the
+/// placed PKI under `etc/kubernetes/pki`), its identity, and the glue that starts it all.
+fn node_layer(plan: &Plan, node: &NodePlan, inputs: &[(String, DrvId)]) -> LayerSpec {
+    let mut copies = Vec::new();
+    for (input, _) in inputs {
+        let (from, to) = if input == "pki" {
+            ("pki", "etc/kubernetes/pki")
+        } else {
+            ("", "")
+        };
+        copies.push(LayerCopy {
+            input: input.clone(),
+            from: from.into(),
+            to: to.into(),
+        });
+    }
+    let machine_id = kiln_store::DigestBuilder::new("kiln-machine-id")
+        .str(&plan.cluster.name)
+        .str(&node.name)
+        .finish()
+        .to_hex();
+    let file = |path: &str, mode: u32, contents: String| LayerFile {
+        path: path.into(),
+        mode,
+        contents,
+    };
+    let mut files = vec![
+        file("etc/hostname", 0o644, format!("{}\n", node.name)),
+        file(
+            "etc/hosts",
+            0o644,
+            format!(
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{}\t{}\n",
+                node.primary_address(),
+                node.name
+            ),
+        ),
+        file("etc/machine-id", 0o444, format!("{}\n", &machine_id[..32])),
+        file(
+            "etc/systemd/network/90-kiln-management.network",
+            0o644,
+            MANAGEMENT_NETWORK.into(),
+        ),
+        file(
+            "etc/systemd/system/kiln-debug-shell.service",
+            0o644,
+            DEBUG_SHELL_UNIT.into(),
+        ),
+    ];
+    if node.pod_subnet.is_some() {
+        files.push(file(
+            "etc/systemd/system/kiln-images.service",
+            0o644,
+            IMPORT_UNIT.into(),
+        ));
+        files.push(file(
+            "etc/systemd/system/kubelet.service.d/10-kiln-images.conf",
+            0o644,
+            KUBELET_DROP_IN.into(),
+        ));
+    }
+    let mut symlinks = BTreeMap::new();
+    for (link, target) in [
+        (
+            "etc/systemd/system/multi-user.target.wants/systemd-networkd.service",
+            "/lib/systemd/system/systemd-networkd.service",
+        ),
+        (
+            "etc/systemd/system/sockets.target.wants/systemd-networkd.socket",
+            "/lib/systemd/system/systemd-networkd.socket",
+        ),
+        (
+            "etc/systemd/system/network-online.target.wants/systemd-networkd-wait-online.service",
+            "/lib/systemd/system/systemd-networkd-wait-online.service",
+        ),
+    ] {
+        symlinks.insert(link.to_owned(), target.to_owned());
+    }
+    let mut dirs = BTreeMap::new();
+    if inputs.iter().any(|(input, _)| input == "pki") {
+        dirs.insert("etc/kubernetes/pki".to_owned(), 0o700);
+    }
+    LayerSpec {
+        copies,
+        files,
+        symlinks,
+        dirs,
+        enable_units: true,
+    }
+}

@@ -1,0 +1,675 @@
+//! The base OS: a Debian root filesystem assembled by `mmdebstrap` from the machine's own apt
+//! sources, reproducibly (`SOURCE_DATE_EPOCH`), then packed into one squashfs image. A
+//! fixed-output derivation pinned to [`BASE_OS_CONTENT_HASH`], with `packages.lock` recording
+//! every installed package's version and `.deb` SHA-256.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use kiln_graph::{BuildContext, BuildError, Builder, Derivation};
+use kiln_store::Digest;
+
+use crate::error::ImageError;
+use crate::process::{Output, run_quiet, run_streaming};
+
+/// The Debian suite the base OS comes from.
+pub const BASE_OS_SUITE: &str = "bookworm";
+
+/// The packages asked for (on top of Debian's `minbase` variant); apt adds their dependencies.
+pub const BASE_OS_PACKAGES: &[&str] = &[
+    "busybox-static",
+    "ca-certificates",
+    "conntrack",
+    "containerd",
+    "containernetworking-plugins",
+    "dbus",
+    "etcd-server",
+    "iproute2",
+    "iptables",
+    "kmod",
+    "linux-image-amd64",
+    "runc",
+    "socat",
+    "systemd",
+    "systemd-sysv",
+    "udev",
+];
+
+/// The time every file of the base OS carries (2026-01-01T00:00:00Z).
+pub const BASE_OS_EPOCH: i64 = 1_767_225_600;
+
+/// The lock file: one line per installed package, `name version architecture sha256`, sorted.
+pub const BASE_OS_LOCK: &str = include_str!("../../base-os.lock");
+
+/// The content hash the base OS is pinned to: the tree hash of its output (`rootfs.squashfs`,
+/// `vmlinuz`, `kernel-release`, `initrd/`, `packages.lock`).
+pub const BASE_OS_CONTENT_HASH: &str =
+    "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The store name of the base OS.
+pub const BASE_OS_DERIVATION_NAME: &str = "base-os";
+
+/// The kernel modules the initrd loads (with their dependencies, resolved from `modules.dep`)
+/// to reach the root filesystem: virtio and Xen block devices, squashfs and overlayfs.
+pub const INITRD_MODULES: &[&str] = &[
+    "virtio_pci",
+    "virtio_blk",
+    "xen-blkfront",
+    "squashfs",
+    "overlay",
+];
+
+/// Kernel module directories (under `lib/modules/<release>/kernel/`) removed from the image: a
+/// node is a virtual machine, so sound, graphics, wireless, USB and the like never load.
+pub const PRUNED_MODULE_DIRS: &[&str] = &[
+    "sound",
+    "drivers/gpu",
+    "drivers/media",
+    "drivers/infiniband",
+    "drivers/staging",
+    "drivers/usb",
+    "drivers/net/wireless",
+    "drivers/net/ethernet",
+    "drivers/net/usb",
+    "drivers/net/can",
+    "drivers/net/wwan",
+    "drivers/bluetooth",
+    "drivers/iio",
+    "drivers/hid",
+    "drivers/isdn",
+    "drivers/mmc",
+    "drivers/mtd",
+    "drivers/thunderbolt",
+    "drivers/video",
+    "drivers/nfc",
+    "drivers/atm",
+    "drivers/firewire",
+    "drivers/hwmon",
+    "drivers/leds",
+    "drivers/power",
+    "drivers/platform",
+    "drivers/spi",
+    "drivers/i2c",
+    "drivers/pcmcia",
+    "drivers/comedi",
+    "drivers/w1",
+    "net/bluetooth",
+    "net/wireless",
+    "net/mac80211",
+    "net/nfc",
+    "net/ieee802154",
+];
+
+/// Programs the base OS build runs, with their Debian packages.
+pub const IMAGE_TOOLS: &[(&str, &str)] = &[
+    ("mmdebstrap", "mmdebstrap"),
+    ("mksquashfs", "squashfs-tools"),
+    ("depmod", "kmod"),
+    ("dpkg-query", "dpkg"),
+];
+
+const BUILD_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The entries of [`IMAGE_TOOLS`] whose programs are missing, as `(program, package)`.
+pub fn missing_image_tools() -> Vec<(&'static str, &'static str)> {
+    IMAGE_TOOLS
+        .iter()
+        .copied()
+        .filter(|(program, _)| {
+            !std::env::split_paths(BUILD_PATH).any(|dir| dir.join(program).is_file())
+        })
+        .collect()
+}
+
+/// Installs the Debian packages of [`IMAGE_TOOLS`] that are missing with `apt-get install`
+/// (which needs root). Never run by a build; the xtask calls it first.
+///
+/// # Errors
+///
+/// If `apt-get` fails, with its last lines of output.
+pub fn ensure_image_tools() -> Result<(), ImageError> {
+    let missing = missing_image_tools();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let packages: BTreeSet<&str> = missing.iter().map(|(_, package)| *package).collect();
+    let mut command = Command::new("apt-get");
+    command
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&packages);
+    run_quiet(command)
+}
+
+/// The base OS builder. See the module documentation.
+#[derive(Debug, Clone)]
+pub struct BaseOs {
+    etc_apt: PathBuf,
+    lock: String,
+}
+
+impl Default for BaseOs {
+    fn default() -> BaseOs {
+        BaseOs::new()
+    }
+}
+
+impl BaseOs {
+    /// The base OS from the machine's apt sources in `/etc/apt`, checked against
+    /// [`BASE_OS_LOCK`].
+    pub fn new() -> BaseOs {
+        BaseOs {
+            etc_apt: PathBuf::from("/etc/apt"),
+            lock: BASE_OS_LOCK.to_owned(),
+        }
+    }
+
+    /// The same, checked against another lock file's text (an empty text checks nothing: for
+    /// making a first lock).
+    pub fn with_lock(mut self, lock: &str) -> BaseOs {
+        self.lock = lock.to_owned();
+        self
+    }
+
+    /// The pinned content hash, [`BASE_OS_CONTENT_HASH`].
+    pub fn pinned_content_hash() -> Digest {
+        BASE_OS_CONTENT_HASH
+            .parse()
+            .unwrap_or_else(|_| Digest::of(BASE_OS_CONTENT_HASH.as_bytes()))
+    }
+
+    /// Builds the base OS into `out`, reporting progress through `report`.
+    ///
+    /// # Errors
+    ///
+    /// If a tool is missing, `mmdebstrap` or `mksquashfs` fails, or the installed packages are
+    /// not those of the lock file.
+    pub fn build_into(&self, out: &Path, report: &dyn Fn(&str)) -> Result<(), ImageError> {
+        let missing = missing_image_tools();
+        if !missing.is_empty() {
+            return Err(ImageError::MissingBuildTools {
+                programs: missing.iter().map(|(p, _)| (*p).to_owned()).collect(),
+                packages: missing.iter().map(|(_, p)| (*p).to_owned()).collect(),
+            });
+        }
+        let scratch = tempfile::Builder::new()
+            .prefix("kiln-base-os-")
+            .tempdir()
+            .map_err(|error| ImageError::io(std::env::temp_dir(), error))?;
+        let root = scratch.path().join("root");
+        let hashes = scratch.path().join("debs.sha256");
+        let log = scratch.path().join("mmdebstrap.log");
+
+        let mut command = clean_command("mmdebstrap");
+        command
+            .arg("--variant=minbase")
+            .arg("--mode=root")
+            .arg("--format=directory")
+            .arg(format!("--include={}", BASE_OS_PACKAGES.join(",")))
+            // Before apt's cache is cleaned: the SHA-256 of every .deb, for the lock file.
+            .arg(format!(
+                "--customize-hook=cd \"$1/var/cache/apt/archives\" && sha256sum -- *.deb > {}",
+                shell_quote(&hashes)
+            ))
+            .arg("--customize-hook=printf 'localhost\\n' > \"$1/etc/hostname\"")
+            .arg("--customize-hook=: > \"$1/etc/resolv.conf\"")
+            .arg(BASE_OS_SUITE)
+            .arg(&root);
+        for source in apt_source_files(&self.etc_apt)? {
+            command.arg(source);
+        }
+        report("mmdebstrap: resolving and downloading packages");
+        let mut last = String::new();
+        run_streaming(command, &log, Duration::from_secs(10), &mut |output| {
+            if let Output::Line(line) = output
+                && let Some(step) = line.strip_prefix("I: ")
+            {
+                last = step.to_owned();
+                report(&format!("mmdebstrap: {step}"));
+            } else if let Output::Quiet = output {
+                report(&format!("mmdebstrap: {last} (still working)"));
+            }
+        })?;
+
+        report("writing the lock file");
+        let lock = lock_file(&root, &hashes)?;
+        // A lock without packages (the first one) checks nothing.
+        if self
+            .lock
+            .lines()
+            .any(|line| !line.starts_with('#') && !line.trim().is_empty())
+        {
+            let changes = lock_changes(&self.lock, &lock);
+            if !changes.is_empty() {
+                return Err(ImageError::LockMismatch { changes });
+            }
+        }
+        write(&out.join("packages.lock"), lock.as_bytes())?;
+
+        report("removing what is host-specific or unused");
+        clean_tree(&root)?;
+        let release = kernel_release(&root)?;
+        prune_modules(&root, &release)?;
+        let mut depmod = clean_command("depmod");
+        depmod.arg("-b").arg(&root).arg(&release);
+        run_quiet(depmod)?;
+
+        let boot = root.join("boot");
+        copy(
+            &boot.join(format!("vmlinuz-{release}")),
+            &out.join("vmlinuz"),
+            0o644,
+        )?;
+        write(
+            &out.join("kernel-release"),
+            format!("{release}\n").as_bytes(),
+        )?;
+        initrd_parts(&root, &release, &out.join("initrd"))?;
+        // The kernel and its initramfs live outside the root filesystem.
+        remove_dir_contents(&boot)?;
+
+        report("packing rootfs.squashfs");
+        squashfs(
+            &root,
+            &out.join("rootfs.squashfs"),
+            BASE_OS_EPOCH,
+            true,
+            false,
+        )?;
+        Ok(())
+    }
+}
+
+impl Builder for BaseOs {
+    fn kind(&self) -> &str {
+        "kiln-image.base-os"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn params(&self) -> Vec<u8> {
+        let text = format!(
+            "suite={BASE_OS_SUITE}\npackages={}\nepoch={BASE_OS_EPOCH}\nmodules={}\npruned={}\nlock:\n{}",
+            BASE_OS_PACKAGES.join(","),
+            INITRD_MODULES.join(","),
+            PRUNED_MODULE_DIRS.join(","),
+            self.lock
+        );
+        text.into_bytes()
+    }
+
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
+        self.build_into(ctx.out(), &|message| ctx.report(message))
+            .map_err(BuildError::from_error)
+    }
+}
+
+/// The base OS as a fixed-output derivation pinned to [`BASE_OS_CONTENT_HASH`].
+pub fn base_os() -> Derivation {
+    Derivation::new(BASE_OS_DERIVATION_NAME, std::sync::Arc::new(BaseOs::new()))
+        .fixed(BaseOs::pinned_content_hash())
+}
+
+/// A command with a cleared environment: what reaches the output must not depend on the caller's
+/// locale, time zone or paths.
+fn clean_command(program: &str) -> Command {
+    let mut command = Command::new(program);
+    command
+        .env_clear()
+        .env("PATH", BUILD_PATH)
+        .env("LANG", "C.UTF-8")
+        .env("LC_ALL", "C.UTF-8")
+        .env("TZ", "UTC")
+        .env("SOURCE_DATE_EPOCH", BASE_OS_EPOCH.to_string())
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    command
+}
+
+fn shell_quote(path: &Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', "'\\''"))
+}
+
+/// The machine's apt source files that hold `deb` entries, in name order: `mmdebstrap` pastes
+/// each into the new system's sources, so no registry is named here.
+fn apt_source_files(etc_apt: &Path) -> Result<Vec<PathBuf>, ImageError> {
+    let mut files = Vec::new();
+    let list = etc_apt.join("sources.list");
+    if fs::read_to_string(&list).is_ok_and(|text| !crate::deb_src_lines(&text).is_empty()) {
+        files.push(list.clone());
+    }
+    let parts = etc_apt.join("sources.list.d");
+    let mut entries: Vec<PathBuf> = match fs::read_dir(&parts) {
+        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(_) => Vec::new(),
+    };
+    entries.sort();
+    for path in entries {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let text = fs::read_to_string(&path).unwrap_or_default();
+        let has_deb = if name.ends_with(".sources") {
+            !crate::deb_src_sources(&text).is_empty()
+        } else if name.ends_with(".list") {
+            !crate::deb_src_lines(&text).is_empty()
+        } else {
+            false
+        };
+        if has_deb {
+            files.push(path);
+        }
+    }
+    if files.is_empty() {
+        return Err(ImageError::NoAptSources {
+            searched: format!("{} and {}", list.display(), parts.display()),
+        });
+    }
+    Ok(files)
+}
+
+/// `name version architecture sha256` per installed package, sorted by name.
+fn lock_file(root: &Path, hashes: &Path) -> Result<String, ImageError> {
+    let output = clean_command("dpkg-query")
+        .arg(format!(
+            "--admindir={}",
+            root.join("var/lib/dpkg").display()
+        ))
+        .args(["-W", "-f", "${Package} ${Version} ${Architecture}\\n"])
+        .output()
+        .map_err(|error| ImageError::io("dpkg-query", error))?;
+    if !output.status.success() {
+        return Err(ImageError::Assembly {
+            what: "packages.lock".into(),
+            reason: String::from_utf8_lossy(&output.stderr).into_owned(),
+        });
+    }
+    let hash_text = fs::read_to_string(hashes).map_err(|error| ImageError::io(hashes, error))?;
+    // sha256sum prints `<hash>  <file>`; apt names files name_version_arch.deb with `:` as %3a.
+    let by_file: BTreeMap<&str, &str> = hash_text
+        .lines()
+        .filter_map(|line| line.split_once("  "))
+        .map(|(hash, file)| (file.trim(), hash))
+        .collect();
+    let mut lines = BTreeSet::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [name, version, arch] = fields[..] else {
+            continue;
+        };
+        let file = format!("{name}_{}_{arch}.deb", version.replace(':', "%3a"));
+        let hash = by_file.get(file.as_str()).copied().unwrap_or("-");
+        lines.insert(format!("{name} {version} {arch} {hash}"));
+    }
+    let mut text = String::from(
+        "# kiln base OS: every installed package, its version, architecture and .deb SHA-256.\n",
+    );
+    for line in lines {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+/// What differs between two lock files, one line per package.
+pub fn lock_changes(expected: &str, actual: &str) -> Vec<String> {
+    let parse = |text: &str| -> BTreeMap<String, String> {
+        text.lines()
+            .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+            .filter_map(|line| {
+                let (name, rest) = line.split_once(' ')?;
+                Some((name.to_owned(), rest.to_owned()))
+            })
+            .collect()
+    };
+    let (expected, actual) = (parse(expected), parse(actual));
+    let names: BTreeSet<&String> = expected.keys().chain(actual.keys()).collect();
+    names
+        .into_iter()
+        .filter_map(|name| match (expected.get(name), actual.get(name)) {
+            (Some(a), Some(b)) if a == b => None,
+            (Some(a), Some(b)) => Some(format!("{name}: locked {a}, now {b}")),
+            (Some(a), None) => Some(format!("{name}: locked {a}, now not installed")),
+            (None, Some(b)) => Some(format!("{name}: not locked, now {b}")),
+            (None, None) => None,
+        })
+        .collect()
+}
+
+/// Removes what would tie the tree to the build machine or is not used by a node: apt's
+/// sources (they name the build machine's mirrors) and caches, logs of the installation.
+fn clean_tree(root: &Path) -> Result<(), ImageError> {
+    for file in [
+        "etc/apt/sources.list",
+        "var/log/dpkg.log",
+        "var/log/alternatives.log",
+        "var/cache/ldconfig/aux-cache",
+    ] {
+        remove_file_if_present(&root.join(file))?;
+    }
+    for dir in [
+        "etc/apt/sources.list.d",
+        "var/cache/apt",
+        "var/lib/apt/lists",
+        "var/log/apt",
+        "tmp",
+        "var/tmp",
+    ] {
+        remove_dir_contents(&root.join(dir))?;
+    }
+    Ok(())
+}
+
+fn kernel_release(root: &Path) -> Result<String, ImageError> {
+    let modules = root.join("usr/lib/modules");
+    let mut releases: Vec<String> = fs::read_dir(&modules)
+        .map_err(|error| ImageError::io(&modules, error))?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .collect();
+    releases.sort();
+    match releases.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => Err(ImageError::Assembly {
+            what: "the kernel".into(),
+            reason: format!(
+                "expected exactly one kernel under {}, found {releases:?}",
+                modules.display()
+            ),
+        }),
+    }
+}
+
+fn prune_modules(root: &Path, release: &str) -> Result<(), ImageError> {
+    let kernel = root.join("usr/lib/modules").join(release).join("kernel");
+    for dir in PRUNED_MODULE_DIRS {
+        let path = kernel.join(dir);
+        match fs::remove_dir_all(&path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(ImageError::io(path, error)),
+        }
+    }
+    Ok(())
+}
+
+/// Copies busybox and the [`INITRD_MODULES`] with their dependencies into `dir`:
+/// `busybox`, `modules/<file>.ko`, and `modules.load` (file names in load order).
+fn initrd_parts(root: &Path, release: &str, dir: &Path) -> Result<(), ImageError> {
+    let modules_dir = root.join("usr/lib/modules").join(release);
+    let dep_file = modules_dir.join("modules.dep");
+    let deps_text =
+        fs::read_to_string(&dep_file).map_err(|error| ImageError::io(&dep_file, error))?;
+    let deps = parse_modules_dep(&deps_text);
+    let order = load_order(&deps, INITRD_MODULES).map_err(|reason| ImageError::Assembly {
+        what: "initrd modules".into(),
+        reason,
+    })?;
+    fs::create_dir_all(dir.join("modules")).map_err(|error| ImageError::io(dir, error))?;
+    copy(&root.join("usr/bin/busybox"), &dir.join("busybox"), 0o755)?;
+    let mut load = String::new();
+    for path in &order {
+        let file = Path::new(path)
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or(path);
+        copy(
+            &modules_dir.join(path),
+            &dir.join("modules").join(file),
+            0o644,
+        )?;
+        load.push_str(file);
+        load.push('\n');
+    }
+    write(&dir.join("modules.load"), load.as_bytes())
+}
+
+/// `modules.dep` as module path → dependency paths.
+pub fn parse_modules_dep(text: &str) -> BTreeMap<String, Vec<String>> {
+    text.lines()
+        .filter_map(|line| {
+            let (module, deps) = line.split_once(':')?;
+            Some((
+                module.trim().to_owned(),
+                deps.split_whitespace().map(str::to_owned).collect(),
+            ))
+        })
+        .collect()
+}
+
+/// The module paths to load, dependencies first, for the modules named `wanted` (names as
+/// `modprobe` takes them: `-` and `_` are the same).
+///
+/// ```
+/// let deps = kiln_image::parse_modules_dep(
+///     "kernel/a/virtio_blk.ko: kernel/a/virtio_ring.ko kernel/a/virtio.ko\nkernel/a/virtio_ring.ko: kernel/a/virtio.ko\nkernel/a/virtio.ko:\n",
+/// );
+/// assert_eq!(
+///     kiln_image::load_order(&deps, &["virtio-blk"]).unwrap(),
+///     ["kernel/a/virtio.ko", "kernel/a/virtio_ring.ko", "kernel/a/virtio_blk.ko"],
+/// );
+/// ```
+///
+/// # Errors
+///
+/// If a wanted module is not in `deps`.
+pub fn load_order(
+    deps: &BTreeMap<String, Vec<String>>,
+    wanted: &[&str],
+) -> Result<Vec<String>, String> {
+    let normal = |name: &str| name.replace('-', "_");
+    let by_name: BTreeMap<String, &String> = deps
+        .keys()
+        .map(|path| {
+            let file = Path::new(path)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or(path);
+            let stem = file.split(".ko").next().unwrap_or(file);
+            (normal(stem), path)
+        })
+        .collect();
+    fn visit(
+        path: &str,
+        deps: &BTreeMap<String, Vec<String>>,
+        order: &mut Vec<String>,
+        seen: &mut BTreeSet<String>,
+    ) {
+        if !seen.insert(path.to_owned()) {
+            return;
+        }
+        // modules.dep lists dependencies so that the last must load first.
+        for dep in deps.get(path).into_iter().flatten().rev() {
+            visit(dep, deps, order, seen);
+        }
+        order.push(path.to_owned());
+    }
+    let mut order = Vec::new();
+    let mut seen = BTreeSet::new();
+    for name in wanted {
+        let path = by_name
+            .get(&normal(name))
+            .ok_or_else(|| format!("kernel module {name} is not in modules.dep"))?;
+        visit(path, deps, &mut order, &mut seen);
+    }
+    Ok(order)
+}
+
+/// Packs `tree` into a squashfs image at `image`, reproducibly: every time `epoch`, entries
+/// sorted (squashfs requires it), zstd-compressed when `compress`, else stored; owners kept, or
+/// all root when `all_root`.
+///
+/// # Errors
+///
+/// If `mksquashfs` fails.
+pub fn squashfs(
+    tree: &Path,
+    image: &Path,
+    epoch: i64,
+    compress: bool,
+    all_root: bool,
+) -> Result<(), ImageError> {
+    let mut command = clean_command("mksquashfs");
+    // mksquashfs refuses SOURCE_DATE_EPOCH together with the explicit times below.
+    command.env_remove("SOURCE_DATE_EPOCH");
+    if all_root {
+        command.arg("-all-root");
+    }
+    command
+        .arg(tree)
+        .arg(image)
+        .args(["-noappend", "-quiet", "-no-progress"])
+        .args([
+            "-mkfs-time",
+            &epoch.to_string(),
+            "-all-time",
+            &epoch.to_string(),
+        ]);
+    if compress {
+        command.args(["-comp", "zstd"]);
+    } else {
+        command.args(["-noI", "-noD", "-noF", "-noX"]);
+    }
+    run_quiet(command)
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
+    fs::write(path, bytes).map_err(|error| ImageError::io(path, error))
+}
+
+fn copy(from: &Path, to: &Path, mode: u32) -> Result<(), ImageError> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::copy(from, to).map_err(|error| ImageError::io(from, error))?;
+    fs::set_permissions(to, fs::Permissions::from_mode(mode))
+        .map_err(|error| ImageError::io(to, error))
+}
+
+fn remove_file_if_present(path: &Path) -> Result<(), ImageError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(ImageError::io(path, error)),
+    }
+}
+
+fn remove_dir_contents(dir: &Path) -> Result<(), ImageError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(ImageError::io(dir, error)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|error| ImageError::io(dir, error))?;
+        let path = entry.path();
+        let result = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        result.map_err(|error| ImageError::io(&path, error))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,331 @@
+//! A node image: one store path per node holding `image.json`, the kernel, the initrd, its
+//! layers (the per-node layer on top of the shared ones), a ready-to-run QEMU script and a Xen
+//! PVH `xl.cfg`.
+//!
+//! Shared parts are never copied: the kernel, the initrd and every layer are relative symbolic
+//! links to the sibling store paths that hold them (`../<digest>-base-os/vmlinuz`), so a
+//! cluster's images store the base OS, the Kubernetes binaries and the container images once.
+//! Relative links keep the image's bytes independent of where the store lives.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId};
+use serde::{Deserialize, Serialize};
+
+use super::layer::LAYER_FILE;
+
+/// What a node image is: the contract between the image and whatever boots it (`run-qemu`,
+/// `xl.cfg`, `cargo xtask run-vm`, the VM tests). Paths are relative to the image directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageManifest {
+    /// The cluster's name.
+    pub cluster: String,
+    /// The node's name.
+    pub node: String,
+    /// The kernel.
+    pub kernel: String,
+    /// The initramfs.
+    pub initrd: String,
+    /// The kernel command line.
+    pub cmdline: String,
+    /// Raw read-only disks, attached in this order (`vda`, `vdb`, ...): the layers, topmost
+    /// first.
+    pub disks: Vec<String>,
+    /// Each layer's name, size and SHA-256, in disk order.
+    pub layers: Vec<LayerEntry>,
+    /// Guest memory in MiB.
+    pub memory_mib: u32,
+    /// Virtual CPUs.
+    pub cpus: u32,
+    /// The MAC address of the cluster NIC (`eth0`).
+    pub mac: String,
+    /// The node's addresses on the cluster network, in CIDR notation.
+    pub addresses: Vec<String>,
+    /// The node's roles.
+    pub roles: Vec<String>,
+}
+
+/// One layer of an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerEntry {
+    /// The layer's name, as on the kernel command line's `kiln.layers=`.
+    pub name: String,
+    /// The disk file, relative to the image directory.
+    pub file: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Its SHA-256.
+    pub sha256: String,
+    /// Whether other nodes' images share it.
+    pub shared: bool,
+}
+
+/// What the node image builder needs besides its inputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeImageSpec {
+    /// The cluster's name.
+    pub cluster: String,
+    /// The node's name.
+    pub node: String,
+    /// Guest memory in MiB.
+    pub memory_mib: u32,
+    /// Virtual CPUs.
+    pub cpus: u32,
+    /// The node's addresses, CIDR notation.
+    pub addresses: Vec<String>,
+    /// The node's roles.
+    pub roles: Vec<String>,
+    /// The layers in stacking order, topmost first: (layer name, input name, shared). The
+    /// last must be the base OS input, `base-os`, whose `rootfs.squashfs` is used.
+    pub layers: Vec<(String, String, bool)>,
+}
+
+impl NodeImageSpec {
+    /// The derivation, named `<node>-image`. `inputs` maps input names (those of
+    /// [`NodeImageSpec::layers`], plus `initrd`) to derivations.
+    pub fn derivation(self, inputs: impl IntoIterator<Item = (String, DrvId)>) -> Derivation {
+        let name = format!("{}-image", self.node);
+        let mut derivation = Derivation::new(name, Arc::new(NodeImage { spec: self }));
+        for (input, id) in inputs {
+            derivation = derivation.input(input, id);
+        }
+        derivation
+    }
+
+    /// The MAC address of the node's cluster NIC: locally administered, from a hash of the
+    /// cluster's and the node's names.
+    pub fn mac(&self) -> String {
+        let digest = kiln_store::DigestBuilder::new("kiln-node-mac")
+            .str(&self.cluster)
+            .str(&self.node)
+            .finish();
+        let bytes = digest.as_bytes();
+        format!(
+            "52:54:00:{:02x}:{:02x}:{:02x}",
+            bytes[0], bytes[1], bytes[2]
+        )
+    }
+
+    /// The UDP port of the cluster's QEMU multicast segment, from a hash of the cluster's
+    /// name (in 20000..40000).
+    pub fn segment_port(&self) -> u16 {
+        let digest = kiln_store::DigestBuilder::new("kiln-segment-port")
+            .str(&self.cluster)
+            .finish();
+        let bytes = digest.as_bytes();
+        20_000 + u16::from_be_bytes([bytes[0], bytes[1]]) % 20_000
+    }
+
+    /// The kernel command line.
+    pub fn cmdline(&self, console: &str) -> String {
+        let layers: Vec<&str> = self
+            .layers
+            .iter()
+            .map(|(name, _, _)| name.as_str())
+            .collect();
+        format!(
+            "console={console} panic=10 net.ifnames=0 systemd.unified_cgroup_hierarchy=0 kiln.layers={}",
+            layers.join(",")
+        )
+    }
+}
+
+/// The node image builder.
+#[derive(Debug)]
+pub struct NodeImage {
+    spec: NodeImageSpec,
+}
+
+impl Builder for NodeImage {
+    fn kind(&self) -> &str {
+        "kiln-image.node"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn params(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.spec).unwrap_or_default()
+    }
+
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
+        let spec = &self.spec;
+        let out = ctx.out();
+        let sibling = |input: &str, file: &str| -> Result<String, BuildError> {
+            let path = ctx.input(input)?;
+            let name = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .ok_or_else(|| BuildError::new(format!("input {input} has no store name")))?;
+            Ok(format!("../{name}/{file}"))
+        };
+        let link = |target: &str, path: &Path| {
+            std::os::unix::fs::symlink(target, path).map_err(|error| BuildError::io(path, error))
+        };
+        link(&sibling("base-os", "vmlinuz")?, &out.join("vmlinuz"))?;
+        link(&sibling("initrd", "initrd.img")?, &out.join("initrd.img"))?;
+        let layers_dir = out.join("layers");
+        fs::create_dir(&layers_dir).map_err(|error| BuildError::io(&layers_dir, error))?;
+        let mut layers = Vec::new();
+        for (name, input, shared) in &spec.layers {
+            let file = if input == "base-os" {
+                "rootfs.squashfs"
+            } else {
+                LAYER_FILE
+            };
+            let source = ctx.input(input)?.join(file);
+            let relative = format!("layers/{name}.squashfs");
+            link(
+                &format!("../{}", sibling(input, file)?),
+                &out.join(&relative),
+            )?;
+            let (bytes, sha256) = size_and_sha256(&source)?;
+            layers.push(LayerEntry {
+                name: name.clone(),
+                file: relative,
+                bytes,
+                sha256,
+                shared: *shared,
+            });
+        }
+        let manifest = ImageManifest {
+            cluster: spec.cluster.clone(),
+            node: spec.node.clone(),
+            kernel: "vmlinuz".into(),
+            initrd: "initrd.img".into(),
+            cmdline: spec.cmdline("ttyS0"),
+            disks: layers.iter().map(|layer| layer.file.clone()).collect(),
+            layers,
+            memory_mib: spec.memory_mib,
+            cpus: spec.cpus,
+            mac: spec.mac(),
+            addresses: spec.addresses.clone(),
+            roles: spec.roles.clone(),
+        };
+        let mut json = serde_json::to_string_pretty(&manifest).map_err(BuildError::from_error)?;
+        json.push('\n');
+        write(&out.join("image.json"), &json, 0o644)?;
+        write(&out.join("run-qemu"), &qemu_script(spec, &manifest), 0o755)?;
+        write(&out.join("xl.cfg"), &xl_cfg(spec, &manifest), 0o644)?;
+        Ok(())
+    }
+}
+
+fn write(path: &Path, text: &str, mode: u32) -> Result<(), BuildError> {
+    fs::write(path, text).map_err(|error| BuildError::io(path, error))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(|error| BuildError::io(path, error))
+}
+
+fn size_and_sha256(path: &Path) -> Result<(u64, String), BuildError> {
+    use sha2::Digest as _;
+    let mut file = fs::File::open(path).map_err(|error| BuildError::io(path, error))?;
+    let mut hasher = sha2::Sha256::new();
+    let bytes =
+        std::io::copy(&mut file, &mut hasher).map_err(|error| BuildError::io(path, error))?;
+    Ok((bytes, hex::encode(hasher.finalize())))
+}
+
+/// The `run-qemu` script: boots the image with the serial console on the terminal. `eth0` joins
+/// the cluster's segment (a QEMU multicast socket: every node of the cluster started this way on
+/// one machine shares it, nothing else does); `eth1` is QEMU user networking with
+/// `restrict=on`, so the guest reaches nothing outside. Extra arguments go to QEMU (for
+/// example `-netdev user,...,hostfwd=...` replacements are not needed: add
+/// `KILN_QEMU_HOSTFWD=hostfwd=tcp:127.0.0.1:6443-:6443`).
+fn qemu_script(spec: &NodeImageSpec, manifest: &ImageManifest) -> String {
+    let mut script = String::new();
+    let _ = writeln!(script, "#!/bin/sh");
+    let _ = writeln!(
+        script,
+        "# Boots node {} of cluster {} under QEMU, its serial console on this terminal.",
+        spec.node, spec.cluster
+    );
+    let _ = writeln!(
+        script,
+        "# KILN_QEMU_ACCEL picks the accelerator (default: tcg,thread=multi; kvm where it works)."
+    );
+    let _ = writeln!(
+        script,
+        "# KILN_QEMU_HOSTFWD adds port forwards to the management NIC, e.g. hostfwd=tcp:127.0.0.1:6443-:6443."
+    );
+    let _ = writeln!(script, "# Extra arguments are passed to QEMU.");
+    let _ = writeln!(script, "set -eu");
+    let _ = writeln!(script, "here=$(cd \"$(dirname \"$0\")\" && pwd)");
+    let _ = writeln!(script, "accel=${{KILN_QEMU_ACCEL:-tcg,thread=multi}}");
+    let _ = writeln!(script, "fwd=${{KILN_QEMU_HOSTFWD:+,$KILN_QEMU_HOSTFWD}}");
+    let _ = writeln!(script, "exec qemu-system-x86_64 \\");
+    let _ = writeln!(script, "  -name {}-{} \\", spec.cluster, spec.node);
+    let _ = writeln!(script, "  -accel \"$accel\" -cpu max \\");
+    let _ = writeln!(
+        script,
+        "  -m {} -smp {} \\",
+        manifest.memory_mib, manifest.cpus
+    );
+    let _ = writeln!(script, "  -nographic -no-reboot \\");
+    let _ = writeln!(
+        script,
+        "  -kernel \"$here/{}\" -initrd \"$here/{}\" \\",
+        manifest.kernel, manifest.initrd
+    );
+    let _ = writeln!(script, "  -append '{}' \\", manifest.cmdline);
+    for disk in &manifest.disks {
+        let _ = writeln!(
+            script,
+            "  -drive \"file=$here/{disk},if=virtio,format=raw,readonly=on\" \\"
+        );
+    }
+    let _ = writeln!(
+        script,
+        "  -netdev socket,id=cluster,mcast=230.0.0.1:{} \\",
+        spec.segment_port()
+    );
+    let _ = writeln!(
+        script,
+        "  -device virtio-net-pci,netdev=cluster,mac={} \\",
+        manifest.mac
+    );
+    let _ = writeln!(script, "  -netdev \"user,id=mgmt,restrict=on$fwd\" \\");
+    let _ = writeln!(script, "  -device virtio-net-pci,netdev=mgmt \\");
+    let _ = writeln!(script, "  \"$@\"");
+    script
+}
+
+/// The Xen PVH guest configuration. Paths are relative: run `xl create xl.cfg` in the image
+/// directory. `eth0` goes to the bridge `kiln-<cluster>`, which the host provides.
+fn xl_cfg(spec: &NodeImageSpec, manifest: &ImageManifest) -> String {
+    let mut cfg = String::new();
+    let _ = writeln!(
+        cfg,
+        "# Xen PVH guest: node {} of cluster {}. Run `xl create xl.cfg` in this directory.",
+        spec.node, spec.cluster
+    );
+    let _ = writeln!(cfg, "name = \"{}-{}\"", spec.cluster, spec.node);
+    let _ = writeln!(cfg, "type = \"pvh\"");
+    let _ = writeln!(cfg, "kernel = \"{}\"", manifest.kernel);
+    let _ = writeln!(cfg, "ramdisk = \"{}\"", manifest.initrd);
+    let _ = writeln!(cfg, "cmdline = \"{}\"", spec.cmdline("hvc0"));
+    let _ = writeln!(cfg, "memory = {}", manifest.memory_mib);
+    let _ = writeln!(cfg, "vcpus = {}", manifest.cpus);
+    let disks: Vec<String> = manifest
+        .disks
+        .iter()
+        .enumerate()
+        .map(|(index, disk)| {
+            let letter = char::from(b'a' + u8::try_from(index).unwrap_or(25));
+            format!("\"format=raw, vdev=xvd{letter}, access=ro, target={disk}\"")
+        })
+        .collect();
+    let _ = writeln!(cfg, "disk = [ {} ]", disks.join(", "));
+    let _ = writeln!(
+        cfg,
+        "vif = [ \"mac={}, bridge=kiln-{}\" ]",
+        manifest.mac, spec.cluster
+    );
+    let _ = writeln!(cfg, "on_crash = \"destroy\"");
+    cfg
+}
