@@ -70,6 +70,7 @@ mod netplan;
 mod network;
 mod networkd;
 mod nginx;
+mod text;
 
 pub use cni::{
     BRIDGE, BridgePlugin, CNI_VERSION, CONFLIST_PATH, CniConf, CniConfList, CniPlugin,
@@ -79,7 +80,7 @@ pub use cni::{
 pub use error::Error;
 pub use netplan::{NETPLAN_PATH, netplan};
 pub use network::{INTERFACE, NodeNetwork, PodRoute, node_network, pod_routes};
-pub use networkd::{IniFile, IniSection, NETWORKD_PATH, networkd, networkd_network};
+pub use networkd::{IniFile, IniSection, IniValue, NETWORKD_PATH, networkd, networkd_network};
 pub use nginx::{
     APISERVER_TLS_NAME, CA_CERTIFICATE_PATH, Directive, HEALTH_CHECK_PORT, NGINX_PATH, NginxConf,
     load_balancer, load_balancer_config,
@@ -101,7 +102,12 @@ pub struct RenderedFile {
 /// systemd-networkd file (an image uses whichever its network stack reads), the CNI files on a
 /// kubelet node, and nginx's configuration where the API load balancer runs.
 pub fn render_node(plan: &kiln_spec::Plan, node: &str) -> Result<Vec<RenderedFile>, Error> {
-    let mut files = vec![netplan(plan, node)?, networkd(plan, node)?];
+    // Both interface files describe the same network; compute its routes once.
+    let network = node_network(plan, node)?;
+    let mut files = vec![
+        netplan::netplan_file(&network),
+        networkd::networkd_file(&network),
+    ];
     files.extend(cni(plan, node)?);
     files.extend(load_balancer(plan, node)?);
     files.sort_by(|a, b| a.path.cmp(&b.path));

@@ -104,7 +104,7 @@ proptest! {
             let mut routes: Vec<(String, String)> = ini.sections.iter()
                 .filter(|section| section.name == "Route")
                 .map(|section| {
-                    let value = |key: &str| section.entries.iter().find(|(name, _)| *name == key).map(|(_, value)| value.clone()).expect("the key");
+                    let value = |key: &str| section.entries.iter().find(|(name, _)| *name == key).map(|(_, value)| value.to_string()).expect("the key");
                     (value("Destination"), value("Gateway"))
                 })
                 .collect();
