@@ -15,6 +15,9 @@ use crate::{Error, GuestShell, Kubectl, NodeImage, Segment, free_tcp_port, wait_
 /// loopback, so it is reached from inside its guest.
 const KUBELET_PORT: u16 = 10250;
 
+/// The kernel command line word that makes a kiln image start a root shell on `ttyS1`.
+pub const DEBUG_SHELL: &str = "kiln.debug-shell";
+
 /// How to boot a cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
@@ -96,7 +99,8 @@ impl Cluster {
                 name: image.node.clone(),
                 kernel: image.kernel.clone(),
                 initrd: image.initrd.clone(),
-                cmdline: image.cmdline.clone(),
+                // The image starts its root shell on ttyS1 only when asked.
+                cmdline: format!("{} {DEBUG_SHELL}", image.cmdline),
                 disks: image.disks.clone(),
                 memory_mib: image.memory_mib,
                 cpus: image.cpus,

@@ -6,10 +6,10 @@ use serde::Deserialize;
 
 use crate::Error;
 
-/// One node's bootable image, as its `image.json` describes it. Paths are resolved against the
-/// image directory when loaded.
+/// One node's bootable image, as its `image.json` describes it (the fields the harness uses;
+/// others, such as the layers' hashes, are ignored). Paths are resolved against the image
+/// directory when loaded.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct NodeImage {
     /// The node's name (`node1`).
     pub node: String,
@@ -104,10 +104,11 @@ mod tests {
         }
         std::fs::write(
             dir.path().join("image.json"),
-            r#"{"node":"node1","kernel":"vmlinuz","initrd":"initrd.img",
+            r#"{"cluster":"two-node","node":"node1","kernel":"vmlinuz","initrd":"initrd.img",
                 "cmdline":"console=ttyS0 net.ifnames=0","disks":["layers/node.squashfs"],
                 "memory_mib":2048,"cpus":2,"mac":"52:54:00:00:00:11",
-                "addresses":["192.168.50.11/24"],"roles":["control-plane","etcd","worker"]}"#,
+                "addresses":["192.168.50.11/24"],"roles":["control-plane","etcd","worker"],
+                "layers":[{"name":"node","file":"layers/node.squashfs","bytes":1}]}"#,
         )
         .expect("write");
         let image = NodeImage::load(dir.path()).expect("load");
