@@ -2,7 +2,8 @@
 //! and the operator's kubeconfigs.
 //!
 //! Units are rendered from the plan; their parameters are what kiln-units reads: the
-//! cluster-wide plan, the options, whether the controller manager signs CSRs, and the node.
+//! cluster-wide plan, the options, whether the controller manager signs CSRs, the node, and the
+//! node's pod subnet (its pod NAT rule masquerades what leaves it).
 //! Kubeconfigs take the PKI derivations of exactly the certificates they carry as inputs, so
 //! a node's kubeconfigs never depend on another node's certificates.
 
@@ -41,6 +42,8 @@ struct UnitParams<'a> {
     options: &'a OptionsPlan,
     controller_manager_signs_csrs: bool,
     node: NodeAddressing<'a>,
+    /// The source of the node's pod NAT rule (`kiln-pod-nat.service`).
+    pod_subnet: Option<ipnet::Ipv4Net>,
 }
 
 /// The part of a node that kiln-kubeconfig reads: its name and roles.
@@ -72,6 +75,7 @@ pub(crate) fn add_units(
                 options: &plan.options,
                 controller_manager_signs_csrs: plan.pki.controller_manager_signs_csrs,
                 node: NodeAddressing::of(node),
+                pod_subnet: node.pod_subnet,
             },
         )?;
         renderer.add(graph, artifacts, plan, &node.name, params)?;

@@ -60,8 +60,11 @@ pub struct BridgePlugin {
     /// containernetworking-plugins 1.1.1 adds the default route twice and fails every pod with
     /// "failed to add route ... file exists" (its tests run the plugin to show this).
     pub is_gateway: bool,
-    /// Whether traffic leaving the pod subnet is masqueraded to the node's address (traffic to
-    /// other nodes' pods included: the plugin exempts only the node's own subnet).
+    /// Whether traffic leaving the pod subnet is masqueraded to the node's address. kiln writes
+    /// `false`: the plugin exempts only the node's own subnet, so it would also masquerade
+    /// traffic to other nodes' pods, and Kubernetes' network model has pods see each other's
+    /// real addresses. kiln-units' `kiln-pod-nat.service` masquerades instead what leaves the
+    /// cluster's whole pod range.
     pub ip_masq: bool,
     /// Whether a pod can reach itself through a Service (hairpin).
     pub hairpin_mode: bool,
@@ -149,7 +152,7 @@ pub fn cni_conflist(plan: &Plan, node: &str) -> Result<Option<CniConfList>, Erro
             CniPlugin::Bridge(BridgePlugin {
                 bridge: BRIDGE.to_owned(),
                 is_gateway: true,
-                ip_masq: true,
+                ip_masq: false,
                 hairpin_mode: true,
                 ipam: HostLocalIpam {
                     kind: "host-local".to_owned(),

@@ -8,11 +8,12 @@
 //! 192.168.50.12` does in the two-node guide. That needs the next hops on-link: kiln assumes the
 //! nodes share an L2 subnet and returns [`Error::UnreachablePeer`] where they do not.
 //!
-//! Pods masquerade (the bridge plugin's `ipMasq`) whatever leaves their node's pod subnet, so a
-//! pod on another node sees the sending node's address rather than the pod's. Kubernetes'
-//! network model asks for no NAT between pods; containernetworking-plugins 1.1.1 cannot exempt
-//! the cluster's pod range, so lifting this takes `ipMasq: false` plus a node firewall rule
-//! (masquerade `pod_cidr` to anything outside `pod_cidr`), which belongs with the node's units.
+//! There is no NAT between pods, as Kubernetes' network model asks: a pod on another node sees
+//! the sending pod's own address. The bridge plugin's `ipMasq` is off, since
+//! containernetworking-plugins 1.1.1 exempts only the node's own pod subnet from it and so
+//! would masquerade traffic to other nodes' pods too; traffic from a pod to anything outside
+//! the cluster's `pod_cidr` is masqueraded instead by a node firewall rule that kiln-units'
+//! `kiln-pod-nat.service` installs on every kubelet node.
 //!
 //! The crate is pure: functions take a plan and a node name and return typed values or
 //! [`RenderedFile`]s (node-relative path, bytes, mode), sorted and byte-for-byte reproducible.

@@ -102,9 +102,11 @@ fn conflists_have_the_spec_fields_and_documented_plugin_fields() {
         let bridge = &plugins[0];
         keys_within(bridge, BRIDGE_KEYS, &what);
         assert_eq!(bridge["bridge"], "cni0");
-        for flag in ["isGateway", "ipMasq", "hairpinMode"] {
+        for flag in ["isGateway", "hairpinMode"] {
             assert_eq!(bridge[flag], true, "{what}: {flag}");
         }
+        // No NAT between pods: kiln-pod-nat.service masquerades only what leaves pod_cidr.
+        assert_eq!(bridge["ipMasq"], false, "{what}: ipMasq");
         // With both isDefaultGateway and an IPAM default route, bridge 1.1.1 fails every pod.
         assert!(bridge.get("isDefaultGateway").is_none(), "{what}");
         let ipam = &bridge["ipam"];

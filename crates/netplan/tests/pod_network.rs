@@ -6,6 +6,15 @@
 //! reaches pods connects over TCP to every other node's pod. A first attempt before the pod
 //! routes are added must fail, so the routes are shown to be what carries the traffic.
 //!
+//! There is no NAT between pods: each pod sees the real address of a pod that connects from
+//! another node. Traffic from a pod to an address outside the cluster's pod range is
+//! masqueraded by kiln-units' `kiln-pod-nat.service`, whose commands the test runs in each
+//! kubelet node's namespace exactly as the unit file (kiln-units' golden copy, which that
+//! crate's golden test keeps equal to its output) writes them: a pod's connection to another
+//! node's address shows the pod's own address before the rule and its node's address after,
+//! the rule counts packets on that node only, starting twice leaves one rule, and stopping
+//! removes it.
+//!
 //! Everything runs under `unshare --net --mount` with a private `/run`, so the host's
 //! interfaces, routes, firewall and `/run/netns` are never touched, and nothing is sent off the
 //! machine. It needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN), as `cargo xtask test` runs.
@@ -21,7 +30,8 @@ use kiln_spec::{Plan, Role};
 use serde_json::{Value, json};
 
 /// A TCP probe: `serve` answers each connection with the caller's address (for 30 s at most);
-/// `connect RESULT` connects to the pod address in a CNI result file and prints the answer.
+/// `connect RESULT TIMEOUT` connects to the pod address in a CNI result file, and
+/// `connect-address ADDRESS TIMEOUT` to an address, and prints the answer.
 const PROBE: &str = r#"
 import json, socket, sys
 if sys.argv[1] == "serve":
@@ -36,7 +46,10 @@ if sys.argv[1] == "serve":
         connection.sendall(peer[0].encode())
         connection.close()
 else:
-    address = json.load(open(sys.argv[2]))["ips"][0]["address"].split("/")[0]
+    if sys.argv[1] == "connect-address":
+        address = sys.argv[2]
+    else:
+        address = json.load(open(sys.argv[2]))["ips"][0]["address"].split("/")[0]
     try:
         client = socket.create_connection((address, 8080), timeout=float(sys.argv[3]))
         print("ok", client.recv(64).decode())
@@ -58,6 +71,113 @@ struct Simulation {
     probes: Vec<(String, String)>,
     /// (from node, to node), probed before the routes are added; it must fail.
     before_routes: (String, String),
+    /// (node whose pod connects, node whose own address it connects to), probed once the
+    /// routes are in, before and after the pod NAT rules.
+    outside: (String, String),
+    /// The kubelet nodes, which run `kiln-pod-nat.service`.
+    kubelets: Vec<String>,
+}
+
+/// The commands of `key` (`ExecStart`, ...) in a unit file, each as whether its failure is
+/// ignored (systemd's `-` prefix) and its words. An independent reader of what kiln-units
+/// writes: continuation lines, double-quoted words with backslash escapes, `%%` and `$$`.
+fn unit_commands(text: &str, key: &str) -> Vec<(bool, Vec<String>)> {
+    let mut logical = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        match line.strip_suffix('\\') {
+            Some(start) => {
+                current.push_str(start);
+                current.push(' ');
+            }
+            None => {
+                current.push_str(line);
+                logical.push(std::mem::take(&mut current));
+            }
+        }
+    }
+    let prefix = format!("{key}=");
+    logical
+        .iter()
+        .filter_map(|line| line.strip_prefix(&prefix))
+        .map(|value| {
+            let (ignore_failure, value) = match value.strip_prefix('-') {
+                Some(rest) => (true, rest),
+                None => (false, value),
+            };
+            let mut words = Vec::new();
+            let mut characters = value.chars().peekable();
+            loop {
+                while characters.next_if(|c| c.is_whitespace()).is_some() {}
+                let Some(first) = characters.next() else {
+                    break;
+                };
+                let mut word = String::new();
+                if first == '"' {
+                    loop {
+                        match characters.next().expect("a closing quote") {
+                            '"' => break,
+                            '\\' => word.push(characters.next().expect("an escaped character")),
+                            other => word.push(other),
+                        }
+                    }
+                } else {
+                    word.push(first);
+                    while let Some(c) = characters.next_if(|c| !c.is_whitespace()) {
+                        word.push(c);
+                    }
+                }
+                words.push(word.replace("%%", "%").replace("$$", "$"));
+            }
+            (ignore_failure, words)
+        })
+        .collect()
+}
+
+/// `words` as one shell command line, each word single-quoted.
+fn shell_words(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|word| format!("'{}'", word.replace('\'', "'\\''")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// kiln-units' golden copy of `node`'s pod NAT unit in `example`.
+fn pod_nat_unit(example: &str, node: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../units/tests/golden")
+        .join(example)
+        .join(node)
+        .join("etc/systemd/system/kiln-pod-nat.service");
+    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}
+
+/// Shell lines that run the commands of `keys` of `unit`, in order, in namespace `ns`, as
+/// systemd would (a command whose failure the unit ignores may fail).
+fn run_unit_commands(unit: &str, keys: &[&str], ns: &str) -> String {
+    let mut lines = String::new();
+    for key in keys {
+        let commands = unit_commands(unit, key);
+        assert!(!commands.is_empty(), "the unit has no {key}=");
+        for (ignore_failure, words) in commands {
+            let tolerate = if ignore_failure { " || true" } else { "" };
+            writeln!(
+                lines,
+                "ip netns exec {ns} {}{tolerate}",
+                shell_words(&words)
+            )
+            .expect("write");
+        }
+    }
+    lines
+}
+
+/// A shell line printing `label NODE COUNT`, the number of kiln's rules in `ns`'s NAT table.
+fn count_rules(label: &str, node: &str, ns: &str) -> String {
+    format!(
+        "echo \"{label} {node} $(ip netns exec {ns} iptables -w -t nat -S POSTROUTING | grep -c 'kiln pod nat')\"\n"
+    )
 }
 
 /// The namespace of node number `index`; the pod's is `p{index}`.
@@ -65,7 +185,7 @@ fn node_ns(index: usize) -> String {
     format!("n{index}")
 }
 
-fn build(plan: &Plan, dir: &Path) -> Simulation {
+fn build(example: &str, plan: &Plan, dir: &Path) -> Simulation {
     let mut script = String::from(
         "set -eu\n\
          mount -t tmpfs kiln-test /run\n\
@@ -190,12 +310,65 @@ fn build(plan: &Plan, dir: &Path) -> Simulation {
     script.push_str(&probe(other, first_pod, "1"));
     script.push_str("echo routes\n");
     script.push_str(&routes);
+
+    // A server on the other node itself, outside the pod range, for the first pod to reach.
+    let d = dir.display();
+    let outside_address = plan.nodes[other].primary_address();
+    writeln!(
+        script,
+        "ip netns exec {ns} python3 {d}/probe.py serve > {d}/serve-node.log 2>&1 &\n\
+         echo $! >> {d}/servers\n\
+         for try in $(seq 50); do grep -q listening {d}/serve-node.log && break; sleep 0.1; done",
+        ns = node_ns(other),
+    )
+    .expect("write");
+    let outside_probe = |label: &str| {
+        format!(
+            "echo \"{label} $(ip netns exec p{first_pod} python3 {d}/probe.py connect-address {outside_address} 5)\"\n"
+        )
+    };
+    script.push_str(&outside_probe("outside-before"));
+
+    // Every kubelet node starts its pod NAT unit; the first pod's node starts it twice.
+    for index in &kubelets {
+        let unit = pod_nat_unit(example, &name(*index));
+        let starts = if *index == first_pod { 2 } else { 1 };
+        for _ in 0..starts {
+            script.push_str(&run_unit_commands(
+                &unit,
+                &["ExecStartPre", "ExecStart"],
+                &node_ns(*index),
+            ));
+        }
+        script.push_str(&count_rules(
+            "rules-started",
+            &name(*index),
+            &node_ns(*index),
+        ));
+    }
+
     let mut probes = Vec::new();
     for from in (0..plan.nodes.len()).filter(|index| reaches_pods(*index)) {
         for to in kubelets.iter().copied().filter(|to| *to != from) {
             script.push_str(&probe(from, to, "5"));
             probes.push((name(from), name(to)));
         }
+    }
+    script.push_str(&outside_probe("outside-after"));
+
+    for index in &kubelets {
+        let (node, ns) = (name(*index), node_ns(*index));
+        writeln!(
+            script,
+            "echo \"nat-packets {node} $(ip netns exec {ns} iptables -w -t nat -L POSTROUTING -n -v -x | awk '/kiln pod nat/ {{ print $1 }}')\""
+        )
+        .expect("write");
+        let unit = pod_nat_unit(example, &node);
+        // Stopping twice: the second finds no rule, which the unit tolerates.
+        for _ in 0..2 {
+            script.push_str(&run_unit_commands(&unit, &["ExecStop"], &ns));
+        }
+        script.push_str(&count_rules("rules-stopped", &node, &ns));
     }
     for index in &kubelets {
         let d = dir.display();
@@ -212,6 +385,8 @@ fn build(plan: &Plan, dir: &Path) -> Simulation {
         script,
         probes,
         before_routes,
+        outside: (name(first_pod), name(other)),
+        kubelets: kubelets.iter().map(|index| name(*index)).collect(),
     }
 }
 
@@ -234,7 +409,7 @@ fn simulate(example: &str) {
     let dir = tempfile::tempdir().expect("a scratch directory");
     std::fs::write(dir.path().join("probe.py"), PROBE).expect("write");
     std::fs::write(dir.path().join("merge.py"), MERGE).expect("write");
-    let simulation = build(&plan, dir.path());
+    let simulation = build(example, &plan, dir.path());
     let script = dir.path().join("simulate.sh");
     std::fs::write(&script, &simulation.script).expect("write");
     let output = kiln_testkit::run(
@@ -284,6 +459,20 @@ fn simulate(example: &str) {
             }
         })
         .collect();
+    // Each pod's own address, from its CNI result.
+    let pod_address = |node: &str| -> String {
+        let index = plan
+            .nodes
+            .iter()
+            .position(|candidate| candidate.name == node)
+            .expect("the node");
+        let result: Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join(format!("result{index}-1.json"))).expect("a result"),
+        )
+        .expect("JSON");
+        let address = result["ips"][0]["address"].as_str().expect("an address");
+        address.split('/').next().expect("an address").to_owned()
+    };
     for pair in &simulation.probes {
         let seen = connected.get(pair).unwrap_or_else(|| {
             panic!(
@@ -293,21 +482,96 @@ fn simulate(example: &str) {
                 context()
             )
         });
-        // The destination pod sees the sending node's address: the bridge plugin's `ipMasq`
-        // masquerades everything that leaves the node's own pod subnet, other pods included.
-        // (Kubernetes' network model asks for no NAT between pods; see the crate's docs.)
-        let sender = plan
-            .node(&pair.0)
-            .expect("the sender")
-            .primary_address()
-            .to_string();
+        // No NAT between pods, with the pod NAT rules in: the destination pod sees the sending
+        // pod's own address; a node without pods connects from its own address.
+        let sender = plan.node(&pair.0).expect("the sender");
+        let expected = if simulation.kubelets.contains(&pair.0) {
+            pod_address(&pair.0)
+        } else {
+            sender.primary_address().to_string()
+        };
         assert_eq!(
-            seen, &sender,
-            "{example}: what {}'s pod saw of {}",
-            pair.1, pair.0
+            seen,
+            &expected,
+            "{example}: what {}'s pod saw of {}{}",
+            pair.1,
+            pair.0,
+            context()
         );
     }
     assert!(!simulation.probes.is_empty());
+
+    // Leaving the pod range: the pod's own address without the rule, its node's with it.
+    let (pod_node, outside_node) = &simulation.outside;
+    let outside = |label: &str| -> String {
+        let line = stdout
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{label} ")))
+            .unwrap_or_else(|| panic!("{example}: no {label} probe{}", context()));
+        match line.strip_prefix("ok ") {
+            Some(seen) => seen.trim().to_owned(),
+            None => panic!(
+                "{example}: {pod_node}'s pod could not reach {outside_node}: {line}{}",
+                context()
+            ),
+        }
+    };
+    assert_eq!(
+        outside("outside-before"),
+        pod_address(pod_node),
+        "{example}: without the pod NAT rule, {outside_node} sees {pod_node}'s pod{}",
+        context()
+    );
+    assert_eq!(
+        outside("outside-after"),
+        plan.node(pod_node)
+            .expect("the pod's node")
+            .primary_address()
+            .to_string(),
+        "{example}: with the pod NAT rule, {outside_node} sees {pod_node} itself{}",
+        context()
+    );
+    let reported = |label: &str, node: &str| -> String {
+        stdout
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{label} {node} ")))
+            .unwrap_or_else(|| panic!("{example}: no {label} for {node}{}", context()))
+            .trim()
+            .to_owned()
+    };
+    for node in &simulation.kubelets {
+        // Starting the unit twice (on the first pod's node) still leaves one rule.
+        assert_eq!(
+            reported("rules-started", node),
+            "1",
+            "{example}: {node}{}",
+            context()
+        );
+        assert_eq!(
+            reported("rules-stopped", node),
+            "0",
+            "{example}: {node}{}",
+            context()
+        );
+        // Only the pod that left the pod range went through a rule; pod-to-pod traffic did not.
+        let packets: u64 = reported("nat-packets", node)
+            .parse()
+            .unwrap_or_else(|error| panic!("{example}: {node}'s counter: {error}{}", context()));
+        if node == pod_node {
+            assert!(
+                packets >= 1,
+                "{example}: {node}'s rule matched nothing{}",
+                context()
+            );
+        } else {
+            assert_eq!(
+                packets,
+                0,
+                "{example}: {node}'s rule matched pod traffic{}",
+                context()
+            );
+        }
+    }
 
     // Each pod got an address from its node's subnet, a default route through the bridge, and a
     // hairpin port; portmap passed the bridge's result on.

@@ -23,6 +23,13 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A node that runs a kubelet has no pod subnet (a plan from `Spec::validate` always gives
+    /// it one).
+    #[error("node `{node}` runs a kubelet but has no pod subnet")]
+    MissingPodSubnet {
+        /// The node's name.
+        node: String,
+    },
     /// Serializing a typed document failed (a bug: the documents are plain data).
     #[error("could not encode {what}: {message}")]
     Encode {

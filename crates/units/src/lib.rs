@@ -2,10 +2,14 @@
 //! plane and kube-proxy as in Kubernetes The Hard Way, and containerd's `config.toml`, all
 //! rendered from a [`kiln_spec::Plan`].
 //!
+//! Every node that runs a kubelet also gets `kiln-pod-nat.service` ([`pod_nat_unit`]), the
+//! iptables rule that masquerades pod traffic leaving the cluster's pod range (pods see each
+//! other's real addresses: the CNI bridge does no NAT).
+//!
 //! Units are typed ([`Unit`]: `[Unit]`, `[Service]`, `[Install]` with typed directives) and
-//! written by an ordered INI writer ([`Unit::to_ini`]), never by formatting text. Every unit
-//! restarts on failure after 5 seconds and orders itself after `network-online.target`; the
-//! kubelet requires containerd. Which sandboxing each component gets, and why containerd and
+//! written by an ordered INI writer ([`Unit::to_ini`]), never by formatting text. Every
+//! component's unit restarts on failure after 5 seconds and orders itself after
+//! `network-online.target`; the kubelet requires containerd. Which sandboxing each component gets, and why containerd and
 //! the kubelet get none, is described in [`unit()`].
 //!
 //! Component flags are an input ([`Flags`]); [`default_flags`] is a minimal set for
@@ -40,6 +44,7 @@
 //!         "etc/containerd/config.toml",
 //!         "etc/systemd/system/containerd.service",
 //!         "etc/systemd/system/etcd.service",
+//!         "etc/systemd/system/kiln-pod-nat.service",
 //!         "etc/systemd/system/kube-apiserver.service",
 //!         "etc/systemd/system/kube-controller-manager.service",
 //!         "etc/systemd/system/kube-proxy.service",
@@ -70,6 +75,7 @@
 mod containerd;
 mod error;
 pub mod flags;
+mod pod_nat;
 mod services;
 mod unit;
 
@@ -79,6 +85,7 @@ pub use containerd::{
 };
 pub use error::Error;
 pub use flags::{Flags, default_flags};
+pub use pod_nat::{IPTABLES, POD_NAT_COMMENT, POD_NAT_UNIT, pod_nat_unit};
 pub use services::{SERVICES, Service, services, unit, units};
 pub use unit::{
     ExecCommand, Hardening, IniSection, InstallSection, KillMode, Limit, ProtectSystem, Restart,

@@ -142,6 +142,7 @@ pub fn unit(service: Service, flags: &Flags) -> Result<Unit, Error> {
             description: String::new(),
             documentation: vec![DOCUMENTATION_KUBERNETES.to_owned()],
             after: vec![NETWORK_ONLINE.to_owned()],
+            before: Vec::new(),
             wants: vec![NETWORK_ONLINE.to_owned()],
             requires: Vec::new(),
         },
@@ -149,6 +150,8 @@ pub fn unit(service: Service, flags: &Flags) -> Result<Unit, Error> {
             service_type: ServiceType::Simple,
             exec_start_pre: Vec::new(),
             exec_start,
+            exec_stop: Vec::new(),
+            remain_after_exit: false,
             restart: Restart::OnFailure,
             restart_sec: 5,
             delegate: false,
@@ -251,15 +254,20 @@ pub fn unit(service: Service, flags: &Flags) -> Result<Unit, Error> {
     Ok(unit)
 }
 
-/// Every unit of the node `node`, with [`crate::flags::default_flags`].
+/// Every unit of the node `node`, in unit-name order: its [`services`] with
+/// [`crate::flags::default_flags`], and on a node that runs a kubelet,
+/// [`pod_nat_unit`](crate::pod_nat_unit).
 pub fn units(plan: &Plan, node: &str) -> Result<Vec<Unit>, Error> {
     let node = plan.node(node).ok_or_else(|| Error::UnknownNode {
         node: node.to_owned(),
     })?;
-    services(plan, node)
+    let mut units = services(plan, node)
         .into_iter()
         .map(|service| unit(service, &crate::flags::default_flags(plan, node, service)))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    units.extend(crate::pod_nat::pod_nat_unit(plan, node)?);
+    units.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(units)
 }
 
 fn check_flags(service: Service, flags: &Flags) -> Result<(), Error> {

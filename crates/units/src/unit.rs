@@ -26,6 +26,8 @@ pub struct UnitSection {
     pub documentation: Vec<String>,
     /// `After=`: units this one starts after.
     pub after: Vec<String>,
+    /// `Before=`: units this one starts before.
+    pub before: Vec<String>,
     /// `Wants=`: units started along with this one; their failure does not matter.
     pub wants: Vec<String>,
     /// `Requires=`: units that must be active for this one to run.
@@ -39,6 +41,8 @@ pub enum ServiceType {
     Simple,
     /// `notify`: started once the process sends `READY=1` (containerd, etcd).
     Notify,
+    /// `oneshot`: started once the process has exited successfully (kiln's pod NAT rule).
+    Oneshot,
 }
 
 /// `Restart=`.
@@ -48,6 +52,8 @@ pub enum Restart {
     OnFailure,
     /// `always`.
     Always,
+    /// `no`: never restarted (a oneshot; `RestartSec=` is then left out).
+    No,
 }
 
 /// `KillMode=`.
@@ -146,6 +152,11 @@ pub struct ServiceSection {
     pub exec_start_pre: Vec<ExecCommand>,
     /// `ExecStart=`.
     pub exec_start: ExecCommand,
+    /// `ExecStop=` commands, in order.
+    pub exec_stop: Vec<ExecCommand>,
+    /// `RemainAfterExit=yes`: a oneshot stays active once its command has run, so that stopping
+    /// it runs `ExecStop=`.
+    pub remain_after_exit: bool,
     /// `Restart=`.
     pub restart: Restart,
     /// `RestartSec=`, in seconds.
@@ -239,6 +250,9 @@ impl UnitSection {
         if !self.after.is_empty() {
             entries.push(("After", self.after.join(" ")));
         }
+        if !self.before.is_empty() {
+            entries.push(("Before", self.before.join(" ")));
+        }
         if !self.wants.is_empty() {
             entries.push(("Wants", self.wants.join(" ")));
         }
@@ -259,6 +273,7 @@ impl ServiceSection {
             match self.service_type {
                 ServiceType::Simple => "simple",
                 ServiceType::Notify => "notify",
+                ServiceType::Oneshot => "oneshot",
             }
             .to_owned(),
         )];
@@ -268,15 +283,22 @@ impl ServiceSection {
                 .map(|command| ("ExecStartPre", command.to_exec())),
         );
         entries.push(("ExecStart", self.exec_start.to_exec()));
-        entries.push((
-            "Restart",
-            match self.restart {
-                Restart::OnFailure => "on-failure",
-                Restart::Always => "always",
-            }
-            .to_owned(),
-        ));
-        entries.push(("RestartSec", self.restart_sec.to_string()));
+        entries.extend(
+            self.exec_stop
+                .iter()
+                .map(|command| ("ExecStop", command.to_exec())),
+        );
+        if self.remain_after_exit {
+            entries.push(("RemainAfterExit", "yes".to_owned()));
+        }
+        match self.restart {
+            Restart::OnFailure => entries.push(("Restart", "on-failure".to_owned())),
+            Restart::Always => entries.push(("Restart", "always".to_owned())),
+            Restart::No => entries.push(("Restart", "no".to_owned())),
+        }
+        if self.restart != Restart::No {
+            entries.push(("RestartSec", self.restart_sec.to_string()));
+        }
         if self.delegate {
             entries.push(("Delegate", "yes".to_owned()));
         }

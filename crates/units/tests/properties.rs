@@ -86,6 +86,48 @@ proptest! {
             }
         }
     }
+
+    #[test]
+    fn every_kubelet_node_masquerades_exactly_what_leaves_the_pod_range(spec in valid_spec(1..=6)) {
+        let (plan, _) = spec.validate().expect("valid_spec gives valid specs");
+        for node in &plan.nodes {
+            let units = kiln_units::units(&plan, &node.name).expect("units");
+            let names: Vec<&str> = units.iter().map(|unit| unit.name.as_str()).collect();
+            let mut sorted = names.clone();
+            sorted.sort_unstable();
+            prop_assert_eq!(&names, &sorted, "units are in name order");
+            let pod_nat: Vec<&kiln_units::Unit> =
+                units.iter().filter(|unit| unit.name == kiln_units::POD_NAT_UNIT).collect();
+            if !node.runs_kubelet(plan.cluster.control_plane_mode) {
+                prop_assert!(pod_nat.is_empty(), "{} has no pods to masquerade", node.name);
+                continue;
+            }
+            prop_assert_eq!(pod_nat.len(), 1, "{}", node.name);
+            let service = &pod_nat[0].service;
+            // The rule, written out independently: from this node's pods to outside pod_cidr.
+            let rule = |operation: &str| -> Vec<String> {
+                let subnet = node.pod_subnet.expect("a kubelet node has a pod subnet").to_string();
+                let cidr = plan.cluster.pod_cidr.to_string();
+                ["-w", "-t", "nat", operation, "POSTROUTING", "-s", subnet.as_str(), "!", "-d", cidr.as_str(),
+                 "-m", "comment", "--comment", "kiln pod nat", "-j", "MASQUERADE"]
+                    .map(str::to_owned)
+                    .to_vec()
+            };
+            let command = |command: &kiln_units::ExecCommand| {
+                (command.program.clone(), command.arguments.clone(), command.ignore_failure)
+            };
+            let iptables = kiln_units::IPTABLES.to_owned();
+            prop_assert_eq!(command(&service.exec_start), (iptables.clone(), rule("-A"), false));
+            // Idempotent: any earlier copy goes first; stopping removes it, present or not.
+            let pre: Vec<_> = service.exec_start_pre.iter().map(command).collect();
+            prop_assert_eq!(pre, vec![(iptables.clone(), rule("-D"), true)]);
+            let stop: Vec<_> = service.exec_stop.iter().map(command).collect();
+            prop_assert_eq!(stop, vec![(iptables, rule("-D"), true)]);
+            prop_assert!(service.remain_after_exit);
+            let before = &pod_nat[0].unit.before;
+            prop_assert!(before.contains(&"kubelet.service".to_owned()) && before.contains(&"containerd.service".to_owned()));
+        }
+    }
 }
 
 #[test]

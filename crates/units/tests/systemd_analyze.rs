@@ -44,6 +44,7 @@ fn scratch_root(units: &[Unit], missing: Option<&str>) -> tempfile::TempDir {
             unit.service
                 .exec_start_pre
                 .iter()
+                .chain(&unit.service.exec_stop)
                 .map(|command| command.program.clone()),
         );
     }
