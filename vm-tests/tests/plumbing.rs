@@ -286,3 +286,36 @@ fn a_cluster_boots_from_a_result_directory() {
         );
     }
 }
+
+/// `keep`: dropping the `Vm` leaves QEMU running (what `--keep` relies on).
+#[test]
+fn a_kept_guest_outlives_its_vm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tiny = tiny_guest::build(dir.path()).unwrap_or_else(|error| panic!("{error}"));
+    let config = VmConfig {
+        name: "kept".to_owned(),
+        kernel: tiny.kernel.clone(),
+        initrd: tiny.initrd.clone(),
+        cmdline: TinyGuest::cmdline("kept", "192.168.50.9/24"),
+        disks: Vec::new(),
+        memory_mib: 128,
+        cpus: 1,
+        mac: "52:54:00:00:50:09".to_owned(),
+        segment: Segment::new().expect("segment"),
+        forwards: Vec::new(),
+        accel: detect_accel(&tiny.kernel),
+        run_dir: dir.path().to_path_buf(),
+        keep: true,
+    };
+    let vm = Vm::start(config).expect("QEMU starts");
+    let pid = vm.pid();
+    drop(vm);
+    std::thread::sleep(Duration::from_millis(500));
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("QEMU still runs");
+    let running = !state.contains(") Z ");
+    // Stop it before asserting, so a failure leaves nothing behind.
+    let _ = std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status();
+    assert!(running, "the kept QEMU died with its Vm: {state}");
+}
