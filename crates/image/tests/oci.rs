@@ -53,6 +53,64 @@ fn pause_exits_0_on_sigterm_and_sigint_and_survives_sigchld() {
 }
 
 #[test]
+fn pause_reaps_orphans_as_pid_1() {
+    if !is_root() {
+        eprintln!("SKIPPED pause_reaps_orphans_as_pid_1: needs root for a PID namespace");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let program = dir.path().join("pause");
+    std::fs::write(&program, pause_program()).expect("write the program");
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755))
+        .expect("make it executable");
+    let mut unshare = Command::new("unshare")
+        .args(["--pid", "--fork"])
+        .arg(&program)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run unshare");
+    let mut pause = String::new();
+    wait_for(|| {
+        pause = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", unshare.id()))
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        !pause.is_empty()
+    });
+    let _kill_on_failure = KillOnDrop(pause.clone());
+    // Orphans in the namespace are reparented to pause, its PID 1, which
+    // must reap them when they exit. nsenter gets no pipes: the sleeps
+    // would hold them open, and waiting for them would outlast the sleeps.
+    let status = Command::new("nsenter")
+        .args(["--target", &pause, "--pid", "--", "/bin/sh", "-c"])
+        .arg("(sleep 2 &); (sleep 2 &); exit 0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run nsenter");
+    assert!(status.success(), "nsenter: {status}");
+    let children = || {
+        std::fs::read_to_string(format!("/proc/{pause}/task/{pause}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .count()
+    };
+    // Both sleeps are pause's children for a while, then neither is (a
+    // zombie would stay its child).
+    wait_for(|| children() == 2);
+    wait_for(|| children() == 0);
+    send_to(&pause, "TERM");
+    let status = wait_with_timeout(&mut unshare, Duration::from_secs(5));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "pause as PID 1 after SIGTERM: {status}"
+    );
+}
+
+#[test]
 fn archives_are_deterministic_and_depend_on_the_epoch() {
     let busybox = tempfile::tempdir().expect("create a temporary directory");
     std::fs::create_dir(busybox.path().join("bin")).expect("mkdir");
@@ -282,6 +340,18 @@ fn containerd_imports_and_runs_the_images() {
     );
 }
 
+/// Sends SIGKILL to a process when dropped (a failed test's leftover).
+struct KillOnDrop(String);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.0])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 /// A containerd of its own, on a socket in a temporary directory, stopped
 /// (with its containers) when dropped.
 struct Containerd {
@@ -471,9 +541,13 @@ fn run(command: &mut Command) -> String {
 }
 
 fn send(child: &Child, signal: &str) {
+    send_to(&child.id().to_string(), signal);
+}
+
+fn send_to(pid: &str, signal: &str) {
     let status = Command::new("kill")
         .arg(format!("-{signal}"))
-        .arg(child.id().to_string())
+        .arg(pid)
         .status()
         .expect("run kill");
     assert!(status.success(), "kill -{signal}");
