@@ -1,12 +1,10 @@
 //! OCI images as image-layout archives: one uncompressed layer, the image
 //! configuration, the manifest and the index, in a deterministic tar.
 
-use std::path::PathBuf;
-
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-use super::tar::{self, OciEntry, OciEntryKind};
+use super::tar::{self, OciEntry};
 use crate::error::ImageError;
 
 /// The index annotation containerd's importer takes an image's full name from.
@@ -85,9 +83,12 @@ pub fn oci_archive(image: &OciImage, source_date_epoch: u64) -> Result<OciArchiv
         .windows(2)
         .find(|pair| pair[0].path == pair[1].path)
     {
-        return Err(entry_error(&pair[0].path, "appears twice in the layer"));
+        return Err(assembly_error(
+            &image.reference,
+            &format!("{} appears twice in the layer", pair[0].path),
+        ));
     }
-    let layer = tar_bytes(&layer_entries, source_date_epoch)?;
+    let layer = tar_bytes(&image.reference, &layer_entries, source_date_epoch)?;
     let layer_digest = sha256(&layer);
     let created = rfc3339(source_date_epoch);
 
@@ -171,7 +172,7 @@ pub fn oci_archive(image: &OciImage, source_date_epoch: u64) -> Result<OciArchiv
     }
     entries.sort_by(|left, right| left.path.cmp(&right.path));
     Ok(OciArchive {
-        bytes: tar_bytes(&entries, source_date_epoch)?,
+        bytes: tar_bytes(&image.reference, &entries, source_date_epoch)?,
         manifest_digest,
         layer_digest,
     })
@@ -205,14 +206,13 @@ pub(crate) fn rfc3339(seconds: u64) -> String {
     )
 }
 
-fn tar_bytes(entries: &[OciEntry], mtime: u64) -> Result<Vec<u8>, ImageError> {
-    tar::write(entries, mtime).map_err(|reason| entry_error("", &reason))
+fn tar_bytes(reference: &str, entries: &[OciEntry], mtime: u64) -> Result<Vec<u8>, ImageError> {
+    tar::write(entries, mtime).map_err(|reason| assembly_error(reference, &reason))
 }
 
-fn entry_error(path: &str, reason: &str) -> ImageError {
-    ImageError::Source {
-        file: PathBuf::from(path),
-        line: 0,
+fn assembly_error(reference: &str, reason: &str) -> ImageError {
+    ImageError::Assembly {
+        what: format!("the OCI archive of {reference}"),
         reason: reason.to_owned(),
     }
 }
@@ -225,16 +225,6 @@ fn sha256(bytes: &[u8]) -> String {
 /// Compact JSON with object keys sorted (serde_json's map is a `BTreeMap`).
 fn canonical(value: &Value) -> Vec<u8> {
     value.to_string().into_bytes()
-}
-
-impl OciImage {
-    /// The regular files of the layer, for inspection.
-    pub fn files(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.layer.iter().filter_map(|entry| match &entry.kind {
-            OciEntryKind::File(bytes) => Some((entry.path.as_str(), bytes.as_slice())),
-            _ => None,
-        })
-    }
 }
 
 #[cfg(test)]

@@ -218,7 +218,11 @@ impl ContainerImages {
             );
         }
         let path = out.join(IMAGES_INDEX_FILE);
-        let mut text = serde_json::to_string_pretty(&index).unwrap_or_default();
+        let mut text =
+            serde_json::to_string_pretty(&index).map_err(|error| ImageError::Assembly {
+                what: IMAGES_INDEX_FILE.to_owned(),
+                reason: error.to_string(),
+            })?;
         text.push('\n');
         fs::write(&path, text).map_err(|error| ImageError::io(&path, error))
     }
