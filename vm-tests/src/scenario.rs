@@ -348,8 +348,15 @@ pub fn refusals(cluster: &mut Cluster) -> crate::Result<()> {
     // Another node's kubelet credentials modifying a Node object: 403 (NodeRestriction).
     let workers = cluster.nodes_with_role("worker");
     if let [first, .., last] = workers.as_slice() {
-        let kubelet_conf = find_file(&cluster.result_dir.join("nodes").join(last), "kubelet.conf")
-            .ok_or_else(|| Error::check(STEP, format!("no kubelet.conf in {last}'s result")))?;
+        let kubelet_conf = find_file(
+            &cluster
+                .result_dir
+                .join("nodes")
+                .join(last)
+                .join("kubeconfigs"),
+            "kubelet.conf",
+        )
+        .ok_or_else(|| Error::check(STEP, format!("no kubelet.conf in {last}'s result")))?;
         let target = cluster.run_dir.join(format!("kubelet-{last}.kubeconfig"));
         write_forwarded_kubeconfig(
             &cluster.kubectl.program,
@@ -455,7 +462,8 @@ pub fn private_key_scan(cluster: &mut Cluster) -> crate::Result<()> {
         .map(|node| node.image.node.clone())
         .collect();
     for node in scanned {
-        let own = file_hashes(&cluster.result_dir.join("nodes").join(&node))?;
+        // The node's artifacts, without its image (the layers hold the same files, packed).
+        let own = file_hashes(&cluster.result_dir.join("nodes").join(&node), &["image"])?;
         // Every regular file under 1 MiB outside the kernel's pseudo file systems that holds
         // a PEM private key or a kubeconfig's embedded one.
         let script = "find / \\( -path /proc -o -path /sys -o -path /dev \\) -prune -o \
@@ -789,10 +797,16 @@ fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
     None
 }
 
-/// The SHA-256 (hex) of every file under `dir`, following links.
-fn file_hashes(dir: &Path) -> crate::Result<BTreeSet<String>> {
+/// The SHA-256 (hex) of every file under `dir` except its entries called one of `skip`,
+/// following links.
+fn file_hashes(dir: &Path, skip: &[&str]) -> crate::Result<BTreeSet<String>> {
     let mut hashes = BTreeSet::new();
-    let mut stack = vec![dir.to_path_buf()];
+    let mut stack: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|error| Error::io(format!("listing {}", dir.display()), error))?
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| !skip.iter().any(|name| entry.file_name() == *name))
+        .map(|entry| entry.path())
+        .collect();
     while let Some(path) = stack.pop() {
         if path.is_dir() {
             let entries = std::fs::read_dir(&path)
@@ -895,6 +909,22 @@ mod tests {
                 .expect("sh runs");
             assert!(status.success(), "{script}");
         }
+    }
+
+    #[test]
+    fn a_node_s_own_files_are_hashed_without_its_image() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (file, contents) in [("pki/kubelet.key", "key"), ("image/layer", "layer")] {
+            let path = dir.path().join(file);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, contents).expect("write");
+        }
+        let hashes = file_hashes(dir.path(), &["image"]).expect("hashes");
+        // sha256("key")
+        assert_eq!(
+            hashes.into_iter().collect::<Vec<_>>(),
+            ["2c70e12b7a0646f92279f427c7b38e7334d8e5389cff167a1dc30e73f826b683"]
+        );
     }
 
     #[test]
