@@ -47,7 +47,7 @@ pub const BASE_OS_LOCK: &str = include_str!("../../base-os.lock");
 /// The content hash the base OS is pinned to: the tree hash of its output (`rootfs.squashfs`,
 /// `vmlinuz`, `kernel-release`, `initrd/`, `packages.lock`).
 pub const BASE_OS_CONTENT_HASH: &str =
-    "0000000000000000000000000000000000000000000000000000000000000000";
+    "c07cf35a7df6006c81cb027358dcac43465448056d9a5798d8352a06ee089857";
 
 /// The store name of the base OS.
 pub const BASE_OS_DERIVATION_NAME: &str = "base-os";
@@ -209,9 +209,10 @@ impl BaseOs {
             .arg("--mode=root")
             .arg("--format=directory")
             .arg(format!("--include={}", BASE_OS_PACKAGES.join(",")))
-            // Before apt's cache is cleaned: the SHA-256 of every .deb, for the lock file.
+            // Before apt's lists are cleaned: the index stanza (with the SHA-256 apt verified
+            // the .deb against) of every installed package version, for the lock file.
             .arg(format!(
-                "--customize-hook=cd \"$1/var/cache/apt/archives\" && sha256sum -- *.deb > {}",
+                "--customize-hook=chroot \"$1\" sh -c 'dpkg-query -W -f \"\\${{Package}}=\\${{Version}}\\n\" | xargs apt-cache show --no-all-versions' > {}",
                 shell_quote(&hashes)
             ))
             .arg("--customize-hook=printf 'localhost\\n' > \"$1/etc/hostname\"")
@@ -388,21 +389,17 @@ fn lock_file(root: &Path, hashes: &Path) -> Result<String, ImageError> {
             reason: String::from_utf8_lossy(&output.stderr).into_owned(),
         });
     }
-    let hash_text = fs::read_to_string(hashes).map_err(|error| ImageError::io(hashes, error))?;
-    // sha256sum prints `<hash>  <file>`; apt names files name_version_arch.deb with `:` as %3a.
-    let by_file: BTreeMap<&str, &str> = hash_text
-        .lines()
-        .filter_map(|line| line.split_once("  "))
-        .map(|(hash, file)| (file.trim(), hash))
-        .collect();
+    let index = fs::read_to_string(hashes).map_err(|error| ImageError::io(hashes, error))?;
+    let sha256 = index_hashes(&index);
     let mut lines = BTreeSet::new();
     for line in String::from_utf8_lossy(&output.stdout).lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let [name, version, arch] = fields[..] else {
             continue;
         };
-        let file = format!("{name}_{}_{arch}.deb", version.replace(':', "%3a"));
-        let hash = by_file.get(file.as_str()).copied().unwrap_or("-");
+        let hash = sha256
+            .get(&(name.to_owned(), version.to_owned()))
+            .map_or("-", String::as_str);
         lines.insert(format!("{name} {version} {arch} {hash}"));
     }
     let mut text = String::from(
@@ -413,6 +410,31 @@ fn lock_file(root: &Path, hashes: &Path) -> Result<String, ImageError> {
         text.push('\n');
     }
     Ok(text)
+}
+
+/// `(package, version)` → SHA-256 of its `.deb`, from apt index stanzas (`apt-cache show`).
+///
+/// ```
+/// let index = "Package: a\nVersion: 1\nSHA256: ab12\n\nPackage: b\nVersion: 2\nSHA256: cd34\n";
+/// let hashes = kiln_image::index_hashes(index);
+/// assert_eq!(hashes[&("b".to_owned(), "2".to_owned())], "cd34");
+/// ```
+pub fn index_hashes(index: &str) -> BTreeMap<(String, String), String> {
+    let mut hashes = BTreeMap::new();
+    for stanza in index.split("\n\n") {
+        let field = |name: &str| {
+            stanza.lines().find_map(|line| {
+                let (key, value) = line.split_once(':')?;
+                (key == name).then(|| value.trim().to_owned())
+            })
+        };
+        if let (Some(package), Some(version), Some(sha256)) =
+            (field("Package"), field("Version"), field("SHA256"))
+        {
+            hashes.entry((package, version)).or_insert(sha256);
+        }
+    }
+    hashes
 }
 
 /// What differs between two lock files, one line per package.
@@ -615,9 +637,6 @@ pub fn squashfs(
     let mut command = clean_command("mksquashfs");
     // mksquashfs refuses SOURCE_DATE_EPOCH together with the explicit times below.
     command.env_remove("SOURCE_DATE_EPOCH");
-    if all_root {
-        command.arg("-all-root");
-    }
     command
         .arg(tree)
         .arg(image)
@@ -628,6 +647,9 @@ pub fn squashfs(
             "-all-time",
             &epoch.to_string(),
         ]);
+    if all_root {
+        command.arg("-all-root");
+    }
     if compress {
         command.args(["-comp", "zstd"]);
     } else {
