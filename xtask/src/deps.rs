@@ -54,6 +54,10 @@ pub const TEST_TOOLS: &[Tool] = &[
     command("unshare", "util-linux"),
     command("containerd", "containerd"),
     command("etcd", "etcd-server"),
+    command("qemu-system-x86_64", "qemu-system-x86"),
+    command("mksquashfs", "squashfs-tools"),
+    command("mmdebstrap", "mmdebstrap"),
+    command("cpio", "cpio"),
 ];
 
 fn present(probe: &Probe) -> bool {

@@ -1,5 +1,6 @@
 //! `cargo xtask build-cluster` and `graph`, run as a user runs them: the real binary, in real
-//! directories, with the environment varied.
+//! directories, with the environment varied. These cover the configuration (`--no-images`);
+//! tests/images.rs and tests/boot.rs cover the node images.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,7 @@ fn build_example(name: &str) -> tempfile::TempDir {
         &[],
         &[
             "build-cluster",
+            "--no-images",
             "--spec",
             spec,
             "--store",
@@ -92,6 +94,7 @@ fn same_digests_from_two_directories_with_different_tz_umask_and_lang() {
         ],
         &[
             "build-cluster",
+            "--no-images",
             "--spec",
             spec,
             "--secrets",
@@ -113,6 +116,7 @@ fn same_digests_from_two_directories_with_different_tz_umask_and_lang() {
         ],
         &[
             "build-cluster",
+            "--no-images",
             "--spec",
             spec,
             "--secrets",
@@ -139,6 +143,7 @@ fn second_build_comes_from_the_store_and_check_passes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let args = [
         "build-cluster",
+        "--no-images",
         "--store",
         "store",
         "--secrets",
@@ -173,7 +178,14 @@ fn store_is_private_and_outputs_read_only() {
         dir.path(),
         "000",
         &[],
-        &["build-cluster", "--store", "store", "--secrets", "secrets"],
+        &[
+            "build-cluster",
+            "--no-images",
+            "--store",
+            "store",
+            "--secrets",
+            "secrets",
+        ],
     ));
     let mode = std::fs::metadata(dir.path().join("store"))
         .expect("store")
@@ -200,7 +212,14 @@ fn a_bad_spec_names_file_line_and_field() {
         dir.path(),
         "022",
         &[],
-        &["build-cluster", "--spec", "bad.toml", "--store", "store"],
+        &[
+            "build-cluster",
+            "--no-images",
+            "--spec",
+            "bad.toml",
+            "--store",
+            "store",
+        ],
     );
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -235,6 +254,7 @@ fn refuses_to_replace_a_directory_that_is_not_a_result() {
         &[],
         &[
             "build-cluster",
+            "--no-images",
             "--store",
             "store",
             "--secrets",
@@ -441,6 +461,7 @@ fn a_build_whose_certificates_would_be_born_expired_fails() {
         &[],
         &[
             "build-cluster",
+            "--no-images",
             "--spec",
             "old.toml",
             "--store",

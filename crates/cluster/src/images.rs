@@ -97,6 +97,32 @@ Environment=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin TE
 WantedBy=multi-user.target
 ";
 
+/// Reports on the console once the default target is reached, with the state of the node's
+/// main services: what `cargo xtask run-vm` users see, and what the boot test reads.
+fn boot_report_unit(services: &[&str]) -> String {
+    let checks: Vec<String> = services
+        .iter()
+        .map(|service| format!("{service}=$$(systemctl is-active {service})"))
+        .collect();
+    format!(
+        "\
+[Unit]
+Description=Report on the console that the node has booted
+After=multi-user.target
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'echo \"kiln-boot: $$(hostname) reached $$(systemctl get-default) {}\"'
+StandardOutput=tty
+TTYPath=/dev/console
+
+[Install]
+WantedBy=multi-user.target
+",
+        checks.join(" ")
+    )
+}
+
 /// Adds the image derivations: `image/*` shared ones, and `node/<name>/layer` and
 /// `node/<name>/image` per node.
 pub(crate) fn add_images(
@@ -288,6 +314,16 @@ fn node_layer(plan: &Plan, node: &NodePlan, inputs: &[(String, DrvId)]) -> Layer
             DEBUG_SHELL_UNIT.into(),
         ),
     ];
+    let services: &[&str] = if node.pod_subnet.is_some() {
+        &["containerd", "kubelet"]
+    } else {
+        &[]
+    };
+    files.push(file(
+        "etc/systemd/system/kiln-boot-report.service",
+        0o644,
+        boot_report_unit(services),
+    ));
     if node.pod_subnet.is_some() {
         files.push(file(
             "etc/systemd/system/kiln-images.service",
