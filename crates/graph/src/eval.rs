@@ -14,7 +14,7 @@ use kiln_store::{
 };
 
 use crate::builder::{BuildContext, BuildError};
-use crate::derivation::{Addressing, DrvId};
+use crate::derivation::{Addressing, Derivation, DrvId};
 use crate::error::EvalError;
 use crate::graph::{Node, ValidatedGraph};
 use crate::observer::{Event, Observer};
@@ -135,6 +135,25 @@ impl ValidatedGraph {
         options: &EvalOptions,
         observer: &dyn Observer,
     ) -> Result<Vec<Mismatch>, EvalError> {
+        self.check_selected(store, scratch, options, observer, &|_| true)
+    }
+
+    /// Like [`ValidatedGraph::check`], rebuilding only the derivations `select` picks. The
+    /// others are realised in `store` but not rebuilt; a fixed-output one among them is still
+    /// compared with its pin, from the content hash the store recorded. This is how a caller
+    /// skips ten-minute fixed-output builds, whose pins already prove every build of them.
+    ///
+    /// # Errors
+    ///
+    /// As [`ValidatedGraph::check`].
+    pub fn check_selected(
+        &self,
+        store: &Store,
+        scratch: &Store,
+        options: &EvalOptions,
+        observer: &dyn Observer,
+        select: &(dyn Fn(&Derivation) -> bool + Sync),
+    ) -> Result<Vec<Mismatch>, EvalError> {
         if store.root() == scratch.root() {
             return Err(EvalError::ScratchIsStore {
                 root: store.root().to_owned(),
@@ -158,7 +177,11 @@ impl ValidatedGraph {
                             if index >= self.nodes.len() {
                                 break;
                             }
-                            let result = self.recheck(index, scratch, &outputs, observer);
+                            let result = if select(&self.nodes[index].derivation) {
+                                self.recheck(index, scratch, &outputs, observer)
+                            } else {
+                                Ok(self.pin_mismatch(index, &outputs))
+                            };
                             if result.is_err() {
                                 stop.store(true, Ordering::SeqCst);
                             }
@@ -179,6 +202,22 @@ impl ValidatedGraph {
             }
         }
         Ok(mismatches)
+    }
+
+    /// A fixed-output derivation's recorded content hash against its pin (`None` for others).
+    fn pin_mismatch(&self, index: usize, outputs: &[OnceLock<StoreObject>]) -> Option<Mismatch> {
+        let node = &self.nodes[index];
+        let Addressing::Fixed { content_hash } = node.derivation.addressing else {
+            return None;
+        };
+        let original = outputs[index].get()?;
+        (original.content_hash != content_hash).then(|| Mismatch {
+            id: node.id.clone(),
+            name: node.derivation.name.clone(),
+            expected: content_hash,
+            actual: original.content_hash,
+            first_difference: None,
+        })
     }
 
     fn recheck(
