@@ -58,6 +58,11 @@ pub const TEST_TOOLS: &[Tool] = &[
     command("mksquashfs", "squashfs-tools"),
     command("mmdebstrap", "mmdebstrap"),
     command("cpio", "cpio"),
+    command("cloud-init", "cloud-init"),
+    file(
+        "/usr/lib/python3/dist-packages/jsonschema/__init__.py",
+        "python3-jsonschema",
+    ),
 ];
 
 fn present(probe: &Probe) -> bool {

@@ -53,6 +53,7 @@ mod kubernetes;
 mod oci;
 mod os;
 mod process;
+mod provision;
 
 pub use crate::apt::{deb_src_config, deb_src_lines, deb_src_sources};
 pub use crate::error::ImageError;
@@ -81,3 +82,7 @@ pub use crate::os::layer::{
     LAYER_EPOCH, LAYER_FILE, Layer, LayerCopy, LayerFile, LayerSpec, assemble, install_links,
 };
 pub use crate::os::node::{ImageManifest, LayerEntry, NodeImage, NodeImageSpec};
+pub use crate::provision::{
+    CLOUD_INIT_META_DATA, CLOUD_INIT_USER_DATA, IGNITION_CONFIG, IGNITION_VERSION, Provision,
+    ProvisionFormat, TreeEntry, cloud_init, cloud_init_meta_data, ignition, read_tree,
+};
