@@ -185,6 +185,34 @@ impl Cluster {
         )
     }
 
+    /// Stops node `name`'s guest (as a power cut would).
+    pub fn stop_node(&mut self, name: &str) -> crate::Result<()> {
+        let node = self
+            .nodes
+            .get_mut(name)
+            .ok_or_else(|| Error::check("cluster", format!("no node called {name}")))?;
+        node.shell = None;
+        node.vm.stop();
+        Ok(())
+    }
+
+    /// Starts node `name`'s guest again, with the same disks, segment and forwards, and waits
+    /// for its root shell.
+    pub fn start_node(&mut self, name: &str, timeout: Duration) -> crate::Result<()> {
+        let node = self
+            .nodes
+            .get_mut(name)
+            .ok_or_else(|| Error::check("cluster", format!("no node called {name}")))?;
+        node.shell = None;
+        node.vm.stop();
+        node.vm = Vm::start(node.vm.config().clone())?;
+        let mut shell = GuestShell::connect(&node.vm.config().shell_socket(), name)?;
+        let vm = &node.vm;
+        shell.wait_ready(timeout, || vm.console_tail(30))?;
+        node.shell = Some(shell);
+        Ok(())
+    }
+
     /// The node called `name`.
     pub fn node(&self, name: &str) -> crate::Result<&Node> {
         self.nodes

@@ -134,7 +134,11 @@ pub fn qemu_args(config: &VmConfig) -> Vec<String> {
     );
     push(
         "-chardev",
-        format!("file,id=console,path={}", escape(&config.console_log())),
+        // Appending keeps the earlier boots of a restarted guest.
+        format!(
+            "file,id=console,path={},append=on",
+            escape(&config.console_log())
+        ),
     );
     push("-serial", "chardev:console".to_owned());
     push(
@@ -415,7 +419,8 @@ mod tests {
             "virtio-net-pci,netdev=lan,mac=52:54:00:00:00:11,bus=pci.0,addr=0x1e",
             "-netdev user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:50000-:6443",
             "virtio-net-pci,netdev=mgmt,bus=pci.0,addr=0x1f",
-            "-chardev file,id=console,path=/run/kiln/node1.console.log -serial chardev:console",
+            "-chardev file,id=console,path=/run/kiln/node1.console.log,append=on \
+             -serial chardev:console",
             "-chardev socket,id=shell,path=/run/kiln/node1.shell.sock,server=on,wait=off \
              -serial chardev:shell",
             "-nodefaults",

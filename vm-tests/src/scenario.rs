@@ -17,7 +17,7 @@ use crate::kubectl::{describe, write_forwarded_kubeconfig};
 use crate::{Cluster, ClusterOptions, Error, Kubectl, Steps, wait_for};
 
 /// The scenarios `cargo xtask vm-test --scenario` knows.
-pub const SCENARIOS: &[&str] = &["two-node"];
+pub const SCENARIOS: &[&str] = &["two-node", "ha"];
 
 /// The test workload's image: busybox serving its hostname (the pod's name) on port 8080.
 pub const TEST_IMAGE: &str = "kiln.local/test:1";
@@ -47,7 +47,10 @@ pub fn run(name: &str, options: &ClusterOptions) -> crate::Result<Steps> {
         options.run_dir.display(),
         cluster.accel
     );
-    let result = two_node(&mut cluster, &mut steps);
+    let result = match name {
+        "ha" => ha(&mut cluster, &mut steps),
+        _ => two_node(&mut cluster, &mut steps),
+    };
     eprintln!("\nsteps:\n{}", steps.summary());
     if let Err(error) = &result {
         eprintln!("FAILED: {error}\n\n{}", cluster.consoles(40));
@@ -88,6 +91,133 @@ fn two_node(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
     Ok(())
 }
 
+/// The `ha` scenario's steps: the cluster becomes Ready through the load balancer; with the
+/// first control-plane guest stopped, the API stays available through the endpoint and etcd
+/// stays healthy; started again, the member rejoins.
+fn ha(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
+    steps.run("boot: every guest's root shell answers", || {
+        cluster.wait_booted(BOOT_TIMEOUT)
+    })?;
+    steps.run("the apiserver is ready through the endpoint", || {
+        cluster.wait_api(API_TIMEOUT)
+    })?;
+    steps.run("nodes Ready, kubelets as system:node:NAME", || {
+        nodes_ready(cluster)
+    })?;
+    let members = cluster.nodes_with_role("etcd");
+    steps.run("etcd healthy on every member", || {
+        etcd_healthy(cluster, &members, members.len())
+    })?;
+    let victim = cluster
+        .nodes_with_role("control-plane")
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::check("ha", "no control-plane node"))?;
+    let survivors: Vec<String> = members
+        .iter()
+        .filter(|member| **member != victim)
+        .cloned()
+        .collect();
+    steps.run(&format!("stop {victim}"), || cluster.stop_node(&victim))?;
+    steps.run("the API stays available through the endpoint", || {
+        api_available(cluster, "without-one")
+    })?;
+    steps.run("etcd stays healthy on the other members", || {
+        etcd_healthy(cluster, &survivors, members.len())
+    })?;
+    steps.run(&format!("start {victim} again"), || {
+        cluster.start_node(&victim, BOOT_TIMEOUT)
+    })?;
+    steps.run(&format!("{victim} rejoins etcd"), || {
+        etcd_healthy(cluster, &members, members.len())
+    })?;
+    steps.run("the API is available with every member", || {
+        api_available(cluster, "rejoined")
+    })?;
+    Ok(())
+}
+
+/// etcd answers `{"health":"true"}` on each of `nodes` (with the healthcheck certificate) and
+/// lists `expected_members` members.
+pub fn etcd_healthy(
+    cluster: &mut Cluster,
+    nodes: &[String],
+    expected_members: usize,
+) -> crate::Result<()> {
+    for node in nodes {
+        wait_for(
+            &format!("etcd on {node} to be healthy with {expected_members} members"),
+            CONVERGE_TIMEOUT,
+            POLL,
+            || {
+                let health = etcd_request(cluster, node, "GET /health", "", ETCD_HEALTHCHECK)
+                    .map_err(|error| error.to_string())?;
+                if !health.contains("\"health\":\"true\"") {
+                    return Err(format!("health: {}", http_body(&health)));
+                }
+                let list = etcd_request(
+                    cluster,
+                    node,
+                    "POST /v3/cluster/member/list",
+                    "{}",
+                    ETCD_HEALTHCHECK,
+                )
+                .map_err(|error| error.to_string())?;
+                let parsed: Value = serde_json::from_str(http_body(&list).trim())
+                    .map_err(|error| format!("member list {list:?}: {error}"))?;
+                let names: Vec<String> = parsed["members"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|member| member["name"].as_str().map(str::to_owned))
+                    .collect();
+                if names.len() == expected_members {
+                    eprintln!("    etcd on {node}: healthy, members {names:?}");
+                    Ok(())
+                } else {
+                    Err(format!("members: {}", http_body(&list)))
+                }
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// The API through the cluster endpoint serves five reads and writes in a row (the load
+/// balancer may need a few failed attempts to notice a stopped apiserver).
+fn api_available(cluster: &mut Cluster, label: &str) -> crate::Result<()> {
+    let kubectl = cluster.kubectl.clone();
+    let mut streak = 0;
+    let mut attempt = 0;
+    wait_for(
+        "five API reads and writes in a row through the endpoint",
+        Duration::from_secs(300),
+        Duration::from_secs(2),
+        || {
+            attempt += 1;
+            let name = format!("kiln-ha-{label}-{attempt}");
+            let result = kubectl
+                .run(&["get", "--raw", "/readyz"])
+                .and_then(|_| kubectl.run(&["create", "configmap", &name]))
+                .and_then(|_| kubectl.run(&["get", "configmap", &name, "-o", "name"]));
+            match result {
+                Ok(_) => {
+                    streak += 1;
+                    if streak >= 5 {
+                        Ok(())
+                    } else {
+                        Err(format!("{streak} in a row"))
+                    }
+                }
+                Err(error) => {
+                    streak = 0;
+                    Err(error.to_string())
+                }
+            }
+        },
+    )
+}
+
 /// A running pod of the test deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pod {
@@ -124,23 +254,29 @@ pub fn nodes_ready(cluster: &mut Cluster) -> crate::Result<()> {
             ))
         }
     })?;
-    let api_node = cluster.api.0.clone();
+    // Through a load balancer a kubelet's requests reach any apiserver: count every
+    // control-plane node's audit records.
+    let control_plane = cluster.nodes_with_role("control-plane");
     for node in &expected {
         let script = format!(
             "grep -F '\"username\":\"system:node:{node}\"' /var/log/kubernetes/audit.log \
              | grep -F '\"resource\":\"nodes\"' | grep -F '\"name\":\"{node}\"' \
-             | grep -F '\"subresource\":\"status\"' | grep -c -F '\"code\":200'"
+             | grep -F '\"subresource\":\"status\"' | grep -c -F '\"code\":200' || true"
         );
-        let count = cluster.on(&api_node, STEP, &script).map_err(|error| {
-            Error::check(
+        let mut count = 0_u64;
+        for server in &control_plane {
+            let output = cluster.on(server, STEP, &script)?;
+            count += output.trim().parse::<u64>().unwrap_or(0);
+        }
+        if count == 0 {
+            return Err(Error::check(
                 STEP,
-                format!("no audit record of {node}'s kubelet as system:node:{node}: {error}"),
-            )
-        })?;
-        eprintln!(
-            "    {node}: {} status updates as system:node:{node}",
-            count.trim()
-        );
+                format!(
+                    "no audit record of {node}'s kubelet updating its status as system:node:{node}"
+                ),
+            ));
+        }
+        eprintln!("    {node}: {count} status updates as system:node:{node}");
     }
     Ok(())
 }

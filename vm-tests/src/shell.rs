@@ -59,37 +59,95 @@ impl GuestShell {
         })
     }
 
-    /// Waits until the guest's shell answers, probing every few seconds; `console` is called
+    /// Waits until the guest's shell answers, probing every two seconds; `console` is called
     /// for the observation a timeout reports (the serial console's last lines).
+    ///
+    /// Until the guest opens `ttyS1`, what the harness sends queues up and reaches the shell
+    /// in one burst once it starts, so the probes are short lines (`echo kiln-ready-$((N+1))`,
+    /// whose answer differs from its echo); once one is answered, the backlog is drained and
+    /// one full command checks the protocol.
     pub fn wait_ready(
         &mut self,
         timeout: Duration,
         console: impl Fn() -> String,
     ) -> crate::Result<()> {
         let started = Instant::now();
+        let mut transcript: Vec<u8> = Vec::new();
+        let mut probe: u32 = 0;
+        let mut last_probe: Option<Instant> = None;
         loop {
-            match self.run("true", Duration::from_secs(5)) {
-                Ok(output) if output.status == 0 => return Ok(()),
-                Ok(output) => {
-                    return Err(Error::check(
-                        "guest shell",
-                        format!("`true` exited {} on {}", output.status, self.name),
-                    ));
-                }
-                Err(Error::Timeout { .. }) if started.elapsed() < timeout => {}
-                Err(Error::Timeout { .. }) => {
-                    return Err(Error::Timeout {
-                        what: format!("{}'s root shell on ttyS1", self.name),
-                        waited: started.elapsed(),
-                        last_seen: format!(
-                            "console:\n{}\nshell:\n{}",
-                            console(),
-                            String::from_utf8_lossy(&self.received)
-                        ),
-                    });
-                }
-                Err(error) => return Err(error),
+            if crate::interrupted() {
+                return Err(Error::Interrupted);
             }
+            if started.elapsed() >= timeout {
+                return Err(Error::Timeout {
+                    what: format!("{}'s root shell on ttyS1", self.name),
+                    waited: started.elapsed(),
+                    last_seen: format!(
+                        "console:\n{}\nshell (last bytes):\n{}",
+                        console(),
+                        String::from_utf8_lossy(&transcript)
+                    ),
+                });
+            }
+            if last_probe.is_none_or(|at| at.elapsed() >= Duration::from_secs(2)) {
+                probe += 1;
+                let line = format!("echo kiln-ready-$(({probe}+1))\n");
+                self.stream.write_all(line.as_bytes()).map_err(|error| {
+                    Error::io(format!("writing to {}'s shell", self.name), error)
+                })?;
+                last_probe = Some(Instant::now());
+            }
+            let count = self.read_some()?;
+            transcript.extend_from_slice(&self.received[self.received.len() - count..]);
+            let keep_from = transcript.len().saturating_sub(2000);
+            transcript.drain(..keep_from);
+            if answered(&self.received) {
+                break;
+            }
+        }
+        // Drain the backlog of probes: wait for two quiet seconds (at most a minute).
+        let draining = Instant::now();
+        let mut quiet_since = Instant::now();
+        while quiet_since.elapsed() < Duration::from_secs(2)
+            && draining.elapsed() < Duration::from_secs(60)
+        {
+            if self.read_some()? > 0 {
+                quiet_since = Instant::now();
+            }
+        }
+        self.received.clear();
+        let check = self.run("true", Duration::from_secs(60))?;
+        if check.status != 0 {
+            return Err(Error::check(
+                "guest shell",
+                format!("`true` exited {} on {}", check.status, self.name),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads what the guest sent within the read timeout into `received`; the byte count.
+    fn read_some(&mut self) -> crate::Result<usize> {
+        let mut buffer = [0_u8; 8192];
+        match self.stream.read(&mut buffer) {
+            Ok(0) => Err(Error::io(
+                format!("reading {}'s shell", self.name),
+                std::io::ErrorKind::UnexpectedEof.into(),
+            )),
+            Ok(count) => {
+                self.received.extend_from_slice(&buffer[..count]);
+                Ok(count)
+            }
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(0)
+            }
+            Err(error) => Err(Error::io(format!("reading {}'s shell", self.name), error)),
         }
     }
 
@@ -132,24 +190,7 @@ impl GuestShell {
                     last_seen: crate::tail_lines(&seen, 20),
                 });
             }
-            let mut buffer = [0_u8; 8192];
-            match self.stream.read(&mut buffer) {
-                Ok(0) => {
-                    return Err(Error::io(
-                        format!("reading {}'s shell", self.name),
-                        std::io::ErrorKind::UnexpectedEof.into(),
-                    ));
-                }
-                Ok(count) => self.received.extend_from_slice(&buffer[..count]),
-                Err(error)
-                    if matches!(
-                        error.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(error) => {
-                    return Err(Error::io(format!("reading {}'s shell", self.name), error));
-                }
-            }
+            self.read_some()?;
         }
     }
 
@@ -168,6 +209,14 @@ impl GuestShell {
         }
         Ok(result.output)
     }
+}
+
+/// Whether a readiness probe was answered: `kiln-ready-` followed by a digit appears only in
+/// answers (the echoed probe has `kiln-ready-$((`).
+fn answered(received: &[u8]) -> bool {
+    received
+        .windows(12)
+        .any(|window| window.starts_with(b"kiln-ready-") && window[11].is_ascii_digit())
 }
 
 /// The one line that runs `script` and prints its output between the markers of `nonce`.
@@ -223,6 +272,12 @@ fn find_bytes(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readiness_needs_an_answer_not_an_echo() {
+        assert!(!answered(b"echo kiln-ready-$((3+1))\r\n"));
+        assert!(answered(b"echo kiln-ready-$((3+1))\r\nkiln-ready-4\r\n# "));
+    }
 
     #[test]
     fn the_echoed_command_line_never_contains_a_marker() {

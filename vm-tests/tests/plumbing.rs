@@ -77,7 +77,7 @@ fn two_tiny_guests_share_a_private_segment_and_forward_ports() {
     for vm in [&mut alpha, &mut beta] {
         wait_for(
             "the guest to boot",
-            Duration::from_secs(120),
+            Duration::from_secs(300),
             Duration::from_millis(500),
             || {
                 vm.check_running().map_err(|error| error.to_string())?;
@@ -124,7 +124,7 @@ fn two_tiny_guests_share_a_private_segment_and_forward_ports() {
 
     let mut shell = GuestShell::connect(&alpha.config().shell_socket(), "alpha").expect("socket");
     shell
-        .wait_ready(Duration::from_secs(60), || alpha.console_tail(10))
+        .wait_ready(Duration::from_secs(300), || alpha.console_tail(10))
         .unwrap_or_else(|error| panic!("{error}"));
     let check = |shell: &mut GuestShell, script: &str| {
         shell
@@ -268,7 +268,7 @@ fn a_cluster_boots_from_a_result_directory() {
     cluster.host_port("node2", 10250).expect("kubelet port");
 
     cluster
-        .wait_booted(Duration::from_secs(120))
+        .wait_booted(Duration::from_secs(300))
         .unwrap_or_else(|error| panic!("{error}\n{}", cluster.consoles(20)));
     let ping = cluster
         .on("node2", "ping", "ping -c 1 -W 10 192.168.50.11")

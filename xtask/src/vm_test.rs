@@ -19,7 +19,7 @@ pub struct Args {
     /// Leave the guests running afterwards (also after a failure) and print how to reach them.
     #[arg(long)]
     keep: bool,
-    /// The cluster spec to build (default: examples/two-node.toml).
+    /// The cluster spec to build (default: examples/<scenario>.toml).
     #[arg(long)]
     spec: Option<PathBuf>,
     /// Use this already-built `result/` directory instead of building the spec.
@@ -115,7 +115,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// Builds the spec into `out` with this program's own `build-cluster`.
 fn build(args: &Args, out: &Path) -> anyhow::Result<PathBuf> {
-    let spec = args.spec.clone().unwrap_or_else(common::default_spec);
+    let spec = args.spec.clone().unwrap_or_else(|| {
+        common::default_spec().with_file_name(format!("{}.toml", args.scenario))
+    });
     let program = std::env::current_exe().context("finding the xtask program")?;
     let mut command = Command::new(program);
     command
