@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use kiln_graph::{DrvId, Graph};
-use kiln_image::{KubernetesSource, LayerCopy, LayerFile, LayerSpec, NodeImageSpec};
+use kiln_image::{
+    KubernetesSource, LayerCopy, LayerFile, LayerSpec, NodeImageSpec, ProvisionFormat,
+};
 use kiln_spec::{NodePlan, Plan, Role};
 
 use crate::{Artifacts, ClusterError};
@@ -124,7 +126,8 @@ WantedBy=multi-user.target
 }
 
 /// Adds the image derivations: `image/*` shared ones, and `node/<name>/layer` and
-/// `node/<name>/image` per node.
+/// `node/<name>/image` per node, with the node's layer also as `node/<name>/cloud-init`
+/// (user-data and meta-data) and `node/<name>/ignition` (an Ignition config).
 pub(crate) fn add_images(
     graph: &mut Graph,
     artifacts: &mut Artifacts,
@@ -204,6 +207,24 @@ pub(crate) fn add_images(
             }
         }
         let layer = node_layer(plan, node, &layer_inputs);
+        // The same files as provisioning data for a stock Ubuntu (cloud-init) or CoreOS
+        // (Ignition) machine.
+        for (artifact, format) in [
+            ("cloud-init", ProvisionFormat::CloudInit),
+            ("ignition", ProvisionFormat::Ignition),
+        ] {
+            let id = DrvId::new(format!("node/{}/{artifact}", node.name));
+            graph.add(
+                id.clone(),
+                layer.clone().provision_derivation(
+                    node.name.clone(),
+                    format,
+                    format!("{}-{artifact}", node.name),
+                    layer_inputs.clone(),
+                ),
+            )?;
+            node_artifacts.insert(artifact.to_owned(), id);
+        }
         graph.add(
             layer_id.clone(),
             layer.derivation(format!("{}-layer", node.name), layer_inputs),
@@ -338,6 +359,11 @@ fn node_layer(plan: &Plan, node: &NodePlan, inputs: &[(String, DrvId)]) -> Layer
     }
     let mut symlinks = BTreeMap::new();
     for (link, target) in [
+        // A server: no graphical target.
+        (
+            "etc/systemd/system/default.target",
+            "/lib/systemd/system/multi-user.target",
+        ),
         (
             "etc/systemd/system/multi-user.target.wants/systemd-networkd.service",
             "/lib/systemd/system/systemd-networkd.service",
