@@ -50,6 +50,16 @@ pub struct Args {
     /// `$KILN_SUBSTITUTERS` (colon-separated).
     #[arg(long = "substituter", value_name = "STORE")]
     substituters: Vec<PathBuf>,
+    /// Take the Kubernetes binaries from this directory (one file per binary) instead of
+    /// building them from Debian's source package; the directory is hashed, and the build fails
+    /// if it changes afterwards.
+    #[arg(long, value_name = "DIR", conflicts_with = "kubernetes_release")]
+    kubernetes_dir: Option<PathBuf>,
+    /// Download the Kubernetes binaries as this JSON file lists them:
+    /// `{"version": "v1.20.2", "binaries": {"kubelet": {"url": "...", "sha256": "..."}, ...}}`,
+    /// each checked against its SHA-256.
+    #[arg(long, value_name = "FILE")]
+    kubernetes_release: Option<PathBuf>,
 }
 
 impl Args {
@@ -71,6 +81,8 @@ impl Args {
             json: false,
             no_images: false,
             substituters: Vec::new(),
+            kubernetes_dir: None,
+            kubernetes_release: None,
         }
     }
 }
@@ -93,7 +105,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let inputs = common::cluster_inputs(&plan, &spec, args.secrets.clone())?;
     let mut cluster = kiln_cluster::cluster_graph(&plan, &inputs)?;
     if !args.no_images {
-        cluster = cluster.with_images(&plan, &kiln_cluster::ImageInputs::default())?;
+        let inputs = kiln_cluster::ImageInputs {
+            kubernetes: kubernetes_source(&args, &plan)?,
+        };
+        cluster = cluster.with_images(&plan, &inputs)?;
     }
     let artifacts = cluster.artifacts;
     let graph = cluster.graph.validate()?;
@@ -181,6 +196,63 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(code)
+}
+
+/// Where the Kubernetes binaries come from: `--kubernetes-dir`, `--kubernetes-release`, or
+/// Debian's source package.
+fn kubernetes_source(
+    args: &Args,
+    plan: &kiln_spec::Plan,
+) -> anyhow::Result<kiln_image::KubernetesSource> {
+    let version = format!("v{}", plan.cluster.kubernetes_version);
+    if let Some(dir) = &args.kubernetes_dir {
+        let dir = std::path::absolute(dir)?;
+        return Ok(kiln_image::KubernetesSource::Path { version, dir });
+    }
+    if let Some(file) = &args.kubernetes_release {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Release {
+            version: String,
+            binaries: std::collections::BTreeMap<String, Binary>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Binary {
+            url: String,
+            sha256: String,
+        }
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        let release: Release = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a release list", file.display()))?;
+        let mut binaries = std::collections::BTreeMap::new();
+        for (name, binary) in release.binaries {
+            let sha256 = binary.sha256.parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "{}: binaries.{name}.sha256 is not 64 hex digits",
+                    file.display()
+                )
+            })?;
+            binaries.insert(
+                name,
+                kiln_image::ReleaseBinary {
+                    url: binary.url,
+                    sha256,
+                },
+            );
+        }
+        return Ok(kiln_image::KubernetesSource::Release {
+            version: release.version,
+            binaries,
+        });
+    }
+    if version != "v1.20.2" {
+        bail!(
+            "the spec asks for Kubernetes {version}, but Debian's source package builds v1.20.2: pass --kubernetes-dir or --kubernetes-release"
+        );
+    }
+    Ok(kiln_image::KubernetesSource::debian_default())
 }
 
 /// Installs (with apt, from the machine's own sources) the programs the image derivations
