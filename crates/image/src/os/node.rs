@@ -232,8 +232,8 @@ fn size_and_sha256(path: &Path) -> Result<(u64, String), BuildError> {
 }
 
 /// The `run-qemu` script: boots the image with the serial console on the terminal. `eth0` joins
-/// the cluster's segment (a QEMU multicast socket: every node of the cluster started this way on
-/// one machine shares it, nothing else does); `eth1` is QEMU user networking with
+/// the cluster's segment (a QEMU multicast socket bound to the loopback interface: every node of
+/// the cluster started this way on one machine shares it, and nothing leaves the machine); `eth1` is QEMU user networking with
 /// `restrict=on`, so the guest reaches nothing outside. Extra arguments go to QEMU (for
 /// example `-netdev user,...,hostfwd=...` replacements are not needed: add
 /// `KILN_QEMU_HOSTFWD=hostfwd=tcp:127.0.0.1:6443-:6443`).
@@ -281,7 +281,7 @@ fn qemu_script(spec: &NodeImageSpec, manifest: &ImageManifest) -> String {
     }
     let _ = writeln!(
         script,
-        "  -netdev socket,id=cluster,mcast=230.0.0.1:{} \\",
+        "  -netdev socket,id=cluster,mcast=230.0.0.1:{},localaddr=127.0.0.1 \\",
         spec.segment_port()
     );
     let _ = writeln!(
