@@ -1,0 +1,607 @@
+//! `cargo xtask build-cluster` with node images, run as a user runs it: every image's node
+//! layer, read back with Debian's `unsquashfs`, holds exactly the private keys of its node's
+//! placement, 0600 and owned by root; the shared layers hold none of the cluster's keys; and
+//! images are the same bytes from two directories and under `--check`.
+//!
+//! The fixed-output inputs (the base OS, the Kubernetes binaries, busybox) are substituted
+//! from the default store when it has them, and built otherwise (slow, but never skipped).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use kiln_pki::{FileSource, placement};
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+/// The default store, found as `cargo xtask` finds it: `$KILN_STORE`, else
+/// `$XDG_DATA_HOME/kiln/store`, else `~/.local/share/kiln/store`. The builds below use it only
+/// as a substituter for fixed-output paths.
+fn default_store() -> Option<PathBuf> {
+    let set = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
+    if let Some(dir) = set("KILN_STORE") {
+        return Some(PathBuf::from(dir));
+    }
+    if let Some(dir) = set("XDG_DATA_HOME") {
+        return Some(PathBuf::from(dir).join("kiln/store"));
+    }
+    set("HOME").map(|home| PathBuf::from(home).join(".local/share/kiln/store"))
+}
+
+/// Runs the xtask binary through `sh` so that the umask can be set, in `dir`, with `env`, the
+/// default store as a substituter.
+fn xtask(dir: &Path, umask: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("KILN_STORE")
+        .env_remove("KILN_SUBSTITUTERS");
+    if let Some(store) = default_store() {
+        command.arg("--substituter").arg(store);
+    }
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("the xtask binary runs")
+}
+
+fn succeeded(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn unsquashfs() -> PathBuf {
+    let path = Path::new("/usr/bin/unsquashfs");
+    assert!(
+        path.is_file(),
+        "`unsquashfs` is not installed; this test reads node images with it. \
+         Install the Debian package: apt-get install -y squashfs-tools (cargo xtask test does)"
+    );
+    path.to_owned()
+}
+
+/// Extracts the squashfs `image` into `dest` (which must not exist).
+fn extract(image: &Path, dest: &Path) {
+    std::fs::create_dir_all(dest.parent().expect("a parent")).expect("mkdir");
+    let output = Command::new(unsquashfs())
+        .args(["-no-progress", "-quiet", "-d"])
+        .arg(dest)
+        .arg(image)
+        .output()
+        .expect("unsquashfs runs");
+    assert!(
+        output.status.success(),
+        "unsquashfs -d {} {} failed: {}",
+        dest.display(),
+        image.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// `unsquashfs -lln`: each path (relative to the image's root) with its `ls -l` mode and
+/// `uid/gid`.
+fn listing(image: &Path) -> BTreeMap<String, (String, String)> {
+    let output = Command::new(unsquashfs())
+        .arg("-lln")
+        .arg(image)
+        .output()
+        .expect("unsquashfs runs");
+    assert!(
+        output.status.success(),
+        "unsquashfs -lln {} failed: {}",
+        image.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("UTF-8 listing")
+        .lines()
+        .map(|line| {
+            let mut words = line.split_whitespace();
+            let mode = words.next().expect("a mode").to_owned();
+            let owner = words.next().expect("an owner").to_owned();
+            let (_, name) = line
+                .split_once(" squashfs-root")
+                .unwrap_or_else(|| panic!("no path in {line:?}"));
+            let path = name.split_once(" -> ").map_or(name, |(path, _)| path);
+            (path.trim_start_matches('/').to_owned(), (mode, owner))
+        })
+        .collect()
+}
+
+/// A node image's `image.json`.
+fn image_manifest(image_dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(image_dir.join("image.json")).expect("image.json");
+    serde_json::from_str(&text).expect("image.json is JSON")
+}
+
+/// The file of the layer `name` of the image in `image_dir`, its links resolved.
+fn layer_file(image_dir: &Path, manifest: &serde_json::Value, name: &str) -> PathBuf {
+    let layer = manifest["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .find(|layer| layer["name"] == name)
+        .unwrap_or_else(|| panic!("no layer {name} in {}", image_dir.display()));
+    let file = image_dir.join(layer["file"].as_str().expect("a file"));
+    std::fs::canonicalize(&file)
+        .unwrap_or_else(|error| panic!("{} does not resolve: {error}", file.display()))
+}
+
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn base64_encode(bytes: &[u8]) -> String {
+    let mut text = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (index, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if index <= chunk.len() {
+                text.push(char::from(BASE64[((n >> shift) & 63) as usize]));
+            } else {
+                text.push('=');
+            }
+        }
+    }
+    text
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for character in text
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
+    {
+        let value = BASE64
+            .iter()
+            .position(|b| *b == character)
+            .unwrap_or_else(|| panic!("not base64: {text:?}"));
+        buffer = (buffer << 6) | u32::try_from(value).expect("< 64");
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            bytes.push(u8::try_from((buffer >> bits) & 0xff).expect("a byte"));
+        }
+    }
+    bytes
+}
+
+#[test]
+fn base64_round_trips() {
+    for text in [
+        "",
+        "a",
+        "ab",
+        "abc",
+        "abcd",
+        "-----BEGIN EC PRIVATE KEY-----\n",
+    ] {
+        assert_eq!(
+            base64_decode(&base64_encode(text.as_bytes())),
+            text.as_bytes()
+        );
+    }
+    assert_eq!(base64_encode(b"-----BEGIN "), "LS0tLS1CRUdJTiA=");
+}
+
+/// What a file holds that counts as a private key: PEM key blocks, and the keys kubeconfigs
+/// embed as `client-key-data` (base64 of a PEM key).
+fn private_keys_in(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut keys = Vec::new();
+    let mut rest = text.as_ref();
+    while let Some(start) = rest.find("-----BEGIN ") {
+        let block = &rest[start..];
+        let header_end = block.find('\n').unwrap_or(block.len());
+        if !block[..header_end].contains("PRIVATE KEY") {
+            rest = &block[header_end..];
+            continue;
+        }
+        let end = block
+            .find("-----END ")
+            .and_then(|end| block[end..].find('\n').map(|newline| end + newline + 1))
+            .unwrap_or(block.len());
+        keys.push(block.as_bytes()[..end].to_vec());
+        rest = &block[end..];
+    }
+    for line in text.lines() {
+        if let Some((_, value)) = line.split_once("client-key-data:") {
+            keys.push(base64_decode(value.trim()));
+        }
+    }
+    keys
+}
+
+/// Every file below `root` (not following links) that holds a private key, with those keys.
+fn files_with_private_keys(root: &Path) -> BTreeMap<String, Vec<Vec<u8>>> {
+    fn walk(root: &Path, dir: &Path, found: &mut BTreeMap<String, Vec<Vec<u8>>>) {
+        for entry in std::fs::read_dir(dir).expect("readable directory") {
+            let path = entry.expect("entry").path();
+            let meta = std::fs::symlink_metadata(&path).expect("metadata");
+            if meta.is_dir() {
+                walk(root, &path, found);
+            } else if meta.is_file() {
+                let keys = private_keys_in(&std::fs::read(&path).expect("readable file"));
+                if !keys.is_empty() {
+                    let relative = path.strip_prefix(root).expect("below root");
+                    found.insert(relative.display().to_string(), keys);
+                }
+            }
+        }
+    }
+    let mut found = BTreeMap::new();
+    walk(root, root, &mut found);
+    found
+}
+
+/// The operator's private keys (`result/cluster/pki/*`): path below it → PEM bytes.
+fn operator_keys(result: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, found: &mut BTreeMap<String, Vec<u8>>) {
+        for entry in std::fs::read_dir(dir).expect("readable directory") {
+            let path = entry.expect("entry").path();
+            // Artifact links point into the store: follow them.
+            if std::fs::metadata(&path).expect("metadata").is_dir() {
+                walk(root, &path, found);
+                continue;
+            }
+            let bytes = std::fs::read(&path).expect("readable file");
+            for key in private_keys_in(&bytes) {
+                let relative = path.strip_prefix(root).expect("below root");
+                found.insert(relative.display().to_string(), key);
+            }
+        }
+    }
+    let mut found = BTreeMap::new();
+    let pki = result.join("cluster/pki");
+    walk(&pki, &pki, &mut found);
+    found
+}
+
+/// Where the operator's output keeps the key of a placed file.
+fn operator_key_path(source: &FileSource) -> String {
+    match source {
+        FileSource::PrivateKey(name) => format!("{name}/tls.key"),
+        FileSource::ServiceAccountPrivateKey => "service-account/sa.key".to_owned(),
+        other => panic!("not a private key: {other:?}"),
+    }
+}
+
+fn load_plan(name: &str) -> kiln_spec::Plan {
+    let path = examples().join(format!("{name}.toml"));
+    let source = std::fs::read_to_string(&path).expect("the example");
+    kiln_spec::load(&source, &path.display().to_string())
+        .unwrap_or_else(|errors| panic!("{errors}"))
+        .plan
+}
+
+/// The HA example's images: each node layer holds exactly the private keys
+/// `kiln_pki::placement` gives its node (and the kubeconfigs of its components, each embedding a
+/// key of that placement), 0600, owned by root, under a 0700 `etc/kubernetes/pki`; the shared
+/// layers hold none of the cluster's keys.
+#[test]
+fn every_node_image_of_the_ha_example_holds_exactly_its_private_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = examples().join("ha.toml");
+    succeeded(&xtask(
+        dir.path(),
+        "022",
+        &[],
+        &[
+            "build-cluster",
+            "--spec",
+            spec.to_str().expect("utf-8 path"),
+            "--store",
+            "store",
+            "--secrets",
+            "s",
+            "--out",
+            "result",
+        ],
+    ));
+    let result = dir.path().join("result");
+    let plan = load_plan("ha");
+    let operator = operator_keys(&result);
+    assert!(
+        operator.len() >= 20,
+        "the operator's output holds every key: {:?}",
+        operator.keys()
+    );
+    // The kubeconfigs that carry a key (systemd control plane: controllers run no kubelet).
+    let controller_kubeconfigs = [
+        "etc/kubernetes/controller-manager.conf",
+        "etc/kubernetes/scheduler.conf",
+    ];
+    let worker_kubeconfigs = [
+        "etc/kubernetes/kube-proxy.conf",
+        "etc/kubernetes/kubelet.conf",
+    ];
+    let mut shared_layers = BTreeSet::new();
+    let mut node_layers = BTreeSet::new();
+    for node in &plan.nodes {
+        let image_dir = result.join("nodes").join(&node.name).join("image");
+        let manifest = image_manifest(&image_dir);
+        assert_eq!(manifest["node"], node.name.as_str());
+        let node_layer = layer_file(&image_dir, &manifest, "node");
+        assert!(
+            node_layers.insert(node_layer.clone()),
+            "{}'s node layer is another node's",
+            node.name
+        );
+        for layer in manifest["layers"].as_array().expect("layers") {
+            let name = layer["name"].as_str().expect("a name");
+            let shared = layer["shared"].as_bool().expect("shared");
+            assert_eq!(shared, name != "node", "{}'s layer {name}", node.name);
+            if shared {
+                shared_layers.insert(layer_file(&image_dir, &manifest, name));
+            }
+        }
+
+        let extracted = dir.path().join("extracted").join(&node.name);
+        extract(&node_layer, &extracted);
+        let found = files_with_private_keys(&extracted);
+
+        let placed: Vec<_> = placement(&plan, node)
+            .into_iter()
+            .filter(|file| file.source.is_private())
+            .collect();
+        let kubeconfigs: &[&str] = match node.name.as_str() {
+            "lb" => &[],
+            name if name.starts_with("controller-") => &controller_kubeconfigs,
+            name if name.starts_with("worker-") => &worker_kubeconfigs,
+            other => panic!("a node the HA example did not have: {other}"),
+        };
+        let expected: BTreeSet<String> = placed
+            .iter()
+            .map(|file| format!("etc/kubernetes/{}", file.path))
+            .chain(kubeconfigs.iter().map(|path| (*path).to_owned()))
+            .collect();
+        let found_paths: BTreeSet<String> = found.keys().cloned().collect();
+        assert_eq!(
+            found_paths, expected,
+            "private keys in {}'s image",
+            node.name
+        );
+
+        // Each placed key is the operator's key of that name, not another's.
+        let placed_keys: Vec<&Vec<u8>> = placed
+            .iter()
+            .map(|file| {
+                let path = format!("etc/kubernetes/{}", file.path);
+                let operator_path = operator_key_path(&file.source);
+                let theirs = operator
+                    .get(&operator_path)
+                    .unwrap_or_else(|| panic!("no operator key {operator_path}"));
+                assert_eq!(
+                    found[&path],
+                    std::slice::from_ref(theirs),
+                    "{path} on {} is not the operator's {operator_path}",
+                    node.name
+                );
+                theirs
+            })
+            .collect();
+        // Each kubeconfig embeds one key, and it is one the node's placement holds.
+        for path in kubeconfigs {
+            let keys = &found[*path];
+            assert_eq!(keys.len(), 1, "{path} on {} embeds one key", node.name);
+            assert!(
+                placed_keys.contains(&&keys[0]),
+                "{path} on {} embeds a key its placement does not give it",
+                node.name
+            );
+        }
+
+        // Modes and owners, as unsquashfs lists them.
+        let listed = listing(&node_layer);
+        for path in &expected {
+            let (mode, owner) = listed
+                .get(path)
+                .unwrap_or_else(|| panic!("{path} not listed in {}'s layer", node.name));
+            assert_eq!(mode, "-rw-------", "mode of {path} on {}", node.name);
+            assert_eq!(owner, "0/0", "owner of {path} on {}", node.name);
+        }
+        // Every node of the example gets at least the cluster CA's certificate.
+        let (mode, _) = listed
+            .get("etc/kubernetes/pki")
+            .unwrap_or_else(|| panic!("{} has no etc/kubernetes/pki", node.name));
+        assert_eq!(mode, "drwx------", "{}'s etc/kubernetes/pki", node.name);
+        for (path, (_, owner)) in &listed {
+            assert_eq!(owner, "0/0", "owner of {path} on {}", node.name);
+        }
+    }
+    // "Its own only": two workers' kubelet keys differ.
+    let kubelet_key = |node: &str| {
+        std::fs::read(
+            dir.path()
+                .join("extracted")
+                .join(node)
+                .join("etc/kubernetes/pki/kubelet.key"),
+        )
+        .expect("a kubelet key")
+    };
+    assert_ne!(kubelet_key("worker-0"), kubelet_key("worker-1"));
+
+    // The shared layers: one of each kind for all seven images, holding none of the keys.
+    assert_eq!(
+        shared_layers.len(),
+        3,
+        "kubernetes, images and base, shared by every node: {shared_layers:?}"
+    );
+    let needles = dir.path().join("needles");
+    let mut patterns = String::new();
+    for key in operator.values() {
+        // A PEM key's body lines, and the whole key in base64 as kubeconfigs embed it.
+        let text = String::from_utf8_lossy(key);
+        for line in text.lines().filter(|line| line.len() >= 40) {
+            patterns.push_str(line);
+            patterns.push('\n');
+        }
+        patterns.push_str(&base64_encode(key));
+        patterns.push('\n');
+    }
+    std::fs::write(&needles, patterns).expect("write the patterns");
+    for (index, layer) in shared_layers.iter().enumerate() {
+        let extracted = dir.path().join(format!("shared-{index}"));
+        extract(layer, &extracted);
+        let output = Command::new("grep")
+            .args(["-r", "-l", "-F", "--binary-files=text", "-f"])
+            .arg(&needles)
+            .arg(&extracted)
+            .output()
+            .expect("grep runs");
+        let matches = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "the shared layer {} holds a cluster key in: {matches}{}",
+            layer.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::fs::remove_dir_all(&extracted).expect("clean up");
+    }
+}
+
+/// Every artifact's digest and content hash from a result directory's manifest.
+fn hashes(result: &Path) -> BTreeMap<String, (String, String)> {
+    let text =
+        std::fs::read_to_string(result.join("manifest.json")).expect("manifest.json written");
+    let manifest: serde_json::Value = serde_json::from_str(&text).expect("manifest is JSON");
+    manifest["artifacts"]
+        .as_object()
+        .expect("artifacts map")
+        .iter()
+        .map(|(id, entry)| {
+            let field = |name: &str| entry[name].as_str().expect("hex digest").to_owned();
+            (id.clone(), (field("digest"), field("content_hash")))
+        })
+        .collect()
+}
+
+/// The image artifacts: `image/*`, `node/*/layer` and `node/*/image`.
+fn image_hashes(result: &Path) -> BTreeMap<String, (String, String)> {
+    hashes(result)
+        .into_iter()
+        .filter(|(id, _)| {
+            id.starts_with("image/")
+                || (id.starts_with("node/") && (id.ends_with("/layer") || id.ends_with("/image")))
+        })
+        .collect()
+}
+
+/// The two-node example from two directories, with different TZ, umask and LANG, into two
+/// stores: the same digests and content hashes for every image artifact; and `--check`
+/// rebuilds them bit for bit.
+#[test]
+fn two_node_images_are_the_same_from_two_directories_and_under_check() {
+    let spec = examples().join("two-node.toml");
+    let spec = spec.to_str().expect("utf-8 path");
+    let first = tempfile::tempdir().expect("tempdir");
+    let second = tempfile::tempdir().expect("tempdir");
+    let secrets = tempfile::tempdir().expect("tempdir");
+    let secrets = secrets.path().to_str().expect("utf-8 path");
+    let first_args = [
+        "build-cluster",
+        "--spec",
+        spec,
+        "--secrets",
+        secrets,
+        "--store",
+        "store-a",
+        "--out",
+        "out",
+    ];
+    let first_env = [
+        ("TZ", "UTC"),
+        ("LANG", "C"),
+        ("LC_ALL", "C"),
+        ("HOME", first.path().to_str().expect("utf-8")),
+    ];
+    succeeded(&xtask(first.path(), "022", &first_env, &first_args));
+    succeeded(&xtask(
+        second.path(),
+        "077",
+        &[
+            ("TZ", "Pacific/Kiritimati"),
+            ("LANG", "de_DE.UTF-8"),
+            ("LC_ALL", "tr_TR.UTF-8"),
+            ("HOME", second.path().to_str().expect("utf-8")),
+        ],
+        &[
+            "build-cluster",
+            "--spec",
+            spec,
+            "--secrets",
+            secrets,
+            "--store",
+            "nested/store-b",
+            "--out",
+            "elsewhere/result",
+            "--jobs",
+            "1",
+        ],
+    ));
+    let a = image_hashes(&first.path().join("out"));
+    let b = image_hashes(&second.path().join("elsewhere/result"));
+    for id in [
+        "image/base-os",
+        "image/initrd",
+        "image/layer/kubernetes",
+        "image/layer/images",
+        "node/node1/layer",
+        "node/node1/image",
+        "node/node2/layer",
+        "node/node2/image",
+    ] {
+        assert!(a.contains_key(id), "{id} missing from {:?}", a.keys());
+    }
+    // (digest, content hash) of each differing artifact in both builds.
+    let differing: Vec<String> = a
+        .iter()
+        .filter(|(id, hashes)| b.get(*id) != Some(hashes))
+        .map(|(id, hashes)| format!("{id}: {hashes:?} vs {:?}", b.get(id)))
+        .collect();
+    assert!(
+        differing.is_empty() && a.len() == b.len(),
+        "image artifacts that differ between the two directories: {differing:#?}"
+    );
+    // The images themselves, byte for byte: the same layers in both stores.
+    for node in ["node1", "node2"] {
+        let image = |result: &Path| {
+            let dir = result.join("nodes").join(node).join("image");
+            let manifest = image_manifest(&dir);
+            let layers: Vec<Vec<u8>> = ["node", "kubernetes", "images"]
+                .into_iter()
+                .map(|name| std::fs::read(layer_file(&dir, &manifest, name)).expect("a layer"))
+                .collect();
+            (manifest, layers)
+        };
+        let (manifest_a, layers_a) = image(&first.path().join("out"));
+        let (manifest_b, layers_b) = image(&second.path().join("elsewhere/result"));
+        assert_eq!(manifest_a, manifest_b, "{node}'s image.json");
+        assert!(layers_a == layers_b, "{node}'s layers differ");
+    }
+
+    let mut check_args = first_args.to_vec();
+    check_args.push("--check");
+    let output = xtask(first.path(), "022", &first_env, &check_args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "--check failed: {stderr}");
+    assert!(
+        stderr.contains("bit-for-bit identical") && !stderr.contains("not reproducible"),
+        "{stderr}"
+    );
+}
