@@ -216,6 +216,12 @@ fn the_two_node_example_as_cloud_init_and_ignition() {
         let user_data = std::fs::read_to_string(&user_data_path).expect("user-data");
         let config = std::fs::read_to_string(&config_path).expect("config.ign");
         let tree = decode_cloud_init(&user_data);
+        eprintln!(
+            "{node}: {} entries; user-data {} bytes, config.ign {} bytes",
+            tree.len(),
+            user_data.len(),
+            config.len()
+        );
         assert_eq!(tree, decode_ignition(&config), "{node}: the formats differ");
 
         let by_path: BTreeMap<&str, &TreeEntry> =
