@@ -62,33 +62,63 @@ pub fn run(name: &str, options: &ClusterOptions) -> crate::Result<Steps> {
     result.map(|()| steps)
 }
 
-/// The `two-node` scenario's steps, after the guests were started.
+/// The `two-node` scenario's steps, after the guests were started. A failed step does not
+/// stop the steps that do not depend on it (a run costs a quarter of an hour under TCG, so
+/// each run reports every failure it can); the first failure is returned.
 fn two_node(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
     steps.run("boot: every guest's root shell answers", || {
         cluster.wait_booted(BOOT_TIMEOUT)
     })?;
     steps.run("the apiserver is ready", || cluster.wait_api(API_TIMEOUT))?;
-    steps.run("1 nodes Ready, kubelets as system:node:NAME", || {
-        nodes_ready(cluster)
-    })?;
-    let pods = steps.run("2 deployment web x4 Running on every node", || {
+    let mut failures: Vec<Error> = Vec::new();
+    let mut record = |result: crate::Result<()>| {
+        if let Err(error) = result {
+            if matches!(error, Error::Interrupted) {
+                return Err(error);
+            }
+            failures.push(error);
+        }
+        Ok(())
+    };
+    record(
+        steps.run("1 nodes Ready, kubelets as system:node:NAME", || {
+            nodes_ready(cluster)
+        }),
+    )?;
+    match steps.run("2 deployment web x4 Running on every node", || {
         deployment_spread(cluster)
-    })?;
-    steps.run("3 pod IPs reachable across nodes", || {
-        pod_network(cluster, &pods)
-    })?;
-    steps.run("4 ClusterIP answers from every node", || {
-        service_cluster_ip(cluster, &pods)
-    })?;
-    steps.run("5 kubectl logs and exec", || logs_and_exec(cluster, &pods))?;
-    steps.run("6 refusals", || refusals(cluster))?;
-    steps.run("6 no foreign private keys on workers", || {
+    }) {
+        Ok(pods) => {
+            record(steps.run("3 pod IPs reachable across nodes", || {
+                pod_network(cluster, &pods)
+            }))?;
+            record(steps.run("4 ClusterIP answers from every node", || {
+                service_cluster_ip(cluster, &pods)
+            }))?;
+            record(steps.run("5 kubectl logs and exec", || logs_and_exec(cluster, &pods)))?;
+        }
+        Err(error) => {
+            eprintln!("    (steps 3 to 5 need the pods: skipped)");
+            record(Err(error))?;
+        }
+    }
+    record(steps.run("6 refusals", || refusals(cluster)))?;
+    record(steps.run("6 no foreign private keys on workers", || {
         private_key_scan(cluster)
-    })?;
-    steps.run("7 Secrets encrypted at rest in etcd", || {
+    }))?;
+    record(steps.run("7 Secrets encrypted at rest in etcd", || {
         encryption_at_rest(cluster)
-    })?;
-    Ok(())
+    }))?;
+    if failures.len() > 1 {
+        eprintln!("\n{} steps failed:", failures.len());
+        for failure in &failures {
+            eprintln!("  - {}", first_line(&failure.to_string()));
+        }
+    }
+    match failures.into_iter().next() {
+        Some(first) => Err(first),
+        None => Ok(()),
+    }
 }
 
 /// The `ha` scenario's steps: the cluster becomes Ready through the load balancer; with the
@@ -447,6 +477,8 @@ pub fn logs_and_exec(cluster: &mut Cluster, pods: &[Pod]) -> crate::Result<()> {
 pub fn refusals(cluster: &mut Cluster) -> crate::Result<()> {
     const STEP: &str = "refusals";
     let admin = admin_json(cluster)?;
+    // Every refusal is checked; all that fail are reported together.
+    let mut problems: Vec<String> = Vec::new();
 
     // An anonymous request to the apiserver: 401. (kubectl cannot send one: without
     // credentials kubectl 1.20 asks for a user name, so openssl sends it, verifying the server.)
@@ -462,23 +494,29 @@ pub fn refusals(cluster: &mut Cluster) -> crate::Result<()> {
         .unwrap_or("kubernetes")
         .to_owned();
     let response = anonymous_get(&ca, cluster.api.1, &api_name, "/api")?;
-    expect_http(
-        STEP,
-        "an anonymous request to the apiserver",
-        &response,
-        401,
-    )?;
+    note(
+        &mut problems,
+        expect_http(
+            STEP,
+            "an anonymous request to the apiserver",
+            &response,
+            401,
+        ),
+    );
 
     // The kubelet API without a client certificate: 401, over a verified TLS connection.
     for name in cluster.nodes_with_role("worker") {
         let port = cluster.host_port(&name, 10250)?;
         let response = anonymous_get(&ca, port, &name, "/pods")?;
-        expect_http(
-            STEP,
-            &format!("{name}'s kubelet API without a client certificate"),
-            &response,
-            401,
-        )?;
+        note(
+            &mut problems,
+            expect_http(
+                STEP,
+                &format!("{name}'s kubelet API without a client certificate"),
+                &response,
+                401,
+            ),
+        );
     }
 
     // Another node's kubelet credentials modifying a Node object: 403 (NodeRestriction).
@@ -509,12 +547,15 @@ pub fn refusals(cluster: &mut Cluster) -> crate::Result<()> {
             "--overwrite",
             "-v=6",
         ])?;
-        expect_status(
-            STEP,
-            &format!("{last}'s kubelet credentials labelling Node {first}"),
-            &output,
-            403,
-        )?;
+        note(
+            &mut problems,
+            expect_status(
+                STEP,
+                &format!("{last}'s kubelet credentials labelling Node {first}"),
+                &output,
+                403,
+            ),
+        );
         // The same credentials do reach the apiserver: the refusal is authorization.
         as_node
             .run(&["get", "node", last])
@@ -535,15 +576,15 @@ pub fn refusals(cluster: &mut Cluster) -> crate::Result<()> {
     )?;
     let text = describe(&output);
     if output.status.success() || !text.contains("x509") {
-        return Err(Error::check(
-            STEP,
-            format!("the admin kubeconfig with another CA was not refused by TLS: {text}"),
+        problems.push(format!(
+            "the admin kubeconfig with another CA was not refused by TLS: {text}"
         ));
+    } else {
+        eprintln!(
+            "    admin kubeconfig with another CA: refused ({})",
+            first_line(&text)
+        );
     }
-    eprintln!(
-        "    admin kubeconfig with another CA: refused ({})",
-        first_line(&text)
-    );
 
     // A certificate issued by the Kubernetes CA, presented to etcd: the handshake is refused.
     // The healthcheck client certificate is the control: same connection, etcd's CA, accepted.
@@ -569,13 +610,11 @@ pub fn refusals(cluster: &mut Cluster) -> crate::Result<()> {
             || !tls_error
             || !refused.output.contains("trusting certificate")
         {
-            return Err(Error::check(
-                STEP,
-                format!(
-                    "etcd on {node} answered a Kubernetes-CA certificate: {}",
-                    refused.output
-                ),
+            problems.push(format!(
+                "etcd on {node} answered a Kubernetes-CA certificate: {}",
+                refused.output
             ));
+            continue;
         }
         let reason = refused
             .output
@@ -584,7 +623,18 @@ pub fn refusals(cluster: &mut Cluster) -> crate::Result<()> {
             .unwrap_or("");
         eprintln!("    etcd on {node}, Kubernetes-CA client certificate: refused ({reason})");
     }
-    Ok(())
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::check(STEP, problems.join("\n")))
+    }
+}
+
+/// Records a failed check's message.
+fn note(problems: &mut Vec<String>, result: crate::Result<()>) {
+    if let Err(error) = result {
+        problems.push(error.to_string());
+    }
 }
 
 /// Step 6, second half: no worker-only node holds a private key that is not one of its own
