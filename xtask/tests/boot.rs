@@ -1,6 +1,7 @@
 //! The two-node example's images boot, as a user boots them: `cargo xtask build-cluster`, then
-//! each image's own `run-qemu` script under TCG, the serial console read until every node
-//! reports that it reached its default target with containerd and the kubelet active.
+//! node1 with `cargo xtask run-vm node1` and node2 with its image's own `run-qemu` script, both
+//! under TCG, the serial console read until every node reports that it reached its default
+//! target with containerd and the kubelet active.
 //!
 //! The fixed-output inputs (base OS, Kubernetes binaries, busybox) are copied from the user's
 //! store when it holds them (`--substituter`), and built otherwise.
@@ -94,13 +95,31 @@ fn every_image_of_the_two_node_example_boots_to_its_default_target_with_containe
         assert_eq!(manifest["node"], node);
         let console = dir.path().join(format!("{node}.console"));
         let log = std::fs::File::create(&console).expect("console file");
-        let child = Command::new(image.join("run-qemu"))
+        let mut command = if node == "node1" {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+            command
+                .current_dir(dir.path())
+                .args(["run-vm", node, "--spec"])
+                .arg(&spec)
+                .args([
+                    "--store",
+                    "store",
+                    "--secrets",
+                    "secrets",
+                    "--out",
+                    "result",
+                ]);
+            command
+        } else {
+            Command::new(image.join("run-qemu"))
+        };
+        let child = command
             .env("KILN_QEMU_ACCEL", "tcg,thread=multi")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone"))
             .stderr(log)
             .spawn()
-            .expect("run-qemu starts (qemu-system-x86 is installed by `cargo xtask test`)");
+            .expect("run-vm or run-qemu starts");
         guests.push(Guest {
             name: node.to_owned(),
             child,

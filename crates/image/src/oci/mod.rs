@@ -212,6 +212,11 @@ impl ContainerImages {
             let archive = oci_archive(&image, self.source_date_epoch)?;
             let path = out.join(archive_path);
             fs::write(&path, &archive.bytes).map_err(|error| ImageError::io(&path, error))?;
+            {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o644))
+                    .map_err(|error| ImageError::io(&path, error))?;
+            }
             index.insert(
                 image.reference,
                 json!({ "archive": archive_path, "manifest_digest": archive.manifest_digest }),

@@ -124,8 +124,11 @@ pub fn assemble(
     make_dir(tree)?;
     for copy in &spec.copies {
         let source = input(&copy.input)?.join(checked(&copy.from)?);
-        let target = tree.join(checked(&copy.to)?);
-        copy_tree(&source, &target)?;
+        let to = checked(&copy.to)?;
+        if let Some(parent) = to.parent() {
+            make_dirs(tree, &tree.join(parent))?;
+        }
+        copy_tree(&source, &tree.join(to))?;
     }
     for file in &spec.files {
         let path = tree.join(checked(&file.path)?);
@@ -274,9 +277,6 @@ fn copy_tree(source: &Path, target: &Path) -> Result<(), BuildError> {
             .map_err(|error| BuildError::io(target, error));
     }
     if metadata.is_dir() {
-        if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent).map_err(|error| BuildError::io(parent, error))?;
-        }
         make_dir(target)?;
         let mut entries: Vec<_> = fs::read_dir(source)
             .map_err(|error| BuildError::io(source, error))?
