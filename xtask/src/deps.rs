@@ -58,6 +58,9 @@ pub const TEST_TOOLS: &[Tool] = &[
     command("mksquashfs", "squashfs-tools"),
     command("mmdebstrap", "mmdebstrap"),
     command("cpio", "cpio"),
+    // The VM plumbing test's tiny guest: the host's Debian kernel and busybox.
+    file("/usr/share/doc/linux-image-amd64", "linux-image-amd64"),
+    file("/bin/busybox", "busybox-static"),
     command("cloud-init", "cloud-init"),
     file(
         "/usr/lib/python3/dist-packages/jsonschema/__init__.py",
