@@ -580,10 +580,11 @@ pub fn refusals(cluster: &mut Cluster) -> crate::Result<()> {
             "the admin kubeconfig with another CA was not refused by TLS: {text}"
         ));
     } else {
-        eprintln!(
-            "    admin kubeconfig with another CA: refused ({})",
-            first_line(&text)
-        );
+        let reason = text
+            .lines()
+            .find(|line| line.contains("x509"))
+            .unwrap_or_default();
+        eprintln!("    admin kubeconfig with another CA: refused ({reason})");
     }
 
     // A certificate issued by the Kubernetes CA, presented to etcd: the handshake is refused.
@@ -626,14 +627,23 @@ pub fn refusals(cluster: &mut Cluster) -> crate::Result<()> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(Error::check(STEP, problems.join("\n")))
+        Err(Error::check(
+            STEP,
+            format!(
+                "{} refusal(s) missing:\n{}",
+                problems.len(),
+                problems.join("\n")
+            ),
+        ))
     }
 }
 
 /// Records a failed check's message.
 fn note(problems: &mut Vec<String>, result: crate::Result<()>) {
-    if let Err(error) = result {
-        problems.push(error.to_string());
+    match result {
+        Err(Error::Check { message, .. }) => problems.push(message),
+        Err(error) => problems.push(error.to_string()),
+        Ok(()) => {}
     }
 }
 
