@@ -222,8 +222,8 @@ fn kubernetes_source(
             url: String,
             sha256: String,
         }
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("reading {}", file.display()))?;
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
         let release: Release = serde_json::from_str(&text)
             .with_context(|| format!("{}: not a release list", file.display()))?;
         let mut binaries = std::collections::BTreeMap::new();

@@ -74,7 +74,8 @@ pub use crate::oci::{
 pub use crate::os::base::{
     BASE_OS_CONTENT_HASH, BASE_OS_DERIVATION_NAME, BASE_OS_EPOCH, BASE_OS_LOCK, BASE_OS_PACKAGES,
     BASE_OS_SUITE, BaseOs, IMAGE_TOOLS, INITRD_MODULES, PRUNED_MODULE_DIRS, base_os,
-    ensure_image_tools, index_hashes, load_order, lock_changes, missing_image_tools, parse_modules_dep, squashfs,
+    ensure_image_tools, index_hashes, load_order, lock_changes, missing_image_tools,
+    parse_modules_dep, squashfs,
 };
 pub use crate::os::cpio::{CpioEntry, write_cpio};
 pub use crate::os::initrd::{INIT_SCRIPT, INITRD_DERIVATION_NAME, Initrd, initrd};
