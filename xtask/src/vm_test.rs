@@ -19,7 +19,7 @@ pub struct Args {
     /// Leave the guests running afterwards (also after a failure) and print how to reach them.
     #[arg(long)]
     keep: bool,
-    /// The cluster spec to build (default: examples/<scenario>.toml).
+    /// The cluster spec to build (default: `examples/<scenario>.toml`).
     #[arg(long)]
     spec: Option<PathBuf>,
     /// Use this already-built `result/` directory instead of building the spec.
@@ -31,7 +31,7 @@ pub struct Args {
     /// The store build-cluster uses (default: build-cluster's).
     #[arg(long)]
     store: Option<PathBuf>,
-    /// Where logs, sockets and kubeconfigs go (default: target/vm-tests/<scenario>-<time>).
+    /// Where logs, sockets and kubeconfigs go (default: `target/vm-tests/<scenario>-<time>`).
     #[arg(long)]
     run_dir: Option<PathBuf>,
 }
