@@ -185,6 +185,39 @@ impl Cluster {
         )
     }
 
+    /// The operator's bootstrap step: applies the cluster's add-ons (the bootstrap RBAC that
+    /// binds the admins' group to `cluster-admin` and the apiserver's kubelet-client identity to
+    /// `system:kubelet-api-admin`) from a control-plane node's rendered manifests, as the
+    /// break-glass super-admin, whose key never leaves the operator's output. Retries until the
+    /// apiserver accepts them.
+    pub fn apply_addons(&mut self, timeout: Duration) -> crate::Result<()> {
+        let control_plane = self
+            .nodes_with_role("control-plane")
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::check("add-ons", "no control-plane node"))?;
+        let addons = self
+            .result_dir
+            .join("nodes")
+            .join(&control_plane)
+            .join("manifests/etc/kubernetes/addons");
+        let super_admin = self.result_dir.join("cluster/kubeconfigs/super-admin.conf");
+        let kubeconfig = self.run_dir.join("super-admin.kubeconfig");
+        write_forwarded_kubeconfig(&self.kubectl.program, &super_admin, self.api.1, &kubeconfig)?;
+        let kubectl = Kubectl::new(&self.kubectl.program, &kubeconfig);
+        let addons_arg = addons.display().to_string();
+        wait_for(
+            "the add-ons to be applied",
+            timeout,
+            Duration::from_secs(5),
+            || match kubectl.output(&["apply", "-f", &addons_arg]) {
+                Ok(output) if output.status.success() => Ok(()),
+                Ok(output) => Err(crate::kubectl::describe(&output)),
+                Err(error) => Err(error.to_string()),
+            },
+        )
+    }
+
     /// Stops node `name`'s guest (as a power cut would).
     pub fn stop_node(&mut self, name: &str) -> crate::Result<()> {
         let node = self

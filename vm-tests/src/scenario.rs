@@ -70,6 +70,10 @@ fn two_node(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
         cluster.wait_booted(BOOT_TIMEOUT)
     })?;
     steps.run("the apiserver is ready", || cluster.wait_api(API_TIMEOUT))?;
+    steps.run(
+        "bootstrap: the add-ons applied as the break-glass super-admin",
+        || cluster.apply_addons(API_TIMEOUT),
+    )?;
     let mut failures: Vec<Error> = Vec::new();
     let mut record = |result: crate::Result<()>| {
         if let Err(error) = result {
@@ -131,6 +135,10 @@ fn ha(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
     steps.run("the apiserver is ready through the endpoint", || {
         cluster.wait_api(API_TIMEOUT)
     })?;
+    steps.run(
+        "bootstrap: the add-ons applied as the break-glass super-admin",
+        || cluster.apply_addons(API_TIMEOUT),
+    )?;
     steps.run("nodes Ready, kubelets as system:node:NAME", || {
         nodes_ready(cluster)
     })?;

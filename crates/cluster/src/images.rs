@@ -335,6 +335,19 @@ fn node_layer(plan: &Plan, node: &NodePlan, inputs: &[(String, DrvId)]) -> Layer
             DEBUG_SHELL_UNIT.into(),
         ),
     ];
+    if node.gateway.is_none() {
+        // Without a default route, a connection from the node to a Service IP fails in the
+        // route lookup, before kube-proxy's DNAT could send it to a pod: route the Service range
+        // onto the cluster interface.
+        files.push(file(
+            "etc/systemd/network/10-kiln-eth0.network.d/50-kiln-services.conf",
+            0o644,
+            format!(
+                "# No default route: Service IPs go out on eth0, where kube-proxy's DNAT takes over.\n[Route]\nDestination={}\nScope=link\n",
+                plan.cluster.service_cidr
+            ),
+        ));
+    }
     let services: &[&str] = if node.pod_subnet.is_some() {
         &["containerd", "kubelet"]
     } else {
