@@ -21,7 +21,7 @@ pub const DEBUG_SHELL: &str = "kiln.debug-shell";
 /// How to boot a cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
-    /// The `result/` directory of `cargo xtask build-cluster` (with `nodes/*/image/image.json`
+    /// The `result/` directory of `cargo xtask build-cluster` (with `nodes/*/image/manifest.json`
     /// and `cluster/kubeconfigs/admin.conf`).
     pub result_dir: PathBuf,
     /// The kubectl of the cluster's Kubernetes version.
@@ -356,12 +356,12 @@ fn load_images(result_dir: &Path) -> crate::Result<Vec<NodeImage>> {
     for entry in entries {
         let entry = entry.map_err(|error| Error::io("listing nodes", error))?;
         let dir = entry.path().join("image");
-        if dir.join("image.json").exists() {
+        if dir.join("manifest.json").exists() {
             images.push(NodeImage::load(&dir)?);
         } else {
             return Err(Error::Image {
                 path: dir,
-                reason: "no image.json: was the cluster built with node images?".to_owned(),
+                reason: "no manifest.json: was the cluster built with node images?".to_owned(),
             });
         }
     }

@@ -15,10 +15,10 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// A node image's `image.json` is missing, unreadable or breaks the contract.
+    /// A node image's `manifest.json` is missing, unreadable or breaks the contract.
     #[error("node image {path}: {reason}")]
     Image {
-        /// The image directory or its `image.json`.
+        /// The image directory or its `manifest.json`.
         path: PathBuf,
         /// What is wrong with it.
         reason: String,

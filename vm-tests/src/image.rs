@@ -1,4 +1,4 @@
-//! The node image contract: `image.json` in each `result/nodes/<node>/image` directory.
+//! The node image contract: `manifest.json` in each `result/nodes/<node>/image` directory.
 
 use std::path::{Path, PathBuf};
 
@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use crate::Error;
 
-/// One node's bootable image, as its `image.json` describes it (the fields the harness uses;
+/// One node's bootable image, as its `manifest.json` describes it (the fields the harness uses;
 /// others, such as the layers' hashes, are ignored). Paths are resolved against the image
 /// directory when loaded.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -34,10 +34,10 @@ pub struct NodeImage {
 }
 
 impl NodeImage {
-    /// Reads `dir/image.json` and resolves its paths against `dir`; every referenced file must
+    /// Reads `dir/manifest.json` and resolves its paths against `dir`; every referenced file must
     /// exist.
     pub fn load(dir: &Path) -> crate::Result<Self> {
-        let path = dir.join("image.json");
+        let path = dir.join("manifest.json");
         let text = std::fs::read_to_string(&path)
             .map_err(|error| Error::io(format!("reading {}", path.display()), error))?;
         let mut image: Self = serde_json::from_str(&text).map_err(|error| Error::Image {
@@ -103,7 +103,7 @@ mod tests {
             std::fs::write(path, b"x").expect("write");
         }
         std::fs::write(
-            dir.path().join("image.json"),
+            dir.path().join("manifest.json"),
             r#"{"cluster":"two-node","node":"node1","kernel":"vmlinuz","initrd":"initrd.img",
                 "cmdline":"console=ttyS0 net.ifnames=0","disks":["layers/node.squashfs"],
                 "memory_mib":2048,"cpus":2,"mac":"52:54:00:00:00:11",

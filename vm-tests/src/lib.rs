@@ -9,7 +9,7 @@
 //! - [`Segment`] is the private layer-2 segment: a multicast group on the loopback interface,
 //!   chosen per run so concurrent runs never share a segment.
 //! - [`Cluster`] boots every node image of a `result/` directory ([`NodeImage`], the
-//!   `image.json` contract) and writes a kubeconfig that reaches the forwarded apiserver.
+//!   `manifest.json` contract) and writes a kubeconfig that reaches the forwarded apiserver.
 //! - [`scenario`] holds the scenarios (`two-node`), each step a function over a [`Cluster`],
 //!   timed by [`Steps`].
 //! - [`tiny_guest`] builds a busybox initramfs for the host's Debian kernel, so the QEMU

@@ -189,7 +189,7 @@ fn two_tiny_guests_share_a_private_segment_and_forward_ports() {
 }
 
 /// A `result/` directory whose node images are tiny guests: [`kiln_vm_tests::Cluster`] loads
-/// every `image.json`, boots the guests on one segment with their forwards, reaches their
+/// every `manifest.json`, boots the guests on one segment with their forwards, reaches their
 /// shells, and writes a forwarded admin kubeconfig that still verifies the apiserver by name.
 #[test]
 fn a_cluster_boots_from_a_result_directory() {
@@ -218,7 +218,7 @@ fn a_cluster_boots_from_a_result_directory() {
             .parse()
             .expect("octet");
         std::fs::write(
-            image.join("image.json"),
+            image.join("manifest.json"),
             format!(
                 r#"{{"node":"{node}","kernel":"vmlinuz","initrd":"initrd.img",
                     "cmdline":"{}","disks":[],"memory_mib":256,"cpus":1,
@@ -226,7 +226,7 @@ fn a_cluster_boots_from_a_result_directory() {
                 TinyGuest::cmdline(node, address)
             ),
         )
-        .expect("image.json");
+        .expect("manifest.json");
     }
     let kubeconfigs = result.join("cluster/kubeconfigs");
     std::fs::create_dir_all(&kubeconfigs).expect("mkdir");

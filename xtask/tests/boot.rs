@@ -89,9 +89,9 @@ fn every_image_of_the_two_node_example_boots_to_its_default_target_with_containe
     for node in nodes {
         let image = dir.path().join("result/nodes").join(node).join("image");
         let manifest: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(image.join("image.json")).expect("image.json"),
+            &std::fs::read_to_string(image.join("manifest.json")).expect("manifest.json"),
         )
-        .expect("image.json is JSON");
+        .expect("manifest.json is JSON");
         assert_eq!(manifest["node"], node);
         let console = dir.path().join(format!("{node}.console"));
         let log = std::fs::File::create(&console).expect("console file");

@@ -118,10 +118,10 @@ fn listing(image: &Path) -> BTreeMap<String, (String, String)> {
         .collect()
 }
 
-/// A node image's `image.json`.
+/// A node image's `manifest.json`.
 fn image_manifest(image_dir: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(image_dir.join("image.json")).expect("image.json");
-    serde_json::from_str(&text).expect("image.json is JSON")
+    let text = std::fs::read_to_string(image_dir.join("manifest.json")).expect("manifest.json");
+    serde_json::from_str(&text).expect("manifest.json is JSON")
 }
 
 /// The file of the layer `name` of the image in `image_dir`, its links resolved.
@@ -591,7 +591,7 @@ fn two_node_images_are_the_same_from_two_directories_and_under_check() {
         };
         let (manifest_a, layers_a) = image(&first.path().join("out"));
         let (manifest_b, layers_b) = image(&second.path().join("elsewhere/result"));
-        assert_eq!(manifest_a, manifest_b, "{node}'s image.json");
+        assert_eq!(manifest_a, manifest_b, "{node}'s manifest.json");
         assert!(layers_a == layers_b, "{node}'s layers differ");
     }
 

@@ -1,7 +1,7 @@
 //! Benchmark: layer assembly (`kiln_image::assemble` then `kiln_image::squashfs`, what a layer
 //! derivation does) against a plain `cp -r` of the same trees, several runs of each in one
 //! process, medians reported; and the shared against the per-node bytes of a built cluster's
-//! images (from their `image.json`).
+//! images (from their `manifest.json`).
 //!
 //! Run it on a cluster built with images:
 //!
@@ -292,9 +292,9 @@ fn summary(times: &mut [Duration]) -> Summary {
     }
 }
 
-/// Shared against per-node bytes of every node image in the result, from `image.json`.
+/// Shared against per-node bytes of every node image in the result, from `manifest.json`.
 fn shared_report(result: &Path) {
-    println!("# shared vs per-node bytes (layers, from image.json)");
+    println!("# shared vs per-node bytes (layers, from manifest.json)");
     println!(
         "{:<16} {:>14} {:>12} {:>10}",
         "node", "shared", "per-node", "per-node %"
@@ -303,14 +303,14 @@ fn shared_report(result: &Path) {
         .expect("nodes/")
         .filter_map(Result::ok)
         .map(|entry| entry.path())
-        .filter(|path| path.join("image/image.json").is_file())
+        .filter(|path| path.join("image/manifest.json").is_file())
         .collect();
     nodes.sort();
     let mut shared_files = BTreeMap::new();
     let mut per_node_total = 0u64;
     for node in &nodes {
         let image = node.join("image");
-        let text = std::fs::read_to_string(image.join("image.json")).expect("image.json");
+        let text = std::fs::read_to_string(image.join("manifest.json")).expect("manifest.json");
         let manifest: serde_json::Value = serde_json::from_str(&text).expect("JSON");
         let (mut shared, mut own) = (0u64, 0u64);
         for layer in manifest["layers"].as_array().expect("layers") {

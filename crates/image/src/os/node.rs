@@ -1,4 +1,4 @@
-//! A node image: one store path per node holding `image.json`, the kernel, the initrd, its
+//! A node image: one store path per node holding `manifest.json`, the kernel, the initrd, its
 //! layers (the per-node layer on top of the shared ones), a ready-to-run QEMU script and a Xen
 //! PVH `xl.cfg`.
 //!
@@ -209,7 +209,7 @@ impl Builder for NodeImage {
         };
         let mut json = serde_json::to_string_pretty(&manifest).map_err(BuildError::from_error)?;
         json.push('\n');
-        write(&out.join("image.json"), &json, 0o644)?;
+        write(&out.join("manifest.json"), &json, 0o644)?;
         write(&out.join("run-qemu"), &qemu_script(spec, &manifest), 0o755)?;
         write(&out.join("xl.cfg"), &xl_cfg(spec, &manifest), 0o644)?;
         Ok(())
