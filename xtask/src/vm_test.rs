@@ -25,7 +25,8 @@ pub struct Args {
     /// Use this already-built `result/` directory instead of building the spec.
     #[arg(long, conflicts_with = "spec")]
     result: Option<PathBuf>,
-    /// The cluster's kubectl (1.20 for the examples); default: $KILN_KUBECTL.
+    /// The cluster's kubectl (1.20 for the examples); default: $KILN_KUBECTL, else the kubectl
+    /// the build put in the store with the other Kubernetes binaries.
     #[arg(long)]
     kubectl: Option<PathBuf>,
     /// The store build-cluster uses (default: build-cluster's).
@@ -62,17 +63,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             scenario::SCENARIOS.join(", ")
         );
     }
-    let kubectl = args
-        .kubectl
-        .clone()
-        .or_else(|| std::env::var_os("KILN_KUBECTL").map(PathBuf::from))
-        .context(
-            "no kubectl: pass --kubectl PATH or set KILN_KUBECTL to the cluster's kubectl \
-             (1.20.2 for the examples; the machine's newer kubectl does not fit)",
-        )?;
-    if !kubectl.is_file() {
-        bail!("kubectl {} does not exist", kubectl.display());
-    }
     deps::ensure(VM_TOOLS)?;
 
     let run_dir = match &args.run_dir {
@@ -96,6 +86,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => build(&args, &run_dir.join("result"))?,
     };
 
+    // The cluster's own kubectl: --kubectl, $KILN_KUBECTL, else the one the build put in the
+    // store with the rest of the Kubernetes binaries.
+    let kubectl = match args
+        .kubectl
+        .clone()
+        .or_else(|| std::env::var_os("KILN_KUBECTL").map(PathBuf::from))
+    {
+        Some(kubectl) => kubectl,
+        None => built_kubectl(&result_dir)?,
+    };
+    if !kubectl.is_file() {
+        bail!("kubectl {} does not exist", kubectl.display());
+    }
     let options = ClusterOptions {
         result_dir,
         kubectl,
@@ -111,6 +114,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Err(kiln_vm_tests::Error::Interrupted) => Ok(ExitCode::from(130)),
         Err(error) => Err(error).with_context(|| format!("vm-test {}", args.scenario)),
     }
+}
+
+/// The kubectl among the Kubernetes binaries of the build in `result`.
+fn built_kubectl(result: &Path) -> anyhow::Result<PathBuf> {
+    let path = result.join("manifest.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let manifest: serde_json::Value = serde_json::from_str(&text)?;
+    let binaries = manifest["artifacts"]["image/kubernetes-binaries"]["store_path"]
+        .as_str()
+        .context("the build has no Kubernetes binaries: pass --kubectl PATH")?;
+    Ok(PathBuf::from(binaries).join("bin/kubectl"))
 }
 
 /// Builds the spec into `out` with this program's own `build-cluster`.
