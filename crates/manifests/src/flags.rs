@@ -253,6 +253,13 @@ static TABLE: &[FlagRule] = &[
         REF_APISERVER,
         |_| text("true")
     ),
+    // Anonymous requests are refused (401) where nothing needs them: in systemd mode no
+    // kubelet probes the API server. Static pods keep it, for their unauthenticated liveness
+    // probes of /livez (as kubeadm does); RBAC still answers anonymous requests with 403.
+    rule!(KubeApiserver, "anonymous-auth", 20.., REF_APISERVER, |c| {
+        (c.plan.cluster.control_plane_mode == ControlPlaneMode::Systemd)
+            .then(|| "false".to_owned())
+    }),
     rule!(KubeApiserver, "audit-log-path", 20.., REF_APISERVER, |c| c
         .plan
         .options
