@@ -257,8 +257,7 @@ static TABLE: &[FlagRule] = &[
     // kubelet probes the API server. Static pods keep it, for their unauthenticated liveness
     // probes of /livez (as kubeadm does); RBAC still answers anonymous requests with 403.
     rule!(KubeApiserver, "anonymous-auth", 20.., REF_APISERVER, |c| {
-        (c.plan.cluster.control_plane_mode == ControlPlaneMode::Systemd)
-            .then(|| "false".to_owned())
+        (c.plan.cluster.control_plane_mode == ControlPlaneMode::Systemd).then(|| "false".to_owned())
     }),
     rule!(KubeApiserver, "audit-log-path", 20.., REF_APISERVER, |c| c
         .plan
