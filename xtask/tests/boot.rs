@@ -87,7 +87,10 @@ fn every_image_of_the_two_node_example_boots_to_its_default_target_with_containe
     let nodes = ["node1", "node2"];
     let mut guests = Vec::new();
     for node in nodes {
-        let image = dir.path().join("result/nodes").join(node).join("image");
+        // The store path itself: `run-vm` below rebuilds and replaces `result/` while the
+        // other node starts.
+        let image = std::fs::canonicalize(dir.path().join("result/nodes").join(node).join("image"))
+            .expect("the image's store path");
         let manifest: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(image.join("manifest.json")).expect("manifest.json"),
         )

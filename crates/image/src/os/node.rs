@@ -255,7 +255,7 @@ fn qemu_script(spec: &NodeImageSpec, manifest: &ImageManifest) -> String {
     );
     let _ = writeln!(script, "# Extra arguments are passed to QEMU.");
     let _ = writeln!(script, "set -eu");
-    let _ = writeln!(script, "here=$(cd \"$(dirname \"$0\")\" && pwd)");
+    let _ = writeln!(script, "here=$(cd \"$(dirname \"$0\")\" && pwd -P)");
     let _ = writeln!(script, "accel=${{KILN_QEMU_ACCEL:-tcg,thread=multi}}");
     let _ = writeln!(script, "fwd=${{KILN_QEMU_HOSTFWD:+,$KILN_QEMU_HOSTFWD}}");
     let _ = writeln!(script, "exec qemu-system-x86_64 \\");
