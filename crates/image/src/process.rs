@@ -12,6 +12,65 @@ use std::time::{Duration, Instant};
 
 use crate::error::ImageError;
 
+/// The `PATH` builds run with: the system's directories only, whatever the caller's is.
+pub(crate) const SYSTEM_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The `(program, package)` entries of `tools` whose programs are not on [`SYSTEM_PATH`].
+pub(crate) fn missing_tools(
+    tools: &[(&'static str, &'static str)],
+) -> Vec<(&'static str, &'static str)> {
+    tools
+        .iter()
+        .copied()
+        .filter(|(program, _)| {
+            !std::env::split_paths(SYSTEM_PATH).any(|dir| dir.join(program).is_file())
+        })
+        .collect()
+}
+
+/// Installs the Debian packages of the `tools` that are missing with `apt-get install`, from
+/// the machine's configured sources (which needs root). Does nothing when all are present.
+pub(crate) fn install_missing_tools(
+    tools: &[(&'static str, &'static str)],
+) -> Result<(), ImageError> {
+    let mut packages: Vec<&str> = missing_tools(tools)
+        .iter()
+        .map(|(_, package)| *package)
+        .collect();
+    if packages.is_empty() {
+        return Ok(());
+    }
+    packages.sort_unstable();
+    packages.dedup();
+    let mut command = Command::new("apt-get");
+    command
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&packages);
+    run_quiet(command)
+}
+
+/// Decodes 64 lowercase hex digits at compile time (for pinned hashes).
+pub(crate) const fn hex32(hex: &str) -> [u8; 32] {
+    let bytes = hex.as_bytes();
+    assert!(bytes.len() == 64, "a SHA-256 is 64 hex digits");
+    let mut out = [0u8; 32];
+    let mut index = 0;
+    while index < 32 {
+        out[index] = (nibble(bytes[2 * index]) << 4) | nibble(bytes[2 * index + 1]);
+        index += 1;
+    }
+    out
+}
+
+const fn nibble(digit: u8) -> u8 {
+    match digit {
+        b'0'..=b'9' => digit - b'0',
+        b'a'..=b'f' => digit - b'a' + 10,
+        _ => panic!("pinned hashes are lowercase hex"),
+    }
+}
+
 /// How many lines of output a failed command's error shows.
 const TAIL_LINES: usize = 25;
 

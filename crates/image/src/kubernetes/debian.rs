@@ -31,7 +31,9 @@ use kiln_store::Digest;
 use super::{KUBERNETES_BINARIES, Params, install_binary, write_version};
 use crate::apt::PrivateApt;
 use crate::error::ImageError;
-use crate::process::{Output, run_quiet, run_streaming};
+use crate::process::{
+    Output, SYSTEM_PATH, hex32, install_missing_tools, missing_tools, run_streaming,
+};
 
 /// The bookworm (security) version of the `kubernetes` source package:
 /// upstream Kubernetes 1.20.2.
@@ -106,20 +108,11 @@ pub const BUILD_TOOLS: [(&str, &str); 10] = [
     ("date", "coreutils"),
 ];
 
-/// The `PATH` the build runs with: the system's directories only.
-const BUILD_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
-
 /// The entries of [`BUILD_TOOLS`] whose programs are not on the build's
 /// `PATH` (`/usr/sbin:/usr/bin:/sbin:/bin`, whatever the caller's is), as
 /// `(program, package)`.
 pub fn missing_build_tools() -> Vec<(&'static str, &'static str)> {
-    BUILD_TOOLS
-        .iter()
-        .copied()
-        .filter(|(program, _)| {
-            !std::env::split_paths(BUILD_PATH).any(|dir| dir.join(program).is_file())
-        })
-        .collect()
+    missing_tools(&BUILD_TOOLS)
 }
 
 /// Installs the Debian packages of [`BUILD_TOOLS`] that are missing, with
@@ -134,19 +127,7 @@ pub fn missing_build_tools() -> Vec<(&'static str, &'static str)> {
 ///
 /// If `apt-get` fails, with its last lines of output.
 pub fn ensure_build_tools() -> Result<(), ImageError> {
-    let missing = missing_build_tools();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let mut packages: Vec<&str> = missing.iter().map(|(_, package)| *package).collect();
-    packages.sort_unstable();
-    packages.dedup();
-    let mut command = Command::new("apt-get");
-    command
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .args(["install", "-y", "-q", "--no-install-recommends"])
-        .args(&packages);
-    run_quiet(command)
+    install_missing_tools(&BUILD_TOOLS)
 }
 
 /// The upstream Kubernetes version a Debian version carries:
@@ -504,7 +485,7 @@ pub fn build_environment(
     home: &Path,
 ) -> Vec<(String, String)> {
     [
-        ("PATH", BUILD_PATH.to_owned()),
+        ("PATH", SYSTEM_PATH.to_owned()),
         ("HOME", home.display().to_string()),
         ("LANG", "C.UTF-8".to_owned()),
         ("LC_ALL", "C.UTF-8".to_owned()),
@@ -698,27 +679,6 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let day_of_year = (153 * month_index + 2) / 5 + day - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
-}
-
-/// Decodes 64 hex digits at compile time (for the pinned hashes).
-const fn hex32(hex: &str) -> [u8; 32] {
-    let bytes = hex.as_bytes();
-    assert!(bytes.len() == 64, "a SHA-256 is 64 hex digits");
-    let mut out = [0u8; 32];
-    let mut index = 0;
-    while index < 32 {
-        out[index] = (nibble(bytes[2 * index]) << 4) | nibble(bytes[2 * index + 1]);
-        index += 1;
-    }
-    out
-}
-
-const fn nibble(digit: u8) -> u8 {
-    match digit {
-        b'0'..=b'9' => digit - b'0',
-        b'a'..=b'f' => digit - b'a' + 10,
-        _ => panic!("pinned hashes are lowercase hex"),
-    }
 }
 
 #[cfg(test)]

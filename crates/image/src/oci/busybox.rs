@@ -10,7 +10,7 @@ use kiln_graph::{BuildContext, BuildError, Builder};
 use kiln_store::Digest;
 
 use crate::error::ImageError;
-use crate::process::{describe, run_quiet};
+use crate::process::{describe, hex32, run_quiet};
 
 /// The Debian package the test image's busybox comes from.
 pub const BUSYBOX_PACKAGE: &str = "busybox-static";
@@ -174,24 +174,4 @@ fn command_output(command: &mut Command) -> Result<String, ImageError> {
         });
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
-const fn hex32(hex: &str) -> [u8; 32] {
-    let bytes = hex.as_bytes();
-    assert!(bytes.len() == 64, "a SHA-256 is 64 hex digits");
-    let mut out = [0u8; 32];
-    let mut index = 0;
-    while index < 32 {
-        out[index] = (nibble(bytes[2 * index]) << 4) | nibble(bytes[2 * index + 1]);
-        index += 1;
-    }
-    out
-}
-
-const fn nibble(digit: u8) -> u8 {
-    match digit {
-        b'0'..=b'9' => digit - b'0',
-        b'a'..=b'f' => digit - b'a' + 10,
-        _ => panic!("pinned hashes are lowercase hex"),
-    }
 }

@@ -13,7 +13,9 @@ use kiln_graph::{BuildContext, BuildError, Builder, Derivation};
 use kiln_store::Digest;
 
 use crate::error::ImageError;
-use crate::process::{Output, run_quiet, run_streaming};
+use crate::process::{
+    Output, SYSTEM_PATH, install_missing_tools, missing_tools, run_quiet, run_streaming,
+};
 
 /// The Debian suite the base OS comes from.
 pub const BASE_OS_SUITE: &str = "bookworm";
@@ -111,17 +113,9 @@ pub const IMAGE_TOOLS: &[(&str, &str)] = &[
     ("dpkg-query", "dpkg"),
 ];
 
-const BUILD_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
-
 /// The entries of [`IMAGE_TOOLS`] whose programs are missing, as `(program, package)`.
 pub fn missing_image_tools() -> Vec<(&'static str, &'static str)> {
-    IMAGE_TOOLS
-        .iter()
-        .copied()
-        .filter(|(program, _)| {
-            !std::env::split_paths(BUILD_PATH).any(|dir| dir.join(program).is_file())
-        })
-        .collect()
+    missing_tools(IMAGE_TOOLS)
 }
 
 /// Installs the Debian packages of [`IMAGE_TOOLS`] that are missing with `apt-get install`
@@ -131,17 +125,7 @@ pub fn missing_image_tools() -> Vec<(&'static str, &'static str)> {
 ///
 /// If `apt-get` fails, with its last lines of output.
 pub fn ensure_image_tools() -> Result<(), ImageError> {
-    let missing = missing_image_tools();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let packages: BTreeSet<&str> = missing.iter().map(|(_, package)| *package).collect();
-    let mut command = Command::new("apt-get");
-    command
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .args(["install", "-y", "-q", "--no-install-recommends"])
-        .args(&packages);
-    run_quiet(command)
+    install_missing_tools(IMAGE_TOOLS)
 }
 
 /// The base OS builder. See the module documentation.
@@ -322,7 +306,7 @@ fn clean_command(program: &str) -> Command {
     let mut command = Command::new(program);
     command
         .env_clear()
-        .env("PATH", BUILD_PATH)
+        .env("PATH", SYSTEM_PATH)
         .env("LANG", "C.UTF-8")
         .env("LC_ALL", "C.UTF-8")
         .env("TZ", "UTC")
