@@ -11,19 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::default_store;
+
 /// How long the nodes may take to report, all together. Under TCG on two shared cores a node
 /// takes one to three minutes; this is a bound for a hung boot, not a performance assertion.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(900);
-
-fn default_store() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("KILN_STORE").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(dir));
-    }
-    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(dir).join("kiln/store"));
-    }
-    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share/kiln/store"))
-}
 
 /// A QEMU process killed when dropped, its console captured to a file.
 struct Guest {

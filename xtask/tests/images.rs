@@ -12,22 +12,11 @@ use std::process::{Command, Output};
 
 use kiln_pki::{FileSource, placement};
 
+mod common;
+use common::default_store;
+
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
-}
-
-/// The default store, found as `cargo xtask` finds it: `$KILN_STORE`, else
-/// `$XDG_DATA_HOME/kiln/store`, else `~/.local/share/kiln/store`. The builds below use it only
-/// as a substituter for fixed-output paths.
-fn default_store() -> Option<PathBuf> {
-    let set = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
-    if let Some(dir) = set("KILN_STORE") {
-        return Some(PathBuf::from(dir));
-    }
-    if let Some(dir) = set("XDG_DATA_HOME") {
-        return Some(PathBuf::from(dir).join("kiln/store"));
-    }
-    set("HOME").map(|home| PathBuf::from(home).join(".local/share/kiln/store"))
 }
 
 /// Runs the xtask binary through `sh` so that the umask can be set, in `dir`, with `env`, the
