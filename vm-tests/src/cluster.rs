@@ -6,8 +6,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::image::ImageState;
 use crate::kubectl::write_forwarded_kubeconfig;
-use crate::qemu::{Accel, PortForward, Vm, VmConfig, detect_accel};
+use crate::qemu::{Accel, PortForward, StateDiskFile, Vm, VmConfig, detect_accel};
 use crate::{Error, GuestShell, Kubectl, NodeImage, Segment, free_tcp_port, wait_for};
 
 /// The guest port forwarded from every node: the kubelet API (the apiserver's port is added on
@@ -95,13 +96,23 @@ impl Cluster {
             for guest in guest_ports {
                 ports.insert(guest, free_tcp_port()?);
             }
+            // The image starts its root shell on ttyS1 only when asked.
+            let mut cmdline = format!("{} {DEBUG_SHELL}", image.cmdline);
+            let state_disk = match &image.state {
+                Some(state) => {
+                    cmdline.push(' ');
+                    cmdline.push_str(ImageState::CMDLINE_FLAG);
+                    Some(create_state_disk(&options.run_dir, &image.node, state)?)
+                }
+                None => None,
+            };
             let config = VmConfig {
                 name: image.node.clone(),
                 kernel: image.kernel.clone(),
                 initrd: image.initrd.clone(),
-                // The image starts its root shell on ttyS1 only when asked.
-                cmdline: format!("{} {DEBUG_SHELL}", image.cmdline),
+                cmdline,
                 disks: image.disks.clone(),
+                state_disk,
                 memory_mib: image.memory_mib,
                 cpus: image.cpus,
                 mac: image.mac.clone(),
@@ -345,6 +356,24 @@ impl Cluster {
         }
         text
     }
+}
+
+/// A new, empty (sparse) state disk for `node` in the run directory: the node formats it on
+/// its first boot, and a restarted guest finds its state there.
+fn create_state_disk(
+    run_dir: &Path,
+    node: &str,
+    state: &ImageState,
+) -> crate::Result<StateDiskFile> {
+    let path = run_dir.join(format!("{node}.state.img"));
+    let file = std::fs::File::create(&path)
+        .map_err(|error| Error::io(format!("creating {}", path.display()), error))?;
+    file.set_len(u64::from(state.mib) << 20)
+        .map_err(|error| Error::io(format!("sizing {}", path.display()), error))?;
+    Ok(StateDiskFile {
+        path,
+        serial: state.serial.clone(),
+    })
 }
 
 /// Every `nodes/<node>/image` of `result_dir`, sorted by node name.

@@ -31,6 +31,25 @@ pub struct NodeImage {
     pub addresses: Vec<String>,
     /// The node's roles (`control-plane`, `etcd`, `worker`, `load-balancer`).
     pub roles: Vec<String>,
+    /// The writable disk the node keeps its state on across restarts, if it has state.
+    #[serde(default)]
+    pub state: Option<ImageState>,
+}
+
+/// An image's state disk: what to attach and what to tell the kernel.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ImageState {
+    /// The virtio serial the node finds the disk by.
+    pub serial: String,
+    /// Its size when created, in MiB.
+    pub mib: u32,
+    /// Where the node mounts it (for messages).
+    pub mount: String,
+}
+
+impl ImageState {
+    /// The kernel command line word that tells the node the disk is attached.
+    pub const CMDLINE_FLAG: &'static str = "kiln.state";
 }
 
 impl NodeImage {

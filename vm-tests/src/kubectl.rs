@@ -40,16 +40,45 @@ impl Kubectl {
 
     /// Runs kubectl with `args` and returns its standard output; a non-zero exit is an
     /// [`Error::Command`] carrying standard error.
+    ///
+    /// A request that failed in transit ([`transient`]: a timeout or a dropped connection, as a
+    /// TCG guest under load gives now and then) is tried again, up to [`ATTEMPTS`] times in all.
+    /// A `create` whose first attempt reached the apiserver before the connection dropped finds
+    /// its object on the next attempt: that `AlreadyExists` counts as success. Use
+    /// [`Kubectl::run_once`] where a failure in transit is itself what is checked.
     pub fn run(&self, args: &[&str]) -> crate::Result<String> {
+        let mut failed_in_transit = false;
+        for attempt in 1..=ATTEMPTS {
+            let output = self.output(args)?;
+            if output.status.success() {
+                return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+            }
+            let stderr = describe(&output);
+            if failed_in_transit && args.first() == Some(&"create") && already_exists(&stderr) {
+                return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+            }
+            if attempt < ATTEMPTS && transient(&stderr) {
+                eprintln!(
+                    "    (kubectl {}: {}; trying again)",
+                    args.join(" "),
+                    stderr.lines().next().unwrap_or_default()
+                );
+                failed_in_transit = true;
+                std::thread::sleep(RETRY_PAUSE);
+                continue;
+            }
+            return Err(command_error(args, &output));
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// Runs kubectl with `args` once, like [`Kubectl::run`] but without trying again.
+    pub fn run_once(&self, args: &[&str]) -> crate::Result<String> {
         let output = self.output(args)?;
         if output.status.success() {
             Ok(String::from_utf8_lossy(&output.stdout).into_owned())
         } else {
-            Err(Error::Command {
-                command: format!("kubectl {}", args.join(" ")),
-                status: output.status.to_string(),
-                output: describe(&output),
-            })
+            Err(command_error(args, &output))
         }
     }
 
@@ -62,6 +91,43 @@ impl Kubectl {
             output: format!("{error}: {text}"),
         })
     }
+}
+
+/// How many times [`Kubectl::run`] tries a request that fails in transit.
+pub const ATTEMPTS: u32 = 3;
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn command_error(args: &[&str], output: &Output) -> Error {
+    Error::Command {
+        command: format!("kubectl {}", args.join(" ")),
+        status: output.status.to_string(),
+        output: describe(output),
+    }
+}
+
+/// Whether kubectl's error says the request failed in transit (worth another try) rather than
+/// being answered: timeouts, refused or dropped connections, an apiserver whose etcd request
+/// timed out. A failed certificate verification is an answer, never transient.
+pub fn transient(stderr: &str) -> bool {
+    const IN_TRANSIT: &[&str] = &[
+        "context deadline exceeded",
+        "Client.Timeout exceeded",
+        "TLS handshake timeout",
+        "i/o timeout",
+        "connection refused",
+        "connection reset by peer",
+        "unexpected EOF",
+        "http2: client connection lost",
+        "etcdserver: request timed out",
+        "etcdserver: leader changed",
+        "the server was unable to return a response in the time allotted",
+        "the server is currently unable to handle the request",
+    ];
+    !stderr.contains("x509") && IN_TRANSIT.iter().any(|needle| stderr.contains(needle))
+}
+
+fn already_exists(stderr: &str) -> bool {
+    stderr.contains("(AlreadyExists)") || stderr.contains("already exists")
 }
 
 /// A command's standard error, or its standard output when standard error is empty, trimmed.
@@ -159,6 +225,32 @@ pub fn write_forwarded_kubeconfig(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_in_transit_are_told_from_answers() {
+        for stderr in [
+            "Unable to connect to the server: context deadline exceeded",
+            "Unable to connect to the server: net/http: TLS handshake timeout",
+            "The connection to the server 127.0.0.1:40001 was refused - did you specify the right host or port?\n\
+             dial tcp 127.0.0.1:40001: connect: connection refused",
+            "Error from server: etcdserver: request timed out",
+            "Error from server (Timeout): the server was unable to return a response in the time allotted, but may still be processing the request",
+        ] {
+            assert!(transient(stderr), "{stderr}");
+        }
+        for stderr in [
+            "Unable to connect to the server: x509: certificate signed by unknown authority",
+            "Error from server (Forbidden): nodes \"node1\" is forbidden: node \"node2\" is not allowed to modify node \"node1\"",
+            "error: You must be logged in to the server (Unauthorized)",
+            "Error from server (NotFound): pods \"web\" not found",
+            "Error from server (AlreadyExists): configmaps \"a\" already exists",
+        ] {
+            assert!(!transient(stderr), "{stderr}");
+        }
+        assert!(already_exists(
+            "Error from server (AlreadyExists): secrets \"kiln-secret\" already exists"
+        ));
+    }
 
     #[test]
     fn forwarding_keeps_the_original_host_as_the_tls_server_name() {

@@ -31,11 +31,13 @@ mod wait;
 
 pub use cluster::{Cluster, ClusterOptions, DEBUG_SHELL, Node};
 pub use error::Error;
-pub use image::NodeImage;
+pub use image::{ImageState, NodeImage};
 pub use interrupt::{install_interrupt_handler, interrupted};
 pub use kubectl::{Kubectl, forward_kubeconfig};
 pub use network::{Segment, free_tcp_port};
-pub use qemu::{Accel, PortForward, Vm, VmConfig, detect_accel, qemu_args, qemu_binary};
+pub use qemu::{
+    Accel, PortForward, StateDiskFile, Vm, VmConfig, detect_accel, qemu_args, qemu_binary,
+};
 pub use shell::{GuestOutput, GuestShell};
 pub use wait::{Steps, tail_lines, wait_for};
 

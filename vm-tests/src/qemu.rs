@@ -45,6 +45,9 @@ pub struct VmConfig {
     pub cmdline: String,
     /// Read-only raw virtio disks, in order.
     pub disks: Vec<PathBuf>,
+    /// The writable state disk, attached after the read-only ones (the kernel command line
+    /// must say so: see the image's `state`).
+    pub state_disk: Option<StateDiskFile>,
     /// Guest memory.
     pub memory_mib: u32,
     /// Virtual CPUs.
@@ -62,6 +65,15 @@ pub struct VmConfig {
     /// Leave the guest running when the [`Vm`] is dropped (unless the run was interrupted), and
     /// do not tie QEMU's life to the harness's.
     pub keep: bool,
+}
+
+/// A node's writable state disk: a raw file on the host, kept across restarts of the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateDiskFile {
+    /// The raw disk file.
+    pub path: PathBuf,
+    /// The virtio serial the guest finds it by.
+    pub serial: String,
 }
 
 impl VmConfig {
@@ -109,6 +121,21 @@ pub fn qemu_args(config: &VmConfig) -> Vec<String> {
         push(
             "-drive",
             format!("file={},if=virtio,format=raw,readonly=on", escape(disk)),
+        );
+    }
+    if let Some(state) = &config.state_disk {
+        // QEMU being killed is the power cut the tests make; what the guest wrote is already
+        // in the host's page cache then, so flushes need not reach the host's disk.
+        push(
+            "-drive",
+            format!(
+                "file={},if=none,id=state,format=raw,cache=unsafe",
+                escape(&state.path)
+            ),
+        );
+        push(
+            "-device",
+            format!("virtio-blk-pci,drive=state,serial={}", state.serial),
         );
     }
     // Fixed PCI slots keep the NICs' order, and so eth0 and eth1, independent of the disks.
@@ -389,6 +416,7 @@ mod tests {
                 PathBuf::from("/images/node1/layers/node.squashfs"),
                 PathBuf::from("/images/a,b/base.squashfs"),
             ],
+            state_disk: None,
             memory_mib: 2048,
             cpus: 2,
             mac: "52:54:00:00:00:11".to_owned(),
@@ -430,6 +458,22 @@ mod tests {
         assert!(!args.contains("kvm"), "{args}");
         // The private NIC comes before the management NIC: eth0, then eth1.
         assert!(args.find("netdev=lan,").expect("lan") < args.find("netdev=mgmt,").expect("mgmt"));
+    }
+
+    #[test]
+    fn the_state_disk_is_writable_and_found_by_its_serial() {
+        let mut config = config();
+        config.state_disk = Some(StateDiskFile {
+            path: PathBuf::from("/run/kiln/node1.state.img"),
+            serial: "kiln-state".to_owned(),
+        });
+        let args = qemu_args(&config).join(" ");
+        let expected = "-drive file=/run/kiln/node1.state.img,if=none,id=state,format=raw,\
+                        cache=unsafe -device virtio-blk-pci,drive=state,serial=kiln-state";
+        assert!(args.contains(expected), "{expected:?} not in {args}");
+        // After the read-only layers, so they keep vda, vdb, ...
+        assert!(args.find("base.squashfs").expect("layer") < args.find("id=state").expect("state"));
+        assert!(!qemu_args(&self::config()).join(" ").contains("id=state"));
     }
 
     #[test]

@@ -235,9 +235,9 @@ fn api_available(cluster: &mut Cluster, label: &str) -> crate::Result<()> {
             attempt += 1;
             let name = format!("kiln-ha-{label}-{attempt}");
             let result = kubectl
-                .run(&["get", "--raw", "/readyz"])
-                .and_then(|_| kubectl.run(&["create", "configmap", &name]))
-                .and_then(|_| kubectl.run(&["get", "configmap", &name, "-o", "name"]));
+                .run_once(&["get", "--raw", "/readyz"])
+                .and_then(|_| kubectl.run_once(&["create", "configmap", &name]))
+                .and_then(|_| kubectl.run_once(&["get", "configmap", &name, "-o", "name"]));
             match result {
                 Ok(_) => {
                     streak += 1;

@@ -26,6 +26,7 @@ fn guest(
         initrd: tiny.initrd.clone(),
         cmdline: TinyGuest::cmdline(name, address),
         disks: Vec::new(),
+        state_disk: None,
         memory_mib: 256,
         cpus: 1,
         mac: format!(
@@ -298,6 +299,7 @@ fn a_kept_guest_outlives_its_vm() {
         initrd: tiny.initrd.clone(),
         cmdline: TinyGuest::cmdline("kept", "192.168.50.9/24"),
         disks: Vec::new(),
+        state_disk: None,
         memory_mib: 128,
         cpus: 1,
         mac: "52:54:00:00:50:09".to_owned(),

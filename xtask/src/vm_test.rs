@@ -19,7 +19,8 @@ pub struct Args {
     /// Leave the guests running afterwards (also after a failure) and print how to reach them.
     #[arg(long)]
     keep: bool,
-    /// The cluster spec to build (default: `examples/<scenario>.toml`).
+    /// The cluster spec to build (default: `vm-tests/specs/<scenario>.toml` if there is one,
+    /// else `examples/<scenario>.toml`).
     #[arg(long)]
     spec: Option<PathBuf>,
     /// Use this already-built `result/` directory instead of building the spec.
@@ -128,11 +129,25 @@ fn built_kubectl(result: &Path) -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(binaries).join("bin/kubectl"))
 }
 
+/// The spec a scenario builds by default: the VM tests' own (`vm-tests/specs/<scenario>.toml`,
+/// an example made to fit this machine) if there is one, else `examples/<scenario>.toml`.
+fn scenario_spec(scenario: &str) -> PathBuf {
+    let own = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../vm-tests/specs")
+        .join(format!("{scenario}.toml"));
+    if own.is_file() {
+        own
+    } else {
+        common::default_spec().with_file_name(format!("{scenario}.toml"))
+    }
+}
+
 /// Builds the spec into `out` with this program's own `build-cluster`.
 fn build(args: &Args, out: &Path) -> anyhow::Result<PathBuf> {
-    let spec = args.spec.clone().unwrap_or_else(|| {
-        common::default_spec().with_file_name(format!("{}.toml", args.scenario))
-    });
+    let spec = args
+        .spec
+        .clone()
+        .unwrap_or_else(|| scenario_spec(&args.scenario));
     let program = std::env::current_exe().context("finding the xtask program")?;
     let mut command = Command::new(program);
     command

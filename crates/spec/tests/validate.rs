@@ -249,9 +249,16 @@ fn pki_fields() {
 
 #[test]
 fn examples_load_and_round_trip() {
-    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    // The examples, and the specs the VM tests build.
+    let dirs = [
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples"),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../vm-tests/specs"),
+    ];
     let mut count = 0;
-    for entry in std::fs::read_dir(examples).expect("examples/ exists") {
+    let entries = dirs
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(dir).expect("the spec directory exists"));
+    for entry in entries {
         let path = entry.expect("readable").path();
         if path.extension().is_none_or(|ext| ext != "toml") {
             continue;
@@ -265,5 +272,8 @@ fn examples_load_and_round_trip() {
             .unwrap_or_else(|errors| panic!("{errors}"));
         assert_eq!(again.plan, loaded.plan, "{}", path.display());
     }
-    assert!(count >= 4, "expected the example specs, found {count}");
+    assert!(
+        count >= 5,
+        "expected the example and VM test specs, found {count}"
+    );
 }
