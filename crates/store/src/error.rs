@@ -58,6 +58,15 @@ pub enum StoreError {
         /// The number of bytes actually read.
         actual: u64,
     },
+    /// Garbage collection was asked to remove something that is not a store
+    /// path (or a leftover of one) of its store.
+    #[error("refusing to remove {path}: it is not a store path or leftover of the store {root}")]
+    NotInStore {
+        /// What was to be removed.
+        path: PathBuf,
+        /// The store's root.
+        root: PathBuf,
+    },
     /// A fixed-output build produced different content than promised.
     #[error("content hash mismatch for {path}: expected {expected}, got {actual}")]
     ContentHashMismatch {

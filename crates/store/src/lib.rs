@@ -12,6 +12,11 @@
 //! Hashing streams file contents, so a gigabyte image costs no more memory
 //! than a certificate.
 //!
+//! Paths are removed only by garbage collection ([`Collector`]), which keeps
+//! what the registered roots ([`Store::add_root`]) reach. Every open [`Store`]
+//! holds a store-wide lock shared and a collector holds it exclusively, so a
+//! collection never runs during a build.
+//!
 //! ```
 //! use kiln_store::{DigestBuilder, Store};
 //!
@@ -40,10 +45,12 @@
 
 mod digest;
 mod error;
+mod gc;
 mod store;
 mod tree;
 
 pub use crate::digest::{Digest, DigestBuilder};
 pub use crate::error::{BuildFailure, StoreError};
+pub use crate::gc::{Collector, Garbage, GarbageKind, Root};
 pub use crate::store::{Durability, MAX_NAME_LEN, Store, StoreObject, validate_name};
 pub use crate::tree::{Difference, DifferenceKind, EntryType, first_difference, tree_hash};

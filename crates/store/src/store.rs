@@ -3,11 +3,13 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::digest::Digest;
+use crate::digest::{Digest, DigestBuilder};
 use crate::error::{BuildFailure, StoreError};
 use crate::tree::{
     clear_write_bits, make_owner_writable, remove_tree, seal_contents, symlink_metadata, sync,
@@ -20,6 +22,10 @@ pub const MAX_NAME_LEN: usize = 200;
 const TMP_DIR: &str = ".tmp";
 const LOCKS_DIR: &str = ".locks";
 const META_DIR: &str = ".meta";
+const ROOTS_DIR: &str = ".roots";
+/// The store-wide lock, inside `.locks/`; no path's lock file has this name,
+/// since those start with a digest.
+const STORE_LOCK: &str = "store.lock";
 
 /// Makes temporary names unique within this process; the process id makes
 /// them unique across processes.
@@ -34,13 +40,30 @@ static UNIQUE: AtomicU64 = AtomicU64::new(0);
 /// [`Store::get`] never re-reads an output. Builds of the same path are
 /// serialized by a lock file in `<root>/.locks/`, across threads and
 /// processes alike.
+///
+/// While any `Store` (or a clone of it) is open, it holds the store-wide lock
+/// `<root>/.locks/store.lock` shared, so that garbage collection, which holds
+/// it exclusively (see [`Collector`](crate::Collector)), never removes a path
+/// between its build and the registration of the root that keeps it.
 #[derive(Debug, Clone)]
 pub struct Store {
     durability: Durability,
-    root: PathBuf,
-    tmp_dir: PathBuf,
-    locks_dir: PathBuf,
-    meta_dir: PathBuf,
+    pub(crate) root: PathBuf,
+    pub(crate) tmp_dir: PathBuf,
+    pub(crate) locks_dir: PathBuf,
+    pub(crate) meta_dir: PathBuf,
+    pub(crate) roots_dir: PathBuf,
+    /// The open store-wide lock file, released when the last clone is dropped.
+    _store_lock: Arc<File>,
+}
+
+/// How a handle holds the store-wide lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Builds and lookups: any number at once.
+    Shared,
+    /// Garbage collection: alone.
+    Exclusive,
 }
 
 /// How hard the store works to keep finished paths across a power loss.
@@ -81,8 +104,12 @@ impl Store {
     /// Opens the store at `root`, creating it (and its parents) if missing.
     ///
     /// The root is made private (mode 0700) and its bookkeeping directories
-    /// `.tmp/`, `.locks/` and `.meta/` are created. A relative `root` is made
-    /// absolute against the current directory once, here.
+    /// `.tmp/`, `.locks/`, `.meta/` and `.roots/` are created. A relative
+    /// `root` is made absolute against the current directory once, here.
+    ///
+    /// The store-wide lock is taken shared, so this waits while a garbage
+    /// collection runs, and a collection waits until every `Store` on this
+    /// root, in any process, is dropped.
     ///
     /// # Errors
     ///
@@ -98,26 +125,51 @@ impl Store {
     ///
     /// As [`Store::open`].
     pub fn open_with(root: &Path, durability: Durability) -> Result<Store, StoreError> {
+        match Store::open_locked(root, durability, Access::Shared, true)? {
+            Some(store) => Ok(store),
+            None => unreachable!("a blocking lock is always taken"),
+        }
+    }
+
+    /// Opens the store holding the store-wide lock as `access` asks; `None`
+    /// if `wait` is false and another handle holds it in a conflicting way.
+    pub(crate) fn open_locked(
+        root: &Path,
+        durability: Durability,
+        access: Access,
+        wait: bool,
+    ) -> Result<Option<Store>, StoreError> {
         let root =
             std::path::absolute(root).map_err(|error| StoreError::io("resolve", root, error))?;
         fs::create_dir_all(&root)
             .map_err(|error| StoreError::io("create directory", &root, error))?;
         set_private(&root)?;
-        let store = Store {
-            durability,
-            tmp_dir: root.join(TMP_DIR),
-            locks_dir: root.join(LOCKS_DIR),
-            meta_dir: root.join(META_DIR),
-            root,
-        };
-        for dir in [&store.tmp_dir, &store.locks_dir, &store.meta_dir] {
+        let (tmp_dir, locks_dir, meta_dir, roots_dir) = (
+            root.join(TMP_DIR),
+            root.join(LOCKS_DIR),
+            root.join(META_DIR),
+            root.join(ROOTS_DIR),
+        );
+        for dir in [&tmp_dir, &locks_dir, &meta_dir, &roots_dir] {
             match fs::create_dir(dir) {
                 Ok(()) => set_private(dir)?,
                 Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(error) => return Err(StoreError::io("create directory", dir, error)),
             }
         }
-        Ok(store)
+        let lock_path = locks_dir.join(STORE_LOCK);
+        let Some(store_lock) = lock_store(&lock_path, access, wait)? else {
+            return Ok(None);
+        };
+        Ok(Some(Store {
+            durability,
+            root,
+            tmp_dir,
+            locks_dir,
+            meta_dir,
+            roots_dir,
+            _store_lock: Arc::new(store_lock),
+        }))
     }
 
     /// How builds are flushed to disk.
@@ -128,6 +180,36 @@ impl Store {
     /// The store's root directory (absolute).
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Registers the directory `dir`, outside the store, as a root for
+    /// garbage collection, and returns the root's link.
+    ///
+    /// The link is `<root>/.roots/<digest>`, the digest being that of `dir`'s
+    /// canonical location (its parent resolved physically), and points at
+    /// that location; registering the same directory again changes nothing.
+    /// The store does not look inside `dir`: the collector's caller decides
+    /// which store paths a root keeps alive and when it is stale (for kiln, a
+    /// result directory whose `manifest.json` names them). `dir` need not
+    /// exist yet, but its parent must.
+    ///
+    /// # Errors
+    ///
+    /// Fails if `dir`'s parent cannot be resolved or the link cannot be written.
+    pub fn add_root(&self, dir: &Path) -> Result<PathBuf, StoreError> {
+        let target = canonical_location(dir)?;
+        let link = self.roots_dir.join(root_name(&target).to_hex());
+        if fs::read_link(&link).is_ok_and(|existing| existing == target) {
+            return Ok(link);
+        }
+        let tmp = self.roots_dir.join(unique_name(".root", "tmp"));
+        std::os::unix::fs::symlink(&target, &tmp)
+            .map_err(|error| StoreError::io("write root", &tmp, error))?;
+        fs::rename(&tmp, &link).map_err(|error| {
+            let _ = fs::remove_file(&tmp);
+            StoreError::io("move into place", &link, error)
+        })?;
+        Ok(link)
     }
 
     /// The path `<root>/<hex digest>-<name>`, whether or not it exists.
@@ -345,9 +427,19 @@ impl Store {
         validate_name(name)?;
         let base = base_name(digest, name);
         let _lock = self.lock(&base)?;
-        // The record goes first, so no reader trusts it for a vanishing path.
-        remove_file_if_present(&self.meta_dir.join(&base))?;
-        let path = self.root.join(&base);
+        self.remove_base(&base)
+    }
+
+    /// Removes `<root>/<base>` and its record; the caller holds the path's
+    /// lock or the store-wide lock exclusively.
+    ///
+    /// The record goes first, so no reader trusts it for a vanishing path;
+    /// then the path is renamed into `.tmp/` (atomically: it is whole until
+    /// it is gone), and only then deleted. A deletion interrupted there
+    /// leaves a leftover in `.tmp/` that garbage collection removes.
+    pub(crate) fn remove_base(&self, base: &str) -> Result<(), StoreError> {
+        remove_file_if_present(&self.meta_dir.join(base))?;
+        let path = self.root.join(base);
         let metadata = match fs::symlink_metadata(&path) {
             Ok(metadata) => metadata,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -356,12 +448,17 @@ impl Store {
         if metadata.is_dir() {
             make_owner_writable(&path, &metadata)?;
         }
-        let doomed = self.tmp_dir.join(unique_name(&base, "removing"));
+        let doomed = self.tmp_dir.join(unique_name(base, "removing"));
         fs::rename(&path, &doomed).map_err(|error| StoreError::io("move away", &path, error))?;
+        if self.flush() {
+            // Make the rename durable before any unlink inside it can be, so
+            // even a power loss never shows a half-deleted path in place.
+            sync(&self.root)?;
+        }
         remove_tree(&doomed)
     }
 
-    fn flush(&self) -> bool {
+    pub(crate) fn flush(&self) -> bool {
         self.durability == Durability::Full
     }
 
@@ -379,6 +476,57 @@ impl Store {
             .map_err(|error| StoreError::io("lock", &path, error))?;
         Ok(file)
     }
+}
+
+/// Opens and locks the store-wide lock file; `None` if `wait` is false and
+/// the lock is held in a conflicting way.
+fn lock_store(path: &Path, access: Access, wait: bool) -> Result<Option<File>, StoreError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|error| StoreError::io("open lock file", path, error))?;
+    // Like a path's lock, this one dies with its process.
+    let locked = match (access, wait) {
+        (Access::Shared, true) => file.lock_shared().map(|()| true),
+        (Access::Exclusive, true) => file.lock().map(|()| true),
+        (Access::Shared, false) => try_lock(file.try_lock_shared()),
+        (Access::Exclusive, false) => try_lock(file.try_lock()),
+    };
+    match locked {
+        Ok(true) => Ok(Some(file)),
+        Ok(false) => Ok(None),
+        Err(error) => Err(StoreError::io("lock", path, error)),
+    }
+}
+
+fn try_lock(result: Result<(), fs::TryLockError>) -> io::Result<bool> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(fs::TryLockError::WouldBlock) => Ok(false),
+        Err(fs::TryLockError::Error(error)) => Err(error),
+    }
+}
+
+/// Where `dir` is, with its parent resolved physically (symlinks and `..`)
+/// but not `dir` itself, which may be a symlink or not exist yet.
+fn canonical_location(dir: &Path) -> Result<PathBuf, StoreError> {
+    let absolute =
+        std::path::absolute(dir).map_err(|error| StoreError::io("resolve", dir, error))?;
+    match (absolute.parent(), absolute.file_name()) {
+        (Some(parent), Some(name)) => Ok(fs::canonicalize(parent)
+            .map_err(|error| StoreError::io("resolve", parent, error))?
+            .join(name)),
+        _ => fs::canonicalize(&absolute).map_err(|error| StoreError::io("resolve", dir, error)),
+    }
+}
+
+/// The name of the root link for the canonical location `target`.
+fn root_name(target: &Path) -> Digest {
+    DigestBuilder::new("kiln-store-root-v1")
+        .bytes(target.as_os_str().as_bytes())
+        .finish()
 }
 
 fn check_expected(
@@ -428,7 +576,7 @@ pub fn validate_name(name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn base_name(digest: &Digest, name: &str) -> String {
+pub(crate) fn base_name(digest: &Digest, name: &str) -> String {
     let mut buffer = [0u8; 64];
     let hex = digest.write_hex(&mut buffer);
     let mut base = String::with_capacity(hex.len() + 1 + name.len());
@@ -438,7 +586,7 @@ fn base_name(digest: &Digest, name: &str) -> String {
     base
 }
 
-fn unique_name(base: &str, purpose: &str) -> String {
+pub(crate) fn unique_name(base: &str, purpose: &str) -> String {
     format!(
         "{base}.{purpose}-{}-{}",
         std::process::id(),
@@ -462,7 +610,7 @@ fn exists(path: &Path) -> Result<bool, StoreError> {
 /// Reads a content-hash record: a symlink whose target is the hash in hex,
 /// so reading it is a single `readlink`. `None` if it is missing or
 /// unreadable, in which case the caller recomputes it from the output.
-fn read_record(path: &Path) -> Result<Option<Digest>, StoreError> {
+pub(crate) fn read_record(path: &Path) -> Result<Option<Digest>, StoreError> {
     match fs::read_link(path) {
         Ok(target) => Ok(target.to_str().and_then(|hex| hex.parse().ok())),
         Err(error)
@@ -494,7 +642,7 @@ fn write_record(path: &Path, content_hash: &Digest) -> Result<(), StoreError> {
     })
 }
 
-fn remove_file_if_present(path: &Path) -> Result<(), StoreError> {
+pub(crate) fn remove_file_if_present(path: &Path) -> Result<(), StoreError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),

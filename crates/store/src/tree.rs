@@ -423,7 +423,7 @@ fn is_executable(metadata: &Metadata) -> bool {
 }
 
 /// The names in a directory, sorted by their bytes (not by locale).
-fn sorted_names(path: &Path) -> Result<Vec<OsString>, StoreError> {
+pub(crate) fn sorted_names(path: &Path) -> Result<Vec<OsString>, StoreError> {
     let entries =
         fs::read_dir(path).map_err(|error| StoreError::io("read directory", path, error))?;
     let mut names = Vec::new();

@@ -35,7 +35,7 @@ fn open_creates_a_private_root_with_bookkeeping_dirs() {
     let store = Store::open(&root).expect("open");
     assert_eq!(store.root(), root);
     assert_eq!(mode(&root), 0o700);
-    for sub in [".tmp", ".locks", ".meta"] {
+    for sub in [".tmp", ".locks", ".meta", ".roots"] {
         assert!(root.join(sub).is_dir(), "{sub} exists");
         assert_eq!(mode(&root.join(sub)), 0o700, "{sub} is private");
     }
