@@ -1,7 +1,8 @@
-//! Benchmark: layer assembly (`kiln_image::assemble` then `kiln_image::squashfs`, what a layer
-//! derivation does) against a plain `cp -r` of the same trees, several runs of each in one
-//! process, medians reported; and the shared against the per-node bytes of a built cluster's
-//! images (from their `manifest.json`).
+//! Benchmark: layer assembly (`kiln_image::assemble_linked` then `LinkedTree::pack`, what a
+//! layer derivation does) against a plain `cp -r` of the same trees, several runs of each in one
+//! process, medians reported; beside them the former layer path (`kiln_image::assemble`, a tree
+//! of copies, then `kiln_image::squashfs`); and the shared against the per-node bytes of a built
+//! cluster's images (from their `manifest.json`).
 //!
 //! Run it on a cluster built with images:
 //!
@@ -11,7 +12,9 @@
 //! ```
 //!
 //! `KILN_BENCH_NODE` picks the node whose rendered trees are assembled (default: the first
-//! node directory with a `pki`), `KILN_BENCH_RUNS` the runs of each (default 5).
+//! node directory with a `pki`), `KILN_BENCH_RUNS` the runs of each (default 5). The scratch
+//! trees go to the temporary directory (`TMPDIR`): on the store's file system, as a layer
+//! build's are, the assembled tree is hard links; elsewhere, copies (the report says which).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +22,9 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use kiln_graph::BuildError;
-use kiln_image::{LAYER_EPOCH, LayerCopy, LayerSpec, assemble, squashfs};
+use kiln_image::{
+    LAYER_EPOCH, LayerCopy, LayerSpec, LinkedTree, assemble, assemble_linked, squashfs,
+};
 
 /// One thing to assemble: a layer spec over named inputs.
 struct Case {
@@ -49,8 +54,16 @@ fn main() -> ExitCode {
     let cases = [kubernetes_case(&result), node_case(&result, &node)];
     println!("# image assembly vs cp -r, {runs} runs each, median (min..max)");
     println!(
-        "{:<22} {:>12} {:>8} {:>24} {:>24} {:>24} {:>8}",
-        "layer", "bytes", "files", "cp -r", "assemble", "assemble+squashfs", "speed"
+        "{:<22} {:>12} {:>8} {:>24} {:>24} {:>24} {:>8} {:>24} {:>8}",
+        "layer",
+        "bytes",
+        "files",
+        "cp -r",
+        "assemble",
+        "assemble+pack",
+        "speed",
+        "before: copies+squashfs",
+        "speed"
     );
     for case in &cases {
         bench(case, runs);
@@ -168,14 +181,23 @@ fn cp_r(case: &Case, tree: &Path) {
     }
 }
 
-fn assemble_case(case: &Case, tree: &Path) {
-    let input = |name: &str| -> Result<PathBuf, BuildError> {
+fn input(case: &Case) -> impl Fn(&str) -> Result<PathBuf, BuildError> + '_ {
+    |name: &str| {
         case.inputs
             .get(name)
             .cloned()
             .ok_or_else(|| BuildError::new(format!("no input {name}")))
-    };
-    assemble(&case.spec, tree, &input).expect("assemble");
+    }
+}
+
+/// What a layer derivation does: a tree of hard links, packed with the layer's modes.
+fn assemble_linked_case(case: &Case, tree: &Path) -> LinkedTree {
+    assemble_linked(&case.spec, tree, &input(case)).expect("assemble")
+}
+
+/// The former layer path: a tree of copies with the layer's modes, packed as it is.
+fn assemble_copies_case(case: &Case, tree: &Path) {
+    assemble(&case.spec, tree, &input(case)).expect("assemble");
 }
 
 fn bench(case: &Case, runs: usize) {
@@ -186,70 +208,87 @@ fn bench(case: &Case, runs: usize) {
     let mut copy_times = Vec::new();
     let mut assemble_times = Vec::new();
     let mut layer_times = Vec::new();
+    let mut before_times = Vec::new();
     let mut size = (0, 0);
     let mut image_bytes = 0;
-    // One untimed round first warms the page cache for both. Every timed step starts after a
-    // `sync`, so that none pays for the previous step's writeback, and the two methods take
+    let mut linked_files = 0;
+    // One untimed round first warms the page cache for all. Every timed step starts after a
+    // `sync`, so that none pays for the previous step's writeback, and the three methods take
     // turns going first.
     for run in 0..=runs {
         let copied = scratch.path().join(format!("cp-{run}"));
         let tree = scratch.path().join(format!("tree-{run}"));
         let image = scratch.path().join(format!("layer-{run}.squashfs"));
-        let time_copy = || {
+        let before_tree = scratch.path().join(format!("before-{run}"));
+        let before_image = scratch.path().join(format!("before-{run}.squashfs"));
+        let mut copy_time = Duration::ZERO;
+        let mut layer_time = (Duration::ZERO, Duration::ZERO);
+        let mut before_time = Duration::ZERO;
+        for turn in 0..3 {
             sync();
             let started = Instant::now();
-            cp_r(case, &copied);
-            started.elapsed()
-        };
-        let time_layer = || {
-            sync();
-            let started = Instant::now();
-            assemble_case(case, &tree);
-            let assembled = started.elapsed();
-            squashfs(&tree, &image, LAYER_EPOCH, false, true).expect("mksquashfs");
-            (assembled, started.elapsed())
-        };
-        let (copy_time, (assemble_time, layer_time)) = if run % 2 == 0 {
-            let copy_time = time_copy();
-            (copy_time, time_layer())
-        } else {
-            let layer = time_layer();
-            (time_copy(), layer)
-        };
+            match (run + turn) % 3 {
+                0 => {
+                    cp_r(case, &copied);
+                    copy_time = started.elapsed();
+                }
+                1 => {
+                    let linked = assemble_linked_case(case, &tree);
+                    let assembled = started.elapsed();
+                    linked.pack(&image).expect("mksquashfs");
+                    layer_time = (assembled, started.elapsed());
+                    linked_files = linked.linked_files();
+                }
+                _ => {
+                    assemble_copies_case(case, &before_tree);
+                    squashfs(&before_tree, &before_image, LAYER_EPOCH, false, true)
+                        .expect("mksquashfs");
+                    before_time = started.elapsed();
+                }
+            }
+        }
 
         if run == 0 {
             size = tree_size(&copied);
-            assert_eq!(size, tree_size(&tree), "cp -r and assemble copied the same");
+            assert_eq!(size, tree_size(&tree), "cp -r and assemble placed the same");
             image_bytes = std::fs::metadata(&image).expect("image").len();
         } else {
             copy_times.push(copy_time);
-            assemble_times.push(assemble_time);
-            layer_times.push(layer_time);
+            assemble_times.push(layer_time.0);
+            layer_times.push(layer_time.1);
+            before_times.push(before_time);
         }
-        for path in [&copied, &tree] {
+        for path in [&copied, &tree, &before_tree] {
             make_writable(path);
             std::fs::remove_dir_all(path).expect("clean up");
         }
-        std::fs::remove_file(&image).expect("clean up");
+        for path in [&image, &before_image] {
+            std::fs::remove_file(path).expect("clean up");
+        }
     }
     let copy = summary(&mut copy_times);
     let assembly = summary(&mut assemble_times);
     let layer = summary(&mut layer_times);
+    let before = summary(&mut before_times);
+    let speed = |summary: &Summary| copy.median.as_secs_f64() / summary.median.as_secs_f64();
     println!(
-        "{:<22} {:>12} {:>8} {:>24} {:>24} {:>24} {:>7.2}x",
+        "{:<22} {:>12} {:>8} {:>24} {:>24} {:>24} {:>7.2}x {:>24} {:>7.2}x",
         case.name,
         size.0,
         size.1,
         copy.text,
         assembly.text,
         layer.text,
-        copy.median.as_secs_f64() / layer.median.as_secs_f64(),
+        speed(&layer),
+        before.text,
+        speed(&before),
     );
     println!(
-        "{:<22} squashfs image: {image_bytes} bytes; speed = cp -r median / assemble+squashfs \
-         median (target >= 0.5); assemble alone: {:.2}x",
+        "{:<22} squashfs image: {image_bytes} bytes; {linked_files} of {} files hard-linked; \
+         speed = cp -r median / median (target >= 0.5); assemble alone: {:.2}x",
         "",
-        copy.median.as_secs_f64() / assembly.median.as_secs_f64(),
+        size.1,
+        speed(&assembly),
     );
 }
 

@@ -80,7 +80,8 @@ pub use crate::os::base::{
 pub use crate::os::cpio::{CpioEntry, write_cpio};
 pub use crate::os::initrd::{INIT_SCRIPT, INITRD_DERIVATION_NAME, Initrd, initrd};
 pub use crate::os::layer::{
-    LAYER_EPOCH, LAYER_FILE, Layer, LayerCopy, LayerFile, LayerSpec, assemble, install_links,
+    LAYER_EPOCH, LAYER_FILE, Layer, LayerCopy, LayerFile, LayerSpec, LinkedTree, assemble,
+    assemble_linked, install_links,
 };
 pub use crate::os::node::{ImageManifest, LayerEntry, NodeImage, NodeImageSpec};
 pub use crate::provision::{

@@ -1,7 +1,9 @@
 //! Filesystem layers built through the graph and the store, checked by Debian's `unsquashfs`:
 //! every entry's mode follows the layer's rule (keys 0600, executables 0755, the rest 0644,
 //! directories 0755 unless `dirs` says otherwise), everything is owned by root, units are
-//! enabled, two builds give the same bytes, and two entries claiming one path fail.
+//! enabled, two builds give the same bytes, and two entries claiming one path fail. A layer's
+//! files are hard links to its inputs' files until mksquashfs reads them: its image has the
+//! bytes of one packed from a tree of copies, and the inputs are left as they were.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -14,7 +16,9 @@ use kiln_graph::{
     BuildContext, BuildError, Builder, Derivation, DrvId, EvalError, EvalOptions, Graph,
     NullObserver,
 };
-use kiln_image::{LAYER_FILE, LayerCopy, LayerFile, LayerSpec};
+use kiln_image::{
+    LAYER_EPOCH, LAYER_FILE, LayerCopy, LayerFile, LayerSpec, assemble, assemble_linked,
+};
 use kiln_store::Store;
 
 const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n";
@@ -122,6 +126,11 @@ fn spec() -> LayerSpec {
 
 /// Builds `spec` over the fake input in a new store below `dir`; returns the layer's path.
 fn build(spec: LayerSpec, dir: &Path) -> Result<PathBuf, EvalError> {
+    build_with_input(spec, dir).map(|(image, _)| image)
+}
+
+/// As [`build`], also returning the fake input's store path.
+fn build_with_input(spec: LayerSpec, dir: &Path) -> Result<(PathBuf, PathBuf), EvalError> {
     let mut graph = Graph::new();
     graph
         .add("fake", Derivation::new("fake-input", Arc::new(FakeInput)))
@@ -135,9 +144,12 @@ fn build(spec: LayerSpec, dir: &Path) -> Result<PathBuf, EvalError> {
     let graph = graph.validate().expect("a valid graph");
     let store = Store::open(&dir.join("store")).expect("open the store");
     let evaluation = graph.evaluate(&store, &EvalOptions::default(), &NullObserver)?;
-    Ok(evaluation.outputs[&DrvId::from("layer")]
-        .path
-        .join(LAYER_FILE))
+    Ok((
+        evaluation.outputs[&DrvId::from("layer")]
+            .path
+            .join(LAYER_FILE),
+        evaluation.outputs[&DrvId::from("fake")].path.clone(),
+    ))
 }
 
 fn unsquashfs() -> PathBuf {
@@ -431,4 +443,185 @@ fn two_entries_claiming_one_path_fail_naming_it() {
             "the error does not name {path}: {message}"
         );
     }
+}
+
+/// The oracle for a layer's bytes: `spec` assembled from `input` as a tree of real copies (each
+/// with its layer mode set on it), packed by `mksquashfs` with the layer's options, none of
+/// which concerns hard links or pseudo definitions.
+fn packed_from_copies(spec: &LayerSpec, input: &Path, scratch: &Path) -> Vec<u8> {
+    let tree = scratch.join("copies");
+    assemble(spec, &tree, &|_| Ok(input.to_path_buf())).expect("assembles");
+    let image = scratch.join("copies.squashfs");
+    let epoch = LAYER_EPOCH.to_string();
+    let output = Command::new("/usr/bin/mksquashfs")
+        .arg(&tree)
+        .arg(&image)
+        .args(["-noappend", "-quiet", "-no-progress", "-all-root"])
+        .args(["-mkfs-time", &epoch, "-all-time", &epoch])
+        .args(["-noI", "-noD", "-noF", "-noX", "-no-xattrs", "-b", "1M"])
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .expect("mksquashfs runs");
+    assert!(
+        output.status.success(),
+        "mksquashfs failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    fs::read(&image).expect("the image")
+}
+
+#[test]
+fn a_built_layer_has_the_bytes_of_one_packed_from_copies() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let (image, input) = build_with_input(spec(), scratch.path()).expect("the layer builds");
+    let built = fs::read(&image).expect("the layer");
+    assert!(
+        built == packed_from_copies(&spec(), &input, scratch.path()),
+        "the layer differs from the same tree of copies packed by mksquashfs"
+    );
+    // The layer's output is its image only: the scratch tree is gone.
+    let names: Vec<_> = fs::read_dir(image.parent().expect("the output"))
+        .expect("the output")
+        .map(|entry| entry.expect("entry").file_name())
+        .collect();
+    assert_eq!(names, [LAYER_FILE]);
+}
+
+/// The mode bits and bytes of every file below `dir`, by path.
+fn files(dir: &Path) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
+    let mut found = BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let metadata = path.symlink_metadata().expect("stat");
+        if metadata.is_dir() {
+            for entry in fs::read_dir(&path).expect("readable") {
+                pending.push(entry.expect("entry").path());
+            }
+        } else if metadata.is_file() {
+            let relative = path.strip_prefix(dir).expect("below dir").to_path_buf();
+            let bytes = fs::read(&path).expect("readable");
+            found.insert(relative, (metadata.permissions().mode() & 0o7777, bytes));
+        }
+    }
+    found
+}
+
+#[test]
+fn hard_links_odd_names_and_outside_links_leave_the_bytes_of_copies_and_the_inputs_alone() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let input = scratch.path().join("input");
+    let write = |relative: &str, contents: &str, mode: u32| {
+        let path = input.join(relative);
+        fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+        fs::write(&path, contents).expect("write");
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    write("bin/tool", "#!/bin/sh\necho tool\n", 0o555);
+    write("pki/node.key", KEY, 0o400);
+    write("etc/config.txt", "plain\n", 0o444);
+    // Names a pseudo definition must escape, or cannot hold (the newline: copied instead).
+    for name in ["a b", "#hash", "q\"uote\\back", "tab\tx", "ü", "new\nline"] {
+        write(&format!("etc/odd/{name}"), name, 0o444);
+    }
+    // Two names of one file within the input.
+    fs::hard_link(input.join("bin/tool"), input.join("bin/tool-again")).expect("ln");
+    let spec = LayerSpec {
+        copies: vec![
+            LayerCopy {
+                input: "input".into(),
+                from: String::new(),
+                to: String::new(),
+            },
+            // The same files once more, elsewhere.
+            LayerCopy {
+                input: "input".into(),
+                from: "bin".into(),
+                to: "usr/local/bin".into(),
+            },
+        ],
+        files: vec![LayerFile {
+            path: "etc/hostname".into(),
+            mode: 0o644,
+            contents: "node\n".into(),
+        }],
+        dirs: BTreeMap::from([("pki".to_owned(), 0o700)]),
+        ..LayerSpec::default()
+    };
+    let before = files(&input);
+    let resolve = |_: &str| Ok(input.clone());
+
+    let linked = |name: &str| {
+        let tree = assemble_linked(&spec, &scratch.path().join(name), &resolve).expect("assembles");
+        let image = scratch.path().join(format!("{name}.squashfs"));
+        tree.pack(&image).expect("packs");
+        (tree.linked_files(), fs::read(&image).expect("the image"))
+    };
+    let (linked_files, first) = linked("first");
+    // The ten input files but the one with a newline at the root, and the two below bin once
+    // more.
+    assert_eq!(linked_files, 10 - 1 + 2);
+    // More links to the input's files, from outside the layer.
+    let outside = scratch.path().join("outside");
+    fs::create_dir(&outside).expect("mkdir");
+    for (index, file) in ["bin/tool", "pki/node.key", "etc/odd/a b"]
+        .iter()
+        .enumerate()
+    {
+        fs::hard_link(input.join(file), outside.join(index.to_string())).expect("ln");
+    }
+    let (_, second) = linked("second");
+    assert!(first == second, "links from outside the layer changed it");
+    assert!(
+        first == packed_from_copies(&spec, &input, scratch.path()),
+        "the layer differs from the same tree of copies packed by mksquashfs"
+    );
+    assert_eq!(files(&input), before, "the input changed");
+
+    // Extracted, the layer holds the input's bytes, with the layer's modes.
+    let image = scratch.path().join("first.squashfs");
+    let extracted = scratch.path().join("extracted");
+    let status = Command::new(unsquashfs())
+        .args(["-quiet", "-no-progress", "-d"])
+        .arg(&extracted)
+        .arg(&image)
+        .status()
+        .expect("unsquashfs runs");
+    assert!(status.success());
+    let layer = files(&extracted);
+    for (path, (_, bytes)) in &before {
+        assert_eq!(&layer[path].1, bytes, "bytes of {}", path.display());
+    }
+    assert_eq!(
+        layer[Path::new("usr/local/bin/tool-again")].1,
+        before[Path::new("bin/tool")].1
+    );
+    assert_eq!(layer[Path::new("bin/tool")].0, 0o755);
+    assert_eq!(layer[Path::new("pki/node.key")].0, 0o600);
+    assert_eq!(layer[Path::new("etc/odd/#hash")].0, 0o644);
+    assert_eq!(layer[Path::new("etc/odd/new\nline")].0, 0o644);
+    assert_eq!(layer.len(), before.len() + 2 + 1);
+}
+
+#[test]
+fn a_layer_directory_over_an_input_file_fails_and_leaves_the_file_alone() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let input = scratch.path().join("input");
+    fs::create_dir(&input).expect("mkdir");
+    let file = input.join("tool");
+    fs::write(&file, "#!/bin/sh\n").expect("write");
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o555)).expect("chmod");
+    let spec = LayerSpec {
+        copies: vec![LayerCopy {
+            input: "input".into(),
+            from: String::new(),
+            to: "bin".into(),
+        }],
+        dirs: BTreeMap::from([("bin/tool".to_owned(), 0o700)]),
+        ..LayerSpec::default()
+    };
+    let error = assemble_linked(&spec, &scratch.path().join("tree"), &|_| Ok(input.clone()))
+        .expect_err("bin/tool is a file");
+    assert!(error.to_string().contains("bin/tool"), "{error}");
+    let mode = fs::metadata(&file).expect("stat").permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o555, "the input's file changed mode");
 }

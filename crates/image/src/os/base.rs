@@ -302,7 +302,7 @@ pub fn base_os() -> Derivation {
 
 /// A command with a cleared environment: what reaches the output must not depend on the caller's
 /// locale, time zone or paths.
-fn clean_command(program: &str) -> Command {
+pub(crate) fn clean_command(program: &str) -> Command {
     let mut command = Command::new(program);
     command
         .env_clear()
