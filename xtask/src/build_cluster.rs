@@ -128,7 +128,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let observer: &dyn Observer = if terminal { &progress } else { &NullObserver };
     let evaluation = graph.evaluate(&store, &options, observer)?;
     let manifest = Manifest::new(&plan, &artifacts, &graph, &evaluation);
-    write_out(&args.out, &manifest)?;
+    write_out(&args.out, &manifest, &store)?;
 
     let mut code = ExitCode::SUCCESS;
     if args.check {
@@ -278,8 +278,10 @@ fn prepare_image_tools(graph: &kiln_graph::ValidatedGraph, store: &Store) -> any
 }
 
 /// Replaces `out` with a fresh directory holding `manifest.json` and one link per artifact:
-/// `cluster/<artifact>` and `nodes/<node>/<artifact>`, each pointing at its store path.
-fn write_out(out: &Path, manifest: &Manifest) -> anyhow::Result<()> {
+/// `cluster/<artifact>` and `nodes/<node>/<artifact>`, each pointing at its store path, and
+/// registers `out` as a garbage-collection root of `store`, so `cargo xtask gc` keeps what
+/// its manifest names.
+fn write_out(out: &Path, manifest: &Manifest, store: &Store) -> anyhow::Result<()> {
     if out.exists() && !out.join("manifest.json").is_file() {
         bail!(
             "refusing to replace {}: it is not a kiln result directory (no manifest.json)",
@@ -316,6 +318,11 @@ fn write_out(out: &Path, manifest: &Manifest) -> anyhow::Result<()> {
             link(Path::new("nodes").join(node).join(name), id)?;
         }
     }
+    // The root comes before the replacement: killed in between, a build leaves a root for the old
+    // result (or a stale one, which gc removes), never a new result without a root.
+    store
+        .add_root(out)
+        .with_context(|| format!("registering {} as a root of the store", out.display()))?;
     if out.exists() {
         std::fs::remove_dir_all(out)
             .with_context(|| format!("removing the old {}", out.display()))?;

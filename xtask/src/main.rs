@@ -5,6 +5,7 @@ mod build_cluster;
 mod certs;
 mod common;
 mod deps;
+mod gc;
 mod graph;
 mod run_vm;
 mod test;
@@ -28,6 +29,9 @@ enum Task {
     BuildCluster(build_cluster::Args),
     /// List every certificate with its validity; fail if any expires within the warning horizon.
     Certs(certs::CertsArgs),
+    /// Remove the store paths that no result directory needs (see README: "Store and garbage
+    /// collection").
+    Gc(gc::Args),
     /// Print the derivation graph of a cluster as Graphviz dot.
     Graph(graph::Args),
     /// Build the cluster, then boot one node's image in QEMU with its console on this terminal.
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::BuildCluster(args) => build_cluster::run(args),
         Task::Certs(args) => certs::run(args),
+        Task::Gc(args) => gc::run(args),
         Task::Graph(args) => graph::run(args),
         Task::Test(args) => test::run(args),
         Task::RunVm(args) => run_vm::run(args),
