@@ -281,6 +281,9 @@ fn prepare_image_tools(graph: &kiln_graph::ValidatedGraph, store: &Store) -> any
 /// `cluster/<artifact>` and `nodes/<node>/<artifact>`, each pointing at its store path, and
 /// registers `out` as a garbage-collection root of `store`, so `cargo xtask gc` keeps what
 /// its manifest names.
+///
+/// The replacement is atomic: at every moment `out` is the old result or the new one, never
+/// missing (a VM started from `out/...` meanwhile finds its files).
 fn write_out(out: &Path, manifest: &Manifest, store: &Store) -> anyhow::Result<()> {
     if out.exists() && !out.join("manifest.json").is_file() {
         bail!(
@@ -318,17 +321,115 @@ fn write_out(out: &Path, manifest: &Manifest, store: &Store) -> anyhow::Result<(
             link(Path::new("nodes").join(node).join(name), id)?;
         }
     }
-    // The root comes before the replacement: killed in between, a build leaves a root for the old
+    // The root comes before the swap: killed in between, a build leaves a root for the old
     // result (or a stale one, which gc removes), never a new result without a root.
     store
         .add_root(out)
         .with_context(|| format!("registering {} as a root of the store", out.display()))?;
-    if out.exists() {
-        std::fs::remove_dir_all(out)
-            .with_context(|| format!("removing the old {}", out.display()))?;
-    }
     let staging = staging.keep();
-    std::fs::rename(&staging, out)
-        .with_context(|| format!("moving the result into {}", out.display()))?;
-    Ok(())
+    replace_dir(&staging, out).inspect_err(|_| {
+        // Already failing; what is left of the staging directory is only clutter.
+        let _ = std::fs::remove_dir_all(&staging);
+    })
+}
+
+/// Moves the directory `new` to `out`. An existing `out` is exchanged with `new` in one
+/// `renameat2(RENAME_EXCHANGE)` and then deleted from where `new` was, so `out` never goes
+/// missing. Only where the kernel or file system cannot exchange (`EINVAL`, `ENOSYS`) is the
+/// old `out` removed before the rename, leaving a moment without it.
+fn replace_dir(new: &Path, out: &Path) -> anyhow::Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    use rustix::io::Errno;
+
+    let moved = || {
+        std::fs::rename(new, out)
+            .with_context(|| format!("moving the result into {}", out.display()))
+    };
+    match renameat_with(CWD, new, CWD, out, RenameFlags::EXCHANGE) {
+        Ok(()) => std::fs::remove_dir_all(new)
+            .with_context(|| format!("removing the old result, now at {}", new.display())),
+        // Nothing to exchange with: the first build into `out`.
+        Err(Errno::NOENT) if std::fs::symlink_metadata(out).is_err() => moved(),
+        Err(Errno::INVAL | Errno::NOSYS) => {
+            std::fs::remove_dir_all(out)
+                .with_context(|| format!("removing the old {}", out.display()))?;
+            moved()
+        }
+        Err(error) => Err(std::io::Error::from(error))
+            .with_context(|| format!("exchanging {} with {}", new.display(), out.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    fn manifest(cluster: &str) -> Manifest {
+        Manifest {
+            cluster: cluster.to_owned(),
+            artifacts: BTreeMap::new(),
+            cluster_artifacts: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn replacing_a_result_never_leaves_it_missing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("store")).expect("store");
+        let out = dir.path().join("result");
+        write_out(&out, &manifest("first"), &store).expect("first result");
+        let done = AtomicBool::new(false);
+        let (reads, missing) = std::thread::scope(|scope| {
+            let reader = scope.spawn(|| {
+                let (mut reads, mut missing) = (0u64, 0u64);
+                while !done.load(Ordering::Relaxed) {
+                    match std::fs::read_to_string(out.join("manifest.json")) {
+                        Ok(_) => reads += 1,
+                        Err(_) => missing += 1,
+                    }
+                }
+                (reads, missing)
+            });
+            for round in 0..300 {
+                write_out(&out, &manifest(&format!("round{round}")), &store).expect("replace");
+            }
+            done.store(true, Ordering::Relaxed);
+            reader.join().expect("reader")
+        });
+        assert!(reads > 0);
+        assert_eq!(
+            missing, 0,
+            "manifest.json was missing in {missing} of {reads} reads"
+        );
+        let text = std::fs::read_to_string(out.join("manifest.json")).expect("manifest");
+        assert!(text.contains("round299"), "{text}");
+        // The old results and staging directories are gone; one root names the result.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("ls")
+            .map(|entry| entry.expect("entry").file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        let roots: Vec<_> = std::fs::read_dir(dir.path().join("store/.roots"))
+            .expect("roots")
+            .map(|entry| std::fs::read_link(entry.expect("entry").path()).expect("a link"))
+            .collect();
+        let canonical = std::fs::canonicalize(dir.path()).expect("canonical");
+        assert_eq!(roots, [canonical.join("result")]);
+    }
+
+    #[test]
+    fn a_directory_that_is_not_a_result_is_not_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("store")).expect("store");
+        let out = dir.path().join("precious");
+        std::fs::create_dir(&out).expect("mkdir");
+        std::fs::write(out.join("notes.txt"), "mine").expect("write");
+        let error = write_out(&out, &manifest("x"), &store).expect_err("refused");
+        assert!(error.to_string().contains("not a kiln result"), "{error}");
+        assert!(out.join("notes.txt").exists());
+    }
 }
