@@ -1,5 +1,7 @@
 //! Tests that need real processes: several processes building one path at
-//! once, and a build killed with SIGKILL in the middle of writing.
+//! once, a build killed with SIGKILL in the middle of writing, a store open in
+//! one process holding off a collection in another, and a collection killed
+//! with SIGKILL in the middle of deleting.
 //!
 //! The test binary re-executes itself as the helper process (selected by the
 //! `KILN_STORE_TEST_HELPER` environment variable), so it has its own `main`
@@ -12,7 +14,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::Duration;
 use std::{env, fs, thread};
 
-use kiln_store::{Digest, DigestBuilder, Store};
+use kiln_store::{Collector, Digest, DigestBuilder, Durability, GarbageKind, Store};
 
 const HELPER_ENV: &str = "KILN_STORE_TEST_HELPER";
 const STORE_ENV: &str = "KILN_STORE_TEST_STORE";
@@ -26,6 +28,10 @@ const CHUNKS: usize = 256;
 const CHUNK_LEN: usize = 64 * 1024;
 /// The slow builder announces itself after writing this many chunks.
 const CHUNKS_BEFORE_KILL: usize = 8;
+/// The path a collection is killed while deleting holds this many
+/// directories of this many files, so deleting it takes a while.
+const DOOMED_DIRS: usize = 100;
+const DOOMED_FILES: usize = 100;
 
 type Test = (&'static str, fn());
 
@@ -37,6 +43,14 @@ const TESTS: &[Test] = &[
     (
         "a_build_killed_with_sigkill_leaves_nothing_behind",
         a_build_killed_with_sigkill_leaves_nothing_behind,
+    ),
+    (
+        "a_store_open_in_another_process_holds_off_a_collection",
+        a_store_open_in_another_process_holds_off_a_collection,
+    ),
+    (
+        "a_collection_killed_with_sigkill_leaves_no_half_deleted_path",
+        a_collection_killed_with_sigkill_leaves_no_half_deleted_path,
     ),
 ];
 
@@ -92,6 +106,12 @@ fn shared_digest() -> Digest {
         .finish()
 }
 
+fn doomed_digest() -> Digest {
+    DigestBuilder::new("kiln-store-process-tests")
+        .str("doomed")
+        .finish()
+}
+
 fn killed_digest() -> Digest {
     DigestBuilder::new("kiln-store-process-tests")
         .str("killed")
@@ -125,6 +145,16 @@ fn write_image(out: &Path, pause: Option<Duration>) -> std::io::Result<()> {
 /// The helper process's side. Its exit code and stdout are checked by the tests.
 fn helper(role: &str) -> ExitCode {
     let store_root = PathBuf::from(env::var_os(STORE_ENV).expect("store root"));
+    if role == "collect" {
+        let collector = Collector::open(&store_root).expect("open collector");
+        for piece in collector.garbage(&[]).expect("garbage") {
+            println!("removing");
+            std::io::stdout().flush().expect("flush");
+            collector.remove(&piece).expect("remove");
+        }
+        // Reaching here means the parent failed to kill us in time.
+        return ExitCode::from(3);
+    }
     let store = Store::open(&store_root).expect("open store");
     match role {
         "build-once" => {
@@ -152,6 +182,16 @@ fn helper(role: &str) -> ExitCode {
                 .expect("build");
             // Reaching here means the parent failed to kill us in time.
             ExitCode::from(3)
+        }
+        "hold-open" => {
+            let go = PathBuf::from(env::var_os(GO_ENV).expect("go file"));
+            println!("open");
+            std::io::stdout().flush().expect("flush");
+            while !go.exists() {
+                thread::sleep(Duration::from_millis(2));
+            }
+            drop(store);
+            ExitCode::SUCCESS
         }
         other => panic!("unknown helper role {other:?}"),
     }
@@ -256,5 +296,85 @@ fn a_build_killed_with_sigkill_leaves_nothing_behind() {
             .len(),
         (CHUNKS * CHUNK_LEN) as u64
     );
+    assert_eq!(fs::read_dir(root.join(".tmp")).expect("ls").count(), 0);
+}
+
+fn a_store_open_in_another_process_holds_off_a_collection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    let go = dir.path().join("go");
+    let mut child = spawn_helper("hold-open", &root, &[(GO_ENV, &go)]);
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    assert_eq!(line, "open\n", "the helper opened the store");
+    assert!(
+        Collector::try_open(&root).expect("try").is_none(),
+        "a collection while another process has the store open"
+    );
+    // A build in this process runs beside the other process's.
+    drop(Store::open(&root).expect("a second store"));
+    fs::write(&go, "").expect("let the helper go");
+    assert!(child.wait().expect("wait").success());
+    assert!(Collector::try_open(&root).expect("try").is_some());
+}
+
+fn a_collection_killed_with_sigkill_leaves_no_half_deleted_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    let digest = doomed_digest();
+    let store = Store::open_with(&root, Durability::ProcessCrashOnly).expect("open");
+    let doomed = store
+        .build(&digest, "doomed", |out| {
+            for dir_index in 0..DOOMED_DIRS {
+                let dir = out.join(dir_index.to_string());
+                fs::create_dir(&dir)?;
+                for file_index in 0..DOOMED_FILES {
+                    fs::write(dir.join(file_index.to_string()), file_index.to_string())?;
+                }
+            }
+            Ok::<(), std::io::Error>(())
+        })
+        .expect("build");
+    drop(store);
+
+    let mut child = spawn_helper("collect", &root, &[]);
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    assert_eq!(line, "removing\n", "the helper started removing");
+    // Into the deletion, most likely; the assertions below hold wherever it lands.
+    thread::sleep(Duration::from_millis(20));
+    child.kill().expect("SIGKILL");
+    let status = child.wait().expect("wait");
+    assert_eq!(status.signal(), Some(9), "the helper died of SIGKILL");
+
+    // The path is whole where it was, or gone from there: never half deleted.
+    let store = Store::open(&root).expect("reopen");
+    match store.get(&digest, "doomed").expect("get") {
+        Some(object) => {
+            assert_eq!(object.content_hash, doomed.content_hash);
+            assert_eq!(
+                kiln_store::tree_hash(&object.path).expect("hash"),
+                doomed.content_hash,
+                "a path in place is complete"
+            );
+        }
+        None => assert!(!doomed.path.exists()),
+    }
+    drop(store);
+
+    // The next collection removes whatever is left.
+    let collector = Collector::open(&root).expect("collector");
+    for piece in collector.garbage(&[]).expect("garbage") {
+        assert!(
+            piece.kind == GarbageKind::Leftover || piece.path == doomed.path,
+            "{piece:?}"
+        );
+        collector.remove(&piece).expect("remove");
+    }
+    assert!(!doomed.path.exists());
     assert_eq!(fs::read_dir(root.join(".tmp")).expect("ls").count(), 0);
 }
