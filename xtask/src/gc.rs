@@ -73,6 +73,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    if live_roots == 0 {
+        // Result directories written before kiln registered roots are not roots yet.
+        eprintln!(
+            "gc: warning: no result directory is registered as a root, so nothing but the \
+             fixed-output paths is kept; `cargo xtask build-cluster` registers its --out"
+        );
+    }
     let fixed: Vec<PathBuf> = collector
         .paths()?
         .into_iter()
