@@ -12,8 +12,8 @@
 //! Hashing streams file contents, so a gigabyte image costs no more memory
 //! than a certificate.
 //!
-//! Paths are removed only by garbage collection ([`Collector`]), which keeps
-//! what the registered roots ([`Store::add_root`]) reach. Every open [`Store`]
+//! A store grows until garbage collection ([`Collector`]) removes what the
+//! registered roots ([`Store::add_root`]) do not reach. Every open [`Store`]
 //! holds a store-wide lock shared and a collector holds it exclusively, so a
 //! collection never runs during a build.
 //!
