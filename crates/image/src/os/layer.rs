@@ -209,6 +209,14 @@ impl LinkedTree {
             // (each block is read, copied and written on its own), for a few MiB of the
             // kernel's block caches per mounted layer.
             .args(["-b", "1M"])
+            // A small cache whose buffers are reused, and glibc keeping freed buffers rather
+            // than unmapping them: otherwise every block is a fresh mapping, faulted in page
+            // by page (a fifth of mksquashfs's time on the Kubernetes binaries).
+            .args(["-mem", "32M"])
+            .env(
+                "GLIBC_TUNABLES",
+                "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824",
+            )
             // Two entries that link one input file are two files, as two copies would be
             // (their data is stored once all the same, as a duplicate).
             .arg("-no-hardlinks")
