@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use kiln_graph::{DrvId, Graph};
 use kiln_image::{
-    KubernetesSource, LayerCopy, LayerFile, LayerSpec, NodeImageSpec, ProvisionFormat,
+    KubernetesSource, LayerCopy, LayerFile, LayerSpec, NodeImageSpec, ProvisionFormat, StateDisk,
 };
 use kiln_spec::{NodePlan, Plan, Role};
 
@@ -125,6 +125,75 @@ WantedBy=multi-user.target
     )
 }
 
+/// Formats the state disk on its first use (`systemd-makefs` leaves a disk that already holds
+/// a file system alone). Runs only when the kernel command line says the disk is attached.
+fn state_makefs_unit(state: &StateDisk) -> String {
+    let device = state.device();
+    let device_unit = format!(
+        "{}.device",
+        device
+            .trim_start_matches('/')
+            .replace('-', "\\x2d")
+            .replace('/', "-")
+    );
+    format!(
+        "\
+[Unit]
+Description=Format the node's state disk on first use
+DefaultDependencies=no
+ConditionKernelCommandLine={flag}
+BindsTo={device_unit}
+After={device_unit}
+Before={mount_unit} shutdown.target
+Conflicts=shutdown.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/lib/systemd/systemd-makefs ext4 {device}
+",
+        flag = StateDisk::CMDLINE_FLAG,
+        mount_unit = mount_unit_name(&state.mount),
+    )
+}
+
+/// Mounts the state disk where the node keeps its state; before `local-fs.target`, so every
+/// service starts after it.
+fn state_mount_unit(state: &StateDisk) -> String {
+    format!(
+        "\
+[Unit]
+Description=The node's state on its persistent disk
+ConditionKernelCommandLine={flag}
+Requires=kiln-state-makefs.service
+After=kiln-state-makefs.service
+
+[Mount]
+What={device}
+Where={mount}
+Type=ext4
+Options=noatime
+
+[Install]
+WantedBy=local-fs.target
+",
+        flag = StateDisk::CMDLINE_FLAG,
+        device = state.device(),
+        mount = state.mount,
+    )
+}
+
+/// The mount unit's name for `path` (`/var/lib/etcd` → `var-lib-etcd.mount`; the paths kiln
+/// mounts need no other escaping).
+fn mount_unit_name(path: &str) -> String {
+    format!(
+        "{}.mount",
+        path.trim_matches('/')
+            .replace('-', "\\x2d")
+            .replace('/', "-")
+    )
+}
+
 /// Adds the image derivations: `image/*` shared ones, and `node/<name>/layer` and
 /// `node/<name>/image` per node, with the node's layer also as `node/<name>/cloud-init`
 /// (user-data and meta-data) and `node/<name>/ignition` (an Ignition config).
@@ -206,7 +275,8 @@ pub(crate) fn add_images(
                 layer_inputs.push((artifact.to_owned(), id.clone()));
             }
         }
-        let layer = node_layer(plan, node, &layer_inputs);
+        let state = node.has(Role::Etcd).then(StateDisk::etcd);
+        let layer = node_layer(plan, node, state.as_ref(), &layer_inputs);
         // The same files as provisioning data for a stock Ubuntu (cloud-init) or CoreOS
         // (Ignition) machine.
         for (artifact, format) in [
@@ -250,6 +320,7 @@ pub(crate) fn add_images(
                 ("images".into(), "images-layer".into(), true),
                 ("base".into(), "base-os".into(), true),
             ],
+            state,
         };
         graph.add(
             image_id.clone(),
@@ -288,7 +359,12 @@ fn guest_size(node: &NodePlan) -> (u32, u32) {
 
 /// The node's own layer: its rendered files (units, network, manifests, kubeconfigs and the
 /// placed PKI under `etc/kubernetes/pki`), its identity, and the glue that starts it all.
-fn node_layer(plan: &Plan, node: &NodePlan, inputs: &[(String, DrvId)]) -> LayerSpec {
+fn node_layer(
+    plan: &Plan,
+    node: &NodePlan,
+    state: Option<&StateDisk>,
+    inputs: &[(String, DrvId)],
+) -> LayerSpec {
     let mut copies = Vec::new();
     for (input, _) in inputs {
         let (from, to) = if input == "pki" {
@@ -348,15 +424,17 @@ fn node_layer(plan: &Plan, node: &NodePlan, inputs: &[(String, DrvId)]) -> Layer
             ),
         ));
     }
-    let services: &[&str] = if node.pod_subnet.is_some() {
-        &["containerd", "kubelet"]
-    } else {
-        &[]
-    };
+    let mut services: Vec<&str> = Vec::new();
+    if node.pod_subnet.is_some() {
+        services.extend(["containerd", "kubelet"]);
+    }
+    if node.has(Role::LoadBalancer) {
+        services.push("nginx");
+    }
     files.push(file(
         "etc/systemd/system/kiln-boot-report.service",
         0o644,
-        boot_report_unit(services),
+        boot_report_unit(&services),
     ));
     if node.pod_subnet.is_some() {
         files.push(file(
@@ -368,6 +446,24 @@ fn node_layer(plan: &Plan, node: &NodePlan, inputs: &[(String, DrvId)]) -> Layer
             "etc/systemd/system/kubelet.service.d/10-kiln-images.conf",
             0o644,
             KUBELET_DROP_IN.into(),
+        ));
+    }
+    if let Some(state) = state {
+        files.push(file(
+            "etc/systemd/system/kiln-state-makefs.service",
+            0o644,
+            state_makefs_unit(state),
+        ));
+        files.push(file(
+            &format!("etc/systemd/system/{}", mount_unit_name(&state.mount)),
+            0o644,
+            state_mount_unit(state),
+        ));
+        // A fresh file system's root is 0755; etcd wants its data directory private.
+        files.push(file(
+            "etc/tmpfiles.d/kiln-state.conf",
+            0o644,
+            format!("d {} 0700 root root -\n", state.mount),
         ));
     }
     let mut symlinks = BTreeMap::new();
@@ -392,6 +488,14 @@ fn node_layer(plan: &Plan, node: &NodePlan, inputs: &[(String, DrvId)]) -> Layer
     ] {
         symlinks.insert(link.to_owned(), target.to_owned());
     }
+    if node.has(Role::LoadBalancer) {
+        // The base OS leaves the package's nginx disabled; the load balancer runs it with the
+        // configuration rendered for it (`etc/nginx/nginx.conf`).
+        symlinks.insert(
+            "etc/systemd/system/multi-user.target.wants/nginx.service".to_owned(),
+            "/lib/systemd/system/nginx.service".to_owned(),
+        );
+    }
     let mut dirs = BTreeMap::new();
     if inputs.iter().any(|(input, _)| input == "pki") {
         dirs.insert("etc/kubernetes/pki".to_owned(), 0o700);
@@ -402,5 +506,99 @@ fn node_layer(plan: &Plan, node: &NodePlan, inputs: &[(String, DrvId)]) -> Layer
         symlinks,
         dirs,
         enable_units: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::process::Command;
+
+    use super::*;
+
+    /// `systemd-escape`, the reference for unit names derived from paths.
+    fn systemd_escape(suffix: &str, path: &str) -> String {
+        let output = Command::new("systemd-escape")
+            .args(["--path", &format!("--suffix={suffix}"), path])
+            .output()
+            .expect("systemd-escape (package systemd) runs");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_owned()
+    }
+
+    #[test]
+    fn state_unit_names_are_systemd_s_own() {
+        let state = StateDisk::etcd();
+        assert_eq!(
+            mount_unit_name(&state.mount),
+            systemd_escape("mount", &state.mount)
+        );
+        let device_unit = systemd_escape("device", &state.device());
+        assert_eq!(
+            device_unit,
+            r"dev-disk-by\x2did-virtio\x2dkiln\x2dstate.device"
+        );
+        let makefs = state_makefs_unit(&state);
+        assert!(
+            makefs.contains(&format!("BindsTo={device_unit}\n")),
+            "{makefs}"
+        );
+        assert!(makefs.contains("Before=var-lib-etcd.mount "), "{makefs}");
+    }
+
+    /// Writes `units` into a scratch root (with stubs for the programs they run) and returns
+    /// what `systemd-analyze verify` says: (success, messages).
+    fn verify(units: &[(&str, String)], programs: &[&str]) -> (bool, String) {
+        let root = tempfile::tempdir().expect("tempdir");
+        let write = |path: &str, contents: &[u8], mode: u32| {
+            use std::os::unix::fs::PermissionsExt;
+            let path = root.path().join(path.trim_start_matches('/'));
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&path, contents).expect("write");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        };
+        for (name, text) in units {
+            write(
+                &format!("etc/systemd/system/{name}"),
+                text.as_bytes(),
+                0o644,
+            );
+        }
+        for program in programs {
+            write(program, b"#!/bin/sh\nexit 0\n", 0o755);
+        }
+        let output = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(format!("--root={}", root.path().display()))
+            .args(units.iter().map(|(name, _)| Path::new(name)))
+            .output()
+            .expect("systemd-analyze (package systemd) runs");
+        let mut messages = String::from_utf8_lossy(&output.stderr).into_owned();
+        messages.push_str(&String::from_utf8_lossy(&output.stdout));
+        (output.status.success(), messages)
+    }
+
+    #[test]
+    fn systemd_analyze_verifies_the_state_disk_units() {
+        let state = StateDisk::etcd();
+        let units = [
+            ("kiln-state-makefs.service", state_makefs_unit(&state)),
+            ("var-lib-etcd.mount", state_mount_unit(&state)),
+        ];
+        let (success, messages) = verify(&units, &["/lib/systemd/systemd-makefs"]);
+        assert!(
+            success && messages.trim().is_empty(),
+            "systemd-analyze verify complains:\n{messages}"
+        );
+        // The check can fail: a mount unit named for another path is refused.
+        let misnamed = [("var-lib-other.mount", state_mount_unit(&state))];
+        let (success, messages) = verify(&misnamed, &[]);
+        assert!(
+            !success,
+            "verify accepted a misnamed mount unit: {messages}"
+        );
     }
 }

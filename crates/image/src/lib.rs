@@ -73,8 +73,8 @@ pub use crate::oci::{
 };
 pub use crate::os::base::{
     BASE_OS_CONTENT_HASH, BASE_OS_DERIVATION_NAME, BASE_OS_EPOCH, BASE_OS_LOCK, BASE_OS_PACKAGES,
-    BASE_OS_SUITE, BaseOs, IMAGE_TOOLS, INITRD_MODULES, PRUNED_MODULE_DIRS, base_os,
-    ensure_image_tools, index_hashes, load_order, lock_changes, missing_image_tools,
+    BASE_OS_SUITE, BaseOs, DISABLED_PACKAGE_UNITS, IMAGE_TOOLS, INITRD_MODULES, PRUNED_MODULE_DIRS,
+    base_os, ensure_image_tools, index_hashes, load_order, lock_changes, missing_image_tools,
     parse_modules_dep, squashfs,
 };
 pub use crate::os::cpio::{CpioEntry, write_cpio};
@@ -83,7 +83,7 @@ pub use crate::os::layer::{
     LAYER_EPOCH, LAYER_FILE, Layer, LayerCopy, LayerFile, LayerSpec, LinkedTree, assemble,
     assemble_linked, install_links,
 };
-pub use crate::os::node::{ImageManifest, LayerEntry, NodeImage, NodeImageSpec};
+pub use crate::os::node::{ImageManifest, LayerEntry, NodeImage, NodeImageSpec, StateDisk};
 pub use crate::provision::{
     CLOUD_INIT_META_DATA, CLOUD_INIT_USER_DATA, IGNITION_CONFIG, IGNITION_VERSION, Provision,
     ProvisionFormat, TreeEntry, cloud_init, cloud_init_meta_data, ignition, read_tree,

@@ -32,7 +32,9 @@ pub const BASE_OS_PACKAGES: &[&str] = &[
     "iproute2",
     "iptables",
     "kmod",
+    "libnginx-mod-stream",
     "linux-image-amd64",
+    "nginx",
     "runc",
     "socat",
     "systemd",
@@ -49,7 +51,7 @@ pub const BASE_OS_LOCK: &str = include_str!("../../base-os.lock");
 /// The content hash the base OS is pinned to: the tree hash of its output (`rootfs.squashfs`,
 /// `vmlinuz`, `kernel-release`, `initrd/`, `packages.lock`).
 pub const BASE_OS_CONTENT_HASH: &str =
-    "c07cf35a7df6006c81cb027358dcac43465448056d9a5798d8352a06ee089857";
+    "73301396e6680943757ea7d849abde74949f81a8c9cf25e22561a5dcf26e305d";
 
 /// The store name of the base OS.
 pub const BASE_OS_DERIVATION_NAME: &str = "base-os";
@@ -279,8 +281,9 @@ impl Builder for BaseOs {
 
     fn params(&self) -> Vec<u8> {
         let text = format!(
-            "suite={BASE_OS_SUITE}\npackages={}\nepoch={BASE_OS_EPOCH}\nmodules={}\npruned={}\nlock:\n{}",
+            "suite={BASE_OS_SUITE}\npackages={}\ndisabled={}\nepoch={BASE_OS_EPOCH}\nmodules={}\npruned={}\nlock:\n{}",
             BASE_OS_PACKAGES.join(","),
+            DISABLED_PACKAGE_UNITS.join(","),
             INITRD_MODULES.join(","),
             PRUNED_MODULE_DIRS.join(","),
             self.lock
@@ -446,9 +449,34 @@ pub fn lock_changes(expected: &str, actual: &str) -> Vec<String> {
         .collect()
 }
 
+/// The units the packages enable on installation that a node runs only when one of its roles
+/// asks for it (the node's own layer enables them then), and apt's timers, which have no
+/// sources to fetch from. Left enabled, every worker would start Debian's default etcd on
+/// 127.0.0.1:2379, and a static-pod control plane's etcd would find the port taken.
+pub const DISABLED_PACKAGE_UNITS: &[&str] = &[
+    "etc/systemd/system/multi-user.target.wants/etcd.service",
+    "etc/systemd/system/multi-user.target.wants/nginx.service",
+    "etc/systemd/system/timers.target.wants/apt-daily.timer",
+    "etc/systemd/system/timers.target.wants/apt-daily-upgrade.timer",
+];
+
 /// Removes what would tie the tree to the build machine or is not used by a node: apt's
-/// sources (they name the build machine's mirrors) and caches, logs of the installation.
+/// sources (they name the build machine's mirrors) and caches, logs of the installation, and
+/// the [`DISABLED_PACKAGE_UNITS`].
 fn clean_tree(root: &Path) -> Result<(), ImageError> {
+    for unit in DISABLED_PACKAGE_UNITS {
+        let path = root.join(unit);
+        if path.symlink_metadata().is_err() {
+            return Err(ImageError::Assembly {
+                what: "the base OS".into(),
+                reason: format!(
+                    "{} is not there to disable: did a package stop enabling it?",
+                    path.display()
+                ),
+            });
+        }
+        remove_file_if_present(&path)?;
+    }
     for file in [
         "etc/apt/sources.list",
         "var/log/dpkg.log",

@@ -47,6 +47,50 @@ pub struct ImageManifest {
     pub addresses: Vec<String>,
     /// The node's roles.
     pub roles: Vec<String>,
+    /// The writable disk that keeps the node's state across restarts, if the node has state
+    /// worth keeping (etcd's data). Not part of the image: whoever boots the node provides it
+    /// (see [`StateDisk`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateDisk>,
+}
+
+/// A node's persistent state disk. The image's root file system is a tmpfs over read-only
+/// layers, so a restarted node forgets everything it wrote; a node whose state must outlive a
+/// restart (an etcd member, whose data is the cluster) mounts this disk instead.
+///
+/// The contract with whoever boots the node: attach a raw disk of at least `mib` MiB as a
+/// virtio disk with serial `serial` (QEMU: `-device virtio-blk-pci,serial=kiln-state,...`) and
+/// add [`StateDisk::CMDLINE_FLAG`] to the kernel command line. The node formats the disk on
+/// first boot (ext4) and mounts it at `mount`. Without the flag the state lives in memory, as
+/// before. `run-qemu` does all this when `KILN_STATE_DIR` is set, keeping the disk as
+/// `$KILN_STATE_DIR/<node>.state.img`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateDisk {
+    /// The virtio serial the node looks for (`/dev/disk/by-id/virtio-<serial>`).
+    pub serial: String,
+    /// The disk's size in MiB when it is created.
+    pub mib: u32,
+    /// Where the node mounts it.
+    pub mount: String,
+}
+
+impl StateDisk {
+    /// The kernel command line word that tells the node its state disk is attached.
+    pub const CMDLINE_FLAG: &'static str = "kiln.state";
+
+    /// etcd's data directory on a disk of serial `kiln-state`.
+    pub fn etcd() -> StateDisk {
+        StateDisk {
+            serial: "kiln-state".into(),
+            mib: 2048,
+            mount: "/var/lib/etcd".into(),
+        }
+    }
+
+    /// The device path the node mounts.
+    pub fn device(&self) -> String {
+        format!("/dev/disk/by-id/virtio-{}", self.serial)
+    }
 }
 
 /// One layer of an image.
@@ -82,6 +126,9 @@ pub struct NodeImageSpec {
     /// The layers in stacking order, topmost first: (layer name, input name, shared). The
     /// last must be the base OS input, `base-os`, whose `rootfs.squashfs` is used.
     pub layers: Vec<(String, String, bool)>,
+    /// The node's persistent state disk, if it has one (its layer must mount it: see
+    /// [`StateDisk`]).
+    pub state: Option<StateDisk>,
 }
 
 impl NodeImageSpec {
@@ -206,6 +253,7 @@ impl Builder for NodeImage {
             mac: spec.mac(),
             addresses: spec.addresses.clone(),
             roles: spec.roles.clone(),
+            state: spec.state.clone(),
         };
         let mut json = serde_json::to_string_pretty(&manifest).map_err(BuildError::from_error)?;
         json.push('\n');
@@ -258,6 +306,35 @@ fn qemu_script(spec: &NodeImageSpec, manifest: &ImageManifest) -> String {
     let _ = writeln!(script, "here=$(cd \"$(dirname \"$0\")\" && pwd -P)");
     let _ = writeln!(script, "accel=${{KILN_QEMU_ACCEL:-tcg,thread=multi}}");
     let _ = writeln!(script, "fwd=${{KILN_QEMU_HOSTFWD:+,$KILN_QEMU_HOSTFWD}}");
+    if let Some(state) = &manifest.state {
+        let _ = writeln!(
+            script,
+            "# KILN_STATE_DIR keeps this node's state ({}) on a disk there across restarts;\n\
+             # without it the state lives in memory and is lost when the guest stops.",
+            state.mount
+        );
+        let _ = writeln!(script, "state=");
+        let _ = writeln!(script, "if [ -n \"${{KILN_STATE_DIR:-}}\" ]; then");
+        let _ = writeln!(script, "  mkdir -p \"$KILN_STATE_DIR\"");
+        let _ = writeln!(
+            script,
+            "  disk=\"$(cd \"$KILN_STATE_DIR\" && pwd -P)/{}.state.img\"",
+            spec.node
+        );
+        let _ = writeln!(
+            script,
+            "  [ -e \"$disk\" ] || truncate -s {}M \"$disk\"",
+            state.mib
+        );
+        let _ = writeln!(
+            script,
+            "  set -- -drive \"file=$disk,if=none,id=state,format=raw\" -device \"virtio-blk-pci,drive=state,serial={},bus=pci.0,addr=0x1d\" \"$@\"",
+            state.serial
+        );
+        // (A fixed PCI slot after the layers', which keep vda, vdb, ...)
+        let _ = writeln!(script, "  state=' {}'", StateDisk::CMDLINE_FLAG);
+        let _ = writeln!(script, "fi");
+    }
     let _ = writeln!(script, "exec qemu-system-x86_64 \\");
     let _ = writeln!(script, "  -name {}-{} \\", spec.cluster, spec.node);
     let _ = writeln!(script, "  -accel \"$accel\" -cpu max \\");
@@ -272,7 +349,11 @@ fn qemu_script(spec: &NodeImageSpec, manifest: &ImageManifest) -> String {
         "  -kernel \"$here/{}\" -initrd \"$here/{}\" \\",
         manifest.kernel, manifest.initrd
     );
-    let _ = writeln!(script, "  -append '{}' \\", manifest.cmdline);
+    if manifest.state.is_some() {
+        let _ = writeln!(script, "  -append '{}'\"$state\" \\", manifest.cmdline);
+    } else {
+        let _ = writeln!(script, "  -append '{}' \\", manifest.cmdline);
+    }
     for disk in &manifest.disks {
         let _ = writeln!(
             script,
