@@ -135,7 +135,12 @@ pub fn qemu_args(config: &VmConfig) -> Vec<String> {
         );
         push(
             "-device",
-            format!("virtio-blk-pci,drive=state,serial={}", state.serial),
+            // A fixed slot after the layers' (which QEMU places from the lowest free slot
+            // up), so that they keep vda, vdb, ... as the kernel numbers disks in slot order.
+            format!(
+                "virtio-blk-pci,drive=state,serial={},bus=pci.0,addr=0x1d",
+                state.serial
+            ),
         );
     }
     // Fixed PCI slots keep the NICs' order, and so eth0 and eth1, independent of the disks.
@@ -469,7 +474,7 @@ mod tests {
         });
         let args = qemu_args(&config).join(" ");
         let expected = "-drive file=/run/kiln/node1.state.img,if=none,id=state,format=raw,\
-                        cache=unsafe -device virtio-blk-pci,drive=state,serial=kiln-state";
+                        cache=unsafe -device virtio-blk-pci,drive=state,serial=kiln-state,bus=pci.0,addr=0x1d";
         assert!(args.contains(expected), "{expected:?} not in {args}");
         // After the read-only layers, so they keep vda, vdb, ...
         assert!(args.find("base.squashfs").expect("layer") < args.find("id=state").expect("state"));
