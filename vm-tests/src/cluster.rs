@@ -167,8 +167,49 @@ impl Cluster {
     }
 
     /// Waits until the apiserver answers `/readyz` through the forwarded port, reporting the
-    /// last kubectl error and the API node's console on timeout.
+    /// last kubectl error and the API node's console on timeout, followed by what the nodes
+    /// that serve the API say of their services ([`Cluster::api_diagnostics`]).
     pub fn wait_api(&mut self, timeout: Duration) -> crate::Result<()> {
+        let result = self.wait_api_quietly(timeout);
+        if let Err(error) = &result {
+            if !matches!(error, Error::Interrupted) {
+                eprintln!("{}", self.api_diagnostics());
+            }
+        }
+        result
+    }
+
+    /// What the control-plane nodes and the node serving the endpoint say of etcd, the
+    /// apiserver and nginx: their units' states, their listening sockets and their last log
+    /// lines. For failure reports; a node that does not answer is reported as such.
+    pub fn api_diagnostics(&mut self) -> String {
+        const SCRIPT: &str = "systemctl --no-pager --lines=0 status etcd kube-apiserver nginx \
+             2>&1 | grep -E '^[^ ]|Active:'; echo '-- listening:'; \
+             ss -Htln 2>/dev/null | awk '{print $4}' | grep -E ':(2379|2380|6443)$'; \
+             echo '-- log:'; journalctl --no-pager -n 12 -o short-monotonic \
+             -u etcd -u kube-apiserver -u nginx 2>&1 | cut -c1-240; true";
+        let mut names = self.nodes_with_role("control-plane");
+        if !names.contains(&self.api.0) {
+            names.push(self.api.0.clone());
+        }
+        let mut text = String::new();
+        for name in names {
+            let answer = match self.shell(&name) {
+                Ok(shell) => match shell.run(SCRIPT, Duration::from_secs(60)) {
+                    Ok(output) => output.output,
+                    Err(error) => format!("(no answer: {error})"),
+                },
+                Err(error) => format!("(no shell: {error})"),
+            };
+            let _ = writeln!(
+                text,
+                "--- {name}: etcd, kube-apiserver, nginx ---\n{answer}"
+            );
+        }
+        text
+    }
+
+    fn wait_api_quietly(&mut self, timeout: Duration) -> crate::Result<()> {
         let (api_node, _) = self.api.clone();
         let kubectl = self.kubectl.clone();
         let nodes = &mut self.nodes;

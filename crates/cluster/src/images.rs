@@ -8,7 +8,7 @@ use kiln_graph::{DrvId, Graph};
 use kiln_image::{
     KubernetesSource, LayerCopy, LayerFile, LayerSpec, NodeImageSpec, ProvisionFormat, StateDisk,
 };
-use kiln_spec::{NodePlan, Plan, Role};
+use kiln_spec::{ControlPlaneMode, NodePlan, Plan, Role};
 
 use crate::{Artifacts, ClusterError};
 
@@ -425,6 +425,18 @@ fn node_layer(
         ));
     }
     let mut services: Vec<&str> = Vec::new();
+    if plan.cluster.control_plane_mode == ControlPlaneMode::Systemd {
+        if node.has(Role::Etcd) {
+            services.push("etcd");
+        }
+        if node.has(Role::ControlPlane) {
+            services.extend([
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler",
+            ]);
+        }
+    }
     if node.pod_subnet.is_some() {
         services.extend(["containerd", "kubelet"]);
     }
