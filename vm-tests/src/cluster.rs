@@ -171,10 +171,10 @@ impl Cluster {
     /// that serve the API say of their services ([`Cluster::api_diagnostics`]).
     pub fn wait_api(&mut self, timeout: Duration) -> crate::Result<()> {
         let result = self.wait_api_quietly(timeout);
-        if let Err(error) = &result {
-            if !matches!(error, Error::Interrupted) {
-                eprintln!("{}", self.api_diagnostics());
-            }
+        if let Err(error) = &result
+            && !matches!(error, Error::Interrupted)
+        {
+            eprintln!("{}", self.api_diagnostics());
         }
         result
     }
