@@ -5,7 +5,7 @@
 //! busybox. Checks that need no guest tool (refusals by the apiserver and the kubelets) run from
 //! the host with kubectl and kubeconfigs derived from kiln's.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -24,9 +24,11 @@ pub const TEST_IMAGE: &str = "kiln.local/test:1";
 
 /// How long the guests may take to boot to their root shells under TCG.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
-/// How long the apiserver may take to answer after boot. Three apiservers and three etcd
-/// members starting at once under TCG on two host cores took 5 minutes (the `ha` scenario).
-const API_TIMEOUT: Duration = Duration::from_secs(900);
+/// How long the apiserver may take to be ready after boot. Three apiservers, each with its
+/// etcd member, controller manager and scheduler, starting at once under TCG on two host
+/// cores took 5 to 15 minutes (the `ha` scenario): the first start creates the default RBAC
+/// objects, and until then `/readyz` fails.
+const API_TIMEOUT: Duration = Duration::from_secs(1500);
 /// How long any one convergence (nodes Ready, pods Running, a Service answering) may take.
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(480);
 const POLL: Duration = Duration::from_secs(5);
@@ -147,7 +149,7 @@ fn ha(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
     steps.run("etcd healthy on every member", || {
         etcd_healthy(cluster, &members, members.len())
     })?;
-    steps.run("etcd's data on every member's state disk", || {
+    let disks = steps.run("etcd's data on every member's state disk", || {
         etcd_on_state_disk(cluster, &members)
     })?;
     let victim = cluster
@@ -173,14 +175,58 @@ fn ha(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
     steps.run(
         &format!("{victim} rejoins etcd with the data it kept"),
         || {
-            etcd_on_state_disk(cluster, std::slice::from_ref(&victim))?;
+            let after = etcd_on_state_disk(cluster, std::slice::from_ref(&victim))?;
+            if after.get(&victim) != disks.get(&victim) {
+                return Err(Error::check(
+                    "rejoin",
+                    format!(
+                        "{victim}'s state disk was formatted again: UUID {:?}, before {:?}",
+                        after.get(&victim),
+                        disks.get(&victim)
+                    ),
+                ));
+            }
             etcd_healthy(cluster, &members, members.len())
         },
     )?;
+    steps.run(&format!("{victim}'s apiserver is ready again"), || {
+        local_apiserver_ready(cluster, &victim, API_TIMEOUT)
+    })?;
     steps.run("the API is available with every member", || {
         api_available(cluster, "rejoined")
     })?;
     Ok(())
+}
+
+/// Waits until the apiserver on control-plane node `node` itself reports ready, asked from the
+/// node with its controller manager's kubeconfig (which names the local apiserver).
+pub fn local_apiserver_ready(
+    cluster: &mut Cluster,
+    node: &str,
+    timeout: Duration,
+) -> crate::Result<()> {
+    wait_for(
+        &format!("{node}'s own apiserver to be ready"),
+        timeout,
+        POLL,
+        || {
+            let answer = cluster
+                .shell(node)
+                .and_then(|shell| {
+                    shell.run(
+                        "kubectl --kubeconfig /etc/kubernetes/controller-manager.conf \
+                         --request-timeout=20s get --raw /readyz 2>&1",
+                        Duration::from_secs(60),
+                    )
+                })
+                .map_err(|error| error.to_string())?;
+            if answer.status == 0 && answer.output.trim() == "ok" {
+                Ok(())
+            } else {
+                Err(answer.output.trim().to_owned())
+            }
+        },
+    )
 }
 
 /// etcd answers `{"health":"true"}` on each of `nodes` (with the healthcheck certificate) and
@@ -231,18 +277,25 @@ pub fn etcd_healthy(
 
 /// On each of `nodes`, etcd's data directory is the node's state disk (ext4, from the disk
 /// with the state serial), and holds a member's data: what lets a restarted member rejoin.
-pub fn etcd_on_state_disk(cluster: &mut Cluster, nodes: &[String]) -> crate::Result<()> {
+/// Returns each node's file system UUID, which stays the same as long as the disk is not
+/// formatted again.
+pub fn etcd_on_state_disk(
+    cluster: &mut Cluster,
+    nodes: &[String],
+) -> crate::Result<BTreeMap<String, String>> {
     const STEP: &str = "etcd state disk";
+    let mut uuids = BTreeMap::new();
     for node in nodes {
         let output = cluster.on(
             node,
             STEP,
             "findmnt -n -o SOURCE,FSTYPE --target /var/lib/etcd; \
              readlink -f /dev/disk/by-id/virtio-kiln-state; \
-             stat -c %a /var/lib/etcd; ls /var/lib/etcd/member",
+             stat -c %a /var/lib/etcd; findmnt -n -o UUID --target /var/lib/etcd; \
+             ls /var/lib/etcd/member",
         )?;
         let lines: Vec<&str> = output.lines().map(str::trim).collect();
-        let [mount, device, mode, ..] = lines.as_slice() else {
+        let [mount, device, mode, uuid, ..] = lines.as_slice() else {
             return Err(Error::check(
                 STEP,
                 format!("{node}: unexpected answer {output:?}"),
@@ -270,10 +323,12 @@ pub fn etcd_on_state_disk(cluster: &mut Cluster, nodes: &[String]) -> crate::Res
             ));
         }
         eprintln!(
-            "    {node}: /var/lib/etcd is {expected}, mode 700, with the member's wal and snap"
+            "    {node}: /var/lib/etcd is {expected} (UUID {uuid}), mode 700, with the member's \
+             wal and snap"
         );
+        uuids.insert(node.clone(), (*uuid).to_owned());
     }
-    Ok(())
+    Ok(uuids)
 }
 
 /// The API through the cluster endpoint serves five reads and writes in a row (the load
