@@ -41,8 +41,8 @@ impl Kubectl {
     /// Runs kubectl with `args` and returns its standard output; a non-zero exit is an
     /// [`Error::Command`] carrying standard error.
     ///
-    /// A request that failed in transit ([`transient`]: a timeout or a dropped connection, as a
-    /// TCG guest under load gives now and then) is tried again, up to [`ATTEMPTS`] times in all.
+    /// A request that failed in transit (`transient`: a timeout or a dropped connection, as a
+    /// TCG guest under load gives now and then) is tried again, up to `ATTEMPTS` (3) times in all.
     /// A `create` whose first attempt reached the apiserver before the connection dropped finds
     /// its object on the next attempt: that `AlreadyExists` counts as success. Use
     /// [`Kubectl::run_once`] where a failure in transit is itself what is checked.
