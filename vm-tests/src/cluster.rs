@@ -33,6 +33,27 @@ pub struct ClusterOptions {
     pub keep: bool,
     /// The accelerator; `None` detects it ([`detect_accel`]).
     pub accel: Option<Accel>,
+    /// vCPUs for every guest; `None` chooses them with [`guest_cpus`].
+    pub cpus: Option<u32>,
+}
+
+/// The vCPUs each guest gets, in the order of `wanted` (what the images' manifests ask for).
+///
+/// `fixed` wins when given. Otherwise, under TCG, where every vCPU is a host thread that
+/// emulates a processor, guests asking for more vCPUs in all than the host has cores get one
+/// each: an oversubscribed guest kernel spins on locks whose holder's vCPU thread the host has
+/// descheduled, and Go programs (etcd, the apiserver) run more garbage-collector threads than
+/// they get cores. With KVM, or when the host has the cores, guests get what they ask for.
+pub fn guest_cpus(accel: Accel, wanted: &[u32], host_cpus: usize, fixed: Option<u32>) -> Vec<u32> {
+    if let Some(cpus) = fixed {
+        return vec![cpus.max(1); wanted.len()];
+    }
+    let total: u64 = wanted.iter().map(|&cpus| u64::from(cpus)).sum();
+    if accel == Accel::Tcg && total > host_cpus as u64 {
+        vec![1; wanted.len()]
+    } else {
+        wanted.to_vec()
+    }
 }
 
 /// One running node.
@@ -85,9 +106,26 @@ impl Cluster {
             Some(accel) => accel,
             None => detect_accel(&images[0].kernel),
         };
+        let host_cpus = std::thread::available_parallelism().map_or(1, |cpus| cpus.get());
+        let wanted: Vec<u32> = images.iter().map(|image| image.cpus).collect();
+        let cpus = guest_cpus(accel, &wanted, host_cpus, options.cpus);
+        if cpus != wanted {
+            eprintln!(
+                "vCPUs per guest: {} (the images ask for {}; {host_cpus} host cores, {accel:?})",
+                cpus.iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                wanted
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+        }
         let segment = Segment::new()?;
         let mut nodes = BTreeMap::new();
-        for image in images {
+        for (image, cpus) in images.into_iter().zip(cpus) {
             let mut guest_ports = vec![KUBELET_PORT];
             if image.node == api_node {
                 guest_ports.push(api_port);
@@ -114,7 +152,7 @@ impl Cluster {
                 disks: image.disks.clone(),
                 state_disk,
                 memory_mib: image.memory_mib,
-                cpus: image.cpus,
+                cpus,
                 mac: image.mac.clone(),
                 segment,
                 forwards: ports
@@ -477,4 +515,26 @@ fn api_node(images: &[NodeImage], host: &str) -> Option<String> {
         .or_else(|| images.iter().find(|image| image.has_role("load-balancer")))
         .or_else(|| images.iter().find(|image| image.has_role("control-plane")))
         .map(|image| image.node.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcg_guests_get_one_vcpu_each_when_they_would_outnumber_the_host_cores() {
+        // The HA cluster: three controllers and a worker ask for 2, the load balancer for 1.
+        let ha = [2, 2, 2, 1, 2];
+        assert_eq!(guest_cpus(Accel::Tcg, &ha, 2, None), [1, 1, 1, 1, 1]);
+        // Two nodes asking for 2 each: 4 vCPU threads would share 2 cores.
+        assert_eq!(guest_cpus(Accel::Tcg, &[2, 2], 2, None), [1, 1]);
+        // The host has the cores: as asked.
+        assert_eq!(guest_cpus(Accel::Tcg, &[2, 2], 4, None), [2, 2]);
+        assert_eq!(guest_cpus(Accel::Tcg, &ha, 16, None), ha);
+        // KVM runs guest code natively: as asked.
+        assert_eq!(guest_cpus(Accel::Kvm, &ha, 2, None), ha);
+        // An explicit count wins, and is at least 1.
+        assert_eq!(guest_cpus(Accel::Tcg, &ha, 2, Some(2)), [2; 5]);
+        assert_eq!(guest_cpus(Accel::Kvm, &[2, 2], 2, Some(0)), [1, 1]);
+    }
 }

@@ -246,6 +246,7 @@ fn a_cluster_boots_from_a_result_directory() {
         run_dir: dir.path().join("run"),
         keep: false,
         accel: None,
+        cpus: None,
     };
     let mut cluster =
         kiln_vm_tests::Cluster::start(&options).unwrap_or_else(|error| panic!("{error}"));

@@ -36,6 +36,10 @@ pub struct Args {
     /// Where logs, sockets and kubeconfigs go (default: `target/vm-tests/<scenario>-<time>`).
     #[arg(long)]
     run_dir: Option<PathBuf>,
+    /// vCPUs for every guest (default: what each image asks for; under TCG, 1 each when the
+    /// guests would ask for more vCPUs than the host has cores).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    cpus: Option<u32>,
 }
 
 /// What the harness runs on the host, and the Debian packages that provide it.
@@ -106,6 +110,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         run_dir,
         keep: args.keep,
         accel: None,
+        cpus: args.cpus,
     };
     match scenario::run(&args.scenario, &options) {
         Ok(_) => {
