@@ -37,22 +37,12 @@ pub struct ClusterOptions {
     pub cpus: Option<u32>,
 }
 
-/// The vCPUs each guest gets, in the order of `wanted` (what the images' manifests ask for).
-///
-/// `fixed` wins when given. Otherwise, under TCG, where every vCPU is a host thread that
-/// emulates a processor, guests asking for more vCPUs in all than the host has cores get one
-/// each: an oversubscribed guest kernel spins on locks whose holder's vCPU thread the host has
-/// descheduled, and Go programs (etcd, the apiserver) run more garbage-collector threads than
-/// they get cores. With KVM, or when the host has the cores, guests get what they ask for.
-pub fn guest_cpus(accel: Accel, wanted: &[u32], host_cpus: usize, fixed: Option<u32>) -> Vec<u32> {
-    if let Some(cpus) = fixed {
-        return vec![cpus.max(1); wanted.len()];
-    }
-    let total: u64 = wanted.iter().map(|&cpus| u64::from(cpus)).sum();
-    if accel == Accel::Tcg && total > host_cpus as u64 {
-        vec![1; wanted.len()]
-    } else {
-        wanted.to_vec()
+/// The vCPUs each guest gets, in the order of `wanted` (what the images' manifests ask for):
+/// `fixed` for every guest when given (at least 1), else what each image asks for.
+pub fn guest_cpus(wanted: &[u32], fixed: Option<u32>) -> Vec<u32> {
+    match fixed {
+        Some(cpus) => vec![cpus.max(1); wanted.len()],
+        None => wanted.to_vec(),
     }
 }
 
@@ -106,12 +96,11 @@ impl Cluster {
             Some(accel) => accel,
             None => detect_accel(&images[0].kernel),
         };
-        let host_cpus = std::thread::available_parallelism().map_or(1, |cpus| cpus.get());
         let wanted: Vec<u32> = images.iter().map(|image| image.cpus).collect();
-        let cpus = guest_cpus(accel, &wanted, host_cpus, options.cpus);
+        let cpus = guest_cpus(&wanted, options.cpus);
         if cpus != wanted {
             eprintln!(
-                "vCPUs per guest: {} (the images ask for {}; {host_cpus} host cores, {accel:?})",
+                "vCPUs per guest: {} (the images ask for {})",
                 cpus.iter()
                     .map(u32::to_string)
                     .collect::<Vec<_>>()
@@ -522,19 +511,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tcg_guests_get_one_vcpu_each_when_they_would_outnumber_the_host_cores() {
-        // The HA cluster: three controllers and a worker ask for 2, the load balancer for 1.
+    fn guests_get_what_their_images_ask_for_unless_told_otherwise() {
         let ha = [2, 2, 2, 1, 2];
-        assert_eq!(guest_cpus(Accel::Tcg, &ha, 2, None), [1, 1, 1, 1, 1]);
-        // Two nodes asking for 2 each: 4 vCPU threads would share 2 cores.
-        assert_eq!(guest_cpus(Accel::Tcg, &[2, 2], 2, None), [1, 1]);
-        // The host has the cores: as asked.
-        assert_eq!(guest_cpus(Accel::Tcg, &[2, 2], 4, None), [2, 2]);
-        assert_eq!(guest_cpus(Accel::Tcg, &ha, 16, None), ha);
-        // KVM runs guest code natively: as asked.
-        assert_eq!(guest_cpus(Accel::Kvm, &ha, 2, None), ha);
-        // An explicit count wins, and is at least 1.
-        assert_eq!(guest_cpus(Accel::Tcg, &ha, 2, Some(2)), [2; 5]);
-        assert_eq!(guest_cpus(Accel::Kvm, &[2, 2], 2, Some(0)), [1, 1]);
+        assert_eq!(guest_cpus(&ha, None), ha);
+        assert_eq!(guest_cpus(&ha, Some(1)), [1; 5]);
+        assert_eq!(guest_cpus(&[2, 2], Some(0)), [1, 1]);
     }
 }

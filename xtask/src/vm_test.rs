@@ -36,8 +36,7 @@ pub struct Args {
     /// Where logs, sockets and kubeconfigs go (default: `target/vm-tests/<scenario>-<time>`).
     #[arg(long)]
     run_dir: Option<PathBuf>,
-    /// vCPUs for every guest (default: what each image asks for; under TCG, 1 each when the
-    /// guests would ask for more vCPUs than the host has cores).
+    /// vCPUs for every guest (default: what each image asks for).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
     cpus: Option<u32>,
 }
