@@ -2,29 +2,11 @@
 //! directories, with the environment varied. These cover the configuration (`--no-images`);
 //! tests/images.rs and tests/boot.rs cover the node images.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
-}
-
-/// Runs the xtask binary through `sh` so that the umask can be set, in `dir`, with `env`.
-fn xtask(dir: &Path, umask: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
-    let mut command = Command::new("sh");
-    command
-        .arg("-c")
-        .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
-        .arg(env!("CARGO_BIN_EXE_xtask"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("KILN_STORE");
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command.output().expect("the xtask binary runs")
-}
+mod common;
+use common::{examples, hashes, succeeded, xtask};
 
 /// Builds the example `name` with default options into a fresh directory (store `store`,
 /// secrets `s`, result `result`), failing the test if the build fails.
@@ -32,7 +14,7 @@ fn build_example(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let spec = examples().join(format!("{name}.toml"));
     let spec = spec.to_str().expect("utf-8 path");
-    stdout(&xtask(
+    succeeded(&xtask(
         dir.path(),
         "022",
         &[],
@@ -50,31 +32,6 @@ fn build_example(name: &str) -> tempfile::TempDir {
     dir
 }
 
-fn stdout(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// Every artifact's digest and content hash from a result directory's manifest.
-fn hashes(result: &Path) -> BTreeMap<String, (String, String)> {
-    let text =
-        std::fs::read_to_string(result.join("manifest.json")).expect("manifest.json written");
-    let manifest: serde_json::Value = serde_json::from_str(&text).expect("manifest is JSON");
-    manifest["artifacts"]
-        .as_object()
-        .expect("artifacts map")
-        .iter()
-        .map(|(id, entry)| {
-            let field = |name: &str| entry[name].as_str().expect("hex digest").to_owned();
-            (id.clone(), (field("digest"), field("content_hash")))
-        })
-        .collect()
-}
-
 #[test]
 fn same_digests_from_two_directories_with_different_tz_umask_and_lang() {
     let spec = examples().join("ha.toml");
@@ -83,7 +40,7 @@ fn same_digests_from_two_directories_with_different_tz_umask_and_lang() {
     let second = tempfile::tempdir().expect("tempdir");
     let secrets = tempfile::tempdir().expect("tempdir");
     let secrets = secrets.path().to_str().expect("utf-8 path");
-    stdout(&xtask(
+    succeeded(&xtask(
         first.path(),
         "022",
         &[
@@ -105,7 +62,7 @@ fn same_digests_from_two_directories_with_different_tz_umask_and_lang() {
             "out",
         ],
     ));
-    stdout(&xtask(
+    succeeded(&xtask(
         second.path(),
         "077",
         &[
@@ -151,13 +108,13 @@ fn second_build_comes_from_the_store_and_check_passes() {
         "--json",
     ];
     let first: serde_json::Value =
-        serde_json::from_str(&stdout(&xtask(dir.path(), "022", &[], &args))).expect("json");
+        serde_json::from_str(&succeeded(&xtask(dir.path(), "022", &[], &args))).expect("json");
     assert_eq!(first["from_store"], 0);
     assert_eq!(first["built"], first["derivations"]);
     let mut again = args.to_vec();
     again.push("--check");
     let second: serde_json::Value =
-        serde_json::from_str(&stdout(&xtask(dir.path(), "022", &[], &again))).expect("json");
+        serde_json::from_str(&succeeded(&xtask(dir.path(), "022", &[], &again))).expect("json");
     assert_eq!(second["built"], 0);
     assert_eq!(second["from_store"], first["derivations"]);
     // Links in the result point at the store paths the manifest names.
@@ -174,7 +131,7 @@ fn second_build_comes_from_the_store_and_check_passes() {
 fn store_is_private_and_outputs_read_only() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().expect("tempdir");
-    stdout(&xtask(
+    succeeded(&xtask(
         dir.path(),
         "000",
         &[],
@@ -275,7 +232,7 @@ fn refuses_to_replace_a_directory_that_is_not_a_result() {
 fn graph_prints_dot_with_every_node() {
     let dir = tempfile::tempdir().expect("tempdir");
     let spec = examples().join("ha.toml");
-    let dot = stdout(&xtask(
+    let dot = succeeded(&xtask(
         dir.path(),
         "022",
         &[],

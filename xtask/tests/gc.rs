@@ -3,34 +3,22 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 
 use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId, EvalOptions, Graph};
 
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
-}
+mod common;
+use common::{artifacts, examples, succeeded};
 
 /// Runs the xtask binary in `dir` with `args`, failing the test if it fails; returns stdout.
 fn xtask(dir: &Path, args: &[&str]) -> String {
-    let output = run(dir, args);
-    assert!(
-        output.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    succeeded(&run(dir, args))
 }
 
+/// Runs the xtask binary in `dir` with `args`, under umask 022.
 fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("KILN_STORE")
-        .env_remove("KILN_SUBSTITUTERS")
-        .output()
-        .expect("the xtask binary runs")
+    common::xtask(dir, "022", &[], args)
 }
 
 /// Builds `spec` (without images) into `dir/store`, with the result in `dir/out`.
@@ -54,15 +42,11 @@ fn build(dir: &Path, spec: &str, out: &str, extra: &[&str]) -> String {
 
 /// Every artifact's store path from a result directory's manifest, by derivation id.
 fn store_paths(result: &Path) -> BTreeMap<String, PathBuf> {
-    let text = std::fs::read_to_string(result.join("manifest.json")).expect("manifest.json");
-    let manifest: serde_json::Value = serde_json::from_str(&text).expect("manifest is JSON");
-    manifest["artifacts"]
-        .as_object()
-        .expect("artifacts map")
-        .iter()
+    artifacts(result)
+        .into_iter()
         .map(|(id, entry)| {
             let path = entry["store_path"].as_str().expect("a store path");
-            (id.clone(), PathBuf::from(path))
+            (id, PathBuf::from(path))
         })
         .collect()
 }

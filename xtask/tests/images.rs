@@ -13,40 +13,16 @@ use std::process::{Command, Output};
 use kiln_pki::{FileSource, placement};
 
 mod common;
-use common::default_store;
+use common::{default_store, examples, hashes, succeeded};
 
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
-}
-
-/// Runs the xtask binary through `sh` so that the umask can be set, in `dir`, with `env`, the
-/// default store as a substituter.
+/// [`common::xtask`] with the default store as a substituter, when there is one.
 fn xtask(dir: &Path, umask: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
-    let mut command = Command::new("sh");
-    command
-        .arg("-c")
-        .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
-        .arg(env!("CARGO_BIN_EXE_xtask"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("KILN_STORE")
-        .env_remove("KILN_SUBSTITUTERS");
-    if let Some(store) = default_store() {
-        command.arg("--substituter").arg(store);
+    let store = default_store().map(|store| store.to_str().expect("utf-8 store path").to_owned());
+    let mut args = args.to_vec();
+    if let Some(store) = &store {
+        args.extend(["--substituter", store]);
     }
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command.output().expect("the xtask binary runs")
-}
-
-fn succeeded(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    common::xtask(dir, umask, env, &args)
 }
 
 fn unsquashfs() -> PathBuf {
@@ -462,22 +438,6 @@ fn every_node_image_of_the_ha_example_holds_exactly_its_private_keys() {
         );
         std::fs::remove_dir_all(&extracted).expect("clean up");
     }
-}
-
-/// Every artifact's digest and content hash from a result directory's manifest.
-fn hashes(result: &Path) -> BTreeMap<String, (String, String)> {
-    let text =
-        std::fs::read_to_string(result.join("manifest.json")).expect("manifest.json written");
-    let manifest: serde_json::Value = serde_json::from_str(&text).expect("manifest is JSON");
-    manifest["artifacts"]
-        .as_object()
-        .expect("artifacts map")
-        .iter()
-        .map(|(id, entry)| {
-            let field = |name: &str| entry[name].as_str().expect("hex digest").to_owned();
-            (id.clone(), (field("digest"), field("content_hash")))
-        })
-        .collect()
 }
 
 /// The image artifacts: `image/*`, `node/*/layer` and `node/*/image`.

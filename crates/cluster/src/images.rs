@@ -129,13 +129,7 @@ WantedBy=multi-user.target
 /// a file system alone). Runs only when the kernel command line says the disk is attached.
 fn state_makefs_unit(state: &StateDisk) -> String {
     let device = state.device();
-    let device_unit = format!(
-        "{}.device",
-        device
-            .trim_start_matches('/')
-            .replace('-', "\\x2d")
-            .replace('/', "-")
-    );
+    let device_unit = path_unit_name(&device, "device");
     format!(
         "\
 [Unit]
@@ -183,11 +177,19 @@ WantedBy=local-fs.target
     )
 }
 
-/// The mount unit's name for `path` (`/var/lib/etcd` → `var-lib-etcd.mount`; the paths kiln
-/// mounts need no other escaping).
+/// The mount unit's name for `path` (`/var/lib/etcd` → `var-lib-etcd.mount`).
 fn mount_unit_name(path: &str) -> String {
+    path_unit_name(path, "mount")
+}
+
+/// The name of the unit of type `suffix` for the absolute `path`, as `systemd-escape --path
+/// --suffix=SUFFIX` gives it: `/dev/disk/by-id/virtio-kiln-state` →
+/// `dev-disk-by\x2did-virtio\x2dkiln\x2dstate.device`. Only `-` needs escaping in the paths
+/// kiln names (letters, digits, `-`, `_` and `/`, which the tests check against systemd's own
+/// escaping).
+fn path_unit_name(path: &str, suffix: &str) -> String {
     format!(
-        "{}.mount",
+        "{}.{suffix}",
         path.trim_matches('/')
             .replace('-', "\\x2d")
             .replace('/', "-")

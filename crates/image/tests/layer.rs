@@ -162,6 +162,23 @@ fn unsquashfs() -> PathBuf {
     path.to_owned()
 }
 
+/// Extracts the layer `image` into the new directory `into` with `unsquashfs`.
+fn extract(image: &Path, into: &Path) {
+    let output = Command::new(unsquashfs())
+        .args(["-quiet", "-no-progress", "-d"])
+        .arg(into)
+        .arg(image)
+        .output()
+        .expect("unsquashfs runs");
+    assert!(
+        output.status.success(),
+        "unsquashfs -d {} {} failed: {}",
+        into.display(),
+        image.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// One entry of `unsquashfs -lln`: its `ls -l` mode, `uid/gid`, and link target.
 #[derive(Debug, PartialEq, Eq)]
 struct Listed {
@@ -308,13 +325,7 @@ fn unsquashfs_sees_the_layers_modes_owners_links_and_enabled_units() {
 
     // The bytes are what was copied.
     let extracted = scratch.path().join("extracted");
-    let status = Command::new(unsquashfs())
-        .args(["-quiet", "-no-progress", "-d"])
-        .arg(&extracted)
-        .arg(&image)
-        .status()
-        .expect("unsquashfs runs");
-    assert!(status.success());
+    extract(&image, &extracted);
     assert_eq!(
         fs::read_to_string(extracted.join("etc/kubernetes/pki/apiserver.key")).expect("key"),
         KEY
@@ -580,13 +591,7 @@ fn hard_links_odd_names_and_outside_links_leave_the_bytes_of_copies_and_the_inpu
     // Extracted, the layer holds the input's bytes, with the layer's modes.
     let image = scratch.path().join("first.squashfs");
     let extracted = scratch.path().join("extracted");
-    let status = Command::new(unsquashfs())
-        .args(["-quiet", "-no-progress", "-d"])
-        .arg(&extracted)
-        .arg(&image)
-        .status()
-        .expect("unsquashfs runs");
-    assert!(status.success());
+    extract(&image, &extracted);
     let layer = files(&extracted);
     for (path, (_, bytes)) in &before {
         assert_eq!(&layer[path].1, bytes, "bytes of {}", path.display());

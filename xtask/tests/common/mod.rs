@@ -1,6 +1,18 @@
-//! What several xtask test binaries share.
+//! What several xtask test binaries share: the examples, the xtask binary run as a user runs
+//! it, and the result manifest read back. Each test binary uses part of it.
+#![allow(
+    dead_code,
+    reason = "each test binary compiles this module and uses part of it"
+)]
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository's `examples/` directory.
+pub fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
 
 /// The default store, found as `cargo xtask` finds it: `$KILN_STORE`, else
 /// `$XDG_DATA_HOME/kiln/store`, else `~/.local/share/kiln/store`. Tests use it only as a
@@ -14,4 +26,58 @@ pub fn default_store() -> Option<PathBuf> {
         return Some(PathBuf::from(dir).join("kiln/store"));
     }
     set("HOME").map(|home| PathBuf::from(home).join(".local/share/kiln/store"))
+}
+
+/// Runs the xtask binary with `args` in `dir`, through `sh` so that the umask can be set, with
+/// `env` added. The caller's `KILN_STORE` and `KILN_SUBSTITUTERS` are removed, so a test uses
+/// only the stores its arguments name.
+pub fn xtask(dir: &Path, umask: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("KILN_STORE")
+        .env_remove("KILN_SUBSTITUTERS");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("the xtask binary runs")
+}
+
+/// `output`'s stdout, failing the test with its stderr if the command failed.
+pub fn succeeded(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The artifacts of a result directory's `manifest.json`, by derivation id.
+pub fn artifacts(result: &Path) -> BTreeMap<String, serde_json::Value> {
+    let text =
+        std::fs::read_to_string(result.join("manifest.json")).expect("manifest.json written");
+    let manifest: serde_json::Value = serde_json::from_str(&text).expect("manifest is JSON");
+    manifest["artifacts"]
+        .as_object()
+        .expect("artifacts map")
+        .iter()
+        .map(|(id, entry)| (id.clone(), entry.clone()))
+        .collect()
+}
+
+/// Every artifact's digest and content hash from a result directory's manifest.
+pub fn hashes(result: &Path) -> BTreeMap<String, (String, String)> {
+    artifacts(result)
+        .into_iter()
+        .map(|(id, entry)| {
+            let field = |name: &str| entry[name].as_str().expect("hex digest").to_owned();
+            (id, (field("digest"), field("content_hash")))
+        })
+        .collect()
 }
