@@ -25,38 +25,10 @@ fn xtask(dir: &Path, umask: &str, env: &[(&str, &str)], args: &[&str]) -> Output
     common::xtask(dir, umask, env, &args)
 }
 
-fn unsquashfs() -> PathBuf {
-    let path = Path::new("/usr/bin/unsquashfs");
-    assert!(
-        path.is_file(),
-        "`unsquashfs` is not installed; this test reads node images with it. \
-         Install the Debian package: apt-get install -y squashfs-tools (cargo xtask test does)"
-    );
-    path.to_owned()
-}
-
-/// Extracts the squashfs `image` into `dest` (which must not exist).
-fn extract(image: &Path, dest: &Path) {
-    std::fs::create_dir_all(dest.parent().expect("a parent")).expect("mkdir");
-    let output = Command::new(unsquashfs())
-        .args(["-no-progress", "-quiet", "-d"])
-        .arg(dest)
-        .arg(image)
-        .output()
-        .expect("unsquashfs runs");
-    assert!(
-        output.status.success(),
-        "unsquashfs -d {} {} failed: {}",
-        dest.display(),
-        image.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// `unsquashfs -lln`: each path (relative to the image's root) with its `ls -l` mode and
 /// `uid/gid`.
 fn listing(image: &Path) -> BTreeMap<String, (String, String)> {
-    let output = Command::new(unsquashfs())
+    let output = Command::new(kiln_testkit::tool("unsquashfs", "squashfs-tools"))
         .arg("-lln")
         .arg(image)
         .output()
@@ -316,7 +288,7 @@ fn every_node_image_of_the_ha_example_holds_exactly_its_private_keys() {
         }
 
         let extracted = dir.path().join("extracted").join(&node.name);
-        extract(&node_layer, &extracted);
+        kiln_testkit::unsquashfs(&node_layer, &extracted);
         let found = files_with_private_keys(&extracted);
 
         let placed: Vec<_> = placement(&plan, node)
@@ -421,7 +393,7 @@ fn every_node_image_of_the_ha_example_holds_exactly_its_private_keys() {
     std::fs::write(&needles, patterns).expect("write the patterns");
     for (index, layer) in shared_layers.iter().enumerate() {
         let extracted = dir.path().join(format!("shared-{index}"));
-        extract(layer, &extracted);
+        kiln_testkit::unsquashfs(layer, &extracted);
         let output = Command::new("grep")
             .args(["-r", "-l", "-F", "--binary-files=text", "-f"])
             .arg(&needles)

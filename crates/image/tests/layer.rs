@@ -152,33 +152,6 @@ fn build_with_input(spec: LayerSpec, dir: &Path) -> Result<(PathBuf, PathBuf), E
     ))
 }
 
-fn unsquashfs() -> PathBuf {
-    let path = Path::new("/usr/bin/unsquashfs");
-    assert!(
-        path.is_file(),
-        "`unsquashfs` is not installed; this test reads layers with it. \
-         Install the Debian package: apt-get install -y squashfs-tools (cargo xtask test does)"
-    );
-    path.to_owned()
-}
-
-/// Extracts the layer `image` into the new directory `into` with `unsquashfs`.
-fn extract(image: &Path, into: &Path) {
-    let output = Command::new(unsquashfs())
-        .args(["-quiet", "-no-progress", "-d"])
-        .arg(into)
-        .arg(image)
-        .output()
-        .expect("unsquashfs runs");
-    assert!(
-        output.status.success(),
-        "unsquashfs -d {} {} failed: {}",
-        into.display(),
-        image.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// One entry of `unsquashfs -lln`: its `ls -l` mode, `uid/gid`, and link target.
 #[derive(Debug, PartialEq, Eq)]
 struct Listed {
@@ -189,7 +162,7 @@ struct Listed {
 
 /// The layer's entries by path (relative, `""` for the root), as `unsquashfs -lln` lists them.
 fn list(image: &Path) -> BTreeMap<String, Listed> {
-    let output = Command::new(unsquashfs())
+    let output = Command::new(kiln_testkit::tool("unsquashfs", "squashfs-tools"))
         .arg("-lln")
         .arg(image)
         .env("TZ", "UTC")
@@ -325,7 +298,7 @@ fn unsquashfs_sees_the_layers_modes_owners_links_and_enabled_units() {
 
     // The bytes are what was copied.
     let extracted = scratch.path().join("extracted");
-    extract(&image, &extracted);
+    kiln_testkit::unsquashfs(&image, &extracted);
     assert_eq!(
         fs::read_to_string(extracted.join("etc/kubernetes/pki/apiserver.key")).expect("key"),
         KEY
@@ -591,7 +564,7 @@ fn hard_links_odd_names_and_outside_links_leave_the_bytes_of_copies_and_the_inpu
     // Extracted, the layer holds the input's bytes, with the layer's modes.
     let image = scratch.path().join("first.squashfs");
     let extracted = scratch.path().join("extracted");
-    extract(&image, &extracted);
+    kiln_testkit::unsquashfs(&image, &extracted);
     let layer = files(&extracted);
     for (path, (_, bytes)) in &before {
         assert_eq!(&layer[path].1, bytes, "bytes of {}", path.display());

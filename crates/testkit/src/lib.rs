@@ -79,6 +79,23 @@ pub fn tool(program: &str, package: &str) -> PathBuf {
     );
 }
 
+/// Extracts the squashfs file system `image` into `into` (which must not exist; its parent
+/// is created) with the real `unsquashfs`, failing the test with its error output.
+pub fn unsquashfs(image: &Path, into: &Path) {
+    std::fs::create_dir_all(into.parent().expect("a parent")).expect("mkdir");
+    let output = run(Command::new(tool("unsquashfs", "squashfs-tools"))
+        .args(["-quiet", "-no-progress", "-d"])
+        .arg(into)
+        .arg(image));
+    assert!(
+        output.status.success(),
+        "unsquashfs -d {} {} failed: {}",
+        into.display(),
+        image.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Runs `command`, returning its output; fails the test if it cannot start.
 pub fn run(command: &mut Command) -> Output {
     command
