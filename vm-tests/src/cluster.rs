@@ -33,17 +33,8 @@ pub struct ClusterOptions {
     pub keep: bool,
     /// The accelerator; `None` detects it ([`detect_accel`]).
     pub accel: Option<Accel>,
-    /// vCPUs for every guest; `None` chooses them with [`guest_cpus`].
+    /// vCPUs for every guest (at least 1); `None`: what each image's manifest asks for.
     pub cpus: Option<u32>,
-}
-
-/// The vCPUs each guest gets, in the order of `wanted` (what the images' manifests ask for):
-/// `fixed` for every guest when given (at least 1), else what each image asks for.
-pub fn guest_cpus(wanted: &[u32], fixed: Option<u32>) -> Vec<u32> {
-    match fixed {
-        Some(cpus) => vec![cpus.max(1); wanted.len()],
-        None => wanted.to_vec(),
-    }
 }
 
 /// One running node.
@@ -96,25 +87,16 @@ impl Cluster {
             Some(accel) => accel,
             None => detect_accel(&images[0].kernel),
         };
-        let wanted: Vec<u32> = images.iter().map(|image| image.cpus).collect();
-        let cpus = guest_cpus(&wanted, options.cpus);
-        if cpus != wanted {
+        if let Some(cpus) = options.cpus {
             eprintln!(
-                "vCPUs per guest: {} (the images ask for {})",
-                cpus.iter()
-                    .map(u32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                wanted
-                    .iter()
-                    .map(u32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                "vCPUs per guest: {} (--cpus), instead of what each image asks for",
+                cpus.max(1)
             );
         }
         let segment = Segment::new()?;
         let mut nodes = BTreeMap::new();
-        for (image, cpus) in images.into_iter().zip(cpus) {
+        for image in images {
+            let cpus = options.cpus.map_or(image.cpus, |cpus| cpus.max(1));
             let mut guest_ports = vec![KUBELET_PORT];
             if image.node == api_node {
                 guest_ports.push(api_port);
@@ -410,6 +392,36 @@ impl Cluster {
         text
     }
 
+    /// What each node's systemd says of kiln's services, one line per node: when each became
+    /// active (seconds since the guest booted; for a `notify` service, when it reported
+    /// ready) and how often systemd restarted it after a failure. Printed after every run, so a
+    /// slow start shows whether a component kept failing. A node that does not answer within
+    /// 30 s is reported as such.
+    pub fn service_report(&mut self) -> String {
+        let script = format!(
+            "for unit in {}; do systemctl show -p Id -p LoadState -p ActiveState -p NRestarts \
+             -p ActiveEnterTimestampMonotonic \"$unit.service\" | tr '\\n' ' '; echo; done",
+            REPORTED_SERVICES.join(" ")
+        );
+        let names: Vec<String> = self.nodes.keys().cloned().collect();
+        let mut text = String::new();
+        for name in names {
+            let answer = match self.shell(&name) {
+                Ok(shell) => match shell.run(&script, Duration::from_secs(30)) {
+                    Ok(output) => service_states(&output.output)
+                        .iter()
+                        .map(ServiceState::describe)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                    Err(error) => format!("(no answer: {error})"),
+                },
+                Err(error) => format!("({error})"),
+            };
+            let _ = writeln!(text, "  {name}: {answer}");
+        }
+        text
+    }
+
     /// The last console lines of every node, for a failure report.
     pub fn consoles(&self, lines: usize) -> String {
         let mut text = String::new();
@@ -424,6 +436,82 @@ impl Cluster {
         }
         text
     }
+}
+
+/// The services [`Cluster::service_report`] asks every node about (those a node does not have
+/// are left out).
+const REPORTED_SERVICES: [&str; 8] = [
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "containerd",
+    "kubelet",
+    "kube-proxy",
+    "nginx",
+];
+
+/// One service's state as `systemctl show` gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceState {
+    /// The unit, for example `etcd.service`.
+    pub unit: String,
+    /// `ActiveState`: `active`, `activating`, `failed`, ...
+    pub active: String,
+    /// When it last became active, in seconds since boot (`None`: never).
+    pub active_since: Option<u64>,
+    /// How often systemd restarted it (`Restart=`) since boot.
+    pub restarts: u32,
+}
+
+impl ServiceState {
+    /// `etcd active since 41 s, 0 restarts`.
+    pub fn describe(&self) -> String {
+        let name = self.unit.trim_end_matches(".service");
+        let since = match self.active_since {
+            Some(seconds) if self.active == "active" => format!(" since {seconds} s"),
+            _ => String::new(),
+        };
+        let restarts = match self.restarts {
+            1 => "1 restart".to_owned(),
+            count => format!("{count} restarts"),
+        };
+        format!("{name} {}{since}, {restarts}", self.active)
+    }
+}
+
+/// The loaded services in `systemctl show` output with one service's `Key=value` pairs per line
+/// (separated by spaces); a unit that is not loaded is left out.
+pub fn service_states(output: &str) -> Vec<ServiceState> {
+    output
+        .lines()
+        .filter_map(|line| {
+            let pairs: BTreeMap<&str, &str> = line
+                .split_whitespace()
+                .filter_map(|pair| pair.split_once('='))
+                .collect();
+            if pairs.get("LoadState") != Some(&"loaded") {
+                return None;
+            }
+            Some(ServiceState {
+                unit: (*pairs.get("Id")?).to_owned(),
+                active: pairs
+                    .get("ActiveState")
+                    .copied()
+                    .unwrap_or("unknown")
+                    .to_owned(),
+                active_since: pairs
+                    .get("ActiveEnterTimestampMonotonic")
+                    .and_then(|micros| micros.parse::<u64>().ok())
+                    .filter(|micros| *micros > 0)
+                    .map(|micros| micros / 1_000_000),
+                restarts: pairs
+                    .get("NRestarts")
+                    .and_then(|count| count.parse().ok())
+                    .unwrap_or(0),
+            })
+        })
+        .collect()
 }
 
 /// A new, empty (sparse) state disk for `node` in the run directory: the node formats it on
@@ -511,10 +599,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn guests_get_what_their_images_ask_for_unless_told_otherwise() {
-        let ha = [2, 2, 2, 1, 2];
-        assert_eq!(guest_cpus(&ha, None), ha);
-        assert_eq!(guest_cpus(&ha, Some(1)), [1; 5]);
-        assert_eq!(guest_cpus(&[2, 2], Some(0)), [1, 1]);
+    fn service_states_are_read_from_systemctl_show() {
+        // As `systemctl show -p ...` prints them (in its own property order), joined per unit.
+        let output = "Id=etcd.service NRestarts=0 ActiveState=active LoadState=loaded \
+                      ActiveEnterTimestampMonotonic=41234567 \n\
+                      Id=kube-apiserver.service NRestarts=3 ActiveState=activating \
+                      LoadState=loaded ActiveEnterTimestampMonotonic=0 \n\
+                      Id=nginx.service NRestarts=0 ActiveState=inactive LoadState=not-found \
+                      ActiveEnterTimestampMonotonic=0 \n";
+        let states = service_states(output);
+        assert_eq!(
+            states,
+            [
+                ServiceState {
+                    unit: "etcd.service".to_owned(),
+                    active: "active".to_owned(),
+                    active_since: Some(41),
+                    restarts: 0,
+                },
+                ServiceState {
+                    unit: "kube-apiserver.service".to_owned(),
+                    active: "activating".to_owned(),
+                    active_since: None,
+                    restarts: 3,
+                },
+            ]
+        );
+        let described: Vec<String> = states.iter().map(ServiceState::describe).collect();
+        assert_eq!(
+            described,
+            [
+                "etcd active since 41 s, 0 restarts",
+                "kube-apiserver activating, 3 restarts"
+            ]
+        );
     }
 }

@@ -29,7 +29,7 @@ mod shell;
 pub mod tiny_guest;
 mod wait;
 
-pub use cluster::{Cluster, ClusterOptions, DEBUG_SHELL, Node, guest_cpus};
+pub use cluster::{Cluster, ClusterOptions, DEBUG_SHELL, Node, ServiceState, service_states};
 pub use error::Error;
 pub use image::{ImageState, NodeImage};
 pub use interrupt::{install_interrupt_handler, interrupted};

@@ -55,6 +55,12 @@ pub fn run(name: &str, options: &ClusterOptions) -> crate::Result<Steps> {
         _ => two_node(&mut cluster, &mut steps),
     };
     eprintln!("\nsteps:\n{}", steps.summary());
+    if !matches!(result, Err(Error::Interrupted)) {
+        eprintln!(
+            "services (times in seconds since each guest booted):\n{}",
+            cluster.service_report()
+        );
+    }
     if let Err(error) = &result {
         eprintln!("FAILED: {error}\n\n{}", cluster.consoles(40));
         eprintln!("logs kept in {}", options.run_dir.display());
