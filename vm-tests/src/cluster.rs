@@ -392,7 +392,8 @@ impl Cluster {
         text
     }
 
-    /// What each node's systemd says of kiln's services, one line per node: when each became
+    /// What each node's systemd says of kiln's services, one line per node (leaving out those
+    /// inactive and never restarted): when each became
     /// active (seconds since the guest booted; for a `notify` service, when it reported
     /// ready) and how often systemd restarted it after a failure. Printed after every run, so a
     /// slow start shows whether a component kept failing. A node that does not answer within
@@ -410,6 +411,8 @@ impl Cluster {
                 Ok(shell) => match shell.run(&script, Duration::from_secs(30)) {
                     Ok(output) => service_states(&output.output)
                         .iter()
+                        // Units a node has but does not run (Debian's packages bring some).
+                        .filter(|state| state.active != "inactive" || state.restarts > 0)
                         .map(ServiceState::describe)
                         .collect::<Vec<_>>()
                         .join("; "),
