@@ -393,11 +393,10 @@ impl Cluster {
     }
 
     /// What each node's systemd says of kiln's services, one line per node (leaving out those
-    /// inactive and never restarted): when each became
-    /// active (seconds since the guest booted; for a `notify` service, when it reported
-    /// ready) and how often systemd restarted it after a failure. Printed after every run, so a
-    /// slow start shows whether a component kept failing. A node that does not answer within
-    /// 30 s is reported as such.
+    /// inactive and never restarted): when each became active (seconds since the guest booted;
+    /// for a `notify` service, when it reported ready) and how often systemd restarted it after
+    /// a failure. Printed after every run, so a slow start shows whether a component kept
+    /// failing. A node that does not answer within 30 s is reported as such.
     pub fn service_report(&mut self) -> String {
         let script = format!(
             "for unit in {}; do systemctl show -p Id -p LoadState -p ActiveState -p NRestarts \

@@ -232,8 +232,8 @@ pub fn unit(service: Service, flags: &Flags) -> Result<Unit, Error> {
             unit.unit.documentation = vec!["https://etcd.io/docs/".to_owned()];
             // etcd reports READY=1 once it has joined its cluster, which needs a quorum of
             // members: at a cluster's cold start that waits for the other machines to boot,
-            // however long they take. With systemd's 90 s default it was killed and restarted
-            // (replaying its log again) while it waited.
+            // however long they take. With systemd's 90 s default it would be killed and
+            // started again (replaying its log) while it waits.
             section.service_type = ServiceType::Notify;
             section.timeout_start = Some(Limit::Infinity);
             section.limit_nofile = Some(Limit::Value(65_536));
