@@ -291,6 +291,19 @@ fn every_node_image_of_the_ha_example_holds_exactly_its_private_keys() {
         kiln_testkit::unsquashfs(&node_layer, &extracted);
         let found = files_with_private_keys(&extracted);
 
+        // A node without a kubelet masks the container runtime Debian's package enables.
+        let containerd =
+            std::fs::read_link(extracted.join("etc/systemd/system/containerd.service"))
+                .ok()
+                .map(|target| target.display().to_string());
+        let runs_kubelet = node.name.starts_with("worker-");
+        assert_eq!(
+            containerd.as_deref() == Some("/dev/null"),
+            !runs_kubelet,
+            "{}'s containerd.service: {containerd:?}",
+            node.name
+        );
+
         let placed: Vec<_> = placement(&plan, node)
             .into_iter()
             .filter(|file| file.source.is_private())

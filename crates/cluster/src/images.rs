@@ -502,6 +502,15 @@ fn node_layer(
     ] {
         symlinks.insert(link.to_owned(), target.to_owned());
     }
+    if node.pod_subnet.is_none() {
+        // Debian's containerd package enables its unit, so the base OS would start a container
+        // runtime on every node. A node without a kubelet has no containers to run: masked,
+        // it is neither started nor startable. (A kubelet node runs kiln's containerd unit.)
+        symlinks.insert(
+            "etc/systemd/system/containerd.service".to_owned(),
+            "/dev/null".to_owned(),
+        );
+    }
     if node.has(Role::LoadBalancer) {
         // The base OS leaves the package's nginx disabled; the load balancer runs it with the
         // configuration rendered for it (`etc/nginx/nginx.conf`).
