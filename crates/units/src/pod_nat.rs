@@ -92,7 +92,6 @@ pub fn pod_nat_unit(plan: &Plan, node: &NodePlan) -> Result<Option<Unit>, Error>
             remain_after_exit: true,
             restart: Restart::No,
             restart_sec: 0,
-            timeout_start: None,
             delegate: false,
             kill_mode: None,
             limit_nofile: None,

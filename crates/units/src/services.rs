@@ -133,14 +133,6 @@ const DOCUMENTATION_KUBERNETES: &str = "https://kubernetes.io/docs/";
 ///
 /// Every service restarts on failure after 5 seconds and starts after (and wants)
 /// `network-online.target`; the kubelet also requires containerd.
-///
-/// On a control-plane node the services start in dependency order, so that they do not
-/// compete for the CPU with what they wait for: etcd (`Type=notify`, ready once its member
-/// has joined the cluster), then kube-apiserver (`Type=notify`, ready once it listens), then
-/// kube-controller-manager and kube-scheduler. These are `After=` orderings only: a unit
-/// named in them that the node does not run is ignored, and a dependency that fails does not
-/// keep the next one from starting. Neither `notify` service has a start timeout, since
-/// etcd's readiness waits for the other members and emulated guests start slowly.
 pub fn unit(service: Service, flags: &Flags) -> Result<Unit, Error> {
     check_flags(service, flags)?;
     let exec_start = ExecCommand::new(service.binary(), flags.to_arguments());
@@ -162,7 +154,6 @@ pub fn unit(service: Service, flags: &Flags) -> Result<Unit, Error> {
             remain_after_exit: false,
             restart: Restart::OnFailure,
             restart_sec: 5,
-            timeout_start: None,
             delegate: false,
             kill_mode: None,
             limit_nofile: None,
@@ -230,12 +221,7 @@ pub fn unit(service: Service, flags: &Flags) -> Result<Unit, Error> {
         Service::Etcd => {
             unit.unit.description = "etcd key-value store".to_owned();
             unit.unit.documentation = vec!["https://etcd.io/docs/".to_owned()];
-            // etcd reports READY=1 once it has joined its cluster, which needs a quorum of
-            // members: at a cluster's cold start that waits for the other machines to boot,
-            // however long they take. With systemd's 90 s default it would be killed and
-            // started again (replaying its log) while it waits.
             section.service_type = ServiceType::Notify;
-            section.timeout_start = Some(Limit::Infinity);
             section.limit_nofile = Some(Limit::Value(65_536));
             section.state_directory = Some("etcd".to_owned());
             section.state_directory_mode = Some(0o700);
@@ -243,27 +229,16 @@ pub fn unit(service: Service, flags: &Flags) -> Result<Unit, Error> {
         }
         Service::KubeApiserver => {
             unit.unit.description = "Kubernetes API server".to_owned();
-            // On an etcd member, after the local member has joined (which needs etcd's
-            // quorum, without which the API server cannot serve anything): the two no longer
-            // compete for the CPU while the member catches up.
-            unit.unit.after.push(Service::Etcd.unit_name());
-            // kube-apiserver reports READY=1 once it listens (its post-start hooks, such as
-            // the default RBAC objects, then still run); its start under emulation can take
-            // minutes, so there is no start timeout.
-            section.service_type = ServiceType::Notify;
-            section.timeout_start = Some(Limit::Infinity);
             section.limit_nofile = Some(Limit::Value(65_536));
             section.logs_directory = Some("kubernetes".to_owned());
             section.hardening = sealed;
         }
         Service::KubeControllerManager => {
             unit.unit.description = "Kubernetes controller manager".to_owned();
-            unit.unit.after.push(Service::KubeApiserver.unit_name());
             section.hardening = sealed;
         }
         Service::KubeScheduler => {
             unit.unit.description = "Kubernetes scheduler".to_owned();
-            unit.unit.after.push(Service::KubeApiserver.unit_name());
             section.hardening = sealed;
         }
         Service::KubeProxy => {

@@ -161,10 +161,6 @@ pub struct ServiceSection {
     pub restart: Restart,
     /// `RestartSec=`, in seconds.
     pub restart_sec: u32,
-    /// `TimeoutStartSec=`, in seconds, when not systemd's default (90 s): how long a
-    /// `notify` service may take to report `READY=1` before it is killed and counted as
-    /// failed.
-    pub timeout_start: Option<Limit>,
     /// `Delegate=yes`: the service manages its own cgroup subtree (containerd).
     pub delegate: bool,
     /// `KillMode=`, when not systemd's default.
@@ -302,11 +298,6 @@ impl ServiceSection {
         }
         if self.restart != Restart::No {
             entries.push(("RestartSec", self.restart_sec.to_string()));
-        }
-        match self.timeout_start {
-            Some(Limit::Infinity) => entries.push(("TimeoutStartSec", "infinity".to_owned())),
-            Some(Limit::Value(seconds)) => entries.push(("TimeoutStartSec", seconds.to_string())),
-            None => {}
         }
         if self.delegate {
             entries.push(("Delegate", "yes".to_owned()));

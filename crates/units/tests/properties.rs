@@ -128,64 +128,6 @@ proptest! {
             prop_assert!(before.contains(&"kubelet.service".to_owned()) && before.contains(&"containerd.service".to_owned()));
         }
     }
-
-    #[test]
-    fn a_node_s_services_start_after_what_they_talk_to(spec in valid_spec(1..=6)) {
-        let (plan, _) = spec.validate().expect("valid_spec gives valid specs");
-        for node in &plan.nodes {
-            let units = kiln_units::units(&plan, &node.name).expect("units");
-            let names: BTreeSet<&str> = units.iter().map(|unit| unit.name.as_str()).collect();
-            // Every ordering edge between two of the node's own units, as (first, then).
-            let mut edges: Vec<(&str, &str)> = Vec::new();
-            for unit in &units {
-                for first in unit.unit.after.iter().filter(|name| names.contains(name.as_str())) {
-                    edges.push((first.as_str(), unit.name.as_str()));
-                }
-                for then in unit.unit.before.iter().filter(|name| names.contains(name.as_str())) {
-                    edges.push((unit.name.as_str(), then.as_str()));
-                }
-            }
-            // Start in waves, as systemd may: each wave is every unit with nothing left to
-            // wait for. Units in one wave start together.
-            let mut left: BTreeSet<&str> = names.clone();
-            let mut waves: Vec<Vec<&str>> = Vec::new();
-            while !left.is_empty() {
-                let ready: Vec<&str> = left
-                    .iter()
-                    .copied()
-                    .filter(|name| !edges.iter().any(|(first, then)| then == name && left.contains(first)))
-                    .collect();
-                prop_assert!(!ready.is_empty(), "{}: an ordering cycle among {:?}", node.name, left);
-                for name in &ready {
-                    left.remove(name);
-                }
-                waves.push(ready);
-            }
-            let wave = |name: &str| waves.iter().position(|wave| wave.contains(&name));
-            let waits = |first: &str, then: &str| -> bool {
-                match (wave(first), wave(then)) {
-                    (Some(first), Some(then)) => first < then,
-                    _ => true,
-                }
-            };
-            // The API server serves from etcd; the controller manager and the scheduler are
-            // its clients.
-            prop_assert!(waits("etcd.service", "kube-apiserver.service"), "{}: {:?}", node.name, waves);
-            prop_assert!(waits("kube-apiserver.service", "kube-controller-manager.service"), "{}: {:?}", node.name, waves);
-            prop_assert!(waits("kube-apiserver.service", "kube-scheduler.service"), "{}: {:?}", node.name, waves);
-            prop_assert!(waits("containerd.service", "kubelet.service"), "{}: {:?}", node.name, waves);
-            // Waiting on a service means waiting for it to say it is ready, with no start
-            // timeout for those whose readiness depends on other machines or is slow.
-            for unit in &units {
-                let waited_on = units.iter().any(|other| other.unit.after.contains(&unit.name))
-                    && matches!(unit.name.as_str(), "etcd.service" | "kube-apiserver.service");
-                if waited_on {
-                    prop_assert_eq!(unit.service.service_type, kiln_units::ServiceType::Notify, "{}", unit.name);
-                    prop_assert_eq!(unit.service.timeout_start, Some(kiln_units::Limit::Infinity), "{}", unit.name);
-                }
-            }
-        }
-    }
 }
 
 #[test]
