@@ -2,7 +2,7 @@
 //! kube-proxy's and the scheduler's configuration, encryption at rest and the audit policy.
 
 use base64::Engine as _;
-use kiln_spec::{EncryptionProvider, NodePlan, Plan};
+use kiln_spec::{EncryptionProvider, LeaderElectionPlan, NodePlan, Plan};
 use serde::{Deserialize, Serialize};
 
 use crate::paths;
@@ -178,11 +178,39 @@ pub struct KubeSchedulerConfiguration {
 }
 
 /// A component's `leaderElection`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LeaderElection {
     /// Whether to elect a leader.
     pub leader_elect: bool,
+    /// How long a lease lasts unrenewed, as a Go duration (`60s`); unset: the component's
+    /// default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_duration: Option<String>,
+    /// How long the leader tries to renew before it gives up; unset: the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_deadline: Option<String>,
+    /// How long candidates wait between attempts; unset: the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_period: Option<String>,
+}
+
+impl LeaderElection {
+    /// Leader election on, with the spec's `options.leader_election` timings if it sets any.
+    pub fn of(plan: &Plan) -> Self {
+        let timings = plan.options.leader_election;
+        let duration = |field: fn(&LeaderElectionPlan) -> u32| {
+            timings
+                .as_ref()
+                .map(|timings| LeaderElectionPlan::duration(field(timings)))
+        };
+        Self {
+            leader_elect: true,
+            lease_duration: duration(|timings| timings.lease_duration_seconds),
+            renew_deadline: duration(|timings| timings.renew_deadline_seconds),
+            retry_period: duration(|timings| timings.retry_period_seconds),
+        }
+    }
 }
 
 /// The scheduler's configuration for the plan's Kubernetes version.
@@ -193,7 +221,7 @@ pub fn scheduler_configuration(plan: &Plan) -> KubeSchedulerConfiguration {
         client_connection: ClientConnection {
             kubeconfig: paths::SCHEDULER_KUBECONFIG.to_owned(),
         },
-        leader_election: LeaderElection { leader_elect: true },
+        leader_election: LeaderElection::of(plan),
     }
 }
 

@@ -68,11 +68,27 @@ fn minor_of(program: &Path) -> u32 {
         .unwrap_or_else(|| panic!("{}: bad version {text:?}", program.display()))
 }
 
-/// Every example's rendered flags of `component` at Kubernetes `1.minor`, one command line per
+/// Every example, and the first again with `options.leader_election` set (no example sets it),
+/// as `ha-leader-election`.
+fn plans() -> Vec<(String, kiln_spec::Plan)> {
+    let mut plans: Vec<(String, kiln_spec::Plan)> =
+        kiln_testkit::example_plans().into_iter().collect();
+    let (name, first) = plans.first().cloned().expect("an example");
+    let mut timed = first;
+    timed.options.leader_election = Some(kiln_spec::LeaderElectionPlan {
+        lease_duration_seconds: 60,
+        renew_deadline_seconds: 40,
+        retry_period_seconds: 10,
+    });
+    plans.push((format!("{name}-leader-election"), timed));
+    plans
+}
+
+/// Every plan's ([`plans`]) rendered flags of `component` at Kubernetes `1.minor`, one command line per
 /// node that runs it.
 fn rendered_command_lines(component: Component, minor: u32) -> Vec<(String, Vec<String>)> {
     let mut lines = Vec::new();
-    for (example, mut plan) in kiln_testkit::example_plans() {
+    for (example, mut plan) in plans() {
         plan.cluster.kubernetes_version.minor = minor;
         for node in &plan.nodes {
             let runs = match component {
@@ -182,7 +198,9 @@ fn the_scheduler_strictly_decodes_its_configuration() {
     )
     .expect("write");
     let mut checked = 0;
-    for (example, mut plan) in kiln_testkit::example_plans() {
+    // With leader-election timings, they must reach the scheduler through the file (it ignores
+    // the `--leader-elect-*` flags once given `--config`).
+    for (example, mut plan) in plans() {
         plan.cluster.kubernetes_version.minor = minor;
         if plan.nodes_with(Role::ControlPlane).next().is_none() {
             continue;
@@ -211,6 +229,21 @@ fn the_scheduler_strictly_decodes_its_configuration() {
             "{example}"
         );
         assert_eq!(written["leaderElection"]["leaderElect"], true, "{example}");
+        // The scheduler writes durations back in Go's form: 60 s is `1m0s`. Unset, its
+        // defaults (15 s, 10 s, 2 s) are written.
+        let expected = match plan.options.leader_election {
+            Some(_) => ["1m0s", "40s", "10s"],
+            None => ["15s", "10s", "2s"],
+        };
+        for (field, value) in ["leaseDuration", "renewDeadline", "retryPeriod"]
+            .into_iter()
+            .zip(expected)
+        {
+            assert_eq!(
+                written["leaderElection"][field], value,
+                "{example}: {field}"
+            );
+        }
         checked += 1;
     }
     assert!(checked > 0);

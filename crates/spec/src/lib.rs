@@ -55,11 +55,14 @@ pub mod strategies;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Location, Severity};
 pub use names::{CA_CERTIFICATES, CLUSTER_CERTIFICATES, NODE_CERTIFICATES, certificate_names};
-pub use plan::{APISERVER_PORT, ClusterPlan, EndpointPlan, NodePlan, OptionsPlan, PkiPlan, Plan};
+pub use plan::{
+    APISERVER_PORT, ClusterPlan, EndpointPlan, LeaderElectionPlan, NodePlan, OptionsPlan, PkiPlan,
+    Plan,
+};
 pub use raw::{
     CaName, ClusterSpec, Component, ControlPlaneMode, EncryptionProvider, EndpointMode,
     EndpointSpec, ExternalCaSpec, KubeProxyMode, KubeconfigCertificates, KubeletCredentials,
-    NodeSpec, OptionsSpec, PkiSpec, Role, Spec,
+    LeaderElectionSpec, NodeSpec, OptionsSpec, PkiSpec, Role, Spec,
 };
 pub use validate::{is_dns_label, is_dns_subdomain};
 pub use version::{KubeVersion, NEWEST_SUPPORTED_MINOR, OLDEST_SUPPORTED_MINOR, ParseVersionError};

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::raw::{
     CaName, ClusterSpec, Component, ControlPlaneMode, EncryptionProvider, EndpointMode,
     EndpointSpec, ExternalCaSpec, KubeProxyMode, KubeconfigCertificates, KubeletCredentials,
-    NodeSpec, OptionsSpec, PkiSpec, Role, Spec,
+    LeaderElectionSpec, NodeSpec, OptionsSpec, PkiSpec, Role, Spec,
 };
 use crate::version::KubeVersion;
 
@@ -183,8 +183,37 @@ pub struct OptionsPlan {
     pub kubeconfig_certificates: KubeconfigCertificates,
     /// How kubelets get their credentials.
     pub kubelet_credentials: KubeletCredentials,
+    /// Leader-election timings of kube-controller-manager and kube-scheduler; `None` leaves
+    /// the components' own defaults (and renders nothing).
+    pub leader_election: Option<LeaderElectionPlan>,
     /// Extra flags per component.
     pub extra_flags: BTreeMap<Component, BTreeMap<String, String>>,
+}
+
+/// Leader-election timings, in seconds, every one set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderElectionPlan {
+    /// `--leader-elect-lease-duration`, `leaseDuration`.
+    pub lease_duration_seconds: u32,
+    /// `--leader-elect-renew-deadline`, `renewDeadline`.
+    pub renew_deadline_seconds: u32,
+    /// `--leader-elect-retry-period`, `retryPeriod`.
+    pub retry_period_seconds: u32,
+}
+
+impl LeaderElectionPlan {
+    /// The components' own defaults (client-go's leader election as Kubernetes configures it):
+    /// a 15 s lease, a 10 s renew deadline and a 2 s retry period.
+    pub const KUBERNETES_DEFAULTS: Self = Self {
+        lease_duration_seconds: 15,
+        renew_deadline_seconds: 10,
+        retry_period_seconds: 2,
+    };
+
+    /// `seconds` as a Go duration, the form the flags and configuration files take: `60s`.
+    pub fn duration(seconds: u32) -> String {
+        format!("{seconds}s")
+    }
 }
 
 impl Plan {
@@ -266,6 +295,11 @@ impl Plan {
                 kube_proxy: Some(options.kube_proxy),
                 kubeconfig_certificates: Some(options.kubeconfig_certificates),
                 kubelet_credentials: Some(options.kubelet_credentials),
+                leader_election: options.leader_election.map(|timings| LeaderElectionSpec {
+                    lease_duration_seconds: Some(timings.lease_duration_seconds),
+                    renew_deadline_seconds: Some(timings.renew_deadline_seconds),
+                    retry_period_seconds: Some(timings.retry_period_seconds),
+                }),
                 extra_flags: options.extra_flags.clone(),
             },
         }

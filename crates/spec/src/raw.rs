@@ -204,9 +204,34 @@ pub struct OptionsSpec {
     /// How kubelets get their client certificates. Default `issued` (by kiln, at build time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubelet_credentials: Option<KubeletCredentials>,
+    /// Leader election of kube-controller-manager and kube-scheduler:
+    /// `[options.leader_election]`. Default: the components' own (15 s, 10 s, 2 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_election: Option<LeaderElectionSpec>,
     /// Extra command-line flags per component: `[options.extra_flags.kube-apiserver]` `v = "2"`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra_flags: BTreeMap<Component, BTreeMap<String, String>>,
+}
+
+/// `[options.leader_election]`: how long kube-controller-manager and kube-scheduler hold and
+/// renew their leader leases. Longer times tolerate a slow apiserver (a loaded or emulated
+/// machine) at the cost of a slower fail-over; a component that cannot renew within the renew
+/// deadline exits and is restarted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaderElectionSpec {
+    /// How long other candidates wait before taking over a lease that is not renewed
+    /// (`--leader-elect-lease-duration`, `leaseDuration`). Default 15.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_duration_seconds: Option<u32>,
+    /// How long the leader keeps trying to renew before it gives up and exits
+    /// (`--leader-elect-renew-deadline`, `renewDeadline`). Default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_deadline_seconds: Option<u32>,
+    /// How long candidates wait between attempts (`--leader-elect-retry-period`,
+    /// `retryPeriod`). Default 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_period_seconds: Option<u32>,
 }
 
 /// Encryption-at-rest providers.

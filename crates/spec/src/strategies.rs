@@ -27,7 +27,7 @@ use proptest::prelude::*;
 use crate::plan::runs_kubelet;
 use crate::raw::{
     ClusterSpec, ControlPlaneMode, EncryptionProvider, EndpointMode, EndpointSpec, KubeProxyMode,
-    KubeconfigCertificates, NodeSpec, OptionsSpec, PkiSpec, Role, Spec,
+    KubeconfigCertificates, LeaderElectionSpec, NodeSpec, OptionsSpec, PkiSpec, Role, Spec,
 };
 
 /// One rule broken on purpose, and the field that validation must name for it.
@@ -69,6 +69,7 @@ pub fn valid_spec(nodes: RangeInclusive<usize>) -> impl Strategy<Value = Spec> {
         prop::collection::vec((0u8..8, "[a-z]{1,6}", any::<bool>()), start..=end),
         (any::<bool>(), 0u8..3, 0u8..3, any::<bool>()),
         (1_600_000_000i64..1_900_000_000, 0u32..3),
+        prop::option::of((1u32..=10, 0u32..=20, 1u32..=30)),
     )
         .prop_map(
             |(
@@ -82,6 +83,7 @@ pub fn valid_spec(nodes: RangeInclusive<usize>) -> impl Strategy<Value = Spec> {
                 nodes,
                 options,
                 pki,
+                leader_election,
             )| {
                 let (local_endpoint, kube_proxy, encryption, referenced) = options;
                 let (issued_at, generation) = pki;
@@ -164,6 +166,15 @@ pub fn valid_spec(nodes: RangeInclusive<usize>) -> impl Strategy<Value = Spec> {
                         } else {
                             KubeconfigCertificates::Embedded
                         }),
+                        // Valid by construction: deadline = 2 retry + extra > 1.2 retry, and
+                        // the lease is longer than the deadline.
+                        leader_election: leader_election.map(|(retry, extra, longer)| {
+                            LeaderElectionSpec {
+                                lease_duration_seconds: Some(2 * retry + extra + longer),
+                                renew_deadline_seconds: Some(2 * retry + extra),
+                                retry_period_seconds: Some(retry),
+                            }
+                        }),
                         ..OptionsSpec::default()
                     },
                 }
@@ -172,7 +183,7 @@ pub fn valid_spec(nodes: RangeInclusive<usize>) -> impl Strategy<Value = Spec> {
 }
 
 /// The number of rules [`mutate`] knows how to break.
-pub const RULES: usize = 14;
+pub const RULES: usize = 15;
 
 /// Breaks rule number `rule % RULES` in `spec` (which must be valid) and says which field the
 /// error must name. `pick` chooses a node where the rule allows several.
@@ -334,6 +345,20 @@ pub fn mutate(spec: &mut Spec, rule: usize, pick: usize) -> Mutation {
             mutation(
                 "more nodes than pod subnets",
                 format!("nodes[{second_kubelet}].pod_subnet"),
+            )
+        }
+        13 => {
+            let deadline = spec
+                .options
+                .leader_election
+                .and_then(|timings| timings.renew_deadline_seconds)
+                .unwrap_or(10);
+            let timings = spec.options.leader_election.get_or_insert_default();
+            timings.lease_duration_seconds = Some(deadline);
+            timings.renew_deadline_seconds = Some(deadline);
+            mutation(
+                "leader lease not longer than its renew deadline",
+                "options.leader_election.lease_duration_seconds".to_owned(),
             )
         }
         _ => {

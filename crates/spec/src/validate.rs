@@ -9,11 +9,12 @@ use crate::diagnostic::{Diagnostic, Severity};
 use crate::locate::key_segment;
 use crate::names::{CA_CERTIFICATES, CLUSTER_CERTIFICATES, NODE_CERTIFICATES};
 use crate::plan::{
-    APISERVER_PORT, ClusterPlan, EndpointPlan, NodePlan, OptionsPlan, PkiPlan, Plan, runs_kubelet,
+    APISERVER_PORT, ClusterPlan, EndpointPlan, LeaderElectionPlan, NodePlan, OptionsPlan, PkiPlan,
+    Plan, runs_kubelet,
 };
 use crate::raw::{
     ControlPlaneMode, EncryptionProvider, EndpointMode, KubeProxyMode, KubeconfigCertificates,
-    KubeletCredentials, Role, Spec,
+    KubeletCredentials, LeaderElectionSpec, Role, Spec,
 };
 use crate::version::KubeVersion;
 
@@ -844,6 +845,12 @@ impl Checker {
                 }
             }
         }
+        let leader_election = options
+            .leader_election
+            .map(|timings| self.leader_election(timings));
+        if leader_election.is_some_and(|timings| timings.is_none()) {
+            ok = false;
+        }
         let kube_proxy = options.kube_proxy.unwrap_or(match mode {
             ControlPlaneMode::StaticPods => KubeProxyMode::StaticPod,
             ControlPlaneMode::Systemd => KubeProxyMode::Systemd,
@@ -863,8 +870,74 @@ impl Checker {
             kubelet_credentials: options
                 .kubelet_credentials
                 .unwrap_or(KubeletCredentials::Issued),
+            leader_election: leader_election.flatten(),
             extra_flags: options.extra_flags.clone(),
         };
+        ok.then_some(plan)
+    }
+
+    /// `[options.leader_election]` with the components' defaults filled in, if client-go's
+    /// leader elector would accept it: every time at least 1 s, the lease longer than the renew
+    /// deadline, and the renew deadline longer than 1.2 retry periods (its jitter factor).
+    /// Otherwise the components exit at start, so this is an error here.
+    fn leader_election(&mut self, timings: LeaderElectionSpec) -> Option<LeaderElectionPlan> {
+        const FIELD: &str = "options.leader_election";
+        let defaults = LeaderElectionPlan::KUBERNETES_DEFAULTS;
+        let plan = LeaderElectionPlan {
+            lease_duration_seconds: timings
+                .lease_duration_seconds
+                .unwrap_or(defaults.lease_duration_seconds),
+            renew_deadline_seconds: timings
+                .renew_deadline_seconds
+                .unwrap_or(defaults.renew_deadline_seconds),
+            retry_period_seconds: timings
+                .retry_period_seconds
+                .unwrap_or(defaults.retry_period_seconds),
+        };
+        let mut ok = true;
+        for (name, value) in [
+            ("lease_duration_seconds", plan.lease_duration_seconds),
+            ("renew_deadline_seconds", plan.renew_deadline_seconds),
+            ("retry_period_seconds", plan.retry_period_seconds),
+        ] {
+            if value == 0 {
+                ok = false;
+                self.push(Diagnostic::error(
+                    format!("{FIELD}.{name}"),
+                    "must be at least 1 second",
+                ));
+            }
+        }
+        if ok && plan.lease_duration_seconds <= plan.renew_deadline_seconds {
+            ok = false;
+            self.push(
+                Diagnostic::error(
+                    format!("{FIELD}.lease_duration_seconds"),
+                    format!(
+                        "the lease ({} s) must be longer than the renew deadline ({} s)",
+                        plan.lease_duration_seconds, plan.renew_deadline_seconds
+                    ),
+                )
+                .help("for example 60, 40 and 10 seconds"),
+            );
+        }
+        // 10 * deadline > 12 * retry is deadline > 1.2 * retry without floating point.
+        if ok
+            && u64::from(plan.renew_deadline_seconds) * 10
+                <= u64::from(plan.retry_period_seconds) * 12
+        {
+            ok = false;
+            self.push(
+                Diagnostic::error(
+                    format!("{FIELD}.renew_deadline_seconds"),
+                    format!(
+                        "the renew deadline ({} s) must be longer than 1.2 retry periods ({} s)",
+                        plan.renew_deadline_seconds, plan.retry_period_seconds
+                    ),
+                )
+                .help("for example 60, 40 and 10 seconds"),
+            );
+        }
         ok.then_some(plan)
     }
 }

@@ -248,6 +248,74 @@ fn pki_fields() {
 }
 
 #[test]
+fn leader_election() {
+    let table = |body: &str| {
+        (
+            r#"addresses = ["192.168.50.12/24"]"#,
+            format!("addresses = [\"192.168.50.12/24\"]\n\n[options.leader_election]\n{body}"),
+        )
+    };
+    let run = |body: &str, expect: Expect| {
+        let (from, to) = table(body);
+        check(&[(from, &to)], expect);
+    };
+    run(
+        "lease_duration_seconds = 60\nrenew_deadline_seconds = 40\nretry_period_seconds = 10",
+        expect!["ok"],
+    );
+    // Unset fields take the components' defaults (15, 10, 2), which must still fit.
+    run("retry_period_seconds = 5", expect!["ok"]);
+    run(
+        "renew_deadline_seconds = 20",
+        expect![[r#"
+            error: spec.toml:21:1: options.leader_election.lease_duration_seconds: the lease (15 s) must be longer than the renew deadline (20 s)
+              help: for example 60, 40 and 10 seconds"#]],
+    );
+    run(
+        "lease_duration_seconds = 60\nrenew_deadline_seconds = 12\nretry_period_seconds = 10",
+        expect![[r#"
+            error: spec.toml:23:26: options.leader_election.renew_deadline_seconds: the renew deadline (12 s) must be longer than 1.2 retry periods (10 s)
+              help: for example 60, 40 and 10 seconds"#]],
+    );
+    run(
+        "retry_period_seconds = 0",
+        expect![
+            "error: spec.toml:22:24: options.leader_election.retry_period_seconds: must be at least 1 second"
+        ],
+    );
+    run(
+        "lease_seconds = 60",
+        expect![[r#"
+            error: spec.toml:22:1: unknown field `lease_seconds`, expected one of `lease_duration_seconds`, `renew_deadline_seconds`, `retry_period_seconds`
+              help: fields are listed in examples/ and in the kiln-spec documentation"#]],
+    );
+}
+
+/// `vm-tests/specs/two-node.toml` is `examples/two-node.toml` with leader-election timings for
+/// the emulated guests, and must stay so: the scenario mirrors the example.
+#[test]
+fn the_two_node_vm_spec_is_the_example_with_timings() {
+    let load = |path: &str| {
+        let source = std::fs::read_to_string(path).expect("readable spec");
+        kiln_spec::load(&source, path)
+            .unwrap_or_else(|errors| panic!("{errors}"))
+            .plan
+    };
+    let example = load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/two-node.toml"
+    ));
+    let mut vm = load(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../vm-tests/specs/two-node.toml"
+    ));
+    assert!(vm.options.leader_election.is_some());
+    assert_eq!(example.options.leader_election, None);
+    vm.options.leader_election = None;
+    assert_eq!(vm, example);
+}
+
+#[test]
 fn examples_load_and_round_trip() {
     // The examples, and the specs the VM tests build.
     let dirs = [
