@@ -83,8 +83,8 @@ pub use netplan::{NETPLAN_PATH, netplan};
 pub use network::{INTERFACE, NodeNetwork, PodRoute, node_network, pod_routes};
 pub use networkd::{IniFile, IniSection, IniValue, NETWORKD_PATH, networkd, networkd_network};
 pub use nginx::{
-    APISERVER_TLS_NAME, CA_CERTIFICATE_PATH, Directive, HEALTH_CHECK_PORT, NGINX_PATH, NginxConf,
-    load_balancer, load_balancer_config,
+    APISERVER_TLS_NAME, CA_CERTIFICATE_PATH, CLIENT_CERTIFICATE_PATH, CLIENT_KEY_PATH, Directive,
+    HEALTH_CHECK_PORT, NGINX_PATH, NginxConf, load_balancer, load_balancer_config,
 };
 
 /// A file for a node's root file system.

@@ -14,6 +14,15 @@ pub const NGINX_PATH: &str = "etc/nginx/nginx.conf";
 /// verifies the API servers against.
 pub const CA_CERTIFICATE_PATH: &str = "/etc/kubernetes/pki/ca.crt";
 
+/// The client certificate the `/healthz` proxy presents to the API servers (kiln-pki's
+/// `healthz-client/<node>` in kubeadm's layout): they refuse anonymous requests in systemd
+/// mode, and let any authenticated client read `/healthz`.
+pub const CLIENT_CERTIFICATE_PATH: &str = "/etc/kubernetes/pki/healthz-client.crt";
+
+/// The private key of [`CLIENT_CERTIFICATE_PATH`] (mode 0600, root's: nginx's master process
+/// reads it at start, before its workers drop privileges).
+pub const CLIENT_KEY_PATH: &str = "/etc/kubernetes/pki/healthz-client.key";
+
 /// The name the `/healthz` proxy expects in the API servers' certificates: every API server
 /// certificate carries `kubernetes` as a DNS name.
 pub const APISERVER_TLS_NAME: &str = "kubernetes";
@@ -128,10 +137,11 @@ impl fmt::Display for NginxConf {
 ///   balancer on `endpoint.port` of every address, over every control-plane node's primary
 ///   address on port 6443; and an HTTP server on port [`HEALTH_CHECK_PORT`] whose
 ///   `location = /healthz` proxies to the same API servers over HTTPS, verifying their
-///   certificates against [`CA_CERTIFICATE_PATH`] under the name [`APISERVER_TLS_NAME`], so an
-///   outside health checker sees the endpoint healthy exactly while some API server is. (As
-///   Kubernetes The Hard Way's, but verified: its `proxy_ssl_trusted_certificate` lacks
-///   `proxy_ssl_verify on` and so checks nothing.)
+///   certificates against [`CA_CERTIFICATE_PATH`] under the name [`APISERVER_TLS_NAME`] and
+///   presenting [`CLIENT_CERTIFICATE_PATH`], so an outside health checker sees the endpoint
+///   healthy exactly while some API server is. (As Kubernetes The Hard Way's, but verified:
+///   its `proxy_ssl_trusted_certificate` lacks `proxy_ssl_verify on` and so checks nothing;
+///   and authenticated: its API servers answered anonymous requests, kiln's do not.)
 /// - `local` mode, on every node: the same TCP balancer on `127.0.0.1:endpoint.port` only, with
 ///   no HTTP server (port 80 on every node belongs to workloads).
 /// - `node` mode, or an external load balancer: `None`.
@@ -226,6 +236,8 @@ fn health_check(upstream: Directive) -> Directive {
             Directive::simple("proxy_ssl_verify", ["on"]),
             Directive::simple("proxy_ssl_trusted_certificate", [CA_CERTIFICATE_PATH]),
             Directive::simple("proxy_ssl_name", [APISERVER_TLS_NAME]),
+            Directive::simple("proxy_ssl_certificate", [CLIENT_CERTIFICATE_PATH]),
+            Directive::simple("proxy_ssl_certificate_key", [CLIENT_KEY_PATH]),
             Directive::simple("proxy_connect_timeout", ["2s"]),
         ],
     );

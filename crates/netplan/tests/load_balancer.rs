@@ -1,10 +1,12 @@
 //! The HA example's load balancer end to end, in throwaway network namespaces: nginx runs kiln's
 //! configuration on the load-balancer node; the control-plane nodes run stand-in API servers
-//! (Python HTTPS servers with a certificate for `kubernetes` from a test CA); a client on the
-//! same LAN then talks TLS to an API server through the TCP balancer, and reads `/healthz`
-//! through the HTTP health check. With certificates that do not name `kubernetes`, the health
-//! check must fail: the proxy verifies the API servers, which Kubernetes The Hard Way's form
-//! (a trusted certificate without `proxy_ssl_verify on`) would not.
+//! (Python HTTPS servers with a certificate for `kubernetes` from a test CA, which, as kiln's
+//! systemd-mode API servers, answer 401 to a request without a client certificate of that CA);
+//! a client on the same LAN then talks TLS to an API server through the TCP balancer, and reads
+//! `/healthz` through the HTTP health check, which must authenticate with its client
+//! certificate. With certificates that do not name `kubernetes`, the health check must fail:
+//! the proxy verifies the API servers, which Kubernetes The Hard Way's form (a trusted
+//! certificate without `proxy_ssl_verify on`) would not.
 //!
 //! Everything runs under `unshare --net --mount` with a private `/run`; nothing reaches the host's
 //! network. It needs root, `nginx`, `libnginx-mod-stream`, `openssl`, `python3` and `iproute2`.
@@ -17,13 +19,19 @@ use std::process::Command;
 
 use kiln_spec::Role;
 
-/// A stand-in API server: HTTPS on 6443 answering `/healthz` with `ok`, for 30 s at most.
+/// A stand-in API server: HTTPS on 6443 answering `/healthz` with `ok` to a client with a
+/// certificate of the CA `argv[3]`, and with 401 to one without, for 30 s at most.
 const APISERVER: &str = r#"
 import http.server, ssl, sys, threading
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        body = b"ok" if self.path == "/healthz" else b"not found"
-        self.send_response(200 if self.path == "/healthz" else 404)
+        if not self.connection.getpeercert():
+            status, body = 401, b"Unauthorized"
+        elif self.path == "/healthz":
+            status, body = 200, b"ok"
+        else:
+            status, body = 404, b"not found"
+        self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -32,6 +40,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 server = http.server.HTTPServer(("0.0.0.0", 6443), Handler)
 context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 context.load_cert_chain(sys.argv[1], sys.argv[2])
+context.verify_mode = ssl.CERT_OPTIONAL
+context.load_verify_locations(sys.argv[3])
 server.socket = context.wrap_socket(server.socket, server_side=True)
 threading.Timer(30, server.shutdown).start()
 print("listening", flush=True)
@@ -39,8 +49,8 @@ server.serve_forever()
 "#;
 
 /// The client: `health HOST` prints the status and body of `http://HOST/healthz`;
-/// `tls HOST PORT CA` prints the body of `/healthz` over TLS to HOST:PORT, verified for
-/// `kubernetes` against CA; `wait HOST PORT` waits until HOST:PORT accepts connections.
+/// `tls HOST PORT CA CERT KEY` prints the body of `/healthz` over TLS to HOST:PORT, verified for
+/// `kubernetes` against CA and presenting the client certificate CERT; `wait HOST PORT` waits until HOST:PORT accepts connections.
 const CLIENT: &str = r#"
 import http.client, socket, ssl, sys, time
 mode = sys.argv[1]
@@ -58,6 +68,8 @@ elif mode == "health":
     print("health", response.status, response.read().decode(errors="replace").split()[0:1])
 else:
     context = ssl.create_default_context(cafile=sys.argv[4])
+    # Mutual TLS passes through the TCP balancer, which does not terminate it.
+    context.load_cert_chain(sys.argv[5], sys.argv[6])
     raw = socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=10)
     tls = context.wrap_socket(raw, server_hostname="kubernetes")
     tls.sendall(b"GET /healthz HTTP/1.0\r\nHost: kubernetes\r\n\r\n")
@@ -94,8 +106,17 @@ fn the_ha_load_balancer_forwards_to_and_checks_the_api_servers() {
         .expect("renders")
         .expect("lb runs nginx")
         .to_string()
-        // The one change for the test: the CA nginx verifies against is the test CA.
-        .replace(kiln_netplan::CA_CERTIFICATE_PATH, &format!("{d}/ca.crt"));
+        // The changes for the test: the CA nginx verifies against is the test CA, and the
+        // client certificate it presents is the test CA's.
+        .replace(kiln_netplan::CA_CERTIFICATE_PATH, &format!("{d}/ca.crt"))
+        .replace(
+            kiln_netplan::CLIENT_CERTIFICATE_PATH,
+            &format!("{d}/healthz-client.crt"),
+        )
+        .replace(
+            kiln_netplan::CLIENT_KEY_PATH,
+            &format!("{d}/healthz-client.key"),
+        );
     std::fs::write(dir.path().join("nginx.conf"), conf).expect("write");
     let endpoint = &plan.cluster.endpoint;
     assert_eq!(endpoint.host, lb.primary_address().to_string());
@@ -107,6 +128,11 @@ fn the_ha_load_balancer_forwards_to_and_checks_the_api_servers() {
          for name in kubernetes other; do\n\
            openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $name.key -out $name.csr -subj /CN=kube-apiserver 2>/dev/null\n\
            printf 'subjectAltName=DNS:%s\\n' $name > $name.ext\n\
+           openssl x509 -req -in $name.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $name.crt -days 1 -extfile $name.ext 2>/dev/null\n\
+         done\n\
+         for name in healthz-client client; do\n\
+           openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $name.key -out $name.csr -subj /CN=$name 2>/dev/null\n\
+           printf 'extendedKeyUsage=clientAuth\\n' > $name.ext\n\
            openssl x509 -req -in $name.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $name.crt -days 1 -extfile $name.ext 2>/dev/null\n\
          done\n\
          mount -t tmpfs kiln-test /run\n\
@@ -167,7 +193,7 @@ fn the_ha_load_balancer_forwards_to_and_checks_the_api_servers() {
             let ns = ns_of(name);
             writeln!(
                 script,
-                "ip netns exec {ns} python3 apiserver.py {certificate}.crt {certificate}.key > apiserver-{ns}.log 2>&1 &\n\
+                "ip netns exec {ns} python3 apiserver.py {certificate}.crt {certificate}.key ca.crt > apiserver-{ns}.log 2>&1 &\n\
                  echo $! >> apiservers\n\
                  for try in $(seq 50); do grep -q listening apiserver-{ns}.log && break; sleep 0.1; done\n\
                  grep -q listening apiserver-{ns}.log || {{ cat apiserver-{ns}.log >&2; exit 1; }}"
@@ -183,7 +209,7 @@ fn the_ha_load_balancer_forwards_to_and_checks_the_api_servers() {
          ip netns exec client python3 client.py wait {host} {port}\n\
          ip netns exec client python3 client.py wait {host} 80\n\
          echo phase verified\n\
-         ip netns exec client python3 client.py tls {host} {port} ca.crt\n\
+         ip netns exec client python3 client.py tls {host} {port} ca.crt client.crt client.key\n\
          ip netns exec client python3 client.py health {host}"
     )
     .expect("write");

@@ -26,6 +26,7 @@ fn nginx_test(conf: &str) -> (bool, String) {
     );
     std::os::unix::fs::symlink(modules, prefix.path().join("modules")).expect("symlink modules");
     let ca = prefix.path().join("ca.crt");
+    let key = prefix.path().join("ca.key");
     let output = kiln_testkit::run(
         Command::new(openssl)
             .args([
@@ -38,7 +39,7 @@ fn nginx_test(conf: &str) -> (bool, String) {
                 "-nodes",
             ])
             .arg("-keyout")
-            .arg(prefix.path().join("ca.key"))
+            .arg(&key)
             .arg("-out")
             .arg(&ca)
             .args(["-days", "1", "-subj", "/CN=kiln-netplan test CA"]),
@@ -48,7 +49,15 @@ fn nginx_test(conf: &str) -> (bool, String) {
         "openssl: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let conf = conf.replace(kiln_netplan::CA_CERTIFICATE_PATH, &ca.display().to_string());
+    // `nginx -t` loads every certificate and key it names: the test CA's pair stands in for the
+    // CA and for the health check's client certificate.
+    let conf = conf
+        .replace(kiln_netplan::CA_CERTIFICATE_PATH, &ca.display().to_string())
+        .replace(
+            kiln_netplan::CLIENT_CERTIFICATE_PATH,
+            &ca.display().to_string(),
+        )
+        .replace(kiln_netplan::CLIENT_KEY_PATH, &key.display().to_string());
     let path = kiln_testkit::write_file(prefix.path(), "nginx.conf", conf.as_bytes(), 0o644);
     let mut prefix_arg = prefix.path().display().to_string();
     prefix_arg.push('/');

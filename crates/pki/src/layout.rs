@@ -93,15 +93,17 @@ pub fn operator_path(name: &str, extension: &str) -> String {
 ///   (`kubelet-client.crt`) unless kubelets bootstrap with a token;
 /// - a node that runs kube-proxy (a kubelet node, unless kube-proxy is a DaemonSet, whose pods
 ///   use a service-account token): `kube-proxy` pair;
-/// - a load-balancer node of the API endpoint: `ca.crt` only, which its `/healthz` proxy
-///   verifies the API servers against;
+/// - a load-balancer node of the API endpoint: `ca.crt`, which its `/healthz` proxy verifies
+///   the API servers against, and its own `healthz-client` pair, which the proxy presents to
+///   them (kiln's addition: the API servers refuse anonymous requests in systemd mode);
 /// - never: `etcd/ca.key`, `front-proxy-ca.key`, admin or super-admin keys.
 pub fn placement(plan: &Plan, node: &NodePlan) -> Vec<PlacedFile> {
     let control_plane = node.has(Role::ControlPlane);
     let etcd = node.has(Role::Etcd);
     let kubelet = node.runs_kubelet(plan.cluster.control_plane_mode);
     let kube_proxy = kubelet && plan.options.kube_proxy != KubeProxyMode::Daemonset;
-    // The load balancer's /healthz proxy verifies the API servers against the cluster CA.
+    // The load balancer's /healthz proxy verifies the API servers against the cluster CA and
+    // authenticates to them with its own client certificate.
     let balancer = plan
         .cluster
         .endpoint
@@ -145,6 +147,9 @@ pub fn placement(plan: &Plan, node: &NodePlan) -> Vec<PlacedFile> {
     }
     if kube_proxy {
         certificate("kube-proxy");
+    }
+    if balancer {
+        certificate("healthz-client");
     }
 
     let mut keys: Vec<PlacedFile> = files

@@ -286,6 +286,17 @@ fn node_leaf(kind: &str, node: &NodePlan) -> Option<Leaf> {
     };
     Some(match kind {
         "etcd-peer" | "etcd-server" => etcd(),
+        // The load balancer's `/healthz` proxy: the API servers refuse anonymous requests in
+        // systemd mode, and any authenticated identity may read /healthz (the built-in
+        // `system:public-info-viewer` binding of `system:authenticated`). No group: it can do
+        // nothing else.
+        "healthz-client" => Leaf {
+            common_name: format!("kiln:healthz-client:{}", node.name),
+            organization: None,
+            usage: Usage::Client,
+            issuer: CaName::Kubernetes,
+            sans: Vec::new(),
+        },
         "kubelet-client" => kubelet(Usage::Client, Vec::new()),
         "kubelet-serving" => kubelet(Usage::Server, node_sans(node)),
         _ => return None,

@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use kiln_pki::{CERTIFICATE_MODE, FileSource, PlacedFile, placement};
+use kiln_pki::{CERTIFICATE_MODE, FileSource, KEY_MODE, PlacedFile, placement};
 use kiln_spec::{ControlPlaneMode, KubeProxyMode, KubeletCredentials, NodePlan, Plan, Role};
 
 const ROLES: [Role; 4] = [
@@ -191,7 +191,7 @@ fn every_row_of_the_least_privilege_table_holds() {
 }
 
 #[test]
-fn the_endpoint_load_balancer_gets_the_ca_certificate_only() {
+fn the_endpoint_load_balancer_gets_the_ca_certificate_and_its_health_check_pair_only() {
     let plan = common::example("ha");
     let balancer = plan
         .node("lb")
@@ -206,8 +206,23 @@ fn the_endpoint_load_balancer_gets_the_ca_certificate_only() {
         .iter()
         .map(|file| (file.path.as_str(), file.mode))
         .collect();
-    assert_eq!(paths, vec![("pki/ca.crt", CERTIFICATE_MODE)]);
-    assert!(keys(&files).is_empty());
+    assert_eq!(
+        paths,
+        vec![
+            ("pki/ca.crt", CERTIFICATE_MODE),
+            ("pki/healthz-client.crt", CERTIFICATE_MODE),
+            ("pki/healthz-client.key", KEY_MODE),
+        ]
+    );
+    assert_eq!(
+        keys(&files),
+        BTreeSet::from(["healthz-client/lb".to_owned()])
+    );
+    // Its identity can authenticate and nothing more: no group, a client certificate.
+    let profile = kiln_pki::profile(&plan, "healthz-client/lb").expect("issued for lb");
+    assert_eq!(profile.common_name, "kiln:healthz-client:lb");
+    assert_eq!(profile.organization, None);
+    assert_eq!(profile.usage, kiln_pki::Usage::Client);
 }
 
 #[test]

@@ -27,6 +27,7 @@ pub const CLUSTER_CERTIFICATES: &[&str] = &[
 pub const NODE_CERTIFICATES: &[(&str, Option<Role>)] = &[
     ("etcd-peer", Some(Role::Etcd)),
     ("etcd-server", Some(Role::Etcd)),
+    ("healthz-client", Some(Role::LoadBalancer)),
     ("kubelet-client", None),
     ("kubelet-serving", None),
 ];

@@ -243,7 +243,7 @@ fn pki_fields() {
         )],
         expect![[r#"
             error: spec.toml:10:27: pki.generations."kubelet-serving/node9": no certificate is called `kubelet-serving/node9`
-              help: certificates are ca, etcd-ca, front-proxy-ca, service-account, admin, apiserver, apiserver-etcd-client, apiserver-kubelet-client, controller-manager, etcd-healthcheck-client, front-proxy-client, kube-proxy, scheduler, super-admin, and per node etcd-peer, etcd-server, kubelet-client, kubelet-serving as `<kind>/<node>`"#]],
+              help: certificates are ca, etcd-ca, front-proxy-ca, service-account, admin, apiserver, apiserver-etcd-client, apiserver-kubelet-client, controller-manager, etcd-healthcheck-client, front-proxy-client, kube-proxy, scheduler, super-admin, and per node etcd-peer, etcd-server, healthz-client, kubelet-client, kubelet-serving as `<kind>/<node>`"#]],
     );
 }
 
