@@ -296,10 +296,9 @@ fn every_node_image_of_the_ha_example_holds_exactly_its_private_keys() {
             std::fs::read_link(extracted.join("etc/systemd/system/containerd.service"))
                 .ok()
                 .map(|target| target.display().to_string());
-        let runs_kubelet = node.name.starts_with("worker-");
         assert_eq!(
             containerd.as_deref() == Some("/dev/null"),
-            !runs_kubelet,
+            !node.runs_kubelet(plan.cluster.control_plane_mode),
             "{}'s containerd.service: {containerd:?}",
             node.name
         );
