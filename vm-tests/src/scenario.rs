@@ -144,6 +144,9 @@ fn ha(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
     steps.run("the apiserver is ready through the endpoint", || {
         cluster.wait_api(API_TIMEOUT)
     })?;
+    steps.run("the load balancer's /healthz proxy answers ok", || {
+        load_balancer_health(cluster)
+    })?;
     steps.run(
         "bootstrap: the add-ons applied as the break-glass super-admin",
         || cluster.apply_addons(API_TIMEOUT),
@@ -175,6 +178,10 @@ fn ha(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
     steps.run("etcd stays healthy on the other members", || {
         etcd_healthy(cluster, &survivors, members.len())
     })?;
+    steps.run(
+        "the load balancer's /healthz proxy still answers ok",
+        || load_balancer_health(cluster),
+    )?;
     steps.run(&format!("start {victim} again"), || {
         cluster.start_node(&victim, BOOT_TIMEOUT)
     })?;
@@ -201,6 +208,58 @@ fn ha(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
     steps.run("the API is available with every member", || {
         api_available(cluster, "rejoined")
     })?;
+    Ok(())
+}
+
+/// Every load-balancer node's plain-HTTP health check (`http://LB/healthz`, asked from a worker
+/// on the segment, as an outside health checker would) answers `200` with `ok`: nginx proxies
+/// it to an API server over verified TLS, authenticated with the load balancer's own client
+/// certificate (the API servers refuse anonymous requests). Retried for two minutes, since
+/// nginx tries the API servers in turn.
+pub fn load_balancer_health(cluster: &mut Cluster) -> crate::Result<()> {
+    const STEP: &str = "load balancer /healthz";
+    let balancers: Vec<(String, String)> = cluster
+        .nodes
+        .values()
+        .filter(|node| node.image.has_role("load-balancer"))
+        .filter_map(|node| Some((node.image.node.clone(), node.image.address()?.to_owned())))
+        .collect();
+    if balancers.is_empty() {
+        return Err(Error::check(STEP, "no load-balancer node"));
+    }
+    let asker = cluster
+        .nodes_with_role("worker")
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::check(STEP, "no worker to ask from"))?;
+    for (name, address) in balancers {
+        let script = format!(
+            "printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' | \
+             socat -T 10 -,ignoreeof TCP:{address}:80,connect-timeout=10"
+        );
+        wait_for(
+            &format!("{name}'s /healthz to answer ok"),
+            Duration::from_secs(120),
+            POLL,
+            || {
+                let response = cluster
+                    .on(&asker, STEP, &script)
+                    .map_err(|error| error.to_string())?;
+                let status = response
+                    .lines()
+                    .map(str::trim)
+                    .find(|line| line.starts_with("HTTP/"))
+                    .unwrap_or_default();
+                let body = http_body(&response);
+                if status.split_whitespace().nth(1) == Some("200") && body.trim() == "ok" {
+                    eprintln!("    http://{address}/healthz from {asker}: {status}, {body:?}");
+                    Ok(())
+                } else {
+                    Err(format!("{status:?}, body {:?}", body.trim()))
+                }
+            },
+        )?;
+    }
     Ok(())
 }
 
