@@ -282,7 +282,8 @@ fn files_with_private_keys(dir: &Path) -> std::collections::BTreeSet<String> {
 }
 
 /// The HA example's nodes hold exactly the private keys of ../shared/reference/pki.md's
-/// least-privilege table for their roles (systemd control plane: controllers run no kubelet).
+/// least-privilege table for their roles (systemd control plane: controllers run no kubelet),
+/// plus kiln's one addition: the load balancer's own `/healthz` proxy client key.
 #[test]
 fn every_node_of_the_ha_example_holds_exactly_its_private_keys() {
     let dir = build_example("ha");
@@ -309,7 +310,7 @@ fn every_node_of_the_ha_example_holds_exactly_its_private_keys() {
     ];
     let nodes = dir.path().join("result/nodes");
     for (node, expected) in [
-        ("lb", vec![]),
+        ("lb", vec!["pki/healthz-client.key"]),
         ("controller-0", controller.clone()),
         ("controller-1", controller.clone()),
         ("controller-2", controller),
