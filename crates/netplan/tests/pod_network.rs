@@ -329,6 +329,19 @@ fn build(example: &str, plan: &Plan, dir: &Path) -> Simulation {
     };
     script.push_str(&outside_probe("outside-before"));
 
+    // The node's own IGMP membership reports leave from the bridge's address, which is in the
+    // node's pod subnet, to 224.0.0.22, outside the pod range: kiln's rule rightly matches them,
+    // but the kernel sends them at random moments after the bridge comes up, so the counters
+    // below would count them too (one run in six). A rule ahead of kiln's takes them out of
+    // the count; it is the test's, not part of what kiln renders.
+    for index in &kubelets {
+        writeln!(
+            script,
+            "ip netns exec {} iptables -w -t nat -I POSTROUTING 1 -p igmp -j RETURN",
+            node_ns(*index)
+        )
+        .expect("write");
+    }
     // Every kubelet node starts its pod NAT unit; the first pod's node starts it twice.
     for index in &kubelets {
         let unit = pod_nat_unit(example, &name(*index));
@@ -360,7 +373,8 @@ fn build(example: &str, plan: &Plan, dir: &Path) -> Simulation {
         let (node, ns) = (name(*index), node_ns(*index));
         writeln!(
             script,
-            "echo \"nat-packets {node} $(ip netns exec {ns} iptables -w -t nat -L POSTROUTING -n -v -x | awk '/kiln pod nat/ {{ print $1 }}')\""
+            "echo \"nat-packets {node} $(ip netns exec {ns} iptables -w -t nat -L POSTROUTING -n -v -x | awk '/kiln pod nat/ {{ print $1 }}')\"\n\
+             echo \"igmp-packets {node} $(ip netns exec {ns} iptables -w -t nat -L POSTROUTING -n -v -x | awk '$3 == \"igmp\" {{ print $1 }}')\""
         )
         .expect("write");
         let unit = pod_nat_unit(example, &node);
