@@ -198,19 +198,30 @@ pub struct LeaderElection {
 impl LeaderElection {
     /// Leader election on, with the spec's `options.leader_election` timings if it sets any.
     pub fn of(plan: &Plan) -> Self {
-        let timings = plan.options.leader_election;
-        let duration = |field: fn(&LeaderElectionPlan) -> u32| {
-            timings
-                .as_ref()
-                .map(|timings| LeaderElectionPlan::duration(field(timings)))
-        };
         Self {
             leader_elect: true,
-            lease_duration: duration(|timings| timings.lease_duration_seconds),
-            renew_deadline: duration(|timings| timings.renew_deadline_seconds),
-            retry_period: duration(|timings| timings.retry_period_seconds),
+            lease_duration: leader_election_duration(plan, |timings| {
+                timings.lease_duration_seconds
+            }),
+            renew_deadline: leader_election_duration(plan, |timings| {
+                timings.renew_deadline_seconds
+            }),
+            retry_period: leader_election_duration(plan, |timings| timings.retry_period_seconds),
         }
     }
+}
+
+/// One of the spec's `options.leader_election` timings as a Go duration (`60s`), the form both
+/// kube-controller-manager's flags and kube-scheduler's file take; none when the spec leaves
+/// the components' defaults.
+pub(crate) fn leader_election_duration(
+    plan: &Plan,
+    field: fn(&LeaderElectionPlan) -> u32,
+) -> Option<String> {
+    plan.options
+        .leader_election
+        .as_ref()
+        .map(|timings| LeaderElectionPlan::duration(field(timings)))
 }
 
 /// The scheduler's configuration for the plan's Kubernetes version.

@@ -14,10 +14,10 @@
 use std::collections::BTreeMap;
 
 use kiln_spec::{
-    Component, ControlPlaneMode, EncryptionProvider, KubeletCredentials, LeaderElectionPlan,
-    NodePlan, Plan,
+    Component, ControlPlaneMode, EncryptionProvider, KubeletCredentials, NodePlan, Plan,
 };
 
+use crate::config::leader_election_duration;
 use crate::paths;
 
 /// One flag of the table: which component takes it, for which minor versions, and why.
@@ -133,17 +133,6 @@ pub(crate) fn render(context: &Context<'_>, component: Component) -> Vec<(String
 
 fn pki(file: &str) -> Option<String> {
     Some(format!("{}/{file}", paths::PKI_DIR))
-}
-
-/// One of the spec's `options.leader_election` timings as a duration flag value; none when the
-/// spec leaves the components' defaults.
-fn leader_election(context: &Context<'_>, field: fn(&LeaderElectionPlan) -> u32) -> Option<String> {
-    context
-        .plan
-        .options
-        .leader_election
-        .as_ref()
-        .map(|timings| LeaderElectionPlan::duration(field(timings)))
 }
 
 fn text(value: &str) -> Option<String> {
@@ -557,21 +546,21 @@ static TABLE: &[FlagRule] = &[
         "leader-elect-lease-duration",
         20..,
         REF_CONTROLLER_MANAGER,
-        |c| leader_election(c, |timings| timings.lease_duration_seconds)
+        |c| leader_election_duration(c.plan, |timings| timings.lease_duration_seconds)
     ),
     rule!(
         KubeControllerManager,
         "leader-elect-renew-deadline",
         20..,
         REF_CONTROLLER_MANAGER,
-        |c| leader_election(c, |timings| timings.renew_deadline_seconds)
+        |c| leader_election_duration(c.plan, |timings| timings.renew_deadline_seconds)
     ),
     rule!(
         KubeControllerManager,
         "leader-elect-retry-period",
         20..,
         REF_CONTROLLER_MANAGER,
-        |c| leader_election(c, |timings| timings.retry_period_seconds)
+        |c| leader_election_duration(c.plan, |timings| timings.retry_period_seconds)
     ),
     rule!(KubeControllerManager, "port", 20..=21, REF_PORT, |_| text(
         "0"
