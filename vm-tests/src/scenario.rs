@@ -233,17 +233,12 @@ pub fn load_balancer_health(cluster: &mut Cluster) -> crate::Result<()> {
         .next()
         .ok_or_else(|| Error::check(STEP, "no worker to ask from"))?;
     for (name, address) in balancers {
-        let script = format!(
-            "printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' | \
-             socat -T 10 -,ignoreeof TCP:{address}:80,connect-timeout=10"
-        );
         wait_for(
             &format!("{name}'s /healthz to answer ok"),
             Duration::from_secs(120),
             POLL,
             || {
-                let response = cluster
-                    .on(&asker, STEP, &script)
+                let response = http_get(cluster, &asker, &address, 80, "/healthz")
                     .map_err(|error| error.to_string())?;
                 let status = response
                     .lines()
@@ -990,11 +985,22 @@ fn etcd_request(
 
 /// The body of `GET /` to `ip:port`, fetched from inside `node`.
 fn http_from_node(cluster: &mut Cluster, node: &str, ip: &str, port: u16) -> crate::Result<String> {
+    Ok(http_body(&http_get(cluster, node, ip, port, "/")?))
+}
+
+/// The whole response (status line, headers, body) to `GET path` on `ip:port`, fetched from
+/// inside `node` with socat.
+fn http_get(
+    cluster: &mut Cluster,
+    node: &str,
+    ip: &str,
+    port: u16,
+    path: &str,
+) -> crate::Result<String> {
     let script = format!(
-        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | socat -T 10 -,ignoreeof TCP:{ip}:{port},connect-timeout=10"
+        "printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' | socat -T 10 -,ignoreeof TCP:{ip}:{port},connect-timeout=10"
     );
-    let response = cluster.on(node, "http", &script)?;
-    Ok(http_body(&response))
+    cluster.on(node, "http", &script)
 }
 
 /// The body of `GET /` to `ip:port`, fetched from inside pod `pod` (busybox's nc).
