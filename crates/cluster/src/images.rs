@@ -502,7 +502,7 @@ fn node_layer(
     ] {
         symlinks.insert(link.to_owned(), target.to_owned());
     }
-    if node.pod_subnet.is_none() {
+    if !node.runs_kubelet(plan.cluster.control_plane_mode) {
         // Debian's containerd package enables its unit, so the base OS would start a container
         // runtime on every node. A node without a kubelet has no containers to run: masked,
         // it is neither started nor startable. (A kubelet node runs kiln's containerd unit.)
