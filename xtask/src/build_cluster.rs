@@ -1,16 +1,16 @@
 //! `cargo xtask build-cluster`: evaluate a cluster's graph into the store and write the manifest.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use kiln_cluster::Manifest;
-use kiln_graph::{EvalOptions, LineProgress, NullObserver, Observer};
+use kiln_graph::{EvalOptions, Observer};
 use kiln_store::Store;
 
 use crate::common;
+use crate::lock;
 
 /// Arguments of `cargo xtask build-cluster`.
 #[derive(clap::Args)]
@@ -47,7 +47,8 @@ pub struct Args {
     no_images: bool,
     /// Another store to copy fixed-output paths (base OS, Kubernetes binaries, busybox) from
     /// instead of building them; verified against their pins. Repeatable; also
-    /// `$KILN_SUBSTITUTERS` (colon-separated).
+    /// `$KILN_SUBSTITUTERS` (colon-separated). With every pinned input in the store or a
+    /// substituter, the apt sources are not consulted at all.
     #[arg(long = "substituter", value_name = "STORE")]
     substituters: Vec<PathBuf>,
     /// Take the Kubernetes binaries from this directory (one file per binary) instead of
@@ -60,6 +61,19 @@ pub struct Args {
     /// each checked against its SHA-256.
     #[arg(long, value_name = "FILE")]
     kubernetes_release: Option<PathBuf>,
+    /// The lock file pinning the inputs from Debian's archive (default: kiln.lock at the
+    /// repository's root). A copy describing exactly this build lands in `<out>/kiln.lock`.
+    #[arg(long)]
+    lock: Option<PathBuf>,
+    /// Refuse to build anything but the lock's exact versions: when a locked package can no
+    /// longer be had from any apt source, fail naming each one (instead of building the
+    /// archive's current version and reporting the move).
+    #[arg(long)]
+    locked: bool,
+    /// One more apt source, as a one-line `deb` entry: a mirror, or a snapshot archive that
+    /// still holds the locked versions. Repeatable; the machine's own sources are used too.
+    #[arg(long = "apt-source", value_name = "LINE")]
+    apt_sources: Vec<String>,
 }
 
 impl Args {
@@ -83,6 +97,9 @@ impl Args {
             substituters: Vec::new(),
             kubernetes_dir: None,
             kubernetes_release: None,
+            lock: None,
+            locked: false,
+            apt_sources: Vec::new(),
         }
     }
 }
@@ -103,18 +120,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("opening the store {}", store_dir.display()))?;
 
     let inputs = common::cluster_inputs(&plan, &spec, args.secrets.clone())?;
-    let mut cluster = kiln_cluster::cluster_graph(&plan, &inputs)?;
-    if !args.no_images {
-        let inputs = kiln_cluster::ImageInputs {
-            kubernetes: kubernetes_source(&args, &plan)?,
-        };
-        cluster = cluster.with_images(&plan, &inputs)?;
-    }
-    let artifacts = cluster.artifacts;
-    let graph = cluster.graph.validate()?;
-    if !args.no_images {
-        common::substitute_fixed(&graph, &store, &common::substituters(&args.substituters))?;
-        prepare_image_tools(&graph, &store)?;
+    let cluster = kiln_cluster::cluster_graph(&plan, &inputs)?;
+    let (artifacts, graph, lock) = if args.no_images {
+        (cluster.artifacts, cluster.graph.validate()?, None)
+    } else {
+        let (cluster, lock) = with_images(&args, &plan, cluster, &store)?;
+        (cluster.artifacts, cluster.graph.validate()?, Some(lock))
+    };
+    if lock.is_some() {
+        lock::prepare_tools(&graph, &store, KUBERNETES_ID)?;
     }
     let options = EvalOptions {
         jobs: args
@@ -123,12 +137,30 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .max(1),
     };
 
-    let terminal = std::io::stderr().is_terminal();
-    let progress = LineProgress::new(std::io::stderr());
-    let observer: &dyn Observer = if terminal { &progress } else { &NullObserver };
+    let observer = common::progress_observer();
+    let observer: &dyn Observer = &*observer;
     let evaluation = graph.evaluate(&store, &options, observer)?;
     let manifest = Manifest::new(&plan, &artifacts, &graph, &evaluation);
-    write_out(&args.out, &manifest, &store)?;
+    // The lock as this build resolved it, with what it built: `<out>/kiln.lock`.
+    let built_lock = match &lock {
+        Some(lock) => Some(lock::record_outputs(
+            lock,
+            &lock::PinnedIds {
+                base_os: BASE_OS_ID,
+                busybox: BUSYBOX_ID,
+                kubernetes: matches!(
+                    graph
+                        .derivation(&kiln_graph::DrvId::new(KUBERNETES_ID))
+                        .map(|derivation| derivation.builder.kind()),
+                    Some("kiln-image.kubernetes.debian")
+                )
+                .then_some(KUBERNETES_ID),
+            },
+            &evaluation,
+        )?),
+        None => None,
+    };
+    write_out(&args.out, &manifest, built_lock.as_ref(), &store)?;
 
     let mut code = ExitCode::SUCCESS;
     if args.check {
@@ -203,6 +235,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn kubernetes_source(
     args: &Args,
     plan: &kiln_spec::Plan,
+    lock: &kiln_image::Lock,
+    sources: &kiln_image::AptSources,
 ) -> anyhow::Result<kiln_image::KubernetesSource> {
     let version = format!("v{}", plan.cluster.kubernetes_version);
     if let Some(dir) = &args.kubernetes_dir {
@@ -247,34 +281,102 @@ fn kubernetes_source(
             binaries,
         });
     }
-    if version != "v1.20.2" {
+    let debian = format!(
+        "v{}",
+        kiln_image::upstream_version(&lock.kubernetes.version)
+    );
+    if version != debian {
         bail!(
-            "the spec asks for Kubernetes {version}, but Debian's source package builds v1.20.2: pass --kubernetes-dir or --kubernetes-release"
+            "the spec asks for Kubernetes {version}, but Debian's source package {} {} (kiln.lock) builds {debian}: pass --kubernetes-dir or --kubernetes-release",
+            lock.kubernetes.package,
+            lock.kubernetes.version
         );
     }
-    Ok(kiln_image::KubernetesSource::debian_default())
+    Ok(kiln_image::KubernetesSource::Debian {
+        lock: lock.kubernetes.clone(),
+        sources: sources.clone(),
+    })
 }
 
-/// Installs (with apt, from the machine's own sources) the programs the image derivations
-/// still to be built need: mksquashfs and mmdebstrap always, Go and friends only when the
-/// Kubernetes binaries are not in the store yet.
-fn prepare_image_tools(graph: &kiln_graph::ValidatedGraph, store: &Store) -> anyhow::Result<()> {
-    let missing = |id: &str| -> anyhow::Result<bool> {
-        let id = kiln_graph::DrvId::new(id);
-        let (Some(derivation), Some(digest)) = (graph.derivation(&id), graph.digest(&id)) else {
-            return Ok(false);
-        };
-        Ok(store.get(&digest, &derivation.name)?.is_none())
+/// The ids of the Debian inputs in the cluster's graph (kiln-cluster's `images.rs`).
+const BASE_OS_ID: &str = "image/base-os";
+const BUSYBOX_ID: &str = "image/busybox";
+const KUBERNETES_ID: &str = "image/kubernetes-binaries";
+
+/// Adds the node images to `cluster`, with the inputs from Debian's archive as the lock pins
+/// them. The apt sources are consulted only when a pinned input is neither in the store nor in
+/// a substituter: then `kiln.lock` is resolved against them first, and what moved is built at
+/// the archive's current version and reported (with `--locked`, refused). Returns the graph and
+/// the lock it was made from.
+fn with_images(
+    args: &Args,
+    plan: &kiln_spec::Plan,
+    cluster: kiln_cluster::ClusterGraph,
+    store: &Store,
+) -> anyhow::Result<(kiln_cluster::ClusterGraph, kiln_image::Lock)> {
+    let lock_file = lock::lock_path(args.lock.clone());
+    let locked = lock::read_lock(&lock_file)?;
+    let sources = lock::apt_sources(&args.apt_sources)?;
+    let kubernetes = kubernetes_source(args, plan, &locked, &sources)?;
+    let debian_kubernetes = matches!(kubernetes, kiln_image::KubernetesSource::Debian { .. });
+    let substituters = common::substituters(&args.substituters);
+
+    // First as locked: if every pinned input is already to be had, the archive is not asked.
+    let as_locked = kiln_cluster::ImageInputs {
+        kubernetes: kubernetes.clone(),
+        lock: locked.clone(),
+        sources: sources.clone(),
     };
-    if !kiln_image::missing_image_tools().is_empty() {
-        eprintln!("installing image tools with apt-get");
-        kiln_image::ensure_image_tools()?;
+    let candidate = cluster.clone().with_images(plan, &as_locked)?;
+    let graph = candidate.graph.clone().validate()?;
+    common::substitute_fixed(&graph, store, &substituters)?;
+    let mut pinned = vec![BASE_OS_ID, BUSYBOX_ID];
+    if debian_kubernetes {
+        pinned.push(KUBERNETES_ID);
     }
-    if missing("image/kubernetes-binaries")? && !kiln_image::missing_build_tools().is_empty() {
-        eprintln!("installing the Kubernetes build's tools with apt-get");
-        kiln_image::ensure_build_tools()?;
+    let mut all_present = true;
+    for id in pinned {
+        let id = kiln_graph::DrvId::new(id);
+        if let (Some(derivation), Some(digest)) = (graph.derivation(&id), graph.digest(&id)) {
+            let fixed = matches!(derivation.addressing, kiln_graph::Addressing::Fixed { .. });
+            all_present &= fixed && store.get(&digest, &derivation.name)?.is_some();
+        }
     }
-    Ok(())
+    if all_present {
+        return Ok((candidate, locked));
+    }
+
+    let policy = if args.locked {
+        kiln_image::Policy::Locked
+    } else {
+        kiln_image::Policy::PreferLocked
+    };
+    let resolution = lock::resolve(&locked, &sources, policy, debian_kubernetes)?;
+    if !resolution.changes.is_empty() {
+        eprintln!(
+            "building the archive's current versions of these; {} records them in {} (`cargo xtask lock` updates {})",
+            args.out.join("kiln.lock").display(),
+            args.out.display(),
+            lock_file.display()
+        );
+    }
+    let kubernetes = match kubernetes {
+        kiln_image::KubernetesSource::Debian { sources, .. } => {
+            kiln_image::KubernetesSource::Debian {
+                lock: resolution.lock.kubernetes.clone(),
+                sources,
+            }
+        }
+        other => other,
+    };
+    let inputs = kiln_cluster::ImageInputs {
+        kubernetes,
+        lock: resolution.lock.clone(),
+        sources,
+    };
+    let cluster = cluster.with_images(plan, &inputs)?;
+    common::substitute_fixed(&cluster.graph.clone().validate()?, store, &substituters)?;
+    Ok((cluster, resolution.lock))
 }
 
 /// Replaces `out` with a fresh directory holding `manifest.json` and one link per artifact:
@@ -284,7 +386,12 @@ fn prepare_image_tools(graph: &kiln_graph::ValidatedGraph, store: &Store) -> any
 ///
 /// The replacement is atomic: at every moment `out` is the old result or the new one, never
 /// missing (a VM started from `out/...` meanwhile finds its files).
-fn write_out(out: &Path, manifest: &Manifest, store: &Store) -> anyhow::Result<()> {
+fn write_out(
+    out: &Path,
+    manifest: &Manifest,
+    lock: Option<&kiln_image::Lock>,
+    store: &Store,
+) -> anyhow::Result<()> {
     if out.exists() && !out.join("manifest.json").is_file() {
         bail!(
             "refusing to replace {}: it is not a kiln result directory (no manifest.json)",
@@ -300,6 +407,9 @@ fn write_out(out: &Path, manifest: &Manifest, store: &Store) -> anyhow::Result<(
         .prefix(".kiln-result-")
         .tempdir_in(&parent)?;
     std::fs::write(staging.path().join("manifest.json"), manifest.to_json())?;
+    if let Some(lock) = lock {
+        std::fs::write(staging.path().join("kiln.lock"), lock.render())?;
+    }
     let link = |relative: PathBuf, id: &str| -> anyhow::Result<()> {
         let target = &manifest
             .artifacts
@@ -381,7 +491,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("store")).expect("store");
         let out = dir.path().join("result");
-        write_out(&out, &manifest("first"), &store).expect("first result");
+        write_out(&out, &manifest("first"), None, &store).expect("first result");
         let done = AtomicBool::new(false);
         let (reads, missing) = std::thread::scope(|scope| {
             let reader = scope.spawn(|| {
@@ -395,7 +505,8 @@ mod tests {
                 (reads, missing)
             });
             for round in 0..300 {
-                write_out(&out, &manifest(&format!("round{round}")), &store).expect("replace");
+                write_out(&out, &manifest(&format!("round{round}")), None, &store)
+                    .expect("replace");
             }
             done.store(true, Ordering::Relaxed);
             reader.join().expect("reader")
@@ -428,7 +539,7 @@ mod tests {
         let out = dir.path().join("precious");
         std::fs::create_dir(&out).expect("mkdir");
         std::fs::write(out.join("notes.txt"), "mine").expect("write");
-        let error = write_out(&out, &manifest("x"), &store).expect_err("refused");
+        let error = write_out(&out, &manifest("x"), None, &store).expect_err("refused");
         assert!(error.to_string().contains("not a kiln result"), "{error}");
         assert!(out.join("notes.txt").exists());
     }

@@ -168,3 +168,13 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// The observer a build reports progress to: lines on a terminal, nothing otherwise.
+pub fn progress_observer() -> Box<dyn kiln_graph::Observer> {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        Box::new(kiln_graph::LineProgress::new(std::io::stderr()))
+    } else {
+        Box::new(kiln_graph::NullObserver)
+    }
+}

@@ -62,6 +62,9 @@ pub const TEST_TOOLS: &[Tool] = &[
     file("/usr/share/doc/linux-image-amd64", "linux-image-amd64"),
     file("/bin/busybox", "busybox-static"),
     command("cloud-init", "cloud-init"),
+    // The drift test's own apt repository: packages built and indexed by hand.
+    command("dpkg-deb", "dpkg"),
+    command("apt-ftparchive", "apt-utils"),
     file(
         "/usr/lib/python3/dist-packages/jsonschema/__init__.py",
         "python3-jsonschema",

@@ -259,9 +259,10 @@ mod tests {
             .expect("graph")
             .with_images(
                 &plan,
-                &kiln_cluster::ImageInputs {
-                    kubernetes: kiln_image::KubernetesSource::debian_default(),
-                },
+                &kiln_cluster::ImageInputs::locked(
+                    &crate::lock::read_lock(&crate::lock::lock_path(None)).expect("kiln.lock"),
+                    &kiln_image::AptSources::default(),
+                ),
             )
             .expect("images");
         let graph = cluster.graph.validate().expect("valid");

@@ -7,6 +7,7 @@ mod common;
 mod deps;
 mod gc;
 mod graph;
+mod lock;
 mod run_vm;
 mod test;
 mod vm_test;
@@ -34,6 +35,9 @@ enum Task {
     Gc(gc::Args),
     /// Print the derivation graph of a cluster as Graphviz dot.
     Graph(graph::Args),
+    /// Resolve kiln.lock against the apt sources as they are today, build what moved, and
+    /// rewrite the lock, printing each package that changed.
+    Lock(lock::Args),
     /// Build the cluster, then boot one node's image in QEMU with its console on this terminal.
     RunVm(run_vm::Args),
     /// Install what the tests need, then run the whole test suite (the command CI runs).
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
         Task::Certs(args) => certs::run(args),
         Task::Gc(args) => gc::run(args),
         Task::Graph(args) => graph::run(args),
+        Task::Lock(args) => lock::run(args),
         Task::Test(args) => test::run(args),
         Task::RunVm(args) => run_vm::run(args),
         Task::VmTest(args) => vm_test::run(args),

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use kiln_graph::{DrvId, Graph};
 use kiln_image::{
-    KubernetesSource, LayerCopy, LayerFile, LayerSpec, NodeImageSpec, ProvisionFormat, StateDisk,
+    AptSources, KubernetesSource, LayerCopy, LayerFile, LayerSpec, Lock, NodeImageSpec,
+    ProvisionFormat, StateDisk,
 };
 use kiln_spec::{ControlPlaneMode, NodePlan, Plan, Role};
 
@@ -17,12 +18,24 @@ use crate::{Artifacts, ClusterError};
 pub struct ImageInputs {
     /// Where the Kubernetes binaries come from.
     pub kubernetes: KubernetesSource,
+    /// The inputs from Debian's archive as resolved for this build (`kiln.lock`, with what
+    /// moved replaced by what the archive has now: see [`kiln_image::resolve()`]).
+    pub lock: Lock,
+    /// The apt sources the base OS and busybox are fetched from.
+    pub sources: AptSources,
 }
 
-impl Default for ImageInputs {
-    fn default() -> ImageInputs {
+impl ImageInputs {
+    /// The inputs exactly as `lock` pins them, fetched from `sources`, with the Kubernetes
+    /// binaries from the lock's Debian source package.
+    pub fn locked(lock: &Lock, sources: &AptSources) -> ImageInputs {
         ImageInputs {
-            kubernetes: KubernetesSource::debian_default(),
+            kubernetes: KubernetesSource::Debian {
+                lock: lock.kubernetes.clone(),
+                sources: sources.clone(),
+            },
+            lock: lock.clone(),
+            sources: sources.clone(),
         }
     }
 }
@@ -206,7 +219,10 @@ pub(crate) fn add_images(
     inputs: &ImageInputs,
 ) -> Result<(), ClusterError> {
     let base_os = DrvId::new("image/base-os");
-    graph.add(base_os.clone(), kiln_image::base_os())?;
+    graph.add(
+        base_os.clone(),
+        kiln_image::base_os(&inputs.lock.base_os, &inputs.sources),
+    )?;
     let initrd = DrvId::new("image/initrd");
     graph.add(initrd.clone(), kiln_image::initrd(base_os.clone()))?;
     let kubernetes = DrvId::new("image/kubernetes-binaries");
@@ -218,7 +234,12 @@ pub(crate) fn add_images(
     })?;
     graph.add(kubernetes.clone(), binaries)?;
     let busybox = DrvId::new("image/busybox");
-    graph.add(busybox.clone(), kiln_image::busybox_static())?;
+    let busybox_derivation = kiln_image::busybox_static(&inputs.lock.busybox, &inputs.sources)
+        .map_err(|error| ClusterError::Encode {
+            what: "busybox".into(),
+            message: error.to_string(),
+        })?;
+    graph.add(busybox.clone(), busybox_derivation)?;
     let containers = DrvId::new("image/container-images");
     graph.add(
         containers.clone(),

@@ -81,6 +81,7 @@ pub struct Artifacts {
 }
 
 /// A cluster's unvalidated graph and the map from artifacts to derivations.
+#[derive(Debug, Clone)]
 pub struct ClusterGraph {
     /// The derivations; validate it before evaluating.
     pub graph: Graph,

@@ -30,7 +30,14 @@ fn build_two_node(dir: &Path) -> BTreeMap<String, BTreeMap<String, PathBuf>> {
     };
     let cluster = kiln_cluster::cluster_graph(&plan, &inputs)
         .expect("graph")
-        .with_images(&plan, &kiln_cluster::ImageInputs::default())
+        .with_images(
+            &plan,
+            &kiln_cluster::ImageInputs::locked(
+                &kiln_image::Lock::parse(include_str!("../../../kiln.lock"), "kiln.lock")
+                    .expect("the repository's lock parses"),
+                &kiln_image::AptSources::default(),
+            ),
+        )
         .expect("images");
     let full = cluster.graph.validate().expect("valid");
 

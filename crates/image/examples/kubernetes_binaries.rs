@@ -1,6 +1,8 @@
 //! Builds (or finds) the Kubernetes binaries in a store through the real
 //! graph and store, printing progress, the output's path and content hash,
-//! each binary's SHA-256, and the wall time.
+//! each binary's SHA-256, and the wall time. The Debian source and its pin
+//! come from the repository's `kiln.lock`, fetched from the machine's apt
+//! sources.
 //!
 //! ```text
 //! cargo run --release -p kiln-image --example kubernetes_binaries -- <store-dir>           # Debian source
@@ -18,7 +20,7 @@ use std::time::Instant;
 
 use kiln_graph::{DrvId, EvalOptions, Graph, LineProgress};
 use kiln_image::{
-    DEBIAN_1_20_2_CONTENT_HASH, KUBERNETES_BINARIES, KubernetesSource, ensure_build_tools,
+    AptSources, KUBERNETES_BINARIES, KubernetesSource, Lock, ensure_build_tools,
     kubernetes_binaries,
 };
 use kiln_store::{Digest, Store};
@@ -36,8 +38,20 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let lock_file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../kiln.lock");
+    let lock = Lock::parse(&std::fs::read_to_string(lock_file)?, lock_file)?;
+    let pinned = lock
+        .kubernetes
+        .content_hash
+        .ok_or("kiln.lock records no content hash for the Kubernetes source")?;
     let (store_dir, source) = match args.as_slice() {
-        [store] => (store, KubernetesSource::debian_default()),
+        [store] => (
+            store,
+            KubernetesSource::Debian {
+                lock: lock.kubernetes.clone(),
+                sources: AptSources::machine("/etc/apt".as_ref())?,
+            },
+        ),
         [store, kind, dir] if kind == "path" => (
             store,
             KubernetesSource::Path {
@@ -58,14 +72,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     if matches!(source, KubernetesSource::Debian { .. }) {
         // The one step that changes the machine, done explicitly.
         ensure_build_tools()?;
-        eprintln!("pinned content hash: {DEBIAN_1_20_2_CONTENT_HASH}");
+        eprintln!("pinned content hash: {pinned}");
     }
 
     let started = Instant::now();
     let mut graph = Graph::new();
     let mut derivation = kubernetes_binaries(&source)?;
     if seed {
-        derivation = derivation.fixed(DEBIAN_1_20_2_CONTENT_HASH);
+        derivation = derivation.fixed(pinned);
     }
     graph.add("kubernetes", derivation)?;
     let graph = graph.validate()?;

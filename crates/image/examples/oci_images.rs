@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use kiln_graph::{DrvId, EvalOptions, Graph, NullObserver};
-use kiln_image::{IMAGES_INDEX_FILE, busybox_static, container_images};
+use kiln_image::{AptSources, IMAGES_INDEX_FILE, Lock, busybox_static, container_images};
 use kiln_store::Store;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -13,8 +13,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store_dir = PathBuf::from(args.next().ok_or("usage: oci_images <store-dir> [epoch]")?);
     let epoch: u64 = args.next().map_or(Ok(0), |text| text.parse())?;
 
+    // busybox as the repository's kiln.lock pins it, from the machine's apt sources.
+    let lock_file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../kiln.lock");
+    let lock = Lock::parse(&std::fs::read_to_string(lock_file)?, lock_file)?;
+    let sources = AptSources::machine("/etc/apt".as_ref())?;
     let mut graph = Graph::new();
-    graph.add("busybox", busybox_static())?;
+    graph.add("busybox", busybox_static(&lock.busybox, &sources)?)?;
     graph.add("images", container_images("busybox", epoch))?;
     let graph = graph.validate()?;
     let store = Store::open(&store_dir)?;

@@ -53,16 +53,6 @@ pub enum ImageError {
         /// Its content hash now.
         actual: Digest,
     },
-    /// No content hash is known for this Debian source version.
-    #[error(
-        "no content hash is pinned for Debian's kubernetes {version}; pinned versions: {known}"
-    )]
-    UnpinnedDebianVersion {
-        /// The requested version.
-        version: String,
-        /// The versions that are pinned.
-        known: String,
-    },
     /// A file of a source package is not as the build expects (its
     /// changelog, its version stamp, the build script it adjusts).
     #[error("{file}:{line}: {reason}")]
@@ -113,14 +103,35 @@ pub enum ImageError {
     /// Hashing a tree failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The packages apt installed are not the ones the base OS's lock file records.
+    /// The packages `mmdebstrap` installed are not exactly the resolved set it was given
+    /// (apt's sources changed between resolving and building, or kiln's resolution and
+    /// mmdebstrap's disagree).
     #[error(
-        "the base OS's packages differ from its lock file ({} change(s)); apt's sources moved on:\n  {}\nupdate crates/image/base-os.lock and BASE_OS_CONTENT_HASH together once the new set is reviewed",
+        "the base OS's installed packages differ from the resolved set ({} change(s)):\n  {}\nbuild again: resolution runs first, and sees the archive as it is now",
         changes.len(), changes.join("\n  ")
     )]
     LockMismatch {
-        /// One line per changed package: `name: locked X, now Y`.
+        /// One line per changed package.
         changes: Vec<String>,
+    },
+    /// `--locked`: a locked version can no longer be had from any apt source.
+    #[error(
+        "kiln.lock's versions are no longer all in the apt sources ({} change(s)):\n  {}\nadd a source that still has them (--apt-source with a mirror or a snapshot archive of the locked day), or record the archive's current set with `cargo xtask lock`",
+        changes.len(), changes.join("\n  ")
+    )]
+    Drift {
+        /// One line per moved package: `input: package old -> new`.
+        changes: Vec<String>,
+    },
+    /// A lock file is malformed.
+    #[error("{file}:{line}: {reason}")]
+    Lock {
+        /// The lock file.
+        file: String,
+        /// The 1-based line (0 when unknown).
+        line: usize,
+        /// What is wrong.
+        reason: String,
     },
     /// An image could not be assembled from its inputs.
     #[error("{what}: {reason}")]

@@ -7,7 +7,7 @@
 //!
 //! - [`KubernetesSource::Debian`] builds Debian bookworm's `kubernetes`
 //!   source package (upstream 1.20.2) with Debian's Go, reproducibly, as a
-//!   fixed-output derivation pinned to [`DEBIAN_1_20_2_CONTENT_HASH`]. The
+//!   fixed-output derivation pinned by `kiln.lock` ([`Lock`]). The
 //!   build takes about ten minutes and reports progress; afterwards the
 //!   output comes from the store. It needs [`BUILD_TOOLS`], which
 //!   [`ensure_build_tools`] installs.
@@ -16,6 +16,11 @@
 //!   needs the crate's `https` feature (rustls).
 //! - [`KubernetesSource::Path`] copies them from a local directory, pinned to
 //!   the directory's content hash.
+//!
+//! Every input from Debian's archive (the base OS, busybox, the Kubernetes
+//! source) is pinned in `kiln.lock` ([`Lock`]) and resolved against the apt
+//! sources before a build ([`resolve()`]): see that module for how a moving
+//! archive is handled.
 //!
 //! ```
 //! use std::os::unix::fs::PermissionsExt;
@@ -50,31 +55,35 @@
 mod apt;
 mod error;
 mod kubernetes;
+mod lock;
 mod oci;
 mod os;
 mod process;
 mod provision;
+mod resolve;
 
-pub use crate::apt::{deb_src_config, deb_src_lines, deb_src_sources};
+pub use crate::apt::{deb_src_lines, deb_src_sources};
 pub use crate::error::ImageError;
 pub use crate::kubernetes::{
-    BUILD_TOOLS, DEBIAN_1_20_2_BINARIES, DEBIAN_1_20_2_CONTENT_HASH, DEBIAN_KUBERNETES_VERSION,
-    DebianKubernetes, KUBERNETES_BINARIES, KUBERNETES_DERIVATION_NAME, KubeVersion,
+    BUILD_TOOLS, DebianKubernetes, KUBERNETES_BINARIES, KUBERNETES_DERIVATION_NAME, KubeVersion,
     KubernetesSource, PathKubernetes, ReleaseBinary, ReleaseKubernetes, build_environment,
     ensure_build_tools, kubernetes_binaries, missing_build_tools, source_date_epoch,
     upstream_version,
 };
+pub use crate::lock::{
+    Lock, LockChange, LockedPackage, PackageSetLock, SourceLock, package_changes,
+};
 pub use crate::oci::{
-    BUSYBOX_CONTENT_HASH, BUSYBOX_DEBIAN_VERSION, BUSYBOX_PACKAGE,
-    CONTAINERD_IMAGE_NAME_ANNOTATION, ContainerImages, DebianBusybox, IMAGE_IMPORT_COMMAND,
-    IMAGES_INDEX_FILE, OCI_REF_NAME_ANNOTATION, OciArchive, OciEntry, OciEntryKind, OciImage,
-    PAUSE_ARCHIVE, PAUSE_IMAGE, TEST_ARCHIVE, TEST_IMAGE, TEST_IMAGE_COMMAND, TEST_IMAGE_PORT,
-    busybox_static, container_images, oci_archive, pause_image, pause_program, test_image,
+    BUSYBOX_PACKAGE, CONTAINERD_IMAGE_NAME_ANNOTATION, ContainerImages, DebianBusybox,
+    IMAGE_IMPORT_COMMAND, IMAGES_INDEX_FILE, OCI_REF_NAME_ANNOTATION, OciArchive, OciEntry,
+    OciEntryKind, OciImage, PAUSE_ARCHIVE, PAUSE_IMAGE, TEST_ARCHIVE, TEST_IMAGE,
+    TEST_IMAGE_COMMAND, TEST_IMAGE_PORT, busybox_static, container_images, oci_archive,
+    pause_image, pause_program, test_image,
 };
 pub use crate::os::base::{
-    BASE_OS_CONTENT_HASH, BASE_OS_DERIVATION_NAME, BASE_OS_EPOCH, BASE_OS_LOCK, BASE_OS_PACKAGES,
-    BASE_OS_SUITE, BaseOs, DISABLED_PACKAGE_UNITS, IMAGE_TOOLS, INITRD_MODULES, PRUNED_MODULE_DIRS,
-    base_os, ensure_image_tools, index_hashes, load_order, lock_changes, missing_image_tools,
+    BASE_OS_ARCHITECTURE, BASE_OS_DERIVATION_NAME, BASE_OS_EPOCH, BASE_OS_PACKAGES, BASE_OS_SUITE,
+    BaseOs, DISABLED_PACKAGE_UNITS, IMAGE_TOOLS, INITRD_MODULES, PRUNED_MODULE_DIRS, base_os,
+    base_os_request, ensure_image_tools, index_hashes, load_order, missing_image_tools,
     parse_modules_dep, squashfs,
 };
 pub use crate::os::cpio::{CpioEntry, write_cpio};
@@ -88,3 +97,4 @@ pub use crate::provision::{
     CLOUD_INIT_META_DATA, CLOUD_INIT_USER_DATA, IGNITION_CONFIG, IGNITION_VERSION, Provision,
     ProvisionFormat, TreeEntry, cloud_init, cloud_init_meta_data, ignition, read_tree,
 };
+pub use crate::resolve::{AptSources, Indices, Policy, Requests, Resolution, Resolver, resolve};

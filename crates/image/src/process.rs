@@ -50,27 +50,6 @@ pub(crate) fn install_missing_tools(
     run_quiet(command)
 }
 
-/// Decodes 64 lowercase hex digits at compile time (for pinned hashes).
-pub(crate) const fn hex32(hex: &str) -> [u8; 32] {
-    let bytes = hex.as_bytes();
-    assert!(bytes.len() == 64, "a SHA-256 is 64 hex digits");
-    let mut out = [0u8; 32];
-    let mut index = 0;
-    while index < 32 {
-        out[index] = (nibble(bytes[2 * index]) << 4) | nibble(bytes[2 * index + 1]);
-        index += 1;
-    }
-    out
-}
-
-const fn nibble(digit: u8) -> u8 {
-    match digit {
-        b'0'..=b'9' => digit - b'0',
-        b'a'..=b'f' => digit - b'a' + 10,
-        _ => panic!("pinned hashes are lowercase hex"),
-    }
-}
-
 /// How many lines of output a failed command's error shows.
 const TAIL_LINES: usize = 25;
 
@@ -213,7 +192,7 @@ fn spawn_error(description: &str, error: &std::io::Error) -> ImageError {
     }
 }
 
-fn last_lines(text: &str, count: usize) -> Vec<String> {
+pub(crate) fn last_lines(text: &str, count: usize) -> Vec<String> {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(count)..]
         .iter()

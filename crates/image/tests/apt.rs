@@ -1,13 +1,23 @@
-//! The private apt configuration: `deb-src` entries derived from a fixture
-//! copy of a machine's apt sources.
+//! The apt sources kiln reads: the `deb` entries of a fixture copy of a
+//! machine's apt configuration, and the `deb-src` entries derived from them.
 
 use std::path::Path;
 
 use expect_test::expect;
-use kiln_image::{ImageError, deb_src_config, deb_src_lines, deb_src_sources};
+use kiln_image::{AptSources, ImageError, deb_src_lines, deb_src_sources};
+
+/// The machine's sources and their `deb-src` twins, file name to content.
+fn deb_src_config(
+    etc_apt: &Path,
+) -> Result<std::collections::BTreeMap<String, String>, ImageError> {
+    let sources = AptSources::machine(etc_apt)?;
+    let mut files = sources.files().clone();
+    files.extend(sources.deb_src().files().clone());
+    Ok(files)
+}
 
 #[test]
-fn derives_deb_src_from_the_machines_sources() {
+fn reads_the_machines_deb_entries_and_derives_deb_src() {
     let etc_apt = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/etc-apt");
     let config = deb_src_config(&etc_apt).expect("derive deb-src sources");
     let mut rendered = String::new();
@@ -17,7 +27,7 @@ fn derives_deb_src_from_the_machines_sources() {
     // The disabled stanza, the `deb-src` line and the file apt ignores
     // (`*.disabled-by-farm`) give nothing.
     expect![[r#"
-        ==> kiln-src-debian.sources
+        ==> 50-machine-debian-src.sources
         Types: deb-src
         URIs: http://mirror.example/debian
         Suites: bookworm bookworm-updates
@@ -29,8 +39,22 @@ fn derives_deb_src_from_the_machines_sources() {
         Suites: bookworm-security
         Components: main
         Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-        ==> kiln-src-tools.list
+        ==> 50-machine-debian.sources
+        Types: deb
+        URIs: http://mirror.example/debian
+        Suites: bookworm bookworm-updates
+        Components: main
+        Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+        Types: deb
+        URIs: http://mirror.example/debian-security
+        Suites: bookworm-security
+        Components: main
+        Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+        ==> 50-machine-tools-src.list
         deb-src [signed-by=/usr/share/keyrings/tools.gpg] http://tools.example/apt stable main
+        ==> 50-machine-tools.list
+        deb [signed-by=/usr/share/keyrings/tools.gpg] http://tools.example/apt stable main
     "#]]
     .assert_eq(&rendered);
 }

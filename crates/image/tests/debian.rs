@@ -9,8 +9,7 @@ use std::process::Command;
 
 use kiln_graph::{DrvId, EvalOptions, Graph, LineProgress};
 use kiln_image::{
-    DEBIAN_1_20_2_BINARIES, DEBIAN_1_20_2_CONTENT_HASH, KUBERNETES_DERIVATION_NAME,
-    KubernetesSource, kubernetes_binaries,
+    AptSources, KUBERNETES_DERIVATION_NAME, KubernetesSource, Lock, kubernetes_binaries,
 };
 use kiln_store::{Digest, Store};
 
@@ -37,12 +36,16 @@ fn run(program: &std::path::Path, args: &[&str]) -> String {
 
 #[test]
 fn debian_binaries_reproduce_the_pinned_hash_and_run() {
+    let lock = Lock::parse(&kiln_testkit::lock_text(), "kiln.lock").expect("kiln.lock parses");
     let mut graph = Graph::new();
     graph
         .add(
             "kubernetes",
-            kubernetes_binaries(&KubernetesSource::debian_default())
-                .expect("describe the derivation"),
+            kubernetes_binaries(&KubernetesSource::Debian {
+                lock: lock.kubernetes.clone(),
+                sources: AptSources::machine("/etc/apt".as_ref()).expect("apt sources"),
+            })
+            .expect("describe the derivation"),
         )
         .expect("add the derivation");
     let graph = graph.validate().expect("validate the graph");
@@ -72,10 +75,11 @@ fn debian_binaries_reproduce_the_pinned_hash_and_run() {
         )
         .expect("evaluate the graph");
     let output = &evaluation.outputs[&id];
-    assert_eq!(output.content_hash, DEBIAN_1_20_2_CONTENT_HASH);
-    for (name, sha256) in DEBIAN_1_20_2_BINARIES {
+    assert_eq!(Some(output.content_hash), lock.kubernetes.content_hash);
+    assert_eq!(lock.kubernetes.binaries.len(), 7);
+    for (name, sha256) in &lock.kubernetes.binaries {
         let bytes = std::fs::read(output.path.join("bin").join(name)).expect("read a file");
-        assert_eq!(Digest::of(&bytes), sha256, "{name}");
+        assert_eq!(Digest::of(&bytes), *sha256, "{name}");
     }
     assert_eq!(
         std::fs::read_to_string(output.path.join("VERSION")).expect("read a file"),

@@ -168,7 +168,16 @@ fn the_real_images_are_the_same_from_two_stores() {
 #[test]
 fn another_debian_version_fails_naming_it() {
     let out = tempfile::tempdir().expect("create a temporary directory");
-    let message = DebianBusybox::new("1:0.0-0kiln")
+    let set = kiln_image::PackageSetLock {
+        packages: vec![
+            "busybox-static 1:0.0-0kiln amd64 00"
+                .parse()
+                .expect("a package line"),
+        ],
+        content_hash: None,
+    };
+    let message = DebianBusybox::new(&set, &machine_sources())
+        .expect("one busybox package")
         .build_into(out.path())
         .expect_err("no such version")
         .to_string();
@@ -444,10 +453,37 @@ fn images() -> &'static Path {
     IMAGES.get_or_init(|| build_images(&shared_store()))
 }
 
+fn machine_sources() -> kiln_image::AptSources {
+    kiln_image::AptSources::machine("/etc/apt".as_ref()).expect("the machine's apt sources")
+}
+
+/// busybox as a build resolves it: the repository's kiln.lock against the machine's apt
+/// sources, so that the tests keep working after the archive moved on.
+fn busybox() -> kiln_graph::Derivation {
+    static SET: OnceLock<kiln_image::PackageSetLock> = OnceLock::new();
+    let set = SET.get_or_init(|| {
+        let lock = kiln_image::Lock::parse(&kiln_testkit::lock_text(), "kiln.lock")
+            .expect("kiln.lock parses");
+        let resolver = kiln_image::Resolver::new(&machine_sources(), kiln_image::Indices::Binary)
+            .expect("apt-get update");
+        kiln_image::resolve(
+            &resolver,
+            &lock,
+            &kiln_image::Requests::default(),
+            kiln_image::Policy::PreferLocked,
+            false,
+        )
+        .expect("resolve kiln.lock")
+        .lock
+        .busybox
+    });
+    busybox_static(set, &machine_sources()).expect("busybox")
+}
+
 fn busybox_dir() -> PathBuf {
     let store = shared_store();
     let mut graph = Graph::new();
-    graph.add("busybox", busybox_static()).expect("add");
+    graph.add("busybox", busybox()).expect("add");
     let graph = graph.validate().expect("validate");
     let store = Store::open(&store).expect("open the store");
     let evaluation = graph
@@ -465,7 +501,7 @@ fn shared_store() -> PathBuf {
 
 fn build_images(store_dir: &Path) -> PathBuf {
     let mut graph = Graph::new();
-    graph.add("busybox", busybox_static()).expect("add");
+    graph.add("busybox", busybox()).expect("add");
     graph
         .add("images", container_images("busybox", EPOCH))
         .expect("add");

@@ -6,9 +6,13 @@ use std::path::Path;
 use std::process::Command;
 
 use kiln_image::{
-    DEBIAN_KUBERNETES_VERSION, ImageError, KubeVersion, KubernetesSource, build_environment,
+    AptSources, ImageError, KubeVersion, KubernetesSource, Lock, build_environment,
     kubernetes_binaries, source_date_epoch, upstream_version,
 };
+
+fn lock() -> Lock {
+    Lock::parse(&kiln_testkit::lock_text(), "kiln.lock").expect("the repository's lock parses")
+}
 
 fn fixture(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -70,7 +74,7 @@ fn the_version_stamp_comes_from_the_archive() {
         }
     );
     assert_eq!(
-        format!("v{}", upstream_version(DEBIAN_KUBERNETES_VERSION)),
+        format!("v{}", upstream_version(&lock().kubernetes.version)),
         version.version
     );
     assert_eq!(KubeVersion::from_version_script("#!/bin/bash\n"), None);
@@ -144,18 +148,30 @@ fn the_build_scripts_find_only_the_notest_tag_in_goflags() {
 }
 
 #[test]
-fn only_pinned_debian_versions_make_a_fixed_output_derivation() {
-    let pinned =
-        kubernetes_binaries(&KubernetesSource::debian_default()).expect("describe the derivation");
-    assert!(matches!(
-        pinned.addressing,
-        kiln_graph::Addressing::Fixed { .. }
-    ));
-    let error = kubernetes_binaries(&KubernetesSource::Debian {
-        version: "1.28.1-1".to_owned(),
+fn only_a_debian_source_with_a_recorded_build_is_a_fixed_output_derivation() {
+    let lock = lock();
+    let pinned = kubernetes_binaries(&KubernetesSource::Debian {
+        lock: lock.kubernetes.clone(),
+        sources: AptSources::default(),
     })
-    .expect_err("an invalid source")
-    .to_string();
-    assert!(error.contains("1.28.1-1"), "{error}");
-    assert!(error.contains(DEBIAN_KUBERNETES_VERSION), "{error}");
+    .expect("describe the derivation");
+    assert_eq!(
+        pinned.addressing,
+        kiln_graph::Addressing::Fixed {
+            content_hash: lock
+                .kubernetes
+                .content_hash
+                .expect("kiln.lock pins a build")
+        }
+    );
+    // A version the lock has no build for (the archive moved on) is addressed by its inputs.
+    let mut moved = lock.kubernetes.clone();
+    moved.version = "1.20.5+really1.20.2-1.1+deb12u2".to_owned();
+    moved.content_hash = None;
+    let unpinned = kubernetes_binaries(&KubernetesSource::Debian {
+        lock: moved,
+        sources: AptSources::default(),
+    })
+    .expect("describe the derivation");
+    assert_eq!(unpinned.addressing, kiln_graph::Addressing::Inputs);
 }

@@ -27,6 +27,13 @@ pub fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
 
+/// The repository's lock file, `kiln.lock`, as text (parse it with `kiln_image::Lock::parse`).
+pub fn lock_text() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../kiln.lock");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|error| panic!("reading {}: {error}", path.display()))
+}
+
 /// Every example spec, by file stem, as plans. Fails the test if one does not validate.
 pub fn example_plans() -> BTreeMap<String, Plan> {
     let mut plans = BTreeMap::new();

@@ -26,72 +26,14 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kiln_graph::{BuildContext, BuildError, Builder};
-use kiln_store::Digest;
 
 use super::{KUBERNETES_BINARIES, Params, install_binary, write_version};
-use crate::apt::PrivateApt;
 use crate::error::ImageError;
+use crate::lock::SourceLock;
 use crate::process::{
-    Output, SYSTEM_PATH, hex32, install_missing_tools, missing_tools, run_streaming,
+    Output, SYSTEM_PATH, install_missing_tools, missing_tools, run_quiet, run_streaming,
 };
-
-/// The bookworm (security) version of the `kubernetes` source package:
-/// upstream Kubernetes 1.20.2.
-pub const DEBIAN_KUBERNETES_VERSION: &str = "1.20.5+really1.20.2-1.1+deb12u1";
-
-/// The [`tree_hash`](kiln_store::tree_hash) of the output built from
-/// [`DEBIAN_KUBERNETES_VERSION`]: `bin/<name>` for each of
-/// [`KUBERNETES_BINARIES`] and `VERSION` (`v1.20.2`).
-pub const DEBIAN_1_20_2_CONTENT_HASH: Digest = Digest::from_bytes(hex32(
-    "c132a2cfcd979e1fab650498e56b8000f16650e3790929ca4a5266783473a59f",
-));
-
-/// The SHA-256 of each binary built from [`DEBIAN_KUBERNETES_VERSION`]; a
-/// build that differs fails naming the binary and both hashes.
-pub const DEBIAN_1_20_2_BINARIES: [(&str, Digest); 7] = [
-    (
-        "kube-apiserver",
-        Digest::from_bytes(hex32(
-            "167ebe990a50276a9f1ce97a6f006b02df6cf17f7e9c73da3d38738d04d04d58",
-        )),
-    ),
-    (
-        "kube-controller-manager",
-        Digest::from_bytes(hex32(
-            "fa0ec93634979acd7923bfb9ead5632589bb6ca2e9fbc852f1322fb52b08a354",
-        )),
-    ),
-    (
-        "kube-scheduler",
-        Digest::from_bytes(hex32(
-            "7a3b022d9bc061036570eba2cdf5473c0f83a2af96ccb17bf4ad10e5a9dec4a7",
-        )),
-    ),
-    (
-        "kubelet",
-        Digest::from_bytes(hex32(
-            "2592570804c34d21c9f0d72040c5a3c05c4f8350b2374779eea5581c6b7ca817",
-        )),
-    ),
-    (
-        "kube-proxy",
-        Digest::from_bytes(hex32(
-            "5a4e2022d1beefb12994edd1151e25442ed27f0c032ccdaaff309e8c5884b9e4",
-        )),
-    ),
-    (
-        "kubectl",
-        Digest::from_bytes(hex32(
-            "4dcaa4fb96e632c7662776830c23b0b2d37d713cca21f95ad4a09b0cff145370",
-        )),
-    ),
-    (
-        "kubeadm",
-        Digest::from_bytes(hex32(
-            "a827fec368773e6c2eab26ca48d9037df7df00ed082ef7a8ceb6389193388a96",
-        )),
-    ),
-];
+use crate::resolve::{AptSources, Indices, Resolver};
 
 /// The programs the build runs, each with the Debian package providing it.
 /// [`ensure_build_tools`] installs the missing ones.
@@ -261,48 +203,22 @@ pub fn source_date_epoch(changelog: &str, file: &Path) -> Result<i64, ImageError
 /// says where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DebianKubernetes {
-    version: String,
-    etc_apt: PathBuf,
+    lock: SourceLock,
+    sources: AptSources,
 }
 
 /// How often progress is reported while the build is compiling.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 
 impl DebianKubernetes {
-    /// The builder for source package version `version`, such as
-    /// [`DEBIAN_KUBERNETES_VERSION`], with apt sources from `/etc/apt`.
-    pub fn new(version: &str) -> DebianKubernetes {
+    /// The builder for the source package `lock` names (its `package` at its `version`),
+    /// fetched through `deb-src` entries derived from `sources`. Where the lock records each
+    /// binary's SHA-256, a build that differs fails naming the binary.
+    pub fn new(lock: &SourceLock, sources: &AptSources) -> DebianKubernetes {
         DebianKubernetes {
-            version: version.to_owned(),
-            etc_apt: PathBuf::from("/etc/apt"),
+            lock: lock.clone(),
+            sources: sources.clone(),
         }
-    }
-
-    /// Reads apt sources from `etc_apt` instead of `/etc/apt`.
-    #[must_use]
-    pub fn with_etc_apt(mut self, etc_apt: &Path) -> DebianKubernetes {
-        self.etc_apt = etc_apt.to_owned();
-        self
-    }
-
-    /// The content hash pinned for this version.
-    ///
-    /// # Errors
-    ///
-    /// If the version has no pinned hash.
-    pub fn pinned_content_hash(&self) -> Result<Digest, ImageError> {
-        if self.version == DEBIAN_KUBERNETES_VERSION {
-            Ok(DEBIAN_1_20_2_CONTENT_HASH)
-        } else {
-            Err(ImageError::UnpinnedDebianVersion {
-                version: self.version.clone(),
-                known: DEBIAN_KUBERNETES_VERSION.to_owned(),
-            })
-        }
-    }
-
-    fn pinned_binaries(&self) -> Option<&'static [(&'static str, Digest)]> {
-        (self.version == DEBIAN_KUBERNETES_VERSION).then_some(&DEBIAN_1_20_2_BINARIES[..])
     }
 
     fn build_into(&self, out: &Path, report: &dyn Fn(&str)) -> Result<(), ImageError> {
@@ -343,16 +259,20 @@ impl DebianKubernetes {
         out: &Path,
         report: &dyn Fn(&str),
     ) -> Result<(), ImageError> {
-        report("fetching source indices with apt (deb-src from the machine's sources)");
-        let apt = PrivateApt::create(&scratch.join("apt"), &self.etc_apt)?;
-        apt.update()?;
+        report("fetching source indices with apt (deb-src derived from the apt sources)");
+        let apt = Resolver::new(&self.sources, Indices::Source)?;
         report(&format!(
-            "fetching source package kubernetes {}",
-            self.version
+            "fetching source package {} {}",
+            self.lock.package, self.lock.version
         ));
         let sources = scratch.join("src");
         fs::create_dir_all(&sources).map_err(|error| ImageError::io(&sources, error))?;
-        apt.source("kubernetes", &self.version, &sources)?;
+        let mut fetch = apt.apt("apt-get");
+        fetch
+            .current_dir(&sources)
+            .args(["source", "--only-source"])
+            .arg(format!("{}={}", self.lock.package, self.lock.version));
+        run_quiet(fetch)?;
         let tree = unpacked_tree(&sources)?;
 
         let changelog_path = tree.join("debian/changelog");
@@ -370,14 +290,14 @@ impl DebianKubernetes {
                 reason: "no `git archive` stamp (KUBE_GIT_COMMIT='<40 hex digits>' and 'tag: v…')"
                     .to_owned(),
             })?;
-        let expected = format!("v{}", upstream_version(&self.version));
+        let expected = format!("v{}", upstream_version(&self.lock.version));
         if version.version != expected {
             return Err(ImageError::Source {
                 file: version_script,
                 line: 1,
                 reason: format!(
                     "the source is stamped {}, but Debian's version {} says {expected}",
-                    version.version, self.version
+                    version.version, self.lock.version
                 ),
             });
         }
@@ -426,10 +346,7 @@ impl DebianKubernetes {
             let path = bin.join(name);
             let mut file = File::open(&path).map_err(|error| ImageError::io(&path, error))?;
             let actual = install_binary(out, name, &mut file)?;
-            let pinned = self
-                .pinned_binaries()
-                .and_then(|pins| pins.iter().find(|(pinned, _)| *pinned == name));
-            if let Some((_, expected)) = pinned
+            if let Some(expected) = self.lock.binaries.get(name)
                 && *expected != actual
             {
                 report(&format!(
@@ -438,8 +355,9 @@ impl DebianKubernetes {
                 mismatches.push(ImageError::ChecksumMismatch {
                     binary: name.to_owned(),
                     origin: format!(
-                        "Debian's kubernetes {} built in {}",
-                        self.version,
+                        "Debian's {} {} built in {}",
+                        self.lock.package,
+                        self.lock.version,
                         tree.display()
                     ),
                     expected: *expected,
@@ -464,7 +382,10 @@ impl Builder for DebianKubernetes {
     }
 
     fn params(&self) -> Vec<u8> {
-        Params::default().field(self.version.as_bytes()).0
+        Params::default()
+            .field(self.lock.package.as_bytes())
+            .field(self.lock.version.as_bytes())
+            .0
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {

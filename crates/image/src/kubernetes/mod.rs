@@ -21,9 +21,8 @@ use sha2::{Digest as _, Sha256};
 use crate::error::ImageError;
 
 pub use self::debian::{
-    BUILD_TOOLS, DEBIAN_1_20_2_BINARIES, DEBIAN_1_20_2_CONTENT_HASH, DEBIAN_KUBERNETES_VERSION,
-    DebianKubernetes, KubeVersion, build_environment, ensure_build_tools, missing_build_tools,
-    source_date_epoch, upstream_version,
+    BUILD_TOOLS, DebianKubernetes, KubeVersion, build_environment, ensure_build_tools,
+    missing_build_tools, source_date_epoch, upstream_version,
 };
 pub use self::path::PathKubernetes;
 pub use self::release::{ReleaseBinary, ReleaseKubernetes};
@@ -46,11 +45,13 @@ pub const KUBERNETES_DERIVATION_NAME: &str = "kubernetes-binaries";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KubernetesSource {
     /// Built here from Debian's `kubernetes` source package, fetched with
-    /// apt from the machine's own sources, with Debian's Go. The output is
-    /// reproducible and pinned by [`DEBIAN_1_20_2_CONTENT_HASH`].
+    /// apt, with Debian's Go. The output is reproducible; `kiln.lock` pins the
+    /// version and the content hash of its build.
     Debian {
-        /// The source package version, such as [`DEBIAN_KUBERNETES_VERSION`].
-        version: String,
+        /// The source package, its version and (once built) its content hash.
+        lock: crate::SourceLock,
+        /// The apt sources to fetch it from (`deb-src` entries are derived).
+        sources: crate::AptSources,
     },
     /// Downloaded, one URL per binary, each checked against its SHA-256.
     Release {
@@ -69,21 +70,13 @@ pub enum KubernetesSource {
     },
 }
 
-impl KubernetesSource {
-    /// Debian's bookworm source package, Kubernetes 1.20.2.
-    pub fn debian_default() -> KubernetesSource {
-        KubernetesSource::Debian {
-            version: DEBIAN_KUBERNETES_VERSION.to_owned(),
-        }
-    }
-}
-
 /// The derivation (named [`KUBERNETES_DERIVATION_NAME`]) that produces the
 /// binaries from `source`.
 ///
 /// - `Debian`: a fixed-output derivation pinned to the content hash of that
-///   version's reproducible build, so its store path depends on nothing
-///   else and a build that differs fails naming both hashes.
+///   version's reproducible build, where the lock records one, so its store
+///   path depends on nothing else and a build that differs fails naming both
+///   hashes; addressed by the package and version otherwise.
 /// - `Release`: addressed by the version and the binaries' SHA-256s (not the
 ///   URLs: a mirror serves the same bytes), each checked as it downloads.
 /// - `Path`: addressed by the directory's content hash, computed now (which
@@ -91,15 +84,20 @@ impl KubernetesSource {
 ///
 /// # Errors
 ///
-/// A Debian version without a pinned hash, a release list that is not
+/// A release list that is not
 /// exactly [`KUBERNETES_BINARIES`], or a directory that cannot be hashed or
 /// lacks a binary.
 pub fn kubernetes_binaries(source: &KubernetesSource) -> Result<Derivation, ImageError> {
     Ok(match source {
-        KubernetesSource::Debian { version } => {
-            let builder = DebianKubernetes::new(version);
-            let content_hash = builder.pinned_content_hash()?;
-            Derivation::new(KUBERNETES_DERIVATION_NAME, Arc::new(builder)).fixed(content_hash)
+        KubernetesSource::Debian { lock, sources } => {
+            let derivation = Derivation::new(
+                KUBERNETES_DERIVATION_NAME,
+                Arc::new(DebianKubernetes::new(lock, sources)),
+            );
+            match lock.content_hash {
+                Some(content_hash) => derivation.fixed(content_hash),
+                None => derivation,
+            }
         }
         KubernetesSource::Release { version, binaries } => Derivation::new(
             KUBERNETES_DERIVATION_NAME,

@@ -1,51 +1,59 @@
-//! Debian's `busybox-static`, fetched with apt from the machine's own
-//! sources, as a fixed-output derivation.
+//! Debian's `busybox-static`, fetched with apt as `kiln.lock` pins it (or as resolved when the
+//! archive has moved), unpacked and listed.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use kiln_graph::{BuildContext, BuildError, Builder};
-use kiln_store::Digest;
 
 use crate::error::ImageError;
-use crate::process::{describe, hex32, run_quiet};
+use crate::lock::{LockedPackage, PackageSetLock};
+use crate::process::{describe, run_quiet};
+use crate::resolve::{AptSources, Indices, Resolver};
 
 /// The Debian package the test image's busybox comes from.
 pub const BUSYBOX_PACKAGE: &str = "busybox-static";
 
-/// The pinned Debian version of [`BUSYBOX_PACKAGE`] (bookworm's, from
-/// `apt-cache policy busybox-static`).
-pub const BUSYBOX_DEBIAN_VERSION: &str = "1:1.35.0-4+deb12u1+b1";
-
-/// The content hash ([`kiln_store::tree_hash`]) of the busybox derivation's
-/// output for [`BUSYBOX_DEBIAN_VERSION`]: `bin/busybox`, `applets` and
-/// `VERSION`.
-pub const BUSYBOX_CONTENT_HASH: Digest = Digest::from_bytes(hex32(
-    "2bc61e7d19d926fdd18230bf93d9d5436e36bf3f578da0a74c550ffb3b8330c4",
-));
-
-/// Fetches one version of [`BUSYBOX_PACKAGE`] with `apt-get download` (the
-/// machine's configured apt sources, no host named) and unpacks it with
-/// `dpkg-deb -x`.
+/// Fetches exactly one locked `.deb` of [`BUSYBOX_PACKAGE`] through a private apt
+/// configuration of the given sources (no host named here), checks its SHA-256 against the
+/// lock, and unpacks it with `dpkg-deb -x`.
 ///
 /// Its output holds `bin/busybox` (mode 0755), `applets` (the applet names
 /// `busybox --list` prints, sorted, one a line, without `busybox` itself)
-/// and `VERSION` (the Debian version and a newline). The build fails if apt
-/// hands over another version; used through [`busybox_static`](crate::busybox_static),
-/// the graph then checks the output against its pinned content hash and a
-/// mismatch fails naming both hashes.
+/// and `VERSION` (the Debian version and a newline). Through
+/// [`busybox_static`](crate::busybox_static), a lock that records the set's content hash
+/// makes it a fixed-output derivation, checked against that hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DebianBusybox {
-    version: String,
+    package: LockedPackage,
+    sources: AptSources,
 }
 
 impl DebianBusybox {
-    /// The builder for Debian version `version` of [`BUSYBOX_PACKAGE`].
-    pub fn new(version: &str) -> DebianBusybox {
-        DebianBusybox {
-            version: version.to_owned(),
+    /// The builder for the one package of `set`, fetched from `sources`.
+    ///
+    /// # Errors
+    ///
+    /// If `set` is not exactly one package named [`BUSYBOX_PACKAGE`].
+    pub fn new(set: &PackageSetLock, sources: &AptSources) -> Result<DebianBusybox, ImageError> {
+        match &set.packages[..] {
+            [package] if package.name == BUSYBOX_PACKAGE => Ok(DebianBusybox {
+                package: package.clone(),
+                sources: sources.clone(),
+            }),
+            packages => Err(ImageError::Assembly {
+                what: "busybox".into(),
+                reason: format!(
+                    "the busybox input must be exactly the package {BUSYBOX_PACKAGE}, not [{}]",
+                    packages
+                        .iter()
+                        .map(|package| package.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }),
         }
     }
 
@@ -53,34 +61,12 @@ impl DebianBusybox {
     ///
     /// # Errors
     ///
-    /// If apt or dpkg-deb fail, apt gives another version, or the package
-    /// holds no `bin/busybox`.
+    /// If apt or dpkg-deb fail, no source has the locked version, its SHA-256 differs from the
+    /// lock, or the package holds no `bin/busybox`.
     pub fn build_into(&self, out: &Path) -> Result<(), ImageError> {
         let scratch = tempfile::tempdir().map_err(|error| ImageError::io("(tempdir)", error))?;
-        let download = scratch.path().join("download");
-        fs::create_dir(&download).map_err(|error| ImageError::io(&download, error))?;
-        // apt runs its download as the unprivileged `_apt` user when it can.
-        let _ = fs::set_permissions(&download, fs::Permissions::from_mode(0o777));
-        let mut command = Command::new("apt-get");
-        command
-            .current_dir(&download)
-            .args(["download", "-q"])
-            .arg(format!("{BUSYBOX_PACKAGE}={}", self.version));
-        run_quiet(command)?;
-        let deb = single_deb(&download)?;
-
-        let actual = command_output(Command::new("dpkg-deb").arg("-f").arg(&deb).arg("Version"))?;
-        if actual.trim() != self.version {
-            return Err(ImageError::Source {
-                file: deb,
-                line: 0,
-                reason: format!(
-                    "expected {BUSYBOX_PACKAGE} version {}, apt fetched {}",
-                    self.version,
-                    actual.trim()
-                ),
-            });
-        }
+        let apt = Resolver::new(&self.sources, Indices::Binary)?;
+        let deb = apt.download(&self.package, &scratch.path().join("download"))?;
         let root = scratch.path().join("root");
         let mut extract = Command::new("dpkg-deb");
         extract.arg("-x").arg(&deb).arg(&root);
@@ -107,7 +93,7 @@ impl DebianBusybox {
         text.push('\n');
         fs::write(&applets_path, text).map_err(|error| ImageError::io(&applets_path, error))?;
         let version_path = out.join("VERSION");
-        fs::write(&version_path, format!("{}\n", self.version))
+        fs::write(&version_path, format!("{}\n", self.package.version))
             .map_err(|error| ImageError::io(&version_path, error))
     }
 }
@@ -118,40 +104,20 @@ impl Builder for DebianBusybox {
     }
 
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn params(&self) -> Vec<u8> {
-        self.version.as_bytes().to_vec()
+        // The sources are not here: a mirror serves the same `.deb`, checked by hash.
+        self.package.to_string().into_bytes()
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
         ctx.report(&format!(
             "apt-get download {BUSYBOX_PACKAGE}={}",
-            self.version
+            self.package.version
         ));
         self.build_into(ctx.out()).map_err(BuildError::from_error)
-    }
-}
-
-fn single_deb(dir: &Path) -> Result<PathBuf, ImageError> {
-    let mut debs = Vec::new();
-    for entry in fs::read_dir(dir).map_err(|error| ImageError::io(dir, error))? {
-        let path = entry.map_err(|error| ImageError::io(dir, error))?.path();
-        if path.extension().is_some_and(|extension| extension == "deb") {
-            debs.push(path);
-        }
-    }
-    match <[PathBuf; 1]>::try_from(debs) {
-        Ok([deb]) => Ok(deb),
-        Err(debs) => Err(ImageError::Source {
-            file: dir.to_owned(),
-            line: 0,
-            reason: format!(
-                "expected one .deb from apt-get download, found {}",
-                debs.len()
-            ),
-        }),
     }
 }
 

@@ -16,9 +16,7 @@ use std::sync::Arc;
 use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId};
 use serde_json::json;
 
-pub use self::busybox::{
-    BUSYBOX_CONTENT_HASH, BUSYBOX_DEBIAN_VERSION, BUSYBOX_PACKAGE, DebianBusybox,
-};
+pub use self::busybox::{BUSYBOX_PACKAGE, DebianBusybox};
 pub use self::layout::{
     CONTAINERD_IMAGE_NAME_ANNOTATION, OCI_REF_NAME_ANNOTATION, OciArchive, OciImage, oci_archive,
 };
@@ -142,15 +140,22 @@ pub fn test_image(busybox: Vec<u8>, applets: &[&str]) -> OciImage {
     }
 }
 
-/// The fixed-output derivation of Debian's busybox ([`DebianBusybox`] for
-/// [`BUSYBOX_DEBIAN_VERSION`], pinned to [`BUSYBOX_CONTENT_HASH`]), named
-/// `busybox-static`.
-pub fn busybox_static() -> Derivation {
-    Derivation::new(
-        BUSYBOX_PACKAGE,
-        Arc::new(DebianBusybox::new(BUSYBOX_DEBIAN_VERSION)),
-    )
-    .fixed(BUSYBOX_CONTENT_HASH)
+/// The derivation of Debian's busybox ([`DebianBusybox`] for the one package of `set`, from
+/// `sources`), named `busybox-static`: fixed-output, pinned to the set's content hash, when the
+/// lock records one; otherwise addressed by the package (its version and `.deb` hash).
+///
+/// # Errors
+///
+/// If `set` is not exactly the package [`BUSYBOX_PACKAGE`].
+pub fn busybox_static(
+    set: &crate::PackageSetLock,
+    sources: &crate::AptSources,
+) -> Result<Derivation, ImageError> {
+    let derivation = Derivation::new(BUSYBOX_PACKAGE, Arc::new(DebianBusybox::new(set, sources)?));
+    Ok(match set.content_hash {
+        Some(content_hash) => derivation.fixed(content_hash),
+        None => derivation,
+    })
 }
 
 /// The derivation of every container image, named `container-images`, with
@@ -164,10 +169,12 @@ pub fn busybox_static() -> Derivation {
 ///
 /// ```no_run
 /// use kiln_graph::Graph;
-/// use kiln_image::{busybox_static, container_images};
+/// use kiln_image::{AptSources, Lock, busybox_static, container_images};
 ///
+/// let lock = Lock::parse(&std::fs::read_to_string("kiln.lock")?, "kiln.lock")?;
+/// let sources = AptSources::machine("/etc/apt".as_ref())?;
 /// let mut graph = Graph::new();
-/// graph.add("busybox", busybox_static())?;
+/// graph.add("busybox", busybox_static(&lock.busybox, &sources)?)?;
 /// graph.add("images", container_images("busybox", 1_672_531_200))?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

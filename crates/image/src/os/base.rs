@@ -1,21 +1,24 @@
-//! The base OS: a Debian root filesystem assembled by `mmdebstrap` from the machine's own apt
-//! sources, reproducibly (`SOURCE_DATE_EPOCH`), then packed into one squashfs image. A
-//! fixed-output derivation pinned to [`BASE_OS_CONTENT_HASH`], with `packages.lock` recording
-//! every installed package's version and `.deb` SHA-256.
+//! The base OS: a Debian root filesystem assembled by `mmdebstrap` from apt sources (the
+//! machine's own, and any a user adds), reproducibly (`SOURCE_DATE_EPOCH`), then packed into
+//! one squashfs image. What goes in is exactly a resolved package set ([`PackageSetLock`]: every
+//! package's version and `.deb` SHA-256, pinned in apt's preferences for the build and checked
+//! after it), recorded as the output's `packages.lock`. Addressed by the set's content hash when
+//! `kiln.lock` records one for exactly this set, otherwise by the set itself.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use kiln_graph::{BuildContext, BuildError, Builder, Derivation};
-use kiln_store::Digest;
 
 use crate::error::ImageError;
+use crate::lock::{LockedPackage, PackageSetLock};
 use crate::process::{
     Output, SYSTEM_PATH, install_missing_tools, missing_tools, run_quiet, run_streaming,
 };
+use crate::resolve::AptSources;
 
 /// The Debian suite the base OS comes from.
 pub const BASE_OS_SUITE: &str = "bookworm";
@@ -45,13 +48,23 @@ pub const BASE_OS_PACKAGES: &[&str] = &[
 /// The time every file of the base OS carries (2026-01-01T00:00:00Z).
 pub const BASE_OS_EPOCH: i64 = 1_767_225_600;
 
-/// The lock file: one line per installed package, `name version architecture sha256`, sorted.
-pub const BASE_OS_LOCK: &str = include_str!("../../base-os.lock");
+/// The architecture of the base OS (and of every node image).
+pub const BASE_OS_ARCHITECTURE: &str = "amd64";
 
-/// The content hash the base OS is pinned to: the tree hash of its output (`rootfs.squashfs`,
-/// `vmlinuz`, `kernel-release`, `initrd/`, `packages.lock`).
-pub const BASE_OS_CONTENT_HASH: &str =
-    "73301396e6680943757ea7d849abde74949f81a8c9cf25e22561a5dcf26e305d";
+/// What apt resolves for the base OS: what `mmdebstrap --variant=minbase` selects (the
+/// `Essential: yes` packages and those of `Priority: required`, from the suite
+/// [`BASE_OS_SUITE`], with the patterns mmdebstrap 1.3 uses) and [`BASE_OS_PACKAGES`].
+pub fn base_os_request() -> Vec<String> {
+    let narrow = format!(
+        "?or(?archive(^{BASE_OS_SUITE}$),?codename(^{BASE_OS_SUITE}$)),?architecture({BASE_OS_ARCHITECTURE})"
+    );
+    let mut request = vec![
+        format!("?narrow({narrow},?essential)"),
+        format!("?narrow({narrow},?and(?priority(required),?not(?essential)))"),
+    ];
+    request.extend(BASE_OS_PACKAGES.iter().map(|name| (*name).to_owned()));
+    request
+}
 
 /// The store name of the base OS.
 pub const BASE_OS_DERIVATION_NAME: &str = "base-os";
@@ -133,38 +146,18 @@ pub fn ensure_image_tools() -> Result<(), ImageError> {
 /// The base OS builder. See the module documentation.
 #[derive(Debug, Clone)]
 pub struct BaseOs {
-    etc_apt: PathBuf,
-    lock: String,
-}
-
-impl Default for BaseOs {
-    fn default() -> BaseOs {
-        BaseOs::new()
-    }
+    packages: PackageSetLock,
+    sources: AptSources,
 }
 
 impl BaseOs {
-    /// The base OS from the machine's apt sources in `/etc/apt`, checked against
-    /// [`BASE_OS_LOCK`].
-    pub fn new() -> BaseOs {
+    /// The base OS made of exactly `packages` (a resolved set, see [`crate::resolve`]), fetched
+    /// from `sources`.
+    pub fn new(packages: &PackageSetLock, sources: &AptSources) -> BaseOs {
         BaseOs {
-            etc_apt: PathBuf::from("/etc/apt"),
-            lock: BASE_OS_LOCK.to_owned(),
+            packages: packages.clone(),
+            sources: sources.clone(),
         }
-    }
-
-    /// The same, checked against another lock file's text (an empty text checks nothing: for
-    /// making a first lock).
-    pub fn with_lock(mut self, lock: &str) -> BaseOs {
-        self.lock = lock.to_owned();
-        self
-    }
-
-    /// The pinned content hash, [`BASE_OS_CONTENT_HASH`].
-    pub fn pinned_content_hash() -> Digest {
-        BASE_OS_CONTENT_HASH
-            .parse()
-            .unwrap_or_else(|_| Digest::of(BASE_OS_CONTENT_HASH.as_bytes()))
     }
 
     /// Builds the base OS into `out`, reporting progress through `report`.
@@ -172,7 +165,7 @@ impl BaseOs {
     /// # Errors
     ///
     /// If a tool is missing, `mmdebstrap` or `mksquashfs` fails, or the installed packages are
-    /// not those of the lock file.
+    /// not exactly the resolved set.
     pub fn build_into(&self, out: &Path, report: &dyn Fn(&str)) -> Result<(), ImageError> {
         let missing = missing_image_tools();
         if !missing.is_empty() {
@@ -188,6 +181,12 @@ impl BaseOs {
         let root = scratch.path().join("root");
         let hashes = scratch.path().join("debs.sha256");
         let log = scratch.path().join("mmdebstrap.log");
+        let pins = scratch.path().join("pins.pref");
+        write(
+            &pins,
+            crate::resolve::pin_preferences(&self.packages.packages).as_bytes(),
+        )?;
+        let source_files = self.sources.write_into(&scratch.path().join("sources"))?;
 
         let mut command = clean_command("mmdebstrap");
         command
@@ -195,6 +194,11 @@ impl BaseOs {
             .arg("--mode=root")
             .arg("--format=directory")
             .arg(format!("--include={}", BASE_OS_PACKAGES.join(",")))
+            // Every package at exactly its resolved version, whichever source has it.
+            .arg(format!(
+                "--setup-hook=mkdir -p \"$1/etc/apt/preferences.d\" && cp {} \"$1/{PINS_FILE}\"",
+                shell_quote(&pins)
+            ))
             // Before apt's lists are cleaned: the index stanza (with the SHA-256 apt verified
             // the .deb against) of every installed package version, for the lock file.
             .arg(format!(
@@ -205,7 +209,7 @@ impl BaseOs {
             .arg("--customize-hook=: > \"$1/etc/resolv.conf\"")
             .arg(BASE_OS_SUITE)
             .arg(&root);
-        for source in apt_source_files(&self.etc_apt)? {
+        for source in source_files {
             command.arg(source);
         }
         report("mmdebstrap: resolving and downloading packages");
@@ -221,20 +225,18 @@ impl BaseOs {
             }
         })?;
 
-        report("writing the lock file");
-        let lock = lock_file(&root, &hashes)?;
-        // A lock without packages (the first one) checks nothing.
-        if self
-            .lock
-            .lines()
-            .any(|line| !line.starts_with('#') && !line.trim().is_empty())
-        {
-            let changes = lock_changes(&self.lock, &lock);
-            if !changes.is_empty() {
-                return Err(ImageError::LockMismatch { changes });
-            }
+        report("checking the installed packages against the resolved set");
+        let installed = installed_packages(&root, &hashes)?;
+        let changes = crate::lock::package_changes("base-os", &self.packages, &installed);
+        if !changes.is_empty() {
+            return Err(ImageError::LockMismatch {
+                changes: changes.iter().map(ToString::to_string).collect(),
+            });
         }
-        write(&out.join("packages.lock"), lock.as_bytes())?;
+        write(
+            &out.join("packages.lock"),
+            format!("{PACKAGES_LOCK_HEADER}{}", installed.package_lines()).as_bytes(),
+        )?;
 
         report("removing what is host-specific or unused");
         clean_tree(&root)?;
@@ -276,17 +278,18 @@ impl Builder for BaseOs {
     }
 
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn params(&self) -> Vec<u8> {
+        // The sources are not here: a mirror serves the same `.deb` files, checked by hash.
         let text = format!(
-            "suite={BASE_OS_SUITE}\npackages={}\ndisabled={}\nepoch={BASE_OS_EPOCH}\nmodules={}\npruned={}\nlock:\n{}",
+            "suite={BASE_OS_SUITE}\npackages={}\ndisabled={}\nepoch={BASE_OS_EPOCH}\nmodules={}\npruned={}\nresolved:\n{}",
             BASE_OS_PACKAGES.join(","),
             DISABLED_PACKAGE_UNITS.join(","),
             INITRD_MODULES.join(","),
             PRUNED_MODULE_DIRS.join(","),
-            self.lock
+            self.packages.package_lines()
         );
         text.into_bytes()
     }
@@ -297,11 +300,26 @@ impl Builder for BaseOs {
     }
 }
 
-/// The base OS as a fixed-output derivation pinned to [`BASE_OS_CONTENT_HASH`].
-pub fn base_os() -> Derivation {
-    Derivation::new(BASE_OS_DERIVATION_NAME, std::sync::Arc::new(BaseOs::new()))
-        .fixed(BaseOs::pinned_content_hash())
+/// The base OS made of exactly `packages`, fetched from `sources`: a fixed-output derivation
+/// addressed by the set's content hash when the lock records one, otherwise addressed by the
+/// set itself (so a moved archive rebuilds it, and an unchanged one does not).
+pub fn base_os(packages: &PackageSetLock, sources: &AptSources) -> Derivation {
+    let derivation = Derivation::new(
+        BASE_OS_DERIVATION_NAME,
+        std::sync::Arc::new(BaseOs::new(packages, sources)),
+    );
+    match packages.content_hash {
+        Some(content_hash) => derivation.fixed(content_hash),
+        None => derivation,
+    }
 }
+
+/// Where the build puts its version pins inside the new system (removed before packing).
+const PINS_FILE: &str = "etc/apt/preferences.d/kiln-pins.pref";
+
+/// The first line of the output's `packages.lock`.
+const PACKAGES_LOCK_HEADER: &str =
+    "# kiln base OS: every installed package, its version, architecture and .deb SHA-256.\n";
 
 /// A command with a cleared environment: what reaches the output must not depend on the caller's
 /// locale, time zone or paths.
@@ -322,46 +340,8 @@ fn shell_quote(path: &Path) -> String {
     format!("'{}'", path.display().to_string().replace('\'', "'\\''"))
 }
 
-/// The machine's apt source files that hold `deb` entries, in name order: `mmdebstrap` pastes
-/// each into the new system's sources, so no registry is named here.
-fn apt_source_files(etc_apt: &Path) -> Result<Vec<PathBuf>, ImageError> {
-    let mut files = Vec::new();
-    let list = etc_apt.join("sources.list");
-    if fs::read_to_string(&list).is_ok_and(|text| !crate::deb_src_lines(&text).is_empty()) {
-        files.push(list.clone());
-    }
-    let parts = etc_apt.join("sources.list.d");
-    let mut entries: Vec<PathBuf> = match fs::read_dir(&parts) {
-        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
-        Err(_) => Vec::new(),
-    };
-    entries.sort();
-    for path in entries {
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        let text = fs::read_to_string(&path).unwrap_or_default();
-        let has_deb = if name.ends_with(".sources") {
-            !crate::deb_src_sources(&text).is_empty()
-        } else if name.ends_with(".list") {
-            !crate::deb_src_lines(&text).is_empty()
-        } else {
-            false
-        };
-        if has_deb {
-            files.push(path);
-        }
-    }
-    if files.is_empty() {
-        return Err(ImageError::NoAptSources {
-            searched: format!("{} and {}", list.display(), parts.display()),
-        });
-    }
-    Ok(files)
-}
-
-/// `name version architecture sha256` per installed package, sorted by name.
-fn lock_file(root: &Path, hashes: &Path) -> Result<String, ImageError> {
+/// Every installed package with its version, architecture and `.deb` SHA-256, sorted by name.
+fn installed_packages(root: &Path, hashes: &Path) -> Result<PackageSetLock, ImageError> {
     let output = clean_command("dpkg-query")
         .arg(format!(
             "--admindir={}",
@@ -378,7 +358,7 @@ fn lock_file(root: &Path, hashes: &Path) -> Result<String, ImageError> {
     }
     let index = fs::read_to_string(hashes).map_err(|error| ImageError::io(hashes, error))?;
     let sha256 = index_hashes(&index);
-    let mut lines = BTreeSet::new();
+    let mut packages = Vec::new();
     for line in String::from_utf8_lossy(&output.stdout).lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let [name, version, arch] = fields[..] else {
@@ -387,16 +367,18 @@ fn lock_file(root: &Path, hashes: &Path) -> Result<String, ImageError> {
         let hash = sha256
             .get(&(name.to_owned(), version.to_owned()))
             .map_or("-", String::as_str);
-        lines.insert(format!("{name} {version} {arch} {hash}"));
+        packages.push(LockedPackage {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            architecture: arch.to_owned(),
+            sha256: hash.to_owned(),
+        });
     }
-    let mut text = String::from(
-        "# kiln base OS: every installed package, its version, architecture and .deb SHA-256.\n",
-    );
-    for line in lines {
-        text.push_str(&line);
-        text.push('\n');
-    }
-    Ok(text)
+    packages.sort();
+    Ok(PackageSetLock {
+        packages,
+        content_hash: None,
+    })
 }
 
 /// `(package, version)` → SHA-256 of its `.deb`, from apt index stanzas (`apt-cache show`).
@@ -422,31 +404,6 @@ pub fn index_hashes(index: &str) -> BTreeMap<(String, String), String> {
         }
     }
     hashes
-}
-
-/// What differs between two lock files, one line per package.
-pub fn lock_changes(expected: &str, actual: &str) -> Vec<String> {
-    let parse = |text: &str| -> BTreeMap<String, String> {
-        text.lines()
-            .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-            .filter_map(|line| {
-                let (name, rest) = line.split_once(' ')?;
-                Some((name.to_owned(), rest.to_owned()))
-            })
-            .collect()
-    };
-    let (expected, actual) = (parse(expected), parse(actual));
-    let names: BTreeSet<&String> = expected.keys().chain(actual.keys()).collect();
-    names
-        .into_iter()
-        .filter_map(|name| match (expected.get(name), actual.get(name)) {
-            (Some(a), Some(b)) if a == b => None,
-            (Some(a), Some(b)) => Some(format!("{name}: locked {a}, now {b}")),
-            (Some(a), None) => Some(format!("{name}: locked {a}, now not installed")),
-            (None, Some(b)) => Some(format!("{name}: not locked, now {b}")),
-            (None, None) => None,
-        })
-        .collect()
 }
 
 /// The units the packages enable on installation that a node runs only when one of its roles
@@ -478,6 +435,7 @@ fn clean_tree(root: &Path) -> Result<(), ImageError> {
         remove_file_if_present(&path)?;
     }
     for file in [
+        PINS_FILE,
         "etc/apt/sources.list",
         "var/log/dpkg.log",
         "var/log/alternatives.log",

@@ -1,0 +1,386 @@
+//! `kiln.lock`: every input kiln takes from Debian's archive, pinned as data.
+//!
+//! Debian's archive is a *moving* input: each suite keeps one version of a package, and a
+//! security update removes the version it replaces. So the pins are not compiled into kiln;
+//! they live in one file that the command line reads ([`Lock::parse`]) and rewrites
+//! ([`Lock::render`], by `cargo xtask lock`), as `Cargo.lock` and `flake.lock` do:
+//!
+//! - `[busybox]` and `[base-os]`: package sets, each package with its version, architecture
+//!   and the SHA-256 of its `.deb` (what apt verifies it against), and the content hash of the
+//!   output built from exactly that set;
+//! - `[kubernetes]`: the `kubernetes` source package's version, the content hash of its build
+//!   and each binary's SHA-256.
+//!
+//! What a build does with a lock when the archive has moved is [`crate::resolve`]'s part.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use kiln_store::Digest;
+use serde::Deserialize;
+
+use crate::error::ImageError;
+
+/// One `.deb` of a package set: `name version architecture sha256`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LockedPackage {
+    /// The package name, such as `libc6`.
+    pub name: String,
+    /// The Debian version, such as `2.36-9+deb12u10`.
+    pub version: String,
+    /// The architecture, such as `amd64` or `all`.
+    pub architecture: String,
+    /// The SHA-256 of the `.deb`, lowercase hex, as the archive's index gives it.
+    pub sha256: String,
+}
+
+impl LockedPackage {
+    /// Parses `name version architecture sha256`.
+    ///
+    /// ```
+    /// let package: kiln_image::LockedPackage = "dash 0.5.12-2 amd64 33ea".parse().unwrap();
+    /// assert_eq!(package.version, "0.5.12-2");
+    /// assert_eq!(package.to_string(), "dash 0.5.12-2 amd64 33ea");
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Anything but four fields separated by single spaces, or a hash that is not hex.
+    pub fn parse(line: &str) -> Result<LockedPackage, String> {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let [name, version, architecture, sha256] = fields[..] else {
+            return Err(format!(
+                "`{line}` is not `name version architecture sha256`"
+            ));
+        };
+        if [name, version, architecture, sha256]
+            .iter()
+            .any(|field| field.is_empty())
+        {
+            return Err(format!("`{line}` has an empty field"));
+        }
+        if !sha256.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+            return Err(format!("`{sha256}` is not a hex SHA-256"));
+        }
+        Ok(LockedPackage {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            architecture: architecture.to_owned(),
+            sha256: sha256.to_ascii_lowercase(),
+        })
+    }
+}
+
+impl std::str::FromStr for LockedPackage {
+    type Err = String;
+
+    fn from_str(line: &str) -> Result<LockedPackage, String> {
+        LockedPackage::parse(line)
+    }
+}
+
+impl fmt::Display for LockedPackage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} {} {}",
+            self.name, self.version, self.architecture, self.sha256
+        )
+    }
+}
+
+/// A set of `.deb` files and the content hash of what kiln builds from exactly them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackageSetLock {
+    /// The packages, sorted by name, one version each.
+    pub packages: Vec<LockedPackage>,
+    /// The [`tree_hash`](kiln_store::tree_hash) of the output built from exactly
+    /// [`packages`](Self::packages); `None` until such a build has been recorded. When set,
+    /// the input is a fixed-output derivation addressed by it.
+    pub content_hash: Option<Digest>,
+}
+
+impl PackageSetLock {
+    /// The packages as `name → version`.
+    pub fn versions(&self) -> BTreeMap<&str, &str> {
+        self.packages
+            .iter()
+            .map(|package| (package.name.as_str(), package.version.as_str()))
+            .collect()
+    }
+
+    /// The lock text's lines for the packages (what [`crate::BaseOs`] writes as its
+    /// `packages.lock`, and what addresses a build of a set that has no content hash yet).
+    pub fn package_lines(&self) -> String {
+        self.packages
+            .iter()
+            .map(|package| format!("{package}\n"))
+            .collect()
+    }
+}
+
+/// Debian's `kubernetes` source package and what its build gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceLock {
+    /// The source package's name (`kubernetes`).
+    pub package: String,
+    /// Its Debian version, such as `1.20.5+really1.20.2-1.1+deb12u1`.
+    pub version: String,
+    /// The content hash of the build's output; `None` until a build has been recorded.
+    pub content_hash: Option<Digest>,
+    /// The SHA-256 of each binary the build gave, by name; a build that differs fails naming
+    /// the binary. Empty until a build has been recorded.
+    pub binaries: BTreeMap<String, Digest>,
+}
+
+/// The whole lock file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lock {
+    /// Debian's `busybox-static`, for kiln's test container image.
+    pub busybox: PackageSetLock,
+    /// The Kubernetes source package (when the binaries come from Debian's source).
+    pub kubernetes: SourceLock,
+    /// Every package of the base OS.
+    pub base_os: PackageSetLock,
+}
+
+/// One input's change between two locks, one package a line.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LockChange {
+    /// The input: `base-os`, `busybox` or `kubernetes`.
+    pub input: String,
+    /// The package (the source package for `kubernetes`).
+    pub package: String,
+    /// Its version in the old lock; `None` when it is new.
+    pub old: Option<String>,
+    /// Its version now; `None` when it is gone.
+    pub new: Option<String>,
+}
+
+impl fmt::Display for LockChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let input = &self.input;
+        let package = &self.package;
+        match (&self.old, &self.new) {
+            (Some(old), Some(new)) if old == new => {
+                write!(f, "{input}: {package} {old}: rebuilt with another .deb")
+            }
+            (Some(old), Some(new)) => write!(f, "{input}: {package} {old} -> {new}"),
+            (Some(old), None) => write!(f, "{input}: {package} {old} -> (removed)"),
+            (None, Some(new)) => write!(f, "{input}: {package} (new) -> {new}"),
+            (None, None) => write!(f, "{input}: {package}"),
+        }
+    }
+}
+
+/// The package-by-package differences between two package sets (a package whose version is
+/// the same but whose `.deb` hash differs counts too).
+pub fn package_changes(input: &str, old: &PackageSetLock, new: &PackageSetLock) -> Vec<LockChange> {
+    let index = |set: &PackageSetLock| -> BTreeMap<String, LockedPackage> {
+        set.packages
+            .iter()
+            .map(|package| (package.name.clone(), package.clone()))
+            .collect()
+    };
+    let (old, new) = (index(old), index(new));
+    let names: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let (before, after) = (old.get(name), new.get(name));
+            if before == after {
+                return None;
+            }
+            Some(LockChange {
+                input: input.to_owned(),
+                package: name.clone(),
+                old: before.map(|package| package.version.clone()),
+                new: after.map(|package| package.version.clone()),
+            })
+        })
+        .collect()
+}
+
+impl Lock {
+    /// Every change from `self` to `new`: packages of the two package sets, and the
+    /// Kubernetes source's version.
+    pub fn changes(&self, new: &Lock) -> Vec<LockChange> {
+        let mut changes = package_changes("busybox", &self.busybox, &new.busybox);
+        if self.kubernetes.version != new.kubernetes.version
+            || self.kubernetes.package != new.kubernetes.package
+        {
+            changes.push(LockChange {
+                input: "kubernetes".into(),
+                package: new.kubernetes.package.clone(),
+                old: Some(self.kubernetes.version.clone()),
+                new: Some(new.kubernetes.version.clone()),
+            });
+        }
+        changes.extend(package_changes("base-os", &self.base_os, &new.base_os));
+        changes
+    }
+
+    /// Parses a lock file's text. `file` names it in errors.
+    ///
+    /// # Errors
+    ///
+    /// [`ImageError::Lock`] naming the file, the line and what is wrong: not TOML, a missing
+    /// or unknown field, a package line that is not `name version architecture sha256`, a
+    /// package listed twice, a hash that is not 64 hex digits.
+    pub fn parse(text: &str, file: &str) -> Result<Lock, ImageError> {
+        let raw: RawLock = toml::from_str(text).map_err(|error| {
+            let line = error
+                .span()
+                .map_or(0, |span| text[..span.start].lines().count().max(1));
+            ImageError::Lock {
+                file: file.to_owned(),
+                line,
+                reason: error.message().to_owned(),
+            }
+        })?;
+        let at = |needle: &str| -> usize {
+            text.find(needle)
+                .map_or(0, |offset| text[..offset].lines().count() + 1)
+        };
+        let error = |needle: &str, reason: String| ImageError::Lock {
+            file: file.to_owned(),
+            line: at(needle),
+            reason,
+        };
+        if raw.version != 1 {
+            return Err(error(
+                "version",
+                format!(
+                    "lock format version {} is not one this kiln reads (1)",
+                    raw.version
+                ),
+            ));
+        }
+        let digest = |field: &str, value: &str| -> Result<Digest, ImageError> {
+            value.parse().map_err(|_| {
+                error(
+                    value,
+                    format!("{field}: `{value}` is not a SHA-256 (64 hex digits)"),
+                )
+            })
+        };
+        let set = |name: &str, raw: RawSet| -> Result<PackageSetLock, ImageError> {
+            let mut packages = Vec::new();
+            let mut seen = BTreeSet::new();
+            for line in &raw.packages {
+                let package = LockedPackage::parse(line)
+                    .map_err(|reason| error(line, format!("{name}.packages: {reason}")))?;
+                if !seen.insert(package.name.clone()) {
+                    return Err(error(
+                        line,
+                        format!("{name}.packages: {} is listed twice", package.name),
+                    ));
+                }
+                packages.push(package);
+            }
+            packages.sort();
+            let content_hash = raw
+                .content_hash
+                .map(|value| digest(&format!("{name}.content-hash"), &value))
+                .transpose()?;
+            Ok(PackageSetLock {
+                packages,
+                content_hash,
+            })
+        };
+        let kubernetes = SourceLock {
+            package: raw.kubernetes.package,
+            version: raw.kubernetes.version,
+            content_hash: raw
+                .kubernetes
+                .content_hash
+                .map(|value| digest("kubernetes.content-hash", &value))
+                .transpose()?,
+            binaries: raw
+                .kubernetes
+                .binaries
+                .into_iter()
+                .map(|(name, value)| {
+                    digest(&format!("kubernetes.binaries.{name}"), &value).map(|d| (name, d))
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(Lock {
+            busybox: set("busybox", raw.busybox)?,
+            kubernetes,
+            base_os: set("base-os", raw.base_os)?,
+        })
+    }
+
+    /// The lock file's text: deterministic, one package a line, so that its diff reads
+    /// package by package.
+    pub fn render(&self) -> String {
+        let mut out = String::from(
+            "# kiln.lock: every input kiln takes from Debian's archive, pinned. Written by\n\
+             # `cargo xtask lock` (review its diff); read by `cargo xtask build-cluster`, which\n\
+             # builds these exact versions while the archive (or an --apt-source) has them, and\n\
+             # otherwise reports each package that moved (or, with --locked, refuses).\n\
+             version = 1\n",
+        );
+        let hash = |out: &mut String, hash: &Option<Digest>| {
+            if let Some(hash) = hash {
+                out.push_str(&format!("content-hash = \"{}\"\n", hash.to_hex()));
+            }
+        };
+        let packages = |out: &mut String, set: &PackageSetLock| {
+            out.push_str("packages = [\n");
+            for package in &set.packages {
+                out.push_str(&format!("    \"{package}\",\n"));
+            }
+            out.push_str("]\n");
+        };
+        out.push_str("\n[busybox]\n");
+        hash(&mut out, &self.busybox.content_hash);
+        packages(&mut out, &self.busybox);
+        out.push_str("\n[kubernetes]\n");
+        out.push_str(&format!(
+            "package = \"{}\"\nversion = \"{}\"\n",
+            self.kubernetes.package, self.kubernetes.version
+        ));
+        hash(&mut out, &self.kubernetes.content_hash);
+        if !self.kubernetes.binaries.is_empty() {
+            out.push_str("\n[kubernetes.binaries]\n");
+            for (name, digest) in &self.kubernetes.binaries {
+                out.push_str(&format!("{name} = \"{}\"\n", digest.to_hex()));
+            }
+        }
+        out.push_str("\n[base-os]\n");
+        hash(&mut out, &self.base_os.content_hash);
+        packages(&mut out, &self.base_os);
+        out
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLock {
+    version: u32,
+    busybox: RawSet,
+    kubernetes: RawSource,
+    #[serde(rename = "base-os")]
+    base_os: RawSet,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSet {
+    #[serde(rename = "content-hash")]
+    content_hash: Option<String>,
+    packages: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    package: String,
+    version: String,
+    #[serde(rename = "content-hash")]
+    content_hash: Option<String>,
+    #[serde(default)]
+    binaries: BTreeMap<String, String>,
+}
