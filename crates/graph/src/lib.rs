@@ -67,6 +67,7 @@ mod derivation;
 mod error;
 mod eval;
 mod graph;
+mod log_progress;
 mod observer;
 
 pub use crate::builder::{BuildContext, BuildError, Builder};
@@ -74,4 +75,5 @@ pub use crate::derivation::{Addressing, Derivation, DrvId};
 pub use crate::error::{EvalError, GraphError, MissingInput};
 pub use crate::eval::{EvalOptions, Evaluation, Mismatch};
 pub use crate::graph::{Graph, ValidatedGraph};
-pub use crate::observer::{Event, LineProgress, NullObserver, Observer};
+pub use crate::log_progress::LogProgress;
+pub use crate::observer::{Event, LineProgress, NullObserver, Observer, format_elapsed};

@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::derivation::DrvId;
 
@@ -82,7 +83,8 @@ impl Observer for NullObserver {
 /// failed node/n1/image: ...
 /// ```
 ///
-/// Meant for a terminal; write errors are ignored, as progress is optional.
+/// Meant for a terminal, where someone watches; a log wants
+/// [`LogProgress`](crate::LogProgress). Write errors are ignored, as progress is optional.
 #[derive(Debug)]
 pub struct LineProgress<W: Write + Send> {
     out: Mutex<W>,
@@ -126,4 +128,16 @@ impl<W: Write + Send> Observer for LineProgress<W> {
         };
         let _ = out.flush();
     }
+}
+
+/// Formats a duration for people as minutes and seconds, `3m10s` (`0m05s`, `75m00s`),
+/// rounded down to the second: the one format of kiln's progress lines.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(kiln_graph::format_elapsed(Duration::from_millis(190_900)), "3m10s");
+/// ```
+pub fn format_elapsed(elapsed: Duration) -> String {
+    let seconds = elapsed.as_secs();
+    format!("{}m{:02}s", seconds / 60, seconds % 60)
 }

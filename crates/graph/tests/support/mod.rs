@@ -20,6 +20,8 @@ pub enum Behavior {
     Write(Vec<u8>),
     /// Reports a message, then behaves like `Concat`.
     Report(String),
+    /// Runs this (which may report, or move a test's clock), then behaves like `Concat`.
+    Run(Arc<dyn Fn(&BuildContext<'_>) + Send + Sync>),
     /// Fails with this message after writing a partial file.
     Fail(String),
     /// Panics with this message.
@@ -88,6 +90,10 @@ impl Builder for TestBuilder {
             }
             Behavior::Report(message) => {
                 ctx.report(message);
+                concat(ctx, &self.params)?;
+            }
+            Behavior::Run(run) => {
+                run(ctx);
                 concat(ctx, &self.params)?;
             }
             Behavior::Concat => concat(ctx, &self.params)?,
