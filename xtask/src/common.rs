@@ -169,12 +169,13 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The observer a build reports progress to: lines on a terminal, nothing otherwise.
+/// The observer a build reports progress to: on a terminal every step; in a log (CI, `| tee`)
+/// only what takes time, at least once a minute (`kiln_graph::LogProgress`).
 pub fn progress_observer() -> Box<dyn kiln_graph::Observer> {
     use std::io::IsTerminal;
     if std::io::stderr().is_terminal() {
         Box::new(kiln_graph::LineProgress::new(std::io::stderr()))
     } else {
-        Box::new(kiln_graph::NullObserver)
+        Box::new(kiln_graph::LogProgress::new(std::io::stderr()))
     }
 }

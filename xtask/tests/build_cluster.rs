@@ -440,3 +440,51 @@ fn a_build_whose_certificates_would_be_born_expired_fails() {
         "the store is not even opened"
     );
 }
+
+#[test]
+fn a_log_gets_the_plan_and_the_summary_not_a_line_per_derivation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = examples().join("ha.toml");
+    let spec = spec.to_str().expect("utf-8 path");
+    // `output()` pipes stderr, as CI and `| tee` do: no terminal.
+    let output = xtask(
+        dir.path(),
+        "022",
+        &[],
+        &[
+            "build-cluster",
+            "--no-images",
+            "--spec",
+            spec,
+            "--store",
+            "store",
+            "--secrets",
+            "s",
+        ],
+    );
+    succeeded(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let derivations = lines
+        .last()
+        .and_then(|summary| {
+            summary
+                .split_once(": ")?
+                .1
+                .split_once(" derivations")?
+                .0
+                .parse::<usize>()
+                .ok()
+        })
+        .expect("the summary line counts the derivations");
+    // The plan, with the log's elapsed-time prefix (a terminal's progress has none).
+    assert!(
+        lines[0].starts_with('[')
+            && lines[0].ends_with(&format!(
+                "] 0 derivations from the store, {derivations} to build"
+            )),
+        "{stderr}"
+    );
+    // Quick derivations are not listed one by one: a few lines, not one or two per derivation.
+    assert!(lines.len() < derivations / 2, "{stderr}");
+}
