@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kiln_graph::{BuildContext, BuildError, Builder};
+use kiln_graph::{BuildContext, BuildError, Builder, format_elapsed};
 
 use super::{KUBERNETES_BINARIES, Params, install_binary, write_version};
 use crate::error::ImageError;
@@ -335,7 +335,7 @@ impl DebianKubernetes {
         report(&format!(
             "compiled {} packages in {}",
             progress.packages,
-            minutes(progress.started.elapsed())
+            format_elapsed(progress.started.elapsed())
         ));
 
         // Every binary is checked before failing, so the report says all
@@ -516,7 +516,10 @@ impl<'a> Progress<'a> {
                 if let Some(status) = line.strip_prefix("+++ ") {
                     // "+++ [1122 11:45:01] Building go targets for linux/amd64:"
                     let status = status.split_once("] ").map_or(status, |(_, text)| text);
-                    (self.report)(&format!("[{}] {status}", minutes(self.started.elapsed())));
+                    (self.report)(&format!(
+                        "[{}] {status}",
+                        format_elapsed(self.started.elapsed())
+                    ));
                     self.last_report = Instant::now();
                 } else if is_package_line(line) {
                     self.packages += 1;
@@ -533,7 +536,7 @@ impl<'a> Progress<'a> {
             };
             (self.report)(&format!(
                 "[{}] compiled {} packages{latest}",
-                minutes(self.started.elapsed()),
+                format_elapsed(self.started.elapsed()),
                 self.packages
             ));
             self.last_report = Instant::now();
@@ -548,11 +551,6 @@ fn is_package_line(line: &str) -> bool {
         && line
             .bytes()
             .all(|byte| byte.is_ascii_alphanumeric() || b"/._-~".contains(&byte))
-}
-
-fn minutes(elapsed: Duration) -> String {
-    let seconds = elapsed.as_secs();
-    format!("{}m{:02}s", seconds / 60, seconds % 60)
 }
 
 /// Parses `Sun, 08 Jun 2025 23:40:27 +0100` into Unix time.
