@@ -329,7 +329,7 @@ fn with_images(
     };
     let candidate = cluster.clone().with_images(plan, &as_locked)?;
     let graph = candidate.graph.clone().validate()?;
-    common::substitute_fixed(&graph, store, &substituters)?;
+    common::substitute_fixed(&graph, store, &substituters, &[])?;
     let mut pinned = vec![BASE_OS_ID, BUSYBOX_ID];
     if debian_kubernetes {
         pinned.push(KUBERNETES_ID);
@@ -354,9 +354,8 @@ fn with_images(
     let resolution = lock::resolve(&locked, &sources, policy, debian_kubernetes)?;
     if !resolution.changes.is_empty() {
         eprintln!(
-            "building the archive's current versions of these; {} records them in {} (`cargo xtask lock` updates {})",
+            "building the archive's current versions of these ({} will record them; `cargo xtask lock` updates {})",
             args.out.join("kiln.lock").display(),
-            args.out.display(),
             lock_file.display()
         );
     }
@@ -375,7 +374,12 @@ fn with_images(
         sources,
     };
     let cluster = cluster.with_images(plan, &inputs)?;
-    common::substitute_fixed(&cluster.graph.clone().validate()?, store, &substituters)?;
+    common::substitute_fixed(
+        &cluster.graph.clone().validate()?,
+        store,
+        &substituters,
+        &[BASE_OS_ID, BUSYBOX_ID, KUBERNETES_ID],
+    )?;
     Ok((cluster, resolution.lock))
 }
 
