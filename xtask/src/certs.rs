@@ -180,7 +180,7 @@ mod tests {
             "{kubelet}"
         );
         assert!(kubelet.contains("DNS:node2,IP:192.168.50.12"), "{kubelet}");
-        assert!(kubelet.ends_with(" 825"), "{kubelet}");
+        assert!(kubelet.ends_with(" 1826"), "{kubelet}");
         let ca = lines
             .iter()
             .find(|line| line.starts_with("pki/ca.crt"))

@@ -22,12 +22,12 @@ fn a_plan_whose_leaves_have_expired_is_refused_by_name() {
         error,
         PkiError::Expired {
             name: "admin".to_owned(),
-            not_after: "2028-04-05T00:00:00Z".to_owned()
+            not_after: "2031-01-01T00:00:00Z".to_owned()
         }
     );
     assert_eq!(
         error.to_string(),
-        "certificate `admin` expired at 2028-04-05T00:00:00Z; move `pki.issued_at` forward to issue a fresh one"
+        "certificate `admin` expired at 2031-01-01T00:00:00Z; move `pki.issued_at` forward to issue a fresh one"
     );
 }
 
@@ -48,7 +48,7 @@ fn days_left_and_the_warning_horizon() {
     let plan = common::example("two-node");
     let pki = common::issue(&plan, &common::root());
     let pem = pki.leaves["apiserver"].certificate_pem.as_bytes();
-    let not_after = plan.pki.issued_at + 825 * DAY;
+    let not_after = plan.pki.issued_at + i64::from(plan.pki.leaf_validity_days) * DAY;
 
     let summary = summarize("pki/apiserver.crt", pem, not_after - 30 * DAY).expect("a certificate");
     assert_eq!(summary.days_left, 30);
@@ -71,7 +71,7 @@ fn days_left_and_the_warning_horizon() {
     );
 
     assert_eq!(summary.not_before_rfc3339(), "2026-01-01T00:00:00Z");
-    assert_eq!(summary.not_after_rfc3339(), "2028-04-05T00:00:00Z");
+    assert_eq!(summary.not_after_rfc3339(), "2031-01-01T00:00:00Z");
     assert_eq!(summary.subject, "CN=kube-apiserver");
     assert_eq!(summary.issuer, "CN=kubernetes-ca");
 }
