@@ -168,19 +168,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    // What moved has no content hash yet: build it to learn it.
+    // What moved has no content hash yet: build it (and only it) to learn it.
     let new = resolution.lock;
     let mut graph = Graph::new();
-    let kubernetes = kiln_image::KubernetesSource::Debian {
-        lock: new.kubernetes.clone(),
-        sources: sources.clone(),
-    };
-    graph.add("base-os", kiln_image::base_os(&new.base_os, &sources))?;
-    graph.add(
-        "busybox",
-        kiln_image::busybox_static(&new.busybox, &sources)?,
-    )?;
-    graph.add("kubernetes", kiln_image::kubernetes_binaries(&kubernetes)?)?;
+    if new.base_os.content_hash.is_none() {
+        graph.add("base-os", kiln_image::base_os(&new.base_os, &sources))?;
+    }
+    if new.busybox.content_hash.is_none() {
+        graph.add(
+            "busybox",
+            kiln_image::busybox_static(&new.busybox, &sources)?,
+        )?;
+    }
+    if new.kubernetes.content_hash.is_none() {
+        let kubernetes = kiln_image::KubernetesSource::Debian {
+            lock: new.kubernetes.clone(),
+            sources: sources.clone(),
+        };
+        graph.add("kubernetes", kiln_image::kubernetes_binaries(&kubernetes)?)?;
+    }
     let graph = graph.validate()?;
     let store_dir = common::store_dir(args.store)?;
     let store = Store::open(&store_dir)
