@@ -167,7 +167,8 @@ pub fn substitute_fixed(
     Ok(copied)
 }
 
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+/// Copies the tree `from` into the existing directory `to`: files, directories and symbolic links.
+pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let source = entry.path();

@@ -159,7 +159,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let old = read_lock(&path)?;
     let sources = apt_sources(&args.apt_sources)?;
     let resolution = resolve(&old, &sources, Policy::Latest, true)?;
-    if resolution.changes.is_empty() && resolution.lock == old {
+    if resolution.changes.is_empty() && resolution.lock == old && old.is_complete() {
         eprintln!("{}: up to date with the apt sources", path.display());
         return Ok(ExitCode::SUCCESS);
     }
@@ -203,6 +203,44 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
         &evaluation,
     )?;
+    // A build now addresses these by the content hashes just learned: file each output under
+    // that address too, so the next build finds it instead of building it again.
+    let mut pinned = Graph::new();
+    for (id, derivation) in [
+        ("base-os", kiln_image::base_os(&recorded.base_os, &sources)),
+        (
+            "busybox",
+            kiln_image::busybox_static(&recorded.busybox, &sources)?,
+        ),
+        (
+            "kubernetes",
+            kiln_image::kubernetes_binaries(&kiln_image::KubernetesSource::Debian {
+                lock: recorded.kubernetes.clone(),
+                sources: sources.clone(),
+            })?,
+        ),
+    ] {
+        if evaluation.outputs.contains_key(&DrvId::new(id)) {
+            pinned.add(id, derivation)?;
+        }
+    }
+    let pinned = pinned.validate()?;
+    for id in pinned.ids() {
+        let (Some(derivation), Some(digest)) = (pinned.derivation(id), pinned.digest(id)) else {
+            continue;
+        };
+        let kiln_graph::Addressing::Fixed { content_hash } = derivation.addressing else {
+            continue;
+        };
+        if store.get(&digest, &derivation.name)?.is_none() {
+            let built = &evaluation.outputs[id].path;
+            store
+                .build_fixed(&digest, &derivation.name, &content_hash, |out| {
+                    common::copy_tree(built, out)
+                })
+                .map_err(|failure| anyhow::anyhow!("filing {id} under its pin: {failure}"))?;
+        }
+    }
     write_lock(&path, &recorded)?;
     eprintln!(
         "{}: {} change(s) recorded; review them with `git diff {}`",

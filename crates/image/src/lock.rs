@@ -202,6 +202,14 @@ pub fn package_changes(input: &str, old: &PackageSetLock, new: &PackageSetLock) 
 }
 
 impl Lock {
+    /// Whether every input has a recorded build (a content hash), so that each is a
+    /// fixed-output derivation.
+    pub fn is_complete(&self) -> bool {
+        self.base_os.content_hash.is_some()
+            && self.busybox.content_hash.is_some()
+            && self.kubernetes.content_hash.is_some()
+    }
+
     /// Every change from `self` to `new`: packages of the two package sets, and the
     /// Kubernetes source's version.
     pub fn changes(&self, new: &Lock) -> Vec<LockChange> {

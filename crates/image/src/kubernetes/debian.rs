@@ -190,8 +190,8 @@ pub fn source_date_epoch(changelog: &str, file: &Path) -> Result<i64, ImageError
 /// Builds the Kubernetes binaries from Debian's `kubernetes` source package.
 ///
 /// Fetches the source with apt, using `deb-src` entries derived from the
-/// machine's own sources in a private apt configuration (see
-/// [`deb_src_config`](crate::deb_src_config)), then runs the source's
+/// given sources in a private apt configuration (see
+/// [`AptSources::deb_src`](crate::AptSources::deb_src)), then runs the source's
 /// `make` for [`KUBERNETES_BINARIES`] with [`BUILD_TOOLS`] (see
 /// [`ensure_build_tools`]). Takes about ten minutes on two idle cores
 /// (measured: 13m25s wall on two cores shared with other builds); progress
