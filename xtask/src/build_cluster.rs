@@ -127,8 +127,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let (cluster, lock) = with_images(&args, &plan, cluster, &store)?;
         (cluster.artifacts, cluster.graph.validate()?, Some(lock))
     };
-    if lock.is_some() {
-        lock::prepare_tools(&graph, &store, KUBERNETES_ID)?;
+    if let Some(lock) = &lock {
+        let debian = graph
+            .derivation(&kiln_graph::DrvId::new(KUBERNETES_ID))
+            .is_some_and(|derivation| derivation.builder.kind() == DEBIAN_KUBERNETES_KIND);
+        lock::prepare_tools(
+            &graph,
+            &store,
+            KUBERNETES_ID,
+            debian.then_some(&lock.kubernetes),
+        )?;
     }
     let options = EvalOptions {
         jobs: args
@@ -148,13 +156,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             &lock::PinnedIds {
                 base_os: BASE_OS_ID,
                 busybox: BUSYBOX_ID,
-                kubernetes: matches!(
-                    graph
-                        .derivation(&kiln_graph::DrvId::new(KUBERNETES_ID))
-                        .map(|derivation| derivation.builder.kind()),
-                    Some("kiln-image.kubernetes.debian")
-                )
-                .then_some(KUBERNETES_ID),
+                kubernetes: graph
+                    .derivation(&kiln_graph::DrvId::new(KUBERNETES_ID))
+                    .is_some_and(|derivation| derivation.builder.kind() == DEBIAN_KUBERNETES_KIND)
+                    .then_some(KUBERNETES_ID),
             },
             &evaluation,
         )?),
@@ -302,6 +307,8 @@ fn kubernetes_source(
 const BASE_OS_ID: &str = "image/base-os";
 const BUSYBOX_ID: &str = "image/busybox";
 const KUBERNETES_ID: &str = "image/kubernetes-binaries";
+/// The builder kind of Kubernetes built from Debian's source package.
+const DEBIAN_KUBERNETES_KIND: &str = "kiln-image.kubernetes.debian";
 
 /// Adds the node images to `cluster`, with the inputs from Debian's archive as the lock pins
 /// them. The apt sources are consulted only when a pinned input is neither in the store nor in

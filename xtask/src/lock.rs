@@ -191,7 +191,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store_dir = common::store_dir(args.store)?;
     let store = Store::open(&store_dir)
         .with_context(|| format!("opening the store {}", store_dir.display()))?;
-    prepare_tools(&graph, &store, "kubernetes")?;
+    prepare_tools(&graph, &store, "kubernetes", Some(&new.kubernetes))?;
     let observer = common::progress_observer();
     let evaluation = graph.evaluate(&store, &kiln_graph::EvalOptions::default(), &*observer)?;
     let recorded = record_outputs(
@@ -253,11 +253,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// Installs (with apt, from the machine's own sources) the programs the image inputs still to
 /// be built need: mksquashfs and mmdebstrap always, Go and friends only when the Kubernetes
-/// binaries (at `kubernetes`) are not in the store yet.
+/// binaries (at `kubernetes`) are not in the store yet, with exactly the Go toolchain that
+/// `source` (when they are built from Debian's source) pins.
 pub fn prepare_tools(
     graph: &ValidatedGraph,
     store: &Store,
     kubernetes: &str,
+    source: Option<&kiln_image::SourceLock>,
 ) -> anyhow::Result<()> {
     let missing = |id: &str| -> anyhow::Result<bool> {
         let id = DrvId::new(id);
@@ -270,9 +272,14 @@ pub fn prepare_tools(
         eprintln!("installing image tools with apt-get");
         kiln_image::ensure_image_tools()?;
     }
-    if missing(kubernetes)? && !kiln_image::missing_build_tools().is_empty() {
-        eprintln!("installing the Kubernetes build's tools with apt-get");
-        kiln_image::ensure_build_tools()?;
+    if missing(kubernetes)? {
+        if !kiln_image::missing_build_tools().is_empty() {
+            eprintln!("installing the Kubernetes build's tools with apt-get");
+            kiln_image::ensure_build_tools()?;
+        }
+        if let Some(source) = source {
+            kiln_image::ensure_toolchain(source)?;
+        }
     }
     Ok(())
 }

@@ -131,6 +131,9 @@ pub struct SourceLock {
     /// The SHA-256 of each binary the build gave, by name; a build that differs fails naming
     /// the binary. Empty until a build has been recorded.
     pub binaries: BTreeMap<String, Digest>,
+    /// Debian's Go toolchain the build compiles with (the `golang-*` packages `golang-go`
+    /// resolves to): part of what the output depends on, so a moved toolchain is a moved input.
+    pub toolchain: Vec<LockedPackage>,
 }
 
 /// The whole lock file.
@@ -214,6 +217,15 @@ impl Lock {
     /// Kubernetes source's version.
     pub fn changes(&self, new: &Lock) -> Vec<LockChange> {
         let mut changes = package_changes("busybox", &self.busybox, &new.busybox);
+        let toolchain = |lock: &SourceLock| PackageSetLock {
+            packages: lock.toolchain.clone(),
+            content_hash: None,
+        };
+        changes.extend(package_changes(
+            "kubernetes-toolchain",
+            &toolchain(&self.kubernetes),
+            &toolchain(&new.kubernetes),
+        ));
         if self.kubernetes.version != new.kubernetes.version
             || self.kubernetes.package != new.kubernetes.package
         {
@@ -312,6 +324,14 @@ impl Lock {
                     digest(&format!("kubernetes.binaries.{name}"), &value).map(|d| (name, d))
                 })
                 .collect::<Result<_, _>>()?,
+            toolchain: set(
+                "kubernetes.toolchain",
+                RawSet {
+                    content_hash: None,
+                    packages: raw.kubernetes.toolchain,
+                },
+            )?
+            .packages,
         };
         Ok(Lock {
             busybox: set("busybox", raw.busybox)?,
@@ -351,6 +371,11 @@ impl Lock {
             self.kubernetes.package, self.kubernetes.version
         ));
         hash(&mut out, &self.kubernetes.content_hash);
+        out.push_str("toolchain = [\n");
+        for package in &self.kubernetes.toolchain {
+            out.push_str(&format!("    \"{package}\",\n"));
+        }
+        out.push_str("]\n");
         if !self.kubernetes.binaries.is_empty() {
             out.push_str("\n[kubernetes.binaries]\n");
             for (name, digest) in &self.kubernetes.binaries {
@@ -391,4 +416,6 @@ struct RawSource {
     content_hash: Option<String>,
     #[serde(default)]
     binaries: BTreeMap<String, String>,
+    #[serde(default)]
+    toolchain: Vec<String>,
 }

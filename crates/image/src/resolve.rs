@@ -524,6 +524,9 @@ pub struct Requests {
     /// The base OS's request (apt patterns for what `mmdebstrap --variant=minbase` selects,
     /// and the packages a node needs).
     pub base_os: Vec<String>,
+    /// The Kubernetes build's toolchain request; of what it resolves to, the
+    /// [`TOOLCHAIN_PREFIX`](crate::TOOLCHAIN_PREFIX) packages are locked.
+    pub kubernetes_toolchain: Vec<String>,
 }
 
 impl Default for Requests {
@@ -531,6 +534,7 @@ impl Default for Requests {
         Requests {
             busybox: vec![crate::BUSYBOX_PACKAGE.to_owned()],
             base_os: crate::os::base::base_os_request(),
+            kubernetes_toolchain: vec![crate::TOOLCHAIN_REQUEST.to_owned()],
         }
     }
 }
@@ -576,14 +580,33 @@ pub fn resolve(
     let kubernetes = if kubernetes_source {
         let versions = resolver.source_versions(&lock.kubernetes.package)?;
         let keep = policy != Policy::Latest && versions.contains(&lock.kubernetes.version);
-        if keep {
+        let toolchain: Vec<LockedPackage> = set(
+            &requests.kubernetes_toolchain,
+            &PackageSetLock {
+                packages: lock.kubernetes.toolchain.clone(),
+                content_hash: None,
+            },
+        )?
+        .packages
+        .into_iter()
+        .filter(|package| package.name.starts_with(crate::TOOLCHAIN_PREFIX))
+        .collect();
+        let toolchain_moved = toolchain != lock.kubernetes.toolchain;
+        if keep && !toolchain_moved {
             lock.kubernetes.clone()
+        } else if keep {
+            SourceLock {
+                content_hash: None,
+                binaries: BTreeMap::new(),
+                toolchain,
+                ..lock.kubernetes.clone()
+            }
         } else {
             let newest = versions.first().ok_or_else(|| ImageError::Assembly {
                 what: format!("resolving source package {}", lock.kubernetes.package),
                 reason: "no apt source offers it (is there a deb-src-able Debian source?)".into(),
             })?;
-            if *newest == lock.kubernetes.version {
+            if *newest == lock.kubernetes.version && !toolchain_moved {
                 lock.kubernetes.clone()
             } else {
                 SourceLock {
@@ -591,6 +614,7 @@ pub fn resolve(
                     version: newest.clone(),
                     content_hash: None,
                     binaries: BTreeMap::new(),
+                    toolchain,
                 }
             }
         }

@@ -88,6 +88,7 @@ fn requests() -> Requests {
     Requests {
         busybox: vec![PACKAGE.to_owned()],
         base_os: Vec::new(),
+        kubernetes_toolchain: Vec::new(),
     }
 }
 

@@ -35,6 +35,80 @@ use crate::process::{
 };
 use crate::resolve::{AptSources, Indices, Resolver};
 
+/// What apt resolves for the build's Go toolchain.
+pub const TOOLCHAIN_REQUEST: &str = "golang-go";
+
+/// The packages of the resolved toolchain that `kiln.lock` pins: Debian's Go (the build runs
+/// with `CGO_ENABLED=0`, so no C library reaches the binaries).
+pub const TOOLCHAIN_PREFIX: &str = "golang-";
+
+/// Installs exactly the toolchain versions `lock` pins where the machine has others (or none),
+/// with `apt-get install NAME=VERSION ...` from the machine's configured sources (which needs
+/// root). Does nothing when they are all installed.
+///
+/// # Errors
+///
+/// If `apt-get` fails, with its last lines of output.
+pub fn ensure_toolchain(lock: &SourceLock) -> Result<(), ImageError> {
+    let wrong = toolchain_mismatches(lock)?;
+    if wrong.is_empty() {
+        return Ok(());
+    }
+    let mut command = Command::new("apt-get");
+    command
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args([
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            "--allow-downgrades",
+        ])
+        .args(
+            lock.toolchain
+                .iter()
+                .map(|package| format!("{}={}", package.name, package.version)),
+        );
+    run_quiet(command)
+}
+
+/// The toolchain packages whose installed version is not the locked one, as
+/// `name: installed X, locked Y`.
+fn toolchain_mismatches(lock: &SourceLock) -> Result<Vec<String>, ImageError> {
+    let mut query = Command::new("dpkg-query");
+    query
+        .args(["-W", "-f", "${Package} ${Version} ${db:Status-Abbrev}\\n"])
+        .args(lock.toolchain.iter().map(|package| package.name.as_str()));
+    // dpkg-query exits 1 when a package is unknown; what it printed still counts.
+    let output = query
+        .output()
+        .map_err(|error| ImageError::io("dpkg-query", error))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let installed: std::collections::BTreeMap<&str, &str> = text
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (name, version, status) = (fields.next()?, fields.next()?, fields.next()?);
+            status
+                .starts_with("ii")
+                .then_some((name.split(':').next()?, version))
+        })
+        .collect();
+    Ok(lock
+        .toolchain
+        .iter()
+        .filter(|package| installed.get(package.name.as_str()) != Some(&package.version.as_str()))
+        .map(|package| {
+            format!(
+                "{}: installed {}, locked {}",
+                package.name,
+                installed.get(package.name.as_str()).unwrap_or(&"nothing"),
+                package.version
+            )
+        })
+        .collect())
+}
+
 /// The programs the build runs, each with the Debian package providing it.
 /// [`ensure_build_tools`] installs the missing ones.
 pub const BUILD_TOOLS: [(&str, &str); 10] = [
@@ -259,6 +333,16 @@ impl DebianKubernetes {
         out: &Path,
         report: &dyn Fn(&str),
     ) -> Result<(), ImageError> {
+        let wrong = toolchain_mismatches(&self.lock)?;
+        if !wrong.is_empty() {
+            return Err(ImageError::Assembly {
+                what: "the Go toolchain".into(),
+                reason: format!(
+                    "not the one kiln.lock pins ({}); kiln_image::ensure_toolchain installs it",
+                    wrong.join("; ")
+                ),
+            });
+        }
         report("fetching source indices with apt (deb-src derived from the apt sources)");
         let apt = Resolver::new(&self.sources, Indices::Source)?;
         report(&format!(
@@ -382,9 +466,16 @@ impl Builder for DebianKubernetes {
     }
 
     fn params(&self) -> Vec<u8> {
+        let toolchain: String = self
+            .lock
+            .toolchain
+            .iter()
+            .map(|package| format!("{package}\n"))
+            .collect();
         Params::default()
             .field(self.lock.package.as_bytes())
             .field(self.lock.version.as_bytes())
+            .field(toolchain.as_bytes())
             .0
     }
 
