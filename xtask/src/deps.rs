@@ -65,6 +65,7 @@ pub const TEST_TOOLS: &[Tool] = &[
     // The drift test's own apt repository: packages built and indexed by hand.
     command("dpkg-deb", "dpkg"),
     command("apt-ftparchive", "apt-utils"),
+    command("dpkg-source", "dpkg-dev"),
     file(
         "/usr/lib/python3/dist-packages/jsonschema/__init__.py",
         "python3-jsonschema",

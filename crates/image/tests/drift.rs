@@ -4,7 +4,9 @@
 //! is replaced by version 2, as Debian replaces a package on a security update. The default
 //! resolution builds version 2 and names the move; `Policy::Locked` refuses, naming the
 //! package; a second source that still holds version 1 (the stand-in for a snapshot archive)
-//! makes the locked build succeed again, bit for bit the first build, in another store.
+//! makes the locked build succeed again, bit for bit the first build, in another store. The
+//! Kubernetes source package (a `.dsc` built with `dpkg-source`) and its Go toolchain move the
+//! same way.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,6 +23,11 @@ const PACKAGE: &str = "busybox-static";
 /// Builds `busybox-static_<version>_amd64.deb` into `repo`: a `bin/busybox` that lists two
 /// applets and says which version it is, so the builds of two versions differ.
 fn build_deb(repo: &Path, version: &str) {
+    build_deb_named(repo, PACKAGE, version);
+}
+
+/// Builds `<name>_<version>_amd64.deb` into `repo`, holding such a `bin/busybox`.
+fn build_deb_named(repo: &Path, name: &str, version: &str) {
     let root = tempfile::tempdir().expect("tempdir");
     let tree = root.path().join("pkg");
     std::fs::create_dir_all(tree.join("DEBIAN")).expect("mkdir");
@@ -28,7 +35,7 @@ fn build_deb(repo: &Path, version: &str) {
     std::fs::write(
         tree.join("DEBIAN/control"),
         format!(
-            "Package: {PACKAGE}\nVersion: {version}\nArchitecture: amd64\nMaintainer: kiln tests <tests@kiln.invalid>\nDescription: a stand-in busybox\n"
+            "Package: {name}\nVersion: {version}\nArchitecture: amd64\nMaintainer: kiln tests <tests@kiln.invalid>\nDescription: a stand-in busybox\n"
         ),
     )
     .expect("write control");
@@ -40,10 +47,7 @@ fn build_deb(repo: &Path, version: &str) {
     .expect("write busybox");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&busybox, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let deb = repo.join(format!(
-        "{PACKAGE}_{}_amd64.deb",
-        version.replace(':', "%3a")
-    ));
+    let deb = repo.join(format!("{name}_{}_amd64.deb", version.replace(':', "%3a")));
     kiln_testkit::run(
         Command::new(kiln_testkit::tool("dpkg-deb", "dpkg"))
             .args(["--root-owner-group", "--build"])
@@ -246,4 +250,126 @@ fn build_error(set: &PackageSetLock, sources: &AptSources, store: &Path) -> Stri
         Ok(_) => panic!("the build should fail"),
         Err(error) => format!("{error:?} {error}"),
     }
+}
+
+/// Builds source package `kubernetes` at `version` (a native one: a `.dsc` and a tarball) into
+/// `repo`.
+fn build_source(repo: &Path, version: &str) {
+    let root = tempfile::tempdir().expect("tempdir");
+    let tree = root.path().join(format!("kubernetes-{version}"));
+    std::fs::create_dir_all(tree.join("debian/source")).expect("mkdir");
+    std::fs::write(tree.join("debian/source/format"), "3.0 (native)\n").expect("write");
+    std::fs::write(
+        tree.join("debian/control"),
+        "Source: kubernetes\nMaintainer: kiln tests <tests@kiln.invalid>\n\nPackage: kubernetes-stand-in\nArchitecture: all\nDescription: a stand-in\n",
+    )
+    .expect("write");
+    std::fs::write(
+        tree.join("debian/changelog"),
+        format!(
+            "kubernetes ({version}) bookworm; urgency=medium\n\n  * A stand-in.\n\n -- kiln tests <tests@kiln.invalid>  Sun, 08 Jun 2025 23:40:27 +0100\n"
+        ),
+    )
+    .expect("write");
+    std::fs::write(
+        tree.join("debian/rules"),
+        "#!/usr/bin/make -f\n%:\n\tdh $@\n",
+    )
+    .expect("write");
+    kiln_testkit::run(
+        Command::new(kiln_testkit::tool("dpkg-source", "dpkg-dev"))
+            .current_dir(root.path())
+            .arg("-b")
+            .arg(format!("kubernetes-{version}")),
+    );
+    for entry in std::fs::read_dir(root.path()).expect("ls") {
+        let path = entry.expect("entry").path();
+        if path.is_file() {
+            std::fs::copy(&path, repo.join(path.file_name().expect("a name"))).expect("copy");
+        }
+    }
+    let sources = kiln_testkit::run(
+        Command::new(kiln_testkit::tool("apt-ftparchive", "apt-utils"))
+            .current_dir(repo)
+            .args(["sources", "."]),
+    );
+    std::fs::write(repo.join("Sources"), &sources.stdout).expect("write Sources");
+}
+
+/// Removes every file of `repo` whose name starts with `prefix`.
+fn remove(repo: &Path, prefix: &str) {
+    for entry in std::fs::read_dir(repo).expect("ls") {
+        let path = entry.expect("entry").path();
+        if path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.starts_with(prefix))
+        {
+            std::fs::remove_file(&path).expect("rm");
+        }
+    }
+}
+
+#[test]
+fn a_moved_kubernetes_source_or_go_toolchain_is_a_moved_input() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let archive = scratch.path().join("archive");
+    std::fs::create_dir_all(&archive).expect("mkdir");
+    build_source(&archive, "1.0");
+    build_deb_named(&archive, "golang-go", "2:1.19~1");
+    index(&archive);
+    let sources = AptSources::from_lines(&[source(&archive)]);
+    let requests = Requests {
+        busybox: Vec::new(),
+        base_os: Vec::new(),
+        kubernetes_toolchain: vec!["golang-go".to_owned()],
+    };
+    let resolve_source = |lock: &Lock, policy: Policy| {
+        let resolver = Resolver::new(&sources, Indices::BinaryAndSource)?;
+        resolve(&resolver, lock, &requests, policy, true)
+    };
+
+    // The lock as `cargo xtask lock` would write it, with a recorded build.
+    let mut lock = empty_lock();
+    lock.kubernetes.version = "1.0".to_owned();
+    lock.kubernetes.toolchain.clear();
+    let mut lock = resolve_source(&lock, Policy::Latest).expect("resolve").lock;
+    assert_eq!(lock.kubernetes.version, "1.0");
+    assert_eq!(
+        lock.kubernetes.toolchain.len(),
+        1,
+        "{:?}",
+        lock.kubernetes.toolchain
+    );
+    lock.kubernetes.content_hash = Some(kiln_store::Digest::of(b"a recorded build"));
+    let same = resolve_source(&lock, Policy::Locked).expect("nothing moved");
+    assert_eq!(same.lock, lock);
+
+    // The source package moves on.
+    remove(&archive, "kubernetes_1.0");
+    build_source(&archive, "1.1");
+    index(&archive);
+    let moved = resolve_source(&lock, Policy::PreferLocked).expect("resolve");
+    let changes: Vec<String> = moved.changes.iter().map(ToString::to_string).collect();
+    assert_eq!(changes, ["kubernetes: kubernetes 1.0 -> 1.1"]);
+    assert_eq!(moved.lock.kubernetes.content_hash, None);
+    let refused = resolve_source(&lock, Policy::Locked).expect_err("drift");
+    assert!(
+        refused.to_string().contains("kubernetes 1.0 -> 1.1"),
+        "{refused}"
+    );
+
+    // With the source back, the Go toolchain moves on: the build's input moved all the same.
+    lock.kubernetes.version = "1.1".to_owned();
+    remove(&archive, "golang-go_");
+    build_deb_named(&archive, "golang-go", "2:1.19~2");
+    index(&archive);
+    let moved = resolve_source(&lock, Policy::PreferLocked).expect("resolve");
+    let changes: Vec<String> = moved.changes.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        changes,
+        ["kubernetes-toolchain: golang-go 2:1.19~1 -> 2:1.19~2"]
+    );
+    assert_eq!(moved.lock.kubernetes.content_hash, None);
+    assert_eq!(moved.lock.kubernetes.version, "1.1");
 }
