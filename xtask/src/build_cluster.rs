@@ -127,15 +127,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let (cluster, lock) = with_images(&args, &plan, cluster, &store)?;
         (cluster.artifacts, cluster.graph.validate()?, Some(lock))
     };
+    // Whether the Kubernetes binaries are built from Debian's source (and so pinned by the lock).
+    let debian_kubernetes = graph
+        .derivation(&kiln_graph::DrvId::new(KUBERNETES_ID))
+        .is_some_and(|derivation| derivation.builder.kind() == kiln_image::DEBIAN_KUBERNETES_KIND);
     if let Some(lock) = &lock {
-        let debian = graph
-            .derivation(&kiln_graph::DrvId::new(KUBERNETES_ID))
-            .is_some_and(|derivation| derivation.builder.kind() == DEBIAN_KUBERNETES_KIND);
         lock::prepare_tools(
             &graph,
             &store,
             KUBERNETES_ID,
-            debian.then_some(&lock.kubernetes),
+            debian_kubernetes.then_some(&lock.kubernetes),
         )?;
     }
     let options = EvalOptions {
@@ -156,10 +157,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             &lock::PinnedIds {
                 base_os: BASE_OS_ID,
                 busybox: BUSYBOX_ID,
-                kubernetes: graph
-                    .derivation(&kiln_graph::DrvId::new(KUBERNETES_ID))
-                    .is_some_and(|derivation| derivation.builder.kind() == DEBIAN_KUBERNETES_KIND)
-                    .then_some(KUBERNETES_ID),
+                kubernetes: debian_kubernetes.then_some(KUBERNETES_ID),
             },
             &evaluation,
         )?),
@@ -307,8 +305,6 @@ fn kubernetes_source(
 const BASE_OS_ID: &str = "image/base-os";
 const BUSYBOX_ID: &str = "image/busybox";
 const KUBERNETES_ID: &str = "image/kubernetes-binaries";
-/// The builder kind of Kubernetes built from Debian's source package.
-const DEBIAN_KUBERNETES_KIND: &str = "kiln-image.kubernetes.debian";
 
 /// Adds the node images to `cluster`, with the inputs from Debian's archive as the lock pins
 /// them. The apt sources are consulted only when a pinned input is neither in the store nor in

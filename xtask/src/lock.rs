@@ -125,6 +125,13 @@ pub fn record_outputs(
         recorded.busybox.content_hash = Some(object.content_hash);
     }
     if let Some(object) = ids.kubernetes.and_then(output) {
+        // A pinned build already has its binaries' hashes: reading them again (hundreds of
+        // megabytes) would only slow every build down.
+        let known = recorded.kubernetes.content_hash == Some(object.content_hash)
+            && !recorded.kubernetes.binaries.is_empty();
+        if known {
+            return Ok(recorded);
+        }
         recorded.kubernetes.content_hash = Some(object.content_hash);
         recorded.kubernetes.binaries.clear();
         for name in kiln_image::KUBERNETES_BINARIES {
