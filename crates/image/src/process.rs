@@ -54,14 +54,20 @@ pub(crate) fn install_missing_tools(
 const TAIL_LINES: usize = 25;
 
 /// Runs `command`, keeping its output only to show it if it fails.
-pub(crate) fn run_quiet(mut command: Command) -> Result<(), ImageError> {
+pub(crate) fn run_quiet(command: Command) -> Result<(), ImageError> {
+    run_output(command).map(drop)
+}
+
+/// Runs `command` and returns its standard output; if it fails, the error holds the last lines
+/// of its standard output and error.
+pub(crate) fn run_output(mut command: Command) -> Result<String, ImageError> {
     let description = describe(&command);
     let output = command
         .stdin(Stdio::null())
         .output()
         .map_err(|error| spawn_error(&description, &error))?;
     if output.status.success() {
-        return Ok(());
+        return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
     }
     let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&output.stderr));
@@ -192,7 +198,7 @@ fn spawn_error(description: &str, error: &std::io::Error) -> ImageError {
     }
 }
 
-pub(crate) fn last_lines(text: &str, count: usize) -> Vec<String> {
+fn last_lines(text: &str, count: usize) -> Vec<String> {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(count)..]
         .iter()

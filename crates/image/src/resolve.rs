@@ -21,7 +21,7 @@ use std::process::Command;
 use crate::apt::{deb_src_lines, deb_src_sources};
 use crate::error::ImageError;
 use crate::lock::{Lock, LockChange, LockedPackage, PackageSetLock, SourceLock};
-use crate::process::run_quiet;
+use crate::process::{run_output, run_quiet};
 
 /// The apt sources a resolution or a build reads, as file name → content (`.list` one-line
 /// or `.sources` deb822 format, told by the name's extension). Only `deb` entries; `deb-src`
@@ -270,23 +270,6 @@ impl Resolver {
         command
     }
 
-    fn output(&self, mut command: Command) -> Result<String, ImageError> {
-        let description = crate::process::describe(&command);
-        let output = command
-            .output()
-            .map_err(|error| ImageError::io(&description, error))?;
-        if !output.status.success() {
-            let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
-            text.push_str(&String::from_utf8_lossy(&output.stderr));
-            return Err(ImageError::Command {
-                command: description,
-                status: output.status.to_string(),
-                log_tail: crate::process::last_lines(&text, 25),
-            });
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    }
-
     /// The exact set of packages apt would install into an empty system for `request` (package
     /// names or apt patterns), with `pins`' versions preferred wherever a source still has
     /// them. Each package comes with the SHA-256 of its `.deb` from the index.
@@ -304,7 +287,7 @@ impl Resolver {
             .map_err(|error| ImageError::io(&preferences, error))?;
         let mut simulate = self.apt("apt-get");
         simulate.args(["--simulate", "install"]).args(request);
-        let plan = self.output(simulate)?;
+        let plan = run_output(simulate)?;
         let installs = simulated_installs(&plan);
         if installs.is_empty() {
             return Err(ImageError::Assembly {
@@ -317,7 +300,7 @@ impl Resolver {
         for (name, version, _) in &installs {
             show.arg(format!("{name}={version}"));
         }
-        let index = self.output(show)?;
+        let index = run_output(show)?;
         let hashes = crate::index_hashes(&index);
         installs
             .into_iter()
@@ -347,7 +330,7 @@ impl Resolver {
     pub fn source_versions(&self, name: &str) -> Result<Vec<String>, ImageError> {
         let mut showsrc = self.apt("apt-cache");
         showsrc.args(["showsrc", "--only-source", name]);
-        let text = self.output(showsrc)?;
+        let text = run_output(showsrc)?;
         let mut versions: Vec<String> = Vec::new();
         for stanza in text.split("\n\n") {
             let is_it = stanza

@@ -10,7 +10,7 @@ use kiln_graph::{BuildContext, BuildError, Builder};
 
 use crate::error::ImageError;
 use crate::lock::{LockedPackage, PackageSetLock};
-use crate::process::{describe, run_quiet};
+use crate::process::{run_output, run_quiet};
 use crate::resolve::{AptSources, Indices, Resolver};
 
 /// The Debian package the test image's busybox comes from.
@@ -80,7 +80,11 @@ impl DebianBusybox {
         fs::set_permissions(&busybox, fs::Permissions::from_mode(0o755))
             .map_err(|error| ImageError::io(&busybox, error))?;
 
-        let listed = command_output(Command::new(&busybox).arg("--list"))?;
+        let listed = run_output({
+            let mut list = Command::new(&busybox);
+            list.arg("--list");
+            list
+        })?;
         let mut applets: Vec<&str> = listed
             .lines()
             .map(str::trim)
@@ -119,25 +123,4 @@ impl Builder for DebianBusybox {
         ));
         self.build_into(ctx.out()).map_err(BuildError::from_error)
     }
-}
-
-/// Runs `command` and returns its standard output.
-fn command_output(command: &mut Command) -> Result<String, ImageError> {
-    let description = describe(command);
-    let output = command.output().map_err(|error| ImageError::Command {
-        command: description.clone(),
-        status: format!("could not run: {error}"),
-        log_tail: Vec::new(),
-    })?;
-    if !output.status.success() {
-        return Err(ImageError::Command {
-            command: description,
-            status: output.status.to_string(),
-            log_tail: String::from_utf8_lossy(&output.stderr)
-                .lines()
-                .map(str::to_owned)
-                .collect(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
