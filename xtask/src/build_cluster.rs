@@ -121,16 +121,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let inputs = common::cluster_inputs(&plan, &spec, args.secrets.clone())?;
     let cluster = kiln_cluster::cluster_graph(&plan, &inputs)?;
-    let (artifacts, graph, lock) = if args.no_images {
-        (cluster.artifacts, cluster.graph.validate()?, None)
+    let (artifacts, graph, lock, debian_kubernetes) = if args.no_images {
+        (cluster.artifacts, cluster.graph.validate()?, None, false)
     } else {
-        let (cluster, lock) = with_images(&args, &plan, cluster, &store)?;
-        (cluster.artifacts, cluster.graph.validate()?, Some(lock))
+        let images = with_images(&args, &plan, cluster, &store)?;
+        (
+            images.artifacts,
+            images.graph,
+            Some(images.lock),
+            images.debian_kubernetes,
+        )
     };
-    // Whether the Kubernetes binaries are built from Debian's source (and so pinned by the lock).
-    let debian_kubernetes = graph
-        .derivation(&kiln_graph::DrvId::new(KUBERNETES_ID))
-        .is_some_and(|derivation| derivation.builder.kind() == kiln_image::DEBIAN_KUBERNETES_KIND);
     if let Some(lock) = &lock {
         lock::prepare_tools(
             &graph,
@@ -309,14 +310,13 @@ const KUBERNETES_ID: &str = "image/kubernetes-binaries";
 /// Adds the node images to `cluster`, with the inputs from Debian's archive as the lock pins
 /// them. The apt sources are consulted only when a pinned input is neither in the store nor in
 /// a substituter: then `kiln.lock` is resolved against them first, and what moved is built at
-/// the archive's current version and reported (with `--locked`, refused). Returns the graph and
-/// the lock it was made from.
+/// the archive's current version and reported (with `--locked`, refused).
 fn with_images(
     args: &Args,
     plan: &kiln_spec::Plan,
     cluster: kiln_cluster::ClusterGraph,
     store: &Store,
-) -> anyhow::Result<(kiln_cluster::ClusterGraph, kiln_image::Lock)> {
+) -> anyhow::Result<WithImages> {
     let lock_file = lock::lock_path(args.lock.clone());
     let locked = lock::read_lock(&lock_file)?;
     let sources = lock::apt_sources(&args.apt_sources)?;
@@ -346,7 +346,12 @@ fn with_images(
         }
     }
     if all_present {
-        return Ok((candidate, locked));
+        return Ok(WithImages {
+            artifacts: candidate.artifacts,
+            graph,
+            lock: locked,
+            debian_kubernetes,
+        });
     }
 
     let policy = if args.locked {
@@ -377,13 +382,29 @@ fn with_images(
         sources,
     };
     let cluster = cluster.with_images(plan, &inputs)?;
+    let graph = cluster.graph.validate()?;
     common::substitute_fixed(
-        &cluster.graph.clone().validate()?,
+        &graph,
         store,
         &substituters,
         &[BASE_OS_ID, BUSYBOX_ID, KUBERNETES_ID],
     )?;
-    Ok((cluster, resolution.lock))
+    Ok(WithImages {
+        artifacts: cluster.artifacts,
+        graph,
+        lock: resolution.lock,
+        debian_kubernetes,
+    })
+}
+
+/// What [`with_images`] gives: the cluster's validated graph with the node images, the lock it
+/// was made from, and whether the Kubernetes binaries come from Debian's source (and so are
+/// pinned by that lock).
+struct WithImages {
+    artifacts: kiln_cluster::Artifacts,
+    graph: kiln_graph::ValidatedGraph,
+    lock: kiln_image::Lock,
+    debian_kubernetes: bool,
 }
 
 /// Replaces `out` with a fresh directory holding `manifest.json` and one link per artifact:

@@ -65,11 +65,10 @@ mod resolve;
 pub use crate::apt::{deb_src_lines, deb_src_sources};
 pub use crate::error::ImageError;
 pub use crate::kubernetes::{
-    BUILD_TOOLS, DEBIAN_KUBERNETES_KIND, DebianKubernetes, KUBERNETES_BINARIES,
-    KUBERNETES_DERIVATION_NAME, KubeVersion, KubernetesSource, PathKubernetes, ReleaseBinary,
-    ReleaseKubernetes, TOOLCHAIN_PREFIX, TOOLCHAIN_REQUEST, build_environment, ensure_build_tools,
-    ensure_toolchain, kubernetes_binaries, missing_build_tools, source_date_epoch,
-    upstream_version,
+    BUILD_TOOLS, DebianKubernetes, KUBERNETES_BINARIES, KUBERNETES_DERIVATION_NAME, KubeVersion,
+    KubernetesSource, PathKubernetes, ReleaseBinary, ReleaseKubernetes, TOOLCHAIN_PREFIX,
+    TOOLCHAIN_REQUEST, build_environment, ensure_build_tools, ensure_toolchain,
+    kubernetes_binaries, missing_build_tools, source_date_epoch, upstream_version,
 };
 pub use crate::lock::{
     Lock, LockChange, LockedPackage, PackageSetLock, SourceLock, package_changes,

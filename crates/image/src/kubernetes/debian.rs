@@ -35,10 +35,6 @@ use crate::process::{
 };
 use crate::resolve::{AptSources, Indices, Resolver};
 
-/// The builder kind of [`DebianKubernetes`], which tells its derivations apart from those of
-/// the other sources.
-pub const DEBIAN_KUBERNETES_KIND: &str = "kiln-image.kubernetes.debian";
-
 /// What apt resolves for the build's Go toolchain.
 pub const TOOLCHAIN_REQUEST: &str = "golang-go";
 
@@ -462,7 +458,7 @@ impl DebianKubernetes {
 
 impl Builder for DebianKubernetes {
     fn kind(&self) -> &str {
-        DEBIAN_KUBERNETES_KIND
+        "kiln-image.kubernetes.debian"
     }
 
     fn version(&self) -> u32 {

@@ -21,9 +21,9 @@ use sha2::{Digest as _, Sha256};
 use crate::error::ImageError;
 
 pub use self::debian::{
-    BUILD_TOOLS, DEBIAN_KUBERNETES_KIND, DebianKubernetes, KubeVersion, TOOLCHAIN_PREFIX,
-    TOOLCHAIN_REQUEST, build_environment, ensure_build_tools, ensure_toolchain,
-    missing_build_tools, source_date_epoch, upstream_version,
+    BUILD_TOOLS, DebianKubernetes, KubeVersion, TOOLCHAIN_PREFIX, TOOLCHAIN_REQUEST,
+    build_environment, ensure_build_tools, ensure_toolchain, missing_build_tools,
+    source_date_epoch, upstream_version,
 };
 pub use self::path::PathKubernetes;
 pub use self::release::{ReleaseBinary, ReleaseKubernetes};
