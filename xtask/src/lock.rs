@@ -177,24 +177,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     // What moved has no content hash yet: build it (and only it) to learn it.
     let new = resolution.lock;
-    let mut graph = Graph::new();
-    if new.base_os.content_hash.is_none() {
-        graph.add("base-os", kiln_image::base_os(&new.base_os, &sources))?;
-    }
-    if new.busybox.content_hash.is_none() {
-        graph.add(
-            "busybox",
-            kiln_image::busybox_static(&new.busybox, &sources)?,
-        )?;
-    }
-    if new.kubernetes.content_hash.is_none() {
-        let kubernetes = kiln_image::KubernetesSource::Debian {
-            lock: new.kubernetes.clone(),
-            sources: sources.clone(),
-        };
-        graph.add("kubernetes", kiln_image::kubernetes_binaries(&kubernetes)?)?;
-    }
-    let graph = graph.validate()?;
+    let graph = inputs_graph(&new, &sources, |id| match id {
+        "base-os" => new.base_os.content_hash.is_none(),
+        "busybox" => new.busybox.content_hash.is_none(),
+        _ => new.kubernetes.content_hash.is_none(),
+    })?;
     let store_dir = common::store_dir(args.store)?;
     let store = Store::open(&store_dir)
         .with_context(|| format!("opening the store {}", store_dir.display()))?;
@@ -212,26 +199,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     )?;
     // A build now addresses these by the content hashes just learned: file each output under
     // that address too, so the next build finds it instead of building it again.
-    let mut pinned = Graph::new();
-    for (id, derivation) in [
-        ("base-os", kiln_image::base_os(&recorded.base_os, &sources)),
-        (
-            "busybox",
-            kiln_image::busybox_static(&recorded.busybox, &sources)?,
-        ),
-        (
-            "kubernetes",
-            kiln_image::kubernetes_binaries(&kiln_image::KubernetesSource::Debian {
-                lock: recorded.kubernetes.clone(),
-                sources: sources.clone(),
-            })?,
-        ),
-    ] {
-        if evaluation.outputs.contains_key(&DrvId::new(id)) {
-            pinned.add(id, derivation)?;
-        }
-    }
-    let pinned = pinned.validate()?;
+    let pinned = inputs_graph(&recorded, &sources, |id| {
+        evaluation.outputs.contains_key(&DrvId::new(id))
+    })?;
     for id in pinned.ids() {
         let (Some(derivation), Some(digest)) = (pinned.derivation(id), pinned.digest(id)) else {
             continue;
@@ -256,6 +226,33 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         path.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The graph of `lock`'s inputs (`base-os`, `busybox`, `kubernetes` from Debian's source),
+/// fetched from `sources`, holding those whose id `wanted` accepts.
+fn inputs_graph(
+    lock: &Lock,
+    sources: &AptSources,
+    wanted: impl Fn(&str) -> bool,
+) -> anyhow::Result<ValidatedGraph> {
+    let mut graph = Graph::new();
+    if wanted("base-os") {
+        graph.add("base-os", kiln_image::base_os(&lock.base_os, sources))?;
+    }
+    if wanted("busybox") {
+        graph.add(
+            "busybox",
+            kiln_image::busybox_static(&lock.busybox, sources)?,
+        )?;
+    }
+    if wanted("kubernetes") {
+        let kubernetes = kiln_image::KubernetesSource::Debian {
+            lock: lock.kubernetes.clone(),
+            sources: sources.clone(),
+        };
+        graph.add("kubernetes", kiln_image::kubernetes_binaries(&kubernetes)?)?;
+    }
+    Ok(graph.validate()?)
 }
 
 /// Installs (with apt, from the machine's own sources) the programs the image inputs still to
