@@ -51,8 +51,12 @@ pub struct Args {
     /// substituter, the apt sources are not consulted at all.
     #[arg(long = "substituter", value_name = "STORE")]
     substituters: Vec<PathBuf>,
+    /// The package set: the directory of package declarations (default: packages/ at the
+    /// repository's root). The spec's Kubernetes version must be one it has.
+    #[arg(long, value_name = "DIR")]
+    packages: Option<PathBuf>,
     /// Take the Kubernetes binaries from this directory (one file per binary) instead of
-    /// building them from Debian's source package; the directory is hashed, and the build fails
+    /// building them as the package set declares; the directory is hashed, and the build fails
     /// if it changes afterwards.
     #[arg(long, value_name = "DIR", conflicts_with = "kubernetes_release")]
     kubernetes_dir: Option<PathBuf>,
@@ -95,6 +99,7 @@ impl Args {
             json: false,
             no_images: false,
             substituters: Vec::new(),
+            packages: None,
             kubernetes_dir: None,
             kubernetes_release: None,
             lock: None,
@@ -285,13 +290,24 @@ fn kubernetes_source(
             binaries,
         });
     }
-    let debian = format!(
-        "v{}",
-        kiln_image::upstream_version(&lock.kubernetes.version)
-    );
-    if version != debian {
+    let set = crate::package::read_packages(&crate::package::packages_dir(args.packages.clone()))?;
+    let wanted = plan.cluster.kubernetes_version.to_string();
+    let package = set.package("kubernetes")?;
+    let chosen = set.version("kubernetes", &wanted).map_err(|error| {
+        anyhow::anyhow!(
+            "{error} (cluster.kubernetes_version in the spec; or pass --kubernetes-dir or --kubernetes-release)"
+        )
+    })?;
+    if chosen.source != kiln_image::VersionSource::Debian {
+        return Ok(kiln_image::KubernetesSource::Go {
+            package: package.clone(),
+            version: chosen.clone(),
+        });
+    }
+    let debian = kiln_image::upstream_version(&lock.kubernetes.version);
+    if wanted != debian {
         bail!(
-            "the spec asks for Kubernetes {version}, but Debian's source package {} {} (kiln.lock) builds {debian}: pass --kubernetes-dir or --kubernetes-release",
+            "the package set builds Kubernetes {wanted} from Debian's source package, but kiln.lock pins {} {}, which is {debian}",
             lock.kubernetes.package,
             lock.kubernetes.version
         );

@@ -8,6 +8,7 @@ mod deps;
 mod gc;
 mod graph;
 mod lock;
+mod package;
 mod run_vm;
 mod test;
 mod vm_test;
@@ -38,6 +39,9 @@ enum Task {
     /// Resolve kiln.lock against the apt sources as they are today, build what moved, and
     /// rewrite the lock, printing each package that changed.
     Lock(lock::Args),
+    /// The package set (packages/*.toml): list it, or build one package version into the
+    /// store.
+    Package(package::Args),
     /// Build the cluster, then boot one node's image in QEMU with its console on this terminal.
     RunVm(run_vm::Args),
     /// Install what the tests need, then run the whole test suite (the command CI runs).
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
         Task::Gc(args) => gc::run(args),
         Task::Graph(args) => graph::run(args),
         Task::Lock(args) => lock::run(args),
+        Task::Package(args) => package::run(args),
         Task::Test(args) => test::run(args),
         Task::RunVm(args) => run_vm::run(args),
         Task::VmTest(args) => vm_test::run(args),

@@ -226,13 +226,16 @@ pub(crate) fn add_images(
     let initrd = DrvId::new("image/initrd");
     graph.add(initrd.clone(), kiln_image::initrd(base_os.clone()))?;
     let kubernetes = DrvId::new("image/kubernetes-binaries");
-    let binaries = kiln_image::kubernetes_binaries(&inputs.kubernetes).map_err(|error| {
-        ClusterError::Encode {
-            what: "the Kubernetes binaries".into(),
-            message: error.to_string(),
-        }
+    let kubernetes_modules = DrvId::new("image/kubernetes-modules");
+    let derivations = kiln_image::kubernetes_derivations(&inputs.kubernetes, &kubernetes_modules)
+        .map_err(|error| ClusterError::Encode {
+        what: "the Kubernetes binaries".into(),
+        message: error.to_string(),
     })?;
-    graph.add(kubernetes.clone(), binaries)?;
+    if let Some(modules) = derivations.modules {
+        graph.add(kubernetes_modules, modules)?;
+    }
+    graph.add(kubernetes.clone(), derivations.binaries)?;
     let busybox = DrvId::new("image/busybox");
     let busybox_derivation = kiln_image::busybox_static(&inputs.lock.busybox, &inputs.sources)
         .map_err(|error| ClusterError::Encode {

@@ -133,6 +133,43 @@ pub enum ImageError {
         /// What is wrong.
         reason: String,
     },
+    /// A package declaration (`packages/<name>.toml`) is malformed.
+    #[error("{file}:{line}: {reason}")]
+    Package {
+        /// The declaration's file.
+        file: String,
+        /// The 1-based line (0 when unknown).
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The package set has no such package, or no such version of it.
+    #[error("{}", match version {
+        Some(version) => format!("kiln has no {package} {version}; it has {known}"),
+        None => format!("kiln has no package named {package}; it has {known}"),
+    })]
+    UnknownPackage {
+        /// The package asked for.
+        package: String,
+        /// The version asked for, if one was.
+        version: Option<String>,
+        /// What there is instead: the package's versions, or the package names.
+        known: String,
+    },
+    /// A Go build's toolchain is not the version its package pins.
+    #[error("{package} {version} is pinned to Go {pinned}, but `{go} version` says {found}")]
+    GoToolchain {
+        /// The package.
+        package: String,
+        /// Its version.
+        version: String,
+        /// The pinned Go version.
+        pinned: String,
+        /// The `go` program used.
+        go: String,
+        /// What it reported.
+        found: String,
+    },
     /// An image could not be assembled from its inputs.
     #[error("{what}: {reason}")]
     Assembly {

@@ -54,21 +54,25 @@
 
 mod apt;
 mod error;
+pub mod go;
 mod kubernetes;
 mod lock;
 mod oci;
 mod os;
+pub mod packages;
 mod process;
 mod provision;
 mod resolve;
 
 pub use crate::apt::{deb_src_lines, deb_src_sources};
 pub use crate::error::ImageError;
+pub use crate::go::{GoBuild, GoDerivations, GoModules, SOURCE_DATE_FILE, go_derivations};
 pub use crate::kubernetes::{
     BUILD_TOOLS, DebianKubernetes, KUBERNETES_BINARIES, KUBERNETES_DERIVATION_NAME, KubeVersion,
-    KubernetesSource, PathKubernetes, ReleaseBinary, ReleaseKubernetes, TOOLCHAIN_PREFIX,
-    TOOLCHAIN_REQUEST, build_environment, ensure_build_tools, ensure_toolchain,
-    kubernetes_binaries, missing_build_tools, source_date_epoch, upstream_version,
+    KubernetesDerivations, KubernetesSource, PathKubernetes, ReleaseBinary, ReleaseKubernetes,
+    TOOLCHAIN_PREFIX, TOOLCHAIN_REQUEST, build_environment, ensure_build_tools, ensure_toolchain,
+    kubernetes_binaries, kubernetes_derivations, missing_build_tools, source_date_epoch,
+    upstream_version,
 };
 pub use crate::lock::{
     Lock, LockChange, LockedPackage, PackageSetLock, SourceLock, package_changes,
@@ -93,6 +97,9 @@ pub use crate::os::layer::{
     assemble_linked, install_links,
 };
 pub use crate::os::node::{ImageManifest, LayerEntry, NodeImage, NodeImageSpec, StateDisk};
+pub use crate::packages::{
+    GoRecipe, Package, PackageSet, PackageVersion, VersionSource, expand_template,
+};
 pub use crate::provision::{
     CLOUD_INIT_META_DATA, CLOUD_INIT_USER_DATA, IGNITION_CONFIG, IGNITION_VERSION, Provision,
     ProvisionFormat, TreeEntry, cloud_init, cloud_init_meta_data, ignition, read_tree,

@@ -21,6 +21,15 @@ use serde::Deserialize;
 
 use crate::error::ImageError;
 
+/// The 1-based line of byte `offset` in `text`.
+pub(crate) fn line_at(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&byte| byte == b'\n')
+        .count()
+        + 1
+}
+
 /// One `.deb` of a package set: `name version architecture sha256`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LockedPackage {
@@ -251,7 +260,7 @@ impl Lock {
         let raw: RawLock = toml::from_str(text).map_err(|error| {
             let line = error
                 .span()
-                .map_or(0, |span| text[..span.start].lines().count().max(1));
+                .map_or(0, |span| line_at(text, span.start));
             ImageError::Lock {
                 file: file.to_owned(),
                 line,
@@ -260,7 +269,7 @@ impl Lock {
         })?;
         let at = |needle: &str| -> usize {
             text.find(needle)
-                .map_or(0, |offset| text[..offset].lines().count() + 1)
+                .map_or(0, |offset| line_at(text, offset))
         };
         let error = |needle: &str, reason: String| ImageError::Lock {
             file: file.to_owned(),

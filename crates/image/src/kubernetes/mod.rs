@@ -61,6 +61,14 @@ pub enum KubernetesSource {
         /// Each of [`KUBERNETES_BINARIES`] with its URL and SHA-256.
         binaries: BTreeMap<String, ReleaseBinary>,
     },
+    /// Built here from Go modules, as kiln's package set declares it
+    /// (`packages/kubernetes.toml`): see [`crate::go`](crate::go_derivations).
+    Go {
+        /// The package's declaration.
+        package: crate::Package,
+        /// The version to build (a Go one).
+        version: crate::PackageVersion,
+    },
     /// Copied from a local directory holding the binaries by name, pinned to
     /// the directory's content hash.
     Path {
@@ -83,13 +91,24 @@ pub enum KubernetesSource {
 /// - `Path`: addressed by the directory's content hash, computed now (which
 ///   reads the directory once); the build fails if it has changed since.
 ///
+/// A `Go` source needs two derivations: see [`kubernetes_derivations`].
+///
 /// # Errors
 ///
 /// A release list that is not
 /// exactly [`KUBERNETES_BINARIES`], or a directory that cannot be hashed or
-/// lacks a binary.
+/// lacks a binary, or a `Go` source.
 pub fn kubernetes_binaries(source: &KubernetesSource) -> Result<Derivation, ImageError> {
     Ok(match source {
+        KubernetesSource::Go { package, version } => {
+            return Err(ImageError::Binaries {
+                source_kind: "go",
+                reason: format!(
+                    "{} {} builds as two derivations: use kubernetes_derivations",
+                    package.name, version.version
+                ),
+            });
+        }
         KubernetesSource::Debian { lock, sources } => {
             let derivation = Derivation::new(
                 KUBERNETES_DERIVATION_NAME,
@@ -109,6 +128,48 @@ pub fn kubernetes_binaries(source: &KubernetesSource) -> Result<Derivation, Imag
             Arc::new(PathKubernetes::new(version, dir)?),
         ),
     })
+}
+
+/// The derivations that produce the Kubernetes binaries from `source`: the binaries (named
+/// [`KUBERNETES_DERIVATION_NAME`], or `kubernetes-<version>` when built from Go modules) and,
+/// for a `Go` source, the module download that the binaries' input `modules` must find at
+/// `modules_id`.
+///
+/// # Errors
+///
+/// As [`kubernetes_binaries`]; for a `Go` source, a package whose binaries are not exactly
+/// [`KUBERNETES_BINARIES`] or a version that is not a Go one.
+pub fn kubernetes_derivations(
+    source: &KubernetesSource,
+    modules_id: &kiln_graph::DrvId,
+) -> Result<KubernetesDerivations, ImageError> {
+    match source {
+        KubernetesSource::Go { package, version } => {
+            let recipe = package.go.as_ref().ok_or_else(|| ImageError::Binaries {
+                source_kind: "go",
+                reason: format!("package {} has no [go] recipe", package.name),
+            })?;
+            check_binary_names("go", recipe.binaries.keys().map(String::as_str))?;
+            let derivations = crate::go::go_derivations(package, version, modules_id.clone())?;
+            Ok(KubernetesDerivations {
+                binaries: derivations.build,
+                modules: Some(derivations.modules),
+            })
+        }
+        other => Ok(KubernetesDerivations {
+            binaries: kubernetes_binaries(other)?,
+            modules: None,
+        }),
+    }
+}
+
+/// What [`kubernetes_derivations`] gives.
+pub struct KubernetesDerivations {
+    /// The derivation whose output is `bin/<name>` for each of [`KUBERNETES_BINARIES`] and
+    /// `VERSION`.
+    pub binaries: Derivation,
+    /// For a build from Go modules, the module download (fixed-output).
+    pub modules: Option<Derivation>,
 }
 
 /// Checks that `names` are exactly [`KUBERNETES_BINARIES`].

@@ -1,0 +1,701 @@
+//! Go packages as two derivations, as Nix's `buildGoModule` does.
+//!
+//! 1. **The module download** ([`GoModules`]), fixed-output: a wrapper module
+//!    (`kiln.local/<package>`) that requires the package's module at the version, replaces what
+//!    the recipe says, lists each binary's package as a `tool`, and holds the recipe's own
+//!    files; `go mod tidy` and `go mod vendor` through the machine's configured module proxy
+//!    (checked against the checksum database, as `go` always does) give `go.mod`, `go.sum` and
+//!    `vendor/`. Its content hash is the version's `vendor-hash`, so the store path depends on
+//!    nothing else and a download that differs fails naming both hashes. It also records the
+//!    time the proxy gives for the module version (`SOURCE_DATE`), the `{date}` of ldflags.
+//! 2. **The compile** ([`GoBuild`]), offline: `GOPROXY=off`, `-mod=vendor`, `-trimpath`,
+//!    `-buildvcs=false`, the recipe's tags, cgo setting and ldflags (`-s -w` and the version
+//!    stamps upstream's release sets), a cleared environment with `GOCACHE` and `GOPATH` in a
+//!    fresh scratch directory, `GOTOOLCHAIN=local`. Its output is `bin/<name>` (mode 0755) for
+//!    each binary and `VERSION` (`v{version}`).
+//!
+//! The Go toolchain is part of the pin: each version names the Go release it builds with, both
+//! derivations check that `go version` reports exactly it, and it is part of both identities.
+//! Go's own releases are reproducible, so the same Go version anywhere compiles the same bytes.
+//! The wrapper's `go` and `godebug` lines are copied from the module's own `go.mod`, so the
+//! binaries run with the defaults upstream's build gives them.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId, format_elapsed};
+use serde::Deserialize;
+
+use crate::error::ImageError;
+use crate::packages::{GoRecipe, Package, PackageVersion, VersionSource, default_binary_name};
+use crate::process::{Output, SYSTEM_PATH, run_output, run_streaming};
+
+/// The file of a module download that holds the module version's time from the proxy.
+pub const SOURCE_DATE_FILE: &str = "SOURCE_DATE";
+
+/// The target every Go package is built for.
+const GOOS: &str = "linux";
+const GOARCH: &str = "amd64";
+const GOAMD64: &str = "v1";
+
+/// The settings of the machine's `go` that say where modules come from; passed on to the
+/// download, never part of any identity (a mirror serves the same bytes).
+const NETWORK_SETTINGS: [&str; 7] = [
+    "GOPROXY",
+    "GOSUMDB",
+    "GONOSUMDB",
+    "GOPRIVATE",
+    "GONOPROXY",
+    "GOINSECURE",
+    "GOAUTH",
+];
+
+/// How often a compile reports progress when it has something new.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The two derivations of a Go package version: the download and the compile.
+pub struct GoDerivations {
+    /// The module download: fixed-output, pinned by the version's `vendor-hash`.
+    pub modules: Derivation,
+    /// The compile; its input named `modules` must be given the download's id.
+    pub build: Derivation,
+}
+
+/// The two derivations that build `version` of `package`, with the compile's `modules` input
+/// pointing at `modules_id` (where the caller adds [`GoDerivations::modules`]). Store names
+/// are `<package>-<version>-modules` and `<package>-<version>`.
+///
+/// # Errors
+///
+/// [`ImageError::Package`] if the package has no Go recipe or the version is not a Go one.
+pub fn go_derivations(
+    package: &Package,
+    version: &PackageVersion,
+    modules_id: impl Into<DrvId>,
+) -> Result<GoDerivations, ImageError> {
+    let not_go = |reason: &str| ImageError::Package {
+        file: format!("packages/{}.toml", package.name),
+        line: 0,
+        reason: format!("{} {}: {reason}", package.name, version.version),
+    };
+    let recipe = package
+        .go
+        .as_ref()
+        .ok_or_else(|| not_go("the package has no [go] recipe"))?;
+    let VersionSource::Go {
+        toolchain,
+        vendor_hash,
+    } = &version.source
+    else {
+        return Err(not_go("this version is not built from Go modules"));
+    };
+    let modules = GoModules::new(&package.name, &version.version, toolchain, recipe);
+    let build = GoBuild::new(&package.name, &version.version, toolchain, recipe);
+    Ok(GoDerivations {
+        modules: Derivation::new(
+            format!("{}-{}-modules", package.name, version.version),
+            Arc::new(modules),
+        )
+        .fixed(*vendor_hash),
+        build: Derivation::new(
+            format!("{}-{}", package.name, version.version),
+            Arc::new(build),
+        )
+        .input("modules", modules_id),
+    })
+}
+
+/// The module download of one Go package version (see the [module docs](self)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoModules {
+    package: String,
+    version: String,
+    toolchain: String,
+    module: String,
+    require: Vec<String>,
+    local_replace_version: Option<String>,
+    tools: Vec<String>,
+    files: BTreeMap<String, String>,
+}
+
+impl GoModules {
+    /// The download of `version` of `package` per `recipe`, with Go `toolchain`.
+    pub fn new(package: &str, version: &str, toolchain: &str, recipe: &GoRecipe) -> GoModules {
+        let expand = |template: &str| crate::packages::expand_template(template, version, "");
+        let mut tools: Vec<String> = recipe
+            .binaries
+            .values()
+            .filter(|path| !path.starts_with("./"))
+            .cloned()
+            .collect();
+        tools.sort();
+        tools.dedup();
+        GoModules {
+            package: package.to_owned(),
+            version: version.to_owned(),
+            toolchain: toolchain.to_owned(),
+            module: recipe.module.clone(),
+            require: recipe.require.iter().map(|line| expand(line)).collect(),
+            local_replace_version: recipe.local_replace_version.as_deref().map(expand),
+            tools,
+            files: recipe.files.clone(),
+        }
+    }
+
+    fn build_into(&self, out: &Path, report: &dyn Fn(&str)) -> Result<(), ImageError> {
+        let go = Go::find(&self.package, &self.version, &self.toolchain)?;
+        let network = go.network_settings()?;
+        let scratch = scratch_dir(&format!("kiln-go-modules-{}-", self.package))?;
+        let home = scratch.path();
+        let run = |arguments: &[&str], dir: &Path| -> Result<String, ImageError> {
+            let mut command = go.command(home);
+            command
+                .current_dir(dir)
+                .args(arguments)
+                .env("GOFLAGS", "-modcacherw")
+                .env("GOMODCACHE", home.join("modcache"))
+                .envs(network.iter().map(|(name, value)| (name, value)));
+            run_output(command)
+        };
+
+        let module_version = format!("v{}", self.version);
+        report(&format!("downloading {}@{module_version}", self.module));
+        let download: Download = serde_json::from_str(&run(
+            &[
+                "mod",
+                "download",
+                "-json",
+                &format!("{}@{module_version}", self.module),
+            ],
+            home,
+        )?)
+        .map_err(|error| self.error(format!("`go mod download -json` gave no JSON: {error}")))?;
+        let info: Info = read_json(Path::new(&download.info))?;
+        let upstream: ModFile =
+            serde_json::from_str(&run(&["mod", "edit", "-json", &download.go_mod], home)?)
+                .map_err(|error| {
+                    self.error(format!("`go mod edit -json` gave no JSON: {error}"))
+                })?;
+
+        let wrapper = home.join("wrapper");
+        for (path, text) in &self.files {
+            let file = wrapper.join(path);
+            if let Some(parent) = file.parent() {
+                fs::create_dir_all(parent).map_err(|error| ImageError::io(parent, error))?;
+            }
+            fs::write(&file, text).map_err(|error| ImageError::io(&file, error))?;
+        }
+        fs::create_dir_all(&wrapper).map_err(|error| ImageError::io(&wrapper, error))?;
+        let go_mod = self.wrapper_go_mod(&upstream)?;
+        let go_mod_path = wrapper.join("go.mod");
+        fs::write(&go_mod_path, go_mod).map_err(|error| ImageError::io(&go_mod_path, error))?;
+
+        report(&format!(
+            "resolving and vendoring the modules {} {} needs",
+            self.package, self.version
+        ));
+        run(&["mod", "tidy"], &wrapper)?;
+        run(&["mod", "vendor"], &wrapper)?;
+
+        copy_tree(&wrapper, out)?;
+        let date = out.join(SOURCE_DATE_FILE);
+        fs::write(&date, format!("{}\n", info.time)).map_err(|error| ImageError::io(&date, error))
+    }
+
+    /// The wrapper's `go.mod`: the module's `go` and `godebug` lines, the requirements, the
+    /// tools, and the replacements of the module's local replaces.
+    fn wrapper_go_mod(&self, upstream: &ModFile) -> Result<String, ImageError> {
+        let mut text = format!("module kiln.local/{}\n", self.package);
+        if let Some(go) = upstream.go.as_deref() {
+            text.push_str(&format!("\ngo {go}\n"));
+        }
+        if !upstream.godebug.is_empty() {
+            text.push('\n');
+            for setting in &upstream.godebug {
+                text.push_str(&format!("godebug {}={}\n", setting.key, setting.value));
+            }
+        }
+        text.push_str(&format!("\nrequire {} v{}\n", self.module, self.version));
+        for line in &self.require {
+            text.push_str(&format!("require {line}\n"));
+        }
+        if !self.tools.is_empty() {
+            text.push('\n');
+            for tool in &self.tools {
+                text.push_str(&format!("tool {tool}\n"));
+            }
+        }
+        if let Some(version) = &self.local_replace_version {
+            let local: Vec<&str> = upstream
+                .replace
+                .iter()
+                .filter(|replace| replace.new.path.starts_with("./"))
+                .map(|replace| replace.old.path.as_str())
+                .collect();
+            if local.is_empty() {
+                return Err(self.error(format!(
+                    "local-replace-version is set, but {}'s go.mod replaces nothing with a directory of its own",
+                    self.module
+                )));
+            }
+            text.push_str("\nreplace (\n");
+            for path in local {
+                text.push_str(&format!("\t{path} => {path} {version}\n"));
+            }
+            text.push_str(")\n");
+        }
+        Ok(text)
+    }
+
+    fn error(&self, reason: String) -> ImageError {
+        ImageError::Assembly {
+            what: format!("the Go modules of {} {}", self.package, self.version),
+            reason,
+        }
+    }
+}
+
+impl Builder for GoModules {
+    fn kind(&self) -> &str {
+        "kiln-image.go.modules"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn params(&self) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "package": self.package,
+            "version": self.version,
+            "toolchain": self.toolchain,
+            "module": self.module,
+            "require": self.require,
+            "local-replace-version": self.local_replace_version,
+            "tools": self.tools,
+            "files": self.files,
+        }))
+        .expect("JSON of strings")
+    }
+
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
+        self.build_into(ctx.out(), &|message| ctx.report(message))
+            .map_err(BuildError::from_error)
+    }
+}
+
+/// The offline compile of one Go package version (see the [module docs](self)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoBuild {
+    package: String,
+    version: String,
+    toolchain: String,
+    tags: Vec<String>,
+    cgo: bool,
+    ldflags: Vec<String>,
+    binaries: BTreeMap<String, String>,
+}
+
+impl GoBuild {
+    /// The compile of `version` of `package` per `recipe`, with Go `toolchain`.
+    pub fn new(package: &str, version: &str, toolchain: &str, recipe: &GoRecipe) -> GoBuild {
+        GoBuild {
+            package: package.to_owned(),
+            version: version.to_owned(),
+            toolchain: toolchain.to_owned(),
+            tags: recipe.tags.clone(),
+            cgo: recipe.cgo,
+            ldflags: recipe.ldflags.clone(),
+            binaries: recipe.binaries.clone(),
+        }
+    }
+
+    /// The Go package paths to build, in the wrapper module's terms.
+    fn targets(&self) -> Vec<String> {
+        let mut targets: Vec<String> = self.binaries.values().cloned().collect();
+        targets.sort();
+        targets.dedup();
+        targets
+    }
+
+    fn build_into(
+        &self,
+        modules: &Path,
+        out: &Path,
+        report: &dyn Fn(&str),
+    ) -> Result<(), ImageError> {
+        let go = Go::find(&self.package, &self.version, &self.toolchain)?;
+        let date_path = modules.join(SOURCE_DATE_FILE);
+        let date = fs::read_to_string(&date_path)
+            .map_err(|error| ImageError::io(&date_path, error))?
+            .trim()
+            .to_owned();
+        let ldflags: Vec<String> = self
+            .ldflags
+            .iter()
+            .map(|flag| crate::packages::expand_template(flag, &self.version, &date))
+            .collect();
+        let scratch = scratch_dir(&format!("kiln-go-build-{}-", self.package))?;
+        let home = scratch.path();
+        // The compile reads the module tree in place (the store path is read-only, and
+        // -trimpath keeps its location out of the binaries).
+        let configure = |command: &mut Command| {
+            command
+                .current_dir(modules)
+                .env("GOPROXY", "off")
+                .env("GOFLAGS", "-mod=vendor")
+                .env("CGO_ENABLED", if self.cgo { "1" } else { "0" })
+                .env("GOOS", GOOS)
+                .env("GOARCH", GOARCH)
+                .env("GOAMD64", GOAMD64)
+                .env("GOMODCACHE", home.join("modcache"));
+        };
+        let targets = self.targets();
+
+        let mut list = go.command(home);
+        configure(&mut list);
+        list.args(["list", "-deps", "-f", "{{.ImportPath}}"])
+            .args(&targets);
+        let total = run_output(list)?.lines().count();
+
+        let bin = home.join("bin");
+        fs::create_dir_all(&bin).map_err(|error| ImageError::io(&bin, error))?;
+        let mut build = go.command(home);
+        configure(&mut build);
+        build
+            .args(["build", "-v", "-trimpath", "-buildvcs=false"])
+            .arg(format!("-tags={}", self.tags.join(",")))
+            .arg(format!("-ldflags=all={}", ldflags.join(" ")))
+            .arg("-o")
+            .arg(format!("{}/", bin.display()))
+            .args(&targets);
+        report(&format!(
+            "compiling {} {} ({} packages): {}",
+            self.package,
+            self.version,
+            total,
+            self.binaries
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+        let started = Instant::now();
+        let mut compiled = 0usize;
+        let mut latest = String::new();
+        let mut last_report = Instant::now();
+        run_streaming(
+            build,
+            &home.join("build.log"),
+            PROGRESS_INTERVAL,
+            &mut |output| {
+                if let Output::Line(line) = output {
+                    compiled += 1;
+                    line.clone_into(&mut latest);
+                }
+                if last_report.elapsed() >= PROGRESS_INTERVAL {
+                    report(&format!(
+                        "[{}] compiled {compiled} of {total} packages, latest {latest}",
+                        format_elapsed(started.elapsed())
+                    ));
+                    last_report = Instant::now();
+                }
+            },
+        )?;
+        report(&format!(
+            "compiled {} {} in {}",
+            self.package,
+            self.version,
+            format_elapsed(started.elapsed())
+        ));
+
+        let out_bin = out.join("bin");
+        fs::create_dir_all(&out_bin).map_err(|error| ImageError::io(&out_bin, error))?;
+        for (name, package) in &self.binaries {
+            let built = bin.join(default_binary_name(package));
+            let installed = out_bin.join(name);
+            fs::copy(&built, &installed).map_err(|error| ImageError::io(&built, error))?;
+            fs::set_permissions(&installed, fs::Permissions::from_mode(0o755))
+                .map_err(|error| ImageError::io(&installed, error))?;
+        }
+        let version = out.join("VERSION");
+        fs::write(&version, format!("v{}\n", self.version))
+            .map_err(|error| ImageError::io(&version, error))
+    }
+}
+
+impl Builder for GoBuild {
+    fn kind(&self) -> &str {
+        "kiln-image.go.build"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn params(&self) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "package": self.package,
+            "version": self.version,
+            "toolchain": self.toolchain,
+            "tags": self.tags,
+            "cgo": self.cgo,
+            "ldflags": self.ldflags,
+            "binaries": self.binaries,
+            "target": [GOOS, GOARCH, GOAMD64],
+        }))
+        .expect("JSON of strings")
+    }
+
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
+        let modules = ctx.input("modules")?;
+        self.build_into(modules, ctx.out(), &|message| ctx.report(message))
+            .map_err(BuildError::from_error)
+    }
+}
+
+/// The machine's `go`, checked to be the pinned version.
+struct Go {
+    program: PathBuf,
+}
+
+impl Go {
+    /// Finds `go` on `PATH` (or in `/usr/local/go/bin`) and checks that it is Go `toolchain`.
+    fn find(package: &str, version: &str, toolchain: &str) -> Result<Go, ImageError> {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let program = std::env::split_paths(&path)
+            .chain([PathBuf::from("/usr/local/go/bin")])
+            .map(|dir| dir.join("go"))
+            .find(|candidate| candidate.is_file())
+            .ok_or_else(|| ImageError::GoToolchain {
+                package: package.to_owned(),
+                version: version.to_owned(),
+                pinned: toolchain.to_owned(),
+                go: "go".to_owned(),
+                found: "nothing: there is no go on PATH".to_owned(),
+            })?;
+        let mut command = Command::new(&program);
+        command
+            .arg("version")
+            .env_clear()
+            .env("PATH", SYSTEM_PATH)
+            .env("GOTOOLCHAIN", "local");
+        let found = run_output(command)?.trim().to_owned();
+        // `go version go1.26.8 linux/amd64`
+        let reported = found.split_whitespace().nth(2).unwrap_or_default();
+        if reported != format!("go{toolchain}") {
+            return Err(ImageError::GoToolchain {
+                package: package.to_owned(),
+                version: version.to_owned(),
+                pinned: toolchain.to_owned(),
+                go: program.display().to_string(),
+                found,
+            });
+        }
+        Ok(Go { program })
+    }
+
+    /// A `go` command with a cleared environment whose home, cache and path are in `home`.
+    fn command(&self, home: &Path) -> Command {
+        let mut command = Command::new(&self.program);
+        command
+            .env_clear()
+            .env("PATH", SYSTEM_PATH)
+            .env("HOME", home)
+            .env("GOENV", "off")
+            .env("GOTOOLCHAIN", "local")
+            .env("GOCACHE", home.join("cache"))
+            .env("GOPATH", home.join("gopath"))
+            .env("GOTELEMETRY", "off")
+            .env("LC_ALL", "C");
+        command
+    }
+
+    /// Where the machine's `go` fetches modules from (its settings as the calling
+    /// environment and its configuration files give them), plus the proxy variables of
+    /// the environment.
+    fn network_settings(&self) -> Result<Vec<(String, OsString)>, ImageError> {
+        let mut command = Command::new(&self.program);
+        command.arg("env").arg("-json").args(NETWORK_SETTINGS);
+        let text = run_output(command)?;
+        let values: BTreeMap<String, String> =
+            serde_json::from_str(&text).map_err(|error| ImageError::Assembly {
+                what: "the Go module proxy settings".into(),
+                reason: format!("`go env -json` gave no JSON: {error}"),
+            })?;
+        let mut settings: Vec<(String, OsString)> = values
+            .into_iter()
+            .filter(|(_, value)| !value.is_empty())
+            .map(|(name, value)| (name, value.into()))
+            .collect();
+        for name in [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "NO_PROXY",
+            "no_proxy",
+            "SSL_CERT_FILE",
+            "SSL_CERT_DIR",
+        ] {
+            if let Some(value) = std::env::var_os(name) {
+                settings.push((name.to_owned(), value));
+            }
+        }
+        Ok(settings)
+    }
+}
+
+/// What `go mod download -json` says of a module version.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Download {
+    info: String,
+    go_mod: String,
+}
+
+/// A module version's `.info`: its version and time.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Info {
+    time: String,
+}
+
+/// What `go mod edit -json` says of a `go.mod`.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ModFile {
+    go: Option<String>,
+    #[serde(default)]
+    godebug: Vec<Godebug>,
+    #[serde(default)]
+    replace: Vec<Replace>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Godebug {
+    key: String,
+    value: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Replace {
+    old: ModulePath,
+    new: ModulePath,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ModulePath {
+    path: String,
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ImageError> {
+    let text = fs::read_to_string(path).map_err(|error| ImageError::io(path, error))?;
+    serde_json::from_str(&text).map_err(|error| ImageError::Assembly {
+        what: path.display().to_string(),
+        reason: format!("not the JSON expected: {error}"),
+    })
+}
+
+fn scratch_dir(prefix: &str) -> Result<tempfile::TempDir, ImageError> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|error| ImageError::io(std::env::temp_dir(), error))
+}
+
+/// Copies the regular files and directories of `from` into `to` (which exists), files with
+/// mode 0644 and directories 0755.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), ImageError> {
+    let entries = fs::read_dir(from).map_err(|error| ImageError::io(from, error))?;
+    for entry in entries {
+        let entry = entry.map_err(|error| ImageError::io(from, error))?;
+        let source = entry.path();
+        let target = to.join(entry.file_name());
+        let kind = entry
+            .file_type()
+            .map_err(|error| ImageError::io(&source, error))?;
+        if kind.is_dir() {
+            fs::create_dir(&target).map_err(|error| ImageError::io(&target, error))?;
+            copy_tree(&source, &target)?;
+        } else if kind.is_file() {
+            fs::copy(&source, &target).map_err(|error| ImageError::io(&source, error))?;
+            fs::set_permissions(&target, fs::Permissions::from_mode(0o644))
+                .map_err(|error| ImageError::io(&target, error))?;
+        } else {
+            return Err(ImageError::Assembly {
+                what: source.display().to_string(),
+                reason: "a module tree holds only files and directories".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recipe() -> GoRecipe {
+        GoRecipe {
+            module: "k8s.io/kubernetes".into(),
+            require: Vec::new(),
+            local_replace_version: Some("v0.{minor}.{patch}".into()),
+            tags: vec!["notest".into()],
+            cgo: false,
+            ldflags: vec!["-X v=v{version}".into()],
+            binaries: [(
+                "kubelet".to_owned(),
+                "k8s.io/kubernetes/cmd/kubelet".to_owned(),
+            )]
+            .into(),
+            files: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn the_wrapper_replaces_local_replaces_and_lists_tools() {
+        let modules = GoModules::new("kubernetes", "1.37.2", "1.26.8", &recipe());
+        let upstream: ModFile = serde_json::from_str(
+            r#"{"Go":"1.26.0","Godebug":[{"Key":"default","Value":"go1.26"}],
+                "Replace":[{"Old":{"Path":"k8s.io/api"},"New":{"Path":"./staging/src/k8s.io/api"}},
+                           {"Old":{"Path":"example.com/x"},"New":{"Path":"example.com/y","Version":"v1.0.0"}}]}"#,
+        )
+        .expect("JSON");
+        expect_test::expect![[r#"
+            module kiln.local/kubernetes
+
+            go 1.26.0
+
+            godebug default=go1.26
+
+            require k8s.io/kubernetes v1.37.2
+
+            tool k8s.io/kubernetes/cmd/kubelet
+
+            replace (
+            	k8s.io/api => k8s.io/api v0.37.2
+            )
+        "#]]
+        .assert_eq(&modules.wrapper_go_mod(&upstream).expect("a go.mod"));
+    }
+
+    #[test]
+    fn identities_change_with_the_toolchain() {
+        let old = GoBuild::new("kubernetes", "1.37.2", "1.26.8", &recipe());
+        let new = GoBuild::new("kubernetes", "1.37.2", "1.27.3", &recipe());
+        assert_ne!(old.params(), new.params());
+        let old = GoModules::new("kubernetes", "1.37.2", "1.26.8", &recipe());
+        let new = GoModules::new("kubernetes", "1.37.2", "1.27.3", &recipe());
+        assert_ne!(old.params(), new.params());
+    }
+}

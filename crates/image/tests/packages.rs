@@ -1,0 +1,137 @@
+//! The package set's declarations: kiln's own parse, and bad ones are refused naming the file,
+//! the line and what is wrong.
+
+use kiln_image::{ImageError, KUBERNETES_BINARIES, PackageSet, VersionSource};
+
+const HASH: &str = "89458d9dec073047556d0778bb6e11a97fa9c89b739f34b05d92e857549796f2";
+
+fn repository_set() -> PackageSet {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packages");
+    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .expect("packages/")
+        .map(|entry| {
+            let path = entry.expect("an entry").path();
+            let text = std::fs::read_to_string(&path).expect("a declaration");
+            (path.display().to_string(), text)
+        })
+        .filter(|(path, _)| path.ends_with(".toml"))
+        .collect();
+    files.sort();
+    PackageSet::parse(
+        files
+            .iter()
+            .map(|(path, text)| (path.as_str(), text.as_str())),
+    )
+    .expect("kiln's own package set parses")
+}
+
+#[test]
+fn kilns_kubernetes_declares_every_binary_and_current_versions() {
+    let set = repository_set();
+    let kubernetes = set.package("kubernetes").expect("a kubernetes package");
+    let go = kubernetes.go.as_ref().expect("built from Go modules");
+    let names: Vec<&str> = go.binaries.keys().map(String::as_str).collect();
+    let mut expected = KUBERNETES_BINARIES.to_vec();
+    expected.sort_unstable();
+    assert_eq!(names, expected);
+    for minor in [35, 36, 37] {
+        assert!(
+            kubernetes
+                .versions
+                .iter()
+                .any(|version| version.numeric().1 == minor
+                    && matches!(version.source, VersionSource::Go { .. })),
+            "a 1.{minor} version built from Go modules"
+        );
+    }
+    assert_eq!(
+        set.version("kubernetes", "1.20.2").expect("1.20.2").source,
+        VersionSource::Debian
+    );
+}
+
+#[test]
+fn an_unknown_version_names_the_versions_there_are() {
+    let set = repository_set();
+    let error = set.version("kubernetes", "1.31.0").expect_err("no 1.31.0");
+    assert!(matches!(error, ImageError::UnknownPackage { .. }));
+    let text = error.to_string();
+    assert!(
+        text.starts_with("kiln has no kubernetes 1.31.0; it has 1.37."),
+        "{text}"
+    );
+    assert!(text.ends_with(", 1.20.2"), "{text}");
+    let error = set.package("kube-router").expect_err("no such package");
+    assert!(error.to_string().contains("it has kubernetes"), "{error}");
+}
+
+fn parse_error(text: &str) -> String {
+    PackageSet::parse([("packages/tool.toml", text)])
+        .expect_err("refused")
+        .to_string()
+}
+
+fn declaration(binaries: &str, versions: &str) -> String {
+    format!(
+        "description = \"a tool\"\n[go]\nmodule = \"example.com/tool\"\ncgo = false\n[go.binaries]\n{binaries}\n{versions}"
+    )
+}
+
+#[test]
+fn bad_declarations_are_refused_naming_file_line_and_field() {
+    let good_binaries = "tool = \"example.com/tool/cmd/tool\"";
+    let version = |body: &str| format!("[[versions]]\n{body}\n");
+
+    expect_test::expect!["packages/tool.toml:8: versions: 1.2.3 needs both go (the toolchain version) and vendor-hash (a build with a wrong one names the right one)"]
+        .assert_eq(&parse_error(&declaration(good_binaries, &version("version = \"1.2.3\"\ngo = \"1.26.8\""))));
+    expect_test::expect![
+        "packages/tool.toml:8: versions: `v1.2.3` is not MAJOR.MINOR.PATCH (without a v)"
+    ]
+    .assert_eq(&parse_error(&declaration(
+        good_binaries,
+        &version(&format!(
+            "version = \"v1.2.3\"\ngo = \"1.26.8\"\nvendor-hash = \"{HASH}\""
+        )),
+    )));
+    expect_test::expect![
+        "packages/tool.toml:10: versions: vendor-hash `abc` is not a SHA-256 (64 hex digits)"
+    ]
+    .assert_eq(&parse_error(&declaration(
+        good_binaries,
+        &version("version = \"1.2.3\"\ngo = \"1.26.8\"\nvendor-hash = \"abc\""),
+    )));
+    let twice = format!(
+        "{}{}",
+        version(&format!(
+            "version = \"1.2.3\"\ngo = \"1.26.8\"\nvendor-hash = \"{HASH}\""
+        )),
+        version(&format!(
+            "version = \"1.2.3\"\ngo = \"1.26.8\"\nvendor-hash = \"{HASH}\""
+        ))
+    );
+    expect_test::expect!["packages/tool.toml:8: versions: 1.2.3 is listed twice"]
+        .assert_eq(&parse_error(&declaration(good_binaries, &twice)));
+    expect_test::expect!["packages/tool.toml:7: go.binaries: a and b are built from packages with the same last path element, which `go build -o` cannot tell apart"]
+        .assert_eq(&parse_error(&declaration(
+            "a = \"example.com/x/cmd/tool\"\nb = \"example.com/y/tool\"",
+            &version(&format!("version = \"1.2.3\"\ngo = \"1.26.8\"\nvendor-hash = \"{HASH}\"")),
+        )));
+    expect_test::expect!["packages/tool.toml:6: go.binaries.tool: ./cmd/tool is a package of the wrapper module, but go.files has no file under cmd/tool/"]
+        .assert_eq(&parse_error(&declaration(
+            "tool = \"./cmd/tool\"",
+            &version(&format!("version = \"1.2.3\"\ngo = \"1.26.8\"\nvendor-hash = \"{HASH}\"")),
+        )));
+    let unknown = parse_error(&format!(
+        "{}colour = \"blue\"\n",
+        declaration(
+            good_binaries,
+            &version(&format!(
+                "version = \"1.2.3\"\ngo = \"1.26.8\"\nvendor-hash = \"{HASH}\""
+            ))
+        )
+    ));
+    assert!(
+        unknown.starts_with("packages/tool.toml:11: unknown field `colour`"),
+        "{unknown}"
+    );
+}

@@ -1,0 +1,184 @@
+//! `cargo xtask package`: the package set (`packages/*.toml`): list it, or build one package
+//! version into the store.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use kiln_graph::{DrvId, EvalOptions, Graph};
+use kiln_image::{PackageSet, VersionSource};
+use kiln_store::Store;
+
+use crate::{common, lock};
+
+/// Arguments of `cargo xtask package`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+    /// The directory of package declarations (default: packages/ at the repository's root).
+    #[arg(long, global = true)]
+    packages: Option<PathBuf>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// List every package with its versions and where each comes from.
+    List,
+    /// Build one version of a package into the store and print its store path.
+    Build(BuildArgs),
+}
+
+#[derive(clap::Args)]
+struct BuildArgs {
+    /// The package and version, as `NAME@VERSION` (such as `kubernetes@1.37.2`).
+    package: String,
+    /// The store (default: $KILN_STORE, else $XDG_DATA_HOME/kiln/store, else
+    /// ~/.local/share/kiln/store).
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// Then rebuild the compile into a scratch store and fail if any byte differs.
+    #[arg(long)]
+    check: bool,
+    /// The lock file (for a version built from Debian's source; default: kiln.lock).
+    #[arg(long)]
+    lock: Option<PathBuf>,
+}
+
+/// Runs `cargo xtask package`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let set = read_packages(&packages_dir(args.packages))?;
+    match args.command {
+        Command::List => {
+            for package in set.packages() {
+                println!("{}: {}", package.name, package.description);
+                let mut versions: Vec<_> = package.versions.iter().collect();
+                versions.sort_by_key(|version| std::cmp::Reverse(version.numeric()));
+                for version in versions {
+                    let source = match &version.source {
+                        VersionSource::Go { toolchain, .. } => {
+                            format!("Go modules, Go {toolchain}")
+                        }
+                        VersionSource::Debian => "Debian's source package (kiln.lock)".to_owned(),
+                        _ => "another source".to_owned(),
+                    };
+                    println!("  {} ({source})", version.version);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Build(build) => build_package(&set, build),
+    }
+}
+
+/// `packages/` at the repository's root, or `explicit`.
+pub fn packages_dir(explicit: Option<PathBuf>) -> PathBuf {
+    explicit.unwrap_or_else(|| {
+        let xtask = Path::new(env!("CARGO_MANIFEST_DIR"));
+        xtask.parent().unwrap_or(xtask).join("packages")
+    })
+}
+
+/// Reads every `*.toml` in `dir`, in name order, into a package set.
+pub fn read_packages(dir: &Path) -> anyhow::Result<PackageSet> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)
+        .with_context(|| format!("reading the package set {}", dir.display()))?
+    {
+        let path = entry?.path();
+        if path
+            .extension()
+            .is_some_and(|extension| extension == "toml")
+        {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            files.push((path.display().to_string(), text));
+        }
+    }
+    files.sort();
+    Ok(PackageSet::parse(
+        files
+            .iter()
+            .map(|(path, text)| (path.as_str(), text.as_str())),
+    )?)
+}
+
+fn build_package(set: &PackageSet, args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let Some((name, version)) = args.package.split_once('@') else {
+        bail!(
+            "`{}`: give the package as NAME@VERSION, such as kubernetes@1.37.2",
+            args.package
+        );
+    };
+    let package = set.package(name)?;
+    let version = set.version(name, version)?;
+    let mut graph = Graph::new();
+    let target = DrvId::new(format!("package/{name}"));
+    match &version.source {
+        VersionSource::Debian => {
+            let locked = lock::read_lock(&lock::lock_path(args.lock.clone()))?;
+            let sources = lock::apt_sources(&[])?;
+            let debian = kiln_image::upstream_version(&locked.kubernetes.version);
+            if name != "kubernetes" || debian != version.version {
+                bail!(
+                    "{name} {} comes from Debian's source package, but kiln.lock pins {} {} (upstream {debian})",
+                    version.version,
+                    locked.kubernetes.package,
+                    locked.kubernetes.version
+                );
+            }
+            kiln_image::ensure_build_tools()?;
+            kiln_image::ensure_toolchain(&locked.kubernetes)?;
+            graph.add(
+                target.clone(),
+                kiln_image::kubernetes_binaries(&kiln_image::KubernetesSource::Debian {
+                    lock: locked.kubernetes.clone(),
+                    sources,
+                })?,
+            )?;
+        }
+        _ => {
+            let modules = DrvId::new(format!("package/{name}/modules"));
+            let derivations = kiln_image::go_derivations(package, version, modules.clone())?;
+            graph.add(modules, derivations.modules)?;
+            graph.add(target.clone(), derivations.build)?;
+        }
+    }
+    let graph = graph.validate()?;
+    let store = Store::open(&common::store_dir(args.store)?)?;
+    let observer = common::progress_observer();
+    let options = EvalOptions::default();
+    let evaluation = graph.evaluate(&store, &options, observer.as_ref())?;
+    let output = &evaluation.outputs[&target];
+    eprintln!(
+        "{name} {}: {} built, {} from the store, in {:.2}s",
+        version.version,
+        evaluation.built,
+        evaluation.substituted,
+        started.elapsed().as_secs_f64()
+    );
+    println!("{}", output.path.display());
+
+    if args.check {
+        let scratch = tempfile::Builder::new().prefix("kiln-check-").tempdir()?;
+        let scratch_store = Store::open_with(
+            &scratch.path().join("store"),
+            kiln_store::Durability::ProcessCrashOnly,
+        )?;
+        let select = |derivation: &kiln_graph::Derivation| {
+            derivation.addressing == kiln_graph::Addressing::Inputs
+        };
+        let mismatches =
+            graph.check_selected(&store, &scratch_store, &options, observer.as_ref(), &select)?;
+        for mismatch in &mismatches {
+            eprintln!("not reproducible: {mismatch}");
+        }
+        if !mismatches.is_empty() {
+            return Ok(ExitCode::FAILURE);
+        }
+        eprintln!("check: the rebuild is bit-for-bit identical");
+    }
+    Ok(ExitCode::SUCCESS)
+}
