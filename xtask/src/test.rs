@@ -26,11 +26,84 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .args(&args.cargo_args)
         .status()
         .context("running cargo test")?;
-    Ok(if status.success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    if !status.success() {
+        return Ok(ExitCode::FAILURE);
+    }
+    if !args.cargo_args.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    // The flag table against every other Kubernetes version the store holds.
+    let used = binaries_from_result(Path::new("result/manifest.json"))
+        .and_then(|bin| version_of(&bin))
+        .or_else(|| {
+            std::env::var_os("KILN_KUBERNETES_BIN_DIR").and_then(|dir| version_of(Path::new(&dir)))
+        });
+    let store = crate::common::store_dir(None)?;
+    for (version, bin) in store_kubernetes(&store) {
+        if Some(&version) == used.as_ref() {
+            continue;
+        }
+        eprintln!(
+            "the flag table against Kubernetes {version} ({})",
+            bin.display()
+        );
+        let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .args([
+                "test",
+                "--locked",
+                "-p",
+                "kiln-manifests",
+                "--test",
+                "binaries",
+            ])
+            .env("KILN_KUBERNETES_BIN_DIR", &bin)
+            .status()
+            .context("running cargo test")?;
+        if !status.success() {
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The version a Kubernetes output's `VERSION` file (beside `bin/`) names, such as `v1.37.2`.
+fn version_of(bin: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(bin.parent()?.join("VERSION")).ok()?;
+    Some(text.trim().to_owned())
+}
+
+/// One `bin/` directory per Kubernetes version in the store (`*-kubernetes-binaries` and
+/// `*-kubernetes-<version>` outputs holding every binary), by version; of several outputs of
+/// one version, the first by name.
+fn store_kubernetes(store: &Path) -> std::collections::BTreeMap<String, PathBuf> {
+    let mut found = std::collections::BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(store) else {
+        return found;
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    for name in names {
+        let Some((_, store_name)) = name.split_once('-') else {
+            continue;
+        };
+        let kubernetes = store_name == kiln_image::KUBERNETES_DERIVATION_NAME
+            || store_name
+                .strip_prefix("kubernetes-")
+                .is_some_and(|version| version.bytes().all(|b| b.is_ascii_digit() || b == b'.'));
+        let bin = store.join(&name).join("bin");
+        let complete = kiln_image::KUBERNETES_BINARIES
+            .iter()
+            .all(|binary| bin.join(binary).is_file());
+        if kubernetes
+            && complete
+            && let Some(version) = version_of(&bin)
+        {
+            found.entry(version).or_insert(bin);
+        }
+    }
+    found
 }
 
 /// Points the tests that run the real Kubernetes 1.20.2 binaries (flags against `--help`, a

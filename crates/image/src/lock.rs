@@ -258,19 +258,15 @@ impl Lock {
     /// package listed twice, a hash that is not 64 hex digits.
     pub fn parse(text: &str, file: &str) -> Result<Lock, ImageError> {
         let raw: RawLock = toml::from_str(text).map_err(|error| {
-            let line = error
-                .span()
-                .map_or(0, |span| line_at(text, span.start));
+            let line = error.span().map_or(0, |span| line_at(text, span.start));
             ImageError::Lock {
                 file: file.to_owned(),
                 line,
                 reason: error.message().to_owned(),
             }
         })?;
-        let at = |needle: &str| -> usize {
-            text.find(needle)
-                .map_or(0, |offset| line_at(text, offset))
-        };
+        let at =
+            |needle: &str| -> usize { text.find(needle).map_or(0, |offset| line_at(text, offset)) };
         let error = |needle: &str, reason: String| ImageError::Lock {
             file: file.to_owned(),
             line: at(needle),
