@@ -318,6 +318,28 @@ fn kubernetes_source(
     })
 }
 
+/// The packages a node runs with the spec's Kubernetes version (its `with` in the package
+/// set), or none when the set does not have that version (binaries from `--kubernetes-dir` or
+/// `--kubernetes-release`: then the node takes the rest from the base OS).
+fn userland(
+    args: &Args,
+    plan: &kiln_spec::Plan,
+) -> anyhow::Result<Vec<(kiln_image::Package, kiln_image::PackageVersion)>> {
+    let set = crate::package::read_packages(&crate::package::packages_dir(args.packages.clone()))?;
+    let wanted = plan.cluster.kubernetes_version.to_string();
+    let Ok(kubernetes) = set.version("kubernetes", &wanted) else {
+        return Ok(Vec::new());
+    };
+    let mut userland = Vec::new();
+    for (name, version) in &kubernetes.with {
+        userland.push((
+            set.package(name)?.clone(),
+            set.version(name, version)?.clone(),
+        ));
+    }
+    Ok(userland)
+}
+
 /// The ids of the Debian inputs in the cluster's graph (kiln-cluster's `images.rs`).
 const BASE_OS_ID: &str = "image/base-os";
 const BUSYBOX_ID: &str = "image/busybox";
@@ -337,6 +359,7 @@ fn with_images(
     let locked = lock::read_lock(&lock_file)?;
     let sources = lock::apt_sources(&args.apt_sources)?;
     let kubernetes = kubernetes_source(args, plan, &locked, &sources)?;
+    let userland = userland(args, plan)?;
     let debian_kubernetes = matches!(kubernetes, kiln_image::KubernetesSource::Debian { .. });
     let substituters = common::substituters(&args.substituters);
 
@@ -345,6 +368,7 @@ fn with_images(
         kubernetes: kubernetes.clone(),
         lock: locked.clone(),
         sources: sources.clone(),
+        userland: userland.clone(),
     };
     let candidate = cluster.clone().with_images(plan, &as_locked)?;
     let graph = candidate.graph.clone().validate()?;
@@ -396,6 +420,7 @@ fn with_images(
         kubernetes,
         lock: resolution.lock.clone(),
         sources,
+        userland,
     };
     let cluster = cluster.with_images(plan, &inputs)?;
     let graph = cluster.graph.validate()?;

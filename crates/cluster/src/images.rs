@@ -23,6 +23,11 @@ pub struct ImageInputs {
     pub lock: Lock,
     /// The apt sources the base OS and busybox are fetched from.
     pub sources: AptSources,
+    /// The packages of kiln's package set a node runs beside Kubernetes (the version's `with`:
+    /// containerd, etcd, the CNI plugins...), each built from Go modules and installed in the
+    /// package layer (`bin/` to the package's install directory). Empty for Kubernetes 1.20.2,
+    /// whose node takes them from Debian's base OS.
+    pub userland: Vec<(kiln_image::Package, kiln_image::PackageVersion)>,
 }
 
 impl ImageInputs {
@@ -36,6 +41,7 @@ impl ImageInputs {
             },
             lock: lock.clone(),
             sources: sources.clone(),
+            userland: Vec::new(),
         }
     }
 }
@@ -249,21 +255,43 @@ pub(crate) fn add_images(
         kiln_image::container_images(busybox, IMAGES_EPOCH),
     )?;
 
+    // The Kubernetes binaries and the packages the node runs with them, in one layer.
     let kubernetes_layer = DrvId::new("image/layer/kubernetes");
-    let spec = LayerSpec {
-        copies: vec![LayerCopy {
-            input: "kubernetes".into(),
+    let mut copies = vec![LayerCopy {
+        input: "kubernetes".into(),
+        from: "bin".into(),
+        to: "usr/local/bin".into(),
+    }];
+    let mut layer_inputs = vec![("kubernetes".to_owned(), kubernetes.clone())];
+    for (package, version) in &inputs.userland {
+        let id = DrvId::new(format!("image/package/{}", package.name));
+        let modules = DrvId::new(format!("image/package/{}/modules", package.name));
+        let derivations =
+            kiln_image::go_derivations(package, version, modules.clone()).map_err(|error| {
+                ClusterError::Encode {
+                    what: format!("package {} {}", package.name, version.version),
+                    message: error.to_string(),
+                }
+            })?;
+        graph.add(modules, derivations.modules)?;
+        graph.add(id.clone(), derivations.build)?;
+        copies.push(LayerCopy {
+            input: package.name.clone(),
             from: "bin".into(),
-            to: "usr/local/bin".into(),
-        }],
+            to: package.install_dir.clone(),
+        });
+        layer_inputs.push((package.name.clone(), id.clone()));
+        artifacts
+            .cluster
+            .insert(format!("image/package/{}", package.name), id);
+    }
+    let spec = LayerSpec {
+        copies,
         ..LayerSpec::default()
     };
     graph.add(
         kubernetes_layer.clone(),
-        spec.derivation(
-            "kubernetes-layer",
-            [("kubernetes".to_owned(), kubernetes.clone())],
-        ),
+        spec.derivation("kubernetes-layer", layer_inputs),
     )?;
     let images_layer = DrvId::new("image/layer/images");
     let spec = LayerSpec {

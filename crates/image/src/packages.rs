@@ -7,6 +7,7 @@
 //!
 //! ```toml
 //! description = "etcd, the key-value store"
+//! install = "usr/local/bin"              # where node images put bin/ (the default)
 //!
 //! [go]
 //! module = "go.etcd.io/etcd/server/v3"  # required at v{version}
@@ -65,6 +66,9 @@ pub struct Package {
     pub name: String,
     /// One line on what it is.
     pub description: String,
+    /// Where a node image installs its `bin/`, relative to the root (`install`; default
+    /// `usr/local/bin`).
+    pub install_dir: String,
     /// How it is built from Go modules, if it is.
     pub go: Option<GoRecipe>,
     /// The versions kiln has, in the declaration's order.
@@ -102,6 +106,10 @@ pub struct PackageVersion {
     pub version: String,
     /// Where this version is built from.
     pub source: VersionSource,
+    /// Other packages of the set, each at a version, that a node running this version runs
+    /// with it (for Kubernetes: its container runtime, etcd, CNI plugins...). Empty when the
+    /// node takes them from elsewhere (Kubernetes 1.20.2: Debian's base OS).
+    pub with: BTreeMap<String, String>,
 }
 
 /// Where one version of a package comes from.
@@ -169,6 +177,7 @@ pub fn expand_template(template: &str, version: &str, date: &str) -> String {
 #[serde(deny_unknown_fields)]
 struct RawPackage {
     description: String,
+    install: Option<String>,
     go: Option<RawGo>,
     versions: Vec<RawVersion>,
 }
@@ -198,6 +207,8 @@ struct RawVersion {
     vendor_hash: Option<String>,
     #[serde(default)]
     debian: bool,
+    #[serde(default)]
+    with: BTreeMap<String, String>,
 }
 
 impl PackageSet {
@@ -245,7 +256,23 @@ impl PackageSet {
             }
             packages.insert(package.name.clone(), package);
         }
-        Ok(PackageSet { packages })
+        let set = PackageSet { packages };
+        for package in set.packages.values() {
+            for version in &package.versions {
+                for (name, wanted) in &version.with {
+                    set.version(name, wanted)
+                        .map_err(|error| ImageError::Package {
+                            file: format!("packages/{}.toml", package.name),
+                            line: 0,
+                            reason: format!(
+                                "versions: {} runs with {name} {wanted}, but {error}",
+                                version.version
+                            ),
+                        })?;
+                }
+            }
+        }
+        Ok(set)
     }
 
     /// The packages, by name.
@@ -484,14 +511,29 @@ fn parse_package(file: &str, text: &str) -> Result<Package, ImageError> {
         versions.push(PackageVersion {
             version: version.version,
             source,
+            with: version.with,
         });
     }
     if versions.is_empty() {
         return Err(error("versions", "no versions are declared".to_owned()));
     }
+    let install_dir = raw.install.unwrap_or_else(|| "usr/local/bin".to_owned());
+    if install_dir.starts_with('/')
+        || install_dir
+            .split('/')
+            .any(|element| element.is_empty() || element == "." || element == "..")
+    {
+        return Err(error(
+            "install",
+            format!(
+                "install: `{install_dir}` is not a plain relative directory such as usr/local/bin"
+            ),
+        ));
+    }
     Ok(Package {
         name,
         description: raw.description,
+        install_dir,
         go,
         versions,
     })
@@ -516,10 +558,12 @@ mod tests {
         let version = |text: &str| PackageVersion {
             version: text.to_owned(),
             source: VersionSource::Debian,
+            with: BTreeMap::new(),
         };
         let package = Package {
             name: "kubernetes".to_owned(),
             description: String::new(),
+            install_dir: "usr/local/bin".to_owned(),
             go: None,
             versions: vec![version("1.9.0"), version("1.37.2"), version("1.20.2")],
         };
