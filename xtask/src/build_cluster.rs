@@ -300,7 +300,7 @@ fn kubernetes_source(
     })?;
     if chosen.source != kiln_image::VersionSource::Debian {
         return Ok(kiln_image::KubernetesSource::Go {
-            package: package.clone(),
+            package: Box::new(package.clone()),
             version: chosen.clone(),
         });
     }

@@ -65,7 +65,7 @@ pub enum KubernetesSource {
     /// (`packages/kubernetes.toml`): see [`crate::go`](crate::go_derivations).
     Go {
         /// The package's declaration.
-        package: crate::Package,
+        package: Box<crate::Package>,
         /// The version to build (a Go one).
         version: crate::PackageVersion,
     },
