@@ -41,6 +41,9 @@ struct BuildArgs {
     /// Then rebuild the compile into a scratch store and fail if any byte differs.
     #[arg(long)]
     check: bool,
+    /// Also build the packages this version runs with (its `with`), printing each path.
+    #[arg(long)]
+    with: bool,
     /// The lock file (for a version built from Debian's source; default: kiln.lock).
     #[arg(long)]
     lock: Option<PathBuf>,
@@ -112,10 +115,77 @@ fn build_package(set: &PackageSet, args: BuildArgs) -> anyhow::Result<ExitCode> 
             args.package
         );
     };
-    let package = set.package(name)?;
     let version = set.version(name, version)?;
+    let mut wanted = vec![(name.to_owned(), version.version.clone())];
+    if args.with {
+        wanted.extend(
+            version
+                .with
+                .iter()
+                .map(|(name, version)| (name.clone(), version.clone())),
+        );
+    }
     let mut graph = Graph::new();
-    let target = DrvId::new(format!("package/{name}"));
+    let mut targets = Vec::new();
+    for (name, version) in &wanted {
+        let package = set.package(name)?;
+        let version = set.version(name, version)?;
+        let target = DrvId::new(format!("package/{name}"));
+        add_package(&mut graph, &target, package, version, &args)?;
+        targets.push((format!("{name} {}", version.version), target));
+    }
+    let graph = graph.validate()?;
+    let store = Store::open(&common::store_dir(args.store)?)?;
+    let observer = common::progress_observer();
+    let options = EvalOptions::default();
+    let evaluation = graph.evaluate(&store, &options, observer.as_ref())?;
+    eprintln!(
+        "{}: {} built, {} from the store, in {:.2}s",
+        args.package,
+        evaluation.built,
+        evaluation.substituted,
+        started.elapsed().as_secs_f64()
+    );
+    for (what, target) in &targets {
+        let output = &evaluation.outputs[target];
+        if targets.len() == 1 {
+            println!("{}", output.path.display());
+        } else {
+            println!("{what}: {}", output.path.display());
+        }
+    }
+
+    if args.check {
+        let scratch = tempfile::Builder::new().prefix("kiln-check-").tempdir()?;
+        let scratch_store = Store::open_with(
+            &scratch.path().join("store"),
+            kiln_store::Durability::ProcessCrashOnly,
+        )?;
+        let select = |derivation: &kiln_graph::Derivation| {
+            derivation.addressing == kiln_graph::Addressing::Inputs
+        };
+        let mismatches =
+            graph.check_selected(&store, &scratch_store, &options, observer.as_ref(), &select)?;
+        for mismatch in &mismatches {
+            eprintln!("not reproducible: {mismatch}");
+        }
+        if !mismatches.is_empty() {
+            return Ok(ExitCode::FAILURE);
+        }
+        eprintln!("check: the rebuild is bit-for-bit identical");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Adds the derivations of `version` of `package` to `graph`, the output at `target`.
+fn add_package(
+    graph: &mut Graph,
+    target: &DrvId,
+    package: &kiln_image::Package,
+    version: &kiln_image::PackageVersion,
+    args: &BuildArgs,
+) -> anyhow::Result<()> {
+    let name = &package.name;
     match &version.source {
         VersionSource::Debian => {
             let locked = lock::read_lock(&lock::lock_path(args.lock.clone()))?;
@@ -140,45 +210,11 @@ fn build_package(set: &PackageSet, args: BuildArgs) -> anyhow::Result<ExitCode> 
             )?;
         }
         _ => {
-            let modules = DrvId::new(format!("package/{name}/modules"));
+            let modules = DrvId::new(format!("{target}/modules"));
             let derivations = kiln_image::go_derivations(package, version, modules.clone())?;
             graph.add(modules, derivations.modules)?;
             graph.add(target.clone(), derivations.build)?;
         }
     }
-    let graph = graph.validate()?;
-    let store = Store::open(&common::store_dir(args.store)?)?;
-    let observer = common::progress_observer();
-    let options = EvalOptions::default();
-    let evaluation = graph.evaluate(&store, &options, observer.as_ref())?;
-    let output = &evaluation.outputs[&target];
-    eprintln!(
-        "{name} {}: {} built, {} from the store, in {:.2}s",
-        version.version,
-        evaluation.built,
-        evaluation.substituted,
-        started.elapsed().as_secs_f64()
-    );
-    println!("{}", output.path.display());
-
-    if args.check {
-        let scratch = tempfile::Builder::new().prefix("kiln-check-").tempdir()?;
-        let scratch_store = Store::open_with(
-            &scratch.path().join("store"),
-            kiln_store::Durability::ProcessCrashOnly,
-        )?;
-        let select = |derivation: &kiln_graph::Derivation| {
-            derivation.addressing == kiln_graph::Addressing::Inputs
-        };
-        let mismatches =
-            graph.check_selected(&store, &scratch_store, &options, observer.as_ref(), &select)?;
-        for mismatch in &mismatches {
-            eprintln!("not reproducible: {mismatch}");
-        }
-        if !mismatches.is_empty() {
-            return Ok(ExitCode::FAILURE);
-        }
-        eprintln!("check: the rebuild is bit-for-bit identical");
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
