@@ -215,9 +215,10 @@ impl GoModules {
         if let Some(go) = upstream.go.as_deref() {
             text.push_str(&format!("\ngo {go}\n"));
         }
-        if !upstream.godebug.is_empty() {
+        let godebug = upstream.godebug.as_deref().unwrap_or_default();
+        if !godebug.is_empty() {
             text.push('\n');
-            for setting in &upstream.godebug {
+            for setting in godebug {
                 text.push_str(&format!("godebug {}={}\n", setting.key, setting.value));
             }
         }
@@ -234,6 +235,8 @@ impl GoModules {
         if let Some(version) = &self.local_replace_version {
             let local: Vec<&str> = upstream
                 .replace
+                .as_deref()
+                .unwrap_or_default()
                 .iter()
                 .filter(|replace| replace.new.path.starts_with("./"))
                 .map(|replace| replace.old.path.as_str())
@@ -572,10 +575,11 @@ struct Info {
 #[serde(rename_all = "PascalCase")]
 struct ModFile {
     go: Option<String>,
+    // `go mod edit -json` writes `null` for an empty list.
     #[serde(default)]
-    godebug: Vec<Godebug>,
+    godebug: Option<Vec<Godebug>>,
     #[serde(default)]
-    replace: Vec<Replace>,
+    replace: Option<Vec<Replace>>,
 }
 
 #[derive(Deserialize)]
