@@ -63,7 +63,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         VersionSource::Go { toolchain, .. } => {
                             format!("Go modules, Go {toolchain}")
                         }
-                        VersionSource::Debian => "Debian's source package (kiln.lock)".to_owned(),
+                        VersionSource::Debian if package.name == "kubernetes" => {
+                            "Debian's source package, as kiln.lock pins it".to_owned()
+                        }
+                        VersionSource::Debian => {
+                            "Debian's archive, in the base OS as kiln.lock pins it".to_owned()
+                        }
                         _ => "another source".to_owned(),
                     };
                     println!("  {} ({source})", version.version);
@@ -191,7 +196,13 @@ fn add_package(
             let locked = lock::read_lock(&lock::lock_path(args.lock.clone()))?;
             let sources = lock::apt_sources(&[])?;
             let debian = kiln_image::upstream_version(&locked.kubernetes.version);
-            if name != "kubernetes" || debian != version.version {
+            if name != "kubernetes" {
+                bail!(
+                    "{name} {} comes with the base OS from Debian's archive (kiln.lock's [base-os]); there is nothing to build on its own",
+                    version.version
+                );
+            }
+            if debian != version.version {
                 bail!(
                     "{name} {} comes from Debian's source package, but kiln.lock pins {} {} (upstream {debian})",
                     version.version,

@@ -42,8 +42,10 @@
 //! `{minor}` and `{patch}` are the version's parts and `{date}` is the time the module proxy
 //! gives for that module version (RFC 3339, UTC): an upstream fact, never the clock.
 //!
-//! A version may instead say `debian = true`: built from Debian's source package as
-//! `kiln.lock` pins it ([`crate::KubernetesSource::Debian`]); only `kubernetes` has one.
+//! A version may instead say `debian = true`: it comes from Debian's archive as `kiln.lock`
+//! pins it. For `kubernetes` that is Debian's source package built here
+//! ([`crate::KubernetesSource::Debian`]); for any other package, the binary package in the
+//! base OS (`runc`, which needs cgo and so a C toolchain kiln does not pin yet).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -124,7 +126,8 @@ pub enum VersionSource {
         /// vendor tree).
         vendor_hash: Digest,
     },
-    /// Debian's source package, as `kiln.lock` pins it.
+    /// Debian's archive, as `kiln.lock` pins it: for `kubernetes` its source package, for
+    /// another package the binary package in the base OS.
     Debian,
 }
 
