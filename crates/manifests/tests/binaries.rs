@@ -54,20 +54,6 @@ fn help_flags(help: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// The minor version a Kubernetes binary reports: `Kubernetes v1.20.2`.
-fn minor_of(program: &Path) -> u32 {
-    let (_, text) = run(program, &["--version"]);
-    let version = text
-        .split_whitespace()
-        .find_map(|word| word.strip_prefix("v1."))
-        .unwrap_or_else(|| panic!("{}: no version in {text:?}", program.display()));
-    version
-        .split('.')
-        .next()
-        .and_then(|minor| minor.parse().ok())
-        .unwrap_or_else(|| panic!("{}: bad version {text:?}", program.display()))
-}
-
 /// Every example, and the first again with `options.leader_election` set (no example sets it),
 /// as `ha-leader-election`.
 fn plans() -> Vec<(String, kiln_spec::Plan)> {
@@ -166,7 +152,7 @@ fn every_flag_of_the_table_is_known_to_the_binaries() {
         Component::KubeProxy,
     ] {
         let program = dir.join(kiln_manifests::component_name(component));
-        let minor = minor_of(&program);
+        let minor = common::minor_of(&program);
         problems.extend(check_program(&program, component, minor));
     }
     let etcd = [dir.join("etcd"), PathBuf::from("/usr/bin/etcd")]
@@ -187,7 +173,7 @@ fn every_flag_of_the_table_is_known_to_the_binaries() {
 fn the_scheduler_strictly_decodes_its_configuration() {
     let Some(dir) = bin_dir() else { return };
     let program = dir.join("kube-scheduler");
-    let minor = minor_of(&program);
+    let minor = common::minor_of(&program);
     let work = tempfile::tempdir().expect("a temporary directory");
     // The scheduler opens its kubeconfig before writing the configuration back; a stand-in
     // that points nowhere is enough, since nothing is contacted.
