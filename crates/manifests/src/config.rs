@@ -172,8 +172,9 @@ pub fn kube_proxy_configuration(plan: &Plan, node: Option<&NodePlan>) -> KubePro
 /// Only `v1beta1` has insecure serving: its `healthzBindAddress` and `metricsBindAddress`
 /// default to `0.0.0.0:10251`, and the 1.20 scheduler serves plain HTTP there even with
 /// `--port=0` once `--config` is given (an empty value is defaulted as well; seen with the
-/// 1.20.2 binary). kiln's 1.20 and 1.21 output keeps that, unchanged. `v1beta2` and `v1` have
-/// no such fields: from 1.22 the scheduler serves only HTTPS, on `--bind-address`.
+/// 1.20.2 binary). kiln's 1.20 and 1.21 output keeps that, unchanged. Insecure serving is gone
+/// from 1.22 (`v1beta2` allows the fields only empty, `v1` has none): the scheduler serves only
+/// HTTPS, on `--bind-address` (1.37.2: 127.0.0.1:10259 alone).
 pub fn scheduler_config_api_version(minor: u32) -> &'static str {
     const TABLE: &[(u32, &str)] = &[
         (19, "kubescheduler.config.k8s.io/v1beta1"),
