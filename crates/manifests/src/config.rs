@@ -2,7 +2,7 @@
 //! kube-proxy's and the scheduler's configuration, encryption at rest and the audit policy.
 
 use base64::Engine as _;
-use kiln_spec::{EncryptionProvider, LeaderElectionPlan, NodePlan, Plan};
+use kiln_spec::{EncryptionProvider, KubeletCredentials, LeaderElectionPlan, NodePlan, Plan};
 use serde::{Deserialize, Serialize};
 
 use crate::paths;
@@ -29,6 +29,10 @@ pub struct KubeletConfiguration {
     /// The CRI socket; only from 1.27, when the field replaced the kubelet's flag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_runtime_endpoint: Option<String>,
+    /// Whether the kubelet renews its client certificate through CSRs: with bootstrap-token
+    /// credentials, from 1.27, when the file replaced kiln's `--rotate-certificates` flag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate_certificates: Option<bool>,
     /// The static pod directory.
     pub static_pod_path: String,
     /// The kubelet's serving certificate.
@@ -71,10 +75,18 @@ pub struct KubeletAuthorization {
     pub mode: String,
 }
 
+/// The first minor version whose kubelet gets every setting that has a KubeletConfiguration
+/// field from the file alone (the flag table ends those flags at 1.26): the CRI endpoint and,
+/// with bootstrap tokens, certificate rotation are then fields of the file. Before it, the
+/// file and the command line carry the same values and the CRI endpoint is a flag (a 1.26
+/// kubelet rejects the `containerRuntimeEndpoint` field).
+pub const FILE_ONLY_KUBELET_SETTINGS: u32 = 27;
+
 /// The KubeletConfiguration of every kubelet of the plan: anonymous access off, webhook authentication and
 /// authorization, the cluster CA for client certificates, the serving pair placed by
 /// `kiln_pki` (`pki/kubelet.crt`, `pki/kubelet.key`), cluster DNS, the static pod
-/// directory, and the systemd cgroup driver.
+/// directory, and the systemd cgroup driver; from [`FILE_ONLY_KUBELET_SETTINGS`] also the CRI
+/// endpoint and (with bootstrap tokens) certificate rotation.
 pub fn kubelet_configuration(plan: &Plan) -> KubeletConfiguration {
     let pki = |file: &str| format!("{}/{file}", paths::PKI_DIR);
     let minor = plan.cluster.kubernetes_version.minor;
@@ -94,7 +106,11 @@ pub fn kubelet_configuration(plan: &Plan) -> KubeletConfiguration {
         cgroup_driver: "systemd".to_owned(),
         cluster_dns: vec![plan.cluster.cluster_dns_ip.to_string()],
         cluster_domain: plan.cluster.domain.clone(),
-        container_runtime_endpoint: (minor >= 27).then(|| paths::CONTAINERD_SOCKET.to_owned()),
+        container_runtime_endpoint: (minor >= FILE_ONLY_KUBELET_SETTINGS)
+            .then(|| paths::CONTAINERD_SOCKET.to_owned()),
+        rotate_certificates: (minor >= FILE_ONLY_KUBELET_SETTINGS
+            && plan.options.kubelet_credentials == KubeletCredentials::BootstrapToken)
+            .then_some(true),
         static_pod_path: paths::MANIFESTS_DIR.to_owned(),
         tls_cert_file: pki("kubelet.crt"),
         tls_private_key_file: pki("kubelet.key"),
@@ -149,7 +165,16 @@ pub fn kube_proxy_configuration(plan: &Plan, node: Option<&NodePlan>) -> KubePro
 /// The `kubescheduler.config.k8s.io` version of Kubernetes `1.minor`: `v1beta1` for
 /// 1.19–1.21, `v1beta2` for 1.22–1.24, `v1` from 1.25. Each choice lies inside its
 /// version's lifetime per KEP 785 (kubernetes/enhancements): `v1beta1` 1.19–1.22,
-/// `v1beta2` 1.22–1.27 (kubernetes PR 117649 removed it in 1.28), `v1` from 1.25.
+/// `v1beta2` 1.22–1.27 (kubernetes PR 117649 removed it in 1.28), `v1` from 1.25 (and the
+/// only version left once `v1beta3` went in 1.29; 1.37's vendored
+/// `k8s.io/kube-scheduler/config` holds `v1` alone).
+///
+/// Only `v1beta1` has insecure serving: its `healthzBindAddress` and `metricsBindAddress`
+/// default to `0.0.0.0:10251`, and the 1.20 scheduler serves plain HTTP there even with
+/// `--port=0` once `--config` is given (an empty value is defaulted as well; seen with the
+/// 1.20.2 binary). kiln's 1.20 and 1.21 output keeps that, unchanged. Insecure serving is gone
+/// from 1.22 (`v1beta2` allows the fields only empty, `v1` has none): the scheduler serves only
+/// HTTPS, on `--bind-address` (1.37.2: 127.0.0.1:10259 alone).
 pub fn scheduler_config_api_version(minor: u32) -> &'static str {
     const TABLE: &[(u32, &str)] = &[
         (19, "kubescheduler.config.k8s.io/v1beta1"),

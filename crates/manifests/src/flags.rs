@@ -161,7 +161,7 @@ const REF_PORT: &str = "kube-controller-manager and kube-scheduler --port: the o
 const REF_CONTAINER_RUNTIME: &str = "kubelet --container-runtime: `remote` leaves the dockershim (removed in 1.24); the flag itself removed in 1.27 (CHANGELOG-1.27, kubernetes PR 114017: `unknown flag: --container-runtime` on 1.27)";
 const REF_RUNTIME_ENDPOINT: &str = "kubelet --container-runtime-endpoint: needed with --container-runtime=remote; deprecated from 1.27, when the KubeletConfiguration field containerRuntimeEndpoint replaced it (kubernetes PR 112136; a 1.26 kubelet rejects the field, kubeone PR 2939), so kiln sets the field from 1.27 instead";
 const REF_NETWORK_PLUGIN: &str = "kubelet --network-plugin: a dockershim flag, removed with the dockershim in 1.24 (CHANGELOG-1.24)";
-const REF_KUBELET_CONFIG_FIELD: &str = "kubelet command-line reference: deprecated in favour of the --config file, still accepted through 1.32; kiln passes the same value as the file";
+const REF_KUBELET_CONFIG_FIELD: &str = "kubelet command-line reference: deprecated in favour of the --config file (still accepted by 1.37, whose kubelet logs a deprecation warning for each; their removal is planned for 1.38, kubernetes PR 139121). kiln passes the same value as the file through 1.26; from 1.27, as with --container-runtime-endpoint, the file alone carries every setting it has a field for";
 
 macro_rules! rule {
     ($component:ident, $name:literal, $first:literal..=$last:literal, $source:expr, $value:expr) => {
@@ -641,21 +641,21 @@ static TABLE: &[FlagRule] = &[
     rule!(
         Kubelet,
         "anonymous-auth",
-        20..,
+        20..=26,
         REF_KUBELET_CONFIG_FIELD,
         |_| text("false")
     ),
     rule!(
         Kubelet,
         "authentication-token-webhook",
-        20..,
+        20..=26,
         REF_KUBELET_CONFIG_FIELD,
         |_| text("true")
     ),
     rule!(
         Kubelet,
         "authorization-mode",
-        20..,
+        20..=26,
         REF_KUBELET_CONFIG_FIELD,
         |_| text("Webhook")
     ),
@@ -667,28 +667,28 @@ static TABLE: &[FlagRule] = &[
     rule!(
         Kubelet,
         "cgroup-driver",
-        20..,
+        20..=26,
         REF_KUBELET_CONFIG_FIELD,
         |_| text("systemd")
     ),
     rule!(
         Kubelet,
         "client-ca-file",
-        20..,
+        20..=26,
         REF_KUBELET_CONFIG_FIELD,
         |_| pki("ca.crt")
     ),
     rule!(
         Kubelet,
         "cluster-dns",
-        20..,
+        20..=26,
         REF_KUBELET_CONFIG_FIELD,
         |c| Some(c.plan.cluster.cluster_dns_ip.to_string())
     ),
     rule!(
         Kubelet,
         "cluster-domain",
-        20..,
+        20..=26,
         REF_KUBELET_CONFIG_FIELD,
         |c| Some(c.plan.cluster.domain.clone())
     ),
@@ -726,7 +726,7 @@ static TABLE: &[FlagRule] = &[
     rule!(
         Kubelet,
         "pod-manifest-path",
-        20..,
+        20..=26,
         REF_KUBELET_CONFIG_FIELD,
         |c| {
             (c.plan.cluster.control_plane_mode == ControlPlaneMode::StaticPods)
@@ -736,21 +736,21 @@ static TABLE: &[FlagRule] = &[
     rule!(
         Kubelet,
         "rotate-certificates",
-        20..,
+        20..=26,
         REF_KUBELET_CONFIG_FIELD,
         |c| bootstrap(c).then(|| "true".to_owned())
     ),
     rule!(
         Kubelet,
         "tls-cert-file",
-        20..,
+        20..=26,
         REF_KUBELET_CONFIG_FIELD,
         |_| pki("kubelet.crt")
     ),
     rule!(
         Kubelet,
         "tls-private-key-file",
-        20..,
+        20..=26,
         REF_KUBELET_CONFIG_FIELD,
         |_| pki("kubelet.key")
     ),
@@ -785,3 +785,29 @@ static TABLE: &[FlagRule] = &[
         "iptables"
     )),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kubelet flags that repeat a KubeletConfiguration field end where the file takes
+    /// over, so that no setting is ever in neither place.
+    #[test]
+    fn kubelet_settings_move_to_the_file_at_one_version() {
+        let moved: Vec<&FlagRule> = TABLE
+            .iter()
+            .filter(|rule| {
+                rule.source == REF_KUBELET_CONFIG_FIELD || rule.source == REF_RUNTIME_ENDPOINT
+            })
+            .collect();
+        assert_eq!(moved.len(), 12);
+        for rule in moved {
+            assert_eq!(
+                rule.last,
+                Some(crate::config::FILE_ONLY_KUBELET_SETTINGS - 1),
+                "--{}",
+                rule.name
+            );
+        }
+    }
+}

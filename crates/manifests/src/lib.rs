@@ -55,6 +55,10 @@
 //! assert!(apiserver.contains(&("insecure-port".to_owned(), "0".to_owned())));
 //! assert!(!kiln_manifests::flag_names(kiln_spec::Component::KubeApiserver, 24)
 //!     .contains(&"insecure-port"));
+//! // From 1.27 the kubelet's settings that have a KubeletConfiguration field are in the file
+//! // alone.
+//! assert!(kiln_manifests::flag_names(kiln_spec::Component::Kubelet, 20).contains(&"cgroup-driver"));
+//! assert!(!kiln_manifests::flag_names(kiln_spec::Component::Kubelet, 37).contains(&"cgroup-driver"));
 //!
 //! // Static pods are k8s-openapi Pods.
 //! let pods = kiln_manifests::static_pods(&plan, node);
@@ -73,10 +77,10 @@ pub mod paths;
 pub use config::{
     AuditGroupResources, AuditPolicy, AuditRule, ClientConnection, Empty, Enabled,
     EncryptionConfiguration, EncryptionKey, EncryptionKeys, EncryptionProviderConfig,
-    EncryptionResources, KubeProxyConfiguration, KubeSchedulerConfiguration, KubeletAuthentication,
-    KubeletAuthorization, KubeletConfiguration, KubeletX509, LeaderElection, audit_policy,
-    encryption_configuration, kube_proxy_configuration, kubelet_configuration,
-    scheduler_config_api_version, scheduler_configuration,
+    EncryptionResources, FILE_ONLY_KUBELET_SETTINGS, KubeProxyConfiguration,
+    KubeSchedulerConfiguration, KubeletAuthentication, KubeletAuthorization, KubeletConfiguration,
+    KubeletX509, LeaderElection, audit_policy, encryption_configuration, kube_proxy_configuration,
+    kubelet_configuration, scheduler_config_api_version, scheduler_configuration,
 };
 pub use error::Error;
 pub use flags::{FlagRule, flag_names, flag_table, flags};

@@ -5,7 +5,7 @@
 //! Opt in with `KILN_KUBERNETES_BIN_DIR=<dir>` (kube-apiserver and kubectl of one release)
 //! and an etcd binary (`<dir>/etcd` or Debian's `/usr/bin/etcd`). The node's address and
 //! ports are rewritten to 127.0.0.1 and unused ports, and `/etc/kubernetes` to a temporary
-//! directory; everything else is exactly what kiln renders. Both processes are killed by the
+//! directory; everything else is exactly what kiln renders for the binaries' minor version. Both processes are killed by the
 //! test, which waits a bounded number of times for the API server.
 
 mod common;
@@ -113,9 +113,12 @@ fn kubectl_validates_kiln_objects_against_a_real_api_server() {
         return;
     };
     let kubectl_program = dir.join("kubectl");
-    let plans = kiln_testkit::example_plans();
-    // xen-static-pods: static pods for everything, kube-proxy among them, audit and aescbc on.
-    let plan = &plans["xen-static-pods"];
+    let mut plans = kiln_testkit::example_plans();
+    // xen-static-pods: static pods for everything, kube-proxy among them, audit and aescbc on;
+    // rendered for the release of the binaries under test.
+    let plan = plans.get_mut("xen-static-pods").expect("xen-static-pods");
+    plan.cluster.kubernetes_version.minor = common::minor_of(&dir.join("kube-apiserver"));
+    let plan = &*plan;
     let node = plan.node("master").expect("master");
     let address = node.primary_address().to_string();
     let work = tempfile::tempdir().expect("a temporary directory");
@@ -155,11 +158,15 @@ fn kubectl_validates_kiln_objects_against_a_real_api_server() {
         root,
         &address,
     );
-    // The one change to kiln's flags: ServiceAccount admission would make every Pod wait for
+    // The two changes to kiln's flags. ServiceAccount admission would make every Pod wait for
     // a token that only the controller manager (not running here) creates. On a node the
     // kubelet creates mirror pods, which that admission skips.
     let mut apiserver_flags = apiserver_flags;
     apiserver_flags.push("--disable-admission-plugins=ServiceAccount".to_owned());
+    // And the other: the address is rewritten to loopback here, which the API server refuses
+    // to publish as the `kubernetes` Service's endpoint from 1.3x on ("may not be in the
+    // loopback range"); a node advertises its real address.
+    apiserver_flags.push("--endpoint-reconciler-type=none".to_owned());
     let apiserver_log = std::fs::File::create(root.join("apiserver.log")).expect("a log");
     let mut apiserver = Running(
         Command::new(dir.join("kube-apiserver"))

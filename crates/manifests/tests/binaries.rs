@@ -4,8 +4,11 @@
 //! kube-controller-manager, kube-scheduler, kubelet and kube-proxy of one release (kiln builds
 //! them from Debian's source package; see shared/reference/environment.md). Then every flag
 //! [`kiln_manifests::flag_names`] lists for that release must appear in the binary's `--help`,
-//! and the 1.x kube-scheduler must strictly decode kiln's KubeSchedulerConfiguration
-//! (`--write-config-to`). etcd's flags are checked against `<dir>/etcd` or Debian's
+//! the 1.x kube-scheduler must strictly decode kiln's KubeSchedulerConfiguration
+//! (`--write-config-to`) and serve no plain HTTP from 1.22, kube-proxy must strictly decode
+//! its KubeProxyConfiguration (`--write-config-to`), and where kubeadm has `config validate`
+//! (1.37.2's does, 1.20.2's does not) it must accept kiln's KubeletConfiguration and
+//! KubeProxyConfiguration. etcd's flags are checked against `<dir>/etcd` or Debian's
 //! `/usr/bin/etcd`, whichever exists. Without the variable these tests check nothing and
 //! say so on stderr.
 
@@ -52,20 +55,6 @@ fn help_flags(help: &str) -> BTreeSet<String> {
             (!name.is_empty()).then_some(name)
         })
         .collect()
-}
-
-/// The minor version a Kubernetes binary reports: `Kubernetes v1.20.2`.
-fn minor_of(program: &Path) -> u32 {
-    let (_, text) = run(program, &["--version"]);
-    let version = text
-        .split_whitespace()
-        .find_map(|word| word.strip_prefix("v1."))
-        .unwrap_or_else(|| panic!("{}: no version in {text:?}", program.display()));
-    version
-        .split('.')
-        .next()
-        .and_then(|minor| minor.parse().ok())
-        .unwrap_or_else(|| panic!("{}: bad version {text:?}", program.display()))
 }
 
 /// Every example, and the first again with `options.leader_election` set (no example sets it),
@@ -166,7 +155,7 @@ fn every_flag_of_the_table_is_known_to_the_binaries() {
         Component::KubeProxy,
     ] {
         let program = dir.join(kiln_manifests::component_name(component));
-        let minor = minor_of(&program);
+        let minor = common::minor_of(&program);
         problems.extend(check_program(&program, component, minor));
     }
     let etcd = [dir.join("etcd"), PathBuf::from("/usr/bin/etcd")]
@@ -187,16 +176,12 @@ fn every_flag_of_the_table_is_known_to_the_binaries() {
 fn the_scheduler_strictly_decodes_its_configuration() {
     let Some(dir) = bin_dir() else { return };
     let program = dir.join("kube-scheduler");
-    let minor = minor_of(&program);
+    let minor = common::minor_of(&program);
     let work = tempfile::tempdir().expect("a temporary directory");
     // The scheduler opens its kubeconfig before writing the configuration back; a stand-in
     // that points nowhere is enough, since nothing is contacted.
     let kubeconfig = work.path().join("scheduler.conf");
-    std::fs::write(
-        &kubeconfig,
-        "apiVersion: v1\nkind: Config\nclusters:\n- cluster: {server: \"https://127.0.0.1:1\"}\n  name: c\ncontexts:\n- context: {cluster: c, user: u}\n  name: x\ncurrent-context: x\nusers:\n- name: u\n  user: {}\n",
-    )
-    .expect("write");
+    std::fs::write(&kubeconfig, STAND_IN_KUBECONFIG).expect("write");
     let mut checked = 0;
     // With leader-election timings, they must reach the scheduler through the file (it ignores
     // the `--leader-elect-*` flags once given `--config`).
@@ -244,7 +229,165 @@ fn the_scheduler_strictly_decodes_its_configuration() {
                 "{example}: {field}"
             );
         }
+        // Insecure serving: v1beta1 (1.20, 1.21) defaults both addresses to 0.0.0.0:10251,
+        // which that scheduler serves over plain HTTP; from 1.22 they must be empty (v1beta2)
+        // or do not exist (v1), and the scheduler serves HTTPS alone.
+        for field in ["healthzBindAddress", "metricsBindAddress"] {
+            if minor <= 21 {
+                assert_eq!(
+                    written[field], "0.0.0.0:10251",
+                    "{example}: 1.{minor} {field}"
+                );
+            } else {
+                assert!(
+                    written
+                        .get(field)
+                        .is_none_or(|value| value.is_null() || value == ""),
+                    "{example}: 1.{minor} serves insecurely: {field} = {}",
+                    written[field]
+                );
+            }
+        }
         checked += 1;
+    }
+    assert!(checked > 0);
+}
+
+/// A plain kubeconfig pointing nowhere, for programs that open theirs before writing their
+/// configuration back.
+const STAND_IN_KUBECONFIG: &str = "apiVersion: v1\nkind: Config\nclusters:\n- cluster: {server: \"https://127.0.0.1:1\"}\n  name: c\ncontexts:\n- context: {cluster: c, user: u}\n  name: x\ncurrent-context: x\nusers:\n- name: u\n  user: {}\n";
+
+/// kube-proxy decodes strictly and falls back to lenient decoding with a log line
+/// (`using lenient decoding as strict decoding failed`), so an unknown field is caught by
+/// that line, and the values by what `--write-config-to` writes back.
+#[test]
+fn kube_proxy_strictly_decodes_its_configuration() {
+    let Some(dir) = bin_dir() else { return };
+    let program = dir.join("kube-proxy");
+    let minor = common::minor_of(&program);
+    let work = tempfile::tempdir().expect("a temporary directory");
+    let mut checked = 0;
+    for (example, mut plan) in plans() {
+        plan.cluster.kubernetes_version.minor = minor;
+        let nodes: Vec<Option<&kiln_spec::NodePlan>> = plan
+            .nodes
+            .iter()
+            .filter(|node| node.runs_kubelet(plan.cluster.control_plane_mode))
+            .map(Some)
+            .chain([None])
+            .collect();
+        for node in nodes {
+            let origin = format!("{example}/{}", node.map_or("DaemonSet", |node| &node.name));
+            let config = kiln_manifests::kube_proxy_configuration(&plan, node);
+            let input = work.path().join("kube-proxy.yaml");
+            let output = work.path().join("kube-proxy-written.yaml");
+            let _ = std::fs::remove_file(&output);
+            std::fs::write(&input, serde_norway::to_string(&config).expect("YAML")).expect("write");
+            let (ok, text) = run(
+                &program,
+                &[
+                    &format!("--config={}", input.display()),
+                    &format!("--write-config-to={}", output.display()),
+                ],
+            );
+            assert!(
+                !text.to_lowercase().contains("strict decod"),
+                "{origin}: kube-proxy 1.{minor} does not strictly decode kiln's configuration:\n{text}"
+            );
+            if !ok && text.contains("reflect.mapiternext") {
+                // The 1.20.2 kube-proxy kiln builds (Go 1.19, modern-go/reflect2 1.0.1) crashes
+                // while encoding any configuration; the file was read and checked above.
+                eprintln!(
+                    "{origin}: kube-proxy 1.{minor} crashes writing its configuration back (reflect2 under Go 1.18+); only the strict decode is checked"
+                );
+                checked += 1;
+                continue;
+            }
+            assert!(
+                ok,
+                "{origin}: kube-proxy rejected its configuration:\n{text}"
+            );
+            let written: serde_json::Value =
+                serde_norway::from_slice(&std::fs::read(&output).expect("written")).expect("YAML");
+            assert_eq!(written["mode"], config.mode.as_str(), "{origin}");
+            assert_eq!(
+                written["clusterCIDR"],
+                config.cluster_cidr.as_str(),
+                "{origin}"
+            );
+            assert_eq!(
+                written["hostnameOverride"],
+                config.hostname_override.as_deref().unwrap_or(""),
+                "{origin}"
+            );
+            assert_eq!(
+                written["clientConnection"]["kubeconfig"],
+                config.client_connection.kubeconfig.as_str(),
+                "{origin}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 0);
+}
+
+/// `kubeadm config validate` (where kubeadm has it) strictly decodes and validates the
+/// component configurations a ClusterConfiguration is given beside it: kiln's
+/// KubeletConfiguration and KubeProxyConfiguration of every node, as the kubelet and
+/// kube-proxy of that release would read them. kiln renders no kubeadm configuration of its
+/// own; the ClusterConfiguration is a minimal stand-in naming the release.
+#[test]
+fn kubeadm_validates_the_kubelet_and_kube_proxy_configurations() {
+    let Some(dir) = bin_dir() else { return };
+    let program = dir.join("kubeadm");
+    // kubeadm has no `--version`; the directory holds one release.
+    let minor = common::minor_of(&dir.join("kubelet"));
+    // An older kubeadm answers an unknown subcommand with `config`'s own help.
+    let (_, help) = run(&program, &["config", "validate", "--help"]);
+    if !help.contains("kubeadm config validate") {
+        eprintln!(
+            "kubeadm 1.{minor} has no `config validate`: the kubelet's configuration is not checked"
+        );
+        return;
+    }
+    let work = tempfile::tempdir().expect("a temporary directory");
+    let mut checked = 0;
+    for (example, mut plan) in plans() {
+        plan.cluster.kubernetes_version.minor = minor;
+        for node in plan
+            .nodes
+            .iter()
+            .filter(|node| node.runs_kubelet(plan.cluster.control_plane_mode))
+        {
+            let origin = format!("{example}/{}", node.name);
+            let documents = [
+                format!(
+                    "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.{minor}.0\n"
+                ),
+                serde_norway::to_string(&kiln_manifests::kubelet_configuration(&plan))
+                    .expect("YAML"),
+                serde_norway::to_string(&kiln_manifests::kube_proxy_configuration(
+                    &plan,
+                    Some(node),
+                ))
+                .expect("YAML"),
+            ];
+            let input = work.path().join("kubeadm.yaml");
+            std::fs::write(&input, documents.join("---\n")).expect("write");
+            let (ok, text) = run(
+                &program,
+                &[
+                    "config",
+                    "validate",
+                    &format!("--config={}", input.display()),
+                ],
+            );
+            assert!(
+                ok && !text.to_lowercase().contains("unknown field"),
+                "{origin}: kubeadm 1.{minor} rejects kiln's component configuration:\n{text}"
+            );
+            checked += 1;
+        }
     }
     assert!(checked > 0);
 }

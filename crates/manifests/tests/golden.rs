@@ -1,17 +1,19 @@
 //! Golden files: every file kiln-manifests renders for every node of every example, byte for
 //! byte, and every component's flags on that node.
 //!
-//! `tests/golden/<example>/<node>/<path>` holds each file, `tests/golden/<example>/<node>.flags`
+//! `tests/golden/<example>/<node>/<path>` holds each file (`tests/golden-1.37.2/` the same for
+//! every example at Kubernetes 1.37.2), `tests/golden/<example>/<node>.flags`
 //! the node's flags per component, and `tests/golden/<example>/modes.txt` each file's mode.
 //! Run with `UPDATE_EXPECT=1` to rewrite them after an intended change (and review the diff);
 //! never edit them by hand.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use kiln_spec::{Component, NodePlan, Plan, Role};
-use kiln_testkit::golden::{GoldenFile, check_example_trees, tree};
+use kiln_testkit::golden::{GoldenFile, check_example_trees, check_example_trees_of, tree};
 
 /// The components that run on `node`, whatever runs them (static pod or systemd unit).
 fn components(plan: &Plan, node: &NodePlan) -> Vec<Component> {
@@ -49,7 +51,22 @@ fn flags_listing(plan: &Plan, node: &NodePlan) -> String {
 #[test]
 fn every_example_matches_its_golden_files() {
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
-    check_example_trees(&golden, |example, plan| {
+    check_example_trees(&golden, expected_tree);
+}
+
+/// The examples at Kubernetes 1.37.2 (their own version is 1.20.2): the other end of the
+/// supported range, where flags, the kubelet's file and the scheduler's API version differ.
+#[test]
+fn every_example_at_1_37_matches_its_golden_files() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden-1.37.2");
+    let plans = kiln_testkit::example_plans_at("1.37.2".parse().expect("a version"));
+    check_example_trees_of(&golden, &plans, expected_tree);
+}
+
+/// Every file of every node of `plan`, and each node's flags as a listing beside its
+/// directory.
+fn expected_tree(example: &str, plan: &Plan) -> BTreeMap<PathBuf, Vec<u8>> {
+    {
         let mut files = Vec::new();
         for node in &plan.nodes {
             let rendered = kiln_manifests::render_node(plan, &node.name, &common::TEST_KEY)
@@ -70,7 +87,7 @@ fn every_example_matches_its_golden_files() {
             );
         }
         expected
-    });
+    }
 }
 
 #[test]

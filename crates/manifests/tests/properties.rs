@@ -28,6 +28,9 @@ const REMOVED: &[(Component, &str, u32)] = &[
     (Component::KubeScheduler, "port", 24),
     (Component::Kubelet, "network-plugin", 24),
     (Component::Kubelet, "container-runtime", 27),
+    // Removed in 1.35 (kubernetes PR 133779); 1.37.2's kubelet has no such flag. kiln never passed
+    // it (the sandbox image is containerd's setting), and must not start to.
+    (Component::Kubelet, "pod-infra-container-image", 35),
 ];
 
 proptest! {
@@ -184,6 +187,7 @@ fn version_dependent_files_follow_the_version() {
         (24, "v1beta2"),
         (25, "v1"),
         (32, "v1"),
+        (37, "v1"),
     ];
     for (minor, version) in table {
         assert_eq!(
@@ -194,7 +198,7 @@ fn version_dependent_files_follow_the_version() {
     let mut plan = kiln_testkit::example_plans()
         .remove("two-node")
         .expect("two-node");
-    for (minor, endpoint) in [(26, false), (27, true)] {
+    for (minor, endpoint) in [(26, false), (27, true), (37, true)] {
         plan.cluster.kubernetes_version.minor = minor;
         let config = kiln_manifests::kubelet_configuration(&plan);
         assert_eq!(
@@ -212,6 +216,34 @@ fn version_dependent_files_follow_the_version() {
             "1.{minor}"
         );
     }
+}
+
+/// With bootstrap tokens, certificate rotation is a flag through 1.26 and a field of the
+/// KubeletConfiguration from 1.27; never both, never neither.
+#[test]
+fn certificate_rotation_moves_from_the_flag_to_the_file() {
+    let mut plan = kiln_testkit::example("kubeadm-bootstrap");
+    let node = plan
+        .nodes
+        .iter()
+        .find(|node| node.runs_kubelet(plan.cluster.control_plane_mode))
+        .expect("a kubelet node")
+        .clone();
+    for (minor, in_file) in [(20, false), (26, false), (27, true), (37, true)] {
+        plan.cluster.kubernetes_version.minor = minor;
+        let file = kiln_manifests::kubelet_configuration(&plan).rotate_certificates;
+        let flag = kiln_manifests::flags(&plan, &node, Component::Kubelet)
+            .into_iter()
+            .find(|(name, _)| name == "rotate-certificates")
+            .map(|(_, value)| value);
+        assert_eq!(file, in_file.then_some(true), "1.{minor}");
+        assert_eq!(flag, (!in_file).then(|| "true".to_owned()), "1.{minor}");
+    }
+    let plain = kiln_testkit::example("two-node");
+    assert_eq!(
+        kiln_manifests::kubelet_configuration(&plain).rotate_certificates,
+        None
+    );
 }
 
 #[test]

@@ -60,7 +60,7 @@ pub fn valid_spec(nodes: RangeInclusive<usize>) -> impl Strategy<Value = Spec> {
     let end = (*nodes.end()).max(start);
     (
         "[a-z][a-z0-9]{0,8}",
-        20u32..=32,
+        crate::OLDEST_SUPPORTED_MINOR..=crate::NEWEST_SUPPORTED_MINOR,
         0u32..=20,
         any::<bool>(),
         0u8..=63,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// The oldest Kubernetes minor version kiln renders configuration for.
 pub const OLDEST_SUPPORTED_MINOR: u32 = 20;
 /// The newest Kubernetes minor version kiln renders configuration for.
-pub const NEWEST_SUPPORTED_MINOR: u32 = 32;
+pub const NEWEST_SUPPORTED_MINOR: u32 = 37;
 
 /// A Kubernetes release version, `MAJOR.MINOR.PATCH`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -88,6 +88,11 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_range_is_described_in_words() {
+        assert_eq!(KubeVersion::supported_range(), "1.20.0 through 1.37.x");
+    }
+
+    #[test]
     fn parses_and_checks_support() {
         let version: KubeVersion = "1.20.2".parse().expect("valid");
         assert_eq!(
@@ -104,11 +109,15 @@ mod tests {
             Ok(true)
         );
         assert_eq!(
+            "1.37.2".parse::<KubeVersion>().map(|v| v.is_supported()),
+            Ok(true)
+        );
+        assert_eq!(
             "1.19.9".parse::<KubeVersion>().map(|v| v.is_supported()),
             Ok(false)
         );
         assert_eq!(
-            "1.33.0".parse::<KubeVersion>().map(|v| v.is_supported()),
+            "1.38.0".parse::<KubeVersion>().map(|v| v.is_supported()),
             Ok(false)
         );
         for bad in ["", "1.20", "1.20.2.1", "1..2", "1.x.2", "1.20.+2"] {

@@ -184,7 +184,7 @@ fn versions() {
         &[(r#""1.20.2""#, r#""1.19.16""#)],
         expect![[r#"
             error: spec.toml:3:22: cluster.kubernetes_version: Kubernetes 1.19.16 is not supported
-              help: kiln supports 1.20.0 through 1.32.x"#]],
+              help: kiln supports 1.20.0 through 1.37.x"#]],
     );
 }
 
@@ -217,7 +217,7 @@ fn several_errors_at_once() {
         ],
         expect![[r#"
             error: spec.toml:3:22: cluster.kubernetes_version: Kubernetes 1.40.0 is not supported
-              help: kiln supports 1.20.0 through 1.32.x
+              help: kiln supports 1.20.0 through 1.37.x
             error: spec.toml:17:8: nodes[1].name: `Node 2` is not a DNS-1123 label
               help: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit
             error: spec.toml:19:14: nodes[1].addresses[0]: 192.168.50.0 is the network address of its own subnet 192.168.50.0/24, outside the subnet's host range

@@ -106,6 +106,18 @@ pub fn check_examples(golden_dir: &Path, render: impl Fn(&str, &Plan) -> Vec<Gol
     check_example_trees(golden_dir, |example, plan| tree(render(example, plan)));
 }
 
+/// [`check_examples`] over `plans` (for example [`crate::example_plans_at`]'s) instead of
+/// the examples as written.
+pub fn check_examples_of(
+    golden_dir: &Path,
+    plans: &BTreeMap<String, Plan>,
+    render: impl Fn(&str, &Plan) -> Vec<GoldenFile>,
+) {
+    check_example_trees_of(golden_dir, plans, |example, plan| {
+        tree(render(example, plan))
+    });
+}
+
 /// Compares, for every example, the exact tree `render` gives (relative path to bytes) with
 /// `<golden_dir>/<example>`: files missing, differing or no longer rendered, and directories of
 /// examples that no longer exist, are all differences. Panics listing every one, unless
@@ -114,9 +126,18 @@ pub fn check_example_trees(
     golden_dir: &Path,
     render: impl Fn(&str, &Plan) -> BTreeMap<PathBuf, Vec<u8>>,
 ) {
+    check_example_trees_of(golden_dir, &crate::example_plans(), render);
+}
+
+/// [`check_example_trees`] over `plans` (by example name) instead of the examples as written:
+/// for example every example at another Kubernetes version ([`crate::example_plans_at`]).
+pub fn check_example_trees_of(
+    golden_dir: &Path,
+    plans: &BTreeMap<String, Plan>,
+    render: impl Fn(&str, &Plan) -> BTreeMap<PathBuf, Vec<u8>>,
+) {
     let mut problems = Vec::new();
-    let plans = crate::example_plans();
-    for (example, plan) in &plans {
+    for (example, plan) in plans {
         problems.extend(check_tree(
             &golden_dir.join(example),
             &render(example, plan),

@@ -1,11 +1,12 @@
 //! kiln-testkit: what kiln's crates share in their tests.
 //!
-//! - [`example_plans`]: every spec in the repository's `examples/`, validated into plans.
+//! - [`example_plans`]: every spec in the repository's `examples/`, validated into plans;
+//!   [`example_plans_at`] the same at another Kubernetes version.
 //! - [`tool`] and [`run`]: the real programs that check kiln's outputs (openssl, kubectl,
 //!   systemd-analyze, netplan, nginx, ...). A missing program fails the test and names the Debian
 //!   package; `cargo xtask test` installs them.
 //! - [`golden::check_examples`]: golden-file trees, one per example, rewritten only with
-//!   `UPDATE_EXPECT=1`.
+//!   `UPDATE_EXPECT=1` ([`golden::check_examples_of`] for plans such as `example_plans_at`'s).
 //!
 //! ```
 //! let plans = kiln_testkit::example_plans();
@@ -54,6 +55,21 @@ pub fn example_plans() -> BTreeMap<String, Plan> {
         plans.insert(stem, plan);
     }
     assert!(plans.len() >= 4, "the four reference examples exist");
+    plans
+}
+
+/// Every example spec as plans ([`example_plans`]) with `kubernetes_version` replaced by
+/// `version`, for renderers whose output depends on it. Fails the test if `version` is not
+/// one kiln supports.
+pub fn example_plans_at(version: kiln_spec::KubeVersion) -> BTreeMap<String, Plan> {
+    assert!(
+        version.is_supported(),
+        "Kubernetes {version} is not supported"
+    );
+    let mut plans = example_plans();
+    for plan in plans.values_mut() {
+        plan.cluster.kubernetes_version = version;
+    }
     plans
 }
 

@@ -30,6 +30,14 @@ pub enum Error {
         /// The node's name.
         node: String,
     },
+    /// No configuration format kiln writes is read by this containerd release.
+    #[error(
+        "containerd {version}: kiln writes no configuration file this release reads\n  help: containerd 1.x reads version 2, containerd 2.1 and 2.2 version 3, 2.3 and later version 4"
+    )]
+    UnsupportedContainerd {
+        /// The release asked for.
+        version: crate::ContainerdVersion,
+    },
     /// Serializing a typed document failed (a bug: the documents are plain data).
     #[error("could not encode {what}: {message}")]
     Encode {

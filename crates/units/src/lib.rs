@@ -12,9 +12,9 @@
 //! `network-online.target`; the kubelet requires containerd. Which sandboxing each component gets, and why containerd and
 //! the kubelet get none, is described in [`unit()`].
 //!
-//! Component flags are an input ([`Flags`]); [`default_flags`] is a minimal set for
-//! Kubernetes 1.20 built from the plan and the on-node paths of `kiln_pki::placement`, until
-//! the manifests renderer owns the version-aware flag table.
+//! Component flags are an input ([`Flags`]); [`default_flags`] gives those of kiln-manifests'
+//! version-aware flag table for the plan's Kubernetes version. containerd's configuration
+//! follows the containerd release that runs beside it ([`ContainerdVersion`]).
 //!
 //! The crate is pure: functions take a plan and a node name and return typed values or
 //! [`RenderedFile`]s (node-relative path, bytes, mode), byte-for-byte reproducible.
@@ -64,10 +64,17 @@
 //! assert!(kubelet.contains("\n  --kubeconfig=/etc/kubernetes/kubelet.conf \\\n"));
 //! assert!(kubelet.ends_with("  --v=2\nRestart=on-failure\nRestartSec=5\n\n[Install]\nWantedBy=multi-user.target\n"));
 //!
-//! // containerd's configuration matches the kubelet's cgroup driver.
-//! let config = kiln_units::containerd_config();
-//! assert!(config.plugins.cri.containerd.runtimes["runc"].options.systemd_cgroup);
+//! // containerd's configuration matches the kubelet's cgroup driver, in the file format of
+//! // the containerd that runs beside the plan's Kubernetes: version 2 for containerd 1.x,
+//! // version 4 for containerd 2.4 (from Kubernetes 1.36).
+//! let containerd = kiln_units::ContainerdVersion::for_kubernetes(plan.cluster.kubernetes_version);
+//! assert_eq!(containerd, kiln_units::ContainerdVersion::V1_6);
+//! let config = kiln_units::containerd_config(containerd)?;
+//! assert_eq!(config.version(), 2);
+//! assert!(config.runtimes().runtimes["runc"].options.systemd_cgroup);
 //! assert!(config.to_toml()?.contains("SystemdCgroup = true"));
+//! let config = kiln_units::containerd_config(kiln_units::ContainerdVersion::V2_4)?;
+//! assert!(config.to_toml()?.starts_with("version = 4\n"));
 //! # Ok::<(), kiln_units::Error>(())
 //! ```
 #![forbid(unsafe_code)]
@@ -80,8 +87,10 @@ mod services;
 mod unit;
 
 pub use containerd::{
-    CNI_BIN_DIR, CNI_CONF_DIR, CONTAINERD_CONFIG_PATH, ContainerdConfig, CriCni, CriContainerd,
-    CriPlugin, Plugins, RuncOptions, Runtime, SANDBOX_IMAGE, containerd_config,
+    CNI_BIN_DIR, CNI_CONF_DIR, CONTAINERD_CONFIG_PATH, ContainerdConfig, ContainerdConfigV2,
+    ContainerdConfigV3, ContainerdVersion, CriCni, CriCniV3, CriContainerd, CriImages, CriPlugin,
+    CriRuntime, FIRST_KUBERNETES_MINOR_ON_CONTAINERD_2, PinnedImages, Plugins, PluginsV3,
+    RuncOptions, Runtime, SANDBOX_IMAGE, containerd_config,
 };
 pub use error::Error;
 pub use flags::{Flags, default_flags};
@@ -111,7 +120,8 @@ pub struct RenderedFile {
 }
 
 /// Every file of the node `node`, sorted by path: its units with [`default_flags`], and
-/// containerd's configuration where containerd runs.
+/// containerd's configuration where containerd runs, for the containerd that runs beside the
+/// plan's Kubernetes version ([`ContainerdVersion::for_kubernetes`]).
 pub fn render_node(plan: &kiln_spec::Plan, node: &str) -> Result<Vec<RenderedFile>, Error> {
     let units = units(plan, node)?;
     let mut files: Vec<RenderedFile> = units
@@ -128,7 +138,11 @@ pub fn render_node(plan: &kiln_spec::Plan, node: &str) -> Result<Vec<RenderedFil
     {
         files.push(RenderedFile {
             path: CONTAINERD_CONFIG_PATH.to_owned(),
-            contents: containerd_config().to_toml()?.into_bytes(),
+            contents: containerd_config(ContainerdVersion::for_kubernetes(
+                plan.cluster.kubernetes_version,
+            ))?
+            .to_toml()?
+            .into_bytes(),
             mode: FILE_MODE,
         });
     }

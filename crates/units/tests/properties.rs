@@ -76,12 +76,23 @@ proptest! {
             }
             if services.contains(&Service::Kubelet) {
                 let flags = kiln_units::default_flags(&plan, node, Service::Kubelet);
-                // The kubelet's cgroup driver is containerd's.
-                let systemd_cgroup = kiln_units::containerd_config().plugins.cri.containerd.runtimes["runc"].options.systemd_cgroup;
-                prop_assert_eq!(flags.get("cgroup-driver") == Some("systemd"), systemd_cgroup);
+                // The kubelet's cgroup driver is containerd's, in the file and (through 1.26)
+                // on the command line.
+                let containerd = kiln_units::ContainerdVersion::for_kubernetes(plan.cluster.kubernetes_version);
+                let config = kiln_units::containerd_config(containerd).expect("a configuration");
+                let systemd_cgroup = config.runtimes().runtimes["runc"].options.systemd_cgroup;
+                let file = kiln_manifests::kubelet_configuration(&plan);
+                prop_assert_eq!(file.cgroup_driver == "systemd", systemd_cgroup);
+                let on_command_line =
+                    plan.cluster.kubernetes_version.minor < kiln_manifests::FILE_ONLY_KUBELET_SETTINGS;
+                if on_command_line {
+                    prop_assert_eq!(flags.get("cgroup-driver") == Some("systemd"), systemd_cgroup);
+                } else {
+                    prop_assert_eq!(flags.get("cgroup-driver"), None);
+                }
                 prop_assert_eq!(
                     flags.get("pod-manifest-path").is_some(),
-                    plan.cluster.control_plane_mode == ControlPlaneMode::StaticPods
+                    on_command_line && plan.cluster.control_plane_mode == ControlPlaneMode::StaticPods
                 );
             }
         }

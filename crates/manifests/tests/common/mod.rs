@@ -1,5 +1,6 @@
-//! Shared helpers for kiln-manifests' integration tests: a fixed encryption key and a YAML
-//! document splitter (example plans come from kiln-testkit).
+//! Shared helpers for kiln-manifests' integration tests: a fixed encryption key, a YAML
+//! document splitter and the minor version of a Kubernetes binary (example plans come from
+//! kiln-testkit).
 #![allow(dead_code)]
 
 /// The key every test renders with: fixed, so golden files are stable. The real key is
@@ -11,4 +12,23 @@ pub fn documents(text: &str) -> Vec<&str> {
     text.split("---\n")
         .filter(|document| !document.trim().is_empty())
         .collect()
+}
+
+/// The minor version a Kubernetes binary reports (`Kubernetes v1.20.2` gives 20), so that
+/// the real-binary checks render for the release they run.
+pub fn minor_of(program: &std::path::Path) -> u32 {
+    let output = std::process::Command::new(program)
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|error| panic!("{}: {error}", program.display()));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let version = text
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("v1."))
+        .unwrap_or_else(|| panic!("{}: no version in {text:?}", program.display()));
+    version
+        .split('.')
+        .next()
+        .and_then(|minor| minor.parse().ok())
+        .unwrap_or_else(|| panic!("{}: bad version {text:?}", program.display()))
 }
