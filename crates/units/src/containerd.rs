@@ -10,8 +10,11 @@ use crate::error::Error;
 /// The pause image every pod sandbox runs: kiln's own, imported into containerd, because
 /// images cannot be pulled.
 pub const SANDBOX_IMAGE: &str = "kiln.local/pause:3.2";
-/// Where Debian's `containernetworking-plugins` installs the CNI plugins.
+/// Where Debian's `containernetworking-plugins` installs the CNI plugins (containerd 1.x nodes).
 pub const CNI_BIN_DIR: &str = "/usr/lib/cni";
+/// Where kiln's package set installs the CNI plugins (`packages/cni-plugins.toml`), on the
+/// containerd 2.x nodes that run that package set's userland.
+pub const PACKAGE_CNI_BIN_DIR: &str = "/opt/cni/bin";
 /// Where CNI network configurations live.
 pub const CNI_CONF_DIR: &str = "/etc/cni/net.d";
 /// The node-relative path of containerd's configuration.
@@ -22,7 +25,13 @@ pub const CONTAINERD_CONFIG_PATH: &str = "etc/containerd/config.toml";
 /// (1.7.28+). The 1.37.2 kubelet itself still starts on a runtime without the `RuntimeConfig`
 /// call of containerd 2.x, falling back to its `cgroupDriver` (a fallback kubernetes PR 139121
 /// keeps until 1.38), but nothing supports that pairing.
-pub const FIRST_KUBERNETES_MINOR_ON_CONTAINERD_2: u32 = 36;
+///
+/// kiln moves at 1.35, the first minor its package set builds from Go modules: those versions'
+/// nodes run the package set's userland (`with` in `packages/kubernetes.toml`: containerd
+/// 2.4.2 and etcd 3.6 in `/usr/local/bin`, the CNI plugins in [`PACKAGE_CNI_BIN_DIR`]), which
+/// containerd's matrix supports for 1.35 too (2.x beside 1.7.28+). Before 1.35 the nodes run
+/// Debian's containerd 1.6 and etcd 3.4 from the base OS.
+pub const FIRST_KUBERNETES_MINOR_ON_CONTAINERD_2: u32 = 35;
 
 /// A containerd release line, `MAJOR.MINOR`: which configuration format it reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -239,7 +248,7 @@ fn runc() -> CriContainerd {
 }
 
 /// kiln's containerd configuration for containerd `version`: the CRI plugin with runc under
-/// the systemd cgroup driver, kiln's pause image, and Debian's CNI plugin directory, in the
+/// the systemd cgroup driver, kiln's pause image, and the CNI plugin directory of the release (Debian's for 1.x, the package set's for 2.x), in the
 /// file format that release reads ([`ContainerdVersion::config_version`]). It is the same on
 /// every node.
 pub fn containerd_config(version: ContainerdVersion) -> Result<ContainerdConfig, Error> {
@@ -268,7 +277,7 @@ pub fn containerd_config(version: ContainerdVersion) -> Result<ContainerdConfig,
                 runtime: CriRuntime {
                     containerd: runc(),
                     cni: CriCniV3 {
-                        bin_dirs: vec![CNI_BIN_DIR.to_owned()],
+                        bin_dirs: vec![PACKAGE_CNI_BIN_DIR.to_owned()],
                         conf_dir: CNI_CONF_DIR.to_owned(),
                     },
                 },

@@ -58,7 +58,7 @@
 //! let mut flags = kiln_units::default_flags(&plan, node, kiln_units::Service::Kubelet);
 //! assert_eq!(flags.get("container-runtime"), Some("remote"));
 //! flags.set("v", "2");
-//! let kubelet = kiln_units::unit(kiln_units::Service::Kubelet, &flags)?.to_ini();
+//! let kubelet = kiln_units::unit(kiln_units::Service::Kubelet, plan.cluster.kubernetes_version, &flags)?.to_ini();
 //! assert!(kubelet.contains("Requires=containerd.service\n"));
 //! assert!(kubelet.contains("ExecStart=/usr/local/bin/kubelet \\\n"));
 //! assert!(kubelet.contains("\n  --kubeconfig=/etc/kubernetes/kubelet.conf \\\n"));
@@ -89,8 +89,8 @@ mod unit;
 pub use containerd::{
     CNI_BIN_DIR, CNI_CONF_DIR, CONTAINERD_CONFIG_PATH, ContainerdConfig, ContainerdConfigV2,
     ContainerdConfigV3, ContainerdVersion, CriCni, CriCniV3, CriContainerd, CriImages, CriPlugin,
-    CriRuntime, FIRST_KUBERNETES_MINOR_ON_CONTAINERD_2, PinnedImages, Plugins, PluginsV3,
-    RuncOptions, Runtime, SANDBOX_IMAGE, containerd_config,
+    CriRuntime, FIRST_KUBERNETES_MINOR_ON_CONTAINERD_2, PACKAGE_CNI_BIN_DIR, PinnedImages, Plugins,
+    PluginsV3, RuncOptions, Runtime, SANDBOX_IMAGE, containerd_config,
 };
 pub use error::Error;
 pub use flags::{Flags, default_flags};

@@ -58,12 +58,19 @@ impl Service {
         format!("{}.service", self.name())
     }
 
-    /// The program's absolute path: Debian's `/usr/bin/containerd` and `/usr/bin/etcd`
-    /// (packages `containerd` and `etcd-server`), and `/usr/local/bin/<name>` for the
-    /// Kubernetes binaries kiln builds.
-    pub fn binary(self) -> String {
+    /// The program's absolute path on a node running Kubernetes `kubernetes`:
+    /// `/usr/local/bin/<name>` for the Kubernetes binaries kiln builds, and for containerd and
+    /// etcd from [`FIRST_KUBERNETES_MINOR_ON_CONTAINERD_2`](crate::FIRST_KUBERNETES_MINOR_ON_CONTAINERD_2)
+    /// on (built from kiln's package set, installed with the Kubernetes binaries); before,
+    /// Debian's `/usr/bin/containerd` and `/usr/bin/etcd` (packages `containerd` and
+    /// `etcd-server` of the base OS).
+    pub fn binary(self, kubernetes: kiln_spec::KubeVersion) -> String {
         match self {
-            Self::Containerd | Self::Etcd => format!("/usr/bin/{}", self.name()),
+            Self::Containerd | Self::Etcd
+                if kubernetes.minor < crate::FIRST_KUBERNETES_MINOR_ON_CONTAINERD_2 =>
+            {
+                format!("/usr/bin/{}", self.name())
+            }
             _ => format!("/usr/local/bin/{}", self.name()),
         }
     }
@@ -133,9 +140,13 @@ const DOCUMENTATION_KUBERNETES: &str = "https://kubernetes.io/docs/";
 ///
 /// Every service restarts on failure after 5 seconds and starts after (and wants)
 /// `network-online.target`; the kubelet also requires containerd.
-pub fn unit(service: Service, flags: &Flags) -> Result<Unit, Error> {
+pub fn unit(
+    service: Service,
+    kubernetes: kiln_spec::KubeVersion,
+    flags: &Flags,
+) -> Result<Unit, Error> {
     check_flags(service, flags)?;
-    let exec_start = ExecCommand::new(service.binary(), flags.to_arguments());
+    let exec_start = ExecCommand::new(service.binary(kubernetes), flags.to_arguments());
     let mut unit = Unit {
         name: service.unit_name(),
         unit: UnitSection {
@@ -263,7 +274,13 @@ pub fn units(plan: &Plan, node: &str) -> Result<Vec<Unit>, Error> {
     })?;
     let mut units = services(plan, node)
         .into_iter()
-        .map(|service| unit(service, &crate::flags::default_flags(plan, node, service)))
+        .map(|service| {
+            unit(
+                service,
+                plan.cluster.kubernetes_version,
+                &crate::flags::default_flags(plan, node, service),
+            )
+        })
         .collect::<Result<Vec<_>, _>>()?;
     units.extend(crate::pod_nat::pod_nat_unit(plan, node)?);
     units.sort_by(|a, b| a.name.cmp(&b.name));

@@ -69,7 +69,7 @@ fn the_toml_crate_reads_back_every_key_of_version_4() {
     assert_eq!(runc["options"]["SystemdCgroup"].as_bool(), Some(true));
     assert_eq!(
         runtime["cni"]["bin_dirs"].as_array().map(Vec::as_slice),
-        Some(&[toml::Value::from("/usr/lib/cni")][..])
+        Some(&[toml::Value::from("/opt/cni/bin")][..])
     );
     assert_eq!(runtime["cni"]["conf_dir"].as_str(), Some("/etc/cni/net.d"));
     // Nothing of version 2 is left: containerd 2.x would migrate a `grpc.v1.cri` table, but
@@ -107,10 +107,11 @@ fn the_format_follows_the_containerd_release() {
         error.to_string(),
         "containerd 2.0: kiln writes no configuration file this release reads\n  help: containerd 1.x reads version 2, containerd 2.1 and 2.2 version 3, 2.3 and later version 4"
     );
-    // Kubernetes picks the release: 1.x through 1.35, 2.x from 1.36.
+    // Kubernetes picks the release: 1.x through 1.34, 2.x (the package set's) from 1.35.
     for (kubernetes, containerd) in [
         ("1.20.2", ContainerdVersion::V1_6),
-        ("1.35.0", ContainerdVersion::V1_6),
+        ("1.34.0", ContainerdVersion::V1_6),
+        ("1.35.0", ContainerdVersion::V2_4),
         ("1.36.0", ContainerdVersion::V2_4),
         ("1.37.2", ContainerdVersion::V2_4),
     ] {
@@ -220,7 +221,7 @@ fn containerd_2_accepts_its_version() {
     );
     assert_eq!(
         run(&["cni", "bin_dirs"]).as_array().map(Vec::as_slice),
-        Some(&[toml::Value::from("/usr/lib/cni")][..])
+        Some(&[toml::Value::from("/opt/cni/bin")][..])
     );
     assert_eq!(run(&["cni", "conf_dir"]).as_str(), Some("/etc/cni/net.d"));
     assert_eq!(

@@ -64,7 +64,7 @@ proptest! {
             }
             for service in &services {
                 let flags = kiln_units::default_flags(&plan, node, *service);
-                let unit = kiln_units::unit(*service, &flags).expect("a unit");
+                let unit = kiln_units::unit(*service, plan.cluster.kubernetes_version, &flags).expect("a unit");
                 prop_assert_eq!(unit.service.exec_start.arguments.len(), flags.pairs().len());
                 for (name, value) in flags.pairs() {
                     if value.starts_with("/etc/kubernetes/pki/") {
@@ -167,7 +167,12 @@ fn extra_flags_replace_defaults_in_place_and_bad_flags_are_refused() {
 
     for (name, value) in [("", "x"), ("--v", "2"), ("a b", "x"), ("v", "2\n--evil=1")] {
         let flags = kiln_units::Flags::from_pairs(&[(name.to_owned(), value.to_owned())]);
-        let error = kiln_units::unit(Service::Kubelet, &flags).expect_err("refused");
+        let error = kiln_units::unit(
+            Service::Kubelet,
+            "1.20.2".parse().expect("a version"),
+            &flags,
+        )
+        .expect_err("refused");
         assert!(
             error.to_string().starts_with("kubelet.service: flag"),
             "{error}"
