@@ -488,3 +488,34 @@ fn a_log_gets_the_plan_and_the_summary_not_a_line_per_derivation() {
     // Quick derivations are not listed one by one: a few lines, not one or two per derivation.
     assert!(lines.len() < derivations / 2, "{stderr}");
 }
+
+#[test]
+fn a_kubernetes_version_the_package_set_lacks_is_refused_naming_those_it_has() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = std::fs::read_to_string(examples().join("two-node.toml"))
+        .expect("example")
+        .replace(
+            "kubernetes_version = \"1.20.2\"",
+            "kubernetes_version = \"1.31.0\"",
+        );
+    std::fs::write(dir.path().join("old.toml"), source).expect("write");
+    let output = xtask(
+        dir.path(),
+        "022",
+        &[],
+        &["build-cluster", "--spec", "old.toml", "--store", "store"],
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("error: kiln has no kubernetes 1.31.0; it has 1.37.2, ")
+            && stderr.contains(", 1.20.2 (cluster.kubernetes_version in the spec"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("result").exists(), "nothing is written");
+    let listed = succeeded(&xtask(dir.path(), "022", &[], &["package", "list"]));
+    assert!(
+        listed.contains("kubernetes: ") && listed.contains("  1.37.2 (Go modules, Go 1.26.8)"),
+        "{listed}"
+    );
+}

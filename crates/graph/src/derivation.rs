@@ -104,6 +104,13 @@ pub struct Derivation {
     pub inputs: BTreeMap<String, DrvId>,
     /// How the output is addressed.
     pub addressing: Addressing,
+    /// For an input-addressed derivation: whether its digest leaves out the graph's recipe
+    /// ([`Graph::with_recipe`](crate::Graph::with_recipe)), so that it depends only on the
+    /// builder's kind, version and parameters and the inputs. For builders that are expensive to
+    /// run and whose [`Builder::version`] is bumped whenever their output changes (such as a Go
+    /// compile), so an unrelated change to kiln's code does not rebuild them, and a graph with a
+    /// recipe and one without share their outputs.
+    pub ignores_recipe: bool,
 }
 
 impl Derivation {
@@ -115,7 +122,16 @@ impl Derivation {
             builder,
             inputs: BTreeMap::new(),
             addressing: Addressing::Inputs,
+            ignores_recipe: false,
         }
+    }
+
+    /// Leaves the graph's recipe out of this derivation's digest (see
+    /// [`Derivation::ignores_recipe`]).
+    #[must_use]
+    pub fn ignoring_recipe(mut self) -> Derivation {
+        self.ignores_recipe = true;
+        self
     }
 
     /// Adds (or replaces) the input `name`, produced by derivation `id`.
@@ -141,6 +157,7 @@ impl fmt::Debug for Derivation {
             .field("version", &self.builder.version())
             .field("inputs", &self.inputs)
             .field("addressing", &self.addressing)
+            .field("ignores_recipe", &self.ignores_recipe)
             .finish()
     }
 }

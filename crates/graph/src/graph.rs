@@ -203,6 +203,7 @@ fn derivation_digest(
         Addressing::Inputs => {
             let builder = &derivation.builder;
             // Graphs with a recipe hash in their own domain, so no v1 encoding can collide.
+            let recipe = recipe.filter(|_| !derivation.ignores_recipe);
             let digest = match recipe {
                 Some(recipe) => DigestBuilder::new("kiln-derivation-v2").digest(recipe),
                 None => DigestBuilder::new("kiln-derivation-v1"),

@@ -275,6 +275,35 @@ fn a_recipe_changes_every_input_addressed_digest_and_no_fixed_one() {
     }
 }
 
+#[test]
+fn a_derivation_ignoring_the_recipe_keeps_its_digest_across_recipes() {
+    let log = Arc::new(Log::default());
+    let digests = |mut graph: Graph| {
+        graph
+            .add(
+                "compile",
+                concat_derivation("compile", &[], Behavior::Concat, &log).ignoring_recipe(),
+            )
+            .expect("add");
+        graph
+            .add(
+                "user",
+                concat_derivation("user", &[("compile", "compile")], Behavior::Concat, &log),
+            )
+            .expect("add");
+        let graph = graph.validate().expect("valid");
+        ["compile", "user"].map(|id| graph.digest(&id.into()).expect("digest"))
+    };
+    let plain = digests(Graph::new());
+    let first = digests(Graph::with_recipe(Digest::of(b"renderers, version 1")));
+    let second = digests(Graph::with_recipe(Digest::of(b"renderers, version 2")));
+    // The compile is the same with any recipe and without one; what uses it still moves.
+    assert_eq!(plain[0], first[0]);
+    assert_eq!(first[0], second[0]);
+    assert_ne!(first[1], second[1]);
+    assert_ne!(plain[1], first[1]);
+}
+
 /// A random DAG: node `j` takes node `i < j` as an input where `edges[j][i]`.
 #[derive(Debug, Clone)]
 struct RandomDag {

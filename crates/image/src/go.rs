@@ -103,11 +103,15 @@ pub fn go_derivations(
             Arc::new(modules),
         )
         .fixed(*vendor_hash),
+        // The compile takes minutes: its identity is GoBuild's own (kind, version, parameters
+        // and the module download), not the code of all of kiln, so it is rebuilt only when
+        // what it compiles or how changes (GoBuild::version is bumped with the recipe).
         build: Derivation::new(
             format!("{}-{}", package.name, version.version),
             Arc::new(build),
         )
-        .input("modules", modules_id),
+        .input("modules", modules_id)
+        .ignoring_recipe(),
     })
 }
 
