@@ -62,7 +62,12 @@ fn an_unknown_version_names_the_versions_there_are() {
     );
     assert!(text.ends_with(", 1.20.2"), "{text}");
     let error = set.package("kube-router").expect_err("no such package");
-    assert!(error.to_string().contains("it has kubernetes"), "{error}");
+    let text = error.to_string();
+    assert!(
+        text.starts_with("kiln has no package named kube-router; it has ")
+            && text.contains(" kubernetes"),
+        "{text}"
+    );
 }
 
 fn parse_error(text: &str) -> String {
