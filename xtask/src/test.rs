@@ -32,7 +32,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !args.cargo_args.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
-    // The flag table against every other Kubernetes version the store holds.
+    // The flag table, and a live API server given the rendered flags, against every other
+    // Kubernetes version the store holds.
     let used = binaries_from_result(Path::new("result/manifest.json"))
         .and_then(|bin| version_of(&bin))
         .or_else(|| {
@@ -55,6 +56,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "kiln-manifests",
                 "--test",
                 "binaries",
+                "--test",
+                "apiserver",
             ])
             .env("KILN_KUBERNETES_BIN_DIR", &bin)
             .status()

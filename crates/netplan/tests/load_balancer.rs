@@ -43,7 +43,7 @@ context.load_cert_chain(sys.argv[1], sys.argv[2])
 context.verify_mode = ssl.CERT_OPTIONAL
 context.load_verify_locations(sys.argv[3])
 server.socket = context.wrap_socket(server.socket, server_side=True)
-threading.Timer(30, server.shutdown).start()
+threading.Timer(120, server.shutdown).start()
 print("listening", flush=True)
 server.serve_forever()
 "#;
@@ -122,7 +122,7 @@ fn the_ha_load_balancer_forwards_to_and_checks_the_api_servers() {
     assert_eq!(endpoint.host, lb.primary_address().to_string());
 
     let mut script = format!(
-        "set -eu\n\
+        "set -eux\n\
          cd {d}\n\
          openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=test-ca 2>/dev/null\n\
          for name in kubernetes other; do\n\
@@ -214,7 +214,8 @@ fn the_ha_load_balancer_forwards_to_and_checks_the_api_servers() {
     )
     .expect("write");
     // The same API servers with certificates that do not name `kubernetes`.
-    script.push_str("kill $(cat apiservers)\nrm apiservers\nsleep 0.5\n");
+    // They may have exited already (their 120 s timer) on a loaded machine: not a failure.
+    script.push_str("kill $(cat apiservers) 2>/dev/null || true\nrm apiservers\nsleep 0.5\n");
     start_apiservers(&mut script, "other");
     writeln!(
         script,
