@@ -173,21 +173,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let mut code = ExitCode::SUCCESS;
     if args.check {
-        let scratch = tempfile::Builder::new().prefix("kiln-check-").tempdir()?;
-        // The scratch store is deleted afterwards: crash durability would only cost fsyncs.
-        let scratch_store = Store::open_with(
-            &scratch.path().join("store"),
-            kiln_store::Durability::ProcessCrashOnly,
-        )?;
         let check_fixed = args.check_fixed;
         let select = move |derivation: &kiln_graph::Derivation| {
             check_fixed || derivation.addressing == kiln_graph::Addressing::Inputs
         };
-        let mismatches =
-            graph.check_selected(&store, &scratch_store, &options, observer, &select)?;
-        for mismatch in &mismatches {
-            eprintln!("not reproducible: {mismatch}");
-        }
+        let mismatches = common::check_rebuild(&graph, &store, &options, observer, &select)?;
         if mismatches.is_empty() {
             let rebuilt = graph
                 .ids()
@@ -244,6 +234,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn kubernetes_source(
     args: &Args,
     plan: &kiln_spec::Plan,
+    set: &kiln_image::PackageSet,
     lock: &kiln_image::Lock,
     sources: &kiln_image::AptSources,
 ) -> anyhow::Result<kiln_image::KubernetesSource> {
@@ -290,7 +281,6 @@ fn kubernetes_source(
             binaries,
         });
     }
-    let set = crate::package::read_packages(&crate::package::packages_dir(args.packages.clone()))?;
     let wanted = plan.cluster.kubernetes_version.to_string();
     let package = set.package("kubernetes")?;
     let chosen = set.version("kubernetes", &wanted).map_err(|error| {
@@ -322,10 +312,9 @@ fn kubernetes_source(
 /// set), or none when the set does not have that version (binaries from `--kubernetes-dir` or
 /// `--kubernetes-release`: then the node takes the rest from the base OS).
 fn userland(
-    args: &Args,
+    set: &kiln_image::PackageSet,
     plan: &kiln_spec::Plan,
 ) -> anyhow::Result<Vec<(kiln_image::Package, kiln_image::PackageVersion)>> {
-    let set = crate::package::read_packages(&crate::package::packages_dir(args.packages.clone()))?;
     let wanted = plan.cluster.kubernetes_version.to_string();
     let Ok(kubernetes) = set.version("kubernetes", &wanted) else {
         return Ok(Vec::new());
@@ -358,8 +347,9 @@ fn with_images(
     let lock_file = lock::lock_path(args.lock.clone());
     let locked = lock::read_lock(&lock_file)?;
     let sources = lock::apt_sources(&args.apt_sources)?;
-    let kubernetes = kubernetes_source(args, plan, &locked, &sources)?;
-    let userland = userland(args, plan)?;
+    let set = crate::package::read_packages(&crate::package::packages_dir(args.packages.clone()))?;
+    let kubernetes = kubernetes_source(args, plan, &set, &locked, &sources)?;
+    let userland = userland(&set, plan)?;
     let debian_kubernetes = matches!(kubernetes, kiln_image::KubernetesSource::Debian { .. });
     let substituters = common::substituters(&args.substituters);
 

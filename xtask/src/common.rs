@@ -167,6 +167,28 @@ pub fn substitute_fixed(
     Ok(copied)
 }
 
+/// Rebuilds the derivations of `graph` that `select` picks into a scratch store (deleted
+/// afterwards) and compares each output with the one in `store`, printing every mismatch.
+pub fn check_rebuild(
+    graph: &kiln_graph::ValidatedGraph,
+    store: &kiln_store::Store,
+    options: &kiln_graph::EvalOptions,
+    observer: &dyn kiln_graph::Observer,
+    select: &(dyn Fn(&kiln_graph::Derivation) -> bool + Sync),
+) -> anyhow::Result<Vec<kiln_graph::Mismatch>> {
+    let scratch = tempfile::Builder::new().prefix("kiln-check-").tempdir()?;
+    // The scratch store is deleted afterwards: crash durability would only cost fsyncs.
+    let scratch_store = kiln_store::Store::open_with(
+        &scratch.path().join("store"),
+        kiln_store::Durability::ProcessCrashOnly,
+    )?;
+    let mismatches = graph.check_selected(store, &scratch_store, options, observer, select)?;
+    for mismatch in &mismatches {
+        eprintln!("not reproducible: {mismatch}");
+    }
+    Ok(mismatches)
+}
+
 /// Copies the tree `from` into the existing directory `to`: files, directories and symbolic links.
 pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(from)? {

@@ -88,28 +88,9 @@ pub fn packages_dir(explicit: Option<PathBuf>) -> PathBuf {
     })
 }
 
-/// Reads every `*.toml` in `dir`, in name order, into a package set.
+/// The package set in `dir` (see [`PackageSet::load`]).
 pub fn read_packages(dir: &Path) -> anyhow::Result<PackageSet> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir)
-        .with_context(|| format!("reading the package set {}", dir.display()))?
-    {
-        let path = entry?.path();
-        if path
-            .extension()
-            .is_some_and(|extension| extension == "toml")
-        {
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            files.push((path.display().to_string(), text));
-        }
-    }
-    files.sort();
-    Ok(PackageSet::parse(
-        files
-            .iter()
-            .map(|(path, text)| (path.as_str(), text.as_str())),
-    )?)
+    PackageSet::load(dir).with_context(|| format!("reading the package set {}", dir.display()))
 }
 
 fn build_package(set: &PackageSet, args: BuildArgs) -> anyhow::Result<ExitCode> {
@@ -161,19 +142,11 @@ fn build_package(set: &PackageSet, args: BuildArgs) -> anyhow::Result<ExitCode> 
     }
 
     if args.check {
-        let scratch = tempfile::Builder::new().prefix("kiln-check-").tempdir()?;
-        let scratch_store = Store::open_with(
-            &scratch.path().join("store"),
-            kiln_store::Durability::ProcessCrashOnly,
-        )?;
         let select = |derivation: &kiln_graph::Derivation| {
             derivation.addressing == kiln_graph::Addressing::Inputs
         };
         let mismatches =
-            graph.check_selected(&store, &scratch_store, &options, observer.as_ref(), &select)?;
-        for mismatch in &mismatches {
-            eprintln!("not reproducible: {mismatch}");
-        }
+            common::check_rebuild(&graph, &store, &options, observer.as_ref(), &select)?;
         if !mismatches.is_empty() {
             return Ok(ExitCode::FAILURE);
         }

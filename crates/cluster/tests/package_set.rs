@@ -8,22 +8,7 @@ use kiln_units::{ContainerdVersion, PACKAGE_CNI_BIN_DIR, Service};
 
 fn repository_set() -> PackageSet {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packages");
-    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
-        .expect("packages/")
-        .map(|entry| {
-            let path = entry.expect("an entry").path();
-            let text = std::fs::read_to_string(&path).expect("a declaration");
-            (path.display().to_string(), text)
-        })
-        .filter(|(path, _)| path.ends_with(".toml"))
-        .collect();
-    files.sort();
-    PackageSet::parse(
-        files
-            .iter()
-            .map(|(path, text)| (path.as_str(), text.as_str())),
-    )
-    .expect("kiln's package set parses")
+    PackageSet::load(&dir).expect("kiln's package set parses")
 }
 
 #[test]

@@ -278,6 +278,34 @@ impl PackageSet {
         Ok(set)
     }
 
+    /// Reads every `*.toml` in `dir` (kiln's `packages/`), in name order, and parses them as
+    /// [`PackageSet::parse`] does, each named by its path.
+    ///
+    /// # Errors
+    ///
+    /// [`ImageError::Io`] if the directory or a file cannot be read; otherwise as
+    /// [`PackageSet::parse`].
+    pub fn load(dir: &std::path::Path) -> Result<PackageSet, ImageError> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|error| ImageError::io(dir, error))? {
+            let path = entry.map_err(|error| ImageError::io(dir, error))?.path();
+            if path
+                .extension()
+                .is_some_and(|extension| extension == "toml")
+            {
+                let text =
+                    std::fs::read_to_string(&path).map_err(|error| ImageError::io(&path, error))?;
+                files.push((path.display().to_string(), text));
+            }
+        }
+        files.sort();
+        PackageSet::parse(
+            files
+                .iter()
+                .map(|(path, text)| (path.as_str(), text.as_str())),
+        )
+    }
+
     /// The packages, by name.
     pub fn packages(&self) -> impl Iterator<Item = &Package> {
         self.packages.values()
