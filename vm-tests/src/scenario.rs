@@ -19,8 +19,11 @@ use crate::{Cluster, ClusterOptions, Error, Kubectl, Steps, wait_for};
 /// The scenarios `cargo xtask vm-test --scenario` knows.
 pub const SCENARIOS: &[&str] = &["two-node", "ha"];
 
-/// The test workload's image: busybox serving its hostname (the pod's name) on port 8080.
-pub const TEST_IMAGE: &str = "kiln.local/test:1";
+/// The test workload's image: busybox serving its hostname (the pod's name) on port 8080
+/// (the image catalog's [`kiln_spec::images::TEST`]).
+pub const TEST_IMAGE: kiln_spec::images::ContainerImage = kiln_spec::images::TEST;
+/// The port [`TEST_IMAGE`] serves on.
+const TEST_PORT: u16 = kiln_spec::images::TEST_PORT;
 
 /// How long the guests may take to boot to their root shells under TCG.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -553,12 +556,12 @@ pub fn pod_network(cluster: &mut Cluster, pods: &[Pod]) -> crate::Result<()> {
         let Some(remote) = pods.iter().find(|pod| &pod.node != node) else {
             continue;
         };
-        let body = http_from_node(cluster, node, &remote.ip, 8080)?;
+        let body = http_from_node(cluster, node, &remote.ip, TEST_PORT)?;
         if body.trim() != remote.name {
             return Err(Error::check(
                 STEP,
                 format!(
-                    "from {node}, {}:8080 ({} on {}) answered {body:?}",
+                    "from {node}, {}:{TEST_PORT} ({} on {}) answered {body:?}",
                     remote.ip, remote.name, remote.node
                 ),
             ));
@@ -569,7 +572,7 @@ pub fn pod_network(cluster: &mut Cluster, pods: &[Pod]) -> crate::Result<()> {
         let Some(remote) = pods.iter().find(|other| other.node != pod.node) else {
             continue;
         };
-        let body = http_from_pod(&cluster.kubectl, &pod.name, &remote.ip, 8080)?;
+        let body = http_from_pod(&cluster.kubectl, &pod.name, &remote.ip, TEST_PORT)?;
         if body.trim() != remote.name {
             return Err(Error::check(
                 STEP,
@@ -597,7 +600,7 @@ pub fn service_cluster_ip(cluster: &mut Cluster, pods: &[Pod]) -> crate::Result<
         "deployment",
         "web",
         "--port=80",
-        "--target-port=8080",
+        &format!("--target-port={TEST_PORT}"),
     ])?;
     let ip = cluster
         .kubectl

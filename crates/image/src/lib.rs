@@ -80,9 +80,8 @@ pub use crate::lock::{
 pub use crate::oci::{
     BUSYBOX_PACKAGE, CONTAINERD_IMAGE_NAME_ANNOTATION, ContainerImages, DebianBusybox,
     IMAGE_IMPORT_COMMAND, IMAGES_INDEX_FILE, OCI_REF_NAME_ANNOTATION, OciArchive, OciEntry,
-    OciEntryKind, OciImage, PAUSE_ARCHIVE, PAUSE_IMAGE, TEST_ARCHIVE, TEST_IMAGE,
-    TEST_IMAGE_COMMAND, TEST_IMAGE_PORT, busybox_static, container_images, oci_archive,
-    pause_image, pause_program, test_image,
+    OciEntryKind, OciImage, PAUSE_IMAGE, TEST_IMAGE, TEST_IMAGE_COMMAND, TEST_IMAGE_PORT,
+    busybox_static, container_images, oci_archive, pause_image, pause_program, test_image,
 };
 pub use crate::os::base::{
     BASE_OS_ARCHITECTURE, BASE_OS_DERIVATION_NAME, BASE_OS_EPOCH, BASE_OS_PACKAGES, BASE_OS_SUITE,

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use kiln_graph::{DrvId, EvalOptions, Graph, NullObserver};
 use kiln_image::{
     ContainerImages, DebianBusybox, IMAGE_IMPORT_COMMAND, IMAGES_INDEX_FILE, OciEntryKind,
-    PAUSE_ARCHIVE, PAUSE_IMAGE, TEST_ARCHIVE, TEST_IMAGE, TEST_IMAGE_PORT, busybox_static,
-    container_images, oci_archive, pause_image, pause_program, test_image,
+    PAUSE_IMAGE, TEST_IMAGE, TEST_IMAGE_PORT, busybox_static, container_images, oci_archive,
+    pause_image, pause_program, test_image,
 };
 use kiln_store::Store;
 
@@ -123,8 +123,12 @@ fn archives_are_deterministic_and_depend_on_the_epoch() {
         }
         .build_into(busybox.path(), out.path())
         .expect("build the images");
-        [PAUSE_ARCHIVE, TEST_ARCHIVE, IMAGES_INDEX_FILE]
-            .map(|file| std::fs::read(out.path().join(file)).expect("read an output"))
+        [
+            PAUSE_IMAGE.archive(),
+            TEST_IMAGE.archive(),
+            IMAGES_INDEX_FILE.to_owned(),
+        ]
+        .map(|file| std::fs::read(out.path().join(file)).expect("read an output"))
     };
     let first = build(EPOCH);
     assert_eq!(first, build(EPOCH));
@@ -147,22 +151,27 @@ fn archives_are_deterministic_and_depend_on_the_epoch() {
 fn the_real_images_are_the_same_from_two_stores() {
     let again = build_images(&tempfile::tempdir().expect("tempdir").keep().join("store"));
     let first = images();
-    for file in [PAUSE_ARCHIVE, TEST_ARCHIVE, IMAGES_INDEX_FILE] {
+    for file in [
+        PAUSE_IMAGE.archive(),
+        TEST_IMAGE.archive(),
+        IMAGES_INDEX_FILE.to_owned(),
+    ] {
         assert_eq!(
-            std::fs::read(first.join(file)).expect("read"),
-            std::fs::read(again.join(file)).expect("read"),
+            std::fs::read(first.join(&file)).expect("read"),
+            std::fs::read(again.join(&file)).expect("read"),
             "{file} differs between two builds"
         );
     }
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(first.join(IMAGES_INDEX_FILE)).expect("read"))
             .expect("images.json is JSON");
-    assert_eq!(index[PAUSE_IMAGE]["archive"], PAUSE_ARCHIVE);
-    assert_eq!(index[TEST_IMAGE]["archive"], TEST_ARCHIVE);
+    let (pause, test) = (PAUSE_IMAGE.reference(), TEST_IMAGE.reference());
+    assert_eq!(index[&pause]["archive"], PAUSE_IMAGE.archive());
+    assert_eq!(index[&test]["archive"], TEST_IMAGE.archive());
     let pause_digest = oci_archive(&pause_image(), EPOCH)
         .expect("pause archive")
         .manifest_digest;
-    assert_eq!(index[PAUSE_IMAGE]["manifest_digest"], pause_digest.as_str());
+    assert_eq!(index[&pause]["manifest_digest"], pause_digest.as_str());
 }
 
 #[test]
@@ -191,11 +200,9 @@ fn umoci_and_skopeo_accept_the_archives() {
     }
     let images = images();
     let scratch = tempfile::tempdir().expect("create a temporary directory");
-    for (archive, reference, layer_file) in [
-        (PAUSE_ARCHIVE, PAUSE_IMAGE, "pause"),
-        (TEST_ARCHIVE, TEST_IMAGE, "bin/busybox"),
-    ] {
-        let archive = images.join(archive);
+    for (image, layer_file) in [(PAUSE_IMAGE, "pause"), (TEST_IMAGE, "bin/busybox")] {
+        let archive = images.join(image.archive());
+        let reference = image.reference();
         let tag = reference.rsplit_once(':').expect("a tagged reference").1;
         let layout = scratch.path().join(tag).join("layout");
         std::fs::create_dir_all(&layout).expect("mkdir");
@@ -211,7 +218,7 @@ fn umoci_and_skopeo_accept_the_archives() {
             .args(["unpack", "--image"])
             .arg(format!("{}:{tag}", layout.display()))
             .arg(&bundle));
-        let expected = if reference == PAUSE_IMAGE {
+        let expected = if image == PAUSE_IMAGE {
             pause_program()
         } else {
             std::fs::read(busybox_dir().join("bin/busybox")).expect("read busybox")
@@ -262,7 +269,7 @@ fn containerd_imports_and_runs_the_images() {
     let images = images();
     let containerd = Containerd::start();
 
-    for archive in [PAUSE_ARCHIVE, TEST_ARCHIVE] {
+    for archive in [PAUSE_IMAGE.archive(), TEST_IMAGE.archive()] {
         let mut import = Command::new(IMAGE_IMPORT_COMMAND[0]);
         import
             .arg("--address")
@@ -274,12 +281,15 @@ fn containerd_imports_and_runs_the_images() {
     let listed = containerd.ctr(&["images", "ls", "--quiet"]);
     let mut references: Vec<&str> = listed.lines().collect();
     references.sort_unstable();
-    assert_eq!(references, [PAUSE_IMAGE, TEST_IMAGE]);
+    assert_eq!(
+        references,
+        [PAUSE_IMAGE.reference(), TEST_IMAGE.reference()]
+    );
 
     // The pause image runs until SIGTERM, then exits 0 (`ctr run` exits
     // with the container's status).
     let mut pause = containerd
-        .command(&["run", "--rm", PAUSE_IMAGE, "kiln-pause"])
+        .command(&["run", "--rm", &PAUSE_IMAGE.reference(), "kiln-pause"])
         .stdout(Stdio::null())
         .spawn()
         .expect("ctr run");
@@ -304,7 +314,7 @@ fn containerd_imports_and_runs_the_images() {
         "--net-host",
         "--env",
         &format!("HTTP_PORT={port}"),
-        TEST_IMAGE,
+        &TEST_IMAGE.reference(),
         "kiln-test-host",
     ]);
     let mut body = String::new();
@@ -313,7 +323,7 @@ fn containerd_imports_and_runs_the_images() {
         !body.is_empty()
     });
     assert_eq!(body, hostname);
-    containerd.ctr(&["run", "--detach", TEST_IMAGE, "kiln-test"]);
+    containerd.ctr(&["run", "--detach", &TEST_IMAGE.reference(), "kiln-test"]);
     let url = format!("127.0.0.1:{TEST_IMAGE_PORT}");
     let mut served = String::new();
     wait_for(|| {

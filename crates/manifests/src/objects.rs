@@ -18,9 +18,7 @@ use kiln_spec::{Component, EncryptionProvider, KubeProxyMode, NodePlan, Plan, Ro
 use crate::flags::{Context, Target, render};
 use crate::paths;
 
-/// The registry host of kiln's images. kiln builds every image itself (no registry is
-/// reachable) and imports it into containerd under this name.
-pub const IMAGE_REGISTRY: &str = "kiln.local";
+pub use kiln_spec::images::IMAGE_REGISTRY;
 /// The etcd release kiln's etcd image carries (Debian bookworm's etcd-server).
 pub const ETCD_VERSION: &str = "3.4.23";
 
@@ -31,7 +29,7 @@ pub fn image(plan: &Plan, component: Component) -> String {
         Component::Etcd => ETCD_VERSION.to_owned(),
         _ => plan.cluster.kubernetes_version.to_string(),
     };
-    format!("{IMAGE_REGISTRY}/{}:v{version}", component_name(component))
+    kiln_spec::images::component_reference(component_name(component), &version)
 }
 
 /// The binary, pod and container name of `component`: `kube-apiserver`, `etcd`, ...

@@ -42,6 +42,7 @@
 #![forbid(unsafe_code)]
 
 mod diagnostic;
+pub mod images;
 mod locate;
 mod names;
 mod plan;

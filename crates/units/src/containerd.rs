@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 
 /// The pause image every pod sandbox runs: kiln's own, imported into containerd, because
-/// images cannot be pulled.
-pub const SANDBOX_IMAGE: &str = "kiln.local/pause:3.2";
+/// images cannot be pulled. It is the image catalog's [`kiln_spec::images::PAUSE`].
+pub const SANDBOX_IMAGE: kiln_spec::images::ContainerImage = kiln_spec::images::PAUSE;
 /// Where Debian's `containernetworking-plugins` installs the CNI plugins (containerd 1.x nodes).
 pub const CNI_BIN_DIR: &str = "/usr/lib/cni";
 /// Where kiln's package set installs the CNI plugins (`packages/cni-plugins.toml`), on the
@@ -257,7 +257,7 @@ pub fn containerd_config(version: ContainerdVersion) -> Result<ContainerdConfig,
             version: 2,
             plugins: Plugins {
                 cri: CriPlugin {
-                    sandbox_image: SANDBOX_IMAGE.to_owned(),
+                    sandbox_image: SANDBOX_IMAGE.reference(),
                     containerd: runc(),
                     cni: CriCni {
                         bin_dir: CNI_BIN_DIR.to_owned(),
@@ -271,7 +271,7 @@ pub fn containerd_config(version: ContainerdVersion) -> Result<ContainerdConfig,
             plugins: PluginsV3 {
                 images: CriImages {
                     pinned_images: PinnedImages {
-                        sandbox: SANDBOX_IMAGE.to_owned(),
+                        sandbox: SANDBOX_IMAGE.reference(),
                     },
                 },
                 runtime: CriRuntime {

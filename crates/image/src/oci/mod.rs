@@ -14,6 +14,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId};
+#[cfg(doc)]
+use kiln_spec::images::ContainerImage;
 use serde_json::json;
 
 pub use self::busybox::{BUSYBOX_PACKAGE, DebianBusybox};
@@ -23,16 +25,15 @@ pub use self::layout::{
 pub use self::tar::{OciEntry, OciEntryKind};
 use crate::error::ImageError;
 
-/// The sandbox image's reference, containerd's `sandbox_image` in kiln's
-/// rendered configuration.
-pub const PAUSE_IMAGE: &str = "kiln.local/pause:3.2";
+/// The test workload's image, from kiln's image catalog ([`kiln_spec::images::TEST`]).
+pub use kiln_spec::images::TEST as TEST_IMAGE;
 
-/// The test workload image's reference: busybox serving its hostname.
-pub const TEST_IMAGE: &str = "kiln.local/test:1";
+/// The sandbox ("pause") image, from kiln's image catalog ([`kiln_spec::images::PAUSE`]).
+pub use kiln_spec::images::PAUSE as PAUSE_IMAGE;
 
 /// The port [`TEST_IMAGE`]'s default command serves on unless the
-/// container's environment sets `HTTP_PORT`.
-pub const TEST_IMAGE_PORT: u16 = 8080;
+/// container's environment sets `HTTP_PORT` ([`kiln_spec::images::TEST_PORT`]).
+pub use kiln_spec::images::TEST_PORT as TEST_IMAGE_PORT;
 
 /// The default command of [`TEST_IMAGE`]: write the hostname to
 /// `/www/index.html` and serve `/www` over HTTP in the foreground.
@@ -56,12 +57,6 @@ pub const IMAGE_IMPORT_COMMAND: [&str; 5] = ["ctr", "--namespace", "k8s.io", "im
 /// its archive and manifest digest.
 pub const IMAGES_INDEX_FILE: &str = "images.json";
 
-/// The [`PAUSE_IMAGE`] archive in [`container_images`]' output.
-pub const PAUSE_ARCHIVE: &str = "images/pause.oci.tar";
-
-/// The [`TEST_IMAGE`] archive in [`container_images`]' output.
-pub const TEST_ARCHIVE: &str = "images/test.oci.tar";
-
 const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The pause program: a static x86-64 Linux executable of a few hundred
@@ -81,7 +76,7 @@ pub fn pause_program() -> Vec<u8> {
 /// The [`PAUSE_IMAGE`]: `/pause` (see [`pause_program`]) as its entrypoint.
 pub fn pause_image() -> OciImage {
     OciImage {
-        reference: PAUSE_IMAGE.to_owned(),
+        reference: PAUSE_IMAGE.reference(),
         layer: vec![OciEntry::file("pause", 0o755, pause_program())],
         entrypoint: vec!["/pause".to_owned()],
         cmd: Vec::new(),
@@ -97,7 +92,7 @@ pub fn pause_image() -> OciImage {
 ///
 /// ```
 /// let image = kiln_image::test_image(b"(busybox)".to_vec(), &["sh", "wget"]);
-/// assert_eq!(image.reference, kiln_image::TEST_IMAGE);
+/// assert_eq!(image.reference, kiln_image::TEST_IMAGE.reference());
 /// assert!(image.layer.iter().any(|entry| entry.path == "bin/wget"));
 /// ```
 pub fn test_image(busybox: Vec<u8>, applets: &[&str]) -> OciImage {
@@ -128,7 +123,7 @@ pub fn test_image(busybox: Vec<u8>, applets: &[&str]) -> OciImage {
         }
     }
     OciImage {
-        reference: TEST_IMAGE.to_owned(),
+        reference: TEST_IMAGE.reference(),
         layer,
         entrypoint: Vec::new(),
         cmd: TEST_IMAGE_COMMAND
@@ -162,7 +157,8 @@ pub fn busybox_static(
 /// input `busybox` produced by `busybox` (a [`busybox_static`] derivation,
 /// or anything with the same layout).
 ///
-/// Its output holds [`PAUSE_ARCHIVE`], [`TEST_ARCHIVE`] and
+/// Its output holds each image's archive at [`ContainerImage::archive`] (see
+/// [`kiln_spec::images::catalog`]) and
 /// [`IMAGES_INDEX_FILE`]: a JSON object from each reference to
 /// `{"archive": <path in the output>, "manifest_digest": "sha256:..."}`.
 /// Every timestamp in the archives is `source_date_epoch`.
@@ -213,11 +209,11 @@ impl ContainerImages {
         fs::create_dir_all(&images_dir).map_err(|error| ImageError::io(&images_dir, error))?;
         let mut index = BTreeMap::new();
         for (archive_path, image) in [
-            (PAUSE_ARCHIVE, pause_image()),
-            (TEST_ARCHIVE, test_image(busybox, &applets)),
+            (PAUSE_IMAGE.archive(), pause_image()),
+            (TEST_IMAGE.archive(), test_image(busybox, &applets)),
         ] {
             let archive = oci_archive(&image, self.source_date_epoch)?;
-            let path = out.join(archive_path);
+            let path = out.join(&archive_path);
             fs::write(&path, &archive.bytes).map_err(|error| ImageError::io(&path, error))?;
             {
                 use std::os::unix::fs::PermissionsExt;
