@@ -1148,8 +1148,14 @@ fn expect_status(
     Ok(())
 }
 
-/// The status of a kubectl `-v=6` response line (`GET https://... 401 Unauthorized in 3 ms`).
+/// The status of a kubectl `-v=6` response line: kubectl 1.20 writes
+/// `GET https://... 401 Unauthorized in 3 milliseconds`, later releases log it structured,
+/// `"Response" verb="GET" url="https://..." status="403 Forbidden" milliseconds=185`.
 fn response_status(line: &str) -> Option<u16> {
+    if let Some((_, after)) = line.split_once("\"Response\" ") {
+        let status = after.split_once(" status=\"")?.1;
+        return status.split_whitespace().next()?.parse().ok();
+    }
     let after_url = line.split_once(" https://")?.1;
     let mut words = after_url.split_whitespace().skip(1);
     let code = words.next()?.parse().ok()?;
@@ -1264,6 +1270,18 @@ mod tests {
                 "I1122 round_trippers.go:445] PATCH https://127.0.0.1:4000/api/v1/nodes/node1 403 Forbidden in 9 milliseconds"
             ),
             Some(403)
+        );
+        assert_eq!(
+            response_status(
+                r#"I1203 08:03:53.051930   12497 round_trippers.go:632] "Response" verb="GET" url="https://127.0.0.1:35325/api/v1/nodes/node1?timeout=30s" status="403 Forbidden" milliseconds=185"#
+            ),
+            Some(403)
+        );
+        assert_eq!(
+            response_status(
+                r#"I1203 round_trippers.go:527] "Request" verb="GET" url="https://127.0.0.1:35325/api" headers=<>"#
+            ),
+            None
         );
         assert_eq!(
             response_status("I1122 loader.go:375] Config loaded from file"),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use kiln_graph::{DrvId, Graph};
 use kiln_image::{
-    AptSources, KubernetesSource, LayerCopy, LayerFile, LayerSpec, Lock, NodeImageSpec,
+    AptSources, CgroupHierarchy, KubernetesSource, LayerCopy, LayerFile, LayerSpec, Lock, NodeImageSpec,
     ProvisionFormat, StateDisk,
 };
 use kiln_spec::{ControlPlaneMode, NodePlan, Plan, Role};
@@ -49,8 +49,19 @@ impl ImageInputs {
 /// The time every container image file carries.
 const IMAGES_EPOCH: u64 = 1_767_225_600;
 
-/// The unit that imports kiln's container images into containerd before the kubelet starts.
-const IMPORT_UNIT: &str = "\
+/// The unit that imports kiln's container images into containerd before the kubelet starts,
+/// with the `ctr` of the containerd the node runs (beside its `containerd`: Debian's in
+/// `/usr/bin` before Kubernetes 1.35, the package set's in `/usr/local/bin` from 1.35) and
+/// [`kiln_image::IMAGE_IMPORT_COMMAND`]'s arguments.
+fn import_unit(kubernetes: kiln_spec::KubeVersion) -> String {
+    let containerd = kiln_units::Service::Containerd.binary(kubernetes);
+    let ctr = match containerd.rsplit_once('/') {
+        Some((dir, _)) => format!("{dir}/{}", kiln_image::IMAGE_IMPORT_COMMAND[0]),
+        None => kiln_image::IMAGE_IMPORT_COMMAND[0].to_owned(),
+    };
+    let arguments = kiln_image::IMAGE_IMPORT_COMMAND[1..].join(" ");
+    format!(
+        "\
 [Unit]
 Description=Import kiln's container images into containerd
 Documentation=https://github.com/kiln-build/kiln
@@ -61,11 +72,13 @@ Before=kubelet.service
 [Service]
 Type=oneshot
 RemainAfterExit=yes
-ExecStart=/bin/sh -c 'for image in /usr/share/kiln/images/*.tar; do /usr/bin/ctr --namespace k8s.io images import \"$image\" || exit 1; done'
+ExecStart=/bin/sh -c 'for image in /usr/share/kiln/images/*.tar; do {ctr} {arguments} \"$image\" || exit 1; done'
 
 [Install]
 WantedBy=multi-user.target
-";
+"
+    )
+}
 
 /// The kubelet waits for the images (the sandbox image above all).
 const KUBELET_DROP_IN: &str = "\
@@ -375,6 +388,11 @@ pub(crate) fn add_images(
                 ("base".into(), "base-os".into(), true),
             ],
             state,
+            cgroups: if kiln_units::cgroup_v2(plan.cluster.kubernetes_version) {
+                CgroupHierarchy::V2
+            } else {
+                CgroupHierarchy::V1
+            },
         };
         graph.add(
             image_id.clone(),
@@ -506,7 +524,7 @@ fn node_layer(
         files.push(file(
             "etc/systemd/system/kiln-images.service",
             0o644,
-            IMPORT_UNIT.into(),
+            import_unit(plan.cluster.kubernetes_version),
         ));
         files.push(file(
             "etc/systemd/system/kubelet.service.d/10-kiln-images.conf",

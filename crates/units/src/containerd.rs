@@ -33,6 +33,24 @@ pub const CONTAINERD_CONFIG_PATH: &str = "etc/containerd/config.toml";
 /// Debian's containerd 1.6 and etcd 3.4 from the base OS.
 pub const FIRST_KUBERNETES_MINOR_ON_CONTAINERD_2: u32 = 35;
 
+/// The first Kubernetes minor version whose nodes boot with the unified cgroup v2 hierarchy:
+/// from 1.35 the kubelet refuses to start on cgroup v1 (`failCgroupV1` defaults to true), and
+/// those nodes run the package set's containerd 2.x, which supports v2 fully. Older nodes keep
+/// cgroup v1, on which the Kubernetes 1.20 nodes (containerd 1.6) were proven.
+pub const FIRST_KUBERNETES_MINOR_ON_CGROUP_V2: u32 = 35;
+
+/// Whether nodes running Kubernetes `kubernetes` boot with cgroup v2 (see
+/// [`FIRST_KUBERNETES_MINOR_ON_CGROUP_V2`]).
+///
+/// ```
+/// let version = |text: &str| text.parse::<kiln_spec::KubeVersion>().unwrap();
+/// assert!(kiln_units::cgroup_v2(version("1.37.2")));
+/// assert!(!kiln_units::cgroup_v2(version("1.20.2")));
+/// ```
+pub fn cgroup_v2(kubernetes: kiln_spec::KubeVersion) -> bool {
+    kubernetes.minor >= FIRST_KUBERNETES_MINOR_ON_CGROUP_V2
+}
+
 /// A containerd release line, `MAJOR.MINOR`: which configuration format it reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ContainerdVersion {

@@ -108,6 +108,29 @@ pub struct LayerEntry {
     pub shared: bool,
 }
 
+/// Which cgroup hierarchy the node's systemd mounts, chosen on the kernel command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CgroupHierarchy {
+    /// cgroup v1 (`systemd.unified_cgroup_hierarchy=0`): what the nodes on Debian's userland
+    /// (Kubernetes 1.20, containerd 1.6) were proven on.
+    V1,
+    /// The unified cgroup v2 hierarchy (`systemd.unified_cgroup_hierarchy=1`). The kubelet
+    /// refuses to start on cgroup v1 from Kubernetes 1.35 (its `failCgroupV1` defaults to
+    /// true).
+    V2,
+}
+
+impl CgroupHierarchy {
+    /// The kernel command-line parameter that selects this hierarchy.
+    pub fn kernel_parameter(self) -> &'static str {
+        match self {
+            Self::V1 => "systemd.unified_cgroup_hierarchy=0",
+            Self::V2 => "systemd.unified_cgroup_hierarchy=1",
+        }
+    }
+}
+
 /// What the node image builder needs besides its inputs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeImageSpec {
@@ -129,6 +152,8 @@ pub struct NodeImageSpec {
     /// The node's persistent state disk, if it has one (its layer must mount it: see
     /// [`StateDisk`]).
     pub state: Option<StateDisk>,
+    /// The cgroup hierarchy the node boots with.
+    pub cgroups: CgroupHierarchy,
 }
 
 impl NodeImageSpec {
@@ -175,7 +200,8 @@ impl NodeImageSpec {
             .map(|(name, _, _)| name.as_str())
             .collect();
         format!(
-            "console={console} panic=10 net.ifnames=0 systemd.unified_cgroup_hierarchy=0 kiln.layers={}",
+            "console={console} panic=10 net.ifnames=0 {} kiln.layers={}",
+            self.cgroups.kernel_parameter(),
             layers.join(",")
         )
     }
