@@ -495,9 +495,10 @@ fn a_kubernetes_version_the_package_set_lacks_is_refused_naming_those_it_has() {
     let source = std::fs::read_to_string(examples().join("two-node.toml"))
         .expect("example")
         .replace(
-            "kubernetes_version = \"1.20.2\"",
+            "kubernetes_version = \"1.37.2\"",
             "kubernetes_version = \"1.31.0\"",
         );
+    assert!(source.contains("\"1.31.0\""), "the example's version moved");
     std::fs::write(dir.path().join("old.toml"), source).expect("write");
     let output = xtask(
         dir.path(),

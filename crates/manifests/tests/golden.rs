@@ -1,8 +1,8 @@
 //! Golden files: every file kiln-manifests renders for every node of every example, byte for
 //! byte, and every component's flags on that node.
 //!
-//! `tests/golden/<example>/<node>/<path>` holds each file (`tests/golden-1.37.2/` the same for
-//! every example at Kubernetes 1.37.2), `tests/golden/<example>/<node>.flags`
+//! `tests/golden/<example>/<node>/<path>` holds each file (`tests/golden-1.20.2/` the same for
+//! every example at Kubernetes 1.20.2, the Debian-built release), `tests/golden/<example>/<node>.flags`
 //! the node's flags per component, and `tests/golden/<example>/modes.txt` each file's mode.
 //! Run with `UPDATE_EXPECT=1` to rewrite them after an intended change (and review the diff);
 //! never edit them by hand.
@@ -54,12 +54,13 @@ fn every_example_matches_its_golden_files() {
     check_example_trees(&golden, expected_tree);
 }
 
-/// The examples at Kubernetes 1.37.2 (their own version is 1.20.2): the other end of the
-/// supported range, where flags, the kubelet's file and the scheduler's API version differ.
+/// The examples at Kubernetes 1.20.2 (their own version is 1.37.2): the other end of the
+/// supported range, with the flags 1.20 had, the kubelet's settings as flags, the scheduler's
+/// v1beta1 configuration and containerd 1.6's version 2 file.
 #[test]
-fn every_example_at_1_37_matches_its_golden_files() {
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden-1.37.2");
-    let plans = kiln_testkit::example_plans_at("1.37.2".parse().expect("a version"));
+fn every_example_at_1_20_matches_its_golden_files() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden-1.20.2");
+    let plans = kiln_testkit::example_plans_at("1.20.2".parse().expect("a version"));
     check_example_trees_of(&golden, &plans, expected_tree);
 }
 
