@@ -1,6 +1,6 @@
 //! kiln's VM integration tests: boot each node image of a built cluster in QEMU, join the
 //! guests on one private layer-2 segment, and drive the cluster from the host through
-//! `restrict=on` user-mode port forwards with the 1.20 kubectl and kiln's admin kubeconfig.
+//! `restrict=on` user-mode port forwards with the cluster's own kubectl and kiln's admin kubeconfig.
 //!
 //! The pieces, from the bottom up:
 //! - [`Vm`] starts one QEMU guest from a [`VmConfig`] (TCG, or KVM when [`detect_accel`] proves

@@ -26,7 +26,7 @@ pub struct Args {
     /// Use this already-built `result/` directory instead of building the spec.
     #[arg(long, conflicts_with = "spec")]
     result: Option<PathBuf>,
-    /// The cluster's kubectl (1.20 for the examples); default: $KILN_KUBECTL, else the kubectl
+    /// The cluster's kubectl (of its Kubernetes version); default: $KILN_KUBECTL, else the kubectl
     /// the build put in the store with the other Kubernetes binaries.
     #[arg(long)]
     kubectl: Option<PathBuf>,

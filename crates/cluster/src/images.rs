@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use kiln_graph::{DrvId, Graph};
 use kiln_image::{
-    AptSources, CgroupHierarchy, KubernetesSource, LayerCopy, LayerFile, LayerSpec, Lock, NodeImageSpec,
-    ProvisionFormat, StateDisk,
+    AptSources, CgroupHierarchy, KubernetesSource, LayerCopy, LayerFile, LayerSpec, Lock,
+    NodeImageSpec, ProvisionFormat, StateDisk,
 };
 use kiln_spec::{ControlPlaneMode, NodePlan, Plan, Role};
 

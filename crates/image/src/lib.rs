@@ -95,7 +95,9 @@ pub use crate::os::layer::{
     LAYER_EPOCH, LAYER_FILE, Layer, LayerCopy, LayerFile, LayerSpec, LinkedTree, assemble,
     assemble_linked, install_links,
 };
-pub use crate::os::node::{CgroupHierarchy, ImageManifest, LayerEntry, NodeImage, NodeImageSpec, StateDisk};
+pub use crate::os::node::{
+    CgroupHierarchy, ImageManifest, LayerEntry, NodeImage, NodeImageSpec, StateDisk,
+};
 pub use crate::packages::{
     GoRecipe, Package, PackageSet, PackageVersion, VersionSource, expand_template,
 };

@@ -89,8 +89,9 @@ mod unit;
 pub use containerd::{
     CNI_BIN_DIR, CNI_CONF_DIR, CONTAINERD_CONFIG_PATH, ContainerdConfig, ContainerdConfigV2,
     ContainerdConfigV3, ContainerdVersion, CriCni, CriCniV3, CriContainerd, CriImages, CriPlugin,
-    CriRuntime, FIRST_KUBERNETES_MINOR_ON_CGROUP_V2, FIRST_KUBERNETES_MINOR_ON_CONTAINERD_2, PACKAGE_CNI_BIN_DIR, PinnedImages, Plugins,
-    PluginsV3, RuncOptions, Runtime, SANDBOX_IMAGE, cgroup_v2, containerd_config,
+    CriRuntime, FIRST_KUBERNETES_MINOR_ON_CGROUP_V2, FIRST_KUBERNETES_MINOR_ON_CONTAINERD_2,
+    PACKAGE_CNI_BIN_DIR, PinnedImages, Plugins, PluginsV3, RuncOptions, Runtime, SANDBOX_IMAGE,
+    cgroup_v2, containerd_config,
 };
 pub use error::Error;
 pub use flags::{Flags, default_flags};
