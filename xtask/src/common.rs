@@ -112,10 +112,14 @@ pub fn substituters(explicit: &[PathBuf]) -> Vec<PathBuf> {
 /// Copies every fixed-output path the graph needs and `store` lacks from the first substituter
 /// that has it. Safe with any substituter: a fixed-output path is verified against its pinned
 /// content hash as it enters the store, exactly as if it had been built. Input-addressed paths
-/// are never substituted, so that what tests compare is really rebuilt, except those of
-/// `resolved` (the inputs from Debian's archive built from a resolved set that `kiln.lock` has
-/// no content hash for yet: addressed by the exact `.deb` files, they take minutes to build);
-/// those are verified against the content hash the substituter recorded.
+/// are never substituted, so that what tests compare is really rebuilt, except two kinds that
+/// take minutes to build and whose address does not depend on kiln's code: those of `resolved`
+/// (the inputs from Debian's archive built from a resolved set that `kiln.lock` has no content
+/// hash for yet, addressed by the exact `.deb` files), and the package set's compiles (which
+/// leave the graph's recipe out of their digest, [`kiln_graph::Derivation::ignores_recipe`]:
+/// addressed by the pinned module download, the Go release and the recipe in `packages/`).
+/// Those are verified against the content hash the substituter recorded; `--check` still
+/// rebuilds them.
 pub fn substitute_fixed(
     graph: &kiln_graph::ValidatedGraph,
     store: &kiln_store::Store,
@@ -132,7 +136,11 @@ pub fn substitute_fixed(
         };
         let pinned = match derivation.addressing {
             kiln_graph::Addressing::Fixed { content_hash } => Some(content_hash),
-            kiln_graph::Addressing::Inputs if resolved.contains(&id.as_str()) => None,
+            kiln_graph::Addressing::Inputs
+                if derivation.ignores_recipe || resolved.contains(&id.as_str()) =>
+            {
+                None
+            }
             kiln_graph::Addressing::Inputs => continue,
         };
         if store.get(&digest, &derivation.name)?.is_some() {
