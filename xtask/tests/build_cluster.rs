@@ -355,13 +355,11 @@ fn kubeadm_reads_a_control_plane_pki_directory() {
         .output()
         .expect("kubeadm runs");
     let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
-    let minor: u32 = version
-        .strip_prefix("v1.")
-        .and_then(|rest| rest.split('.').next())
-        .and_then(|minor| minor.parse().ok())
-        .unwrap_or_else(|| panic!("kubeadm version {version:?}"));
+    let parsed: kiln_spec::KubeVersion = version
+        .parse()
+        .unwrap_or_else(|error| panic!("kubeadm version {version:?}: {error}"));
     // v1beta2 until 1.21, v1beta3 from 1.22, v1beta4 from 1.31 (kubeadm's own API history).
-    let api = match minor {
+    let api = match parsed.minor {
         ..=21 => "v1beta2",
         22..=30 => "v1beta3",
         _ => "v1beta4",

@@ -42,7 +42,7 @@ impl ContainerImage {
 
     /// The full reference containerd knows the image by: `kiln.local/<name>:<tag>`.
     pub fn reference(self) -> String {
-        format!("{IMAGE_REGISTRY}/{}:{}", self.name, self.tag)
+        self.to_string()
     }
 
     /// Where the image builder puts the image's OCI archive in its output, and so where a node

@@ -195,7 +195,8 @@ impl ContainerImages {
     ///
     /// # Errors
     ///
-    /// If the busybox directory cannot be read or `out` written.
+    /// If the busybox directory cannot be read or `out` written, or the image catalog
+    /// ([`kiln_spec::images::catalog`]) has an image this builder has no recipe for.
     pub fn build_into(&self, busybox_dir: &Path, out: &Path) -> Result<(), ImageError> {
         let busybox_path = busybox_dir.join("bin/busybox");
         let busybox =
@@ -208,10 +209,19 @@ impl ContainerImages {
         let images_dir = out.join("images");
         fs::create_dir_all(&images_dir).map_err(|error| ImageError::io(&images_dir, error))?;
         let mut index = BTreeMap::new();
-        for (archive_path, image) in [
-            (PAUSE_IMAGE.archive(), pause_image()),
-            (TEST_IMAGE.archive(), test_image(busybox, &applets)),
-        ] {
+        for entry in kiln_spec::images::catalog() {
+            let image = match entry {
+                PAUSE_IMAGE => pause_image(),
+                TEST_IMAGE => test_image(busybox.clone(), &applets),
+                other => {
+                    return Err(ImageError::Assembly {
+                        what: other.reference(),
+                        reason: "the image catalog has it, but kiln-image has no recipe for it"
+                            .to_owned(),
+                    });
+                }
+            };
+            let archive_path = entry.archive();
             let archive = oci_archive(&image, self.source_date_epoch)?;
             let path = out.join(&archive_path);
             fs::write(&path, &archive.bytes).map_err(|error| ImageError::io(&path, error))?;
