@@ -1,8 +1,6 @@
 //! Reading certificates back: summaries for `cargo xtask certs`, and expiry checks.
 
 use kiln_spec::Plan;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use x509_parser::extensions::GeneralName;
 
 use crate::error::PkiError;
@@ -29,12 +27,12 @@ pub struct CertificateSummary {
 impl CertificateSummary {
     /// `notBefore` in RFC 3339 form.
     pub fn not_before_rfc3339(&self) -> String {
-        rfc3339(self.not_before)
+        kiln_spec::time::format_rfc3339(self.not_before)
     }
 
     /// `notAfter` in RFC 3339 form.
     pub fn not_after_rfc3339(&self) -> String {
-        rfc3339(self.not_after)
+        kiln_spec::time::format_rfc3339(self.not_after)
     }
 
     /// Whether the certificate expires within `days` of the `now` it was summarized at
@@ -110,15 +108,8 @@ pub fn check_not_expired(plan: &Plan, now_unix: i64) -> Result<(), PkiError> {
     {
         Some(profile) => Err(PkiError::Expired {
             name: profile.name,
-            not_after: rfc3339(profile.not_after),
+            not_after: kiln_spec::time::format_rfc3339(profile.not_after),
         }),
         None => Ok(()),
     }
-}
-
-fn rfc3339(unix: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|instant| instant.format(&Rfc3339).ok())
-        .unwrap_or_else(|| format!("@{unix}"))
 }

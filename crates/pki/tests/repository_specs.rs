@@ -10,8 +10,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use expect_test::expect;
 use kiln_spec::Plan;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 const DAY: i64 = 86_400;
 
@@ -98,13 +96,6 @@ fn earliest_expiry(plan: &Plan, spec_dir: &Path) -> Expiry {
     }
 }
 
-fn rfc3339(unix: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|instant| instant.format(&Rfc3339).ok())
-        .unwrap_or_else(|| format!("@{unix}"))
-}
-
 /// Why the spec `file` (with plan `plan`) is too close to expiry at `now`, or `None`.
 fn too_soon(file: &str, plan: &Plan, spec_dir: &Path, now: i64) -> Option<String> {
     let expiry = earliest_expiry(plan, spec_dir);
@@ -119,8 +110,8 @@ fn too_soon(file: &str, plan: &Plan, spec_dir: &Path, now: i64) -> Option<String
         "{file}: certificate `{}`{alongside} expires at {}, within {MARGIN_DAYS} days of {}; \
          raise pki.leaf_validity_days (and pki.ca_validity_days) or move pki.issued_at forward",
         expiry.certificate,
-        rfc3339(expiry.not_after),
-        rfc3339(now),
+        kiln_spec::time::format_rfc3339(expiry.not_after),
+        kiln_spec::time::format_rfc3339(now),
     ))
 }
 
@@ -206,7 +197,7 @@ fn a_spec_within_a_year_of_expiry_is_named_with_its_certificate() {
         let problem = too_soon("examples/two-node.toml", &plan, &examples, now);
         text.push_str(&format!(
             "ca {ca_days}, leaf {leaf_days}, at {}: {}\n",
-            rfc3339(now),
+            kiln_spec::time::format_rfc3339(now),
             problem.as_deref().unwrap_or("ok")
         ));
     }

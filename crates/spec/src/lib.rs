@@ -47,7 +47,7 @@ mod locate;
 mod names;
 mod plan;
 mod raw;
-mod time;
+pub mod time;
 mod validate;
 mod version;
 

@@ -644,63 +644,20 @@ fn is_package_line(line: &str) -> bool {
             .all(|byte| byte.is_ascii_alphanumeric() || b"/._-~".contains(&byte))
 }
 
-/// Parses `Sun, 08 Jun 2025 23:40:27 +0100` into Unix time.
+/// Parses `Sun, 08 Jun 2025 23:40:27 +0100` (RFC 2822, as Debian's changelogs write dates)
+/// into Unix time. The day of the week is not checked against the date: dpkg only warns about
+/// a wrong one, and a changelog's date is what it is.
 fn parse_rfc2822(date: &str) -> Option<i64> {
+    use time::format_description::well_known::Rfc2822;
     let date = date.split_once(", ").map_or(date, |(_, rest)| rest);
-    let fields: Vec<&str> = date.split_whitespace().collect();
-    let [day, month, year, time, zone] = fields.as_slice() else {
-        return None;
-    };
-    let day: i64 = day.parse().ok()?;
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|name| name == month)? as i64
-        + 1;
-    let year: i64 = year.parse().ok()?;
-    let mut clock = time.split(':').map(|part| part.parse::<i64>().ok());
-    let (hour, minute, second) = (clock.next()??, clock.next()??, clock.next()??);
-    if clock.next().is_some() || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60
-    {
-        return None;
-    }
-    let (sign, offset) = match zone.as_bytes().first()? {
-        b'+' => (1, &zone[1..]),
-        b'-' => (-1, &zone[1..]),
-        _ => return None,
-    };
-    if offset.len() != 4 || !offset.bytes().all(|byte| byte.is_ascii_digit()) {
-        return None;
-    }
-    let offset: i64 = offset.parse().ok()?;
-    let offset_seconds = sign * ((offset / 100) * 3600 + (offset % 100) * 60);
-    let days = days_from_civil(year, month, day);
-    Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset_seconds)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-/// `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_index = (month + 9) % 12;
-    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+    time::OffsetDateTime::parse(date, &Rfc2822)
+        .ok()
+        .map(time::OffsetDateTime::unix_timestamp)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn days_from_civil_matches_known_dates() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(days_from_civil(2025, 6, 8), 20_247);
-    }
 
     #[test]
     fn package_lines_are_import_paths() {
@@ -757,5 +714,11 @@ mod tests {
         assert_eq!(parse_rfc2822("08 Jun 2025 23:40:27"), None);
         assert_eq!(parse_rfc2822("Sun, 08 Juni 2025 23:40:27 +0100"), None);
         assert_eq!(parse_rfc2822("Sun, 08 Jun 2025 24:40:27 +0100"), None);
+        assert_eq!(parse_rfc2822("Sun, 31 Jun 2025 12:00:00 +0100"), None);
+        // A wrong day of the week (8 June 2025 was a Sunday) is Debian's to warn about.
+        assert_eq!(
+            parse_rfc2822("Mon, 08 Jun 2025 23:40:27 +0100"),
+            Some(1_749_422_427)
+        );
     }
 }

@@ -90,7 +90,8 @@ pub fn oci_archive(image: &OciImage, source_date_epoch: u64) -> Result<OciArchiv
     }
     let layer = tar_bytes(&image.reference, &layer_entries, source_date_epoch)?;
     let layer_digest = sha256(&layer);
-    let created = rfc3339(source_date_epoch);
+    let created =
+        kiln_spec::time::format_rfc3339(i64::try_from(source_date_epoch).unwrap_or(i64::MAX));
 
     let mut config = serde_json::Map::new();
     config.insert("Env".into(), json!(image.env));
@@ -178,34 +179,6 @@ pub fn oci_archive(image: &OciImage, source_date_epoch: u64) -> Result<OciArchiv
     })
 }
 
-/// Formats seconds since 1970 as RFC 3339 in UTC, such as
-/// `2023-01-01T00:00:00Z`.
-pub(crate) fn rfc3339(seconds: u64) -> String {
-    let days = seconds / 86_400;
-    let rest = seconds % 86_400;
-    // Howard Hinnant's civil_from_days, for days since 1970-01-01 (>= 0).
-    let shifted = days + 719_468;
-    let era = shifted / 146_097;
-    let day_of_era = shifted % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
 fn tar_bytes(reference: &str, entries: &[OciEntry], mtime: u64) -> Result<Vec<u8>, ImageError> {
     tar::write(entries, mtime).map_err(|reason| assembly_error(reference, &reason))
 }
@@ -225,16 +198,4 @@ fn sha256(bytes: &[u8]) -> String {
 /// Compact JSON with object keys sorted (serde_json's map is a `BTreeMap`).
 fn canonical(value: &Value) -> Vec<u8> {
     value.to_string().into_bytes()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-    }
 }
