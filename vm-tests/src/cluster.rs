@@ -6,10 +6,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::image::ImageState;
 use crate::kubectl::write_forwarded_kubeconfig;
 use crate::qemu::{Accel, PortForward, StateDiskFile, Vm, VmConfig, detect_accel};
 use crate::{Error, GuestShell, Kubectl, NodeImage, Segment, free_tcp_port, wait_for};
+use kiln_image::StateDisk;
 
 /// The guest port forwarded from every node: the kubelet API (the apiserver's port is added on
 /// the node that serves the cluster endpoint). etcd listens only on the private segment and
@@ -110,7 +110,7 @@ impl Cluster {
             let state_disk = match &image.state {
                 Some(state) => {
                     cmdline.push(' ');
-                    cmdline.push_str(ImageState::CMDLINE_FLAG);
+                    cmdline.push_str(StateDisk::CMDLINE_FLAG);
                     Some(create_state_disk(&options.run_dir, &image.node, state)?)
                 }
                 None => None,
@@ -521,7 +521,7 @@ pub fn service_states(output: &str) -> Vec<ServiceState> {
 fn create_state_disk(
     run_dir: &Path,
     node: &str,
-    state: &ImageState,
+    state: &StateDisk,
 ) -> crate::Result<StateDiskFile> {
     let path = run_dir.join(format!("{node}.state.img"));
     let file = std::fs::File::create(&path)

@@ -2,14 +2,14 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use kiln_image::{ImageManifest, StateDisk};
 
 use crate::Error;
 
-/// One node's bootable image, as its `manifest.json` describes it (the fields the harness uses;
-/// others, such as the layers' hashes, are ignored). Paths are resolved against the image
-/// directory when loaded.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// One node's bootable image, as its `manifest.json` ([`kiln_image::ImageManifest`], the
+/// contract kiln-image writes) describes it: the fields the harness uses, with paths resolved
+/// against the image directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeImage {
     /// The node's name (`node1`).
     pub node: String,
@@ -32,24 +32,7 @@ pub struct NodeImage {
     /// The node's roles (`control-plane`, `etcd`, `worker`, `load-balancer`).
     pub roles: Vec<String>,
     /// The writable disk the node keeps its state on across restarts, if it has state.
-    #[serde(default)]
-    pub state: Option<ImageState>,
-}
-
-/// An image's state disk: what to attach and what to tell the kernel.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct ImageState {
-    /// The virtio serial the node finds the disk by.
-    pub serial: String,
-    /// Its size when created, in MiB.
-    pub mib: u32,
-    /// Where the node mounts it (for messages).
-    pub mount: String,
-}
-
-impl ImageState {
-    /// The kernel command line word that tells the node the disk is attached.
-    pub const CMDLINE_FLAG: &'static str = "kiln.state";
+    pub state: Option<StateDisk>,
 }
 
 impl NodeImage {
@@ -59,31 +42,45 @@ impl NodeImage {
         let path = dir.join("manifest.json");
         let text = std::fs::read_to_string(&path)
             .map_err(|error| Error::io(format!("reading {}", path.display()), error))?;
-        let mut image: Self = serde_json::from_str(&text).map_err(|error| Error::Image {
-            path: path.clone(),
-            reason: error.to_string(),
-        })?;
-        let resolve = |file: &mut PathBuf| -> crate::Result<()> {
+        let manifest: ImageManifest =
+            serde_json::from_str(&text).map_err(|error| Error::Image {
+                path: path.clone(),
+                reason: error.to_string(),
+            })?;
+        let resolve = |file: &str| -> crate::Result<PathBuf> {
+            let file = Path::new(file);
             if file.is_absolute() {
                 return Err(Error::Image {
                     path: path.clone(),
                     reason: format!("{} is absolute; paths are relative", file.display()),
                 });
             }
-            *file = dir.join(&*file);
-            if !file.is_file() {
+            let resolved = dir.join(file);
+            if !resolved.is_file() {
                 return Err(Error::Image {
                     path: path.clone(),
-                    reason: format!("{} does not exist", file.display()),
+                    reason: format!("{} does not exist", resolved.display()),
                 });
             }
-            Ok(())
+            Ok(resolved)
         };
-        resolve(&mut image.kernel)?;
-        resolve(&mut image.initrd)?;
-        for disk in &mut image.disks {
-            resolve(disk)?;
-        }
+        let image = NodeImage {
+            kernel: resolve(&manifest.kernel)?,
+            initrd: resolve(&manifest.initrd)?,
+            disks: manifest
+                .disks
+                .iter()
+                .map(|disk| resolve(disk))
+                .collect::<crate::Result<_>>()?,
+            node: manifest.node,
+            cmdline: manifest.cmdline,
+            memory_mib: manifest.memory_mib,
+            cpus: manifest.cpus,
+            mac: manifest.mac,
+            addresses: manifest.addresses,
+            roles: manifest.roles,
+            state: manifest.state,
+        };
         if image.cpus == 0 || image.memory_mib < 128 {
             return Err(Error::Image {
                 path,
@@ -127,7 +124,9 @@ mod tests {
                 "cmdline":"console=ttyS0 net.ifnames=0","disks":["layers/node.squashfs"],
                 "memory_mib":2048,"cpus":2,"mac":"52:54:00:00:00:11",
                 "addresses":["192.168.50.11/24"],"roles":["control-plane","etcd","worker"],
-                "layers":[{"name":"node","file":"layers/node.squashfs","bytes":1}]}"#,
+                "layers":[{"name":"node","file":"layers/node.squashfs","bytes":1,
+                "sha256":"2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881",
+                "shared":false}]}"#,
         )
         .expect("write");
         let image = NodeImage::load(dir.path()).expect("load");

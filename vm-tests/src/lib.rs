@@ -31,7 +31,7 @@ mod wait;
 
 pub use cluster::{Cluster, ClusterOptions, DEBUG_SHELL, Node, ServiceState, service_states};
 pub use error::Error;
-pub use image::{ImageState, NodeImage};
+pub use image::NodeImage;
 pub use interrupt::{install_interrupt_handler, interrupted};
 pub use kubectl::{Kubectl, forward_kubeconfig};
 pub use network::{Segment, free_tcp_port};

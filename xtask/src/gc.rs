@@ -5,7 +5,7 @@
 //! through symlinks. Fixed-output paths (the base OS, the Kubernetes binaries, busybox: minutes
 //! to build again) are kept unless `--include-fixed`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -170,15 +170,13 @@ fn root_paths(collector: &Collector, root: &Root) -> anyhow::Result<Option<Vec<P
             root.link.display()
         )
     };
-    let value: serde_json::Value = serde_json::from_str(&text).with_context(unreadable)?;
-    let artifacts = value["artifacts"].as_object().with_context(unreadable)?;
-    let mut paths = Vec::with_capacity(artifacts.len());
-    for artifact in artifacts.values() {
-        let path = Path::new(artifact["store_path"].as_str().with_context(unreadable)?);
-        if collector.contains(path) {
-            paths.push(path.to_owned());
-        }
-    }
+    let manifest = kiln_cluster::Manifest::from_json(&text).with_context(unreadable)?;
+    let paths: Vec<PathBuf> = manifest
+        .artifacts
+        .into_values()
+        .map(|artifact| artifact.store_path)
+        .filter(|path| collector.contains(path))
+        .collect();
     Ok((!paths.is_empty()).then_some(paths))
 }
 

@@ -49,20 +49,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let manifest_path = args.out.join("manifest.json");
     let text = std::fs::read_to_string(&manifest_path)
         .with_context(|| format!("reading {}", manifest_path.display()))?;
-    let manifest: serde_json::Value = serde_json::from_str(&text)?;
-    let Some(id) = manifest["nodes"][&args.node]["image"].as_str() else {
-        let nodes: Vec<&String> = manifest["nodes"]
-            .as_object()
-            .map(|nodes| nodes.keys().collect())
-            .unwrap_or_default();
+    let manifest = kiln_cluster::Manifest::from_json(&text)
+        .with_context(|| format!("reading {}", manifest_path.display()))?;
+    let Some(image) = manifest.node_artifact(&args.node, "image") else {
+        let nodes: Vec<&String> = manifest.nodes.keys().collect();
         bail!(
-            "no node {:?} in this cluster; its nodes: {nodes:?}",
+            "no node {:?} with an image in this cluster; its nodes: {nodes:?}",
             args.node
         );
     };
-    let image = manifest["artifacts"][id]["store_path"]
-        .as_str()
-        .context("the manifest has no store path for the image")?;
+    let image = image.store_path.display().to_string();
     let accel = std::env::var("KILN_QEMU_ACCEL").unwrap_or_else(|_| accelerator().to_owned());
     let forwards: Vec<String> = args
         .forwards

@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use kiln_graph::{Evaluation, ValidatedGraph};
 use kiln_spec::Plan;
 use kiln_store::Digest;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Artifacts;
 
 /// One derivation's output.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArtifactEntry {
     /// Where the output is.
     pub store_path: PathBuf,
@@ -21,8 +21,9 @@ pub struct ArtifactEntry {
     pub content_hash: Digest,
 }
 
-/// What `cargo xtask build-cluster` writes to `manifest.json`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// What `cargo xtask build-cluster` writes to `manifest.json`, and what reads it back
+/// (`cargo xtask run-vm`, `cargo xtask gc`) parses it as.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     /// The cluster's name.
     pub cluster: String,
@@ -79,5 +80,17 @@ impl Manifest {
         let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
         text.push('\n');
         text
+    }
+
+    /// Parses a `manifest.json` that [`Manifest::to_json`] wrote.
+    pub fn from_json(text: &str) -> Result<Manifest, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// The output of node `node`'s artifact `name` (`image`, `units`, ...), if the node and
+    /// the artifact exist and the manifest records its output.
+    pub fn node_artifact(&self, node: &str, name: &str) -> Option<&ArtifactEntry> {
+        let id = self.nodes.get(node)?.get(name)?;
+        self.artifacts.get(id)
     }
 }
