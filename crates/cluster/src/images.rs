@@ -46,9 +46,6 @@ impl ImageInputs {
     }
 }
 
-/// The time every container image file carries.
-const IMAGES_EPOCH: u64 = 1_767_225_600;
-
 /// The unit that imports kiln's container images into containerd before the kubelet starts,
 /// with the `ctr` of the containerd the node runs (beside its `containerd`: Debian's in
 /// `/usr/bin` before Kubernetes 1.35, the package set's in `/usr/local/bin` from 1.35) and
@@ -265,7 +262,7 @@ pub(crate) fn add_images(
     let containers = DrvId::new("image/container-images");
     graph.add(
         containers.clone(),
-        kiln_image::container_images(busybox, IMAGES_EPOCH),
+        kiln_image::container_images(busybox, kiln_image::IMAGE_EPOCH.unsigned_abs()),
     )?;
 
     // The Kubernetes binaries and the packages the node runs with them, in one layer.

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use kiln_graph::BuildError;
 use kiln_image::{
-    LAYER_EPOCH, LayerCopy, LayerSpec, LinkedTree, assemble, assemble_linked, squashfs,
+    IMAGE_EPOCH, LayerCopy, LayerSpec, LinkedTree, assemble, assemble_linked, squashfs,
 };
 
 /// One thing to assemble: a layer spec over named inputs.
@@ -241,7 +241,7 @@ fn bench(case: &Case, runs: usize) {
                 }
                 _ => {
                     assemble_copies_case(case, &before_tree);
-                    squashfs(&before_tree, &before_image, LAYER_EPOCH, false, true)
+                    squashfs(&before_tree, &before_image, IMAGE_EPOCH, false, true)
                         .expect("mksquashfs");
                     before_time = started.elapsed();
                 }

@@ -84,16 +84,16 @@ pub use crate::oci::{
     busybox_static, container_images, oci_archive, pause_image, pause_program, test_image,
 };
 pub use crate::os::base::{
-    BASE_OS_ARCHITECTURE, BASE_OS_DERIVATION_NAME, BASE_OS_EPOCH, BASE_OS_PACKAGES, BASE_OS_SUITE,
-    BaseOs, DISABLED_PACKAGE_UNITS, IMAGE_TOOLS, INITRD_MODULES, PRUNED_MODULE_DIRS, base_os,
+    BASE_OS_ARCHITECTURE, BASE_OS_DERIVATION_NAME, BASE_OS_PACKAGES, BASE_OS_SUITE, BaseOs,
+    DISABLED_PACKAGE_UNITS, IMAGE_EPOCH, IMAGE_TOOLS, INITRD_MODULES, PRUNED_MODULE_DIRS, base_os,
     base_os_request, ensure_image_tools, index_hashes, load_order, missing_image_tools,
     parse_modules_dep, squashfs,
 };
 pub use crate::os::cpio::{CpioEntry, write_cpio};
 pub use crate::os::initrd::{INIT_SCRIPT, INITRD_DERIVATION_NAME, Initrd, initrd};
 pub use crate::os::layer::{
-    LAYER_EPOCH, LAYER_FILE, Layer, LayerCopy, LayerFile, LayerSpec, LinkedTree, assemble,
-    assemble_linked, install_links,
+    LAYER_FILE, Layer, LayerCopy, LayerFile, LayerSpec, LinkedTree, assemble, assemble_linked,
+    install_links,
 };
 pub use crate::os::node::{
     CgroupHierarchy, ImageManifest, LayerEntry, NodeImage, NodeImageSpec, StateDisk,

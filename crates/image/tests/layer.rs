@@ -17,7 +17,7 @@ use kiln_graph::{
     NullObserver,
 };
 use kiln_image::{
-    LAYER_EPOCH, LAYER_FILE, LayerCopy, LayerFile, LayerSpec, assemble, assemble_linked,
+    IMAGE_EPOCH, LAYER_FILE, LayerCopy, LayerFile, LayerSpec, assemble, assemble_linked,
 };
 use kiln_store::Store;
 
@@ -436,7 +436,7 @@ fn packed_from_copies(spec: &LayerSpec, input: &Path, scratch: &Path) -> Vec<u8>
     let tree = scratch.join("copies");
     assemble(spec, &tree, &|_| Ok(input.to_path_buf())).expect("assembles");
     let image = scratch.join("copies.squashfs");
-    let epoch = LAYER_EPOCH.to_string();
+    let epoch = IMAGE_EPOCH.to_string();
     let output = Command::new("/usr/bin/mksquashfs")
         .arg(&tree)
         .arg(&image)

@@ -45,8 +45,10 @@ pub const BASE_OS_PACKAGES: &[&str] = &[
     "udev",
 ];
 
-/// The time every file of the base OS carries (2026-01-01T00:00:00Z).
-pub const BASE_OS_EPOCH: i64 = 1_767_225_600;
+/// The time every file of every image kiln builds carries: the base OS, each layer and the
+/// container images (2026-01-01T00:00:00Z). It is no spec's timestamp because these outputs
+/// are shared by every cluster.
+pub const IMAGE_EPOCH: i64 = 1_767_225_600;
 
 /// The architecture of the base OS (and of every node image).
 pub const BASE_OS_ARCHITECTURE: &str = "amd64";
@@ -264,7 +266,7 @@ impl BaseOs {
         squashfs(
             &root,
             &out.join("rootfs.squashfs"),
-            BASE_OS_EPOCH,
+            IMAGE_EPOCH,
             true,
             false,
         )?;
@@ -284,7 +286,7 @@ impl Builder for BaseOs {
     fn params(&self) -> Vec<u8> {
         // The sources are not here: a mirror serves the same `.deb` files, checked by hash.
         let text = format!(
-            "suite={BASE_OS_SUITE}\npackages={}\ndisabled={}\nepoch={BASE_OS_EPOCH}\nmodules={}\npruned={}\nresolved:\n{}",
+            "suite={BASE_OS_SUITE}\npackages={}\ndisabled={}\nepoch={IMAGE_EPOCH}\nmodules={}\npruned={}\nresolved:\n{}",
             BASE_OS_PACKAGES.join(","),
             DISABLED_PACKAGE_UNITS.join(","),
             INITRD_MODULES.join(","),
@@ -331,7 +333,7 @@ pub(crate) fn clean_command(program: &str) -> Command {
         .env("LANG", "C.UTF-8")
         .env("LC_ALL", "C.UTF-8")
         .env("TZ", "UTC")
-        .env("SOURCE_DATE_EPOCH", BASE_OS_EPOCH.to_string())
+        .env("SOURCE_DATE_EPOCH", IMAGE_EPOCH.to_string())
         .env("DEBIAN_FRONTEND", "noninteractive");
     command
 }

@@ -17,14 +17,11 @@ use std::sync::Arc;
 use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId};
 use serde::{Deserialize, Serialize};
 
-use super::base::clean_command;
+use super::base::{IMAGE_EPOCH, clean_command};
 use crate::process::run_quiet;
 
 /// The file every layer output holds.
 pub const LAYER_FILE: &str = "layer.squashfs";
-
-/// The time every file of a layer carries.
-pub const LAYER_EPOCH: i64 = super::base::BASE_OS_EPOCH;
 
 /// Copies an input's tree (or part of it) into the layer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,7 +173,7 @@ impl LinkedTree {
     }
 
     /// Packs the tree into `image` as a layer: an uncompressed squashfs of 1 MiB blocks, every
-    /// entry owned by root and dated [`LAYER_EPOCH`], each hard-linked file with its layer
+    /// entry owned by root and dated [`IMAGE_EPOCH`], each hard-linked file with its layer
     /// mode (from a pseudo definition file written beside the tree, `<root>.pseudo`). The
     /// image holds no hard links and no extended attributes, so its bytes are those of a tree
     /// of copies, whatever links or attributes the inputs' files have.
@@ -195,7 +192,7 @@ impl LinkedTree {
         let pseudo = PathBuf::from(pseudo);
         fs::write(&pseudo, &definitions).map_err(|error| BuildError::io(&pseudo, error))?;
 
-        let epoch = LAYER_EPOCH.to_string();
+        let epoch = IMAGE_EPOCH.to_string();
         let mut command = clean_command("mksquashfs");
         // mksquashfs refuses SOURCE_DATE_EPOCH together with the explicit times below.
         command.env_remove("SOURCE_DATE_EPOCH");
