@@ -401,7 +401,7 @@ impl Cluster {
         let script = format!(
             "for unit in {}; do systemctl show -p Id -p LoadState -p ActiveState -p NRestarts \
              -p ActiveEnterTimestampMonotonic \"$unit.service\" | tr '\\n' ' '; echo; done",
-            REPORTED_SERVICES.join(" ")
+            reported_services().join(" ")
         );
         let names: Vec<String> = self.nodes.keys().cloned().collect();
         let mut text = String::new();
@@ -441,17 +441,16 @@ impl Cluster {
 }
 
 /// The services [`Cluster::service_report`] asks every node about (those a node does not have
-/// are left out).
-const REPORTED_SERVICES: [&str; 8] = [
-    "etcd",
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "containerd",
-    "kubelet",
-    "kube-proxy",
-    "nginx",
-];
+/// are left out): every service kiln runs under systemd, and nginx (Debian's unit) for a load
+/// balancer.
+fn reported_services() -> Vec<&'static str> {
+    let mut services: Vec<&str> = kiln_units::SERVICES
+        .into_iter()
+        .map(kiln_units::Service::name)
+        .collect();
+    services.push("nginx");
+    services
+}
 
 /// One service's state as `systemctl show` gives it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use kiln_image::{
     AptSources, CgroupHierarchy, KubernetesSource, LayerCopy, LayerFile, LayerSpec, Lock,
     NodeImageSpec, ProvisionFormat, StateDisk,
 };
-use kiln_spec::{ControlPlaneMode, NodePlan, Plan, Role};
+use kiln_spec::{NodePlan, Plan, Role};
 
 use crate::{Artifacts, ClusterError};
 
@@ -493,22 +493,12 @@ fn node_layer(
             ),
         ));
     }
-    let mut services: Vec<&str> = Vec::new();
-    if plan.cluster.control_plane_mode == ControlPlaneMode::Systemd {
-        if node.has(Role::Etcd) {
-            services.push("etcd");
-        }
-        if node.has(Role::ControlPlane) {
-            services.extend([
-                "kube-apiserver",
-                "kube-controller-manager",
-                "kube-scheduler",
-            ]);
-        }
-    }
-    if node.pod_subnet.is_some() {
-        services.extend(["containerd", "kubelet"]);
-    }
+    // The boot report names the node's services: kiln's units, and nginx (Debian's unit) on a
+    // load balancer.
+    let mut services: Vec<&str> = kiln_units::services(plan, node)
+        .into_iter()
+        .map(kiln_units::Service::name)
+        .collect();
     if node.has(Role::LoadBalancer) {
         services.push("nginx");
     }
@@ -517,7 +507,7 @@ fn node_layer(
         0o644,
         boot_report_unit(&services),
     ));
-    if node.pod_subnet.is_some() {
+    if node.runs_kubelet(plan.cluster.control_plane_mode) {
         files.push(file(
             "etc/systemd/system/kiln-images.service",
             0o644,
