@@ -110,9 +110,7 @@ pub(crate) fn add_manifests(
         "kiln-manifests.node",
         Arc::new(move |plan: &Plan, node: &str| {
             let key = secret.derive_symmetric_key(ENCRYPTION_KEY_PURPOSE, 0);
-            kiln_manifests::render_node(plan, node, &key)
-                .map(|files| files.into_iter().map(File::from).collect())
-                .map_err(|error| error.to_string())
+            kiln_manifests::render_node(plan, node, &key).map_err(|error| error.to_string())
         }),
     );
     let root_secret_id = root.id().to_string();
@@ -206,11 +204,7 @@ impl Builder for KubeconfigBuilder {
             }
             let file = kiln_kubeconfig::render_file(&self.plan, kind, credentials)
                 .map_err(BuildError::from_error)?;
-            files.push(File {
-                path: file.path,
-                contents: file.contents,
-                mode: file.mode,
-            });
+            files.push(file);
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
         files.dedup_by(|a, b| a.path == b.path);

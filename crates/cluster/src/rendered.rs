@@ -13,12 +13,8 @@ use kiln_spec::Plan;
 
 use crate::{Artifacts, ClusterError};
 
-/// One file a renderer produced, in the shape every renderer crate uses.
-pub(crate) struct File {
-    pub(crate) path: String,
-    pub(crate) contents: Vec<u8>,
-    pub(crate) mode: u32,
-}
+/// One file a renderer produced.
+pub(crate) use kiln_spec::RenderedFile as File;
 
 /// A renderer of one node's files, errors as text.
 pub(crate) type Render = dyn Fn(&Plan, &str) -> Result<Vec<File>, String> + Send + Sync;
@@ -73,17 +69,6 @@ pub(crate) fn write_files(out: &Path, files: &[File]) -> Result<(), BuildError> 
     Ok(())
 }
 
-macro_rules! file_from {
-    ($($renderer:ident),*) => {$(
-        impl From<$renderer::RenderedFile> for File {
-            fn from(file: $renderer::RenderedFile) -> File {
-                File { path: file.path, contents: file.contents, mode: file.mode }
-            }
-        }
-    )*};
-}
-file_from!(kiln_netplan, kiln_units, kiln_kubeconfig, kiln_manifests);
-
 /// One renderer of per-node files: the artifact it produces, its builder kind, and the function.
 pub(crate) struct NodeRenderer {
     pub(crate) artifact: &'static str,
@@ -93,19 +78,16 @@ pub(crate) struct NodeRenderer {
 
 impl NodeRenderer {
     /// A renderer crate's `render_node`, producing the node artifact `artifact`.
-    pub(crate) fn new<R, E>(
+    pub(crate) fn new<E>(
         artifact: &'static str,
         kind: &'static str,
-        render: fn(&Plan, &str) -> Result<Vec<R>, E>,
+        render: fn(&Plan, &str) -> Result<Vec<File>, E>,
     ) -> NodeRenderer
     where
-        R: Into<File> + 'static,
         E: std::fmt::Display + 'static,
     {
         let render: Arc<Render> = Arc::new(move |plan: &Plan, node: &str| {
-            render(plan, node)
-                .map(|files| files.into_iter().map(Into::into).collect())
-                .map_err(|error| error.to_string())
+            render(plan, node).map_err(|error| error.to_string())
         });
         NodeRenderer {
             artifact,

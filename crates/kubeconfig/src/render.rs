@@ -14,17 +14,8 @@ pub const KUBECONFIG_MODE: u32 = 0o600;
 /// Where kubeconfigs and the PKI live on a node.
 pub const NODE_KUBERNETES_DIR: &str = "/etc/kubernetes";
 
-/// One file to write: a path relative to the node's root (or to the operator's output
-/// directory), its bytes and its Unix permission bits.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RenderedFile {
-    /// Relative path, for example `etc/kubernetes/kubelet.conf`.
-    pub path: String,
-    /// The file's contents.
-    pub contents: Vec<u8>,
-    /// Unix permission bits.
-    pub mode: u32,
-}
+/// One file to write (defined once, in kiln-spec, for every renderer).
+pub use kiln_spec::RenderedFile;
 
 /// The kubeconfig files of the kubeconfig table in `shared/reference/pki.md`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

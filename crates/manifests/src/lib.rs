@@ -96,18 +96,8 @@ pub const FILE_MODE: u32 = 0o644;
 /// Mode of the encryption configuration, which holds the key.
 pub const SECRET_FILE_MODE: u32 = 0o600;
 
-/// One file to write: a path relative to the node's root, its bytes and its Unix permission
-/// bits.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RenderedFile {
-    /// Path relative to the node's root, without a leading `/`:
-    /// `etc/kubernetes/manifests/kube-apiserver.yaml`.
-    pub path: String,
-    /// The file's bytes.
-    pub contents: Vec<u8>,
-    /// Unix permission bits.
-    pub mode: u32,
-}
+/// One file to write (defined once, in kiln-spec, for every renderer).
+pub use kiln_spec::RenderedFile;
 
 /// Every file of the node called `node`, sorted by path:
 ///

@@ -87,17 +87,8 @@ pub use nginx::{
     HEALTH_CHECK_PORT, NGINX_PATH, NginxConf, load_balancer, load_balancer_config,
 };
 
-/// A file for a node's root file system.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RenderedFile {
-    /// Path relative to the node's root, without a leading `/`:
-    /// `etc/systemd/network/10-kiln-eth0.network`.
-    pub path: String,
-    /// The file's bytes.
-    pub contents: Vec<u8>,
-    /// Unix permission bits, such as `0o644`.
-    pub mode: u32,
-}
+/// One file to write (defined once, in kiln-spec, for every renderer).
+pub use kiln_spec::RenderedFile;
 
 /// Every network file of the node called `node`, sorted by path: the netplan YAML and the
 /// systemd-networkd file (an image uses whichever its network stack reads), the CNI files on a

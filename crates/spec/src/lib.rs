@@ -47,6 +47,7 @@ mod locate;
 mod names;
 mod plan;
 mod raw;
+mod rendered;
 pub mod time;
 mod validate;
 mod version;
@@ -65,6 +66,7 @@ pub use raw::{
     EndpointSpec, ExternalCaSpec, KubeProxyMode, KubeconfigCertificates, KubeletCredentials,
     LeaderElectionSpec, NodeSpec, OptionsSpec, PkiSpec, Role, Spec,
 };
+pub use rendered::RenderedFile;
 pub use validate::{is_dns_label, is_dns_subdomain};
 pub use version::{KubeVersion, NEWEST_SUPPORTED_MINOR, OLDEST_SUPPORTED_MINOR, ParseVersionError};
 

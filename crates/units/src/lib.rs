@@ -108,17 +108,8 @@ pub const FILE_MODE: u32 = 0o644;
 /// Where unit files go, relative to the node's root.
 pub const UNIT_DIR: &str = "etc/systemd/system";
 
-/// One file to write: a path relative to the node's root, its bytes and its Unix permission
-/// bits.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RenderedFile {
-    /// Relative path, for example `etc/systemd/system/kubelet.service`.
-    pub path: String,
-    /// The file's contents.
-    pub contents: Vec<u8>,
-    /// Unix permission bits.
-    pub mode: u32,
-}
+/// One file to write (defined once, in kiln-spec, for every renderer).
+pub use kiln_spec::RenderedFile;
 
 /// Every file of the node `node`, sorted by path: its units with [`default_flags`], and
 /// containerd's configuration where containerd runs, for the containerd that runs beside the
