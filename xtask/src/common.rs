@@ -146,7 +146,7 @@ pub fn substitute_fixed(
         if store.get(&digest, &derivation.name)?.is_some() {
             continue;
         }
-        let base = format!("{}-{}", digest.to_hex(), derivation.name);
+        let base = kiln_store::base_name(&digest, &derivation.name);
         let Some(dir) = substituters.iter().find(|dir| {
             let path = dir.join(&base);
             path.is_dir() && path != store.root().join(&base)

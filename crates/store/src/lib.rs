@@ -52,5 +52,5 @@ mod tree;
 pub use crate::digest::{Digest, DigestBuilder};
 pub use crate::error::{BuildFailure, StoreError};
 pub use crate::gc::{Collector, Garbage, GarbageKind, Root};
-pub use crate::store::{Durability, MAX_NAME_LEN, Store, StoreObject, validate_name};
+pub use crate::store::{Durability, MAX_NAME_LEN, Store, StoreObject, base_name, validate_name};
 pub use crate::tree::{Difference, DifferenceKind, EntryType, first_difference, tree_hash};

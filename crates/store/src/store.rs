@@ -576,7 +576,10 @@ pub fn validate_name(name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-pub(crate) fn base_name(digest: &Digest, name: &str) -> String {
+/// The file name of the store path of `digest` and `name`: `<64 hex digits>-<name>`, the same
+/// in every store (so a path can be looked for in another store's directory, as substituters
+/// are, without opening it).
+pub fn base_name(digest: &Digest, name: &str) -> String {
     let mut buffer = [0u8; 64];
     let hex = digest.write_hex(&mut buffer);
     let mut base = String::with_capacity(hex.len() + 1 + name.len());
