@@ -30,7 +30,7 @@ pub fn run(args: CertsArgs) -> anyhow::Result<ExitCode> {
     let spec = args.spec.clone().unwrap_or_else(common::default_spec);
     let plan = common::load_plan(&spec)?;
     let secrets = common::secrets_dir(args.secrets.clone(), &spec, &plan.cluster.name);
-    let root = kiln_cluster::load_or_create_root_secret(&secrets)?;
+    let root = crate::secret::load_or_create_root_secret(&secrets)?;
     let spec_dir = spec.parent().unwrap_or_else(|| Path::new("."));
     let external = kiln_cluster::read_external_cas(&plan, spec_dir)?;
     // The same derivation as the build's: the same plan and root secret give the same bytes.

@@ -76,7 +76,7 @@ pub fn cluster_inputs(
     if let Some(base) = dir.parent() {
         ignore_in_git(base)?;
     }
-    let root = kiln_cluster::load_or_create_root_secret(&dir)?;
+    let root = crate::secret::load_or_create_root_secret(&dir)?;
     let spec_dir = spec.parent().unwrap_or_else(|| Path::new("."));
     let external_cas = kiln_cluster::read_external_cas(plan, spec_dir)?;
     Ok(kiln_cluster::ClusterInputs {

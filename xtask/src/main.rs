@@ -10,6 +10,7 @@ mod graph;
 mod lock;
 mod package;
 mod run_vm;
+mod secret;
 mod test;
 mod vm_test;
 

@@ -11,8 +11,8 @@
 //!
 //! let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/two-node.toml"))?;
 //! let plan = kiln_spec::load(&source, "two-node.toml")?.plan;
-//! // Every key derives from the root secret; a real tool loads it with
-//! // kiln_cluster::load_or_create_root_secret.
+//! // Every key derives from the root secret; kiln's command line keeps it in the cluster's
+//! // secrets directory, outside the store.
 //! let inputs = kiln_cluster::ClusterInputs {
 //!     root: std::sync::Arc::new(kiln_pki::RootSecret::from_bytes([7; 32])),
 //!     external_cas: Default::default(),
@@ -55,9 +55,8 @@ pub use builders::{JsonView, NodeView};
 pub use images::ImageInputs;
 pub use manifest::{ArtifactEntry, Manifest};
 pub use pki::{
-    CERTIFICATE_FILE, ClusterPkiError, KEY_FILE, PkiDerivations, ROOT_SECRET_FILE,
-    SERVICE_ACCOUNT_KEY_FILE, SERVICE_ACCOUNT_PUBLIC_FILE, add_pki, load_or_create_root_secret,
-    pki_drv_id, read_external_cas,
+    CERTIFICATE_FILE, ClusterPkiError, KEY_FILE, PkiDerivations, SERVICE_ACCOUNT_KEY_FILE,
+    SERVICE_ACCOUNT_PUBLIC_FILE, add_pki, pki_drv_id, read_external_cas,
 };
 
 /// What a cluster's graph needs besides its plan: the root secret every key derives from, and
