@@ -8,9 +8,9 @@
 //!   serial port through [`GuestShell`], and kills QEMU when dropped.
 //! - [`Segment`] is the private layer-2 segment: a multicast group on the loopback interface,
 //!   chosen per run so concurrent runs never share a segment.
-//! - [`Cluster`] boots every node image of a `result/` directory ([`NodeImage`], the
-//!   `manifest.json` contract) and writes a kubeconfig that reaches the forwarded apiserver.
-//! - [`scenario`] holds the scenarios (`two-node`), each step a function over a [`Cluster`],
+//! - [`Cluster`] boots every node image of a `result/` directory ([`NodeImage`], read from the
+//!   `manifest.json` contract kiln-image writes) and writes a kubeconfig that reaches the forwarded apiserver.
+//! - [`scenario`] holds the scenarios (`two-node`, `ha`), each step a function over a [`Cluster`],
 //!   timed by [`Steps`].
 //! - [`tiny_guest`] builds a busybox initramfs for the host's Debian kernel, so the QEMU
 //!   plumbing is tested without a kiln image.

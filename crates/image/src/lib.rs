@@ -1,26 +1,30 @@
-//! kiln-image: the inputs of a node image, as derivations for
-//! [`kiln_graph`]. The first is the Kubernetes binaries.
+//! kiln-image: everything a node image is made of, as derivations for [`kiln_graph`], and the
+//! image itself.
 //!
-//! [`kubernetes_binaries`] turns a [`KubernetesSource`] into a derivation
-//! whose output holds `bin/<name>` (mode 0755) for each of
-//! [`KUBERNETES_BINARIES`] and a `VERSION` file:
+//! - **The package set** ([`packages`], read from the repository's `packages/*.toml`): every
+//!   piece of software a node runs, declared once with its source and how it is built.
+//!   [`go_derivations`] turns a Go package into two derivations, as Nix's `buildGoModule` does:
+//!   a fixed-output module download pinned by content hash, then an offline, reproducible
+//!   compile ([`go`]).
+//! - **Kubernetes from Debian's source** ([`KubernetesSource::Debian`]): bookworm's
+//!   `kubernetes` source package (upstream 1.20.2) built with Debian's Go, pinned by
+//!   `kiln.lock` ([`Lock`]); [`KubernetesSource::Release`] (downloads checked against their
+//!   SHA-256) and [`KubernetesSource::Path`] (a local directory) are the other sources of
+//!   [`kubernetes_binaries`].
+//! - **The base OS** ([`base_os`]): Debian bookworm, resolved against the apt sources before a
+//!   build ([`resolve()`], which is how a moving archive is handled) and pinned in `kiln.lock`;
+//!   the [`initrd`]; and [`squashfs`] layers ([`LayerSpec`], [`assemble`]).
+//! - **Container images** ([`container_images`]): the OCI archives of the images in
+//!   `kiln_spec::images` (pause, the test workload), built from Debian's static busybox.
+//! - **The node image** ([`NodeImage`]): a node's layers stacked over the base OS, with the
+//!   [`ImageManifest`] contract (`manifest.json`), `run-qemu` and `xl.cfg`; [`cloud_init`] and
+//!   [`ignition`] give the same files to machines kiln does not boot.
 //!
-//! - [`KubernetesSource::Debian`] builds Debian bookworm's `kubernetes`
-//!   source package (upstream 1.20.2) with Debian's Go, reproducibly, as a
-//!   fixed-output derivation pinned by `kiln.lock` ([`Lock`]). The
-//!   build takes about ten minutes and reports progress; afterwards the
-//!   output comes from the store. It needs [`BUILD_TOOLS`], which
-//!   [`ensure_build_tools`] installs.
-//! - [`KubernetesSource::Release`] downloads one URL per binary and checks
-//!   each against its SHA-256. Plain `http://` always works; `https://`
-//!   needs the crate's `https` feature (rustls).
-//! - [`KubernetesSource::Path`] copies them from a local directory, pinned to
-//!   the directory's content hash.
+//! Every file of every image is dated [`IMAGE_EPOCH`]. The tools these builds run are
+//! [`BUILD_TOOLS`] and [`IMAGE_TOOLS`], which [`ensure_build_tools`] and [`ensure_image_tools`]
+//! install.
 //!
-//! Every input from Debian's archive (the base OS, busybox, the Kubernetes
-//! source) is pinned in `kiln.lock` ([`Lock`]) and resolved against the apt
-//! sources before a build ([`resolve()`]): see that module for how a moving
-//! archive is handled.
+//! The example below builds the smallest input, Kubernetes binaries from a local directory:
 //!
 //! ```
 //! use std::os::unix::fs::PermissionsExt;
