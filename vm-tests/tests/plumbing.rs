@@ -204,9 +204,9 @@ fn a_cluster_boots_from_a_result_directory() {
         (
             "node1",
             "192.168.50.11/24",
-            r#"["control-plane","etcd","worker"]"#,
+            &["control-plane", "etcd", "worker"][..],
         ),
-        ("node2", "192.168.50.12/24", r#"["worker"]"#),
+        ("node2", "192.168.50.12/24", &["worker"][..]),
     ] {
         let image = result.join("nodes").join(node).join("image");
         std::fs::create_dir_all(&image).expect("mkdir");
@@ -218,14 +218,25 @@ fn a_cluster_boots_from_a_result_directory() {
             .expect("octet")
             .parse()
             .expect("octet");
+        // The contract as kiln-image writes it, with the tiny guest's kernel and initramfs.
+        let manifest = kiln_image::ImageManifest {
+            cluster: "two-node".to_owned(),
+            node: node.to_owned(),
+            kernel: "vmlinuz".to_owned(),
+            initrd: "initrd.img".to_owned(),
+            cmdline: TinyGuest::cmdline(node, address),
+            disks: Vec::new(),
+            layers: Vec::new(),
+            memory_mib: 256,
+            cpus: 1,
+            mac: format!("52:54:00:00:51:{octet:02x}"),
+            addresses: vec![address.to_owned()],
+            roles: roles.iter().map(|role| (*role).to_owned()).collect(),
+            state: None,
+        };
         std::fs::write(
             image.join("manifest.json"),
-            format!(
-                r#"{{"node":"{node}","kernel":"vmlinuz","initrd":"initrd.img",
-                    "cmdline":"{}","disks":[],"memory_mib":256,"cpus":1,
-                    "mac":"52:54:00:00:51:{octet:02x}","addresses":["{address}"],"roles":{roles}}}"#,
-                TinyGuest::cmdline(node, address)
-            ),
+            serde_json::to_string(&manifest).expect("a manifest serializes"),
         )
         .expect("manifest.json");
     }
