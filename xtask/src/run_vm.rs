@@ -58,7 +58,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.node
         );
     };
-    let image = image.store_path.display().to_string();
+    let image = &image.store_path;
     let accel = std::env::var("KILN_QEMU_ACCEL").unwrap_or_else(|_| accelerator().to_owned());
     let forwards: Vec<String> = args
         .forwards
@@ -66,10 +66,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map(|port| format!("hostfwd=tcp:127.0.0.1:{port}-:{port}"))
         .collect();
     eprintln!(
-        "booting {} ({image}) with -accel {accel}; Ctrl-A X quits",
-        args.node
+        "booting {} ({}) with -accel {accel}; Ctrl-A X quits",
+        args.node,
+        image.display()
     );
-    let error = Command::new(PathBuf::from(image).join("run-qemu"))
+    let error = Command::new(image.join("run-qemu"))
         .env("KILN_QEMU_ACCEL", &accel)
         .env("KILN_QEMU_HOSTFWD", forwards.join(","))
         .args(&args.qemu_args)
