@@ -124,7 +124,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = Store::open(&store_dir)
         .with_context(|| format!("opening the store {}", store_dir.display()))?;
 
-    let inputs = common::cluster_inputs(&plan, &spec, args.secrets.clone())?;
+    let releases = common::releases(&plan, args.packages.clone(), args.lock.clone())?;
+    let inputs = common::cluster_inputs(&plan, &spec, args.secrets.clone(), releases)?;
     let cluster = kiln_cluster::cluster_graph(&plan, &inputs)?;
     let (artifacts, graph, lock, debian_kubernetes) = if args.no_images {
         (cluster.artifacts, cluster.graph.validate()?, None, false)

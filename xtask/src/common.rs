@@ -65,12 +65,50 @@ pub fn secrets_dir(explicit: Option<PathBuf>, spec: &Path, cluster: &str) -> Pat
     base.join(cluster)
 }
 
+/// The releases the cluster's images are tagged with besides Kubernetes' own: etcd's is the
+/// package set's `with` for the plan's Kubernetes version (`packages`, default `packages/`), or,
+/// for a version the set does not build from Go modules, the base OS's `etcd-server` as the
+/// lock (`lock`, default `kiln.lock`) pins it.
+pub fn releases(
+    plan: &Plan,
+    packages: Option<PathBuf>,
+    lock: Option<PathBuf>,
+) -> anyhow::Result<kiln_spec::images::Releases> {
+    let set = crate::package::read_packages(&crate::package::packages_dir(packages))?;
+    let wanted = plan.cluster.kubernetes_version.to_string();
+    if let Some(etcd) = set
+        .version("kubernetes", &wanted)
+        .ok()
+        .and_then(|kubernetes| kubernetes.with.get("etcd"))
+    {
+        return Ok(kiln_spec::images::Releases { etcd: etcd.clone() });
+    }
+    let lock_file = crate::lock::lock_path(lock);
+    let locked = crate::lock::read_lock(&lock_file)?;
+    let Some(etcd) = locked
+        .base_os
+        .packages
+        .iter()
+        .find(|package| package.name == "etcd-server")
+    else {
+        anyhow::bail!(
+            "no etcd for Kubernetes {wanted}: the package set gives it none (`with` in packages/kubernetes.toml), and the base OS in {} has no etcd-server",
+            lock_file.display()
+        );
+    };
+    Ok(kiln_spec::images::Releases {
+        etcd: kiln_image::upstream_version(&etcd.version).to_owned(),
+    })
+}
+
 /// The graph inputs of the cluster in `plan`: its root secret (created on first use, mode 0600,
-/// never copied into the store) and the bytes of its external CA files.
+/// never copied into the store), the bytes of its external CA files, and `releases` (see
+/// [`releases`]).
 pub fn cluster_inputs(
     plan: &Plan,
     spec: &Path,
     secrets: Option<PathBuf>,
+    releases: kiln_spec::images::Releases,
 ) -> anyhow::Result<kiln_cluster::ClusterInputs> {
     let dir = secrets_dir(secrets, spec, &plan.cluster.name);
     if let Some(base) = dir.parent() {
@@ -82,6 +120,7 @@ pub fn cluster_inputs(
     Ok(kiln_cluster::ClusterInputs {
         root: std::sync::Arc::new(root),
         external_cas,
+        releases,
     })
 }
 

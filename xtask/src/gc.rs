@@ -251,8 +251,10 @@ mod tests {
         let spec = common::default_spec();
         let plan = common::load_plan(&spec).expect("the example loads");
         let secrets = tempfile::tempdir().expect("tempdir");
+        let releases = common::releases(&plan, None, None).expect("releases");
         let inputs =
-            common::cluster_inputs(&plan, &spec, Some(secrets.path().to_owned())).expect("inputs");
+            common::cluster_inputs(&plan, &spec, Some(secrets.path().to_owned()), releases)
+                .expect("inputs");
         let cluster = kiln_cluster::cluster_graph(&plan, &inputs)
             .expect("graph")
             .with_images(

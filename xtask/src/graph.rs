@@ -27,6 +27,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             &plan,
             spec.parent().unwrap_or_else(|| std::path::Path::new(".")),
         )?,
+        releases: common::releases(&plan, None, None)?,
     };
     let graph = kiln_cluster::cluster_graph(&plan, &inputs)?
         .graph

@@ -217,5 +217,8 @@ fn inputs() -> kiln_cluster::ClusterInputs {
     kiln_cluster::ClusterInputs {
         root: std::sync::Arc::new(kiln_pki::RootSecret::from_bytes([7; 32])),
         external_cas: Default::default(),
+        releases: kiln_spec::images::Releases {
+            etcd: "3.6.16".into(),
+        },
     }
 }

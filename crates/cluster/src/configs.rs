@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId, Graph};
 use kiln_kubeconfig::{Credentials, KubeconfigKind};
+use kiln_spec::images::Releases;
 use kiln_spec::{ClusterPlan, KubeconfigCertificates, NodePlan, OptionsPlan, Plan};
 use serde::Serialize;
 
@@ -90,6 +91,7 @@ struct ManifestParams<'a> {
     node: NodeAddressing<'a>,
     /// The public id of the root secret the encryption key derives from (never the key).
     root_secret_id: String,
+    releases: &'a Releases,
 }
 
 /// The purpose string of the encryption-at-rest key derived from the root secret.
@@ -103,14 +105,17 @@ pub(crate) fn add_manifests(
     artifacts: &mut Artifacts,
     plan: &Arc<Plan>,
     root: &Arc<kiln_pki::RootSecret>,
+    releases: &Releases,
 ) -> Result<(), ClusterError> {
     let secret = Arc::clone(root);
+    let image_releases = releases.clone();
     let renderer = NodeRenderer::from_fn(
         "manifests",
         "kiln-manifests.node",
         Arc::new(move |plan: &Plan, node: &str| {
             let key = secret.derive_symmetric_key(ENCRYPTION_KEY_PURPOSE, 0);
-            kiln_manifests::render_node(plan, node, &key).map_err(|error| error.to_string())
+            kiln_manifests::render_node(plan, node, &key, &image_releases)
+                .map_err(|error| error.to_string())
         }),
     );
     let root_secret_id = root.id().to_string();
@@ -122,6 +127,7 @@ pub(crate) fn add_manifests(
                 options: &plan.options,
                 node: NodeAddressing::of(node),
                 root_secret_id: root_secret_id.clone(),
+                releases,
             },
         )?;
         renderer.add(graph, artifacts, plan, &node.name, params)?;

@@ -16,6 +16,8 @@
 //! let inputs = kiln_cluster::ClusterInputs {
 //!     root: std::sync::Arc::new(kiln_pki::RootSecret::from_bytes([7; 32])),
 //!     external_cas: Default::default(),
+//!     // What kiln's package set pairs with the spec's Kubernetes version (packages/).
+//!     releases: kiln_spec::images::Releases { etcd: "3.6.16".into() },
 //! };
 //! let cluster = kiln_cluster::cluster_graph(&plan, &inputs)?;
 //! let graph = cluster.graph.validate()?;
@@ -67,6 +69,9 @@ pub struct ClusterInputs {
     pub root: Arc<kiln_pki::RootSecret>,
     /// External CAs, by CA.
     pub external_cas: BTreeMap<kiln_spec::CaName, kiln_pki::ExternalCa>,
+    /// The releases the static pods' and add-ons' images are tagged with besides Kubernetes'
+    /// own: kiln's package set's (see [`kiln_spec::images::Releases`]).
+    pub releases: kiln_spec::images::Releases,
 }
 
 /// Which derivation holds each artifact: cluster-wide ones by name, and per node by node name
@@ -179,7 +184,13 @@ pub fn cluster_graph(plan: &Plan, inputs: &ClusterInputs) -> Result<ClusterGraph
     let shared_plan = Arc::new(plan.clone());
     network::add_network(&mut graph, &mut artifacts, &shared_plan)?;
     configs::add_units(&mut graph, &mut artifacts, &shared_plan)?;
-    configs::add_manifests(&mut graph, &mut artifacts, &shared_plan, &inputs.root)?;
+    configs::add_manifests(
+        &mut graph,
+        &mut artifacts,
+        &shared_plan,
+        &inputs.root,
+        &inputs.releases,
+    )?;
 
     // The operator's output holds every certificate and key; a node's `pki` artifact holds
     // only the files kiln_pki::placement gives that node.

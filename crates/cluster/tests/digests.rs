@@ -118,7 +118,7 @@ proptest! {
         let units = |plan: &Plan| kiln_units::render_node(plan, &target).map_err(|e| TestCaseError::fail(e.to_string()));
         prop_assert_eq!(units(&changed)?, units(&plan)?);
         let manifests = |plan: &Plan| {
-            kiln_manifests::render_node(plan, &target, &[9; 32]).map_err(|e| TestCaseError::fail(e.to_string()))
+            kiln_manifests::render_node(plan, &target, &[9; 32], &inputs().releases).map_err(|e| TestCaseError::fail(e.to_string()))
         };
         prop_assert_eq!(manifests(&changed)?, manifests(&plan)?);
         let kinds = |plan: &Plan| {
@@ -169,5 +169,8 @@ fn inputs() -> kiln_cluster::ClusterInputs {
     kiln_cluster::ClusterInputs {
         root: std::sync::Arc::new(kiln_pki::RootSecret::from_bytes([7; 32])),
         external_cas: Default::default(),
+        releases: kiln_spec::images::Releases {
+            etcd: "3.6.16".into(),
+        },
     }
 }

@@ -27,6 +27,9 @@ fn build_two_node(dir: &Path) -> BTreeMap<String, BTreeMap<String, PathBuf>> {
     let inputs = kiln_cluster::ClusterInputs {
         root: std::sync::Arc::new(kiln_pki::RootSecret::from_bytes([7; 32])),
         external_cas: BTreeMap::new(),
+        releases: kiln_spec::images::Releases {
+            etcd: "3.6.16".into(),
+        },
     };
     let cluster = kiln_cluster::cluster_graph(&plan, &inputs)
         .expect("graph")

@@ -30,7 +30,9 @@
 //! addresses = ["192.168.50.11/24"]
 //! "#;
 //! let plan = kiln_spec::load(source, "demo.toml").expect("a valid spec").plan;
-//! let files = kiln_manifests::render_node(&plan, "node1", &[7; 32])?;
+//! // The releases of the images besides Kubernetes' own come from kiln's package set.
+//! let releases = kiln_spec::images::Releases { etcd: "3.6.16".into() };
+//! let files = kiln_manifests::render_node(&plan, "node1", &[7; 32], &releases)?;
 //! let paths: Vec<&str> = files.iter().map(|file| file.path.as_str()).collect();
 //! assert_eq!(
 //!     paths,
@@ -61,7 +63,7 @@
 //! assert!(!kiln_manifests::flag_names(kiln_spec::Component::Kubelet, 37).contains(&"cgroup-driver"));
 //!
 //! // Static pods are k8s-openapi Pods.
-//! let pods = kiln_manifests::static_pods(&plan, node);
+//! let pods = kiln_manifests::static_pods(&plan, &releases, node);
 //! let apiserver_pod = &pods[1];
 //! assert_eq!(apiserver_pod.metadata.name.as_deref(), Some("kube-apiserver"));
 //! # Ok::<(), kiln_manifests::Error>(())
@@ -84,10 +86,9 @@ pub use config::{
 };
 pub use error::Error;
 pub use flags::{FlagRule, flag_names, flag_table, flags};
-pub use objects::{
-    Addons, ETCD_VERSION, IMAGE_REGISTRY, addons, component_name, image, rbac_bindings, static_pods,
-};
+pub use objects::{Addons, IMAGE_REGISTRY, addons, image, rbac_bindings, static_pods};
 
+use kiln_spec::images::Releases;
 use kiln_spec::{EncryptionProvider, KubeProxyMode, Plan, Role};
 use serde::Serialize;
 
@@ -109,11 +110,13 @@ pub use kiln_spec::RenderedFile;
 ///   kube-proxy is a DaemonSet;
 /// - the node's static pods ([`static_pods`]) under `etc/kubernetes/manifests/`.
 ///
-/// `encryption_key` is the 32-byte key of encryption at rest.
+/// `encryption_key` is the 32-byte key of encryption at rest; `releases` tag the images the
+/// static pods and add-ons run (see [`image`]).
 pub fn render_node(
     plan: &Plan,
     node: &str,
     encryption_key: &[u8; 32],
+    releases: &Releases,
 ) -> Result<Vec<RenderedFile>, Error> {
     let node = plan.node(node).ok_or_else(|| Error::UnknownNode {
         node: node.to_owned(),
@@ -147,7 +150,7 @@ pub fn render_node(
                 SECRET_FILE_MODE,
             );
         }
-        let addons = addons(plan)?;
+        let addons = addons(plan, releases)?;
         let rbac = addons
             .cluster_role_bindings
             .iter()
@@ -197,7 +200,7 @@ pub fn render_node(
             );
         }
     }
-    for pod in static_pods(plan, node) {
+    for pod in static_pods(plan, releases, node) {
         let name = pod.metadata.name.clone().unwrap_or_default();
         add(
             &format!("{}/{name}.yaml", paths::MANIFESTS_DIR),

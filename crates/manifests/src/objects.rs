@@ -13,35 +13,20 @@ use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kiln_spec::images::Releases;
 use kiln_spec::{Component, EncryptionProvider, KubeProxyMode, NodePlan, Plan, Role};
 
 use crate::flags::{Context, Target, render};
 use crate::paths;
 
 pub use kiln_spec::images::IMAGE_REGISTRY;
-/// The etcd release kiln's etcd image carries (Debian bookworm's etcd-server).
-pub const ETCD_VERSION: &str = "3.4.23";
 
-/// The image of `component`: `kiln.local/<component>:v<version>`, where the version is the
-/// plan's Kubernetes version, or [`ETCD_VERSION`] for etcd.
-pub fn image(plan: &Plan, component: Component) -> String {
-    let version = match component {
-        Component::Etcd => ETCD_VERSION.to_owned(),
-        _ => plan.cluster.kubernetes_version.to_string(),
-    };
-    kiln_spec::images::component_reference(component_name(component), &version)
-}
-
-/// The binary, pod and container name of `component`: `kube-apiserver`, `etcd`, ...
-pub fn component_name(component: Component) -> &'static str {
-    match component {
-        Component::Etcd => "etcd",
-        Component::KubeApiserver => "kube-apiserver",
-        Component::KubeControllerManager => "kube-controller-manager",
-        Component::KubeScheduler => "kube-scheduler",
-        Component::Kubelet => "kubelet",
-        Component::KubeProxy => "kube-proxy",
-    }
+/// The image of `component` (see [`Releases::component_image`]): `kiln.local/<component>:v<version>`,
+/// where the version is the plan's Kubernetes version, or etcd's release for etcd.
+pub fn image(plan: &Plan, releases: &Releases, component: Component) -> String {
+    releases
+        .component_image(plan.cluster.kubernetes_version, component)
+        .reference()
 }
 
 /// The static pods of `node`, by name: in static-pods mode, etcd on an etcd member and
@@ -54,7 +39,7 @@ pub fn component_name(component: Component) -> &'static str {
 /// the API server's `/livez` on 6443 and the controller manager's and scheduler's
 /// `/healthz` on their secure ports 10257 and 10259 (HTTPS), etcd's `/health` on its
 /// loopback metrics port 2381 and kube-proxy's `/healthz` on 10256 (HTTP).
-pub fn static_pods(plan: &Plan, node: &NodePlan) -> Vec<Pod> {
+pub fn static_pods(plan: &Plan, releases: &Releases, node: &NodePlan) -> Vec<Pod> {
     let mode = plan.cluster.control_plane_mode;
     let mut components = Vec::new();
     if mode == kiln_spec::ControlPlaneMode::StaticPods {
@@ -74,7 +59,7 @@ pub fn static_pods(plan: &Plan, node: &NodePlan) -> Vec<Pod> {
     }
     let mut pods: Vec<Pod> = components
         .into_iter()
-        .map(|component| static_pod(plan, node, component))
+        .map(|component| static_pod(plan, releases, node, component))
         .collect();
     pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     pods
@@ -201,13 +186,13 @@ fn shape(plan: &Plan, node: &NodePlan, component: Component) -> PodShape {
 
 fn labels(component: Component, tier: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("component".to_owned(), component_name(component).to_owned()),
+        ("component".to_owned(), component.name().to_owned()),
         ("tier".to_owned(), tier.to_owned()),
     ])
 }
 
 fn command(component: Component, flags: Vec<(String, String)>) -> Vec<String> {
-    std::iter::once(component_name(component).to_owned())
+    std::iter::once(component.name().to_owned())
         .chain(
             flags
                 .into_iter()
@@ -216,8 +201,8 @@ fn command(component: Component, flags: Vec<(String, String)>) -> Vec<String> {
         .collect()
 }
 
-fn static_pod(plan: &Plan, node: &NodePlan, component: Component) -> Pod {
-    let name = component_name(component);
+fn static_pod(plan: &Plan, releases: &Releases, node: &NodePlan, component: Component) -> Pod {
+    let name = component.name();
     let shape = shape(plan, node, component);
     let flags = render(
         &Context {
@@ -241,7 +226,7 @@ fn static_pod(plan: &Plan, node: &NodePlan, component: Component) -> Pod {
         spec: Some(PodSpec {
             containers: vec![Container {
                 name: name.to_owned(),
-                image: Some(image(plan, component)),
+                image: Some(image(plan, releases, component)),
                 image_pull_policy: Some("Never".to_owned()),
                 command: Some(command(component, flags)),
                 liveness_probe: Some(shape.probe),
@@ -356,7 +341,7 @@ pub fn rbac_bindings() -> Vec<ClusterRoleBinding> {
 /// the API server at the control-plane endpoint (`KUBERNETES_SERVICE_HOST` and `_PORT` set
 /// explicitly, since the `kubernetes` Service needs kube-proxy to be reachable) with its
 /// service-account token, and reads its configuration from the ConfigMap `kube-proxy`.
-pub fn addons(plan: &Plan) -> Result<Addons, crate::Error> {
+pub fn addons(plan: &Plan, releases: &Releases) -> Result<Addons, crate::Error> {
     let mut addons = Addons {
         cluster_role_bindings: rbac_bindings(),
         service_accounts: Vec::new(),
@@ -396,7 +381,9 @@ pub fn addons(plan: &Plan) -> Result<Addons, crate::Error> {
             data: Some(BTreeMap::from([("config.conf".to_owned(), config)])),
             ..Default::default()
         });
-        addons.daemon_sets.push(kube_proxy_daemon_set(plan, meta()));
+        addons
+            .daemon_sets
+            .push(kube_proxy_daemon_set(plan, releases, meta()));
     }
     addons
         .cluster_role_bindings
@@ -404,7 +391,7 @@ pub fn addons(plan: &Plan) -> Result<Addons, crate::Error> {
     Ok(addons)
 }
 
-fn kube_proxy_daemon_set(plan: &Plan, metadata: ObjectMeta) -> DaemonSet {
+fn kube_proxy_daemon_set(plan: &Plan, releases: &Releases, metadata: ObjectMeta) -> DaemonSet {
     let selector = BTreeMap::from([("k8s-app".to_owned(), "kube-proxy".to_owned())]);
     let flags = render(
         &Context {
@@ -447,7 +434,7 @@ fn kube_proxy_daemon_set(plan: &Plan, metadata: ObjectMeta) -> DaemonSet {
                 spec: Some(PodSpec {
                     containers: vec![Container {
                         name: "kube-proxy".to_owned(),
-                        image: Some(image(plan, Component::KubeProxy)),
+                        image: Some(image(plan, releases, Component::KubeProxy)),
                         image_pull_policy: Some("Never".to_owned()),
                         command: Some(command(Component::KubeProxy, flags)),
                         env: Some(vec![

@@ -154,7 +154,7 @@ fn every_flag_of_the_table_is_known_to_the_binaries() {
         Component::Kubelet,
         Component::KubeProxy,
     ] {
-        let program = dir.join(kiln_manifests::component_name(component));
+        let program = dir.join(component.name());
         let minor = common::minor_of(&program);
         problems.extend(check_program(&program, component, minor));
     }

@@ -37,10 +37,7 @@ fn components(plan: &Plan, node: &NodePlan) -> Vec<Component> {
 fn flags_listing(plan: &Plan, node: &NodePlan) -> String {
     let mut listing = String::new();
     for component in components(plan, node) {
-        listing.push_str(&format!(
-            "[{}]\n",
-            kiln_manifests::component_name(component)
-        ));
+        listing.push_str(&format!("[{}]\n", component.name()));
         for (name, value) in kiln_manifests::flags(plan, node, component) {
             listing.push_str(&format!("--{name}={value}\n"));
         }
@@ -70,8 +67,13 @@ fn expected_tree(example: &str, plan: &Plan) -> BTreeMap<PathBuf, Vec<u8>> {
     {
         let mut files = Vec::new();
         for node in &plan.nodes {
-            let rendered = kiln_manifests::render_node(plan, &node.name, &common::TEST_KEY)
-                .unwrap_or_else(|error| panic!("{example}/{}: {error}", node.name));
+            let rendered = kiln_manifests::render_node(
+                plan,
+                &node.name,
+                &common::TEST_KEY,
+                &common::releases(plan),
+            )
+            .unwrap_or_else(|error| panic!("{example}/{}: {error}", node.name));
             files.extend(rendered.into_iter().map(|file| GoldenFile {
                 owner: node.name.clone(),
                 path: file.path,
@@ -95,8 +97,9 @@ fn expected_tree(example: &str, plan: &Plan) -> BTreeMap<PathBuf, Vec<u8>> {
 fn unknown_nodes_are_reported() {
     let plans = kiln_testkit::example_plans();
     let plan = plans.values().next().expect("an example");
-    let error = kiln_manifests::render_node(plan, "nope", &common::TEST_KEY)
-        .expect_err("no node is called nope");
+    let error =
+        kiln_manifests::render_node(plan, "nope", &common::TEST_KEY, &common::releases(plan))
+            .expect_err("no node is called nope");
     assert_eq!(
         error.to_string(),
         "the plan has no node `nope`\n  help: use a name from the spec's [[nodes]]"

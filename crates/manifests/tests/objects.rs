@@ -43,8 +43,13 @@ fn rendered_documents() -> Vec<(String, String)> {
     let mut documents = Vec::new();
     for (example, plan) in kiln_testkit::example_plans() {
         for node in &plan.nodes {
-            let files =
-                kiln_manifests::render_node(&plan, &node.name, &common::TEST_KEY).expect("renders");
+            let files = kiln_manifests::render_node(
+                &plan,
+                &node.name,
+                &common::TEST_KEY,
+                &common::releases(&plan),
+            )
+            .expect("renders");
             for file in files {
                 if !(file.path.contains("/manifests/") || file.path.contains("/addons/")) {
                     continue;

@@ -44,7 +44,7 @@ proptest! {
                 .into_iter()
                 .map(|file| format!("/etc/kubernetes/{}", file.path))
                 .collect();
-            for pod in kiln_manifests::static_pods(&plan, node) {
+            for pod in kiln_manifests::static_pods(&plan, &common::releases(&plan), node) {
                 let spec = pod.spec.expect("a spec");
                 for argument in spec.containers[0].command.iter().flatten() {
                     let Some((_, value)) = argument.split_once('=') else { continue };
@@ -303,7 +303,7 @@ proptest! {
     fn static_pods_mount_what_their_flags_name(spec in valid_spec(1..=6)) {
         let (plan, _) = spec.validate().expect("valid_spec gives valid specs");
         for node in &plan.nodes {
-            for pod in kiln_manifests::static_pods(&plan, node) {
+            for pod in kiln_manifests::static_pods(&plan, &common::releases(&plan), node) {
                 let name = pod.metadata.name.clone().unwrap_or_default();
                 let container = &pod.spec.expect("a spec").containers[0];
                 let mounts: Vec<String> = container

@@ -18,6 +18,8 @@
 
 use std::fmt;
 
+use crate::{Component, KubeVersion};
+
 /// The registry host of every image kiln builds. It is never contacted: containerd finds the
 /// images under this name because kiln imported them.
 pub const IMAGE_REGISTRY: &str = "kiln.local";
@@ -81,18 +83,76 @@ pub const fn catalog() -> [ContainerImage; 2] {
     [PAUSE, TEST]
 }
 
-/// The image of a Kubernetes component (or etcd) at `version` (without the leading `v`):
-/// `kiln.local/<component>:v<version>`, the name upstream's release images use under its own
-/// registry.
+/// The releases of the programs in kiln's component images besides Kubernetes' own (whose tag
+/// is the cluster's Kubernetes version).
 ///
-/// ```
-/// assert_eq!(
-///     kiln_spec::images::component_reference("kube-apiserver", "1.37.2"),
-///     "kiln.local/kube-apiserver:v1.37.2"
-/// );
-/// ```
-pub fn component_reference(component: &str, version: &str) -> String {
-    format!("{IMAGE_REGISTRY}/{component}:v{version}")
+/// They are data, not code: kiln's package set pairs each Kubernetes version it builds from Go
+/// modules with an etcd release (`with` in `packages/kubernetes.toml`), and a version built
+/// from Debian's source runs the base OS's etcd. The build tool reads them there and hands them
+/// to the renderers, which name the images with them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Releases {
+    /// etcd's release, without a leading `v`: `3.6.16`.
+    pub etcd: String,
+}
+
+impl Releases {
+    /// The image `component` runs from in a cluster on Kubernetes `kubernetes`: tagged with
+    /// etcd's release for etcd, with `kubernetes` otherwise.
+    ///
+    /// ```
+    /// use kiln_spec::Component;
+    /// use kiln_spec::images::Releases;
+    ///
+    /// let releases = Releases { etcd: "3.6.16".into() };
+    /// let kubernetes = "1.37.2".parse().unwrap();
+    /// let etcd = releases.component_image(kubernetes, Component::Etcd);
+    /// assert_eq!(etcd.reference(), "kiln.local/etcd:v3.6.16");
+    /// assert_eq!(etcd.archive(), "images/etcd.oci.tar");
+    /// assert_eq!(
+    ///     releases.component_image(kubernetes, Component::KubeApiserver).reference(),
+    ///     "kiln.local/kube-apiserver:v1.37.2"
+    /// );
+    /// ```
+    pub fn component_image(&self, kubernetes: KubeVersion, component: Component) -> ComponentImage {
+        let version = match component {
+            Component::Etcd => self.etcd.clone(),
+            _ => kubernetes.to_string(),
+        };
+        ComponentImage { component, version }
+    }
+}
+
+/// The image of one cluster component (etcd or a Kubernetes program) at one release:
+/// `kiln.local/<component>:v<version>`, the name upstream's release images use under its own
+/// registry. Its one layer holds the component's static program at
+/// [`ComponentImage::PROGRAM_DIR`]`/<component>` and nothing else.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ComponentImage {
+    /// The component.
+    pub component: Component,
+    /// Its release, without a leading `v`.
+    pub version: String,
+}
+
+impl ComponentImage {
+    /// Where in the image the component's program is (and the image's `PATH` looks first).
+    pub const PROGRAM_DIR: &'static str = "/usr/local/bin";
+
+    /// The full reference containerd knows the image by: `kiln.local/<component>:v<version>`.
+    pub fn reference(&self) -> String {
+        format!(
+            "{IMAGE_REGISTRY}/{}:v{}",
+            self.component.name(),
+            self.version
+        )
+    }
+
+    /// Where the image builder puts the image's OCI archive in its output, and so where a node
+    /// image carries it: `images/<component>.oci.tar`.
+    pub fn archive(&self) -> String {
+        format!("images/{}.oci.tar", self.component.name())
+    }
 }
 
 #[cfg(test)]

@@ -295,3 +295,21 @@ pub enum Component {
     /// kube-proxy.
     KubeProxy,
 }
+
+impl Component {
+    /// The component's program, pod and container name: `etcd`, `kube-apiserver`, ...
+    ///
+    /// ```
+    /// assert_eq!(kiln_spec::Component::KubeApiserver.name(), "kube-apiserver");
+    /// ```
+    pub const fn name(self) -> &'static str {
+        match self {
+            Component::Etcd => "etcd",
+            Component::KubeApiserver => "kube-apiserver",
+            Component::KubeControllerManager => "kube-controller-manager",
+            Component::KubeScheduler => "kube-scheduler",
+            Component::Kubelet => "kubelet",
+            Component::KubeProxy => "kube-proxy",
+        }
+    }
+}

@@ -7,6 +7,18 @@
 /// derived from the cluster's root secret by the caller.
 pub const TEST_KEY: [u8; 32] = [0x42; 32];
 
+/// The releases the tests tag images with, as kiln's package set pairs them with `plan`'s
+/// Kubernetes version (`with` in `packages/kubernetes.toml`): etcd 3.6.16 from Kubernetes 1.35,
+/// and Debian bookworm's etcd 3.4.23 beside the 1.20.2 built from Debian's source.
+pub fn releases(plan: &kiln_spec::Plan) -> kiln_spec::images::Releases {
+    let etcd = if plan.cluster.kubernetes_version.minor >= 35 {
+        "3.6.16"
+    } else {
+        "3.4.23"
+    };
+    kiln_spec::images::Releases { etcd: etcd.into() }
+}
+
 /// The YAML documents of a multi-document file.
 pub fn documents(text: &str) -> Vec<&str> {
     text.split("---\n")
