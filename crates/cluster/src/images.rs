@@ -9,6 +9,7 @@ use kiln_image::{
     AptSources, CgroupHierarchy, KubernetesSource, LayerCopy, LayerFile, LayerSpec, Lock,
     NodeImageSpec, ProvisionFormat, StateDisk,
 };
+use kiln_spec::images::{ComponentImage, Releases};
 use kiln_spec::{NodePlan, Plan, Role};
 
 use crate::{Artifacts, ClusterError};
@@ -69,13 +70,17 @@ Before=kubelet.service
 [Service]
 Type=oneshot
 RemainAfterExit=yes
-ExecStart=/bin/sh -c 'for image in /usr/share/kiln/images/*.tar; do {ctr} {arguments} \"$image\" || exit 1; done'
+ExecStart=/bin/sh -c 'for image in /{IMAGES_DIR}/*.tar; do {ctr} {arguments} \"$image\" || exit 1; done'
 
 [Install]
 WantedBy=multi-user.target
 "
     )
 }
+
+/// Where a node's layers put the container images' archives, relative to its root; every
+/// `*.tar` there is imported into containerd before the kubelet starts.
+const IMAGES_DIR: &str = "usr/share/kiln/images";
 
 /// The kubelet waits for the images (the sandbox image above all).
 const KUBELET_DROP_IN: &str = "\
@@ -232,6 +237,7 @@ pub(crate) fn add_images(
     graph: &mut Graph,
     artifacts: &mut Artifacts,
     plan: &Plan,
+    releases: &Releases,
     inputs: &ImageInputs,
 ) -> Result<(), ClusterError> {
     let base_os = DrvId::new("image/base-os");
@@ -273,6 +279,7 @@ pub(crate) fn add_images(
         to: "usr/local/bin".into(),
     }];
     let mut layer_inputs = vec![("kubernetes".to_owned(), kubernetes.clone())];
+    let mut etcd_package = None;
     for (package, version) in &inputs.userland {
         let id = DrvId::new(format!("image/package/{}", package.name));
         let modules = DrvId::new(format!("image/package/{}/modules", package.name));
@@ -291,6 +298,9 @@ pub(crate) fn add_images(
             to: package.install_dir.clone(),
         });
         layer_inputs.push((package.name.clone(), id.clone()));
+        if package.name == "etcd" {
+            etcd_package = Some(id.clone());
+        }
         artifacts
             .cluster
             .insert(format!("image/package/{}", package.name), id);
@@ -308,7 +318,7 @@ pub(crate) fn add_images(
         copies: vec![LayerCopy {
             input: "images".into(),
             from: "images".into(),
-            to: "usr/share/kiln/images".into(),
+            to: IMAGES_DIR.into(),
         }],
         ..LayerSpec::default()
     };
@@ -329,6 +339,11 @@ pub(crate) fn add_images(
     ] {
         artifacts.cluster.insert(name.to_owned(), id.clone());
     }
+
+    let component_layers = match etcd_package {
+        Some(etcd) => add_component_images(graph, artifacts, plan, releases, &kubernetes, etcd)?,
+        None => BTreeMap::new(),
+    };
 
     for node in &plan.nodes {
         let node_artifacts = artifacts.nodes.entry(node.name.clone()).or_default();
@@ -367,6 +382,27 @@ pub(crate) fn add_images(
 
         let image_id = DrvId::new(format!("node/{}/image", node.name));
         let (memory_mib, cpus) = guest_size(node);
+        let mut layers = vec![
+            ("node".into(), "node-layer".into(), false),
+            ("kubernetes".into(), "kubernetes-layer".into(), true),
+        ];
+        let mut image_inputs = vec![
+            ("node-layer".to_owned(), layer_id),
+            ("kubernetes-layer".to_owned(), kubernetes_layer.clone()),
+        ];
+        if let Some(components) = component_layers.get(&node.name) {
+            layers.push(("components".into(), "components-layer".into(), true));
+            image_inputs.push(("components-layer".to_owned(), components.clone()));
+        }
+        layers.extend([
+            ("images".into(), "images-layer".into(), true),
+            ("base".into(), "base-os".into(), true),
+        ]);
+        image_inputs.extend([
+            ("images-layer".to_owned(), images_layer.clone()),
+            ("base-os".to_owned(), base_os.clone()),
+            ("initrd".to_owned(), initrd.clone()),
+        ]);
         let spec = NodeImageSpec {
             cluster: plan.cluster.name.clone(),
             node: node.name.clone(),
@@ -378,12 +414,7 @@ pub(crate) fn add_images(
                 .iter()
                 .map(|role| role_name(*role).to_owned())
                 .collect(),
-            layers: vec![
-                ("node".into(), "node-layer".into(), false),
-                ("kubernetes".into(), "kubernetes-layer".into(), true),
-                ("images".into(), "images-layer".into(), true),
-                ("base".into(), "base-os".into(), true),
-            ],
+            layers,
             state,
             cgroups: if kiln_units::cgroup_v2(plan.cluster.kubernetes_version) {
                 CgroupHierarchy::V2
@@ -391,19 +422,93 @@ pub(crate) fn add_images(
                 CgroupHierarchy::V1
             },
         };
-        graph.add(
-            image_id.clone(),
-            spec.derivation([
-                ("node-layer".to_owned(), layer_id),
-                ("kubernetes-layer".to_owned(), kubernetes_layer.clone()),
-                ("images-layer".to_owned(), images_layer.clone()),
-                ("base-os".to_owned(), base_os.clone()),
-                ("initrd".to_owned(), initrd.clone()),
-            ]),
-        )?;
+        graph.add(image_id.clone(), spec.derivation(image_inputs))?;
         node_artifacts.insert("image".to_owned(), image_id);
     }
     Ok(())
+}
+
+/// Adds `image/component-images` (every component image some node's static pods run, from
+/// the Kubernetes binaries and the package set's etcd) and a shared layer per set of them a
+/// node needs, `image/layer/components/<component>+<component>...`, installing the archives
+/// where the node's image import finds them. Returns each such node's layer.
+///
+/// Nothing is added for a plan with no static pods of these components, nor (by the caller)
+/// for Kubernetes built from Debian's source, whose nodes run Debian's etcd and whose binaries
+/// are not the package set's static builds.
+fn add_component_images(
+    graph: &mut Graph,
+    artifacts: &mut Artifacts,
+    plan: &Plan,
+    releases: &Releases,
+    kubernetes: &DrvId,
+    etcd: DrvId,
+) -> Result<BTreeMap<String, DrvId>, ClusterError> {
+    let version = plan.cluster.kubernetes_version;
+    let mut per_node: BTreeMap<String, Vec<ComponentImage>> = BTreeMap::new();
+    for node in &plan.nodes {
+        let images: Vec<ComponentImage> = kiln_manifests::static_pod_components(plan, node)
+            .into_iter()
+            .filter(|component| kiln_image::IMAGE_COMPONENTS.contains(component))
+            .map(|component| releases.component_image(version, component))
+            .collect();
+        if !images.is_empty() {
+            per_node.insert(node.name.clone(), images);
+        }
+    }
+    let mut layers = BTreeMap::new();
+    if per_node.is_empty() {
+        return Ok(layers);
+    }
+    let all: Vec<ComponentImage> = per_node.values().flatten().cloned().collect();
+    let images = DrvId::new("image/component-images");
+    graph.add(
+        images.clone(),
+        kiln_image::component_images(
+            kubernetes.clone(),
+            etcd,
+            all,
+            kiln_image::IMAGE_EPOCH.unsigned_abs(),
+        ),
+    )?;
+    artifacts
+        .cluster
+        .insert("image/component-images".to_owned(), images.clone());
+    let mut by_set: BTreeMap<Vec<String>, DrvId> = BTreeMap::new();
+    for (node, node_images) in per_node {
+        let archives: Vec<String> = node_images.iter().map(ComponentImage::archive).collect();
+        if let Some(id) = by_set.get(&archives) {
+            layers.insert(node, id.clone());
+            continue;
+        }
+        let names: Vec<&str> = node_images
+            .iter()
+            .map(|image| image.component.name())
+            .collect();
+        let id = DrvId::new(format!("image/layer/components/{}", names.join("+")));
+        let spec = LayerSpec {
+            copies: archives
+                .iter()
+                .map(|archive| LayerCopy {
+                    input: "images".into(),
+                    from: archive.clone(),
+                    to: format!("{IMAGES_DIR}/{}", archive.trim_start_matches("images/")),
+                })
+                .collect(),
+            ..LayerSpec::default()
+        };
+        graph.add(
+            id.clone(),
+            spec.derivation(
+                format!("components-layer-{}", names.join("+")),
+                [("images".to_owned(), images.clone())],
+            ),
+        )?;
+        artifacts.cluster.insert(id.as_str().to_owned(), id.clone());
+        by_set.insert(archives, id.clone());
+        layers.insert(node, id);
+    }
+    Ok(layers)
 }
 
 fn role_name(role: Role) -> &'static str {

@@ -91,6 +91,8 @@ pub struct ClusterGraph {
     pub graph: Graph,
     /// Where each artifact comes from.
     pub artifacts: Artifacts,
+    /// The releases its images are tagged with (from [`ClusterInputs::releases`]).
+    pub releases: kiln_spec::images::Releases,
 }
 
 /// Why a cluster graph could not be assembled.
@@ -129,9 +131,11 @@ pub fn recipe() -> kiln_store::Digest {
 
 impl ClusterGraph {
     /// Adds the node images: the shared inputs (`image/base-os`, `image/initrd`,
-    /// `image/kubernetes-binaries`, `image/container-images`), the shared layers
-    /// (`image/layer/kubernetes`, `image/layer/images`) and per node `node/<name>/layer` (the
-    /// node's own files) and `node/<name>/image` (see [`kiln_image::ImageManifest`]).
+    /// `image/kubernetes-binaries`, `image/container-images`, and `image/component-images`
+    /// when a node runs static pods), the shared layers (`image/layer/kubernetes`,
+    /// `image/layer/images`, and one `image/layer/components/<a>+<b>...` per set of component
+    /// images some node needs) and per node `node/<name>/layer` (the node's own files) and
+    /// `node/<name>/image` (see [`kiln_image::ImageManifest`]).
     ///
     /// # Errors
     ///
@@ -141,7 +145,13 @@ impl ClusterGraph {
         plan: &Plan,
         inputs: &ImageInputs,
     ) -> Result<ClusterGraph, ClusterError> {
-        images::add_images(&mut self.graph, &mut self.artifacts, plan, inputs)?;
+        images::add_images(
+            &mut self.graph,
+            &mut self.artifacts,
+            plan,
+            &self.releases,
+            inputs,
+        )?;
         Ok(self)
     }
 }
@@ -200,5 +210,9 @@ pub fn cluster_graph(plan: &Plan, inputs: &ClusterInputs) -> Result<ClusterGraph
     }
     configs::add_kubeconfigs(&mut graph, &mut artifacts, &shared_plan, &pki)?;
     node_pki::add_node_pki(&mut graph, &mut artifacts, plan, &pki)?;
-    Ok(ClusterGraph { graph, artifacts })
+    Ok(ClusterGraph {
+        graph,
+        artifacts,
+        releases: inputs.releases.clone(),
+    })
 }

@@ -52,3 +52,108 @@ fn each_kubernetes_version_runs_the_userland_its_renderers_expect() {
         }
     }
 }
+
+/// A static-pod control plane on a version the package set builds gets the component images
+/// its static pods name, built from the set's programs, on exactly the nodes that run them.
+#[test]
+fn static_pod_nodes_carry_the_component_images_their_pods_name() {
+    let set = repository_set();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let text =
+        std::fs::read_to_string(root.join("examples/kubeadm-bootstrap.toml")).expect("the example");
+    let plan = kiln_spec::load(&text, "kubeadm-bootstrap.toml")
+        .expect("loads")
+        .plan;
+    let wanted = plan.cluster.kubernetes_version.to_string();
+    let kubernetes = set
+        .version("kubernetes", &wanted)
+        .expect("the set builds it");
+    let releases = kiln_spec::images::Releases {
+        etcd: kubernetes.with["etcd"].clone(),
+    };
+    let userland = kubernetes
+        .with
+        .iter()
+        .map(|(name, version)| {
+            (
+                set.package(name).expect("declared").clone(),
+                set.version(name, version).expect("declared").clone(),
+            )
+        })
+        .collect();
+    let lock_text = std::fs::read_to_string(root.join("kiln.lock")).expect("kiln.lock");
+    let lock = kiln_image::Lock::parse(&lock_text, "kiln.lock").expect("parses");
+    let sources = kiln_image::AptSources::default();
+    let inputs = kiln_cluster::ImageInputs {
+        kubernetes: kiln_image::KubernetesSource::Go {
+            package: Box::new(set.package("kubernetes").expect("declared").clone()),
+            version: kubernetes.clone(),
+        },
+        lock: lock.clone(),
+        sources: sources.clone(),
+        userland,
+    };
+    let cluster_inputs = kiln_cluster::ClusterInputs {
+        root: std::sync::Arc::new(kiln_pki::RootSecret::from_bytes([7; 32])),
+        external_cas: Default::default(),
+        releases: releases.clone(),
+    };
+    let cluster = kiln_cluster::cluster_graph(&plan, &cluster_inputs)
+        .expect("graph")
+        .with_images(&plan, &inputs)
+        .expect("images");
+    let graph = cluster.graph.validate().expect("valid");
+
+    let layer = "image/layer/components/etcd+kube-apiserver+kube-controller-manager+kube-scheduler";
+    assert!(
+        cluster
+            .artifacts
+            .cluster
+            .contains_key("image/component-images")
+    );
+    assert!(cluster.artifacts.cluster.contains_key(layer));
+    let image_inputs = |node: &str| -> Vec<String> {
+        let id = &cluster.artifacts.nodes[node]["image"];
+        let derivation = graph.derivation(id).expect("the node's image");
+        derivation
+            .inputs
+            .values()
+            .map(|id| id.as_str().to_owned())
+            .collect()
+    };
+    assert!(image_inputs("cp").contains(&layer.to_owned()));
+    for worker in ["worker-a", "worker-b"] {
+        assert!(
+            !image_inputs(worker)
+                .iter()
+                .any(|input| input.starts_with("image/layer/components/")),
+            "{worker} runs no control-plane static pod"
+        );
+    }
+    // Every image a static pod names is one the images derivation builds.
+    let node = plan.node("cp").expect("cp");
+    let pods = kiln_manifests::static_pods(&plan, &releases, node);
+    let version = plan.cluster.kubernetes_version;
+    let built: Vec<String> = kiln_manifests::static_pod_components(&plan, node)
+        .into_iter()
+        .map(|component| releases.component_image(version, component).reference())
+        .collect();
+    assert_eq!(pods.len(), 4);
+    for pod in pods {
+        let spec = pod.spec.expect("spec");
+        let image = spec.containers[0].image.clone().expect("image");
+        assert!(built.contains(&image), "{image}");
+    }
+
+    // Kubernetes from Debian's source gets none: its nodes run Debian's etcd.
+    let debian = kiln_cluster::cluster_graph(&plan, &cluster_inputs)
+        .expect("graph")
+        .with_images(&plan, &kiln_cluster::ImageInputs::locked(&lock, &sources))
+        .expect("images");
+    assert!(
+        !debian
+            .artifacts
+            .cluster
+            .contains_key("image/component-images")
+    );
+}

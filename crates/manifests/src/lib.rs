@@ -86,7 +86,9 @@ pub use config::{
 };
 pub use error::Error;
 pub use flags::{FlagRule, flag_names, flag_table, flags};
-pub use objects::{Addons, IMAGE_REGISTRY, addons, image, rbac_bindings, static_pods};
+pub use objects::{
+    Addons, IMAGE_REGISTRY, addons, image, rbac_bindings, static_pod_components, static_pods,
+};
 
 use kiln_spec::images::Releases;
 use kiln_spec::{EncryptionProvider, KubeProxyMode, Plan, Role};

@@ -40,6 +40,17 @@ pub fn image(plan: &Plan, releases: &Releases, component: Component) -> String {
 /// `/healthz` on their secure ports 10257 and 10259 (HTTPS), etcd's `/health` on its
 /// loopback metrics port 2381 and kube-proxy's `/healthz` on 10256 (HTTP).
 pub fn static_pods(plan: &Plan, releases: &Releases, node: &NodePlan) -> Vec<Pod> {
+    let mut pods: Vec<Pod> = static_pod_components(plan, node)
+        .into_iter()
+        .map(|component| static_pod(plan, releases, node, component))
+        .collect();
+    pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    pods
+}
+
+/// The components `node` runs as static pods (see [`static_pods`]), in the order
+/// etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy.
+pub fn static_pod_components(plan: &Plan, node: &NodePlan) -> Vec<Component> {
     let mode = plan.cluster.control_plane_mode;
     let mut components = Vec::new();
     if mode == kiln_spec::ControlPlaneMode::StaticPods {
@@ -57,12 +68,7 @@ pub fn static_pods(plan: &Plan, releases: &Releases, node: &NodePlan) -> Vec<Pod
     if plan.options.kube_proxy == KubeProxyMode::StaticPod && node.runs_kubelet(mode) {
         components.push(Component::KubeProxy);
     }
-    let mut pods: Vec<Pod> = components
-        .into_iter()
-        .map(|component| static_pod(plan, releases, node, component))
-        .collect();
-    pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    pods
+    components
 }
 
 /// What one static pod mounts and probes.

@@ -4,6 +4,7 @@
 //! into containerd when a node boots.
 
 mod busybox;
+mod component;
 mod elf;
 mod layout;
 mod tar;
@@ -19,6 +20,7 @@ use kiln_spec::images::ContainerImage;
 use serde_json::json;
 
 pub use self::busybox::{BUSYBOX_PACKAGE, DebianBusybox};
+pub use self::component::{ComponentImages, IMAGE_COMPONENTS, component_image, component_images};
 pub use self::layout::{
     CONTAINERD_IMAGE_NAME_ANNOTATION, OCI_REF_NAME_ANNOTATION, OciArchive, OciImage, oci_archive,
 };
@@ -96,27 +98,15 @@ pub fn pause_image() -> OciImage {
 /// assert!(image.layer.iter().any(|entry| entry.path == "bin/wget"));
 /// ```
 pub fn test_image(busybox: Vec<u8>, applets: &[&str]) -> OciImage {
-    let mut layer = vec![
+    let mut layer = base_files();
+    layer.extend([
         OciEntry::directory("bin", 0o755),
         OciEntry::file("bin/busybox", 0o755, busybox),
         OciEntry::directory("dev", 0o755),
-        OciEntry::directory("etc", 0o755),
-        OciEntry::file(
-            "etc/group",
-            0o644,
-            b"root:x:0:\nnogroup:x:65534:\n".to_vec(),
-        ),
-        OciEntry::file(
-            "etc/passwd",
-            0o644,
-            b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
-                .to_vec(),
-        ),
         OciEntry::directory("proc", 0o755),
         OciEntry::directory("root", 0o700),
         OciEntry::directory("sys", 0o755),
-        OciEntry::directory("tmp", 0o1777),
-    ];
+    ]);
     for applet in applets {
         if *applet != "busybox" {
             layer.push(OciEntry::symlink(format!("bin/{applet}"), "busybox"));
@@ -133,6 +123,59 @@ pub fn test_image(busybox: Vec<u8>, applets: &[&str]) -> OciImage {
         env: vec![PATH_ENV.to_owned()],
         exposed_ports: vec![format!("{TEST_IMAGE_PORT}/tcp")],
     }
+}
+
+/// The files every image kiln builds around a program has: `/etc` with a minimal `passwd`
+/// and `group` (root and nobody), and `/tmp` (mode 1777).
+fn base_files() -> Vec<OciEntry> {
+    vec![
+        OciEntry::directory("etc", 0o755),
+        OciEntry::file(
+            "etc/group",
+            0o644,
+            b"root:x:0:\nnogroup:x:65534:\n".to_vec(),
+        ),
+        OciEntry::file(
+            "etc/passwd",
+            0o644,
+            b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+                .to_vec(),
+        ),
+        OciEntry::directory("tmp", 0o1777),
+    ]
+}
+
+/// Writes each `(archive path, image)` of `images` into `out` (mode 0644) and
+/// [`IMAGES_INDEX_FILE`]: a JSON object from each reference to its archive and manifest digest.
+fn write_images(
+    out: &Path,
+    images: Vec<(String, OciImage)>,
+    source_date_epoch: u64,
+) -> Result<(), ImageError> {
+    let images_dir = out.join("images");
+    fs::create_dir_all(&images_dir).map_err(|error| ImageError::io(&images_dir, error))?;
+    let mut index = BTreeMap::new();
+    for (archive_path, image) in images {
+        let archive = oci_archive(&image, source_date_epoch)?;
+        let path = out.join(&archive_path);
+        fs::write(&path, &archive.bytes).map_err(|error| ImageError::io(&path, error))?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644))
+                .map_err(|error| ImageError::io(&path, error))?;
+        }
+        index.insert(
+            image.reference,
+            json!({ "archive": archive_path, "manifest_digest": archive.manifest_digest }),
+        );
+    }
+    let path = out.join(IMAGES_INDEX_FILE);
+    let mut text = serde_json::to_string_pretty(&index).map_err(|error| ImageError::Assembly {
+        what: IMAGES_INDEX_FILE.to_owned(),
+        reason: error.to_string(),
+    })?;
+    text.push('\n');
+    fs::write(&path, text).map_err(|error| ImageError::io(&path, error))
 }
 
 /// The derivation of Debian's busybox ([`DebianBusybox`] for the one package of `set`, from
@@ -206,9 +249,7 @@ impl ContainerImages {
             .map_err(|error| ImageError::io(&applets_path, error))?;
         let applets: Vec<&str> = applets.lines().filter(|line| !line.is_empty()).collect();
 
-        let images_dir = out.join("images");
-        fs::create_dir_all(&images_dir).map_err(|error| ImageError::io(&images_dir, error))?;
-        let mut index = BTreeMap::new();
+        let mut images = Vec::new();
         for entry in kiln_spec::images::catalog() {
             let image = match entry {
                 PAUSE_IMAGE => pause_image(),
@@ -221,28 +262,9 @@ impl ContainerImages {
                     });
                 }
             };
-            let archive_path = entry.archive();
-            let archive = oci_archive(&image, self.source_date_epoch)?;
-            let path = out.join(&archive_path);
-            fs::write(&path, &archive.bytes).map_err(|error| ImageError::io(&path, error))?;
-            {
-                use std::os::unix::fs::PermissionsExt;
-                fs::set_permissions(&path, fs::Permissions::from_mode(0o644))
-                    .map_err(|error| ImageError::io(&path, error))?;
-            }
-            index.insert(
-                image.reference,
-                json!({ "archive": archive_path, "manifest_digest": archive.manifest_digest }),
-            );
+            images.push((entry.archive(), image));
         }
-        let path = out.join(IMAGES_INDEX_FILE);
-        let mut text =
-            serde_json::to_string_pretty(&index).map_err(|error| ImageError::Assembly {
-                what: IMAGES_INDEX_FILE.to_owned(),
-                reason: error.to_string(),
-            })?;
-        text.push('\n');
-        fs::write(&path, text).map_err(|error| ImageError::io(&path, error))
+        write_images(out, images, self.source_date_epoch)
     }
 }
 
