@@ -48,7 +48,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "the flag table against Kubernetes {version} ({})",
             bin.display()
         );
-        let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        // The etcd the package set runs with this version, or (for one built from Debian's
+        // source) none, and the test takes the base OS's.
+        command.env_remove("KILN_ETCD");
+        if let Some(etcd) = package_etcd(&store, &version)? {
+            command.env("KILN_ETCD", etcd);
+        }
+        let status = command
             .args([
                 "test",
                 "--locked",
@@ -67,6 +74,42 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The etcd program kiln's package set runs beside Kubernetes `version` (`v1.37.2`), from its
+/// build in `store` (`<digest>-etcd-<release>/bin/etcd`); `None` when the set pairs no etcd
+/// with that version (one built from Debian's source).
+///
+/// # Errors
+///
+/// If the set pairs an etcd with the version but the store has no build of it.
+fn package_etcd(store: &Path, version: &str) -> anyhow::Result<Option<PathBuf>> {
+    let set = crate::package::read_packages(&crate::package::packages_dir(None))?;
+    let Some(release) = set
+        .version("kubernetes", version.trim_start_matches('v'))
+        .ok()
+        .and_then(|kubernetes| kubernetes.with.get("etcd"))
+    else {
+        return Ok(None);
+    };
+    let suffix = format!("-etcd-{release}");
+    let mut names: Vec<String> = std::fs::read_dir(store)
+        .with_context(|| format!("reading {}", store.display()))?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(&suffix))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| store.join(name).join("bin/etcd"))
+        .find(|program| program.is_file())
+        .map(Some)
+        .with_context(|| {
+            format!(
+                "the package set runs Kubernetes {version} with etcd {release}, which {} has no build of (`cargo xtask package build etcd@{release}`)",
+                store.display()
+            )
+        })
 }
 
 /// The version a Kubernetes output's `VERSION` file (beside `bin/`) names, such as `v1.37.2`.
@@ -132,10 +175,25 @@ fn built_binaries(command: &mut Command) {
     if std::env::var_os("KILN_KUBECTL").is_none() {
         command.env("KILN_KUBECTL", bin.join("kubectl"));
     }
+    if let (None, Some(etcd)) = (
+        std::env::var_os("KILN_ETCD"),
+        etcd_from_result(Path::new("result/manifest.json")),
+    ) {
+        command.env("KILN_ETCD", etcd);
+    }
     let store = bin.parent().and_then(Path::parent);
     if let (None, Some(store)) = (std::env::var_os("KILN_KUBERNETES_STORE"), store) {
         command.env("KILN_KUBERNETES_STORE", store);
     }
+}
+
+/// The package set's etcd the result's nodes run (`image/package/etcd`), if they run one.
+fn etcd_from_result(manifest: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(manifest).ok()?;
+    let manifest: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let path = manifest["artifacts"]["image/package/etcd"]["store_path"].as_str()?;
+    let etcd = PathBuf::from(path).join("bin/etcd");
+    etcd.is_file().then_some(etcd)
 }
 
 fn binaries_from_result(manifest: &Path) -> Option<PathBuf> {
@@ -144,4 +202,39 @@ fn binaries_from_result(manifest: &Path) -> Option<PathBuf> {
     let path = manifest["artifacts"]["image/kubernetes-binaries"]["store_path"].as_str()?;
     let bin = PathBuf::from(path).join("bin");
     bin.join("kube-apiserver").is_file().then_some(bin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The etcd the package set pairs with a version is found in a store by its release; a
+    /// version built from Debian's source has none; a missing build is an error naming the
+    /// command that makes it.
+    #[test]
+    fn package_etcd_follows_the_package_set() {
+        let store = tempfile::tempdir().expect("tempdir");
+        let set = crate::package::read_packages(&crate::package::packages_dir(None))
+            .expect("the package set");
+        let release = set
+            .version("kubernetes", "1.37.2")
+            .expect("1.37.2")
+            .with["etcd"]
+            .clone();
+        let error = package_etcd(store.path(), "v1.37.2").expect_err("no build yet");
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("package build etcd@{release}")),
+            "{error:#}"
+        );
+        let bin = store.path().join(format!("{}-etcd-{release}/bin", "0".repeat(64)));
+        std::fs::create_dir_all(&bin).expect("mkdir");
+        std::fs::write(bin.join("etcd"), b"").expect("write");
+        assert_eq!(
+            package_etcd(store.path(), "v1.37.2").expect("found"),
+            Some(bin.join("etcd"))
+        );
+        assert_eq!(package_etcd(store.path(), "v1.20.2").expect("Debian's"), None);
+    }
 }

@@ -3,7 +3,8 @@
 //! release validating every static pod and bootstrap object against the server.
 //!
 //! Opt in with `KILN_KUBERNETES_BIN_DIR=<dir>` (kube-apiserver and kubectl of one release)
-//! and an etcd binary (`<dir>/etcd` or Debian's `/usr/bin/etcd`). The node's address and
+//! and an etcd binary: `KILN_ETCD` (`cargo xtask test` sets it to the etcd kiln's package set
+//! runs with that release), else `<dir>/etcd` or Debian's `/usr/bin/etcd`. The node's address and
 //! ports are rewritten to 127.0.0.1 and unused ports, and `/etc/kubernetes` to a temporary
 //! directory; everything else is exactly what kiln renders for the binaries' minor version. Both processes are killed by the
 //! test, which waits a bounded number of times for the API server.
@@ -105,13 +106,19 @@ fn kubectl_validates_kiln_objects_against_a_real_api_server() {
         eprintln!("KILN_KUBERNETES_BIN_DIR is not set: the API server check is skipped");
         return;
     };
-    let Some(etcd) = [dir.join("etcd"), PathBuf::from("/usr/bin/etcd")]
+    let chosen = std::env::var_os("KILN_ETCD").map(PathBuf::from);
+    if let Some(etcd) = &chosen {
+        assert!(etcd.is_file(), "KILN_ETCD={} is not a file", etcd.display());
+    }
+    let Some(etcd) = chosen
         .into_iter()
+        .chain([dir.join("etcd"), PathBuf::from("/usr/bin/etcd")])
         .find(|path| path.exists())
     else {
         eprintln!("no etcd binary: the API server check is skipped");
         return;
     };
+    eprintln!("the API server check runs etcd {}", etcd.display());
     let kubectl_program = dir.join("kubectl");
     let mut plans = kiln_testkit::example_plans();
     // xen-static-pods: static pods for everything, kube-proxy among them, audit and aescbc on;
