@@ -216,11 +216,7 @@ mod tests {
         let store = tempfile::tempdir().expect("tempdir");
         let set = crate::package::read_packages(&crate::package::packages_dir(None))
             .expect("the package set");
-        let release = set
-            .version("kubernetes", "1.37.2")
-            .expect("1.37.2")
-            .with["etcd"]
-            .clone();
+        let release = set.version("kubernetes", "1.37.2").expect("1.37.2").with["etcd"].clone();
         let error = package_etcd(store.path(), "v1.37.2").expect_err("no build yet");
         assert!(
             error
@@ -228,13 +224,18 @@ mod tests {
                 .contains(&format!("package build etcd@{release}")),
             "{error:#}"
         );
-        let bin = store.path().join(format!("{}-etcd-{release}/bin", "0".repeat(64)));
+        let bin = store
+            .path()
+            .join(format!("{}-etcd-{release}/bin", "0".repeat(64)));
         std::fs::create_dir_all(&bin).expect("mkdir");
         std::fs::write(bin.join("etcd"), b"").expect("write");
         assert_eq!(
             package_etcd(store.path(), "v1.37.2").expect("found"),
             Some(bin.join("etcd"))
         );
-        assert_eq!(package_etcd(store.path(), "v1.20.2").expect("Debian's"), None);
+        assert_eq!(
+            package_etcd(store.path(), "v1.20.2").expect("Debian's"),
+            None
+        );
     }
 }

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use kiln_graph::{DrvId, Graph};
 use kiln_image::{
-    AptSources, CgroupHierarchy, KubernetesSource, LayerCopy, LayerFile, LayerSpec, Lock,
-    NodeImageSpec, ProvisionFormat, StateDisk,
+    AptSources, CgroupHierarchy, ImageLayer, KubernetesSource, LayerCopy, LayerFile, LayerSpec,
+    Lock, NodeImageSpec, ProvisionFormat, StateDisk,
 };
 use kiln_spec::images::{ComponentImage, Releases};
 use kiln_spec::{NodePlan, Plan, Role};
@@ -383,20 +383,20 @@ pub(crate) fn add_images(
         let image_id = DrvId::new(format!("node/{}/image", node.name));
         let (memory_mib, cpus) = guest_size(node);
         let mut layers = vec![
-            ("node".into(), "node-layer".into(), false),
-            ("kubernetes".into(), "kubernetes-layer".into(), true),
+            ImageLayer::own("node", "node-layer"),
+            ImageLayer::shared("kubernetes", "kubernetes-layer"),
         ];
         let mut image_inputs = vec![
             ("node-layer".to_owned(), layer_id),
             ("kubernetes-layer".to_owned(), kubernetes_layer.clone()),
         ];
         if let Some(components) = component_layers.get(&node.name) {
-            layers.push(("components".into(), "components-layer".into(), true));
+            layers.push(ImageLayer::shared("components", "components-layer"));
             image_inputs.push(("components-layer".to_owned(), components.clone()));
         }
         layers.extend([
-            ("images".into(), "images-layer".into(), true),
-            ("base".into(), "base-os".into(), true),
+            ImageLayer::shared("images", "images-layer"),
+            ImageLayer::shared("base", "base-os"),
         ]);
         image_inputs.extend([
             ("images-layer".to_owned(), images_layer.clone()),

@@ -101,7 +101,7 @@ pub use crate::os::layer::{
     install_links,
 };
 pub use crate::os::node::{
-    CgroupHierarchy, ImageManifest, LayerEntry, NodeImage, NodeImageSpec, StateDisk,
+    CgroupHierarchy, ImageLayer, ImageManifest, LayerEntry, NodeImage, NodeImageSpec, StateDisk,
 };
 pub use crate::packages::{
     GoRecipe, Package, PackageSet, PackageVersion, VersionSource, expand_template,

@@ -131,6 +131,38 @@ impl CgroupHierarchy {
     }
 }
 
+/// One layer of a node image, as [`NodeImageSpec::layers`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageLayer {
+    /// The layer's name: its disk is `layers/<name>.squashfs`, and the kernel command line's
+    /// `kiln.layers=` lists it.
+    pub name: String,
+    /// The image derivation's input that holds it.
+    pub input: String,
+    /// Whether other nodes' images use the same layer (see [`LayerEntry::shared`]).
+    pub shared: bool,
+}
+
+impl ImageLayer {
+    /// A layer of this node's alone (its own files).
+    pub fn own(name: impl Into<String>, input: impl Into<String>) -> ImageLayer {
+        ImageLayer {
+            name: name.into(),
+            input: input.into(),
+            shared: false,
+        }
+    }
+
+    /// A layer other nodes' images use too.
+    pub fn shared(name: impl Into<String>, input: impl Into<String>) -> ImageLayer {
+        ImageLayer {
+            name: name.into(),
+            input: input.into(),
+            shared: true,
+        }
+    }
+}
+
 /// What the node image builder needs besides its inputs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeImageSpec {
@@ -146,9 +178,9 @@ pub struct NodeImageSpec {
     pub addresses: Vec<String>,
     /// The node's roles.
     pub roles: Vec<String>,
-    /// The layers in stacking order, topmost first: (layer name, input name, shared). The
-    /// last must be the base OS input, `base-os`, whose `rootfs.squashfs` is used.
-    pub layers: Vec<(String, String, bool)>,
+    /// The layers in stacking order, topmost first. The last must be the base OS input,
+    /// `base-os`, whose `rootfs.squashfs` is used.
+    pub layers: Vec<ImageLayer>,
     /// The node's persistent state disk, if it has one (its layer must mount it: see
     /// [`StateDisk`]).
     pub state: Option<StateDisk>,
@@ -197,7 +229,7 @@ impl NodeImageSpec {
         let layers: Vec<&str> = self
             .layers
             .iter()
-            .map(|(name, _, _)| name.as_str())
+            .map(|layer| layer.name.as_str())
             .collect();
         format!(
             "console={console} panic=10 net.ifnames=0 {} kiln.layers={}",
@@ -245,7 +277,12 @@ impl Builder for NodeImage {
         let layers_dir = out.join("layers");
         fs::create_dir(&layers_dir).map_err(|error| BuildError::io(&layers_dir, error))?;
         let mut layers = Vec::new();
-        for (name, input, shared) in &spec.layers {
+        for ImageLayer {
+            name,
+            input,
+            shared,
+        } in &spec.layers
+        {
             let file = if input == "base-os" {
                 "rootfs.squashfs"
             } else {
