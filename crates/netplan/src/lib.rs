@@ -71,7 +71,6 @@ mod netplan;
 mod network;
 mod networkd;
 mod nginx;
-mod text;
 
 pub use cni::{
     BRIDGE, BridgePlugin, CNI_VERSION, CONFLIST_PATH, CniConf, CniConfList, CniPlugin,

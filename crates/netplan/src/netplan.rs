@@ -17,8 +17,8 @@ use kiln_spec::Plan;
 use serde::{Serialize, Serializer};
 
 use crate::network::{INTERFACE, NodeNetwork, node_network};
-use crate::text::{push_decimal, push_ipv4, push_ipv4_net};
 use crate::{Error, RenderedFile};
+use kiln_spec::text::{push_decimal, push_ipv4, push_ipv4_net};
 
 /// Where the netplan file goes, relative to the node's root.
 pub const NETPLAN_PATH: &str = "etc/netplan/10-kiln.yaml";

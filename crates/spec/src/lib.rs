@@ -43,11 +43,13 @@
 
 mod diagnostic;
 pub mod images;
+pub mod ini;
 mod locate;
 mod names;
 mod plan;
 mod raw;
 mod rendered;
+pub mod text;
 pub mod time;
 mod validate;
 mod version;

@@ -98,8 +98,8 @@ pub use flags::{Flags, default_flags};
 pub use pod_nat::{IPTABLES, POD_NAT_COMMENT, POD_NAT_UNIT, pod_nat_unit};
 pub use services::{SERVICES, Service, services, unit, units};
 pub use unit::{
-    ExecCommand, Hardening, IniSection, InstallSection, KillMode, Limit, ProtectSystem, Restart,
-    ServiceSection, ServiceType, Unit, UnitSection, write_ini,
+    ExecCommand, Hardening, InstallSection, KillMode, Limit, ProtectSystem, Restart,
+    ServiceSection, ServiceType, Unit, UnitSection,
 };
 
 /// Mode of every file this crate renders.

@@ -2,7 +2,10 @@
 //!
 //! A [`Unit`] is built from typed directives; [`Unit::to_ini`] lays them out section by
 //! section in a fixed order, escaping each `ExecStart=` word for systemd's command-line
-//! syntax, so no directive is ever spliced into text by hand.
+//! syntax, so no directive is ever spliced into text by hand. The INI model and its writer are
+//! kiln-spec's ([`kiln_spec::ini`]), shared with the network renderer.
+
+use kiln_spec::ini::{IniFile, IniSection, IniValue};
 
 /// A systemd service unit: `[Unit]`, `[Service]` and `[Install]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -192,15 +195,6 @@ pub struct InstallSection {
     pub wanted_by: Vec<String>,
 }
 
-/// One section of an INI file: its name and its `Key=value` lines in order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IniSection {
-    /// The name between brackets.
-    pub name: &'static str,
-    /// Directives in order; a key may repeat.
-    pub entries: Vec<(&'static str, String)>,
-}
-
 impl Unit {
     /// The unit's sections, each with its directives in a fixed order; unset directives are
     /// left out.
@@ -214,29 +208,12 @@ impl Unit {
 
     /// The unit file's text.
     pub fn to_ini(&self) -> String {
-        write_ini(&self.sections())
-    }
-}
-
-/// Writes `sections` as systemd INI text: a blank line between sections, one `Key=value` per
-/// line.
-pub fn write_ini(sections: &[IniSection]) -> String {
-    let mut text = String::new();
-    for (index, section) in sections.iter().enumerate() {
-        if index > 0 {
-            text.push('\n');
+        IniFile {
+            comments: Vec::new(),
+            sections: self.sections(),
         }
-        text.push('[');
-        text.push_str(section.name);
-        text.push_str("]\n");
-        for (key, value) in &section.entries {
-            text.push_str(key);
-            text.push('=');
-            text.push_str(value);
-            text.push('\n');
-        }
+        .to_text()
     }
-    text
 }
 
 impl UnitSection {
@@ -259,10 +236,7 @@ impl UnitSection {
         if !self.requires.is_empty() {
             entries.push(("Requires", self.requires.join(" ")));
         }
-        IniSection {
-            name: "Unit",
-            entries,
-        }
+        text_section("Unit", entries)
     }
 }
 
@@ -375,10 +349,7 @@ impl ServiceSection {
                 hardening.address_families.join(" "),
             ));
         }
-        IniSection {
-            name: "Service",
-            entries,
-        }
+        text_section("Service", entries)
     }
 }
 
@@ -388,10 +359,7 @@ impl InstallSection {
         if !self.wanted_by.is_empty() {
             entries.push(("WantedBy", self.wanted_by.join(" ")));
         }
-        IniSection {
-            name: "Install",
-            entries,
-        }
+        text_section("Install", entries)
     }
 }
 
@@ -449,6 +417,17 @@ fn escape_word(word: &str) -> String {
         format!("\"{escaped}\"")
     } else {
         escaped
+    }
+}
+
+/// A section of text values, as the unit's sections are built.
+fn text_section(name: &'static str, entries: Vec<(&'static str, String)>) -> IniSection {
+    IniSection {
+        name,
+        entries: entries
+            .into_iter()
+            .map(|(key, value)| (key, IniValue::Text(value)))
+            .collect(),
     }
 }
 
