@@ -124,13 +124,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = Store::open(&store_dir)
         .with_context(|| format!("opening the store {}", store_dir.display()))?;
 
-    let releases = common::releases(&plan, args.packages.clone(), args.lock.clone())?;
+    let set = crate::package::read_packages(&crate::package::packages_dir(args.packages.clone()))?;
+    let releases = common::releases(&plan, &set, args.lock.clone())?;
     let inputs = common::cluster_inputs(&plan, &spec, args.secrets.clone(), releases)?;
     let cluster = kiln_cluster::cluster_graph(&plan, &inputs)?;
     let (artifacts, graph, lock, debian_kubernetes) = if args.no_images {
         (cluster.artifacts, cluster.graph.validate()?, None, false)
     } else {
-        let images = with_images(&args, &plan, cluster, &store)?;
+        let images = with_images(&args, &plan, &set, cluster, &store)?;
         (
             images.artifacts,
             images.graph,
@@ -342,15 +343,15 @@ const KUBERNETES_ID: &str = "image/kubernetes-binaries";
 fn with_images(
     args: &Args,
     plan: &kiln_spec::Plan,
+    set: &kiln_image::PackageSet,
     cluster: kiln_cluster::ClusterGraph,
     store: &Store,
 ) -> anyhow::Result<WithImages> {
     let lock_file = lock::lock_path(args.lock.clone());
     let locked = lock::read_lock(&lock_file)?;
     let sources = lock::apt_sources(&args.apt_sources)?;
-    let set = crate::package::read_packages(&crate::package::packages_dir(args.packages.clone()))?;
-    let kubernetes = kubernetes_source(args, plan, &set, &locked, &sources)?;
-    let userland = userland(&set, plan)?;
+    let kubernetes = kubernetes_source(args, plan, set, &locked, &sources)?;
+    let userland = userland(set, plan)?;
     let debian_kubernetes = matches!(kubernetes, kiln_image::KubernetesSource::Debian { .. });
     let substituters = common::substituters(&args.substituters);
 

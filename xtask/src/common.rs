@@ -66,22 +66,19 @@ pub fn secrets_dir(explicit: Option<PathBuf>, spec: &Path, cluster: &str) -> Pat
 }
 
 /// The releases the cluster's images are tagged with besides Kubernetes' own: etcd's is the
-/// package set's `with` for the plan's Kubernetes version (`packages`, default `packages/`), or,
-/// for a version the set does not build from Go modules, the base OS's `etcd-server` as the
-/// lock (`lock`, default `kiln.lock`) pins it.
+/// package set's `with` for the plan's Kubernetes version, or, for a version `set` does not
+/// build from Go modules, the base OS's `etcd-server` as the lock (`lock`, default `kiln.lock`)
+/// pins it.
 pub fn releases(
     plan: &Plan,
-    packages: Option<PathBuf>,
+    set: &kiln_image::PackageSet,
     lock: Option<PathBuf>,
 ) -> anyhow::Result<kiln_spec::images::Releases> {
-    let set = crate::package::read_packages(&crate::package::packages_dir(packages))?;
     let wanted = plan.cluster.kubernetes_version.to_string();
-    if let Some(etcd) = set
-        .version("kubernetes", &wanted)
-        .ok()
-        .and_then(|kubernetes| kubernetes.with.get("etcd"))
-    {
-        return Ok(kiln_spec::images::Releases { etcd: etcd.clone() });
+    if let Some(etcd) = crate::package::paired_release(set, &wanted, "etcd") {
+        return Ok(kiln_spec::images::Releases {
+            etcd: etcd.to_owned(),
+        });
     }
     let lock_file = crate::lock::lock_path(lock);
     let locked = crate::lock::read_lock(&lock_file)?;

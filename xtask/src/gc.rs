@@ -251,7 +251,9 @@ mod tests {
         let spec = common::default_spec();
         let plan = common::load_plan(&spec).expect("the example loads");
         let secrets = tempfile::tempdir().expect("tempdir");
-        let releases = common::releases(&plan, None, None).expect("releases");
+        let set = crate::package::read_packages(&crate::package::packages_dir(None))
+            .expect("the package set");
+        let releases = common::releases(&plan, &set, None).expect("releases");
         let inputs =
             common::cluster_inputs(&plan, &spec, Some(secrets.path().to_owned()), releases)
                 .expect("inputs");

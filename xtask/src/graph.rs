@@ -27,7 +27,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             &plan,
             spec.parent().unwrap_or_else(|| std::path::Path::new(".")),
         )?,
-        releases: common::releases(&plan, None, None)?,
+        releases: common::releases(
+            &plan,
+            &crate::package::read_packages(&crate::package::packages_dir(None))?,
+            None,
+        )?,
     };
     let graph = kiln_cluster::cluster_graph(&plan, &inputs)?
         .graph

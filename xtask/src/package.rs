@@ -93,6 +93,17 @@ pub fn read_packages(dir: &Path) -> anyhow::Result<PackageSet> {
     PackageSet::load(dir).with_context(|| format!("reading the package set {}", dir.display()))
 }
 
+/// The release of package `name` that the package set runs beside Kubernetes `kubernetes`
+/// (`1.37.2`, no `v`): its `with` entry, or `None` when the set does not build that version or
+/// pairs nothing called `name` with it.
+pub fn paired_release<'a>(set: &'a PackageSet, kubernetes: &str, name: &str) -> Option<&'a str> {
+    set.version("kubernetes", kubernetes)
+        .ok()?
+        .with
+        .get(name)
+        .map(String::as_str)
+}
+
 fn build_package(set: &PackageSet, args: BuildArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let Some((name, version)) = args.package.split_once('@') else {

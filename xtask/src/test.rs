@@ -85,10 +85,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// If the set pairs an etcd with the version but the store has no build of it.
 fn package_etcd(store: &Path, version: &str) -> anyhow::Result<Option<PathBuf>> {
     let set = crate::package::read_packages(&crate::package::packages_dir(None))?;
-    let Some(release) = set
-        .version("kubernetes", version.trim_start_matches('v'))
-        .ok()
-        .and_then(|kubernetes| kubernetes.with.get("etcd"))
+    let Some(release) =
+        crate::package::paired_release(&set, version.trim_start_matches('v'), "etcd")
     else {
         return Ok(None);
     };
