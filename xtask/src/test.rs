@@ -185,20 +185,22 @@ fn built_binaries(command: &mut Command) {
     }
 }
 
+/// The store path of artifact `id` of the result whose manifest is `manifest`, if it has it.
+fn result_artifact(manifest: &Path, id: &str) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(manifest).ok()?;
+    let manifest = kiln_cluster::Manifest::from_json(&text).ok()?;
+    Some(manifest.artifacts.get(id)?.store_path.clone())
+}
+
 /// The package set's etcd the result's nodes run (`image/package/etcd`), if they run one.
 fn etcd_from_result(manifest: &Path) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(manifest).ok()?;
-    let manifest: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let path = manifest["artifacts"]["image/package/etcd"]["store_path"].as_str()?;
-    let etcd = PathBuf::from(path).join("bin/etcd");
+    let etcd = result_artifact(manifest, "image/package/etcd")?.join("bin/etcd");
     etcd.is_file().then_some(etcd)
 }
 
+/// The `bin/` of the result's Kubernetes binaries, if it has them.
 fn binaries_from_result(manifest: &Path) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(manifest).ok()?;
-    let manifest: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let path = manifest["artifacts"]["image/kubernetes-binaries"]["store_path"].as_str()?;
-    let bin = PathBuf::from(path).join("bin");
+    let bin = result_artifact(manifest, "image/kubernetes-binaries")?.join("bin");
     bin.join("kube-apiserver").is_file().then_some(bin)
 }
 
