@@ -317,7 +317,7 @@ pub(crate) fn add_images(
     let spec = LayerSpec {
         copies: vec![LayerCopy {
             input: "images".into(),
-            from: "images".into(),
+            from: kiln_spec::images::ARCHIVES_DIR.into(),
             to: IMAGES_DIR.into(),
         }],
         ..LayerSpec::default()
@@ -492,7 +492,14 @@ fn add_component_images(
                 .map(|archive| LayerCopy {
                     input: "images".into(),
                     from: archive.clone(),
-                    to: format!("{IMAGES_DIR}/{}", archive.trim_start_matches("images/")),
+                    // Its place below the builder's ARCHIVES_DIR is its place below IMAGES_DIR,
+                    // as for the catalog's images layer.
+                    to: format!(
+                        "{IMAGES_DIR}{}",
+                        archive
+                            .strip_prefix(kiln_spec::images::ARCHIVES_DIR)
+                            .unwrap_or(archive)
+                    ),
                 })
                 .collect(),
             ..LayerSpec::default()

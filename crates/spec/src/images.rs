@@ -24,6 +24,15 @@ use crate::{Component, KubeVersion};
 /// images under this name because kiln imported them.
 pub const IMAGE_REGISTRY: &str = "kiln.local";
 
+/// The directory, in an image builder's output, that holds its images' archives
+/// (`images/<name>.oci.tar`).
+pub const ARCHIVES_DIR: &str = "images";
+
+/// The path of the archive of the image called `name` in an image builder's output.
+fn archive_path(name: &str) -> String {
+    format!("{ARCHIVES_DIR}/{name}.oci.tar")
+}
+
 /// One image kiln builds: its repository name under [`IMAGE_REGISTRY`] and its tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ContainerImage {
@@ -50,7 +59,7 @@ impl ContainerImage {
     /// Where the image builder puts the image's OCI archive in its output, and so where a node
     /// image carries it: `images/<name>.oci.tar`.
     pub fn archive(self) -> String {
-        format!("images/{}.oci.tar", self.name)
+        archive_path(self.name)
     }
 }
 
@@ -151,7 +160,7 @@ impl ComponentImage {
     /// Where the image builder puts the image's OCI archive in its output, and so where a node
     /// image carries it: `images/<component>.oci.tar`.
     pub fn archive(&self) -> String {
-        format!("images/{}.oci.tar", self.component.name())
+        archive_path(self.component.name())
     }
 }
 

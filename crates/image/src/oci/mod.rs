@@ -152,7 +152,7 @@ fn write_images(
     images: Vec<(String, OciImage)>,
     source_date_epoch: u64,
 ) -> Result<(), ImageError> {
-    let images_dir = out.join("images");
+    let images_dir = out.join(kiln_spec::images::ARCHIVES_DIR);
     fs::create_dir_all(&images_dir).map_err(|error| ImageError::io(&images_dir, error))?;
     let mut index = BTreeMap::new();
     for (archive_path, image) in images {
