@@ -341,7 +341,17 @@ pub(crate) fn add_images(
     }
 
     let component_layers = match etcd_package {
-        Some(etcd) => add_component_images(graph, artifacts, plan, releases, &kubernetes, etcd)?,
+        Some(etcd) => add_component_images(
+            graph,
+            artifacts,
+            plan,
+            releases,
+            ComponentInputs {
+                kubernetes: &kubernetes,
+                etcd,
+                base_os: &base_os,
+            },
+        )?,
         None => BTreeMap::new(),
     };
 
@@ -428,12 +438,22 @@ pub(crate) fn add_images(
     Ok(())
 }
 
-/// Adds `image/component-images` (every component image some node's static pods run, from
-/// the Kubernetes binaries and the package set's etcd) and a shared layer per set of them a
-/// node needs, `image/layer/components/<component>+<component>...`, installing the archives
+/// What the component images are built from.
+struct ComponentInputs<'a> {
+    /// The Kubernetes binaries.
+    kubernetes: &'a DrvId,
+    /// The package set's etcd.
+    etcd: DrvId,
+    /// The base OS, which kube-proxy's image takes iptables and conntrack from.
+    base_os: &'a DrvId,
+}
+
+/// Adds `image/component-images` (every component image some node's pods run: its static
+/// pods' and kube-proxy's DaemonSet's, from the Kubernetes binaries, the package set's etcd and
+/// for kube-proxy the base OS) and a shared layer per set of them a node needs, `image/layer/components/<component>+<component>...`, installing the archives
 /// where the node's image import finds them. Returns each such node's layer.
 ///
-/// Nothing is added for a plan with no static pods of these components, nor (by the caller)
+/// Nothing is added for a plan with no pods of these components, nor (by the caller)
 /// for Kubernetes built from Debian's source, whose nodes run Debian's etcd and whose binaries
 /// are not the package set's static builds.
 fn add_component_images(
@@ -441,13 +461,12 @@ fn add_component_images(
     artifacts: &mut Artifacts,
     plan: &Plan,
     releases: &Releases,
-    kubernetes: &DrvId,
-    etcd: DrvId,
+    inputs: ComponentInputs<'_>,
 ) -> Result<BTreeMap<String, DrvId>, ClusterError> {
     let version = plan.cluster.kubernetes_version;
     let mut per_node: BTreeMap<String, Vec<ComponentImage>> = BTreeMap::new();
     for node in &plan.nodes {
-        let images: Vec<ComponentImage> = kiln_manifests::static_pod_components(plan, node)
+        let images: Vec<ComponentImage> = kiln_manifests::pod_components(plan, node)
             .into_iter()
             .filter(|component| kiln_image::IMAGE_COMPONENTS.contains(component))
             .map(|component| releases.component_image(version, component))
@@ -465,8 +484,9 @@ fn add_component_images(
     graph.add(
         images.clone(),
         kiln_image::component_images(
-            kubernetes.clone(),
-            etcd,
+            inputs.kubernetes.clone(),
+            inputs.etcd,
+            inputs.base_os.clone(),
             all,
             kiln_image::IMAGE_EPOCH.unsigned_abs(),
         ),

@@ -54,7 +54,8 @@ fn each_kubernetes_version_runs_the_userland_its_renderers_expect() {
 }
 
 /// A static-pod control plane on a version the package set builds gets the component images
-/// its static pods name, built from the set's programs, on exactly the nodes that run them.
+/// its static pods and kube-proxy's DaemonSet name, built from the set's programs (and for
+/// kube-proxy the base OS), on exactly the nodes that run them.
 #[test]
 fn static_pod_nodes_carry_the_component_images_their_pods_name() {
     let set = repository_set();
@@ -104,14 +105,20 @@ fn static_pod_nodes_carry_the_component_images_their_pods_name() {
         .expect("images");
     let graph = cluster.graph.validate().expect("valid");
 
-    let layer = "image/layer/components/etcd+kube-apiserver+kube-controller-manager+kube-scheduler";
-    assert!(
-        cluster
-            .artifacts
-            .cluster
-            .contains_key("image/component-images")
-    );
+    let layer = "image/layer/components/etcd+kube-apiserver+kube-controller-manager+kube-scheduler+kube-proxy";
+    let proxy_layer = "image/layer/components/kube-proxy";
+    let images = &cluster.artifacts.cluster["image/component-images"];
+    // kube-proxy's image is picked from the base OS, so the images depend on it.
+    let images_inputs: Vec<&str> = graph
+        .derivation(images)
+        .expect("the component images")
+        .inputs
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(images_inputs, ["base-os", "etcd", "kubernetes"]);
     assert!(cluster.artifacts.cluster.contains_key(layer));
+    assert!(cluster.artifacts.cluster.contains_key(proxy_layer));
     let image_inputs = |node: &str| -> Vec<String> {
         let id = &cluster.artifacts.nodes[node]["image"];
         let derivation = graph.derivation(id).expect("the node's image");
@@ -123,27 +130,53 @@ fn static_pod_nodes_carry_the_component_images_their_pods_name() {
     };
     assert!(image_inputs("cp").contains(&layer.to_owned()));
     for worker in ["worker-a", "worker-b"] {
-        assert!(
-            !image_inputs(worker)
-                .iter()
-                .any(|input| input.starts_with("image/layer/components/")),
-            "{worker} runs no control-plane static pod"
+        let components: Vec<String> = image_inputs(worker)
+            .into_iter()
+            .filter(|input| input.starts_with("image/layer/components/"))
+            .collect();
+        assert_eq!(
+            components,
+            [proxy_layer],
+            "{worker} runs kube-proxy's DaemonSet pod and no control-plane static pod"
         );
     }
-    // Every image a static pod names is one the images derivation builds.
+    // Every image a static pod or the DaemonSet names is one the images derivation builds.
     let node = plan.node("cp").expect("cp");
     let pods = kiln_manifests::static_pods(&plan, &releases, node);
     let version = plan.cluster.kubernetes_version;
-    let built: Vec<String> = kiln_manifests::static_pod_components(&plan, node)
+    let built: Vec<String> = kiln_manifests::pod_components(&plan, node)
         .into_iter()
         .map(|component| releases.component_image(version, component).reference())
         .collect();
     assert_eq!(pods.len(), 4);
-    for pod in pods {
-        let spec = pod.spec.expect("spec");
-        let image = spec.containers[0].image.clone().expect("image");
-        assert!(built.contains(&image), "{image}");
-    }
+    let addons = kiln_manifests::addons(&plan, &releases).expect("addons");
+    let daemon_set_images = addons.daemon_sets.into_iter().map(|daemon_set| {
+        daemon_set
+            .spec
+            .expect("spec")
+            .template
+            .spec
+            .expect("pod")
+            .containers[0]
+            .image
+            .clone()
+            .expect("image")
+    });
+    let mut named: Vec<String> = pods
+        .into_iter()
+        .map(|pod| {
+            pod.spec.expect("spec").containers[0]
+                .image
+                .clone()
+                .expect("image")
+        })
+        .chain(daemon_set_images)
+        .collect();
+    assert_eq!(named.len(), 5);
+    named.sort();
+    let mut built_sorted = built.clone();
+    built_sorted.sort();
+    assert_eq!(named, built_sorted);
 
     // Kubernetes from Debian's source gets none: its nodes run Debian's etcd.
     let debian = kiln_cluster::cluster_graph(&plan, &cluster_inputs)

@@ -83,16 +83,17 @@ pub use crate::lock::{
 };
 pub use crate::oci::{
     BUSYBOX_PACKAGE, CONTAINERD_IMAGE_NAME_ANNOTATION, ComponentImages, ContainerImages,
-    DebianBusybox, IMAGE_COMPONENTS, IMAGE_IMPORT_COMMAND, IMAGES_INDEX_FILE,
-    OCI_REF_NAME_ANNOTATION, OciArchive, OciEntry, OciEntryKind, OciImage, PAUSE_IMAGE, TEST_IMAGE,
-    TEST_IMAGE_COMMAND, TEST_IMAGE_PORT, busybox_static, component_image, component_images,
-    container_images, oci_archive, pause_image, pause_program, test_image,
+    DebianBusybox, IMAGE_COMPONENTS, IMAGE_IMPORT_COMMAND, IMAGES_INDEX_FILE, KUBE_PROXY_FILES,
+    KUBE_PROXY_PROGRAMS, OCI_REF_NAME_ANNOTATION, OciArchive, OciEntry, OciEntryKind, OciImage,
+    PAUSE_IMAGE, TEST_IMAGE, TEST_IMAGE_COMMAND, TEST_IMAGE_PORT, XTABLES_EXTENSIONS_DIR,
+    busybox_static, component_image, component_images, container_images, kube_proxy_image,
+    oci_archive, pause_image, pause_program, test_image,
 };
 pub use crate::os::base::{
-    BASE_OS_ARCHITECTURE, BASE_OS_DERIVATION_NAME, BASE_OS_PACKAGES, BASE_OS_SUITE, BaseOs,
-    DISABLED_PACKAGE_UNITS, IMAGE_EPOCH, IMAGE_TOOLS, INITRD_MODULES, PRUNED_MODULE_DIRS, base_os,
-    base_os_request, ensure_image_tools, index_hashes, load_order, missing_image_tools,
-    parse_modules_dep, squashfs,
+    BASE_OS_ARCHITECTURE, BASE_OS_DERIVATION_NAME, BASE_OS_PACKAGES, BASE_OS_ROOTFS, BASE_OS_SUITE,
+    BaseOs, DISABLED_PACKAGE_UNITS, IMAGE_EPOCH, IMAGE_TOOLS, INITRD_MODULES, PRUNED_MODULE_DIRS,
+    base_os, base_os_request, ensure_image_tools, index_hashes, load_order, missing_image_tools,
+    parse_modules_dep, squashfs, unsquashfs,
 };
 pub use crate::os::cpio::{CpioEntry, write_cpio};
 pub use crate::os::initrd::{INIT_SCRIPT, INITRD_DERIVATION_NAME, Initrd, initrd};

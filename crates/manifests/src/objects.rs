@@ -71,6 +71,19 @@ pub fn static_pod_components(plan: &Plan, node: &NodePlan) -> Vec<Component> {
     components
 }
 
+/// The components whose images `node` runs in pods: those of its static pods
+/// ([`static_pod_components`]) and, with `options.kube_proxy = "daemonset"`, kube-proxy on every
+/// node with a kubelet (the DaemonSet tolerates every taint), in the same order.
+pub fn pod_components(plan: &Plan, node: &NodePlan) -> Vec<Component> {
+    let mut components = static_pod_components(plan, node);
+    if plan.options.kube_proxy == KubeProxyMode::Daemonset
+        && node.runs_kubelet(plan.cluster.control_plane_mode)
+    {
+        components.push(Component::KubeProxy);
+    }
+    components
+}
+
 /// What one static pod mounts and probes.
 struct PodShape {
     mounts: Vec<Mount>,

@@ -1,7 +1,8 @@
-//! Component images: etcd and the Kubernetes control plane, each a single layer holding the
-//! component's static program and the few files a Go program reads from its root.
+//! Component images: etcd, the Kubernetes control plane and kube-proxy, each a single layer
+//! holding the component's static program and the few files a Go program reads from its root;
+//! kube-proxy's also holds the iptables and conntrack programs it runs, from kiln's base OS.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
@@ -10,18 +11,45 @@ use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId};
 use kiln_spec::Component;
 use kiln_spec::images::ComponentImage;
 
+use super::pick::Picker;
 use super::{OciEntry, OciImage, PATH_ENV, base_files, write_images};
 use crate::error::ImageError;
+use crate::os::base::{BASE_OS_ROOTFS, unsquashfs};
 
-/// The components kiln builds an image of: etcd and the control plane. The kubelet runs on the
-/// host; kube-proxy needs iptables or nft and their libraries in its image, which kiln does not
-/// assemble yet, so it has none.
-pub const IMAGE_COMPONENTS: [Component; 4] = [
+/// The components kiln builds an image of: etcd, the control plane and kube-proxy. The kubelet
+/// runs on the host.
+pub const IMAGE_COMPONENTS: [Component; 5] = [
     Component::Etcd,
     Component::KubeApiserver,
     Component::KubeControllerManager,
     Component::KubeScheduler,
+    Component::KubeProxy,
 ];
+
+/// The programs kube-proxy runs (in its iptables mode, kiln's), by the names it runs them by:
+/// iptables' IPv4 and IPv6 commands and `conntrack`, which it uses to drop stale UDP entries.
+/// kube-proxy's image holds each as the base OS has it: Debian's alternatives point the
+/// iptables names at `xtables-nft-multi`, the nftables back end the host's own rules use.
+pub const KUBE_PROXY_PROGRAMS: [&str; 7] = [
+    "/usr/sbin/iptables",
+    "/usr/sbin/iptables-save",
+    "/usr/sbin/iptables-restore",
+    "/usr/sbin/ip6tables",
+    "/usr/sbin/ip6tables-save",
+    "/usr/sbin/ip6tables-restore",
+    "/usr/sbin/conntrack",
+];
+
+/// The directory of iptables' extensions (`libxt_comment.so`, `libxt_MASQUERADE.so`, ...),
+/// which it loads by name for each match and target a rule uses: kube-proxy's image holds all.
+pub const XTABLES_EXTENSIONS_DIR: &str = "/usr/lib/x86_64-linux-gnu/xtables";
+
+/// The files besides programs kube-proxy's image takes from the base OS: the protocol names
+/// iptables resolves (`-p tcp`).
+pub const KUBE_PROXY_FILES: [&str; 1] = ["/etc/protocols"];
+
+/// The subtrees of the base OS's root the kube-proxy image is picked from.
+const PICKED_TREES: [&str; 6] = ["bin", "etc", "lib", "lib64", "sbin", "usr"];
 
 /// The image of `image`'s component from its static `program`: the program at
 /// [`ComponentImage::PROGRAM_DIR`]`/<component>` (also the image's entrypoint, which a pod's
@@ -60,10 +88,46 @@ pub fn component_image(image: &ComponentImage, program: Vec<u8>) -> OciImage {
     }
 }
 
+/// kube-proxy's image: [`component_image`] of its static `program`, plus, picked from the base
+/// OS's root file system unpacked at `base_root`, each of [`KUBE_PROXY_PROGRAMS`] and
+/// [`KUBE_PROXY_FILES`] with every link on its way (so `iptables` is the base OS's chain of
+/// links to `xtables-nft-multi`), every extension in [`XTABLES_EXTENSIONS_DIR`], and each ELF
+/// file's interpreter and shared libraries, transitively, as read from the files themselves.
+///
+/// # Errors
+///
+/// If the root lacks one of them or a library one needs (the error names both).
+pub fn kube_proxy_image(
+    image: &ComponentImage,
+    program: Vec<u8>,
+    base_root: &Path,
+) -> Result<OciImage, ImageError> {
+    let mut oci = component_image(image, program);
+    let reference = image.reference();
+    let mut picker = Picker::new(base_root, &reference);
+    for path in KUBE_PROXY_PROGRAMS {
+        picker.add_program(path)?;
+    }
+    picker.add_programs_in(XTABLES_EXTENSIONS_DIR)?;
+    for path in KUBE_PROXY_FILES {
+        picker.add(path)?;
+    }
+    let present: BTreeSet<String> = oci.layer.iter().map(|entry| entry.path.clone()).collect();
+    oci.layer.extend(
+        picker
+            .into_entries()
+            .into_iter()
+            .filter(|entry| !present.contains(&entry.path)),
+    );
+    Ok(oci)
+}
+
 /// The derivation of `images` (each of a component of [`IMAGE_COMPONENTS`]), named
 /// `component-images`: etcd's program from input `etcd` (the package set's etcd build, its
 /// program in `bin/`), every other from input `kubernetes` (the Kubernetes binaries, in
 /// `bin/`). Both must be static programs; the package set builds them so (`cgo = false`).
+/// When `images` has kube-proxy's, input `base-os` is `base_os` (the base OS, whose root file
+/// system [`kube_proxy_image`] picks from); otherwise the derivation does not depend on it.
 ///
 /// Its output holds each image's archive at [`ComponentImage::archive`] and
 /// [`IMAGES_INDEX_FILE`](super::IMAGES_INDEX_FILE), as [`container_images`](super::container_images)'
@@ -71,10 +135,14 @@ pub fn component_image(image: &ComponentImage, program: Vec<u8>) -> OciImage {
 pub fn component_images(
     kubernetes: impl Into<DrvId>,
     etcd: impl Into<DrvId>,
+    base_os: impl Into<DrvId>,
     images: Vec<ComponentImage>,
     source_date_epoch: u64,
 ) -> Derivation {
-    Derivation::new(
+    let needs_base = images
+        .iter()
+        .any(|image| image.component == Component::KubeProxy);
+    let derivation = Derivation::new(
         "component-images",
         Arc::new(ComponentImages {
             images,
@@ -82,7 +150,12 @@ pub fn component_images(
         }),
     )
     .input("kubernetes", kubernetes)
-    .input("etcd", etcd)
+    .input("etcd", etcd);
+    if needs_base {
+        derivation.input("base-os", base_os)
+    } else {
+        derivation
+    }
 }
 
 /// The builder of [`component_images`].
@@ -96,13 +169,21 @@ pub struct ComponentImages {
 
 impl ComponentImages {
     /// Writes the archives and the index into `out`, reading each program from
-    /// `kubernetes/bin/` or `etcd/bin/`.
+    /// `kubernetes/bin/` or `etcd/bin/`, and for kube-proxy's image the base OS's root from
+    /// `base_os` (a base OS output, its root in [`BASE_OS_ROOTFS`]).
     ///
     /// # Errors
     ///
     /// If an image is of a component outside [`IMAGE_COMPONENTS`], a program cannot be read,
-    /// or `out` cannot be written.
-    pub fn build_into(&self, kubernetes: &Path, etcd: &Path, out: &Path) -> Result<(), ImageError> {
+    /// kube-proxy's image is asked for with no `base_os` or cannot be assembled from it, or
+    /// `out` cannot be written.
+    pub fn build_into(
+        &self,
+        kubernetes: &Path,
+        etcd: &Path,
+        base_os: Option<&Path>,
+        out: &Path,
+    ) -> Result<(), ImageError> {
         let images: BTreeMap<String, &ComponentImage> = self
             .images
             .iter()
@@ -113,7 +194,8 @@ impl ComponentImages {
             if !IMAGE_COMPONENTS.contains(&image.component) {
                 return Err(ImageError::Assembly {
                     what: image.reference(),
-                    reason: "kiln builds an image of etcd and the control plane only".to_owned(),
+                    reason: "kiln builds an image of etcd, the control plane and kube-proxy only"
+                        .to_owned(),
                 });
             }
             let name = image.component.name();
@@ -124,7 +206,21 @@ impl ComponentImages {
             };
             let path = dir.join("bin").join(name);
             let program = fs::read(&path).map_err(|error| ImageError::io(&path, error))?;
-            built.push((image.archive(), component_image(image, program)));
+            let oci = if image.component == Component::KubeProxy {
+                let base_os = base_os.ok_or_else(|| ImageError::Assembly {
+                    what: image.reference(),
+                    reason: "kube-proxy's image is picked from the base OS, which is no input"
+                        .to_owned(),
+                })?;
+                let scratch =
+                    tempfile::tempdir().map_err(|error| ImageError::io("(tempdir)", error))?;
+                let root = scratch.path().join("root");
+                unsquashfs(&base_os.join(BASE_OS_ROOTFS), &root, &PICKED_TREES)?;
+                kube_proxy_image(image, program, &root)?
+            } else {
+                component_image(image, program)
+            };
+            built.push((image.archive(), oci));
         }
         write_images(out, built, self.source_date_epoch)
     }
@@ -154,7 +250,17 @@ impl Builder for ComponentImages {
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
         let kubernetes = ctx.input("kubernetes")?;
         let etcd = ctx.input("etcd")?;
-        self.build_into(kubernetes, etcd, ctx.out())
+        let base_os = if self
+            .images
+            .iter()
+            .any(|image| image.component == Component::KubeProxy)
+        {
+            ctx.report("unpacking the base OS for kube-proxy's image");
+            Some(ctx.input("base-os")?)
+        } else {
+            None
+        };
+        self.build_into(kubernetes, etcd, base_os, ctx.out())
             .map_err(BuildError::from_error)
     }
 }
@@ -189,7 +295,7 @@ mod tests {
         };
         let out = dir.path().join("out");
         builder
-            .build_into(&kubernetes, &etcd, &out)
+            .build_into(&kubernetes, &etcd, None, &out)
             .expect("builds");
         let index: serde_json::Value = serde_json::from_str(
             &fs::read_to_string(out.join(super::super::IMAGES_INDEX_FILE)).expect("index"),
@@ -214,7 +320,7 @@ mod tests {
             source_date_epoch: 1,
         };
         let error = missing
-            .build_into(&kubernetes, &etcd, &dir.path().join("out2"))
+            .build_into(&kubernetes, &etcd, None, &dir.path().join("out2"))
             .expect_err("no scheduler");
         assert!(error.to_string().contains("kube-scheduler"), "{error}");
 
@@ -224,7 +330,7 @@ mod tests {
         };
         assert!(
             kubelet
-                .build_into(&kubernetes, &etcd, &dir.path().join("out3"))
+                .build_into(&kubernetes, &etcd, None, &dir.path().join("out3"))
                 .is_err()
         );
     }

@@ -7,6 +7,8 @@ mod busybox;
 mod component;
 mod elf;
 mod layout;
+mod needed;
+mod pick;
 mod tar;
 
 use std::collections::BTreeMap;
@@ -20,7 +22,10 @@ use kiln_spec::images::ContainerImage;
 use serde_json::json;
 
 pub use self::busybox::{BUSYBOX_PACKAGE, DebianBusybox};
-pub use self::component::{ComponentImages, IMAGE_COMPONENTS, component_image, component_images};
+pub use self::component::{
+    ComponentImages, IMAGE_COMPONENTS, KUBE_PROXY_FILES, KUBE_PROXY_PROGRAMS,
+    XTABLES_EXTENSIONS_DIR, component_image, component_images, kube_proxy_image,
+};
 pub use self::layout::{
     CONTAINERD_IMAGE_NAME_ANNOTATION, OCI_REF_NAME_ANNOTATION, OciArchive, OciImage, oci_archive,
 };

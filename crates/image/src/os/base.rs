@@ -71,6 +71,9 @@ pub fn base_os_request() -> Vec<String> {
 /// The store name of the base OS.
 pub const BASE_OS_DERIVATION_NAME: &str = "base-os";
 
+/// The base OS's root file system in its derivation's output: one squashfs image.
+pub const BASE_OS_ROOTFS: &str = "rootfs.squashfs";
+
 /// The kernel modules the initrd loads (with their dependencies, resolved from `modules.dep`)
 /// to reach the root filesystem: virtio and Xen block devices, squashfs and overlayfs.
 pub const INITRD_MODULES: &[&str] = &[
@@ -126,6 +129,7 @@ pub const PRUNED_MODULE_DIRS: &[&str] = &[
 pub const IMAGE_TOOLS: &[(&str, &str)] = &[
     ("mmdebstrap", "mmdebstrap"),
     ("mksquashfs", "squashfs-tools"),
+    ("unsquashfs", "squashfs-tools"),
     ("depmod", "kmod"),
     ("dpkg-query", "dpkg"),
 ];
@@ -263,13 +267,7 @@ impl BaseOs {
         remove_dir_contents(&boot)?;
 
         report("packing rootfs.squashfs");
-        squashfs(
-            &root,
-            &out.join("rootfs.squashfs"),
-            IMAGE_EPOCH,
-            true,
-            false,
-        )?;
+        squashfs(&root, &out.join(BASE_OS_ROOTFS), IMAGE_EPOCH, true, false)?;
         Ok(())
     }
 }
@@ -590,6 +588,22 @@ pub fn load_order(
         visit(path, deps, &mut order, &mut seen);
     }
     Ok(order)
+}
+
+/// Unpacks the subtrees `paths` (relative, such as `usr`) of the squashfs image `image` into
+/// the new directory `into`, without extended attributes; a path the image lacks is skipped.
+///
+/// # Errors
+///
+/// If `unsquashfs` fails.
+pub fn unsquashfs(image: &Path, into: &Path, paths: &[&str]) -> Result<(), ImageError> {
+    let mut command = clean_command("unsquashfs");
+    command
+        .args(["-no-progress", "-no-xattrs", "-d"])
+        .arg(into)
+        .arg(image)
+        .args(paths);
+    run_quiet(command)
 }
 
 /// Packs `tree` into a squashfs image at `image`, reproducibly: every time `epoch`, entries

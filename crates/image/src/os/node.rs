@@ -284,7 +284,7 @@ impl Builder for NodeImage {
         } in &spec.layers
         {
             let file = if input == "base-os" {
-                "rootfs.squashfs"
+                crate::os::base::BASE_OS_ROOTFS
             } else {
                 LAYER_FILE
             };
