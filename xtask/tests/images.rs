@@ -531,3 +531,181 @@ fn two_node_images_are_the_same_from_two_directories() {
         assert!(layers_a == layers_b, "{node}'s layers differ");
     }
 }
+
+/// The rules kube-proxy's iptables mode writes, in the shapes it writes them: a Service's
+/// DNAT with `statistic`, the masquerade mark and MASQUERADE, `addrtype`, `conntrack`,
+/// `recent` and `comment`. Each match and target is an extension iptables loads from its
+/// directory by name (`libxt_DNAT.so` is a link to `libxt_NAT.so`).
+const KUBE_PROXY_RULES: &str = "\
+*nat
+:KUBE-SERVICES - [0:0]
+:KUBE-NODEPORTS - [0:0]
+:KUBE-POSTROUTING - [0:0]
+:KUBE-MARK-MASQ - [0:0]
+:KUBE-SVC-WEB - [0:0]
+:KUBE-SEP-WEB - [0:0]
+-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES
+-A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING
+-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000
+-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN
+-A KUBE-POSTROUTING -j MARK --xor-mark 0x4000
+-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully
+-A KUBE-SERVICES -d 10.96.0.10/32 -p tcp -m comment --comment \"default/web cluster IP\" -m tcp --dport 80 -j KUBE-SVC-WEB
+-A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS
+-A KUBE-SVC-WEB -m statistic --mode random --probability 0.5 -j KUBE-SEP-WEB
+-A KUBE-SEP-WEB -s 10.2.1.5/32 -j KUBE-MARK-MASQ
+-A KUBE-SEP-WEB -p tcp -m tcp -j DNAT --to-destination 10.2.1.5:8080
+COMMIT
+*filter
+:KUBE-FORWARD - [0:0]
+-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP
+-A KUBE-FORWARD -m mark --mark 0x4000/0x4000 -j ACCEPT
+-A KUBE-FORWARD -p udp -m udp --dport 53 -m recent --name dns --set -j ACCEPT
+COMMIT
+";
+
+/// Runs `args` inside `root` with `chroot`, as root of a new user namespace with a network
+/// namespace of its own (so iptables changes nothing outside, and no privilege is needed).
+fn in_root(root: &Path, args: &[&str]) -> Output {
+    Command::new("unshare")
+        .args(["--map-root-user", "--net", "chroot"])
+        .arg(root)
+        .args(args)
+        .env("LC_ALL", "C")
+        .output()
+        .expect("unshare (util-linux) runs")
+}
+
+/// Unpacks the single-layer OCI archive `archive` (as kiln's image builder writes them) into
+/// `root` with the system's `tar`.
+fn unpack_oci(archive: &Path, scratch: &Path, root: &Path) {
+    let layout = scratch.join("layout");
+    std::fs::create_dir_all(&layout).expect("mkdir");
+    std::fs::create_dir_all(root).expect("mkdir");
+    let tar = |file: &Path, into: &Path| {
+        let status = Command::new("tar")
+            .arg("-xf")
+            .arg(file)
+            .arg("-C")
+            .arg(into)
+            .status()
+            .expect("tar runs");
+        assert!(status.success(), "tar -xf {}", file.display());
+    };
+    tar(archive, &layout);
+    let read = |path: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(path).expect("read")).expect("JSON")
+    };
+    let blob = |digest: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(digest.strip_prefix("sha256:").expect("a sha256 digest"))
+    };
+    let index = read(&layout.join("index.json"));
+    let manifest = read(&blob(
+        index["manifests"][0]["digest"].as_str().expect("digest"),
+    ));
+    let layers = manifest["layers"].as_array().expect("layers");
+    assert_eq!(layers.len(), 1);
+    tar(&blob(layers[0]["digest"].as_str().expect("digest")), root);
+}
+
+/// kube-proxy's image, built from the kubeadm example (kube-proxy as a DaemonSet), runs as
+/// itself: in a root holding only the image's layer, its kube-proxy prints the cluster's
+/// version, and the base OS's iptables (nftables back end), ip6tables and conntrack it carries
+/// run with only the libraries and extensions the image holds: iptables-restore loads a
+/// kube-proxy-shaped rule set and iptables-save prints it back.
+#[test]
+fn kube_proxy_image_runs_iptables_from_its_own_root() {
+    let spec = examples().join("kubeadm-bootstrap.toml");
+    let plan = load_plan("kubeadm-bootstrap");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secrets = dir.path().join("secrets");
+    succeeded(&xtask(
+        dir.path(),
+        "022",
+        &[("HOME", dir.path().to_str().expect("utf-8"))],
+        &[
+            "build-cluster",
+            "--spec",
+            spec.to_str().expect("utf-8 path"),
+            "--secrets",
+            secrets.to_str().expect("utf-8 path"),
+            "--store",
+            "store",
+            "--out",
+            "out",
+        ],
+    ));
+    let manifest = kiln_cluster::Manifest::from_json(
+        &std::fs::read_to_string(dir.path().join("out/manifest.json")).expect("manifest"),
+    )
+    .expect("a manifest");
+    let images = &manifest.artifacts["image/component-images"].store_path;
+    let index: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(images.join(kiln_image::IMAGES_INDEX_FILE)).expect("images.json"),
+    )
+    .expect("JSON");
+    let reference = format!("kiln.local/kube-proxy:v{}", plan.cluster.kubernetes_version);
+    let archive = images.join(
+        index[&reference]["archive"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{reference} in {index}")),
+    );
+    let root = dir.path().join("root");
+    unpack_oci(&archive, dir.path(), &root);
+
+    let ok = |args: &[&str]| -> String {
+        let output = in_root(&root, args);
+        assert!(
+            output.status.success(),
+            "{args:?} in the image's root: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let version = ok(&["/usr/local/bin/kube-proxy", "--version"]);
+    assert_eq!(
+        version.trim(),
+        format!("Kubernetes v{}", plan.cluster.kubernetes_version)
+    );
+    // Found through the image's PATH, as kube-proxy finds them.
+    assert!(ok(&["/usr/sbin/iptables", "--version"]).contains("(nf_tables)"));
+    assert!(ok(&["/usr/sbin/ip6tables", "--version"]).contains("(nf_tables)"));
+    assert!(ok(&["/usr/sbin/conntrack", "--version"]).contains("conntrack-tools"));
+
+    // Restored and saved in one network namespace: the image has no shell, so the host's runs
+    // each program chrooted into the image's root.
+    std::fs::write(root.join("tmp/rules"), KUBE_PROXY_RULES).expect("write the rules");
+    let output = Command::new("unshare")
+        .args(["--map-root-user", "--net", "sh", "-c"])
+        .arg(
+            "chroot \"$0\" /usr/sbin/iptables-restore -w 5 /tmp/rules && \
+             chroot \"$0\" /usr/sbin/iptables-save && \
+             chroot \"$0\" /usr/sbin/conntrack -L -p udp",
+        )
+        .arg(&root)
+        .env("LC_ALL", "C")
+        .output()
+        .expect("unshare (util-linux) runs");
+    let saved = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "iptables-restore, iptables-save and conntrack in the image's root: {saved}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for line in [
+        "-A KUBE-SEP-WEB -p tcp -m tcp -j DNAT --to-destination 10.2.1.5:8080",
+        "-j MASQUERADE --random-fully",
+        "-m statistic --mode random --probability 0.50000000000 -j KUBE-SEP-WEB",
+        "-A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS",
+        "-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP",
+        "-m recent --set --name dns",
+    ] {
+        assert!(
+            saved.contains(line),
+            "{line:?} not in iptables-save's\n{saved}"
+        );
+    }
+}

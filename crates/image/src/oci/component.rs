@@ -2,7 +2,7 @@
 //! holding the component's static program and the few files a Go program reads from its root;
 //! kube-proxy's also holds the iptables and conntrack programs it runs, from kiln's base OS.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
@@ -139,18 +139,11 @@ pub fn component_images(
     images: Vec<ComponentImage>,
     source_date_epoch: u64,
 ) -> Derivation {
-    let needs_base = images
-        .iter()
-        .any(|image| image.component == Component::KubeProxy);
-    let derivation = Derivation::new(
-        "component-images",
-        Arc::new(ComponentImages {
-            images,
-            source_date_epoch,
-        }),
-    )
-    .input("kubernetes", kubernetes)
-    .input("etcd", etcd);
+    let builder = ComponentImages::new(images, source_date_epoch);
+    let needs_base = builder.needs_base_os();
+    let derivation = Derivation::new("component-images", Arc::new(builder))
+        .input("kubernetes", kubernetes)
+        .input("etcd", etcd);
     if needs_base {
         derivation.input("base-os", base_os)
     } else {
@@ -161,13 +154,36 @@ pub fn component_images(
 /// The builder of [`component_images`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComponentImages {
-    /// The images, each built once however often it is listed.
-    pub images: Vec<ComponentImage>,
+    /// The images, by reference, each once.
+    images: Vec<ComponentImage>,
     /// Every timestamp in the archives, in seconds since 1970.
-    pub source_date_epoch: u64,
+    source_date_epoch: u64,
 }
 
 impl ComponentImages {
+    /// The builder of `images` (each built once however often it is listed), every timestamp
+    /// `source_date_epoch`.
+    pub fn new(mut images: Vec<ComponentImage>, source_date_epoch: u64) -> Self {
+        images.sort_by_cached_key(ComponentImage::reference);
+        images.dedup_by(|a, b| a.reference() == b.reference());
+        ComponentImages {
+            images,
+            source_date_epoch,
+        }
+    }
+
+    /// The images it builds, in the order of their references, each once.
+    pub fn images(&self) -> &[ComponentImage] {
+        &self.images
+    }
+
+    /// Whether it builds kube-proxy's image, and so needs the base OS.
+    pub fn needs_base_os(&self) -> bool {
+        self.images
+            .iter()
+            .any(|image| image.component == Component::KubeProxy)
+    }
+
     /// Writes the archives and the index into `out`, reading each program from
     /// `kubernetes/bin/` or `etcd/bin/`, and for kube-proxy's image the base OS's root from
     /// `base_os` (a base OS output, its root in [`BASE_OS_ROOTFS`]).
@@ -184,13 +200,8 @@ impl ComponentImages {
         base_os: Option<&Path>,
         out: &Path,
     ) -> Result<(), ImageError> {
-        let images: BTreeMap<String, &ComponentImage> = self
-            .images
-            .iter()
-            .map(|image| (image.reference(), image))
-            .collect();
         let mut built = Vec::new();
-        for image in images.values() {
+        for image in &self.images {
             if !IMAGE_COMPONENTS.contains(&image.component) {
                 return Err(ImageError::Assembly {
                     what: image.reference(),
@@ -236,12 +247,9 @@ impl Builder for ComponentImages {
     }
 
     fn params(&self) -> Vec<u8> {
-        let mut images: Vec<String> = self.images.iter().map(ComponentImage::reference).collect();
-        images.sort();
-        images.dedup();
         let mut params = self.source_date_epoch.to_le_bytes().to_vec();
-        for image in images {
-            params.extend_from_slice(image.as_bytes());
+        for image in &self.images {
+            params.extend_from_slice(image.reference().as_bytes());
             params.push(b'\n');
         }
         params
@@ -250,11 +258,7 @@ impl Builder for ComponentImages {
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
         let kubernetes = ctx.input("kubernetes")?;
         let etcd = ctx.input("etcd")?;
-        let base_os = if self
-            .images
-            .iter()
-            .any(|image| image.component == Component::KubeProxy)
-        {
+        let base_os = if self.needs_base_os() {
             ctx.report("unpacking the base OS for kube-proxy's image");
             Some(ctx.input("base-os")?)
         } else {
@@ -285,14 +289,16 @@ mod tests {
         fs::create_dir_all(etcd.join("bin")).expect("mkdir");
         fs::write(kubernetes.join("bin/kube-apiserver"), b"apiserver").expect("write");
         fs::write(etcd.join("bin/etcd"), b"etcd").expect("write");
-        let builder = ComponentImages {
-            images: vec![
+        let builder = ComponentImages::new(
+            vec![
                 image(Component::KubeApiserver, "1.37.2"),
                 image(Component::Etcd, "3.6.16"),
                 image(Component::KubeApiserver, "1.37.2"),
             ],
-            source_date_epoch: 1,
-        };
+            1,
+        );
+        assert_eq!(builder.images().len(), 2);
+        assert!(!builder.needs_base_os());
         let out = dir.path().join("out");
         builder
             .build_into(&kubernetes, &etcd, None, &out)
@@ -315,19 +321,22 @@ mod tests {
 
         // A program the inputs lack is an error naming its path, and nothing is half-built
         // into a store path (the store's temporary directory is discarded).
-        let missing = ComponentImages {
-            images: vec![image(Component::KubeScheduler, "1.37.2")],
-            source_date_epoch: 1,
-        };
+        let missing = ComponentImages::new(vec![image(Component::KubeScheduler, "1.37.2")], 1);
         let error = missing
             .build_into(&kubernetes, &etcd, None, &dir.path().join("out2"))
             .expect_err("no scheduler");
         assert!(error.to_string().contains("kube-scheduler"), "{error}");
 
-        let kubelet = ComponentImages {
-            images: vec![image(Component::Kubelet, "1.37.2")],
-            source_date_epoch: 1,
-        };
+        // kube-proxy's image needs the base OS to pick iptables from.
+        fs::write(kubernetes.join("bin/kube-proxy"), b"proxy").expect("write");
+        let proxy = ComponentImages::new(vec![image(Component::KubeProxy, "1.37.2")], 1);
+        assert!(proxy.needs_base_os());
+        let error = proxy
+            .build_into(&kubernetes, &etcd, None, &dir.path().join("out4"))
+            .expect_err("no base OS");
+        assert!(error.to_string().contains("base OS"), "{error}");
+
+        let kubelet = ComponentImages::new(vec![image(Component::Kubelet, "1.37.2")], 1);
         assert!(
             kubelet
                 .build_into(&kubernetes, &etcd, None, &dir.path().join("out3"))
