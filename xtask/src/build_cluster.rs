@@ -120,6 +120,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     kiln_pki::check_not_expired(&plan, i64::try_from(now).unwrap_or(i64::MAX))?;
+    // So is an `--out` that is not a result: it would be refused only after the build.
+    check_replaceable(&args.out)?;
     let store_dir = common::store_dir(args.store.clone())?;
     let store = Store::open(&store_dir)
         .with_context(|| format!("opening the store {}", store_dir.display()))?;
@@ -440,6 +442,18 @@ struct WithImages {
     debian_kubernetes: bool,
 }
 
+/// Refuses an `out` that exists but is not a kiln result directory (no `manifest.json`), so a
+/// mistyped `--out` never replaces a directory of the user's.
+fn check_replaceable(out: &Path) -> anyhow::Result<()> {
+    if out.exists() && !out.join("manifest.json").is_file() {
+        bail!(
+            "refusing to replace {}: it is not a kiln result directory (no manifest.json)",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
 /// Replaces `out` with a fresh directory holding `manifest.json` and one link per artifact:
 /// `cluster/<artifact>` and `nodes/<node>/<artifact>`, each pointing at its store path, and
 /// registers `out` as a garbage-collection root of `store`, so `cargo xtask gc` keeps what
@@ -453,12 +467,7 @@ fn write_out(
     lock: Option<&kiln_image::Lock>,
     store: &Store,
 ) -> anyhow::Result<()> {
-    if out.exists() && !out.join("manifest.json").is_file() {
-        bail!(
-            "refusing to replace {}: it is not a kiln result directory (no manifest.json)",
-            out.display()
-        );
-    }
+    check_replaceable(out)?;
     let parent = match out.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),

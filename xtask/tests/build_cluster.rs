@@ -226,6 +226,9 @@ fn refuses_to_replace_a_directory_that_is_not_a_result() {
         std::fs::read_to_string(dir.path().join("precious/notes.txt")).expect("kept"),
         "keep me"
     );
+    // Refused before anything is built: no store, no secrets.
+    assert!(!dir.path().join("store").exists(), "nothing was built");
+    assert!(!dir.path().join("s").exists(), "no root secret was made");
 }
 
 #[test]
