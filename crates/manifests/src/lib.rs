@@ -87,8 +87,8 @@ pub use config::{
 pub use error::Error;
 pub use flags::{FlagRule, flag_names, flag_table, flags};
 pub use objects::{
-    Addons, IMAGE_REGISTRY, addons, image, pod_components, rbac_bindings, static_pod_components,
-    static_pods,
+    Addons, IMAGE_REGISTRY, STARTUP_FAILURE_THRESHOLD, addons, image, pod_components,
+    rbac_bindings, static_pod_components, static_pods,
 };
 
 use kiln_spec::images::Releases;

@@ -38,7 +38,8 @@ pub fn image(plan: &Plan, releases: &Releases, component: Component) -> String {
 /// data and the audit log), and has a liveness probe on the component's health endpoint:
 /// the API server's `/livez` on 6443 and the controller manager's and scheduler's
 /// `/healthz` on their secure ports 10257 and 10259 (HTTPS), etcd's `/health` on its
-/// loopback metrics port 2381 and kube-proxy's `/healthz` on 10256 (HTTP).
+/// loopback metrics port 2381 and kube-proxy's `/healthz` on 10256 (HTTP); and a startup
+/// probe on the same endpoint, as kubeadm's static pods have (see [`STARTUP_FAILURE_THRESHOLD`]).
 pub fn static_pods(plan: &Plan, releases: &Releases, node: &NodePlan) -> Vec<Pod> {
     let mut pods: Vec<Pod> = static_pod_components(plan, node)
         .into_iter()
@@ -121,6 +122,22 @@ fn probe(scheme: &str, host: String, port: i32, path: &str) -> Probe {
         timeout_seconds: Some(15),
         failure_threshold: Some(8),
         ..Default::default()
+    }
+}
+
+/// How many failed checks of [`startup_probe`] the kubelet allows, ten seconds apart: four
+/// minutes, as kubeadm's static pods allow.
+pub const STARTUP_FAILURE_THRESHOLD: i32 = 24;
+
+/// The startup probe of a static pod whose liveness probe is `liveness`: the same check, as
+/// kubeadm's static pods have it, allowed [`STARTUP_FAILURE_THRESHOLD`] failures ten seconds
+/// apart. Until it succeeds the kubelet does not run the liveness probe, so a component whose
+/// first start is slow (an API server creating its default objects) is not killed for it.
+fn startup_probe(liveness: &Probe) -> Probe {
+    Probe {
+        failure_threshold: Some(STARTUP_FAILURE_THRESHOLD),
+        period_seconds: Some(10),
+        ..liveness.clone()
     }
 }
 
@@ -248,6 +265,7 @@ fn static_pod(plan: &Plan, releases: &Releases, node: &NodePlan, component: Comp
                 image: Some(image(plan, releases, component)),
                 image_pull_policy: Some("Never".to_owned()),
                 command: Some(command(component, flags)),
+                startup_probe: Some(startup_probe(&shape.probe)),
                 liveness_probe: Some(shape.probe),
                 resources: Some(ResourceRequirements {
                     requests: Some(BTreeMap::from([(
