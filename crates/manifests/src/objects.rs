@@ -125,7 +125,7 @@ fn probe(scheme: &str, host: String, port: i32, path: &str) -> Probe {
     }
 }
 
-/// How many failed checks of [`startup_probe`] the kubelet allows, ten seconds apart: four
+/// How many failed checks of a static pod's startup probe the kubelet allows, ten seconds apart: four
 /// minutes, as kubeadm's static pods allow.
 pub const STARTUP_FAILURE_THRESHOLD: i32 = 24;
 
