@@ -125,8 +125,8 @@ fn probe(scheme: &str, host: String, port: i32, path: &str) -> Probe {
     }
 }
 
-/// How many failed checks of a static pod's startup probe the kubelet allows, ten seconds apart: four
-/// minutes, as kubeadm's static pods allow.
+/// How many failed checks of a static pod's startup probe the kubelet allows, ten seconds
+/// apart: four minutes, as kubeadm's static pods allow.
 pub const STARTUP_FAILURE_THRESHOLD: i32 = 24;
 
 /// The startup probe of a static pod whose liveness probe is `liveness`: the same check, as
