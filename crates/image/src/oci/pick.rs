@@ -59,6 +59,18 @@ impl<'a> Picker<'a> {
     ///
     /// If the root lacks it, it loops, or a link target is not UTF-8.
     pub(crate) fn add(&mut self, path: &str) -> Result<String, ImageError> {
+        self.walk(path, true)
+    }
+
+    /// Whether `path` (absolute) resolves to something in the root, every link followed inside
+    /// the root (never the machine's own, as `Path::exists` would for an absolute link).
+    fn exists(&mut self, path: &str) -> bool {
+        self.walk(path, false).is_ok()
+    }
+
+    /// Resolves `path` inside the root, component by component, adding what it passes through
+    /// when `record`; returns the resolved path, relative.
+    fn walk(&mut self, path: &str, record: bool) -> Result<String, ImageError> {
         let mut pending: Vec<String> = components(path).rev().map(str::to_owned).collect();
         let mut current: Vec<String> = Vec::new();
         let mut links = 0;
@@ -83,23 +95,27 @@ impl<'a> Picker<'a> {
                     .to_str()
                     .ok_or_else(|| self.error(format!("/{relative}: a link target not UTF-8")))?
                     .to_owned();
-                self.entries
-                    .entry(relative.clone())
-                    .or_insert_with(|| OciEntry::symlink(relative, target.clone()));
+                if record {
+                    self.entries
+                        .entry(relative.clone())
+                        .or_insert_with(|| OciEntry::symlink(relative, target.clone()));
+                }
                 current.pop();
                 if target.starts_with('/') {
                     current.clear();
                 }
                 pending.extend(components(&target).rev().map(str::to_owned));
             } else if metadata.is_dir() {
-                self.entries
-                    .entry(relative.clone())
-                    .or_insert_with(|| OciEntry::directory(relative, mode));
+                if record {
+                    self.entries
+                        .entry(relative.clone())
+                        .or_insert_with(|| OciEntry::directory(relative, mode));
+                }
             } else if metadata.is_file() {
                 if !pending.is_empty() {
                     return Err(self.error(format!("/{relative} (for {path}) is not a directory")));
                 }
-                if !self.entries.contains_key(&relative) {
+                if record && !self.entries.contains_key(&relative) {
                     let bytes = fs::read(&host).map_err(|error| ImageError::io(&host, error))?;
                     self.entries
                         .insert(relative.clone(), OciEntry::file(relative, mode, bytes));
@@ -155,7 +171,7 @@ impl<'a> Picker<'a> {
                 .map(String::as_str)
                 .chain(LIBRARY_DIRS)
                 .map(|dir| format!("{dir}/{library}"))
-                .find(|candidate| self.root.join(candidate.trim_start_matches('/')).exists());
+                .find(|candidate| self.exists(candidate));
             let Some(found) = found else {
                 return Err(self.error(format!(
                     "{library}, which /{resolved} needs, is in none of {}",
@@ -276,6 +292,15 @@ mod tests {
                 "usr/lib/ext/libxt_NAT.so",
             ]
         );
+
+        // An absolute link resolves inside the root, never on the machine: /etc/passwd is the
+        // machine's, not the root's.
+        symlink("/etc/passwd", root.join("usr/sbin/machines")).expect("link");
+        let mut picker = Picker::new(root, "test");
+        assert!(Path::new("/etc/passwd").exists());
+        assert!(!picker.exists("/usr/sbin/machines"));
+        assert!(picker.exists("/sbin/tool"));
+        assert!(picker.into_entries().is_empty(), "a lookup adds nothing");
 
         let mut picker = Picker::new(root, "test");
         let error = picker.add("/usr/sbin/loop").expect_err("loops");
