@@ -646,7 +646,12 @@ fn kube_proxy_image_runs_iptables_from_its_own_root() {
         &std::fs::read(images.join(kiln_image::IMAGES_INDEX_FILE)).expect("images.json"),
     )
     .expect("JSON");
-    let reference = format!("kiln.local/kube-proxy:v{}", plan.cluster.kubernetes_version);
+    // The reference as the image catalog writes it: the one place image names come from.
+    let reference = kiln_spec::images::ComponentImage {
+        component: kiln_spec::Component::KubeProxy,
+        version: plan.cluster.kubernetes_version.to_string(),
+    }
+    .reference();
     let archive = images.join(
         index[&reference]["archive"]
             .as_str()
@@ -670,7 +675,7 @@ fn kube_proxy_image_runs_iptables_from_its_own_root() {
         version.trim(),
         format!("Kubernetes v{}", plan.cluster.kubernetes_version)
     );
-    // Found through the image's PATH, as kube-proxy finds them.
+    // At the paths the image's PATH finds them by (/usr/sbin), as kube-proxy runs them.
     assert!(ok(&["/usr/sbin/iptables", "--version"]).contains("(nf_tables)"));
     assert!(ok(&["/usr/sbin/ip6tables", "--version"]).contains("(nf_tables)"));
     assert!(ok(&["/usr/sbin/conntrack", "--version"]).contains("conntrack-tools"));
