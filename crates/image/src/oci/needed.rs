@@ -25,21 +25,21 @@ const DT_RUNPATH: u64 = 29;
 
 fn u16_at(bytes: &[u8], offset: usize) -> Result<u16, String> {
     bytes
-        .get(offset..offset + 2)
+        .get(offset..offset.saturating_add(2))
         .map(|b| u16::from_le_bytes([b[0], b[1]]))
         .ok_or_else(|| format!("truncated at byte {offset}"))
 }
 
 fn u32_at(bytes: &[u8], offset: usize) -> Result<u32, String> {
     bytes
-        .get(offset..offset + 4)
+        .get(offset..offset.saturating_add(4))
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .ok_or_else(|| format!("truncated at byte {offset}"))
 }
 
 fn u64_at(bytes: &[u8], offset: usize) -> Result<u64, String> {
     bytes
-        .get(offset..offset + 8)
+        .get(offset..offset.saturating_add(8))
         .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
         .ok_or_else(|| format!("truncated at byte {offset}"))
 }
@@ -89,7 +89,7 @@ pub(crate) fn dynamic(bytes: &[u8]) -> Result<Option<Dynamic>, String> {
     }
     let mut segments = Vec::with_capacity(phnum);
     for index in 0..phnum {
-        let at = phoff + index * phentsize;
+        let at = phoff.saturating_add(index * phentsize);
         segments.push(Segment {
             kind: u32_at(bytes, at)?,
             offset: u64_at(bytes, at + 8)?,
@@ -109,11 +109,12 @@ pub(crate) fn dynamic(bytes: &[u8]) -> Result<Option<Dynamic>, String> {
     let start = usize_of(dynamic.offset)?;
     let count = usize_of(dynamic.filesz)? / 16;
     for index in 0..count {
-        let tag = u64_at(bytes, start + index * 16)?;
+        let at = start.saturating_add(index * 16);
+        let tag = u64_at(bytes, at)?;
         if tag == DT_NULL {
             break;
         }
-        entries.push((tag, u64_at(bytes, start + index * 16 + 8)?));
+        entries.push((tag, u64_at(bytes, at.saturating_add(8))?));
     }
     let strtab = entries
         .iter()
@@ -124,10 +125,12 @@ pub(crate) fn dynamic(bytes: &[u8]) -> Result<Option<Dynamic>, String> {
     let strtab = segments
         .iter()
         .filter(|segment| segment.kind == PT_LOAD)
-        .find(|segment| segment.vaddr <= strtab && strtab < segment.vaddr + segment.filesz)
-        .map(|segment| strtab - segment.vaddr + segment.offset)
+        .find(|segment| {
+            segment.vaddr <= strtab && strtab < segment.vaddr.saturating_add(segment.filesz)
+        })
+        .map(|segment| (strtab - segment.vaddr).saturating_add(segment.offset))
         .ok_or_else(|| format!("string table address {strtab:#x} is in no loaded segment"))?;
-    let string = |value: u64| c_string(bytes, usize_of(strtab + value)?);
+    let string = |value: u64| c_string(bytes, usize_of(strtab.saturating_add(value))?);
     for (tag, value) in entries {
         match tag {
             DT_NEEDED => found.needed.push(string(value)?),
@@ -194,6 +197,11 @@ mod tests {
         let mut truncated = pause.clone();
         truncated.truncate(0x30);
         assert!(dynamic(&truncated).is_err());
+        // Offsets at the end of the address space are errors, not overflows.
+        let mut far = pause.clone();
+        far[0x20..0x28].copy_from_slice(&u64::MAX.to_le_bytes());
+        far[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+        assert!(dynamic(&far).is_err());
         let mut thirty_two = pause;
         thirty_two[4] = 1;
         assert!(dynamic(&thirty_two).is_err());
