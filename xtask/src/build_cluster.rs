@@ -312,25 +312,32 @@ fn kubernetes_source(
     })
 }
 
+/// A list of packages of the set, each with the version wanted.
+type Packages = Vec<(kiln_image::Package, kiln_image::PackageVersion)>;
+
 /// The packages a node runs with the spec's Kubernetes version (its `with` in the package
-/// set), or none when the set does not have that version (binaries from `--kubernetes-dir` or
-/// `--kubernetes-release`: then the node takes the rest from the base OS).
+/// set) and those the cluster runs in pods only (its `pods`), or none when the set does not
+/// have that version (binaries from `--kubernetes-dir` or `--kubernetes-release`: then the
+/// node takes the rest from the base OS).
 fn userland(
     set: &kiln_image::PackageSet,
     plan: &kiln_spec::Plan,
-) -> anyhow::Result<Vec<(kiln_image::Package, kiln_image::PackageVersion)>> {
+) -> anyhow::Result<(Packages, Packages)> {
     let wanted = plan.cluster.kubernetes_version.to_string();
     let Ok(kubernetes) = set.version("kubernetes", &wanted) else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     };
-    let mut userland = Vec::new();
-    for (name, version) in &kubernetes.with {
-        userland.push((
-            set.package(name)?.clone(),
-            set.version(name, version)?.clone(),
-        ));
-    }
-    Ok(userland)
+    let resolve = |pairs: &std::collections::BTreeMap<String, String>| -> anyhow::Result<Packages> {
+        let mut packages = Vec::new();
+        for (name, version) in pairs {
+            packages.push((
+                set.package(name)?.clone(),
+                set.version(name, version)?.clone(),
+            ));
+        }
+        Ok(packages)
+    };
+    Ok((resolve(&kubernetes.with)?, resolve(&kubernetes.pods)?))
 }
 
 /// The ids of the Debian inputs in the cluster's graph (kiln-cluster's `images.rs`).
@@ -353,7 +360,7 @@ fn with_images(
     let locked = lock::read_lock(&lock_file)?;
     let sources = lock::apt_sources(&args.apt_sources)?;
     let kubernetes = kubernetes_source(args, plan, set, &locked, &sources)?;
-    let userland = userland(set, plan)?;
+    let (userland, pod_packages) = userland(set, plan)?;
     let debian_kubernetes = matches!(kubernetes, kiln_image::KubernetesSource::Debian { .. });
     let substituters = common::substituters(&args.substituters);
 
@@ -363,6 +370,7 @@ fn with_images(
         lock: locked.clone(),
         sources: sources.clone(),
         userland: userland.clone(),
+        pod_packages: pod_packages.clone(),
     };
     let candidate = cluster.clone().with_images(plan, &as_locked)?;
     let graph = candidate.graph.clone().validate()?;
@@ -415,6 +423,7 @@ fn with_images(
         lock: resolution.lock.clone(),
         sources,
         userland,
+        pod_packages,
     };
     let cluster = cluster.with_images(plan, &inputs)?;
     let graph = cluster.graph.validate()?;

@@ -68,16 +68,18 @@ pub fn secrets_dir(explicit: Option<PathBuf>, spec: &Path, cluster: &str) -> Pat
 /// The releases the cluster's images are tagged with besides Kubernetes' own: etcd's is the
 /// package set's `with` for the plan's Kubernetes version, or, for a version `set` does not
 /// build from Go modules, the base OS's `etcd-server` as the lock (`lock`, default `kiln.lock`)
-/// pins it.
+/// pins it; CoreDNS's is the set's `pods` for that version, if it has one.
 pub fn releases(
     plan: &Plan,
     set: &kiln_image::PackageSet,
     lock: Option<PathBuf>,
 ) -> anyhow::Result<kiln_spec::images::Releases> {
     let wanted = plan.cluster.kubernetes_version.to_string();
+    let coredns = crate::package::paired_release(set, &wanted, "coredns").map(str::to_owned);
     if let Some(etcd) = crate::package::paired_release(set, &wanted, "etcd") {
         return Ok(kiln_spec::images::Releases {
             etcd: etcd.to_owned(),
+            coredns,
         });
     }
     let lock_file = crate::lock::lock_path(lock);
@@ -95,6 +97,7 @@ pub fn releases(
     };
     Ok(kiln_spec::images::Releases {
         etcd: kiln_image::upstream_version(&etcd.version).to_owned(),
+        coredns,
     })
 }
 

@@ -41,7 +41,8 @@ struct BuildArgs {
     /// Then rebuild the compile into a scratch store and fail if any byte differs.
     #[arg(long)]
     check: bool,
-    /// Also build the packages this version runs with (its `with`), printing each path.
+    /// Also build the packages this version runs with (its `with` and `pods`), printing each
+    /// path.
     #[arg(long)]
     with: bool,
     /// The lock file (for a version built from Debian's source; default: kiln.lock).
@@ -94,13 +95,14 @@ pub fn read_packages(dir: &Path) -> anyhow::Result<PackageSet> {
 }
 
 /// The release of package `name` that the package set runs beside Kubernetes `kubernetes`
-/// (`1.37.2`, no `v`): its `with` entry, or `None` when the set does not build that version or
-/// pairs nothing called `name` with it.
+/// (`1.37.2`, no `v`): its `with` or `pods` entry, or `None` when the set does not build that
+/// version or pairs nothing called `name` with it.
 pub fn paired_release<'a>(set: &'a PackageSet, kubernetes: &str, name: &str) -> Option<&'a str> {
-    set.version("kubernetes", kubernetes)
-        .ok()?
+    let version = set.version("kubernetes", kubernetes).ok()?;
+    version
         .with
         .get(name)
+        .or_else(|| version.pods.get(name))
         .map(String::as_str)
 }
 
@@ -119,6 +121,7 @@ fn build_package(set: &PackageSet, args: BuildArgs) -> anyhow::Result<ExitCode> 
             version
                 .with
                 .iter()
+                .chain(&version.pods)
                 .map(|(name, version)| (name.clone(), version.clone())),
         );
     }

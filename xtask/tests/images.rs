@@ -386,11 +386,19 @@ fn every_node_image_of_the_ha_example_holds_exactly_its_private_keys() {
     };
     assert_ne!(kubelet_key("worker-0"), kubelet_key("worker-1"));
 
-    // The shared layers: one of each kind for all seven images, holding none of the keys.
+    // The shared layers, holding none of the keys: the Kubernetes, images and base layers of
+    // all seven images, and the CoreDNS image's layer of the three workers (the cluster DNS's
+    // pods run where a kubelet may schedule them; these controllers run no kubelet).
     assert_eq!(
         shared_layers.len(),
-        3,
-        "kubernetes, images and base, shared by every node: {shared_layers:?}"
+        4,
+        "kubernetes, images and base, shared by every node, and the workers' CoreDNS layer: {shared_layers:?}"
+    );
+    assert!(
+        shared_layers.iter().any(|layer| layer
+            .to_string_lossy()
+            .contains("-components-layer-coredns/")),
+        "{shared_layers:?}"
     );
     let needles = dir.path().join("needles");
     let mut patterns = String::new();
@@ -648,7 +656,7 @@ fn kube_proxy_image_runs_iptables_from_its_own_root() {
     .expect("JSON");
     // The reference as the image catalog writes it: the one place image names come from.
     let reference = kiln_spec::images::ComponentImage {
-        component: kiln_spec::Component::KubeProxy,
+        program: kiln_spec::Component::KubeProxy.into(),
         version: plan.cluster.kubernetes_version.to_string(),
     }
     .reference();

@@ -29,6 +29,10 @@ pub struct ImageInputs {
     /// package layer (`bin/` to the package's install directory). Empty for Kubernetes 1.20.2,
     /// whose node takes them from Debian's base OS.
     pub userland: Vec<(kiln_image::Package, kiln_image::PackageVersion)>,
+    /// The packages of kiln's package set the cluster runs in pods only (the version's `pods`:
+    /// CoreDNS), each built from Go modules for its image and installed on no node. Empty for
+    /// Kubernetes 1.20.2.
+    pub pod_packages: Vec<(kiln_image::Package, kiln_image::PackageVersion)>,
 }
 
 impl ImageInputs {
@@ -43,6 +47,7 @@ impl ImageInputs {
             lock: lock.clone(),
             sources: sources.clone(),
             userland: Vec::new(),
+            pod_packages: Vec::new(),
         }
     }
 }
@@ -281,17 +286,7 @@ pub(crate) fn add_images(
     let mut layer_inputs = vec![("kubernetes".to_owned(), kubernetes.clone())];
     let mut etcd_package = None;
     for (package, version) in &inputs.userland {
-        let id = DrvId::new(format!("image/package/{}", package.name));
-        let modules = DrvId::new(format!("image/package/{}/modules", package.name));
-        let derivations =
-            kiln_image::go_derivations(package, version, modules.clone()).map_err(|error| {
-                ClusterError::Encode {
-                    what: format!("package {} {}", package.name, version.version),
-                    message: error.to_string(),
-                }
-            })?;
-        graph.add(modules, derivations.modules)?;
-        graph.add(id.clone(), derivations.build)?;
+        let id = add_package(graph, artifacts, package, version)?;
         copies.push(LayerCopy {
             input: package.name.clone(),
             from: "bin".into(),
@@ -299,11 +294,15 @@ pub(crate) fn add_images(
         });
         layer_inputs.push((package.name.clone(), id.clone()));
         if package.name == "etcd" {
-            etcd_package = Some(id.clone());
+            etcd_package = Some(id);
         }
-        artifacts
-            .cluster
-            .insert(format!("image/package/{}", package.name), id);
+    }
+    let mut coredns_package = None;
+    for (package, version) in &inputs.pod_packages {
+        let id = add_package(graph, artifacts, package, version)?;
+        if package.name == "coredns" {
+            coredns_package = Some(id);
+        }
     }
     let spec = LayerSpec {
         copies,
@@ -349,6 +348,7 @@ pub(crate) fn add_images(
             ComponentInputs {
                 kubernetes: &kubernetes,
                 etcd,
+                coredns: coredns_package,
                 base_os: &base_os,
             },
         )?,
@@ -438,19 +438,46 @@ pub(crate) fn add_images(
     Ok(())
 }
 
+/// Adds package `package` at `version` of kiln's package set, built from Go modules:
+/// `image/package/<name>/modules` (the module download) and `image/package/<name>` (the
+/// compile), the latter also an artifact. Returns the compile's id.
+fn add_package(
+    graph: &mut Graph,
+    artifacts: &mut Artifacts,
+    package: &kiln_image::Package,
+    version: &kiln_image::PackageVersion,
+) -> Result<DrvId, ClusterError> {
+    let id = DrvId::new(format!("image/package/{}", package.name));
+    let modules = DrvId::new(format!("image/package/{}/modules", package.name));
+    let derivations =
+        kiln_image::go_derivations(package, version, modules.clone()).map_err(|error| {
+            ClusterError::Encode {
+                what: format!("package {} {}", package.name, version.version),
+                message: error.to_string(),
+            }
+        })?;
+    graph.add(modules, derivations.modules)?;
+    graph.add(id.clone(), derivations.build)?;
+    artifacts.cluster.insert(id.as_str().to_owned(), id.clone());
+    Ok(id)
+}
+
 /// What the component images are built from.
 struct ComponentInputs<'a> {
     /// The Kubernetes binaries.
     kubernetes: &'a DrvId,
     /// The package set's etcd.
     etcd: DrvId,
+    /// The package set's CoreDNS, if the cluster's version has one.
+    coredns: Option<DrvId>,
     /// The base OS, which kube-proxy's image takes iptables and conntrack from.
     base_os: &'a DrvId,
 }
 
-/// Adds `image/component-images` (every component image some node's pods run: its static
-/// pods' and kube-proxy's DaemonSet's, from the Kubernetes binaries, the package set's etcd and
-/// for kube-proxy the base OS) and a shared layer per set of them a node needs, `image/layer/components/<component>+<component>...`, installing the archives
+/// Adds `image/component-images` (every component image some node's pods run, as
+/// [`kiln_manifests::pod_images`] lists them: its static pods', kube-proxy's DaemonSet's and
+/// CoreDNS's, from the Kubernetes binaries, the package set's etcd and CoreDNS, and for
+/// kube-proxy the base OS) and a shared layer per set of them a node needs, `image/layer/components/<component>+<component>...`, installing the archives
 /// where the node's image import finds them. Returns each such node's layer.
 ///
 /// Nothing is added for a plan with no pods of these components, nor (by the caller)
@@ -463,14 +490,9 @@ fn add_component_images(
     releases: &Releases,
     inputs: ComponentInputs<'_>,
 ) -> Result<BTreeMap<String, DrvId>, ClusterError> {
-    let version = plan.cluster.kubernetes_version;
     let mut per_node: BTreeMap<String, Vec<ComponentImage>> = BTreeMap::new();
     for node in &plan.nodes {
-        let images: Vec<ComponentImage> = kiln_manifests::pod_components(plan, node)
-            .into_iter()
-            .filter(|component| kiln_image::IMAGE_COMPONENTS.contains(component))
-            .map(|component| releases.component_image(version, component))
-            .collect();
+        let images = kiln_manifests::pod_images(plan, releases, node);
         if !images.is_empty() {
             per_node.insert(node.name.clone(), images);
         }
@@ -484,12 +506,19 @@ fn add_component_images(
     graph.add(
         images.clone(),
         kiln_image::component_images(
-            inputs.kubernetes.clone(),
-            inputs.etcd,
-            inputs.base_os.clone(),
+            kiln_image::ComponentImageInputs {
+                kubernetes: inputs.kubernetes.clone(),
+                etcd: inputs.etcd,
+                coredns: inputs.coredns,
+                base_os: inputs.base_os.clone(),
+            },
             all,
             kiln_image::IMAGE_EPOCH.unsigned_abs(),
-        ),
+        )
+        .map_err(|error| ClusterError::Encode {
+            what: "the component images".into(),
+            message: error.to_string(),
+        })?,
     )?;
     artifacts
         .cluster
@@ -503,7 +532,7 @@ fn add_component_images(
         }
         let names: Vec<&str> = node_images
             .iter()
-            .map(|image| image.component.name())
+            .map(|image| image.program.name())
             .collect();
         let id = DrvId::new(format!("image/layer/components/{}", names.join("+")));
         let spec = LayerSpec {

@@ -17,7 +17,10 @@
 //!     root: std::sync::Arc::new(kiln_pki::RootSecret::from_bytes([7; 32])),
 //!     external_cas: Default::default(),
 //!     // What kiln's package set pairs with the spec's Kubernetes version (packages/).
-//!     releases: kiln_spec::images::Releases { etcd: "3.6.16".into() },
+//!     releases: kiln_spec::images::Releases {
+//!         etcd: "3.6.16".into(),
+//!         coredns: Some("1.15.0".into()),
+//!     },
 //! };
 //! let cluster = kiln_cluster::cluster_graph(&plan, &inputs)?;
 //! let graph = cluster.graph.validate()?;

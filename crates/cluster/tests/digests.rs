@@ -171,6 +171,7 @@ fn inputs() -> kiln_cluster::ClusterInputs {
         external_cas: Default::default(),
         releases: kiln_spec::images::Releases {
             etcd: "3.6.16".into(),
+            coredns: Some("1.15.0".into()),
         },
     }
 }

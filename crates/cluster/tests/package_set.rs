@@ -71,9 +71,20 @@ fn static_pod_nodes_carry_the_component_images_their_pods_name() {
         .expect("the set builds it");
     let releases = kiln_spec::images::Releases {
         etcd: kubernetes.with["etcd"].clone(),
+        coredns: kubernetes.pods.get("coredns").cloned(),
     };
     let userland = kubernetes
         .with
+        .iter()
+        .map(|(name, version)| {
+            (
+                set.package(name).expect("declared").clone(),
+                set.version(name, version).expect("declared").clone(),
+            )
+        })
+        .collect();
+    let pod_packages = kubernetes
+        .pods
         .iter()
         .map(|(name, version)| {
             (
@@ -93,6 +104,7 @@ fn static_pod_nodes_carry_the_component_images_their_pods_name() {
         lock: lock.clone(),
         sources: sources.clone(),
         userland,
+        pod_packages,
     };
     let cluster_inputs = kiln_cluster::ClusterInputs {
         root: std::sync::Arc::new(kiln_pki::RootSecret::from_bytes([7; 32])),
@@ -105,10 +117,12 @@ fn static_pod_nodes_carry_the_component_images_their_pods_name() {
         .expect("images");
     let graph = cluster.graph.validate().expect("valid");
 
-    let layer = "image/layer/components/etcd+kube-apiserver+kube-controller-manager+kube-scheduler+kube-proxy";
-    let proxy_layer = "image/layer/components/kube-proxy";
+    // Every node with a kubelet also carries CoreDNS's image: its Deployment may run anywhere.
+    let layer = "image/layer/components/etcd+kube-apiserver+kube-controller-manager+kube-scheduler+kube-proxy+coredns";
+    let proxy_layer = "image/layer/components/kube-proxy+coredns";
     let images = &cluster.artifacts.cluster["image/component-images"];
-    // kube-proxy's image is picked from the base OS, so the images depend on it.
+    // kube-proxy's image is picked from the base OS, so the images depend on it, and
+    // CoreDNS's is the package set's CoreDNS.
     let images_inputs: Vec<&str> = graph
         .derivation(images)
         .expect("the component images")
@@ -116,7 +130,13 @@ fn static_pod_nodes_carry_the_component_images_their_pods_name() {
         .keys()
         .map(String::as_str)
         .collect();
-    assert_eq!(images_inputs, ["base-os", "etcd", "kubernetes"]);
+    assert_eq!(images_inputs, ["base-os", "coredns", "etcd", "kubernetes"]);
+    assert!(
+        cluster
+            .artifacts
+            .cluster
+            .contains_key("image/package/coredns")
+    );
     assert!(cluster.artifacts.cluster.contains_key(layer));
     assert!(cluster.artifacts.cluster.contains_key(proxy_layer));
     let image_inputs = |node: &str| -> Vec<String> {
@@ -137,27 +157,31 @@ fn static_pod_nodes_carry_the_component_images_their_pods_name() {
         assert_eq!(
             components,
             [proxy_layer],
-            "{worker} runs kube-proxy's DaemonSet pod and no control-plane static pod"
+            "{worker} runs kube-proxy's DaemonSet pod, may run CoreDNS, and no control-plane static pod"
         );
     }
-    // Every image a static pod or the DaemonSet names is one the images derivation builds.
+    // Every image a static pod, the DaemonSet or the Deployment names is one the images
+    // derivation builds.
     let node = plan.node("cp").expect("cp");
     let pods = kiln_manifests::static_pods(&plan, &releases, node);
-    let version = plan.cluster.kubernetes_version;
-    let built: Vec<String> = kiln_manifests::pod_components(&plan, node)
-        .into_iter()
-        .map(|component| releases.component_image(version, component).reference())
+    let built: Vec<String> = kiln_manifests::pod_images(&plan, &releases, node)
+        .iter()
+        .map(kiln_spec::images::ComponentImage::reference)
         .collect();
     assert_eq!(pods.len(), 4);
     let addons = kiln_manifests::addons(&plan, &releases).expect("addons");
-    let daemon_set_images = addons.daemon_sets.into_iter().map(|daemon_set| {
-        daemon_set
-            .spec
-            .expect("spec")
-            .template
-            .spec
-            .expect("pod")
-            .containers[0]
+    let daemon_set = addons
+        .kube_proxy
+        .expect("kube-proxy is a DaemonSet")
+        .daemon_set;
+    let deployment = addons.dns.expect("CoreDNS by default").deployment;
+    let daemon_set_images = [
+        daemon_set.spec.expect("spec").template,
+        deployment.spec.expect("spec").template,
+    ]
+    .into_iter()
+    .map(|template| {
+        template.spec.expect("pod").containers[0]
             .image
             .clone()
             .expect("image")
@@ -172,7 +196,7 @@ fn static_pod_nodes_carry_the_component_images_their_pods_name() {
         })
         .chain(daemon_set_images)
         .collect();
-    assert_eq!(named.len(), 5);
+    assert_eq!(named.len(), 6);
     named.sort();
     let mut built_sorted = built.clone();
     built_sorted.sort();

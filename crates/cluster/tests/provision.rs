@@ -29,6 +29,7 @@ fn build_two_node(dir: &Path) -> BTreeMap<String, BTreeMap<String, PathBuf>> {
         external_cas: BTreeMap::new(),
         releases: kiln_spec::images::Releases {
             etcd: "3.6.16".into(),
+            coredns: Some("1.15.0".into()),
         },
     };
     let cluster = kiln_cluster::cluster_graph(&plan, &inputs)

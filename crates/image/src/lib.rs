@@ -82,12 +82,12 @@ pub use crate::lock::{
     Lock, LockChange, LockedPackage, PackageSetLock, SourceLock, package_changes,
 };
 pub use crate::oci::{
-    BUSYBOX_PACKAGE, CONTAINERD_IMAGE_NAME_ANNOTATION, ComponentImages, ContainerImages,
-    DebianBusybox, IMAGE_COMPONENTS, IMAGE_IMPORT_COMMAND, IMAGES_INDEX_FILE, KUBE_PROXY_FILES,
-    KUBE_PROXY_PROGRAMS, OCI_REF_NAME_ANNOTATION, OciArchive, OciEntry, OciEntryKind, OciImage,
-    PAUSE_IMAGE, TEST_IMAGE, TEST_IMAGE_COMMAND, TEST_IMAGE_PORT, XTABLES_EXTENSIONS_DIR,
-    busybox_static, component_image, component_images, container_images, kube_proxy_image,
-    oci_archive, pause_image, pause_program, test_image,
+    BUSYBOX_PACKAGE, CONTAINERD_IMAGE_NAME_ANNOTATION, ComponentImageInputs, ComponentImages,
+    ContainerImages, DebianBusybox, IMAGE_COMPONENTS, IMAGE_IMPORT_COMMAND, IMAGES_INDEX_FILE,
+    KUBE_PROXY_FILES, KUBE_PROXY_PROGRAMS, OCI_REF_NAME_ANNOTATION, OciArchive, OciEntry,
+    OciEntryKind, OciImage, PAUSE_IMAGE, ProgramSources, TEST_IMAGE, TEST_IMAGE_COMMAND,
+    TEST_IMAGE_PORT, XTABLES_EXTENSIONS_DIR, busybox_static, component_image, component_images,
+    container_images, kube_proxy_image, oci_archive, pause_image, pause_program, test_image,
 };
 pub use crate::os::base::{
     BASE_OS_ARCHITECTURE, BASE_OS_DERIVATION_NAME, BASE_OS_PACKAGES, BASE_OS_ROOTFS, BASE_OS_SUITE,

@@ -112,6 +112,11 @@ pub struct PackageVersion {
     /// with it (for Kubernetes: its container runtime, etcd, CNI plugins...). Empty when the
     /// node takes them from elsewhere (Kubernetes 1.20.2: Debian's base OS).
     pub with: BTreeMap<String, String>,
+    /// Other packages of the set, each at a version, whose programs a cluster on this version
+    /// runs in pods only, from an image kiln builds of them, so they are not installed on the
+    /// node (for Kubernetes: CoreDNS). Empty when there are none to be had (Kubernetes 1.20.2,
+    /// which kiln's CoreDNS cannot serve).
+    pub pods: BTreeMap<String, String>,
 }
 
 /// Where one version of a package comes from.
@@ -212,6 +217,8 @@ struct RawVersion {
     debian: bool,
     #[serde(default)]
     with: BTreeMap<String, String>,
+    #[serde(default)]
+    pods: BTreeMap<String, String>,
 }
 
 impl PackageSet {
@@ -262,7 +269,7 @@ impl PackageSet {
         let set = PackageSet { packages };
         for package in set.packages.values() {
             for version in &package.versions {
-                for (name, wanted) in &version.with {
+                for (name, wanted) in version.with.iter().chain(&version.pods) {
                     set.version(name, wanted)
                         .map_err(|error| ImageError::Package {
                             file: format!("packages/{}.toml", package.name),
@@ -543,6 +550,7 @@ fn parse_package(file: &str, text: &str) -> Result<Package, ImageError> {
             version: version.version,
             source,
             with: version.with,
+            pods: version.pods,
         });
     }
     if versions.is_empty() {
@@ -590,6 +598,7 @@ mod tests {
             version: text.to_owned(),
             source: VersionSource::Debian,
             with: BTreeMap::new(),
+            pods: BTreeMap::new(),
         };
         let package = Package {
             name: "kubernetes".to_owned(),

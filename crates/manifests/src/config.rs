@@ -2,7 +2,7 @@
 //! kube-proxy's and the scheduler's configuration, encryption at rest and the audit policy.
 
 use base64::Engine as _;
-use kiln_spec::{EncryptionProvider, KubeletCredentials, LeaderElectionPlan, NodePlan, Plan};
+use kiln_spec::{EncryptionProvider, KubeletCredentials, LeaderElectionPlan, NodePlan, Plan, Role};
 use serde::{Deserialize, Serialize};
 
 use crate::paths;
@@ -33,6 +33,10 @@ pub struct KubeletConfiguration {
     /// credentials, from 1.27, when the file replaced kiln's `--rotate-certificates` flag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotate_certificates: Option<bool>,
+    /// The taints the kubelet registers its node with ([`node_taints`]); only from 1.27, when
+    /// the file replaced kiln's `--register-with-taints` flag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub register_with_taints: Option<Vec<NodeTaint>>,
     /// The static pod directory.
     pub static_pod_path: String,
     /// The kubelet's serving certificate.
@@ -82,12 +86,57 @@ pub struct KubeletAuthorization {
 /// kubelet rejects the `containerRuntimeEndpoint` field).
 pub const FILE_ONLY_KUBELET_SETTINGS: u32 = 27;
 
-/// The KubeletConfiguration of every kubelet of the plan: anonymous access off, webhook authentication and
+/// The taint key of a control-plane node that is not also a worker, as kubeadm taints one:
+/// only pods that tolerate it (CoreDNS, the DaemonSets) are scheduled there.
+pub const CONTROL_PLANE_TAINT: &str = "node-role.kubernetes.io/control-plane";
+
+/// The taint key of an etcd member with a kubelet (for its static pod) that is neither a worker
+/// nor on the control plane: nothing else is scheduled there.
+pub const ETCD_TAINT: &str = "node-role.kubernetes.io/etcd";
+
+/// A taint a kubelet registers its node with, as the KubeletConfiguration's
+/// `registerWithTaints` lists it (a `v1.Taint` without value).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeTaint {
+    /// The taint's key.
+    pub key: String,
+    /// `NoSchedule`.
+    pub effect: String,
+}
+
+impl NodeTaint {
+    /// As `--register-with-taints` takes it: `<key>:<effect>`.
+    pub fn flag_value(&self) -> String {
+        format!("{}:{}", self.key, self.effect)
+    }
+}
+
+/// The taints `node`'s kubelet registers it with: none on a worker; on a node with a kubelet
+/// that is not a worker, `NoSchedule` with [`CONTROL_PLANE_TAINT`] (a control-plane node) or
+/// [`ETCD_TAINT`] (an etcd member only), so workloads stay on the workers. Static pods, which
+/// the kubelet runs from files, are not scheduled and so not affected.
+pub fn node_taints(plan: &Plan, node: &NodePlan) -> Vec<NodeTaint> {
+    if node.has(Role::Worker) || !node.runs_kubelet(plan.cluster.control_plane_mode) {
+        return Vec::new();
+    }
+    let key = if node.has(Role::ControlPlane) {
+        CONTROL_PLANE_TAINT
+    } else {
+        ETCD_TAINT
+    };
+    vec![NodeTaint {
+        key: key.to_owned(),
+        effect: "NoSchedule".to_owned(),
+    }]
+}
+
+/// The KubeletConfiguration of `node`'s kubelet: anonymous access off, webhook authentication and
 /// authorization, the cluster CA for client certificates, the serving pair placed by
 /// `kiln_pki` (`pki/kubelet.crt`, `pki/kubelet.key`), cluster DNS, the static pod
 /// directory, and the systemd cgroup driver; from [`FILE_ONLY_KUBELET_SETTINGS`] also the CRI
-/// endpoint and (with bootstrap tokens) certificate rotation.
-pub fn kubelet_configuration(plan: &Plan) -> KubeletConfiguration {
+/// endpoint, (with bootstrap tokens) certificate rotation and the node's taints
+/// ([`node_taints`]).
+pub fn kubelet_configuration(plan: &Plan, node: &NodePlan) -> KubeletConfiguration {
     let pki = |file: &str| format!("{}/{file}", paths::PKI_DIR);
     let minor = plan.cluster.kubernetes_version.minor;
     KubeletConfiguration {
@@ -111,6 +160,8 @@ pub fn kubelet_configuration(plan: &Plan) -> KubeletConfiguration {
         rotate_certificates: (minor >= FILE_ONLY_KUBELET_SETTINGS
             && plan.options.kubelet_credentials == KubeletCredentials::BootstrapToken)
             .then_some(true),
+        register_with_taints: Some(node_taints(plan, node))
+            .filter(|taints| minor >= FILE_ONLY_KUBELET_SETTINGS && !taints.is_empty()),
         static_pod_path: paths::MANIFESTS_DIR.to_owned(),
         tls_cert_file: pki("kubelet.crt"),
         tls_private_key_file: pki("kubelet.key"),

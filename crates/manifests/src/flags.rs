@@ -735,6 +735,22 @@ static TABLE: &[FlagRule] = &[
     ),
     rule!(
         Kubelet,
+        "register-with-taints",
+        20..=26,
+        REF_KUBELET_CONFIG_FIELD,
+        |c| {
+            let taints = crate::config::node_taints(c.plan, c.node()?);
+            (!taints.is_empty()).then(|| {
+                taints
+                    .iter()
+                    .map(crate::config::NodeTaint::flag_value)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+        }
+    ),
+    rule!(
+        Kubelet,
         "rotate-certificates",
         20..=26,
         REF_KUBELET_CONFIG_FIELD,
@@ -800,7 +816,7 @@ mod tests {
                 rule.source == REF_KUBELET_CONFIG_FIELD || rule.source == REF_RUNTIME_ENDPOINT
             })
             .collect();
-        assert_eq!(moved.len(), 12);
+        assert_eq!(moved.len(), 13);
         for rule in moved {
             assert_eq!(
                 rule.last,

@@ -31,7 +31,7 @@
 //! "#;
 //! let plan = kiln_spec::load(source, "demo.toml").expect("a valid spec").plan;
 //! // The releases of the images besides Kubernetes' own come from kiln's package set.
-//! let releases = kiln_spec::images::Releases { etcd: "3.6.16".into() };
+//! let releases = kiln_spec::images::Releases { etcd: "3.6.16".into(), coredns: None };
 //! let files = kiln_manifests::render_node(&plan, "node1", &[7; 32], &releases)?;
 //! let paths: Vec<&str> = files.iter().map(|file| file.path.as_str()).collect();
 //! assert_eq!(
@@ -71,24 +71,30 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod dns;
 mod error;
 mod flags;
 mod objects;
 pub mod paths;
 
 pub use config::{
-    AuditGroupResources, AuditPolicy, AuditRule, ClientConnection, Empty, Enabled,
-    EncryptionConfiguration, EncryptionKey, EncryptionKeys, EncryptionProviderConfig,
-    EncryptionResources, FILE_ONLY_KUBELET_SETTINGS, KubeProxyConfiguration,
-    KubeSchedulerConfiguration, KubeletAuthentication, KubeletAuthorization, KubeletConfiguration,
-    KubeletX509, LeaderElection, audit_policy, encryption_configuration, kube_proxy_configuration,
-    kubelet_configuration, scheduler_config_api_version, scheduler_configuration,
+    AuditGroupResources, AuditPolicy, AuditRule, CONTROL_PLANE_TAINT, ClientConnection, ETCD_TAINT,
+    Empty, Enabled, EncryptionConfiguration, EncryptionKey, EncryptionKeys,
+    EncryptionProviderConfig, EncryptionResources, FILE_ONLY_KUBELET_SETTINGS,
+    KubeProxyConfiguration, KubeSchedulerConfiguration, KubeletAuthentication,
+    KubeletAuthorization, KubeletConfiguration, KubeletX509, LeaderElection, NodeTaint,
+    audit_policy, encryption_configuration, kube_proxy_configuration, kubelet_configuration,
+    node_taints, scheduler_config_api_version, scheduler_configuration,
+};
+pub use dns::{
+    COREDNS_NAME, DNS_SERVICE_NAME, DnsAddon, HEALTH_PORT, METRICS_PORT, READY_PORT, corefile,
+    dns_addon,
 };
 pub use error::Error;
 pub use flags::{FlagRule, flag_names, flag_table, flags};
 pub use objects::{
-    Addons, IMAGE_REGISTRY, STARTUP_FAILURE_THRESHOLD, addons, image, pod_components,
-    rbac_bindings, static_pod_components, static_pods,
+    Addons, IMAGE_REGISTRY, KubeProxyAddon, STARTUP_FAILURE_THRESHOLD, addons, image,
+    pod_components, pod_images, rbac_bindings, static_pod_components, static_pods,
 };
 
 use kiln_spec::images::Releases;
@@ -107,8 +113,9 @@ pub use kiln_spec::RenderedFile;
 ///
 /// - a control-plane node: the scheduler's configuration, the audit policy (with
 ///   `options.audit_log`), the encryption configuration (unless encryption is `none`; mode
-///   0600), and the bootstrap objects under `etc/kubernetes/addons/` (`rbac.yaml`, and
-///   `kube-proxy.yaml` with a kube-proxy DaemonSet) for the node to apply;
+///   0600), and the bootstrap objects under `etc/kubernetes/addons/` (`rbac.yaml`,
+///   `kube-proxy.yaml` with a kube-proxy DaemonSet and `coredns.yaml` with the cluster DNS;
+///   see [`addons`]) to apply once the API is up;
 /// - a node with a kubelet: the KubeletConfiguration, and kube-proxy's configuration unless
 ///   kube-proxy is a DaemonSet;
 /// - the node's static pods ([`static_pods`]) under `etc/kubernetes/manifests/`.
@@ -154,34 +161,36 @@ pub fn render_node(
             );
         }
         let addons = addons(plan, releases)?;
-        let rbac = addons
-            .cluster_role_bindings
-            .iter()
-            .filter(|binding| binding.metadata.name.as_deref() != Some("kiln:node-proxier"));
         add(
             &format!("{}/rbac.yaml", paths::ADDONS_DIR),
-            documents("RBAC bindings", rbac)?,
+            documents("RBAC bindings", addons.rbac.iter())?,
             FILE_MODE,
         );
-        if plan.options.kube_proxy == KubeProxyMode::Daemonset {
-            let mut kube_proxy = Vec::new();
-            for account in &addons.service_accounts {
-                kube_proxy.push(yaml("kube-proxy ServiceAccount", account)?);
-            }
-            for binding in &addons.cluster_role_bindings {
-                if binding.metadata.name.as_deref() == Some("kiln:node-proxier") {
-                    kube_proxy.push(yaml("kube-proxy binding", binding)?);
-                }
-            }
-            for map in &addons.config_maps {
-                kube_proxy.push(yaml("kube-proxy ConfigMap", map)?);
-            }
-            for set in &addons.daemon_sets {
-                kube_proxy.push(yaml("kube-proxy DaemonSet", set)?);
-            }
+        if let Some(kube_proxy) = &addons.kube_proxy {
+            let documents = [
+                yaml("kube-proxy ServiceAccount", &kube_proxy.service_account)?,
+                yaml("kube-proxy binding", &kube_proxy.cluster_role_binding)?,
+                yaml("kube-proxy ConfigMap", &kube_proxy.config_map)?,
+                yaml("kube-proxy DaemonSet", &kube_proxy.daemon_set)?,
+            ];
             add(
                 &format!("{}/kube-proxy.yaml", paths::ADDONS_DIR),
-                kube_proxy.join("---\n"),
+                documents.join("---\n"),
+                FILE_MODE,
+            );
+        }
+        if let Some(dns) = &addons.dns {
+            let documents = [
+                yaml("CoreDNS ServiceAccount", &dns.service_account)?,
+                yaml("CoreDNS ClusterRole", &dns.cluster_role)?,
+                yaml("CoreDNS binding", &dns.cluster_role_binding)?,
+                yaml("CoreDNS ConfigMap", &dns.config_map)?,
+                yaml("CoreDNS Deployment", &dns.deployment)?,
+                yaml("kube-dns Service", &dns.service)?,
+            ];
+            add(
+                &format!("{}/coredns.yaml", paths::ADDONS_DIR),
+                documents.join("---\n"),
                 FILE_MODE,
             );
         }
@@ -189,7 +198,7 @@ pub fn render_node(
     if node.runs_kubelet(plan.cluster.control_plane_mode) {
         add(
             paths::KUBELET_CONFIG,
-            yaml("kubelet configuration", &kubelet_configuration(plan))?,
+            yaml("kubelet configuration", &kubelet_configuration(plan, node))?,
             FILE_MODE,
         );
         if plan.options.kube_proxy != KubeProxyMode::Daemonset {

@@ -13,8 +13,11 @@ use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kiln_spec::images::ComponentImage;
 use kiln_spec::images::Releases;
-use kiln_spec::{Component, EncryptionProvider, KubeProxyMode, NodePlan, Plan, Role};
+use kiln_spec::{ClusterDns, Component, EncryptionProvider, KubeProxyMode, NodePlan, Plan, Role};
+
+use crate::dns::{DnsAddon, dns_addon};
 
 use crate::flags::{Context, Target, render};
 use crate::paths;
@@ -70,6 +73,26 @@ pub fn static_pod_components(plan: &Plan, node: &NodePlan) -> Vec<Component> {
         components.push(Component::KubeProxy);
     }
     components
+}
+
+/// The images `node`'s pods run: those of [`pod_components`], then, with
+/// `options.cluster_dns = "coredns"`, CoreDNS's on every node with a kubelet its Deployment may
+/// be scheduled on (a worker, or a control-plane node, whose taint it tolerates; not an etcd
+/// member alone) when `releases` has a CoreDNS.
+pub fn pod_images(plan: &Plan, releases: &Releases, node: &NodePlan) -> Vec<ComponentImage> {
+    let version = plan.cluster.kubernetes_version;
+    let mut images: Vec<ComponentImage> = pod_components(plan, node)
+        .into_iter()
+        .map(|component| releases.component_image(version, component))
+        .collect();
+    if plan.options.cluster_dns == ClusterDns::Coredns
+        && node.runs_kubelet(plan.cluster.control_plane_mode)
+        && (node.has(Role::Worker) || node.has(Role::ControlPlane))
+        && let Some(coredns) = releases.coredns_image()
+    {
+        images.push(coredns);
+    }
+    images
 }
 
 /// The components whose images `node` runs in pods: those of its static pods
@@ -314,19 +337,31 @@ fn static_pod(plan: &Plan, releases: &Releases, node: &NodePlan, component: Comp
     }
 }
 
-/// The objects a control-plane node applies once the API server is up: RBAC bindings, and
-/// with `options.kube_proxy = "daemonset"` kube-proxy's ServiceAccount, ConfigMap, binding
-/// and DaemonSet.
+/// The objects applied once the API server is up (the files of [`paths::ADDONS_DIR`] on a
+/// control-plane node): kiln's RBAC bindings, kube-proxy's DaemonSet with
+/// `options.kube_proxy = "daemonset"`, and the cluster DNS with `options.cluster_dns =
+/// "coredns"`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Addons {
-    /// Cluster role bindings, by name.
-    pub cluster_role_bindings: Vec<ClusterRoleBinding>,
-    /// Service accounts.
-    pub service_accounts: Vec<ServiceAccount>,
-    /// Config maps.
-    pub config_maps: Vec<ConfigMap>,
-    /// Daemon sets.
-    pub daemon_sets: Vec<DaemonSet>,
+    /// The RBAC bindings every kiln cluster needs ([`rbac_bindings`]).
+    pub rbac: Vec<ClusterRoleBinding>,
+    /// kube-proxy's DaemonSet and what it needs, when kube-proxy runs as one.
+    pub kube_proxy: Option<KubeProxyAddon>,
+    /// The cluster DNS, when kiln deploys it.
+    pub dns: Option<DnsAddon>,
+}
+
+/// kube-proxy as a DaemonSet (`options.kube_proxy = "daemonset"`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct KubeProxyAddon {
+    /// Its identity, `kube-system/kube-proxy`.
+    pub service_account: ServiceAccount,
+    /// `system:node-proxier` bound to the service account (`kiln:node-proxier`).
+    pub cluster_role_binding: ClusterRoleBinding,
+    /// Its KubeProxyConfiguration.
+    pub config_map: ConfigMap,
+    /// kube-proxy on every node with a kubelet.
+    pub daemon_set: DaemonSet,
 }
 
 fn binding(name: &str, role: &str, subject: Subject) -> ClusterRoleBinding {
@@ -378,14 +413,13 @@ pub fn rbac_bindings() -> Vec<ClusterRoleBinding> {
 /// the API server at the control-plane endpoint (`KUBERNETES_SERVICE_HOST` and `_PORT` set
 /// explicitly, since the `kubernetes` Service needs kube-proxy to be reachable) with its
 /// service-account token, and reads its configuration from the ConfigMap `kube-proxy`.
+///
+/// # Errors
+///
+/// [`crate::Error::Encode`] if kube-proxy's configuration cannot be encoded, and
+/// [`crate::Error::NoCoredns`] if the plan asks for CoreDNS and `releases` has none.
 pub fn addons(plan: &Plan, releases: &Releases) -> Result<Addons, crate::Error> {
-    let mut addons = Addons {
-        cluster_role_bindings: rbac_bindings(),
-        service_accounts: Vec::new(),
-        config_maps: Vec::new(),
-        daemon_sets: Vec::new(),
-    };
-    if plan.options.kube_proxy == KubeProxyMode::Daemonset {
+    let kube_proxy = if plan.options.kube_proxy == KubeProxyMode::Daemonset {
         let meta = || ObjectMeta {
             name: Some("kube-proxy".to_owned()),
             namespace: Some("kube-system".to_owned()),
@@ -395,37 +429,51 @@ pub fn addons(plan: &Plan, releases: &Releases) -> Result<Addons, crate::Error> 
             )])),
             ..Default::default()
         };
-        addons.service_accounts.push(ServiceAccount {
-            metadata: meta(),
-            ..Default::default()
-        });
-        addons.cluster_role_bindings.push(binding(
-            "kiln:node-proxier",
-            "system:node-proxier",
-            Subject {
-                api_group: None,
-                kind: "ServiceAccount".to_owned(),
-                name: "kube-proxy".to_owned(),
-                namespace: Some("kube-system".to_owned()),
-            },
-        ));
         let config = crate::yaml(
             "kube-proxy configuration",
             &crate::config::kube_proxy_configuration(plan, None),
         )?;
-        addons.config_maps.push(ConfigMap {
-            metadata: meta(),
-            data: Some(BTreeMap::from([("config.conf".to_owned(), config)])),
-            ..Default::default()
-        });
-        addons
-            .daemon_sets
-            .push(kube_proxy_daemon_set(plan, releases, meta()));
-    }
-    addons
-        .cluster_role_bindings
-        .sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    Ok(addons)
+        Some(KubeProxyAddon {
+            service_account: ServiceAccount {
+                metadata: meta(),
+                ..Default::default()
+            },
+            cluster_role_binding: binding(
+                "kiln:node-proxier",
+                "system:node-proxier",
+                Subject {
+                    api_group: None,
+                    kind: "ServiceAccount".to_owned(),
+                    name: "kube-proxy".to_owned(),
+                    namespace: Some("kube-system".to_owned()),
+                },
+            ),
+            config_map: ConfigMap {
+                metadata: meta(),
+                data: Some(BTreeMap::from([("config.conf".to_owned(), config)])),
+                ..Default::default()
+            },
+            daemon_set: kube_proxy_daemon_set(plan, releases, meta()),
+        })
+    } else {
+        None
+    };
+    let dns = match plan.options.cluster_dns {
+        ClusterDns::Coredns => {
+            let image = releases
+                .coredns_image()
+                .ok_or_else(|| crate::Error::NoCoredns {
+                    kubernetes: plan.cluster.kubernetes_version.to_string(),
+                })?;
+            Some(dns_addon(plan, &image))
+        }
+        ClusterDns::None => None,
+    };
+    Ok(Addons {
+        rbac: rbac_bindings(),
+        kube_proxy,
+        dns,
+    })
 }
 
 fn kube_proxy_daemon_set(plan: &Plan, releases: &Releases, metadata: ObjectMeta) -> DaemonSet {

@@ -120,12 +120,16 @@ fn kubectl_validates_kiln_objects_against_a_real_api_server() {
     };
     eprintln!("the API server check runs etcd {}", etcd.display());
     let kubectl_program = dir.join("kubectl");
-    let mut plans = kiln_testkit::example_plans();
     // xen-static-pods: static pods for everything, kube-proxy among them, audit and aescbc on;
-    // rendered for the release of the binaries under test.
-    let plan = plans.get_mut("xen-static-pods").expect("xen-static-pods");
-    plan.cluster.kubernetes_version.minor = common::minor_of(&dir.join("kube-apiserver"));
-    let plan = &*plan;
+    // validated and rendered for the release of the binaries under test, so the defaults that
+    // follow the version do too (no CoreDNS before 1.21).
+    let version = kiln_spec::KubeVersion {
+        major: 1,
+        minor: common::minor_of(&dir.join("kube-apiserver")),
+        patch: 0,
+    };
+    let plans = kiln_testkit::example_plans_at(version);
+    let plan = plans.get("xen-static-pods").expect("xen-static-pods");
     let node = plan.node("master").expect("master");
     let address = node.primary_address().to_string();
     let work = tempfile::tempdir().expect("a temporary directory");

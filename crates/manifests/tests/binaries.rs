@@ -364,7 +364,7 @@ fn kubeadm_validates_the_kubelet_and_kube_proxy_configurations() {
                 format!(
                     "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.{minor}.0\n"
                 ),
-                serde_norway::to_string(&kiln_manifests::kubelet_configuration(&plan))
+                serde_norway::to_string(&kiln_manifests::kubelet_configuration(&plan, node))
                     .expect("YAML"),
                 serde_norway::to_string(&kiln_manifests::kube_proxy_configuration(
                     &plan,

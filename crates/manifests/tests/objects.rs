@@ -1,11 +1,11 @@
 //! Every rendered Kubernetes object parses back into its k8s-openapi type without losing a
-//! field, and kubectl's own Go types decode the static pods, the DaemonSet and the RBAC
-//! bindings.
+//! field, and kubectl's own Go types decode the static pods, the DaemonSet, CoreDNS's
+//! Deployment and the RBAC bindings.
 //!
 //! kubectl's client-side dry run (`kubectl create --dry-run=client`) needs an API server for
 //! discovery even with `--validate=false`, so no cluster-free kubectl command validates
 //! against the OpenAPI schema. What runs offline is `--local` mode: `kubectl set resources
-//! --local` decodes Pods and DaemonSets, and `kubectl set subject --local` decodes
+//! --local` decodes Pods, DaemonSets and Deployments, and `kubectl set subject --local` decodes
 //! ClusterRoleBindings, into kubectl's typed Go structs (a wrong type anywhere fails), which
 //! is what this test uses. Validation by a real API server (server-side dry run) is in
 //! `apiserver.rs`, opted into with `KILN_KUBERNETES_BIN_DIR`.
@@ -15,9 +15,9 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
-use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -98,20 +98,51 @@ fn every_object_round_trips_through_k8s_openapi() {
             }
             "ConfigMap" => {
                 let map: ConfigMap = round_trip(&document);
-                let config = &map.data.expect("data")["config.conf"];
-                let parsed: kiln_manifests::KubeProxyConfiguration =
-                    serde_norway::from_str(config).expect("a KubeProxyConfiguration");
-                assert_eq!(parsed.mode, "iptables");
+                let data = map.data.expect("data");
+                if let Some(corefile) = data.get("Corefile") {
+                    let server = corefile.lines().next().unwrap_or_default();
+                    assert!(
+                        server.ends_with(":53 {") && corefile.contains("\n    kubernetes "),
+                        "{origin}: {corefile}"
+                    );
+                } else {
+                    let config = &data["config.conf"];
+                    let parsed: kiln_manifests::KubeProxyConfiguration =
+                        serde_norway::from_str(config).expect("a KubeProxyConfiguration");
+                    assert_eq!(parsed.mode, "iptables");
+                }
+            }
+            "ClusterRole" => {
+                round_trip::<ClusterRole>(&document);
+            }
+            "Deployment" => {
+                let deployment: Deployment = round_trip(&document);
+                let pod = deployment.spec.expect("spec").template.spec.expect("pod");
+                let image = pod.containers[0].image.as_deref().expect("an image");
+                assert!(
+                    image.starts_with("kiln.local/coredns:v"),
+                    "{origin}: {image}"
+                );
+            }
+            "Service" => {
+                let service: Service = round_trip(&document);
+                assert_eq!(
+                    service.metadata.name.as_deref(),
+                    Some(kiln_manifests::DNS_SERVICE_NAME)
+                );
             }
             other => panic!("{origin}: unexpected kind {other}"),
         }
         kinds.insert(kind);
     }
     let expected = [
+        "ClusterRole",
         "ClusterRoleBinding",
         "ConfigMap",
         "DaemonSet",
+        "Deployment",
         "Pod",
+        "Service",
         "ServiceAccount",
     ];
     assert_eq!(
@@ -171,7 +202,7 @@ fn kubectl(arguments: &[&str], file: &Path) -> serde_json::Value {
 }
 
 #[test]
-fn kubectl_decodes_pods_daemon_sets_and_bindings() {
+fn kubectl_decodes_pods_daemon_sets_deployments_and_bindings() {
     let directory = tempfile::tempdir().expect("a temporary directory");
     let mut checked = 0;
     for (index, (origin, document)) in rendered_documents().into_iter().enumerate() {
@@ -190,13 +221,25 @@ fn kubectl_decodes_pods_daemon_sets_and_bindings() {
                 assert_eq!(decoded.pointer(volumes), ours.pointer(volumes), "{origin}");
                 checked += 1;
             }
-            "DaemonSet" => {
+            "DaemonSet" | "Deployment" => {
                 let decoded = kubectl(
                     &["set", "resources", "--local", "--requests=memory=64Mi"],
                     &path,
                 );
-                let command = "/spec/template/spec/containers/0/command";
-                assert_eq!(decoded.pointer(command), ours.pointer(command), "{origin}");
+                for field in ["command", "args", "securityContext", "livenessProbe"] {
+                    let pointer = format!("/spec/template/spec/containers/0/{field}");
+                    assert_eq!(
+                        decoded.pointer(&pointer),
+                        ours.pointer(&pointer),
+                        "{origin}"
+                    );
+                }
+                let tolerations = "/spec/template/spec/tolerations";
+                assert_eq!(
+                    decoded.pointer(tolerations),
+                    ours.pointer(tolerations),
+                    "{origin}"
+                );
                 checked += 1;
             }
             "ClusterRoleBinding" => {

@@ -88,7 +88,7 @@ proptest! {
                 if plan.options.kube_proxy != KubeProxyMode::Daemonset {
                     components.push(Component::KubeProxy);
                 }
-                let config = kiln_manifests::kubelet_configuration(&plan);
+                let config = kiln_manifests::kubelet_configuration(&plan, node);
                 referenced.extend([
                     config.tls_cert_file,
                     config.tls_private_key_file,
@@ -198,9 +198,10 @@ fn version_dependent_files_follow_the_version() {
     let mut plan = kiln_testkit::example_plans()
         .remove("two-node")
         .expect("two-node");
+    let node = plan.nodes[0].clone();
     for (minor, endpoint) in [(26, false), (27, true), (37, true)] {
         plan.cluster.kubernetes_version.minor = minor;
-        let config = kiln_manifests::kubelet_configuration(&plan);
+        let config = kiln_manifests::kubelet_configuration(&plan, &node);
         assert_eq!(
             config.container_runtime_endpoint.is_some(),
             endpoint,
@@ -231,7 +232,7 @@ fn certificate_rotation_moves_from_the_flag_to_the_file() {
         .clone();
     for (minor, in_file) in [(20, false), (26, false), (27, true), (37, true)] {
         plan.cluster.kubernetes_version.minor = minor;
-        let file = kiln_manifests::kubelet_configuration(&plan).rotate_certificates;
+        let file = kiln_manifests::kubelet_configuration(&plan, &node).rotate_certificates;
         let flag = kiln_manifests::flags(&plan, &node, Component::Kubelet)
             .into_iter()
             .find(|(name, _)| name == "rotate-certificates")
@@ -241,7 +242,7 @@ fn certificate_rotation_moves_from_the_flag_to_the_file() {
     }
     let plain = kiln_testkit::example("two-node");
     assert_eq!(
-        kiln_manifests::kubelet_configuration(&plain).rotate_certificates,
+        kiln_manifests::kubelet_configuration(&plain, &plain.nodes[0]).rotate_certificates,
         None
     );
 }
@@ -327,4 +328,52 @@ proptest! {
             }
         }
     }
+}
+
+/// A node with a kubelet that is not a worker registers tainted, by flag before 1.27 and in
+/// its KubeletConfiguration from 1.27; a worker registers untainted.
+#[test]
+fn nodes_that_are_not_workers_register_tainted() {
+    let mut tainted = 0;
+    for (example, mut plan) in kiln_testkit::example_plans() {
+        let nodes = plan.nodes.clone();
+        for node in nodes
+            .iter()
+            .filter(|node| node.runs_kubelet(plan.cluster.control_plane_mode))
+        {
+            let expected = if node.has(Role::Worker) {
+                None
+            } else if node.has(Role::ControlPlane) {
+                Some(kiln_manifests::CONTROL_PLANE_TAINT)
+            } else {
+                Some(kiln_manifests::ETCD_TAINT)
+            };
+            tainted += usize::from(expected.is_some());
+            for minor in [20, 26, 27, 37] {
+                plan.cluster.kubernetes_version.minor = minor;
+                let file = kiln_manifests::kubelet_configuration(&plan, node).register_with_taints;
+                let flag = kiln_manifests::flags(&plan, node, Component::Kubelet)
+                    .into_iter()
+                    .find(|(name, _)| name == "register-with-taints")
+                    .map(|(_, value)| value);
+                let origin = format!("{example}/{} at 1.{minor}", node.name);
+                let wanted = expected.map(|key| format!("{key}:NoSchedule"));
+                if minor < kiln_manifests::FILE_ONLY_KUBELET_SETTINGS {
+                    assert_eq!(flag, wanted, "{origin}");
+                    assert_eq!(file, None, "{origin}");
+                } else {
+                    assert_eq!(flag, None, "{origin}");
+                    let in_file = file.map(|taints| {
+                        taints
+                            .iter()
+                            .map(kiln_manifests::NodeTaint::flag_value)
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    });
+                    assert_eq!(in_file, wanted, "{origin}");
+                }
+            }
+        }
+    }
+    assert!(tainted >= 2, "the examples have tainted nodes: {tainted}");
 }

@@ -96,13 +96,17 @@ pub const fn catalog() -> [ContainerImage; 2] {
 /// is the cluster's Kubernetes version).
 ///
 /// They are data, not code: kiln's package set pairs each Kubernetes version it builds from Go
-/// modules with an etcd release (`with` in `packages/kubernetes.toml`), and a version built
-/// from Debian's source runs the base OS's etcd. The build tool reads them there and hands them
-/// to the renderers, which name the images with them.
+/// modules with an etcd release and a CoreDNS release (`with` and `pods` in
+/// `packages/kubernetes.toml`), and a version built from Debian's source runs the base OS's
+/// etcd and has no CoreDNS. The build tool reads them there and hands them to the renderers,
+/// which name the images with them.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Releases {
     /// etcd's release, without a leading `v`: `3.6.16`.
     pub etcd: String,
+    /// CoreDNS's release, without a leading `v` (`1.15.0`), or `None` when kiln has no CoreDNS
+    /// for the cluster's Kubernetes version.
+    pub coredns: Option<String>,
 }
 
 impl Releases {
@@ -113,7 +117,7 @@ impl Releases {
     /// use kiln_spec::Component;
     /// use kiln_spec::images::Releases;
     ///
-    /// let releases = Releases { etcd: "3.6.16".into() };
+    /// let releases = Releases { etcd: "3.6.16".into(), coredns: None };
     /// let kubernetes = "1.37.2".parse().unwrap();
     /// let etcd = releases.component_image(kubernetes, Component::Etcd);
     /// assert_eq!(etcd.reference(), "kiln.local/etcd:v3.6.16");
@@ -128,39 +132,82 @@ impl Releases {
             Component::Etcd => self.etcd.clone(),
             _ => kubernetes.to_string(),
         };
-        ComponentImage { component, version }
+        ComponentImage {
+            program: ImageProgram::Component(component),
+            version,
+        }
+    }
+
+    /// CoreDNS's image, `kiln.local/coredns:v<release>`, if kiln has a CoreDNS release for
+    /// the cluster.
+    ///
+    /// ```
+    /// use kiln_spec::images::Releases;
+    ///
+    /// let releases = Releases { etcd: "3.6.16".into(), coredns: Some("1.15.0".into()) };
+    /// let coredns = releases.coredns_image().unwrap();
+    /// assert_eq!(coredns.reference(), "kiln.local/coredns:v1.15.0");
+    /// assert_eq!(coredns.archive(), "images/coredns.oci.tar");
+    /// ```
+    pub fn coredns_image(&self) -> Option<ComponentImage> {
+        self.coredns.clone().map(|version| ComponentImage {
+            program: ImageProgram::Coredns,
+            version,
+        })
     }
 }
 
-/// The image of one cluster component (etcd or a Kubernetes program) at one release:
-/// `kiln.local/<component>:v<version>`, the name upstream's release images use under its own
-/// registry. Its one layer holds the component's static program at
-/// [`ComponentImage::PROGRAM_DIR`]`/<component>` and nothing else.
+/// The program a [`ComponentImage`] holds: a cluster component, or the cluster DNS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ImageProgram {
+    /// etcd or a Kubernetes program.
+    Component(Component),
+    /// CoreDNS, the cluster DNS add-on.
+    Coredns,
+}
+
+impl ImageProgram {
+    /// The program's name, which is also its image's repository name: `kube-apiserver`,
+    /// `coredns`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ImageProgram::Component(component) => component.name(),
+            ImageProgram::Coredns => "coredns",
+        }
+    }
+}
+
+impl From<Component> for ImageProgram {
+    fn from(component: Component) -> Self {
+        ImageProgram::Component(component)
+    }
+}
+
+/// The image of one program kiln runs in pods (etcd, a Kubernetes program, CoreDNS) at one
+/// release: `kiln.local/<program>:v<version>`, the name upstream's release images use under its
+/// own registry. Its one layer holds the static program at
+/// [`ComponentImage::PROGRAM_DIR`]`/<program>` and the few files it reads from its root.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ComponentImage {
-    /// The component.
-    pub component: Component,
+    /// The program.
+    pub program: ImageProgram,
     /// Its release, without a leading `v`.
     pub version: String,
 }
 
 impl ComponentImage {
-    /// Where in the image the component's program is (and the image's `PATH` looks first).
+    /// Where in the image the program is (and the image's `PATH` looks first).
     pub const PROGRAM_DIR: &'static str = "/usr/local/bin";
 
-    /// The full reference containerd knows the image by: `kiln.local/<component>:v<version>`.
+    /// The full reference containerd knows the image by: `kiln.local/<program>:v<version>`.
     pub fn reference(&self) -> String {
-        format!(
-            "{IMAGE_REGISTRY}/{}:v{}",
-            self.component.name(),
-            self.version
-        )
+        format!("{IMAGE_REGISTRY}/{}:v{}", self.program.name(), self.version)
     }
 
     /// Where the image builder puts the image's OCI archive in its output, and so where a node
-    /// image carries it: `images/<component>.oci.tar`.
+    /// image carries it: `images/<program>.oci.tar`.
     pub fn archive(&self) -> String {
-        archive_path(self.component.name())
+        archive_path(self.program.name())
     }
 }
 

@@ -64,7 +64,7 @@ pub use plan::{
     Plan,
 };
 pub use raw::{
-    CaName, ClusterSpec, Component, ControlPlaneMode, EncryptionProvider, EndpointMode,
+    CaName, ClusterDns, ClusterSpec, Component, ControlPlaneMode, EncryptionProvider, EndpointMode,
     EndpointSpec, ExternalCaSpec, KubeProxyMode, KubeconfigCertificates, KubeletCredentials,
     LeaderElectionSpec, NodeSpec, OptionsSpec, PkiSpec, Role, Spec,
 };

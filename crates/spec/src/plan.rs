@@ -7,7 +7,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use crate::raw::{
-    CaName, ClusterSpec, Component, ControlPlaneMode, EncryptionProvider, EndpointMode,
+    CaName, ClusterDns, ClusterSpec, Component, ControlPlaneMode, EncryptionProvider, EndpointMode,
     EndpointSpec, ExternalCaSpec, KubeProxyMode, KubeconfigCertificates, KubeletCredentials,
     LeaderElectionSpec, NodeSpec, OptionsSpec, PkiSpec, Role, Spec,
 };
@@ -188,6 +188,10 @@ pub struct OptionsPlan {
     pub leader_election: Option<LeaderElectionPlan>,
     /// Extra flags per component.
     pub extra_flags: BTreeMap<Component, BTreeMap<String, String>>,
+    /// The cluster's DNS add-on.
+    pub cluster_dns: ClusterDns,
+    /// The resolvers the cluster DNS forwards other names to, in order.
+    pub upstream_dns: Vec<Ipv4Addr>,
 }
 
 /// Leader-election timings, in seconds, every one set.
@@ -301,6 +305,12 @@ impl Plan {
                     retry_period_seconds: Some(timings.retry_period_seconds),
                 }),
                 extra_flags: options.extra_flags.clone(),
+                cluster_dns: Some(options.cluster_dns),
+                upstream_dns: options
+                    .upstream_dns
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
             },
         }
     }

@@ -211,6 +211,29 @@ pub struct OptionsSpec {
     /// Extra command-line flags per component: `[options.extra_flags.kube-apiserver]` `v = "2"`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra_flags: BTreeMap<Component, BTreeMap<String, String>>,
+    /// The cluster's DNS add-on, serving the `kube-dns` Service at the tenth address of the
+    /// Service range (the kubelets' `clusterDNS`). Default `coredns` on Kubernetes 1.21 and
+    /// later, `none` before: kiln's CoreDNS reads `discovery.k8s.io/v1` EndpointSlices, which
+    /// Kubernetes serves from 1.21.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_dns: Option<ClusterDns>,
+    /// The IPv4 resolvers the cluster DNS forwards names outside the cluster's domain to, in
+    /// order. Default none: it answers for the cluster's names only and refuses the rest, so
+    /// an offline cluster never waits on a resolver it cannot reach.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstream_dns: Vec<String>,
+}
+
+/// The cluster's DNS add-on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClusterDns {
+    /// CoreDNS from kiln's package set: a Deployment behind the `kube-dns` Service, applied at
+    /// bootstrap with the other add-ons.
+    Coredns,
+    /// No cluster DNS: the kubelets still point pods at the `kube-dns` address, so the user
+    /// brings their own.
+    None,
 }
 
 /// `[options.leader_election]`: how long kube-controller-manager and kube-scheduler hold and

@@ -13,8 +13,8 @@ use crate::plan::{
     Plan, runs_kubelet,
 };
 use crate::raw::{
-    ControlPlaneMode, EncryptionProvider, EndpointMode, KubeProxyMode, KubeconfigCertificates,
-    KubeletCredentials, LeaderElectionSpec, Role, Spec,
+    ClusterDns, ControlPlaneMode, EncryptionProvider, EndpointMode, KubeProxyMode,
+    KubeconfigCertificates, KubeletCredentials, LeaderElectionSpec, Role, Spec,
 };
 use crate::version::KubeVersion;
 
@@ -103,7 +103,7 @@ impl Checker {
         self.role_counts(spec);
         let endpoint = self.endpoint(spec, &nodes);
         let pki = self.pki(spec, mode);
-        let options = self.options(spec, mode);
+        let options = self.options(spec, mode, version);
 
         let (version, service_cidr, pod_cidr, endpoint, pki, options) = (
             version?,
@@ -768,7 +768,12 @@ impl Checker {
         ok.then_some(plan)
     }
 
-    fn options(&mut self, spec: &Spec, mode: ControlPlaneMode) -> Option<OptionsPlan> {
+    fn options(
+        &mut self,
+        spec: &Spec,
+        mode: ControlPlaneMode,
+        version: Option<KubeVersion>,
+    ) -> Option<OptionsPlan> {
         let options = &spec.options;
         let mut ok = true;
         let authorization_modes = options
@@ -855,6 +860,7 @@ impl Checker {
             ControlPlaneMode::StaticPods => KubeProxyMode::StaticPod,
             ControlPlaneMode::Systemd => KubeProxyMode::Systemd,
         });
+        let (cluster_dns, upstream_dns) = self.cluster_dns(spec, version)?;
         let plan = OptionsPlan {
             encryption_at_rest: options
                 .encryption_at_rest
@@ -872,8 +878,74 @@ impl Checker {
                 .unwrap_or(KubeletCredentials::Issued),
             leader_election: leader_election.flatten(),
             extra_flags: options.extra_flags.clone(),
+            cluster_dns,
+            upstream_dns,
         };
         ok.then_some(plan)
+    }
+
+    /// `options.cluster_dns` with its default for `version` (CoreDNS from 1.21), and
+    /// `options.upstream_dns` parsed; `None` after recording an error. Without a version (one
+    /// that did not parse, already reported) the default is `none`.
+    fn cluster_dns(
+        &mut self,
+        spec: &Spec,
+        version: Option<KubeVersion>,
+    ) -> Option<(ClusterDns, Vec<Ipv4Addr>)> {
+        let options = &spec.options;
+        let has_endpoint_slices = version.is_some_and(|version| version.minor >= 21);
+        let cluster_dns = options.cluster_dns.unwrap_or(if has_endpoint_slices {
+            ClusterDns::Coredns
+        } else {
+            ClusterDns::None
+        });
+        let mut ok = true;
+        if cluster_dns == ClusterDns::Coredns
+            && let Some(version) = version
+            && !has_endpoint_slices
+        {
+            ok = false;
+            self.push(
+                Diagnostic::error(
+                    "options.cluster_dns",
+                    format!(
+                        "CoreDNS needs Kubernetes 1.21 or later (it reads discovery.k8s.io/v1 EndpointSlices), and this cluster runs {version}"
+                    ),
+                )
+                .help("set cluster_dns = \"none\", or a newer cluster.kubernetes_version"),
+            );
+        }
+        let mut upstream_dns = Vec::new();
+        for (index, text) in options.upstream_dns.iter().enumerate() {
+            match text.parse::<Ipv4Addr>() {
+                Ok(address) if !upstream_dns.contains(&address) => upstream_dns.push(address),
+                Ok(_) => {
+                    ok = false;
+                    self.push(Diagnostic::error(
+                        format!("options.upstream_dns[{index}]"),
+                        format!("{text} is listed twice"),
+                    ));
+                }
+                Err(_) => {
+                    ok = false;
+                    self.push(Diagnostic::error(
+                        format!("options.upstream_dns[{index}]"),
+                        format!("`{text}` is not an IPv4 address"),
+                    ));
+                }
+            }
+        }
+        if cluster_dns == ClusterDns::None && !upstream_dns.is_empty() {
+            ok = false;
+            self.push(
+                Diagnostic::error(
+                    "options.upstream_dns",
+                    "upstream resolvers are for kiln's cluster DNS, and cluster_dns is \"none\"",
+                )
+                .help("remove upstream_dns, or set cluster_dns = \"coredns\""),
+            );
+        }
+        ok.then_some((cluster_dns, upstream_dns))
     }
 
     /// `[options.leader_election]` with the components' defaults filled in, if client-go's

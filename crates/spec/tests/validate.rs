@@ -345,3 +345,68 @@ fn examples_load_and_round_trip() {
         "expected the example and VM test specs, found {count}"
     );
 }
+
+#[test]
+fn cluster_dns() {
+    let plan = |edits: &[(&str, &str)]| {
+        let mut source = BASE.to_owned();
+        for (from, to) in edits {
+            source = source.replacen(from, to, 1);
+        }
+        kiln_spec::load(&source, "spec.toml").expect("valid").plan
+    };
+    // The default follows the version: CoreDNS needs EndpointSlices v1 (1.21).
+    assert_eq!(plan(&[]).options.cluster_dns, kiln_spec::ClusterDns::None);
+    let current = plan(&[("1.20.2", "1.37.2")]);
+    assert_eq!(current.options.cluster_dns, kiln_spec::ClusterDns::Coredns);
+    assert!(current.options.upstream_dns.is_empty());
+    let forwarding = plan(&[
+        ("1.20.2", "1.37.2"),
+        (
+            "[pki]",
+            "[options]\nupstream_dns = [\"192.168.50.1\", \"9.9.9.9\"]\n\n[pki]",
+        ),
+    ]);
+    assert_eq!(
+        forwarding.options.upstream_dns,
+        [
+            std::net::Ipv4Addr::new(192, 168, 50, 1),
+            std::net::Ipv4Addr::new(9, 9, 9, 9)
+        ]
+    );
+
+    check(
+        &[("[pki]", "[options]\ncluster_dns = \"coredns\"\n\n[pki]")],
+        expect![[r#"
+            error: spec.toml:8:15: options.cluster_dns: CoreDNS needs Kubernetes 1.21 or later (it reads discovery.k8s.io/v1 EndpointSlices), and this cluster runs 1.20.2
+              help: set cluster_dns = "none", or a newer cluster.kubernetes_version"#]],
+    );
+    check(
+        &[
+            ("1.20.2", "1.37.2"),
+            (
+                "[pki]",
+                "[options]\nupstream_dns = [\"9.9.9\", \"1.1.1.1\", \"1.1.1.1\"]\n\n[pki]",
+            ),
+        ],
+        expect![[r#"
+            error: spec.toml:8:17: options.upstream_dns[0]: `9.9.9` is not an IPv4 address
+            error: spec.toml:8:37: options.upstream_dns[2]: 1.1.1.1 is listed twice"#]],
+    );
+    check(
+        &[
+            ("1.20.2", "1.37.2"),
+            (
+                "[pki]",
+                "[options]\ncluster_dns = \"none\"\nupstream_dns = [\"1.1.1.1\"]\n\n[pki]",
+            ),
+        ],
+        expect![[r#"
+            error: spec.toml:9:16: options.upstream_dns: upstream resolvers are for kiln's cluster DNS, and cluster_dns is "none"
+              help: remove upstream_dns, or set cluster_dns = "coredns""#]],
+    );
+    check(
+        &[("[pki]", "[options]\ncluster_dns = \"kube-dns\"\n\n[pki]")],
+        expect!["error: spec.toml:8:15: unknown variant `kube-dns`, expected `coredns` or `none`"],
+    );
+}

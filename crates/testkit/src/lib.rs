@@ -35,42 +35,61 @@ pub fn lock_text() -> String {
         .unwrap_or_else(|error| panic!("reading {}: {error}", path.display()))
 }
 
-/// Every example spec, by file stem, as plans. Fails the test if one does not validate.
-pub fn example_plans() -> BTreeMap<String, Plan> {
-    let mut plans = BTreeMap::new();
+/// Every example spec's file stem, path and text, in name order.
+fn example_sources() -> Vec<(String, PathBuf, String)> {
+    let mut sources = Vec::new();
     for entry in std::fs::read_dir(examples_dir()).expect("examples/ is readable") {
         let path = entry.expect("a directory entry").path();
         if path.extension().is_none_or(|extension| extension != "toml") {
             continue;
         }
         let source = std::fs::read_to_string(&path).expect("the spec is readable");
-        let plan = kiln_spec::load(&source, &path.display().to_string())
-            .unwrap_or_else(|errors| panic!("{errors}"))
-            .plan;
         let stem = path
             .file_stem()
             .expect("a name")
             .to_string_lossy()
             .into_owned();
-        plans.insert(stem, plan);
+        sources.push((stem, path, source));
     }
-    assert!(plans.len() >= 4, "the four reference examples exist");
-    plans
+    sources.sort();
+    assert!(sources.len() >= 4, "the four reference examples exist");
+    sources
+}
+
+/// Every example spec, by file stem, as plans. Fails the test if one does not validate.
+pub fn example_plans() -> BTreeMap<String, Plan> {
+    example_sources()
+        .into_iter()
+        .map(|(stem, path, source)| {
+            let plan = kiln_spec::load(&source, &path.display().to_string())
+                .unwrap_or_else(|errors| panic!("{errors}"))
+                .plan;
+            (stem, plan)
+        })
+        .collect()
 }
 
 /// Every example spec as plans ([`example_plans`]) with `kubernetes_version` replaced by
-/// `version`, for renderers whose output depends on it. Fails the test if `version` is not
-/// one kiln supports.
+/// `version`, for renderers whose output depends on it: each spec is validated again at that
+/// version, so the defaults that follow the version do too (`options.cluster_dns`). Fails the
+/// test if `version` is not one kiln supports.
 pub fn example_plans_at(version: kiln_spec::KubeVersion) -> BTreeMap<String, Plan> {
     assert!(
         version.is_supported(),
         "Kubernetes {version} is not supported"
     );
-    let mut plans = example_plans();
-    for plan in plans.values_mut() {
-        plan.cluster.kubernetes_version = version;
-    }
-    plans
+    example_sources()
+        .into_iter()
+        .map(|(stem, path, source)| {
+            let mut spec = kiln_spec::parse(&source, &path.display().to_string())
+                .unwrap_or_else(|errors| panic!("{errors}"));
+            spec.cluster.kubernetes_version = version.to_string();
+            let (plan, _) = spec
+                .validate()
+                .unwrap_or_else(|errors| panic!("{} at {version}: {errors:?}", path.display()));
+            (stem, plan)
+        })
+        .collect()
 }
 
 /// The example called `name` (`two-node`, `ha`, ...) as a plan.

@@ -81,7 +81,7 @@ proptest! {
                 let containerd = kiln_units::ContainerdVersion::for_kubernetes(plan.cluster.kubernetes_version);
                 let config = kiln_units::containerd_config(containerd).expect("a configuration");
                 let systemd_cgroup = config.runtimes().runtimes["runc"].options.systemd_cgroup;
-                let file = kiln_manifests::kubelet_configuration(&plan);
+                let file = kiln_manifests::kubelet_configuration(&plan, node);
                 prop_assert_eq!(file.cgroup_driver == "systemd", systemd_cgroup);
                 let on_command_line =
                     plan.cluster.kubernetes_version.minor < kiln_manifests::FILE_ONLY_KUBELET_SETTINGS;

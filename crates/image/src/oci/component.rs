@@ -1,5 +1,5 @@
-//! Component images: etcd, the Kubernetes control plane and kube-proxy, each a single layer
-//! holding the component's static program and the few files a Go program reads from its root;
+//! Component images: etcd, the Kubernetes control plane, kube-proxy and CoreDNS, each a single
+//! layer holding the static program and the few files a Go program reads from its root;
 //! kube-proxy's also holds the iptables and conntrack programs it runs, from kiln's base OS.
 
 use std::collections::BTreeSet;
@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId};
 use kiln_spec::Component;
-use kiln_spec::images::ComponentImage;
+use kiln_spec::images::{ComponentImage, ImageProgram};
 
 use super::pick::Picker;
 use super::{OciEntry, OciImage, PATH_ENV, base_files, write_images};
@@ -17,7 +17,7 @@ use crate::error::ImageError;
 use crate::os::base::{BASE_OS_ROOTFS, unsquashfs};
 
 /// The components kiln builds an image of: etcd, the control plane and kube-proxy. The kubelet
-/// runs on the host.
+/// runs on the host. (Besides these kiln builds CoreDNS's image, [`ImageProgram::Coredns`].)
 pub const IMAGE_COMPONENTS: [Component; 5] = [
     Component::Etcd,
     Component::KubeApiserver,
@@ -51,23 +51,23 @@ pub const KUBE_PROXY_FILES: [&str; 1] = ["/etc/protocols"];
 /// The subtrees of the base OS's root the kube-proxy image is picked from.
 const PICKED_TREES: [&str; 6] = ["bin", "etc", "lib", "lib64", "sbin", "usr"];
 
-/// The image of `image`'s component from its static `program`: the program at
-/// [`ComponentImage::PROGRAM_DIR`]`/<component>` (also the image's entrypoint, which a pod's
+/// The image of `image`'s program from its static `program`: the program at
+/// [`ComponentImage::PROGRAM_DIR`]`/<name>` (also the image's entrypoint, which a pod's
 /// `command` replaces), `/etc/passwd`, `/etc/group` and `/etc/nsswitch.conf` (`hosts: files
 /// dns`, as Go's resolver expects), and empty `/tmp` and `/var`.
 ///
 /// ```
 /// use kiln_spec::Component;
-/// use kiln_spec::images::ComponentImage;
+/// use kiln_spec::images::{ComponentImage, ImageProgram};
 ///
-/// let etcd = ComponentImage { component: Component::Etcd, version: "3.6.16".into() };
+/// let etcd = ComponentImage { program: Component::Etcd.into(), version: "3.6.16".into() };
 /// let image = kiln_image::component_image(&etcd, b"(etcd)".to_vec());
 /// assert_eq!(image.reference, "kiln.local/etcd:v3.6.16");
 /// assert_eq!(image.entrypoint, ["/usr/local/bin/etcd"]);
 /// assert!(image.layer.iter().any(|entry| entry.path == "usr/local/bin/etcd"));
 /// ```
 pub fn component_image(image: &ComponentImage, program: Vec<u8>) -> OciImage {
-    let name = image.component.name();
+    let name = image.program.name();
     let dir = ComponentImage::PROGRAM_DIR.trim_start_matches('/');
     let mut layer = base_files();
     layer.extend([
@@ -122,33 +122,76 @@ pub fn kube_proxy_image(
     Ok(oci)
 }
 
-/// The derivation of `images` (each of a component of [`IMAGE_COMPONENTS`]), named
-/// `component-images`: etcd's program from input `etcd` (the package set's etcd build, its
-/// program in `bin/`), every other from input `kubernetes` (the Kubernetes binaries, in
-/// `bin/`). Both must be static programs; the package set builds them so (`cgo = false`).
-/// When `images` has kube-proxy's, input `base-os` is `base_os` (the base OS, whose root file
-/// system [`kube_proxy_image`] picks from); otherwise the derivation does not depend on it.
+/// The derivations [`component_images`] reads programs from.
+#[derive(Clone, Debug)]
+pub struct ComponentImageInputs {
+    /// The Kubernetes binaries (the package set's build, its programs in `bin/`).
+    pub kubernetes: DrvId,
+    /// The package set's etcd build (its program in `bin/`).
+    pub etcd: DrvId,
+    /// The package set's CoreDNS build (its program in `bin/`), if the cluster has one.
+    pub coredns: Option<DrvId>,
+    /// The base OS, whose root file system [`kube_proxy_image`] picks from.
+    pub base_os: DrvId,
+}
+
+/// The derivation of `images` (each of a component of [`IMAGE_COMPONENTS`], or CoreDNS),
+/// named `component-images`: etcd's program from input `etcd`, CoreDNS's from input
+/// `coredns`, every other from input `kubernetes`. All must be static programs; the package
+/// set builds them so (`cgo = false`). The derivation depends on `coredns` only when `images`
+/// has CoreDNS's image, and on `base-os` (the base OS) only when it has kube-proxy's.
 ///
 /// Its output holds each image's archive at [`ComponentImage::archive`] and
 /// [`IMAGES_INDEX_FILE`](super::IMAGES_INDEX_FILE), as [`container_images`](super::container_images)'
 /// does. Every timestamp in the archives is `source_date_epoch`.
+///
+/// # Errors
+///
+/// [`ImageError::Assembly`] if `images` has CoreDNS's image and `inputs` no CoreDNS.
 pub fn component_images(
-    kubernetes: impl Into<DrvId>,
-    etcd: impl Into<DrvId>,
-    base_os: impl Into<DrvId>,
+    inputs: ComponentImageInputs,
     images: Vec<ComponentImage>,
     source_date_epoch: u64,
-) -> Derivation {
+) -> Result<Derivation, ImageError> {
     let builder = ComponentImages::new(images, source_date_epoch);
     let needs_base = builder.needs_base_os();
-    let derivation = Derivation::new("component-images", Arc::new(builder))
-        .input("kubernetes", kubernetes)
-        .input("etcd", etcd);
-    if needs_base {
-        derivation.input("base-os", base_os)
-    } else {
-        derivation
+    let coredns = builder
+        .images
+        .iter()
+        .find(|image| image.program == ImageProgram::Coredns)
+        .map(|image| {
+            inputs.coredns.ok_or_else(|| ImageError::Assembly {
+                what: image.reference(),
+                reason:
+                    "CoreDNS's image is built from the package set's CoreDNS, which is no input"
+                        .to_owned(),
+            })
+        })
+        .transpose()?;
+    let mut derivation = Derivation::new("component-images", Arc::new(builder))
+        .input("kubernetes", inputs.kubernetes)
+        .input("etcd", inputs.etcd);
+    if let Some(coredns) = coredns {
+        derivation = derivation.input("coredns", coredns);
     }
+    if needs_base {
+        derivation = derivation.input("base-os", inputs.base_os);
+    }
+    Ok(derivation)
+}
+
+/// The store paths [`ComponentImages::build_into`] reads from: each an output of the
+/// derivation [`ComponentImageInputs`] names the same way.
+#[derive(Clone, Copy, Debug)]
+pub struct ProgramSources<'a> {
+    /// The Kubernetes binaries, in `bin/`.
+    pub kubernetes: &'a Path,
+    /// etcd, in `bin/`.
+    pub etcd: &'a Path,
+    /// CoreDNS, in `bin/`, if an image of it is built.
+    pub coredns: Option<&'a Path>,
+    /// The base OS (its root in [`BASE_OS_ROOTFS`]), if kube-proxy's image is built.
+    pub base_os: Option<&'a Path>,
 }
 
 /// The builder of [`component_images`].
@@ -181,48 +224,54 @@ impl ComponentImages {
     pub fn needs_base_os(&self) -> bool {
         self.images
             .iter()
-            .any(|image| image.component == Component::KubeProxy)
+            .any(|image| image.program == ImageProgram::Component(Component::KubeProxy))
     }
 
-    /// Writes the archives and the index into `out`, reading each program from
-    /// `kubernetes/bin/` or `etcd/bin/`, and for kube-proxy's image the base OS's root from
-    /// `base_os` (a base OS output, its root in [`BASE_OS_ROOTFS`]).
+    /// Whether it builds CoreDNS's image, and so needs the package set's CoreDNS.
+    pub fn needs_coredns(&self) -> bool {
+        self.images
+            .iter()
+            .any(|image| image.program == ImageProgram::Coredns)
+    }
+
+    /// Writes the archives and the index into `out`, reading each program from `bin/` of
+    /// `sources.kubernetes`, `sources.etcd` or `sources.coredns`, and for kube-proxy's image the
+    /// base OS's root from `sources.base_os`.
     ///
     /// # Errors
     ///
     /// If an image is of a component outside [`IMAGE_COMPONENTS`], a program cannot be read,
-    /// kube-proxy's image is asked for with no `base_os` or cannot be assembled from it, or
-    /// `out` cannot be written.
-    pub fn build_into(
-        &self,
-        kubernetes: &Path,
-        etcd: &Path,
-        base_os: Option<&Path>,
-        out: &Path,
-    ) -> Result<(), ImageError> {
+    /// an image's source is missing from `sources`, kube-proxy's image cannot be assembled
+    /// from the base OS, or `out` cannot be written.
+    pub fn build_into(&self, sources: ProgramSources<'_>, out: &Path) -> Result<(), ImageError> {
         let mut built = Vec::new();
         for image in &self.images {
-            if !IMAGE_COMPONENTS.contains(&image.component) {
-                return Err(ImageError::Assembly {
-                    what: image.reference(),
-                    reason: "kiln builds an image of etcd, the control plane and kube-proxy only"
-                        .to_owned(),
-                });
-            }
-            let name = image.component.name();
-            let dir = if image.component == Component::Etcd {
-                etcd
-            } else {
-                kubernetes
+            let missing = |what: &str| ImageError::Assembly {
+                what: image.reference(),
+                reason: format!("{what}, which is no input"),
             };
-            let path = dir.join("bin").join(name);
+            let dir = match image.program {
+                ImageProgram::Component(Component::Etcd) => sources.etcd,
+                ImageProgram::Component(component) if IMAGE_COMPONENTS.contains(&component) => {
+                    sources.kubernetes
+                }
+                ImageProgram::Component(_) => {
+                    return Err(ImageError::Assembly {
+                        what: image.reference(),
+                        reason: "kiln builds an image of etcd, the control plane, kube-proxy and CoreDNS only"
+                            .to_owned(),
+                    });
+                }
+                ImageProgram::Coredns => sources.coredns.ok_or_else(|| {
+                    missing("CoreDNS's image is built from the package set's CoreDNS")
+                })?,
+            };
+            let path = dir.join("bin").join(image.program.name());
             let program = fs::read(&path).map_err(|error| ImageError::io(&path, error))?;
-            let oci = if image.component == Component::KubeProxy {
-                let base_os = base_os.ok_or_else(|| ImageError::Assembly {
-                    what: image.reference(),
-                    reason: "kube-proxy's image is picked from the base OS, which is no input"
-                        .to_owned(),
-                })?;
+            let oci = if image.program == ImageProgram::Component(Component::KubeProxy) {
+                let base_os = sources
+                    .base_os
+                    .ok_or_else(|| missing("kube-proxy's image is picked from the base OS"))?;
                 let scratch =
                     tempfile::tempdir().map_err(|error| ImageError::io("(tempdir)", error))?;
                 let root = scratch.path().join("root");
@@ -258,13 +307,24 @@ impl Builder for ComponentImages {
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
         let kubernetes = ctx.input("kubernetes")?;
         let etcd = ctx.input("etcd")?;
+        let coredns = if self.needs_coredns() {
+            Some(ctx.input("coredns")?)
+        } else {
+            None
+        };
         let base_os = if self.needs_base_os() {
             ctx.report("unpacking the base OS for kube-proxy's image");
             Some(ctx.input("base-os")?)
         } else {
             None
         };
-        self.build_into(kubernetes, etcd, base_os, ctx.out())
+        let sources = ProgramSources {
+            kubernetes,
+            etcd,
+            coredns,
+            base_os,
+        };
+        self.build_into(sources, ctx.out())
             .map_err(BuildError::from_error)
     }
 }
@@ -275,8 +335,17 @@ mod tests {
 
     fn image(component: Component, version: &str) -> ComponentImage {
         ComponentImage {
-            component,
+            program: component.into(),
             version: version.to_owned(),
+        }
+    }
+
+    fn sources<'a>(kubernetes: &'a Path, etcd: &'a Path) -> ProgramSources<'a> {
+        ProgramSources {
+            kubernetes,
+            etcd,
+            coredns: None,
+            base_os: None,
         }
     }
 
@@ -301,7 +370,7 @@ mod tests {
         assert!(!builder.needs_base_os());
         let out = dir.path().join("out");
         builder
-            .build_into(&kubernetes, &etcd, None, &out)
+            .build_into(sources(&kubernetes, &etcd), &out)
             .expect("builds");
         let index: serde_json::Value = serde_json::from_str(
             &fs::read_to_string(out.join(super::super::IMAGES_INDEX_FILE)).expect("index"),
@@ -323,7 +392,7 @@ mod tests {
         // into a store path (the store's temporary directory is discarded).
         let missing = ComponentImages::new(vec![image(Component::KubeScheduler, "1.37.2")], 1);
         let error = missing
-            .build_into(&kubernetes, &etcd, None, &dir.path().join("out2"))
+            .build_into(sources(&kubernetes, &etcd), &dir.path().join("out2"))
             .expect_err("no scheduler");
         assert!(error.to_string().contains("kube-scheduler"), "{error}");
 
@@ -332,14 +401,47 @@ mod tests {
         let proxy = ComponentImages::new(vec![image(Component::KubeProxy, "1.37.2")], 1);
         assert!(proxy.needs_base_os());
         let error = proxy
-            .build_into(&kubernetes, &etcd, None, &dir.path().join("out4"))
+            .build_into(sources(&kubernetes, &etcd), &dir.path().join("out4"))
             .expect_err("no base OS");
         assert!(error.to_string().contains("base OS"), "{error}");
+
+        // CoreDNS's image is read from the CoreDNS input, which must be there.
+        let coredns_image = ComponentImage {
+            program: ImageProgram::Coredns,
+            version: "1.15.0".to_owned(),
+        };
+        let coredns = ComponentImages::new(vec![coredns_image.clone()], 1);
+        assert!(coredns.needs_coredns() && !coredns.needs_base_os());
+        let error = coredns
+            .build_into(sources(&kubernetes, &etcd), &dir.path().join("out5"))
+            .expect_err("no CoreDNS");
+        assert!(error.to_string().contains("CoreDNS"), "{error}");
+        let coredns_dir = dir.path().join("coredns");
+        fs::create_dir_all(coredns_dir.join("bin")).expect("mkdir");
+        fs::write(coredns_dir.join("bin/coredns"), b"coredns").expect("write");
+        let with_coredns = ProgramSources {
+            coredns: Some(&coredns_dir),
+            ..sources(&kubernetes, &etcd)
+        };
+        coredns
+            .build_into(with_coredns, &dir.path().join("out6"))
+            .expect("builds");
+        assert!(dir.path().join("out6/images/coredns.oci.tar").is_file());
+        let inputs = |coredns: Option<DrvId>| ComponentImageInputs {
+            kubernetes: DrvId::new("kubernetes"),
+            etcd: DrvId::new("etcd"),
+            coredns,
+            base_os: DrvId::new("base-os"),
+        };
+        assert!(component_images(inputs(None), vec![coredns_image.clone()], 1).is_err());
+        assert!(
+            component_images(inputs(Some(DrvId::new("coredns"))), vec![coredns_image], 1).is_ok()
+        );
 
         let kubelet = ComponentImages::new(vec![image(Component::Kubelet, "1.37.2")], 1);
         assert!(
             kubelet
-                .build_into(&kubernetes, &etcd, None, &dir.path().join("out3"))
+                .build_into(sources(&kubernetes, &etcd), &dir.path().join("out3"))
                 .is_err()
         );
     }

@@ -16,7 +16,12 @@ pub fn releases(plan: &kiln_spec::Plan) -> kiln_spec::images::Releases {
     } else {
         "3.4.23"
     };
-    kiln_spec::images::Releases { etcd: etcd.into() }
+    // CoreDNS's release pairs with every version the package set builds from Go modules
+    // (1.35 and later); older plans may still ask for it (from 1.21), so they get it too.
+    kiln_spec::images::Releases {
+        etcd: etcd.into(),
+        coredns: (plan.cluster.kubernetes_version.minor >= 21).then(|| "1.15.0".into()),
+    }
 }
 
 /// The YAML documents of a multi-document file.
