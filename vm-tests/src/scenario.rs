@@ -112,6 +112,15 @@ fn two_node(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
                 service_cluster_ip(cluster, &pods)
             }))?;
             record(steps.run("5 kubectl logs and exec", || logs_and_exec(cluster, &pods)))?;
+            if cluster_dns_rendered(cluster) {
+                record(steps.run("5 cluster DNS answers every node's pods", || {
+                    cluster_dns(cluster, &pods)
+                }))?;
+            } else {
+                eprintln!(
+                    "    (the cluster has no DNS add-on, options.cluster_dns = \"none\": its step is skipped)"
+                );
+            }
         }
         Err(error) => {
             eprintln!("    (steps 3 to 5 need the pods: skipped)");
@@ -654,6 +663,219 @@ pub fn logs_and_exec(cluster: &mut Cluster, pods: &[Pod]) -> crate::Result<()> {
     Ok(())
 }
 
+/// `nslookup name` in `pod`: what it printed, whatever its exit status (it is 1 when any
+/// search suffix has no answer).
+fn nslookup(kubectl: &Kubectl, pod: &str, name: &str) -> Result<String, String> {
+    let output = kubectl
+        .output(&["exec", pod, "--", "nslookup", name])
+        .map_err(|error| error.to_string())?;
+    Ok(format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    ))
+}
+
+/// The files kiln rendered at `path` (relative to the node's root, such as
+/// `etc/kubernetes/addons/coredns.yaml`) into the control-plane nodes' manifests, for those
+/// nodes that have one.
+fn control_plane_manifests(cluster: &Cluster, path: &str) -> Vec<PathBuf> {
+    cluster
+        .nodes_with_role("control-plane")
+        .iter()
+        .map(|node| {
+            cluster
+                .result_dir
+                .join("nodes")
+                .join(node)
+                .join("manifests")
+                .join(path)
+        })
+        .filter(|file| file.is_file())
+        .collect()
+}
+
+/// Whether the cluster DNS forwards to upstream resolvers (its Corefile has `forward`).
+fn cluster_dns_forwards(cluster: &Cluster) -> bool {
+    control_plane_manifests(cluster, "etc/kubernetes/addons/coredns.yaml")
+        .iter()
+        .any(|file| std::fs::read_to_string(file).is_ok_and(|text| text.contains("forward . ")))
+}
+
+/// Whether the API server runs as a static pod (kiln rendered `kube-apiserver.yaml` into a
+/// control-plane node's manifest directory).
+fn apiserver_is_static_pod(cluster: &Cluster) -> bool {
+    !control_plane_manifests(cluster, "etc/kubernetes/manifests/kube-apiserver.yaml").is_empty()
+}
+
+/// Whether kiln rendered the cluster DNS add-on (`coredns.yaml` among a control-plane node's
+/// add-ons), which it does unless the spec says `options.cluster_dns = "none"` or its
+/// Kubernetes predates CoreDNS's EndpointSlices (1.20).
+fn cluster_dns_rendered(cluster: &Cluster) -> bool {
+    !control_plane_manifests(cluster, "etc/kubernetes/addons/coredns.yaml").is_empty()
+}
+
+/// Step 5, DNS: CoreDNS becomes ready (its `ready` plugin answers once it has synced with the
+/// API), and from a pod on every node, whose `/etc/resolv.conf` the kubelet points at the
+/// `kube-dns` Service with the cluster's search path, busybox's `nslookup` (its own resolver,
+/// reading that file) resolves the `web` Service's full and short names and the API's
+/// `kubernetes` Service's name to their ClusterIPs: the kubelets' `clusterDNS`, kube-proxy's
+/// rules for the DNS Service, CoreDNS's image, its RBAC and its `kubernetes` plugin together.
+/// A name outside the cluster is refused (REFUSED, not a timeout) unless the spec names
+/// upstream resolvers.
+pub fn cluster_dns(cluster: &mut Cluster, pods: &[Pod]) -> crate::Result<()> {
+    const STEP: &str = "cluster DNS";
+    let kubectl = cluster.kubectl.clone();
+    let ready = wait_for("CoreDNS to be ready", CONVERGE_TIMEOUT, POLL, || {
+        let ready = kubectl
+            .run(&[
+                "-n",
+                "kube-system",
+                "get",
+                "deployment",
+                "coredns",
+                "-o",
+                "jsonpath={.status.readyReplicas}",
+            ])
+            .map_err(|error| error.to_string())?;
+        match ready.trim().parse::<u32>() {
+            Ok(count) if count > 0 => Ok(count),
+            _ => Err(format!(
+                "no CoreDNS replica is ready:\n{}",
+                kubectl
+                    .run(&[
+                        "-n",
+                        "kube-system",
+                        "get",
+                        "pods",
+                        "-o",
+                        "wide",
+                        "-l",
+                        "k8s-app=kube-dns"
+                    ])
+                    .unwrap_or_else(|error| error.to_string())
+            )),
+        }
+    })
+    .map_err(|error| Error::check(STEP, error.to_string()))?;
+    eprintln!("    CoreDNS: {ready} replica(s) ready");
+    let service_ip = |namespace: &str, name: &str| -> crate::Result<String> {
+        Ok(kubectl
+            .run(&[
+                "-n",
+                namespace,
+                "get",
+                "service",
+                name,
+                "-o",
+                "jsonpath={.spec.clusterIP}",
+            ])?
+            .trim()
+            .to_owned())
+    };
+    let dns_ip = service_ip("kube-system", "kube-dns")?;
+    let web_ip = service_ip("default", "web")?;
+    let api_ip = service_ip("default", "kubernetes")?;
+    let mut seen = BTreeSet::new();
+    for pod in pods {
+        if !seen.insert(pod.node.clone()) {
+            continue;
+        }
+        let resolv = kubectl.run(&["exec", &pod.name, "--", "cat", "/etc/resolv.conf"])?;
+        if !resolv
+            .lines()
+            .any(|line| line.split_whitespace().eq(["nameserver", dns_ip.as_str()]))
+        {
+            return Err(Error::check(
+                STEP,
+                format!(
+                    "{}'s /etc/resolv.conf does not name kube-dns ({dns_ip}):\n{resolv}",
+                    pod.name
+                ),
+            ));
+        }
+        let Some(domain) = resolv
+            .lines()
+            .filter_map(|line| line.strip_prefix("search "))
+            .flat_map(str::split_whitespace)
+            .find_map(|search| search.strip_prefix("default.svc."))
+            .map(str::to_owned)
+        else {
+            return Err(Error::check(
+                STEP,
+                format!(
+                    "{}'s /etc/resolv.conf has no default.svc.<domain> search:\n{resolv}",
+                    pod.name
+                ),
+            ));
+        };
+        // The Service's full name, the API's, and the Service by its short name through the
+        // search path (busybox's nslookup tries every search suffix and prints each answer, so
+        // it exits 1 when any suffix has none: the answer is what is checked).
+        for (name, ip) in [
+            (format!("web.default.svc.{domain}"), &web_ip),
+            (format!("kubernetes.default.svc.{domain}"), &api_ip),
+            ("web".to_owned(), &web_ip),
+        ] {
+            let answer = wait_for(
+                &format!("{name} to resolve in {}", pod.name),
+                Duration::from_secs(120),
+                POLL,
+                || {
+                    let output = nslookup(&kubectl, &pod.name, &name)?;
+                    if output
+                        .lines()
+                        .any(|line| line.trim() == format!("Address: {ip}"))
+                    {
+                        Ok(output)
+                    } else {
+                        Err(format!("nslookup {name} printed:\n{output}"))
+                    }
+                },
+            )
+            .map_err(|error| Error::check(STEP, error.to_string()))?;
+            let server = answer
+                .lines()
+                .find_map(|line| line.strip_prefix("Server:"))
+                .map(str::trim)
+                .unwrap_or("?");
+            eprintln!(
+                "    {} ({}): {name} -> {ip} (server {server})",
+                pod.name, pod.node
+            );
+        }
+        // A name outside the cluster, with no upstream resolvers in the spec: CoreDNS refuses it
+        // (an answer, not a timeout). A lookup that times out is asked again: UDP through the
+        // Service's DNAT loses a query now and then under TCG (the A and AAAA queries race in
+        // conntrack), which is the network's doing, not CoreDNS's.
+        let outside = "kiln-vm-test.example";
+        let refused = wait_for(
+            &format!("{outside} to be refused in {}", pod.name),
+            Duration::from_secs(60),
+            POLL,
+            || {
+                let output = nslookup(&kubectl, &pod.name, outside)?;
+                if output.contains(&format!("can't find {outside}: REFUSED")) {
+                    Ok(())
+                } else {
+                    Err(format!("nslookup {outside} printed:\n{output}"))
+                }
+            },
+        );
+        match refused {
+            Ok(()) => eprintln!("    {} ({}): {outside} refused", pod.name, pod.node),
+            Err(error) if cluster_dns_forwards(cluster) => eprintln!(
+                "    {} ({}): {outside} not refused, as the spec forwards to upstream resolvers: {}",
+                pod.name,
+                pod.node,
+                first_line(&error.to_string())
+            ),
+            Err(error) => return Err(Error::check(STEP, error.to_string())),
+        }
+    }
+    Ok(())
+}
+
 /// Step 6: requests that must fail, each for the right reason.
 pub fn refusals(cluster: &mut Cluster) -> crate::Result<()> {
     const STEP: &str = "refusals";
@@ -675,15 +897,45 @@ pub fn refusals(cluster: &mut Cluster) -> crate::Result<()> {
         .unwrap_or("kubernetes")
         .to_owned();
     let response = anonymous_get(&ca, cluster.api.1, &api_name, "/api")?;
-    note(
-        &mut problems,
-        expect_http(
-            STEP,
-            "an anonymous request to the apiserver",
-            &response,
-            401,
-        ),
-    );
+    if apiserver_is_static_pod(cluster) {
+        // A static-pod API server keeps anonymous authentication for the kubelet's
+        // unauthenticated probes of /livez (as kubeadm's does): anonymous requests are then
+        // refused by RBAC (403, as system:anonymous), and /livez answers them.
+        note(
+            &mut problems,
+            expect_http(
+                STEP,
+                "an anonymous request to the static-pod apiserver",
+                &response,
+                403,
+            ),
+        );
+        if !response.contains("system:anonymous") {
+            problems.push(format!(
+                "the anonymous request's 403 does not name system:anonymous:\n{response}"
+            ));
+        }
+        let livez = anonymous_get(&ca, cluster.api.1, &api_name, "/livez")?;
+        note(
+            &mut problems,
+            expect_http(
+                STEP,
+                "an anonymous /livez (the kubelet's probe)",
+                &livez,
+                200,
+            ),
+        );
+    } else {
+        note(
+            &mut problems,
+            expect_http(
+                STEP,
+                "an anonymous request to the apiserver",
+                &response,
+                401,
+            ),
+        );
+    }
 
     // The kubelet API without a client certificate: 401, over a verified TLS connection.
     for name in cluster.nodes_with_role("worker") {
@@ -712,6 +964,7 @@ pub fn refusals(cluster: &mut Cluster) -> crate::Result<()> {
             "kubelet.conf",
         )
         .ok_or_else(|| Error::check(STEP, format!("no kubelet.conf in {last}'s result")))?;
+        let kubelet_conf = kubeconfig_on_host(cluster, last, &kubelet_conf)?;
         let target = cluster.run_dir.join(format!("kubelet-{last}.kubeconfig"));
         write_forwarded_kubeconfig(
             &cluster.kubectl.program,
@@ -821,6 +1074,69 @@ pub fn refusals(cluster: &mut Cluster) -> crate::Result<()> {
             ),
         ))
     }
+}
+
+/// `kubeconfig`, a kubeconfig kiln built for `node`, as kubectl on this machine can read it:
+/// each certificate or key it names by its path on the node, in the node's PKI directory
+/// (`options.kubeconfig_certificates = "referenced"`), is named by that file in the node's
+/// `pki` output instead. A kubeconfig that embeds everything is returned as it is.
+fn kubeconfig_on_host(cluster: &Cluster, node: &str, kubeconfig: &Path) -> crate::Result<PathBuf> {
+    const STEP: &str = "refusals";
+    let mut config = Kubectl::new(&cluster.kubectl.program, kubeconfig)
+        .json(&["config", "view", "--raw", "-o", "json"])?;
+    let pki_output = cluster.result_dir.join("nodes").join(node).join("pki");
+    let node_pki = Path::new(kiln_units::flags::PKI_DIR);
+    let mut mapped = 0;
+    for (list, item, fields) in [
+        ("clusters", "cluster", &["certificate-authority"][..]),
+        ("users", "user", &["client-certificate", "client-key"][..]),
+    ] {
+        for entry in array_mut(&mut config, list) {
+            for field in fields {
+                let Some(on_node) = entry[item][*field].as_str().map(PathBuf::from) else {
+                    continue;
+                };
+                let Ok(relative) = on_node.strip_prefix(node_pki) else {
+                    return Err(Error::check(
+                        STEP,
+                        format!(
+                            "{}: {field} {} is outside the node's PKI directory {}",
+                            kubeconfig.display(),
+                            on_node.display(),
+                            node_pki.display()
+                        ),
+                    ));
+                };
+                let on_host = relative
+                    .file_name()
+                    .and_then(|name| find_file(&pki_output, &name.to_string_lossy()))
+                    .filter(|found| found.ends_with(relative))
+                    .ok_or_else(|| {
+                        Error::check(
+                            STEP,
+                            format!(
+                                "{}: {field} {} is not in {node}'s pki output",
+                                kubeconfig.display(),
+                                on_node.display()
+                            ),
+                        )
+                    })?;
+                entry[item][*field] = Value::String(on_host.display().to_string());
+                mapped += 1;
+            }
+        }
+    }
+    if mapped == 0 {
+        return Ok(kubeconfig.to_path_buf());
+    }
+    let target = cluster
+        .run_dir
+        .join(format!("{node}-kubelet-on-host.kubeconfig"));
+    let text = serde_json::to_string_pretty(&config)
+        .map_err(|error| Error::io("serialising a kubeconfig", std::io::Error::other(error)))?;
+    std::fs::write(&target, text)
+        .map_err(|error| Error::io(format!("writing {}", target.display()), error))?;
+    Ok(target)
 }
 
 /// Records a failed check's message.
