@@ -261,7 +261,10 @@ impl Cluster {
             .result_dir
             .join("nodes")
             .join(&control_plane)
-            .join("manifests/etc/kubernetes/addons");
+            .join("manifests")
+            .join(kiln_manifests::paths::node_relative(
+                kiln_manifests::paths::ADDONS_DIR,
+            ));
         let super_admin = self.result_dir.join("cluster/kubeconfigs/super-admin.conf");
         let kubeconfig = self.run_dir.join("super-admin.kubeconfig");
         write_forwarded_kubeconfig(&self.kubectl.program, &super_admin, self.api.1, &kubeconfig)?;

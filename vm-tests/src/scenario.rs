@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use kiln_manifests::paths;
 use serde_json::Value;
 
 use crate::kubectl::{describe, write_forwarded_kubeconfig};
@@ -676,9 +677,9 @@ fn nslookup(kubectl: &Kubectl, pod: &str, name: &str) -> Result<String, String> 
     ))
 }
 
-/// The files kiln rendered at `path` (relative to the node's root, such as
-/// `etc/kubernetes/addons/coredns.yaml`) into the control-plane nodes' manifests, for those
-/// nodes that have one.
+/// The files kiln rendered at the on-node `path` (one of `kiln_manifests::paths`, such as
+/// [`paths::COREDNS_ADDON`]) into the control-plane nodes' manifests, for those nodes that have
+/// one.
 fn control_plane_manifests(cluster: &Cluster, path: &str) -> Vec<PathBuf> {
     cluster
         .nodes_with_role("control-plane")
@@ -689,7 +690,7 @@ fn control_plane_manifests(cluster: &Cluster, path: &str) -> Vec<PathBuf> {
                 .join("nodes")
                 .join(node)
                 .join("manifests")
-                .join(path)
+                .join(paths::node_relative(path))
         })
         .filter(|file| file.is_file())
         .collect()
@@ -697,7 +698,7 @@ fn control_plane_manifests(cluster: &Cluster, path: &str) -> Vec<PathBuf> {
 
 /// Whether the cluster DNS forwards to upstream resolvers (its Corefile has `forward`).
 fn cluster_dns_forwards(cluster: &Cluster) -> bool {
-    control_plane_manifests(cluster, "etc/kubernetes/addons/coredns.yaml")
+    control_plane_manifests(cluster, paths::COREDNS_ADDON)
         .iter()
         .any(|file| std::fs::read_to_string(file).is_ok_and(|text| text.contains("forward . ")))
 }
@@ -705,14 +706,18 @@ fn cluster_dns_forwards(cluster: &Cluster) -> bool {
 /// Whether the API server runs as a static pod (kiln rendered `kube-apiserver.yaml` into a
 /// control-plane node's manifest directory).
 fn apiserver_is_static_pod(cluster: &Cluster) -> bool {
-    !control_plane_manifests(cluster, "etc/kubernetes/manifests/kube-apiserver.yaml").is_empty()
+    !control_plane_manifests(
+        cluster,
+        &paths::static_pod_manifest(kiln_spec::Component::KubeApiserver.name()),
+    )
+    .is_empty()
 }
 
 /// Whether kiln rendered the cluster DNS add-on (`coredns.yaml` among a control-plane node's
 /// add-ons), which it does unless the spec says `options.cluster_dns = "none"` or its
 /// Kubernetes predates CoreDNS's EndpointSlices (1.20).
 fn cluster_dns_rendered(cluster: &Cluster) -> bool {
-    !control_plane_manifests(cluster, "etc/kubernetes/addons/coredns.yaml").is_empty()
+    !control_plane_manifests(cluster, paths::COREDNS_ADDON).is_empty()
 }
 
 /// Step 5, DNS: CoreDNS becomes ready (its `ready` plugin answers once it has synced with the
@@ -1085,7 +1090,7 @@ fn kubeconfig_on_host(cluster: &Cluster, node: &str, kubeconfig: &Path) -> crate
     let mut config = Kubectl::new(&cluster.kubectl.program, kubeconfig)
         .json(&["config", "view", "--raw", "-o", "json"])?;
     let pki_output = cluster.result_dir.join("nodes").join(node).join("pki");
-    let node_pki = Path::new(kiln_units::flags::PKI_DIR);
+    let node_pki = Path::new(paths::PKI_DIR);
     let mut mapped = 0;
     for (list, item, fields) in [
         ("clusters", "cluster", &["certificate-authority"][..]),

@@ -162,7 +162,7 @@ pub fn render_node(
         }
         let addons = addons(plan, releases)?;
         add(
-            &format!("{}/rbac.yaml", paths::ADDONS_DIR),
+            paths::RBAC_ADDON,
             documents("RBAC bindings", addons.rbac.iter())?,
             FILE_MODE,
         );
@@ -173,11 +173,7 @@ pub fn render_node(
                 yaml("kube-proxy ConfigMap", &kube_proxy.config_map)?,
                 yaml("kube-proxy DaemonSet", &kube_proxy.daemon_set)?,
             ];
-            add(
-                &format!("{}/kube-proxy.yaml", paths::ADDONS_DIR),
-                documents.join("---\n"),
-                FILE_MODE,
-            );
+            add(paths::KUBE_PROXY_ADDON, documents.join("---\n"), FILE_MODE);
         }
         if let Some(dns) = &addons.dns {
             let documents = [
@@ -188,11 +184,7 @@ pub fn render_node(
                 yaml("CoreDNS Deployment", &dns.deployment)?,
                 yaml("kube-dns Service", &dns.service)?,
             ];
-            add(
-                &format!("{}/coredns.yaml", paths::ADDONS_DIR),
-                documents.join("---\n"),
-                FILE_MODE,
-            );
+            add(paths::COREDNS_ADDON, documents.join("---\n"), FILE_MODE);
         }
     }
     if node.runs_kubelet(plan.cluster.control_plane_mode) {
@@ -215,7 +207,7 @@ pub fn render_node(
     for pod in static_pods(plan, releases, node) {
         let name = pod.metadata.name.clone().unwrap_or_default();
         add(
-            &format!("{}/{name}.yaml", paths::MANIFESTS_DIR),
+            &paths::static_pod_manifest(&name),
             yaml(&format!("static pod {name}"), &pod)?,
             FILE_MODE,
         );

@@ -2,10 +2,18 @@
 
 /// Where the cluster's certificates live on a node (as `kiln_pki::placement` puts them).
 pub const PKI_DIR: &str = "/etc/kubernetes/pki";
-/// The kubelet's static pod directory.
+/// The kubelet's static pod directory, where the static pod of `name` is
+/// [`static_pod_manifest`]`(name)`.
 pub const MANIFESTS_DIR: &str = "/etc/kubernetes/manifests";
-/// Bootstrap objects (RBAC, the kube-proxy DaemonSet) for a control-plane node to apply.
+/// Bootstrap objects (RBAC, the kube-proxy DaemonSet, CoreDNS) for a control-plane node to
+/// apply: the files below.
 pub const ADDONS_DIR: &str = "/etc/kubernetes/addons";
+/// The bootstrap RBAC add-on (in [`ADDONS_DIR`]).
+pub const RBAC_ADDON: &str = "/etc/kubernetes/addons/rbac.yaml";
+/// The kube-proxy DaemonSet add-on (in [`ADDONS_DIR`]), with `kube_proxy = "daemonset"`.
+pub const KUBE_PROXY_ADDON: &str = "/etc/kubernetes/addons/kube-proxy.yaml";
+/// The cluster DNS add-on (in [`ADDONS_DIR`]), with `cluster_dns = "coredns"`.
+pub const COREDNS_ADDON: &str = "/etc/kubernetes/addons/coredns.yaml";
 /// containerd's CRI socket.
 pub const CONTAINERD_SOCKET: &str = "unix:///run/containerd/containerd.sock";
 /// The encryption-at-rest configuration the API server reads (mode 0600: it holds the key).
@@ -36,3 +44,48 @@ pub const KUBELET_KUBECONFIG: &str = "/etc/kubernetes/kubelet.conf";
 pub const BOOTSTRAP_KUBELET_KUBECONFIG: &str = "/etc/kubernetes/bootstrap-kubelet.conf";
 /// kube-proxy's kubeconfig (kiln-kubeconfig).
 pub const KUBE_PROXY_KUBECONFIG: &str = "/etc/kubernetes/kube-proxy.conf";
+
+/// The static pod manifest of the pod named `name` (`kube-apiserver`) in [`MANIFESTS_DIR`].
+pub fn static_pod_manifest(name: &str) -> String {
+    format!("{MANIFESTS_DIR}/{name}.yaml")
+}
+
+/// `path` (one of this module's) relative to the node's root, as a node's rendered files and
+/// image trees name it: `etc/kubernetes/addons/rbac.yaml`.
+pub fn node_relative(path: &str) -> &str {
+    path.trim_start_matches('/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_add_on_is_in_the_add_on_directory() {
+        for addon in [RBAC_ADDON, KUBE_PROXY_ADDON, COREDNS_ADDON] {
+            let file = std::path::Path::new(addon);
+            assert_eq!(
+                file.parent(),
+                Some(std::path::Path::new(ADDONS_DIR)),
+                "{addon}"
+            );
+            assert_eq!(
+                file.extension().and_then(|e| e.to_str()),
+                Some("yaml"),
+                "{addon}"
+            );
+        }
+    }
+
+    #[test]
+    fn static_pod_manifests_are_in_the_manifest_directory() {
+        assert_eq!(
+            static_pod_manifest("kube-apiserver"),
+            "/etc/kubernetes/manifests/kube-apiserver.yaml"
+        );
+        assert_eq!(
+            node_relative(&static_pod_manifest("etcd")),
+            "etc/kubernetes/manifests/etcd.yaml"
+        );
+    }
+}

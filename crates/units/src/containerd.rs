@@ -17,8 +17,9 @@ pub const CNI_BIN_DIR: &str = "/usr/lib/cni";
 pub const PACKAGE_CNI_BIN_DIR: &str = "/opt/cni/bin";
 /// Where CNI network configurations live.
 pub const CNI_CONF_DIR: &str = "/etc/cni/net.d";
-/// The node-relative path of containerd's configuration.
-pub const CONTAINERD_CONFIG_PATH: &str = "etc/containerd/config.toml";
+/// containerd's configuration file on a node (containerd's `--config`), rendered by
+/// [`crate::containerd_config`].
+pub const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
 /// The first Kubernetes minor version whose nodes run containerd 2.x. containerd's own
 /// support matrix (RELEASES.md, "Kubernetes Support", as of v2.4.2) lists only 2.x releases
 /// from Kubernetes 1.36 (2.2 and 2.3; for 1.37, 2.3 and 2.4); 1.35 is the last with a 1.x

@@ -1,6 +1,7 @@
 //! Command-line flags of the units.
 //!
-//! The flags come from the one version-aware flag table, `kiln_manifests::flags`. The paths
+//! The flags come from the one version-aware flag table, `kiln_manifests::flags`, and the
+//! on-node paths they name from `kiln_manifests::paths`, the one list of them. The paths
 //! they name are certificates under `/etc/kubernetes/pki/` exactly as `kiln_pki::placement`
 //! puts them on the node, kubeconfigs under `/etc/kubernetes/` as `kiln-kubeconfig` renders
 //! them, and configuration files as `kiln-manifests` renders them (checked by this crate's
@@ -17,24 +18,6 @@ use crate::services::Service;
 /// flag again replaces its value in place.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Flags(Vec<(String, String)>);
-
-/// Where the cluster's certificates live on a node.
-pub const PKI_DIR: &str = "/etc/kubernetes/pki";
-/// containerd's CRI socket.
-pub const CONTAINERD_SOCKET: &str = "unix:///run/containerd/containerd.sock";
-/// containerd's configuration file, rendered by [`crate::containerd_config`].
-pub const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
-/// The kubelet's static pod directory (static-pods mode).
-pub const MANIFESTS_DIR: &str = "/etc/kubernetes/manifests";
-/// The encryption-at-rest configuration the API server reads (rendered by the manifests
-/// renderer).
-pub const ENCRYPTION_CONFIG: &str = "/etc/kubernetes/encryption-config.yaml";
-/// The audit policy the API server reads (rendered by the manifests renderer).
-pub const AUDIT_POLICY: &str = "/etc/kubernetes/audit-policy.yaml";
-/// The audit log, in the API server unit's `LogsDirectory=`.
-pub const AUDIT_LOG: &str = "/var/log/kubernetes/audit.log";
-/// etcd's data directory, the etcd unit's `StateDirectory=`.
-pub const ETCD_DATA_DIR: &str = "/var/lib/etcd";
 
 impl Flags {
     /// No flags.
@@ -98,7 +81,7 @@ pub fn default_flags(plan: &Plan, node: &NodePlan, service: Service) -> Flags {
         Some(component) => Flags::from_pairs(&kiln_manifests::flags(plan, node, component)),
         None => {
             let mut flags = Flags::new();
-            flags.set("config", CONTAINERD_CONFIG);
+            flags.set("config", crate::containerd::CONTAINERD_CONFIG);
             flags
         }
     }

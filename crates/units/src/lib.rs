@@ -87,7 +87,7 @@ mod services;
 mod unit;
 
 pub use containerd::{
-    CNI_BIN_DIR, CNI_CONF_DIR, CONTAINERD_CONFIG_PATH, ContainerdConfig, ContainerdConfigV2,
+    CNI_BIN_DIR, CNI_CONF_DIR, CONTAINERD_CONFIG, ContainerdConfig, ContainerdConfigV2,
     ContainerdConfigV3, ContainerdVersion, CriCni, CriCniV3, CriContainerd, CriImages, CriPlugin,
     CriRuntime, FIRST_KUBERNETES_MINOR_ON_CGROUP_V2, FIRST_KUBERNETES_MINOR_ON_CONTAINERD_2,
     PACKAGE_CNI_BIN_DIR, PinnedImages, Plugins, PluginsV3, RuncOptions, Runtime, SANDBOX_IMAGE,
@@ -129,7 +129,7 @@ pub fn render_node(plan: &kiln_spec::Plan, node: &str) -> Result<Vec<RenderedFil
         .any(|unit| unit.name == Service::Containerd.unit_name())
     {
         files.push(RenderedFile {
-            path: CONTAINERD_CONFIG_PATH.to_owned(),
+            path: CONTAINERD_CONFIG.trim_start_matches('/').to_owned(),
             contents: containerd_config(ContainerdVersion::for_kubernetes(
                 plan.cluster.kubernetes_version,
             ))?
