@@ -10,6 +10,7 @@ use kiln_image::{
     Lock, NodeImageSpec, ProvisionFormat, StateDisk,
 };
 use kiln_spec::images::{ComponentImage, Releases};
+use kiln_spec::ini::{IniFile, IniSection};
 use kiln_spec::{NodePlan, Plan, Role};
 
 use crate::{Artifacts, ClusterError};
@@ -56,164 +57,217 @@ impl ImageInputs {
 /// with the `ctr` of the containerd the node runs (beside its `containerd`: Debian's in
 /// `/usr/bin` before Kubernetes 1.35, the package set's in `/usr/local/bin` from 1.35) and
 /// [`kiln_image::IMAGE_IMPORT_COMMAND`]'s arguments.
-fn import_unit(kubernetes: kiln_spec::KubeVersion) -> String {
+fn import_unit(kubernetes: kiln_spec::KubeVersion) -> IniFile {
     let containerd = kiln_units::Service::Containerd.binary(kubernetes);
     let ctr = match containerd.rsplit_once('/') {
         Some((dir, _)) => format!("{dir}/{}", kiln_image::IMAGE_IMPORT_COMMAND[0]),
         None => kiln_image::IMAGE_IMPORT_COMMAND[0].to_owned(),
     };
     let arguments = kiln_image::IMAGE_IMPORT_COMMAND[1..].join(" ");
-    format!(
-        "\
-[Unit]
-Description=Import kiln's container images into containerd
-Documentation=https://github.com/kiln-build/kiln
-After=containerd.service
-Requires=containerd.service
-Before=kubelet.service
-
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-ExecStart=/bin/sh -c 'for image in /{IMAGES_DIR}/*.tar; do {ctr} {arguments} \"$image\" || exit 1; done'
-
-[Install]
-WantedBy=multi-user.target
-"
-    )
+    let exec_start = format!(
+        "/bin/sh -c 'for image in /{IMAGES_DIR}/*.tar; do {ctr} {arguments} \"$image\" || exit 1; done'"
+    );
+    let containerd_unit = kiln_units::Service::Containerd.unit_name();
+    IniFile {
+        comments: Vec::new(),
+        sections: vec![
+            IniSection::new("Unit")
+                .entry(
+                    "Description",
+                    "Import kiln's container images into containerd",
+                )
+                .entry("Documentation", "https://github.com/kiln-build/kiln")
+                .entry("After", containerd_unit.as_str())
+                .entry("Requires", containerd_unit.as_str())
+                .entry("Before", kiln_units::Service::Kubelet.unit_name()),
+            IniSection::new("Service")
+                .entry("Type", "oneshot")
+                .entry("RemainAfterExit", "yes")
+                .entry("ExecStart", exec_start),
+            wanted_by(MULTI_USER),
+        ],
+    }
 }
 
 /// Where a node's layers put the container images' archives, relative to its root; every
 /// `*.tar` there is imported into containerd before the kubelet starts.
 const IMAGES_DIR: &str = "usr/share/kiln/images";
 
-/// The kubelet waits for the images (the sandbox image above all).
-const KUBELET_DROP_IN: &str = "\
-[Unit]
-After=kiln-images.service
-Wants=kiln-images.service
-";
+/// The unit of [`import_unit`].
+const IMPORT_UNIT: &str = "kiln-images.service";
+
+/// systemd's target for a booted node.
+const MULTI_USER: &str = "multi-user.target";
+
+/// `[Install]` with `WantedBy=target`.
+fn wanted_by(target: &str) -> IniSection {
+    IniSection::new("Install").entry("WantedBy", target)
+}
+
+/// The kubelet's drop-in: it waits for the images (the sandbox image above all).
+fn kubelet_drop_in() -> IniFile {
+    IniFile {
+        comments: Vec::new(),
+        sections: vec![
+            IniSection::new("Unit")
+                .entry("After", IMPORT_UNIT)
+                .entry("Wants", IMPORT_UNIT),
+        ],
+    }
+}
 
 /// The management NIC: when the machine has a second NIC (QEMU's user networking in tests), it
 /// takes an address by DHCP but no route, DNS or gateway, and the node does not wait for it.
-const MANAGEMENT_NETWORK: &str = "\
-# The management NIC (QEMU user networking with restrict=on): an address, nothing else.
-[Match]
-Name=eth1
+fn management_network() -> IniFile {
+    IniFile {
+        comments: vec![
+            "The management NIC (QEMU user networking with restrict=on): an address, nothing else."
+                .into(),
+        ],
+        sections: vec![
+            IniSection::new("Match").entry("Name", "eth1"),
+            IniSection::new("Link").entry("RequiredForOnline", "no"),
+            IniSection::new("Network")
+                .entry("DHCP", "ipv4")
+                .entry("LinkLocalAddressing", "no"),
+            IniSection::new("DHCPv4")
+                .entry("UseRoutes", "no")
+                .entry("UseDNS", "no")
+                .entry("UseNTP", "no")
+                .entry("UseHostname", "no"),
+        ],
+    }
+}
 
-[Link]
-RequiredForOnline=no
-
-[Network]
-DHCP=ipv4
-LinkLocalAddressing=no
-
-[DHCPv4]
-UseRoutes=no
-UseDNS=no
-UseNTP=no
-UseHostname=no
-";
+/// A drop-in for the cluster interface of a node without a default route: without one, a
+/// connection from the node to a Service IP fails in the route lookup, before kube-proxy's DNAT
+/// could send it to a pod, so the Service range is routed onto the cluster interface.
+fn service_route(service_cidr: ipnet::Ipv4Net) -> IniFile {
+    IniFile {
+        comments: vec![
+            "No default route: Service IPs go out on eth0, where kube-proxy's DNAT takes over."
+                .into(),
+        ],
+        sections: vec![
+            IniSection::new("Route")
+                .entry("Destination", service_cidr)
+                .entry("Scope", "link"),
+        ],
+    }
+}
 
 /// A root shell on the second serial port, only when the kernel command line says
 /// `kiln.debug-shell`: for tests and debugging, never in a plain boot.
-const DEBUG_SHELL_UNIT: &str = "\
-[Unit]
-Description=kiln debug shell on ttyS1 (kernel command line: kiln.debug-shell)
-ConditionKernelCommandLine=kiln.debug-shell
-After=systemd-user-sessions.service
-
-[Service]
-ExecStart=/bin/sh -l
-StandardInput=tty
-StandardOutput=tty
-StandardError=tty
-TTYPath=/dev/ttyS1
-TTYReset=yes
-Restart=always
-RestartSec=1
-Environment=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin TERM=dumb
-
-[Install]
-WantedBy=multi-user.target
-";
+fn debug_shell_unit() -> IniFile {
+    IniFile {
+        comments: Vec::new(),
+        sections: vec![
+            IniSection::new("Unit")
+                .entry(
+                    "Description",
+                    "kiln debug shell on ttyS1 (kernel command line: kiln.debug-shell)",
+                )
+                .entry("ConditionKernelCommandLine", "kiln.debug-shell")
+                .entry("After", "systemd-user-sessions.service"),
+            IniSection::new("Service")
+                .entry("ExecStart", "/bin/sh -l")
+                .entry("StandardInput", "tty")
+                .entry("StandardOutput", "tty")
+                .entry("StandardError", "tty")
+                .entry("TTYPath", "/dev/ttyS1")
+                .entry("TTYReset", "yes")
+                .entry("Restart", "always")
+                .entry("RestartSec", "1")
+                .entry(
+                    "Environment",
+                    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin TERM=dumb",
+                ),
+            wanted_by(MULTI_USER),
+        ],
+    }
+}
 
 /// Reports on the console once the default target is reached, with the state of the node's
 /// main services: what `cargo xtask run-vm` users see, and what the boot test reads.
-fn boot_report_unit(services: &[&str]) -> String {
+fn boot_report_unit(services: &[&str]) -> IniFile {
     let checks: Vec<String> = services
         .iter()
         .map(|service| format!("{service}=$$(systemctl is-active {service})"))
         .collect();
-    format!(
-        "\
-[Unit]
-Description=Report on the console that the node has booted
-After=multi-user.target
-
-[Service]
-Type=oneshot
-ExecStart=/bin/sh -c 'echo \"kiln-boot: $$(hostname) reached $$(systemctl get-default) {}\"'
-StandardOutput=tty
-TTYPath=/dev/console
-
-[Install]
-WantedBy=multi-user.target
-",
-        checks.join(" ")
-    )
+    IniFile {
+        comments: Vec::new(),
+        sections: vec![
+            IniSection::new("Unit")
+                .entry("Description", "Report on the console that the node has booted")
+                .entry("After", MULTI_USER),
+            IniSection::new("Service")
+                .entry("Type", "oneshot")
+                .entry(
+                    "ExecStart",
+                    format!(
+                        "/bin/sh -c 'echo \"kiln-boot: $$(hostname) reached $$(systemctl get-default) {}\"'",
+                        checks.join(" ")
+                    ),
+                )
+                .entry("StandardOutput", "tty")
+                .entry("TTYPath", "/dev/console"),
+            wanted_by(MULTI_USER),
+        ],
+    }
 }
+
+/// The unit of [`state_makefs_unit`].
+const STATE_MAKEFS_UNIT: &str = "kiln-state-makefs.service";
 
 /// Formats the state disk on its first use (`systemd-makefs` leaves a disk that already holds
 /// a file system alone). Runs only when the kernel command line says the disk is attached.
-fn state_makefs_unit(state: &StateDisk) -> String {
+fn state_makefs_unit(state: &StateDisk) -> IniFile {
     let device = state.device();
     let device_unit = path_unit_name(&device, "device");
-    format!(
-        "\
-[Unit]
-Description=Format the node's state disk on first use
-DefaultDependencies=no
-ConditionKernelCommandLine={flag}
-BindsTo={device_unit}
-After={device_unit}
-Before={mount_unit} shutdown.target
-Conflicts=shutdown.target
-
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-ExecStart=/lib/systemd/systemd-makefs ext4 {device}
-",
-        flag = StateDisk::CMDLINE_FLAG,
-        mount_unit = mount_unit_name(&state.mount),
-    )
+    IniFile {
+        comments: Vec::new(),
+        sections: vec![
+            IniSection::new("Unit")
+                .entry("Description", "Format the node's state disk on first use")
+                .entry("DefaultDependencies", "no")
+                .entry("ConditionKernelCommandLine", StateDisk::CMDLINE_FLAG)
+                .entry("BindsTo", device_unit.as_str())
+                .entry("After", device_unit.as_str())
+                .entry(
+                    "Before",
+                    format!("{} shutdown.target", mount_unit_name(&state.mount)),
+                )
+                .entry("Conflicts", "shutdown.target"),
+            IniSection::new("Service")
+                .entry("Type", "oneshot")
+                .entry("RemainAfterExit", "yes")
+                .entry(
+                    "ExecStart",
+                    format!("/lib/systemd/systemd-makefs ext4 {device}"),
+                ),
+        ],
+    }
 }
 
 /// Mounts the state disk where the node keeps its state; before `local-fs.target`, so every
 /// service starts after it.
-fn state_mount_unit(state: &StateDisk) -> String {
-    format!(
-        "\
-[Unit]
-Description=The node's state on its persistent disk
-ConditionKernelCommandLine={flag}
-Requires=kiln-state-makefs.service
-After=kiln-state-makefs.service
-
-[Mount]
-What={device}
-Where={mount}
-Type=ext4
-Options=noatime
-
-[Install]
-WantedBy=local-fs.target
-",
-        flag = StateDisk::CMDLINE_FLAG,
-        device = state.device(),
-        mount = state.mount,
-    )
+fn state_mount_unit(state: &StateDisk) -> IniFile {
+    IniFile {
+        comments: Vec::new(),
+        sections: vec![
+            IniSection::new("Unit")
+                .entry("Description", "The node's state on its persistent disk")
+                .entry("ConditionKernelCommandLine", StateDisk::CMDLINE_FLAG)
+                .entry("Requires", STATE_MAKEFS_UNIT)
+                .entry("After", STATE_MAKEFS_UNIT),
+            IniSection::new("Mount")
+                .entry("What", state.device())
+                .entry("Where", state.mount.as_str())
+                .entry("Type", "ext4")
+                .entry("Options", "noatime"),
+            wanted_by("local-fs.target"),
+        ],
+    }
 }
 
 /// The mount unit's name for `path` (`/var/lib/etcd` → `var-lib-etcd.mount`).
@@ -633,25 +687,19 @@ fn node_layer(
         file(
             "etc/systemd/network/90-kiln-management.network",
             0o644,
-            MANAGEMENT_NETWORK.into(),
+            management_network().to_text(),
         ),
         file(
             "etc/systemd/system/kiln-debug-shell.service",
             0o644,
-            DEBUG_SHELL_UNIT.into(),
+            debug_shell_unit().to_text(),
         ),
     ];
     if node.gateway.is_none() {
-        // Without a default route, a connection from the node to a Service IP fails in the
-        // route lookup, before kube-proxy's DNAT could send it to a pod: route the Service range
-        // onto the cluster interface.
         files.push(file(
             "etc/systemd/network/10-kiln-eth0.network.d/50-kiln-services.conf",
             0o644,
-            format!(
-                "# No default route: Service IPs go out on eth0, where kube-proxy's DNAT takes over.\n[Route]\nDestination={}\nScope=link\n",
-                plan.cluster.service_cidr
-            ),
+            service_route(plan.cluster.service_cidr).to_text(),
         ));
     }
     // The boot report names the node's services: kiln's units, and nginx (Debian's unit) on a
@@ -666,30 +714,30 @@ fn node_layer(
     files.push(file(
         "etc/systemd/system/kiln-boot-report.service",
         0o644,
-        boot_report_unit(&services),
+        boot_report_unit(&services).to_text(),
     ));
     if node.runs_kubelet(plan.cluster.control_plane_mode) {
         files.push(file(
-            "etc/systemd/system/kiln-images.service",
+            &format!("etc/systemd/system/{IMPORT_UNIT}"),
             0o644,
-            import_unit(plan.cluster.kubernetes_version),
+            import_unit(plan.cluster.kubernetes_version).to_text(),
         ));
         files.push(file(
             "etc/systemd/system/kubelet.service.d/10-kiln-images.conf",
             0o644,
-            KUBELET_DROP_IN.into(),
+            kubelet_drop_in().to_text(),
         ));
     }
     if let Some(state) = state {
         files.push(file(
-            "etc/systemd/system/kiln-state-makefs.service",
+            &format!("etc/systemd/system/{STATE_MAKEFS_UNIT}"),
             0o644,
-            state_makefs_unit(state),
+            state_makefs_unit(state).to_text(),
         ));
         files.push(file(
             &format!("etc/systemd/system/{}", mount_unit_name(&state.mount)),
             0o644,
-            state_mount_unit(state),
+            state_mount_unit(state).to_text(),
         ));
         // A fresh file system's root is 0755; etcd wants its data directory private.
         files.push(file(
@@ -782,7 +830,7 @@ mod tests {
             device_unit,
             r"dev-disk-by\x2did-virtio\x2dkiln\x2dstate.device"
         );
-        let makefs = state_makefs_unit(&state);
+        let makefs = state_makefs_unit(&state).to_text();
         assert!(
             makefs.contains(&format!("BindsTo={device_unit}\n")),
             "{makefs}"
@@ -793,6 +841,16 @@ mod tests {
     /// Writes `units` into a scratch root (with stubs for the programs they run) and returns
     /// what `systemd-analyze verify` says: (success, messages).
     fn verify(units: &[(&str, String)], programs: &[&str]) -> (bool, String) {
+        verify_with(units, &[], programs)
+    }
+
+    /// [`verify`], with `others` (units and drop-ins under `etc/systemd/system/`) written too but
+    /// not named to `systemd-analyze verify`: what the verified units refer to.
+    fn verify_with(
+        units: &[(&str, String)],
+        others: &[(&str, String)],
+        programs: &[&str],
+    ) -> (bool, String) {
         let root = tempfile::tempdir().expect("tempdir");
         let write = |path: &str, contents: &[u8], mode: u32| {
             use std::os::unix::fs::PermissionsExt;
@@ -801,7 +859,7 @@ mod tests {
             std::fs::write(&path, contents).expect("write");
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
         };
-        for (name, text) in units {
+        for (name, text) in units.iter().chain(others) {
             write(
                 &format!("etc/systemd/system/{name}"),
                 text.as_bytes(),
@@ -826,8 +884,8 @@ mod tests {
     fn systemd_analyze_verifies_the_state_disk_units() {
         let state = StateDisk::etcd();
         let units = [
-            ("kiln-state-makefs.service", state_makefs_unit(&state)),
-            ("var-lib-etcd.mount", state_mount_unit(&state)),
+            (STATE_MAKEFS_UNIT, state_makefs_unit(&state).to_text()),
+            ("var-lib-etcd.mount", state_mount_unit(&state).to_text()),
         ];
         let (success, messages) = verify(&units, &["/lib/systemd/systemd-makefs"]);
         assert!(
@@ -835,11 +893,100 @@ mod tests {
             "systemd-analyze verify complains:\n{messages}"
         );
         // The check can fail: a mount unit named for another path is refused.
-        let misnamed = [("var-lib-other.mount", state_mount_unit(&state))];
+        let misnamed = [("var-lib-other.mount", state_mount_unit(&state).to_text())];
         let (success, messages) = verify(&misnamed, &[]);
         assert!(
             !success,
             "verify accepted a misnamed mount unit: {messages}"
+        );
+    }
+
+    /// The units of systemd's own that the node units order against or depend on.
+    const SYSTEMD_UNITS: [&str; 6] = [
+        "basic.target",
+        "local-fs.target",
+        "multi-user.target",
+        "shutdown.target",
+        "sysinit.target",
+        "systemd-user-sessions.service",
+    ];
+
+    /// What the node units of Kubernetes `version` name besides themselves, as files under
+    /// `etc/systemd/system/`: the kubelet's drop-in, containerd (stubbed) and systemd's own
+    /// units (stubs, since `--root` hides the host's); and the programs they all run.
+    fn node_unit_surroundings(
+        version: kiln_spec::KubeVersion,
+    ) -> (Vec<(&'static str, String)>, Vec<String>) {
+        let containerd = kiln_units::Service::Containerd.binary(version);
+        let kubelet = kiln_units::Service::Kubelet.binary(version);
+        let ctr = match containerd.rsplit_once('/') {
+            Some((dir, _)) => format!("{dir}/{}", kiln_image::IMAGE_IMPORT_COMMAND[0]),
+            None => panic!("containerd's path is absolute: {containerd}"),
+        };
+        let mut others = vec![
+            (
+                "kubelet.service.d/10-kiln-images.conf",
+                kubelet_drop_in().to_text(),
+            ),
+            (
+                "containerd.service",
+                format!("[Service]\nExecStart={containerd}\n"),
+            ),
+        ];
+        others.extend(SYSTEMD_UNITS.map(|name| {
+            let service = if name.ends_with(".service") {
+                "[Service]\nExecStart=/bin/sh\n"
+            } else {
+                ""
+            };
+            (
+                name,
+                format!("[Unit]\nDescription=stub of {name}\n{service}"),
+            )
+        }));
+        (others, vec!["/bin/sh".into(), containerd, kubelet, ctr])
+    }
+
+    #[test]
+    fn systemd_analyze_verifies_the_node_units() {
+        for version in ["1.20.2", "1.37.2"] {
+            let version: kiln_spec::KubeVersion = version.parse().expect("a version");
+            let kubelet = kiln_units::Service::Kubelet.binary(version);
+            let units = [
+                (IMPORT_UNIT, import_unit(version).to_text()),
+                ("kiln-debug-shell.service", debug_shell_unit().to_text()),
+                (
+                    "kiln-boot-report.service",
+                    boot_report_unit(&["containerd", "kubelet"]).to_text(),
+                ),
+                // The kubelet, stubbed, with kiln's drop-in among the others.
+                (
+                    "kubelet.service",
+                    format!("[Service]\nExecStart={kubelet}\n"),
+                ),
+            ];
+            let (others, programs) = node_unit_surroundings(version);
+            let programs: Vec<&str> = programs.iter().map(String::as_str).collect();
+            let (success, messages) = verify_with(&units, &others, &programs);
+            assert!(
+                success && messages.trim().is_empty(),
+                "systemd-analyze verify complains about the units for {version}:\n{messages}"
+            );
+        }
+        // The check can fail: with everything else there, the import unit is refused when the
+        // shell it runs is missing.
+        let version = "1.37.2".parse().expect("a version");
+        let units = [(IMPORT_UNIT, import_unit(version).to_text())];
+        let (others, programs) = node_unit_surroundings(version);
+        let programs: Vec<&str> = programs
+            .iter()
+            .map(String::as_str)
+            .filter(|program| *program != "/bin/sh")
+            .collect();
+        let (success, messages) = verify_with(&units, &others, &programs);
+        assert!(
+            !success && messages.contains("/bin/sh"),
+            "verify accepted a unit whose program is missing: {messages}"
         );
     }
 }
