@@ -96,9 +96,9 @@ impl Cluster {
         let segment = Segment::new()?;
         let mut nodes = BTreeMap::new();
         for image in images {
-            let cpus = options.cpus.map_or(image.cpus, |cpus| cpus.max(1));
+            let cpus = options.cpus.map_or(image.manifest.cpus, |cpus| cpus.max(1));
             let mut guest_ports = vec![KUBELET_PORT];
-            if image.node == api_node {
+            if image.node() == api_node {
                 guest_ports.push(api_port);
             }
             let mut ports = BTreeMap::new();
@@ -106,25 +106,25 @@ impl Cluster {
                 ports.insert(guest, free_tcp_port()?);
             }
             // The image starts its root shell on ttyS1 only when asked.
-            let mut cmdline = format!("{} {DEBUG_SHELL}", image.cmdline);
-            let state_disk = match &image.state {
+            let mut cmdline = format!("{} {DEBUG_SHELL}", image.manifest.cmdline);
+            let state_disk = match &image.manifest.state {
                 Some(state) => {
                     cmdline.push(' ');
                     cmdline.push_str(StateDisk::CMDLINE_FLAG);
-                    Some(create_state_disk(&options.run_dir, &image.node, state)?)
+                    Some(create_state_disk(&options.run_dir, image.node(), state)?)
                 }
                 None => None,
             };
             let config = VmConfig {
-                name: image.node.clone(),
+                name: image.node().to_owned(),
                 kernel: image.kernel.clone(),
                 initrd: image.initrd.clone(),
                 cmdline,
                 disks: image.disks.clone(),
                 state_disk,
-                memory_mib: image.memory_mib,
+                memory_mib: image.manifest.memory_mib,
                 cpus,
-                mac: image.mac.clone(),
+                mac: image.manifest.mac.clone(),
                 segment,
                 forwards: ports
                     .iter()
@@ -136,7 +136,7 @@ impl Cluster {
             };
             let vm = Vm::start(config)?;
             nodes.insert(
-                image.node.clone(),
+                image.node().to_owned(),
                 Node {
                     image,
                     vm,
@@ -167,7 +167,7 @@ impl Cluster {
         for node in self.nodes.values_mut() {
             node.vm.check_running()?;
             let mut shell =
-                GuestShell::connect(&node.vm.config().shell_socket(), &node.image.node)?;
+                GuestShell::connect(&node.vm.config().shell_socket(), node.image.node())?;
             let vm = &node.vm;
             shell.wait_ready(timeout.saturating_sub(vm.uptime()), || vm.console_tail(30))?;
             node.shell = Some(shell);
@@ -350,7 +350,7 @@ impl Cluster {
         self.nodes
             .values()
             .filter(|node| node.image.has_role(role))
-            .map(|node| node.image.node.clone())
+            .map(|node| node.image.node().to_owned())
             .collect()
     }
 
@@ -378,7 +378,7 @@ impl Cluster {
             let _ = writeln!(
                 text,
                 "{}: pid {}, {}\n  console: {}\n  shell:   socat - UNIX-CONNECT:{}\n  qemu:    {}",
-                node.image.node,
+                node.image.node(),
                 node.vm.pid(),
                 ports.join(", "),
                 config.console_log().display(),
@@ -434,7 +434,7 @@ impl Cluster {
             let _ = writeln!(
                 text,
                 "--- {} console (last {lines} lines of {}) ---\n{}",
-                node.image.node,
+                node.image.node(),
                 node.vm.config().console_log().display(),
                 node.vm.console_tail(lines)
             );
@@ -560,7 +560,7 @@ fn load_images(result_dir: &Path) -> crate::Result<Vec<NodeImage>> {
             reason: "no nodes".to_owned(),
         });
     }
-    images.sort_by(|a, b| a.node.cmp(&b.node));
+    images.sort_by(|a, b| a.node().cmp(b.node()));
     Ok(images)
 }
 
@@ -592,10 +592,10 @@ fn server_of(kubectl: &Path, kubeconfig: &Path) -> crate::Result<(String, u16)> 
 fn api_node(images: &[NodeImage], host: &str) -> Option<String> {
     images
         .iter()
-        .find(|image| image.node == host || image.address() == Some(host))
+        .find(|image| image.node() == host || image.address() == Some(host))
         .or_else(|| images.iter().find(|image| image.has_role("load-balancer")))
         .or_else(|| images.iter().find(|image| image.has_role("control-plane")))
-        .map(|image| image.node.clone())
+        .map(|image| image.node().to_owned())
 }
 
 #[cfg(test)]

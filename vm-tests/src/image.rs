@@ -2,37 +2,23 @@
 
 use std::path::{Path, PathBuf};
 
-use kiln_image::{ImageManifest, StateDisk};
+use kiln_image::ImageManifest;
 
 use crate::Error;
 
-/// One node's bootable image, as its `manifest.json` ([`kiln_image::ImageManifest`], the
-/// contract kiln-image writes) describes it: the fields the harness uses, with paths resolved
-/// against the image directory.
+/// One node's bootable image: its `manifest.json` ([`kiln_image::ImageManifest`], the contract
+/// kiln-image writes) with the files it names resolved against the image directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeImage {
-    /// The node's name (`node1`).
-    pub node: String,
+    /// The manifest as kiln-image wrote it (node name, command line, memory, CPUs, MAC,
+    /// addresses, roles, state disk); its paths are relative, the fields below resolve them.
+    pub manifest: ImageManifest,
     /// The kernel.
     pub kernel: PathBuf,
     /// The initramfs.
     pub initrd: PathBuf,
-    /// The kernel command line.
-    pub cmdline: String,
     /// Read-only raw disks, attached as virtio-blk in this order (`vda`, `vdb`, ...).
     pub disks: Vec<PathBuf>,
-    /// Guest memory.
-    pub memory_mib: u32,
-    /// Virtual CPUs.
-    pub cpus: u32,
-    /// The MAC address of the private NIC (`eth0`).
-    pub mac: String,
-    /// The node's static addresses on the private segment, with prefix (`192.168.50.11/24`).
-    pub addresses: Vec<String>,
-    /// The node's roles (`control-plane`, `etcd`, `worker`, `load-balancer`).
-    pub roles: Vec<String>,
-    /// The writable disk the node keeps its state on across restarts, if it has state.
-    pub state: Option<StateDisk>,
 }
 
 impl NodeImage {
@@ -72,35 +58,34 @@ impl NodeImage {
                 .iter()
                 .map(|disk| resolve(disk))
                 .collect::<crate::Result<_>>()?,
-            node: manifest.node,
-            cmdline: manifest.cmdline,
-            memory_mib: manifest.memory_mib,
-            cpus: manifest.cpus,
-            mac: manifest.mac,
-            addresses: manifest.addresses,
-            roles: manifest.roles,
-            state: manifest.state,
+            manifest,
         };
-        if image.cpus == 0 || image.memory_mib < 128 {
+        if image.manifest.cpus == 0 || image.manifest.memory_mib < 128 {
             return Err(Error::Image {
                 path,
                 reason: format!(
                     "{} CPUs and {} MiB cannot boot a node",
-                    image.cpus, image.memory_mib
+                    image.manifest.cpus, image.manifest.memory_mib
                 ),
             });
         }
         Ok(image)
     }
 
+    /// The node's name (`node1`).
+    pub fn node(&self) -> &str {
+        &self.manifest.node
+    }
+
     /// Whether the node has `role`.
     pub fn has_role(&self, role: &str) -> bool {
-        self.roles.iter().any(|r| r == role)
+        self.manifest.roles.iter().any(|r| r == role)
     }
 
     /// The node's first private address without its prefix length (`192.168.50.11`).
     pub fn address(&self) -> Option<&str> {
-        self.addresses
+        self.manifest
+            .addresses
             .first()
             .map(|address| address.split('/').next().unwrap_or(address))
     }
@@ -130,7 +115,7 @@ mod tests {
         )
         .expect("write");
         let image = NodeImage::load(dir.path()).expect("load");
-        assert_eq!(image.node, "node1");
+        assert_eq!(image.node(), "node1");
         assert_eq!(image.disks, [dir.path().join("layers/node.squashfs")]);
         assert_eq!(image.address(), Some("192.168.50.11"));
         assert!(image.has_role("etcd"));

@@ -235,7 +235,12 @@ pub fn load_balancer_health(cluster: &mut Cluster) -> crate::Result<()> {
         .nodes
         .values()
         .filter(|node| node.image.has_role("load-balancer"))
-        .filter_map(|node| Some((node.image.node.clone(), node.image.address()?.to_owned())))
+        .filter_map(|node| {
+            Some((
+                node.image.node().to_owned(),
+                node.image.address()?.to_owned(),
+            ))
+        })
         .collect();
     if balancers.is_empty() {
         return Err(Error::check(STEP, "no load-balancer node"));
@@ -1160,8 +1165,8 @@ pub fn private_key_scan(cluster: &mut Cluster) -> crate::Result<()> {
     let scanned: Vec<String> = cluster
         .nodes
         .values()
-        .filter(|node| node.image.roles == ["worker"])
-        .map(|node| node.image.node.clone())
+        .filter(|node| node.image.manifest.roles == ["worker"])
+        .map(|node| node.image.node().to_owned())
         .collect();
     for node in scanned {
         // The node's artifacts, without its image (the layers hold the same files, packed).
