@@ -17,8 +17,50 @@ use serde_json::Value;
 use crate::kubectl::{describe, write_forwarded_kubeconfig};
 use crate::{Cluster, ClusterOptions, Error, Kubectl, Steps, wait_for};
 
-/// The scenarios `cargo xtask vm-test --scenario` knows.
-pub const SCENARIOS: &[&str] = &["two-node", "ha"];
+/// A scenario `cargo xtask vm-test --scenario` runs: its name there is [`Scenario::name`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scenario {
+    /// `two-node`: nodes Ready, pods on every worker, pod and Service networking, cluster DNS,
+    /// logs and exec, refusals, the private-key scan and encryption at rest.
+    TwoNode,
+    /// `ha`: three controllers that are etcd members behind the load balancer, one worker; one
+    /// controller stopped, then started again.
+    Ha,
+}
+
+impl Scenario {
+    /// Every scenario, in the order `--scenario`'s error lists them.
+    pub const ALL: [Scenario; 2] = [Scenario::TwoNode, Scenario::Ha];
+
+    /// The scenario's name: `two-node`, `ha`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::TwoNode => "two-node",
+            Scenario::Ha => "ha",
+        }
+    }
+}
+
+impl std::fmt::Display for Scenario {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        out.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Scenario {
+    type Err = String;
+
+    /// Parses a scenario's [`Scenario::name`]; anything else is an error naming the known ones.
+    fn from_str(name: &str) -> Result<Scenario, String> {
+        Scenario::ALL
+            .into_iter()
+            .find(|scenario| scenario.name() == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+                format!("no scenario {name:?}; known: {}", known.join(", "))
+            })
+    }
+}
 
 /// The test workload's image: busybox serving its hostname (the pod's name) on port 8080
 /// (the image catalog's [`kiln_spec::images::TEST`]).
@@ -37,16 +79,10 @@ const API_TIMEOUT: Duration = Duration::from_secs(1500);
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(480);
 const POLL: Duration = Duration::from_secs(5);
 
-/// Boots the cluster of `options`, runs scenario `name` on it, and prints every step's time.
+/// Boots the cluster of `options`, runs `scenario` on it, and prints every step's time.
 /// On failure, the last console lines of every guest are printed; with `options.keep` the
 /// guests stay up either way and how to reach them is printed.
-pub fn run(name: &str, options: &ClusterOptions) -> crate::Result<Steps> {
-    if !SCENARIOS.contains(&name) {
-        return Err(Error::check(
-            "scenario",
-            format!("no scenario {name}; known: {}", SCENARIOS.join(", ")),
-        ));
-    }
+pub fn run(scenario: Scenario, options: &ClusterOptions) -> crate::Result<Steps> {
     let mut steps = Steps::new();
     let mut cluster = steps.run("start the guests", || Cluster::start(options))?;
     eprintln!(
@@ -54,9 +90,9 @@ pub fn run(name: &str, options: &ClusterOptions) -> crate::Result<Steps> {
         options.run_dir.display(),
         cluster.accel
     );
-    let result = match name {
-        "ha" => ha(&mut cluster, &mut steps),
-        _ => two_node(&mut cluster, &mut steps),
+    let result = match scenario {
+        Scenario::TwoNode => two_node(&mut cluster, &mut steps),
+        Scenario::Ha => ha(&mut cluster, &mut steps),
     };
     eprintln!("\nsteps:\n{}", steps.summary());
     if !matches!(result, Err(Error::Interrupted)) {
@@ -1670,5 +1706,18 @@ mod tests {
             http_body("HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nweb-1\n"),
             "web-1\n"
         );
+    }
+
+    #[test]
+    fn scenarios_are_parsed_by_name_and_nothing_else() {
+        for scenario in Scenario::ALL {
+            assert_eq!(scenario.name().parse::<Scenario>(), Ok(scenario));
+            assert_eq!(scenario.to_string(), scenario.name());
+        }
+        let error = "three-node"
+            .parse::<Scenario>()
+            .expect_err("no such scenario");
+        assert_eq!(error, "no scenario \"three-node\"; known: two-node, ha");
+        assert!("Two-Node".parse::<Scenario>().is_err());
     }
 }

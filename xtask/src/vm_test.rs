@@ -13,9 +13,9 @@ use crate::{common, deps};
 /// Arguments of `cargo xtask vm-test`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The scenario to run.
+    /// The scenario to run: two-node or ha.
     #[arg(long, default_value = "two-node")]
-    scenario: String,
+    scenario: scenario::Scenario,
     /// Leave the guests running afterwards (also after a failure) and print how to reach them.
     #[arg(long)]
     keep: bool,
@@ -60,13 +60,6 @@ const VM_TOOLS: &[deps::Tool] = &[
 /// Runs the scenario.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     kiln_vm_tests::install_interrupt_handler()?;
-    if !scenario::SCENARIOS.contains(&args.scenario.as_str()) {
-        bail!(
-            "no scenario {:?}; known: {}",
-            args.scenario,
-            scenario::SCENARIOS.join(", ")
-        );
-    }
     deps::ensure(VM_TOOLS)?;
 
     let run_dir = match &args.run_dir {
@@ -111,7 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         accel: None,
         cpus: args.cpus,
     };
-    match scenario::run(&args.scenario, &options) {
+    match scenario::run(args.scenario, &options) {
         Ok(_) => {
             eprintln!("vm-test {}: passed", args.scenario);
             Ok(ExitCode::SUCCESS)
@@ -126,16 +119,18 @@ fn built_kubectl(result: &Path) -> anyhow::Result<PathBuf> {
     let path = result.join("manifest.json");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let manifest: serde_json::Value = serde_json::from_str(&text)?;
-    let binaries = manifest["artifacts"]["image/kubernetes-binaries"]["store_path"]
-        .as_str()
+    let manifest = kiln_cluster::Manifest::from_json(&text)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let binaries = manifest
+        .artifacts
+        .get("image/kubernetes-binaries")
         .context("the build has no Kubernetes binaries: pass --kubectl PATH")?;
-    Ok(PathBuf::from(binaries).join("bin/kubectl"))
+    Ok(binaries.store_path.join("bin/kubectl"))
 }
 
 /// The spec a scenario builds by default: the VM tests' own (`vm-tests/specs/<scenario>.toml`,
 /// an example made to fit this machine) if there is one, else `examples/<scenario>.toml`.
-fn scenario_spec(scenario: &str) -> PathBuf {
+fn scenario_spec(scenario: scenario::Scenario) -> PathBuf {
     let own = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../vm-tests/specs")
         .join(format!("{scenario}.toml"));
@@ -151,7 +146,7 @@ fn build(args: &Args, out: &Path) -> anyhow::Result<PathBuf> {
     let spec = args
         .spec
         .clone()
-        .unwrap_or_else(|| scenario_spec(&args.scenario));
+        .unwrap_or_else(|| scenario_spec(args.scenario));
     let program = std::env::current_exe().context("finding the xtask program")?;
     let mut command = Command::new(program);
     command
