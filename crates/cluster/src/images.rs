@@ -118,13 +118,10 @@ fn kubelet_drop_in() -> IniFile {
 
 /// The management NIC: when the machine has a second NIC (QEMU's user networking in tests), it
 /// takes an address by DHCP but no route, DNS or gateway, and the node does not wait for it.
-fn management_network() -> IniFile {
-    IniFile {
-        comments: vec![
-            "The management NIC (QEMU user networking with restrict=on): an address, nothing else."
-                .into(),
-        ],
-        sections: vec![
+fn management_network() -> String {
+    commented(
+        "The management NIC (QEMU user networking with restrict=on): an address, nothing else.",
+        vec![
             IniSection::new("Match").entry("Name", "eth1"),
             IniSection::new("Link").entry("RequiredForOnline", "no"),
             IniSection::new("Network")
@@ -136,24 +133,32 @@ fn management_network() -> IniFile {
                 .entry("UseNTP", "no")
                 .entry("UseHostname", "no"),
         ],
-    }
+    )
 }
 
 /// A drop-in for the cluster interface of a node without a default route: without one, a
 /// connection from the node to a Service IP fails in the route lookup, before kube-proxy's DNAT
 /// could send it to a pod, so the Service range is routed onto the cluster interface.
-fn service_route(service_cidr: ipnet::Ipv4Net) -> IniFile {
-    IniFile {
-        comments: vec![
-            "No default route: Service IPs go out on eth0, where kube-proxy's DNAT takes over."
-                .into(),
-        ],
-        sections: vec![
+fn service_route(service_cidr: ipnet::Ipv4Net) -> String {
+    commented(
+        "No default route: Service IPs go out on eth0, where kube-proxy's DNAT takes over.",
+        vec![
             IniSection::new("Route")
                 .entry("Destination", service_cidr)
                 .entry("Scope", "link"),
         ],
-    }
+    )
+}
+
+/// `sections` under a `# comment` line with no blank line between, as these two networkd files
+/// have always been written ([`IniFile`]'s comments are a header with a blank line after it,
+/// which would change the node layer's bytes).
+fn commented(comment: &str, sections: Vec<IniSection>) -> String {
+    let file = IniFile {
+        comments: Vec::new(),
+        sections,
+    };
+    format!("# {comment}\n{}", file.to_text())
 }
 
 /// A root shell on the second serial port, only when the kernel command line says
@@ -687,7 +692,7 @@ fn node_layer(
         file(
             "etc/systemd/network/90-kiln-management.network",
             0o644,
-            management_network().to_text(),
+            management_network(),
         ),
         file(
             "etc/systemd/system/kiln-debug-shell.service",
@@ -699,7 +704,7 @@ fn node_layer(
         files.push(file(
             "etc/systemd/network/10-kiln-eth0.network.d/50-kiln-services.conf",
             0o644,
-            service_route(plan.cluster.service_cidr).to_text(),
+            service_route(plan.cluster.service_cidr),
         ));
     }
     // The boot report names the node's services: kiln's units, and nginx (Debian's unit) on a
