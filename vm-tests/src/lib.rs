@@ -10,8 +10,8 @@
 //!   chosen per run so concurrent runs never share a segment.
 //! - [`Cluster`] boots every node image of a `result/` directory ([`NodeImage`], read from the
 //!   `manifest.json` contract kiln-image writes) and writes a kubeconfig that reaches the forwarded apiserver.
-//! - [`scenario`] holds the scenarios (`two-node`, `ha`), each step a function over a [`Cluster`],
-//!   timed by [`Steps`].
+//! - [`scenario`] holds the scenarios ([`scenario::Scenario`]: `two-node`, `ha`), each step a
+//!   function over a [`Cluster`], timed by [`Steps`].
 //! - [`tiny_guest`] builds a busybox initramfs for the host's Debian kernel, so the QEMU
 //!   plumbing is tested without a kiln image.
 

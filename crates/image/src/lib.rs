@@ -14,8 +14,12 @@
 //! - **The base OS** ([`base_os`]): Debian bookworm, resolved against the apt sources before a
 //!   build ([`resolve()`], which is how a moving archive is handled) and pinned in `kiln.lock`;
 //!   the [`initrd`]; and [`squashfs`] layers ([`LayerSpec`], [`assemble`]).
-//! - **Container images** ([`container_images`]): the OCI archives of the images in
-//!   `kiln_spec::images` (pause, the test workload), built from Debian's static busybox.
+//! - **Container images**, named by the image catalog `kiln_spec::images`:
+//!   [`container_images`] (pause and the test workload, from Debian's static busybox) and
+//!   [`component_images`] (what pods run: etcd, kube-apiserver, kube-controller-manager,
+//!   kube-scheduler and kube-proxy from the package set's binaries, kube-proxy with iptables
+//!   and conntrack from the base OS, and CoreDNS), each a deterministic OCI archive that the
+//!   node imports into containerd at boot ([`IMAGE_IMPORT_COMMAND`]).
 //! - **The node image** ([`NodeImage`]): a node's layers stacked over the base OS, with the
 //!   [`ImageManifest`] contract (`manifest.json`), `run-qemu` and `xl.cfg`; [`cloud_init`] and
 //!   [`ignition`] give the same files to machines kiln does not boot.
