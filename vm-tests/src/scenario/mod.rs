@@ -1,0 +1,395 @@
+//! The scenarios: each a list of steps, each step a function over a running [`Cluster`].
+//!
+//! Commands inside guests go through the root shell on `ttyS1` ([`crate::GuestShell`]) and use
+//! only what the base OS has: `sh`, coreutils, grep, find, `socat` (plain TCP and TLS), and
+//! busybox. Checks that need no guest tool (refusals by the apiserver and the kubelets) run from
+//! the host with kubectl and kubeconfigs derived from kiln's.
+//!
+//! This module holds the scenarios' step lists; the steps live by kind: the control plane
+//! (`control_plane`), the workload and its networking (`workloads`), cluster DNS (`dns`), what
+//! must be refused (`refusals`), keys and encryption at rest (`secrets`), and the helpers they
+//! share (`common`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use kiln_manifests::paths;
+use serde_json::Value;
+
+use crate::kubectl::{describe, write_forwarded_kubeconfig};
+use crate::{Cluster, ClusterOptions, Error, Kubectl, Steps, wait_for};
+
+mod common;
+mod control_plane;
+mod dns;
+mod refusals;
+mod secrets;
+mod workloads;
+
+use self::common::*;
+use self::control_plane::*;
+pub use self::control_plane::{
+    etcd_healthy, etcd_on_state_disk, load_balancer_health, local_apiserver_ready,
+};
+pub use self::dns::cluster_dns;
+use self::dns::*;
+pub use self::refusals::refusals;
+use self::secrets::*;
+pub use self::secrets::{encryption_at_rest, private_key_scan};
+pub use self::workloads::{
+    Pod, deployment_spread, logs_and_exec, nodes_ready, pod_network, service_cluster_ip,
+};
+
+/// A scenario `cargo xtask vm-test --scenario` runs: its name there is [`Scenario::name`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scenario {
+    /// `two-node`: nodes Ready, pods on every worker, pod and Service networking, cluster DNS,
+    /// logs and exec, refusals, the private-key scan and encryption at rest.
+    TwoNode,
+    /// `ha`: three controllers that are etcd members behind the load balancer, one worker; one
+    /// controller stopped, then started again.
+    Ha,
+}
+
+impl Scenario {
+    /// Every scenario, in the order `--scenario`'s error lists them.
+    pub const ALL: [Scenario; 2] = [Scenario::TwoNode, Scenario::Ha];
+
+    /// The scenario's name: `two-node`, `ha`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::TwoNode => "two-node",
+            Scenario::Ha => "ha",
+        }
+    }
+}
+
+impl std::fmt::Display for Scenario {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        out.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Scenario {
+    type Err = String;
+
+    /// Parses a scenario's [`Scenario::name`]; anything else is an error naming the known ones.
+    fn from_str(name: &str) -> Result<Scenario, String> {
+        Scenario::ALL
+            .into_iter()
+            .find(|scenario| scenario.name() == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+                format!("no scenario {name:?}; known: {}", known.join(", "))
+            })
+    }
+}
+
+/// The test workload's image: busybox serving its hostname (the pod's name) on port 8080
+/// (the image catalog's [`kiln_spec::images::TEST`]).
+pub const TEST_IMAGE: kiln_spec::images::ContainerImage = kiln_spec::images::TEST;
+/// The port [`TEST_IMAGE`] serves on.
+const TEST_PORT: u16 = kiln_spec::images::TEST_PORT;
+
+/// How long the guests may take to boot to their root shells under TCG.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long the apiserver may take to be ready after boot. Three apiservers, each with its
+/// etcd member, controller manager and scheduler, starting at once under TCG on two host
+/// cores took 5 to 15 minutes (the `ha` scenario): the first start creates the default RBAC
+/// objects, and until then `/readyz` fails.
+const API_TIMEOUT: Duration = Duration::from_secs(1500);
+/// How long any one convergence (nodes Ready, pods Running, a Service answering) may take.
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(480);
+const POLL: Duration = Duration::from_secs(5);
+
+/// Boots the cluster of `options`, runs `scenario` on it, and prints every step's time.
+/// On failure, the last console lines of every guest are printed; with `options.keep` the
+/// guests stay up either way and how to reach them is printed.
+pub fn run(scenario: Scenario, options: &ClusterOptions) -> crate::Result<Steps> {
+    let mut steps = Steps::new();
+    let mut cluster = steps.run("start the guests", || Cluster::start(options))?;
+    eprintln!(
+        "run directory {} (accelerator {:?})",
+        options.run_dir.display(),
+        cluster.accel
+    );
+    let result = match scenario {
+        Scenario::TwoNode => two_node(&mut cluster, &mut steps),
+        Scenario::Ha => ha(&mut cluster, &mut steps),
+    };
+    eprintln!("\nsteps:\n{}", steps.summary());
+    if !matches!(result, Err(Error::Interrupted)) {
+        eprintln!(
+            "services (times in seconds since each guest booted):\n{}",
+            cluster.service_report()
+        );
+    }
+    if let Err(error) = &result {
+        eprintln!("FAILED: {error}\n\n{}", cluster.consoles(40));
+        eprintln!("logs kept in {}", options.run_dir.display());
+    }
+    if options.keep {
+        eprintln!("\nthe guests stay up (--keep):\n{}", cluster.describe());
+    }
+    result.map(|()| steps)
+}
+
+/// The `two-node` scenario's steps, after the guests were started. A failed step does not
+/// stop the steps that do not depend on it (a run costs a quarter of an hour under TCG, so
+/// each run reports every failure it can); the first failure is returned.
+fn two_node(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
+    steps.run("boot: every guest's root shell answers", || {
+        cluster.wait_booted(BOOT_TIMEOUT)
+    })?;
+    steps.run("the apiserver is ready", || cluster.wait_api(API_TIMEOUT))?;
+    steps.run(
+        "bootstrap: the add-ons applied as the break-glass super-admin",
+        || cluster.apply_addons(API_TIMEOUT),
+    )?;
+    let mut failures: Vec<Error> = Vec::new();
+    let mut record = |result: crate::Result<()>| {
+        if let Err(error) = result {
+            if matches!(error, Error::Interrupted) {
+                return Err(error);
+            }
+            failures.push(error);
+        }
+        Ok(())
+    };
+    record(
+        steps.run("1 nodes Ready, kubelets as system:node:NAME", || {
+            nodes_ready(cluster)
+        }),
+    )?;
+    match steps.run("2 deployment web x4 Running on every node", || {
+        deployment_spread(cluster)
+    }) {
+        Ok(pods) => {
+            record(steps.run("3 pod IPs reachable across nodes", || {
+                pod_network(cluster, &pods)
+            }))?;
+            record(steps.run("4 ClusterIP answers from every node", || {
+                service_cluster_ip(cluster, &pods)
+            }))?;
+            record(steps.run("5 kubectl logs and exec", || logs_and_exec(cluster, &pods)))?;
+            if cluster_dns_rendered(cluster) {
+                record(steps.run("5 cluster DNS answers every node's pods", || {
+                    cluster_dns(cluster, &pods)
+                }))?;
+            } else {
+                eprintln!(
+                    "    (the cluster has no DNS add-on, options.cluster_dns = \"none\": its step is skipped)"
+                );
+            }
+        }
+        Err(error) => {
+            eprintln!("    (steps 3 to 5 need the pods: skipped)");
+            record(Err(error))?;
+        }
+    }
+    record(steps.run("6 refusals", || refusals(cluster)))?;
+    record(steps.run("6 no foreign private keys on workers", || {
+        private_key_scan(cluster)
+    }))?;
+    record(steps.run("7 Secrets encrypted at rest in etcd", || {
+        encryption_at_rest(cluster)
+    }))?;
+    if failures.len() > 1 {
+        eprintln!("\n{} steps failed:", failures.len());
+        for failure in &failures {
+            eprintln!("  - {}", first_line(&failure.to_string()));
+        }
+    }
+    match failures.into_iter().next() {
+        Some(first) => Err(first),
+        None => Ok(()),
+    }
+}
+
+/// The `ha` scenario's steps: the cluster becomes Ready through the load balancer; with the
+/// first control-plane guest stopped, the API stays available through the endpoint and etcd
+/// stays healthy; started again, the member rejoins.
+fn ha(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
+    steps.run("boot: every guest's root shell answers", || {
+        cluster.wait_booted(BOOT_TIMEOUT)
+    })?;
+    steps.run("the apiserver is ready through the endpoint", || {
+        cluster.wait_api(API_TIMEOUT)
+    })?;
+    steps.run("the load balancer's /healthz proxy answers ok", || {
+        load_balancer_health(cluster)
+    })?;
+    steps.run(
+        "bootstrap: the add-ons applied as the break-glass super-admin",
+        || cluster.apply_addons(API_TIMEOUT),
+    )?;
+    steps.run("nodes Ready, kubelets as system:node:NAME", || {
+        nodes_ready(cluster)
+    })?;
+    let members = cluster.nodes_with_role("etcd");
+    steps.run("etcd healthy on every member", || {
+        etcd_healthy(cluster, &members, members.len())
+    })?;
+    let disks = steps.run("etcd's data on every member's state disk", || {
+        etcd_on_state_disk(cluster, &members)
+    })?;
+    let victim = cluster
+        .nodes_with_role("control-plane")
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::check("ha", "no control-plane node"))?;
+    let survivors: Vec<String> = members
+        .iter()
+        .filter(|member| **member != victim)
+        .cloned()
+        .collect();
+    steps.run(&format!("stop {victim}"), || cluster.stop_node(&victim))?;
+    steps.run("the API stays available through the endpoint", || {
+        api_available(cluster, "without-one")
+    })?;
+    steps.run("etcd stays healthy on the other members", || {
+        etcd_healthy(cluster, &survivors, members.len())
+    })?;
+    steps.run(
+        "the load balancer's /healthz proxy still answers ok",
+        || load_balancer_health(cluster),
+    )?;
+    steps.run(&format!("start {victim} again"), || {
+        cluster.start_node(&victim, BOOT_TIMEOUT)
+    })?;
+    steps.run(
+        &format!("{victim} rejoins etcd with the data it kept"),
+        || {
+            let after = etcd_on_state_disk(cluster, std::slice::from_ref(&victim))?;
+            if after.get(&victim) != disks.get(&victim) {
+                return Err(Error::check(
+                    "rejoin",
+                    format!(
+                        "{victim}'s state disk was formatted again: UUID {:?}, before {:?}",
+                        after.get(&victim),
+                        disks.get(&victim)
+                    ),
+                ));
+            }
+            etcd_healthy(cluster, &members, members.len())
+        },
+    )?;
+    steps.run(&format!("{victim}'s apiserver is ready again"), || {
+        local_apiserver_ready(cluster, &victim, API_TIMEOUT)
+    })?;
+    steps.run("the API is available with every member", || {
+        api_available(cluster, "rejoined")
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refusals::*;
+    use super::*;
+
+    #[test]
+    fn reads_statuses_from_kubectl_verbose_logs() {
+        assert_eq!(
+            response_status(
+                "I1122 14:00:00.000000 1 round_trippers.go:445] GET https://127.0.0.1:4000/api?timeout=32s 401 Unauthorized in 3 milliseconds"
+            ),
+            Some(401)
+        );
+        assert_eq!(
+            response_status(
+                "I1122 round_trippers.go:445] PATCH https://127.0.0.1:4000/api/v1/nodes/node1 403 Forbidden in 9 milliseconds"
+            ),
+            Some(403)
+        );
+        assert_eq!(
+            response_status(
+                r#"I1203 08:03:53.051930   12497 round_trippers.go:632] "Response" verb="GET" url="https://127.0.0.1:35325/api/v1/nodes/node1?timeout=30s" status="403 Forbidden" milliseconds=185"#
+            ),
+            Some(403)
+        );
+        assert_eq!(
+            response_status(
+                r#"I1203 round_trippers.go:527] "Request" verb="GET" url="https://127.0.0.1:35325/api" headers=<>"#
+            ),
+            None
+        );
+        assert_eq!(
+            response_status("I1122 loader.go:375] Config loaded from file"),
+            None
+        );
+    }
+
+    #[test]
+    fn http_statuses_are_read_from_the_status_line() {
+        let forbidden = "HTTP/1.0 403 Forbidden\r\nContent-Length: 2\r\n\r\n{}";
+        assert!(expect_http("s", "w", forbidden, 403).is_ok());
+        let error = expect_http("s", "anonymous", forbidden, 401).expect_err("403 is not 401");
+        assert!(error.to_string().contains("expected HTTP 401"), "{error}");
+        assert!(expect_http("s", "w", "garbage", 401).is_err());
+    }
+
+    #[test]
+    fn guest_scripts_are_valid_sh() {
+        let key = STANDARD.encode("/registry/secrets/default/kiln-vm-test");
+        for script in [
+            socat_tls("GET /health", "", ETCD_HEALTHCHECK, false),
+            socat_tls(
+                "POST /v3/kv/range",
+                &format!("{{\"key\":\"{key}\"}}"),
+                KUBERNETES_CA_CLIENT,
+                true,
+            ),
+        ] {
+            if let Ok(dir) = std::env::var("KILN_VM_DUMP_SCRIPTS") {
+                let count = std::fs::read_dir(&dir).map_or(0, |entries| entries.count());
+                std::fs::write(format!("{dir}/{count}.sh"), &script).expect("dump");
+            }
+            let status = std::process::Command::new("sh")
+                .args(["-n", "-c", &script])
+                .status()
+                .expect("sh runs");
+            assert!(status.success(), "{script}");
+        }
+    }
+
+    #[test]
+    fn a_node_s_own_files_are_hashed_without_its_image() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (file, contents) in [("pki/kubelet.key", "key"), ("image/layer", "layer")] {
+            let path = dir.path().join(file);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, contents).expect("write");
+        }
+        let hashes = file_hashes(dir.path(), &["image"]).expect("hashes");
+        // sha256("key")
+        assert_eq!(
+            hashes.into_iter().collect::<Vec<_>>(),
+            ["2c70e12b7a0646f92279f427c7b38e7334d8e5389cff167a1dc30e73f826b683"]
+        );
+    }
+
+    #[test]
+    fn http_bodies_follow_the_blank_line() {
+        assert_eq!(
+            http_body("HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nweb-1\n"),
+            "web-1\n"
+        );
+    }
+
+    #[test]
+    fn scenarios_are_parsed_by_name_and_nothing_else() {
+        for scenario in Scenario::ALL {
+            assert_eq!(scenario.name().parse::<Scenario>(), Ok(scenario));
+            assert_eq!(scenario.to_string(), scenario.name());
+        }
+        let error = "three-node"
+            .parse::<Scenario>()
+            .expect_err("no such scenario");
+        assert_eq!(error, "no scenario \"three-node\"; known: two-node, ha");
+        assert!("Two-Node".parse::<Scenario>().is_err());
+    }
+}
