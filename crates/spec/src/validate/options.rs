@@ -1,0 +1,254 @@
+//! Options: encryption, audit, authorization, kube-proxy, credentials, cluster DNS and leader
+//! election.
+
+use super::*;
+
+impl Checker {
+    pub(super) fn options(
+        &mut self,
+        spec: &Spec,
+        mode: ControlPlaneMode,
+        version: Option<KubeVersion>,
+    ) -> Option<OptionsPlan> {
+        let options = &spec.options;
+        let mut ok = true;
+        let authorization_modes = options
+            .authorization_modes
+            .clone()
+            .unwrap_or_else(|| vec!["Node".to_owned(), "RBAC".to_owned()]);
+        if authorization_modes.is_empty() {
+            ok = false;
+            self.push(
+                Diagnostic::error("options.authorization_modes", "no authorization mode")
+                    .help("for example [\"Node\", \"RBAC\"]"),
+            );
+        }
+        for (index, name) in authorization_modes.iter().enumerate() {
+            let field = format!("options.authorization_modes[{index}]");
+            if !AUTHORIZATION_MODES.contains(&name.as_str()) {
+                ok = false;
+                self.push(
+                    Diagnostic::error(&field, format!("unknown authorization mode `{name}`"))
+                        .help(format!("one of {}", AUTHORIZATION_MODES.join(", "))),
+                );
+            } else if name == "AlwaysAllow" {
+                self.push(Diagnostic::warning(
+                    &field,
+                    "AlwaysAllow lets every authenticated request through",
+                ));
+            }
+        }
+        let admission_plugins = options
+            .admission_plugins
+            .clone()
+            .unwrap_or_else(|| vec!["NodeRestriction".to_owned()]);
+        for (index, name) in admission_plugins.iter().enumerate() {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric()) {
+                ok = false;
+                self.push(
+                    Diagnostic::error(
+                        format!("options.admission_plugins[{index}]"),
+                        format!("`{name}` is not an admission plugin name"),
+                    )
+                    .help("one plugin per entry, for example NodeRestriction"),
+                );
+            }
+        }
+        for (index, name) in options.extra_sans.iter().enumerate() {
+            if name.parse::<Ipv4Addr>().is_err() && !is_dns_subdomain(name) {
+                ok = false;
+                self.push(Diagnostic::error(
+                    format!("options.extra_sans[{index}]"),
+                    format!("`{name}` is neither an IPv4 address nor a DNS name"),
+                ));
+            }
+        }
+        for (component, flags) in &options.extra_flags {
+            for flag in flags.keys() {
+                let valid = !flag.is_empty()
+                    && flag
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+                    && !flag.starts_with('-');
+                if !valid {
+                    ok = false;
+                    let component_key = serde_json::to_value(component)
+                        .ok()
+                        .and_then(|value| value.as_str().map(str::to_owned))
+                        .unwrap_or_default();
+                    self.push(
+                        Diagnostic::error(
+                            format!("options.extra_flags.{component_key}.{}", key_segment(flag)),
+                            format!("`{flag}` is not a flag name"),
+                        )
+                        .help("write the flag without its dashes: `v = \"2\"` for --v=2"),
+                    );
+                }
+            }
+        }
+        let leader_election = options
+            .leader_election
+            .map(|timings| self.leader_election(timings));
+        if leader_election.is_some_and(|timings| timings.is_none()) {
+            ok = false;
+        }
+        let kube_proxy = options.kube_proxy.unwrap_or(match mode {
+            ControlPlaneMode::StaticPods => KubeProxyMode::StaticPod,
+            ControlPlaneMode::Systemd => KubeProxyMode::Systemd,
+        });
+        let (cluster_dns, upstream_dns) = self.cluster_dns(spec, version)?;
+        let plan = OptionsPlan {
+            encryption_at_rest: options
+                .encryption_at_rest
+                .unwrap_or(EncryptionProvider::Aescbc),
+            audit_log: options.audit_log.unwrap_or(true),
+            authorization_modes,
+            admission_plugins,
+            extra_sans: options.extra_sans.clone(),
+            kube_proxy,
+            kubeconfig_certificates: options
+                .kubeconfig_certificates
+                .unwrap_or(KubeconfigCertificates::Embedded),
+            kubelet_credentials: options
+                .kubelet_credentials
+                .unwrap_or(KubeletCredentials::Issued),
+            leader_election: leader_election.flatten(),
+            extra_flags: options.extra_flags.clone(),
+            cluster_dns,
+            upstream_dns,
+        };
+        ok.then_some(plan)
+    }
+
+    /// `options.cluster_dns` with its default for `version` (CoreDNS from 1.21), and
+    /// `options.upstream_dns` parsed; `None` after recording an error. Without a version (one
+    /// that did not parse, already reported) the default is `none`.
+    pub(super) fn cluster_dns(
+        &mut self,
+        spec: &Spec,
+        version: Option<KubeVersion>,
+    ) -> Option<(ClusterDns, Vec<Ipv4Addr>)> {
+        let options = &spec.options;
+        let has_endpoint_slices = version.is_some_and(|version| version.minor >= 21);
+        let cluster_dns = options.cluster_dns.unwrap_or(if has_endpoint_slices {
+            ClusterDns::Coredns
+        } else {
+            ClusterDns::None
+        });
+        let mut ok = true;
+        if cluster_dns == ClusterDns::Coredns
+            && let Some(version) = version
+            && !has_endpoint_slices
+        {
+            ok = false;
+            self.push(
+                Diagnostic::error(
+                    "options.cluster_dns",
+                    format!(
+                        "CoreDNS needs Kubernetes 1.21 or later (it reads discovery.k8s.io/v1 EndpointSlices), and this cluster runs {version}"
+                    ),
+                )
+                .help("set cluster_dns = \"none\", or a newer cluster.kubernetes_version"),
+            );
+        }
+        let mut upstream_dns = Vec::new();
+        for (index, text) in options.upstream_dns.iter().enumerate() {
+            match text.parse::<Ipv4Addr>() {
+                Ok(address) if !upstream_dns.contains(&address) => upstream_dns.push(address),
+                Ok(_) => {
+                    ok = false;
+                    self.push(Diagnostic::error(
+                        format!("options.upstream_dns[{index}]"),
+                        format!("{text} is listed twice"),
+                    ));
+                }
+                Err(_) => {
+                    ok = false;
+                    self.push(Diagnostic::error(
+                        format!("options.upstream_dns[{index}]"),
+                        format!("`{text}` is not an IPv4 address"),
+                    ));
+                }
+            }
+        }
+        if cluster_dns == ClusterDns::None && !upstream_dns.is_empty() {
+            ok = false;
+            self.push(
+                Diagnostic::error(
+                    "options.upstream_dns",
+                    "upstream resolvers are for kiln's cluster DNS, and cluster_dns is \"none\"",
+                )
+                .help("remove upstream_dns, or set cluster_dns = \"coredns\""),
+            );
+        }
+        ok.then_some((cluster_dns, upstream_dns))
+    }
+
+    /// `[options.leader_election]` with the components' defaults filled in, if client-go's
+    /// leader elector would accept it: every time at least 1 s, the lease longer than the renew
+    /// deadline, and the renew deadline longer than 1.2 retry periods (its jitter factor).
+    /// Otherwise the components exit at start, so this is an error here.
+    pub(super) fn leader_election(
+        &mut self,
+        timings: LeaderElectionSpec,
+    ) -> Option<LeaderElectionPlan> {
+        const FIELD: &str = "options.leader_election";
+        let defaults = LeaderElectionPlan::KUBERNETES_DEFAULTS;
+        let plan = LeaderElectionPlan {
+            lease_duration_seconds: timings
+                .lease_duration_seconds
+                .unwrap_or(defaults.lease_duration_seconds),
+            renew_deadline_seconds: timings
+                .renew_deadline_seconds
+                .unwrap_or(defaults.renew_deadline_seconds),
+            retry_period_seconds: timings
+                .retry_period_seconds
+                .unwrap_or(defaults.retry_period_seconds),
+        };
+        let mut ok = true;
+        for (name, value) in [
+            ("lease_duration_seconds", plan.lease_duration_seconds),
+            ("renew_deadline_seconds", plan.renew_deadline_seconds),
+            ("retry_period_seconds", plan.retry_period_seconds),
+        ] {
+            if value == 0 {
+                ok = false;
+                self.push(Diagnostic::error(
+                    format!("{FIELD}.{name}"),
+                    "must be at least 1 second",
+                ));
+            }
+        }
+        if ok && plan.lease_duration_seconds <= plan.renew_deadline_seconds {
+            ok = false;
+            self.push(
+                Diagnostic::error(
+                    format!("{FIELD}.lease_duration_seconds"),
+                    format!(
+                        "the lease ({} s) must be longer than the renew deadline ({} s)",
+                        plan.lease_duration_seconds, plan.renew_deadline_seconds
+                    ),
+                )
+                .help("for example 60, 40 and 10 seconds"),
+            );
+        }
+        // 10 * deadline > 12 * retry is deadline > 1.2 * retry without floating point.
+        if ok
+            && u64::from(plan.renew_deadline_seconds) * 10
+                <= u64::from(plan.retry_period_seconds) * 12
+        {
+            ok = false;
+            self.push(
+                Diagnostic::error(
+                    format!("{FIELD}.renew_deadline_seconds"),
+                    format!(
+                        "the renew deadline ({} s) must be longer than 1.2 retry periods ({} s)",
+                        plan.renew_deadline_seconds, plan.retry_period_seconds
+                    ),
+                )
+                .help("for example 60, 40 and 10 seconds"),
+            );
+        }
+        ok.then_some(plan)
+    }
+}
