@@ -1,4 +1,4 @@
-//! Step 5 of `two-node`: cluster DNS answers every node's pods.
+//! Step 6 of `two-node`: cluster DNS answers every node's pods.
 
 use super::*;
 
@@ -29,7 +29,7 @@ pub(super) fn cluster_dns_rendered(cluster: &Cluster) -> bool {
     !control_plane_manifests(cluster, paths::COREDNS_ADDON).is_empty()
 }
 
-/// Step 5, DNS: CoreDNS becomes ready (its `ready` plugin answers once it has synced with the
+/// Step 6, DNS: CoreDNS becomes ready (its `ready` plugin answers once it has synced with the
 /// API), and from a pod on every node, whose `/etc/resolv.conf` the kubelet points at the
 /// `kube-dns` Service with the cluster's search path, busybox's `nslookup` (its own resolver,
 /// reading that file) resolves the `web` Service's full and short names and the API's

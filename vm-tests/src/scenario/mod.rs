@@ -176,7 +176,7 @@ fn two_node(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
             }))?;
             record(steps.run("5 kubectl logs and exec", || logs_and_exec(cluster, &pods)))?;
             if cluster_dns_rendered(cluster) {
-                record(steps.run("5 cluster DNS answers every node's pods", || {
+                record(steps.run("6 cluster DNS answers every node's pods", || {
                     cluster_dns(cluster, &pods)
                 }))?;
             } else {
@@ -190,11 +190,11 @@ fn two_node(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
             record(Err(error))?;
         }
     }
-    record(steps.run("6 refusals", || refusals(cluster)))?;
-    record(steps.run("6 no foreign private keys on workers", || {
+    record(steps.run("7 refusals", || refusals(cluster)))?;
+    record(steps.run("8 no foreign private keys on workers", || {
         private_key_scan(cluster)
     }))?;
-    record(steps.run("7 Secrets encrypted at rest in etcd", || {
+    record(steps.run("9 Secrets encrypted at rest in etcd", || {
         encryption_at_rest(cluster)
     }))?;
     if failures.len() > 1 {

@@ -14,7 +14,7 @@ pub(super) fn apiserver_is_static_pod(cluster: &Cluster) -> bool {
     .is_empty()
 }
 
-/// Step 6: requests that must fail, each for the right reason.
+/// Step 7: requests that must fail, each for the right reason.
 pub fn refusals(cluster: &mut Cluster) -> crate::Result<()> {
     const STEP: &str = "refusals";
     let admin = admin_json(cluster)?;

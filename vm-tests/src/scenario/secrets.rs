@@ -3,7 +3,7 @@
 
 use super::*;
 
-/// Step 6, second half: no worker-only node holds a private key that is not one of its own
+/// Step 8: no worker-only node holds a private key that is not one of its own
 /// (the files kiln built for that node, compared by content).
 pub fn private_key_scan(cluster: &mut Cluster) -> crate::Result<()> {
     const STEP: &str = "private keys";
@@ -52,7 +52,7 @@ pub fn private_key_scan(cluster: &mut Cluster) -> crate::Result<()> {
     Ok(())
 }
 
-/// Step 7: a Secret created through the API is stored encrypted in etcd: read back with the
+/// Step 9: a Secret created through the API is stored encrypted in etcd: read back with the
 /// healthcheck client certificate, the value is an `k8s:enc:` envelope without the plaintext.
 pub fn encryption_at_rest(cluster: &mut Cluster) -> crate::Result<()> {
     const STEP: &str = "encryption at rest";
