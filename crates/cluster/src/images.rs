@@ -68,25 +68,22 @@ fn import_unit(kubernetes: kiln_spec::KubeVersion) -> IniFile {
         "/bin/sh -c 'for image in /{IMAGES_DIR}/*.tar; do {ctr} {arguments} \"$image\" || exit 1; done'"
     );
     let containerd_unit = kiln_units::Service::Containerd.unit_name();
-    IniFile {
-        comments: Vec::new(),
-        sections: vec![
-            IniSection::new("Unit")
-                .entry(
-                    "Description",
-                    "Import kiln's container images into containerd",
-                )
-                .entry("Documentation", "https://github.com/kiln-build/kiln")
-                .entry("After", containerd_unit.as_str())
-                .entry("Requires", containerd_unit.as_str())
-                .entry("Before", kiln_units::Service::Kubelet.unit_name()),
-            IniSection::new("Service")
-                .entry("Type", "oneshot")
-                .entry("RemainAfterExit", "yes")
-                .entry("ExecStart", exec_start),
-            wanted_by(MULTI_USER),
-        ],
-    }
+    IniFile::new(vec![
+        IniSection::new("Unit")
+            .entry(
+                "Description",
+                "Import kiln's container images into containerd",
+            )
+            .entry("Documentation", "https://github.com/kiln-build/kiln")
+            .entry("After", containerd_unit.as_str())
+            .entry("Requires", containerd_unit.as_str())
+            .entry("Before", kiln_units::Service::Kubelet.unit_name()),
+        IniSection::new("Service")
+            .entry("Type", "oneshot")
+            .entry("RemainAfterExit", "yes")
+            .entry("ExecStart", exec_start),
+        wanted_by(MULTI_USER),
+    ])
 }
 
 /// Where a node's layers put the container images' archives, relative to its root; every
@@ -106,14 +103,11 @@ fn wanted_by(target: &str) -> IniSection {
 
 /// The kubelet's drop-in: it waits for the images (the sandbox image above all).
 fn kubelet_drop_in() -> IniFile {
-    IniFile {
-        comments: Vec::new(),
-        sections: vec![
-            IniSection::new("Unit")
-                .entry("After", IMPORT_UNIT)
-                .entry("Wants", IMPORT_UNIT),
-        ],
-    }
+    IniFile::new(vec![
+        IniSection::new("Unit")
+            .entry("After", IMPORT_UNIT)
+            .entry("Wants", IMPORT_UNIT),
+    ])
 }
 
 /// The management NIC: when the machine has a second NIC (QEMU's user networking in tests), it
@@ -154,42 +148,35 @@ fn service_route(service_cidr: ipnet::Ipv4Net) -> String {
 /// have always been written ([`IniFile`]'s comments are a header with a blank line after it,
 /// which would change the node layer's bytes).
 fn commented(comment: &str, sections: Vec<IniSection>) -> String {
-    let file = IniFile {
-        comments: Vec::new(),
-        sections,
-    };
-    format!("# {comment}\n{}", file.to_text())
+    format!("# {comment}\n{}", IniFile::new(sections).to_text())
 }
 
 /// A root shell on the second serial port, only when the kernel command line says
 /// `kiln.debug-shell`: for tests and debugging, never in a plain boot.
 fn debug_shell_unit() -> IniFile {
-    IniFile {
-        comments: Vec::new(),
-        sections: vec![
-            IniSection::new("Unit")
-                .entry(
-                    "Description",
-                    "kiln debug shell on ttyS1 (kernel command line: kiln.debug-shell)",
-                )
-                .entry("ConditionKernelCommandLine", "kiln.debug-shell")
-                .entry("After", "systemd-user-sessions.service"),
-            IniSection::new("Service")
-                .entry("ExecStart", "/bin/sh -l")
-                .entry("StandardInput", "tty")
-                .entry("StandardOutput", "tty")
-                .entry("StandardError", "tty")
-                .entry("TTYPath", "/dev/ttyS1")
-                .entry("TTYReset", "yes")
-                .entry("Restart", "always")
-                .entry("RestartSec", "1")
-                .entry(
-                    "Environment",
-                    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin TERM=dumb",
-                ),
-            wanted_by(MULTI_USER),
-        ],
-    }
+    IniFile::new(vec![
+        IniSection::new("Unit")
+            .entry(
+                "Description",
+                "kiln debug shell on ttyS1 (kernel command line: kiln.debug-shell)",
+            )
+            .entry("ConditionKernelCommandLine", "kiln.debug-shell")
+            .entry("After", "systemd-user-sessions.service"),
+        IniSection::new("Service")
+            .entry("ExecStart", "/bin/sh -l")
+            .entry("StandardInput", "tty")
+            .entry("StandardOutput", "tty")
+            .entry("StandardError", "tty")
+            .entry("TTYPath", "/dev/ttyS1")
+            .entry("TTYReset", "yes")
+            .entry("Restart", "always")
+            .entry("RestartSec", "1")
+            .entry(
+                "Environment",
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin TERM=dumb",
+            ),
+        wanted_by(MULTI_USER),
+    ])
 }
 
 /// Reports on the console once the default target is reached, with the state of the node's
@@ -199,9 +186,7 @@ fn boot_report_unit(services: &[&str]) -> IniFile {
         .iter()
         .map(|service| format!("{service}=$$(systemctl is-active {service})"))
         .collect();
-    IniFile {
-        comments: Vec::new(),
-        sections: vec![
+    IniFile::new(vec![
             IniSection::new("Unit")
                 .entry("Description", "Report on the console that the node has booted")
                 .entry("After", MULTI_USER),
@@ -217,8 +202,7 @@ fn boot_report_unit(services: &[&str]) -> IniFile {
                 .entry("StandardOutput", "tty")
                 .entry("TTYPath", "/dev/console"),
             wanted_by(MULTI_USER),
-        ],
-    }
+        ])
 }
 
 /// The unit of [`state_makefs_unit`].
@@ -229,50 +213,44 @@ const STATE_MAKEFS_UNIT: &str = "kiln-state-makefs.service";
 fn state_makefs_unit(state: &StateDisk) -> IniFile {
     let device = state.device();
     let device_unit = path_unit_name(&device, "device");
-    IniFile {
-        comments: Vec::new(),
-        sections: vec![
-            IniSection::new("Unit")
-                .entry("Description", "Format the node's state disk on first use")
-                .entry("DefaultDependencies", "no")
-                .entry("ConditionKernelCommandLine", StateDisk::CMDLINE_FLAG)
-                .entry("BindsTo", device_unit.as_str())
-                .entry("After", device_unit.as_str())
-                .entry(
-                    "Before",
-                    format!("{} shutdown.target", mount_unit_name(&state.mount)),
-                )
-                .entry("Conflicts", "shutdown.target"),
-            IniSection::new("Service")
-                .entry("Type", "oneshot")
-                .entry("RemainAfterExit", "yes")
-                .entry(
-                    "ExecStart",
-                    format!("/lib/systemd/systemd-makefs ext4 {device}"),
-                ),
-        ],
-    }
+    IniFile::new(vec![
+        IniSection::new("Unit")
+            .entry("Description", "Format the node's state disk on first use")
+            .entry("DefaultDependencies", "no")
+            .entry("ConditionKernelCommandLine", StateDisk::CMDLINE_FLAG)
+            .entry("BindsTo", device_unit.as_str())
+            .entry("After", device_unit.as_str())
+            .entry(
+                "Before",
+                format!("{} shutdown.target", mount_unit_name(&state.mount)),
+            )
+            .entry("Conflicts", "shutdown.target"),
+        IniSection::new("Service")
+            .entry("Type", "oneshot")
+            .entry("RemainAfterExit", "yes")
+            .entry(
+                "ExecStart",
+                format!("/lib/systemd/systemd-makefs ext4 {device}"),
+            ),
+    ])
 }
 
 /// Mounts the state disk where the node keeps its state; before `local-fs.target`, so every
 /// service starts after it.
 fn state_mount_unit(state: &StateDisk) -> IniFile {
-    IniFile {
-        comments: Vec::new(),
-        sections: vec![
-            IniSection::new("Unit")
-                .entry("Description", "The node's state on its persistent disk")
-                .entry("ConditionKernelCommandLine", StateDisk::CMDLINE_FLAG)
-                .entry("Requires", STATE_MAKEFS_UNIT)
-                .entry("After", STATE_MAKEFS_UNIT),
-            IniSection::new("Mount")
-                .entry("What", state.device())
-                .entry("Where", state.mount.as_str())
-                .entry("Type", "ext4")
-                .entry("Options", "noatime"),
-            wanted_by("local-fs.target"),
-        ],
-    }
+    IniFile::new(vec![
+        IniSection::new("Unit")
+            .entry("Description", "The node's state on its persistent disk")
+            .entry("ConditionKernelCommandLine", StateDisk::CMDLINE_FLAG)
+            .entry("Requires", STATE_MAKEFS_UNIT)
+            .entry("After", STATE_MAKEFS_UNIT),
+        IniSection::new("Mount")
+            .entry("What", state.device())
+            .entry("Where", state.mount.as_str())
+            .entry("Type", "ext4")
+            .entry("Options", "noatime"),
+        wanted_by("local-fs.target"),
+    ])
 }
 
 /// The mount unit's name for `path` (`/var/lib/etcd` → `var-lib-etcd.mount`).

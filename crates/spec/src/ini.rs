@@ -145,6 +145,14 @@ impl IniSection {
 }
 
 impl IniFile {
+    /// A file of `sections` with no comment lines.
+    pub fn new(sections: Vec<IniSection>) -> Self {
+        Self {
+            comments: Vec::new(),
+            sections,
+        }
+    }
+
     /// The file's text: `# comment` lines, then each section after a blank line (none before
     /// the first when there are no comments), one `Key=value` per line.
     pub fn to_text(&self) -> String {

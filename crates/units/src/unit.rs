@@ -208,11 +208,7 @@ impl Unit {
 
     /// The unit file's text.
     pub fn to_ini(&self) -> String {
-        IniFile {
-            comments: Vec::new(),
-            sections: self.sections(),
-        }
-        .to_text()
+        IniFile::new(self.sections()).to_text()
     }
 }
 
