@@ -37,7 +37,12 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn main() {
-    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // Read when the script runs, not compiled in: cargo may reuse this script's binary for a
+    // checkout at another path (two worktrees sharing a target directory), and it must hash the
+    // sources of the checkout it runs for.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .expect("cargo sets CARGO_MANIFEST_DIR when it runs a build script");
+    let crates = Path::new(&manifest_dir).join("..");
     let workspace = crates.join("..");
     let mut hasher = Sha256::new();
     for name in RECIPE_CRATES {
