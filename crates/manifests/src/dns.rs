@@ -30,7 +30,7 @@ pub const COREDNS_NAME: &str = "coredns";
 pub const DNS_SERVICE_NAME: &str = "kube-dns";
 
 /// The label CoreDNS's pods carry and the Service selects: `k8s-app=kube-dns`.
-const APP_LABEL: (&str, &str) = ("k8s-app", "kube-dns");
+pub const APP_LABEL: (&str, &str) = ("k8s-app", "kube-dns");
 
 /// The port CoreDNS's `health` plugin serves `/health` on (its liveness probe).
 pub const HEALTH_PORT: u16 = 8080;

@@ -87,8 +87,8 @@ pub use config::{
     node_taints, scheduler_config_api_version, scheduler_configuration,
 };
 pub use dns::{
-    COREDNS_NAME, DNS_SERVICE_NAME, DnsAddon, HEALTH_PORT, METRICS_PORT, READY_PORT, corefile,
-    dns_addon,
+    APP_LABEL as COREDNS_POD_LABEL, COREDNS_NAME, DNS_SERVICE_NAME, DnsAddon, HEALTH_PORT,
+    METRICS_PORT, READY_PORT, corefile, dns_addon,
 };
 pub use error::Error;
 pub use flags::{FlagRule, flag_names, flag_table, flags};

@@ -28,6 +28,21 @@ fn nslookup_at(
     ))
 }
 
+/// `kubectl get pods -o <output>` of CoreDNS's pods (those with the add-on's pod label).
+fn coredns_pods(kubectl: &Kubectl, output: &str) -> crate::Result<String> {
+    let (key, value) = kiln_manifests::COREDNS_POD_LABEL;
+    kubectl.run(&[
+        "-n",
+        "kube-system",
+        "get",
+        "pods",
+        "-o",
+        output,
+        "-l",
+        &format!("{key}={value}"),
+    ])
+}
+
 /// Whether the cluster DNS forwards to upstream resolvers (its Corefile has `forward`).
 pub(super) fn cluster_dns_forwards(cluster: &Cluster) -> bool {
     control_plane_manifests(cluster, paths::COREDNS_ADDON)
@@ -60,7 +75,7 @@ pub fn cluster_dns(cluster: &mut Cluster, pods: &[Pod]) -> crate::Result<()> {
                 "kube-system",
                 "get",
                 "deployment",
-                "coredns",
+                kiln_manifests::COREDNS_NAME,
                 "-o",
                 "jsonpath={.status.readyReplicas}",
             ])
@@ -69,18 +84,7 @@ pub fn cluster_dns(cluster: &mut Cluster, pods: &[Pod]) -> crate::Result<()> {
             Ok(count) if count > 0 => Ok(count),
             _ => Err(format!(
                 "no CoreDNS replica is ready:\n{}",
-                kubectl
-                    .run(&[
-                        "-n",
-                        "kube-system",
-                        "get",
-                        "pods",
-                        "-o",
-                        "wide",
-                        "-l",
-                        "k8s-app=kube-dns"
-                    ])
-                    .unwrap_or_else(|error| error.to_string())
+                coredns_pods(&kubectl, "wide").unwrap_or_else(|error| error.to_string())
             )),
         }
     })
@@ -100,7 +104,7 @@ pub fn cluster_dns(cluster: &mut Cluster, pods: &[Pod]) -> crate::Result<()> {
             .trim()
             .to_owned())
     };
-    let dns_ip = service_ip("kube-system", "kube-dns")?;
+    let dns_ip = service_ip("kube-system", kiln_manifests::DNS_SERVICE_NAME)?;
     let web_ip = service_ip("default", "web")?;
     let api_ip = service_ip("default", "kubernetes")?;
     let mut seen = BTreeSet::new();
@@ -204,17 +208,7 @@ pub fn cluster_dns(cluster: &mut Cluster, pods: &[Pod]) -> crate::Result<()> {
                 pod.node,
                 first_line(&through_service.to_string())
             );
-            let ips = kubectl
-                .run(&[
-                    "-n",
-                    "kube-system",
-                    "get",
-                    "pods",
-                    "-l",
-                    "k8s-app=kube-dns",
-                    "-o",
-                    "jsonpath={.items[*].status.podIP}",
-                ])
+            let ips = coredns_pods(&kubectl, "jsonpath={.items[*].status.podIP}")
                 .map_err(|error| Error::check(STEP, error.to_string()))?;
             let ips: Vec<&str> = ips.split_whitespace().collect();
             if ips.is_empty() {
