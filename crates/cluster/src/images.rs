@@ -58,11 +58,7 @@ impl ImageInputs {
 /// `/usr/bin` before Kubernetes 1.35, the package set's in `/usr/local/bin` from 1.35) and
 /// [`kiln_image::IMAGE_IMPORT_COMMAND`]'s arguments.
 fn import_unit(kubernetes: kiln_spec::KubeVersion) -> IniFile {
-    let containerd = kiln_units::Service::Containerd.binary(kubernetes);
-    let ctr = match containerd.rsplit_once('/') {
-        Some((dir, _)) => format!("{dir}/{}", kiln_image::IMAGE_IMPORT_COMMAND[0]),
-        None => kiln_image::IMAGE_IMPORT_COMMAND[0].to_owned(),
-    };
+    let ctr = import_program(kubernetes);
     let arguments = kiln_image::IMAGE_IMPORT_COMMAND[1..].join(" ");
     let exec_start = format!(
         "/bin/sh -c 'for image in /{IMAGES_DIR}/*.tar; do {ctr} {arguments} \"$image\" || exit 1; done'"
@@ -84,6 +80,16 @@ fn import_unit(kubernetes: kiln_spec::KubeVersion) -> IniFile {
             .entry("ExecStart", exec_start),
         wanted_by(MULTI_USER),
     ])
+}
+
+/// The `ctr` the image import runs on a node running Kubernetes `kubernetes`: the one beside
+/// that node's `containerd`.
+fn import_program(kubernetes: kiln_spec::KubeVersion) -> String {
+    let containerd = kiln_units::Service::Containerd.binary(kubernetes);
+    match containerd.rsplit_once('/') {
+        Some((dir, _)) => format!("{dir}/{}", kiln_image::IMAGE_IMPORT_COMMAND[0]),
+        None => kiln_image::IMAGE_IMPORT_COMMAND[0].to_owned(),
+    }
 }
 
 /// Where a node's layers put the container images' archives, relative to its root; every
@@ -902,10 +908,11 @@ mod tests {
     ) -> (Vec<(&'static str, String)>, Vec<String>) {
         let containerd = kiln_units::Service::Containerd.binary(version);
         let kubelet = kiln_units::Service::Kubelet.binary(version);
-        let ctr = match containerd.rsplit_once('/') {
-            Some((dir, _)) => format!("{dir}/{}", kiln_image::IMAGE_IMPORT_COMMAND[0]),
-            None => panic!("containerd's path is absolute: {containerd}"),
-        };
+        let ctr = import_program(version);
+        assert!(
+            ctr.starts_with('/'),
+            "containerd's path is absolute: {containerd}"
+        );
         let mut others = vec![
             (
                 "kubelet.service.d/10-kiln-images.conf",
