@@ -199,3 +199,51 @@ fn sha256(bytes: &[u8]) -> String {
 fn canonical(value: &Value) -> Vec<u8> {
     value.to_string().into_bytes()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every field of the configuration and every kind of entry.
+    fn sample() -> OciImage {
+        OciImage {
+            reference: "kiln.local/sample:v1.2.3".into(),
+            layer: vec![
+                OciEntry::file("bin/hello", 0o755, b"#!/bin/sh\necho hi\n".to_vec()),
+                OciEntry::directory("bin", 0o755),
+                OciEntry::symlink("bin/sh", "hello"),
+                OciEntry::file(
+                    format!("{}/{}", "d".repeat(120), "f".repeat(90)),
+                    0o600,
+                    b"long".to_vec(),
+                ),
+            ],
+            entrypoint: vec!["/bin/hello".into()],
+            cmd: vec!["--flag".into(), "value".into()],
+            env: vec!["PATH=/bin".into(), "HOME=/".into()],
+            exposed_ports: vec!["8080/tcp".into(), "53/udp".into()],
+        }
+    }
+
+    /// The bytes of an archive are pinned: if this digest moves, every
+    /// component image, and so every node image, changes. A dependency
+    /// update (oci-spec, or a feature such as serde_json's
+    /// `preserve_order` turned on elsewhere) that changes the JSON shows
+    /// here first.
+    #[test]
+    fn archive_bytes_are_pinned() {
+        let archive = oci_archive(&sample(), 1_672_531_200).expect("archive");
+        assert_eq!(
+            (
+                sha256(&archive.bytes).as_str(),
+                archive.manifest_digest.as_str(),
+                archive.layer_digest.as_str()
+            ),
+            (
+                "sha256:d67cb707602602f4f8fd323c988f3a6f6757da72360ec750411df1ee840c1d07",
+                "sha256:92ba615359e551efc6120427aa8f891720f49f4b6e59d748568565cd3df089a1",
+                "sha256:988abf107ea0ee6eef0e430deb92a220abc3371f7dc06683e237557c30a3912c",
+            ),
+        );
+    }
+}
