@@ -1,7 +1,14 @@
 //! OCI images as image-layout archives: one uncompressed layer, the image
 //! configuration, the manifest and the index, in a deterministic tar.
 
-use serde_json::{Value, json};
+use std::str::FromStr as _;
+
+use oci_spec::image::{
+    Arch, ConfigBuilder, Descriptor, Digest, HistoryBuilder, ImageConfigurationBuilder,
+    ImageIndexBuilder, ImageManifestBuilder, MediaType, OciLayoutBuilder, Os, PlatformBuilder,
+    RootFsBuilder, Sha256Digest,
+};
+use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use super::tar::{self, OciEntry};
@@ -12,10 +19,10 @@ pub const CONTAINERD_IMAGE_NAME_ANNOTATION: &str = "io.containerd.image.name";
 /// The OCI annotation naming a manifest in an image layout (here, the tag).
 pub const OCI_REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
 
-const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
-const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
-const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
-const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+/// The manifests' and index's `schemaVersion`.
+const SCHEMA_VERSION: u32 = 2;
+/// The `imageLayoutVersion` of the archive's `oci-layout` file.
+const LAYOUT_VERSION: &str = "1.0.0";
 
 /// A single-layer linux/amd64 image, before it is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,73 +96,111 @@ pub fn oci_archive(image: &OciImage, source_date_epoch: u64) -> Result<OciArchiv
         ));
     }
     let layer = tar_bytes(&image.reference, &layer_entries, source_date_epoch)?;
-    let layer_digest = sha256(&layer);
+    let layer_digest = sha256_hex(&layer);
     let created =
         kiln_spec::time::format_rfc3339(i64::try_from(source_date_epoch).unwrap_or(i64::MAX));
+    let oci = |what: &str, error: oci_spec::OciSpecError| {
+        assembly_error(&image.reference, &format!("{what}: {error}"))
+    };
 
-    let mut config = serde_json::Map::new();
-    config.insert("Env".into(), json!(image.env));
+    let mut config = ConfigBuilder::default()
+        .env(image.env.clone())
+        .working_dir("/".to_owned());
+    // Empty lists are left out, as they were when kiln wrote this JSON by hand.
     if !image.entrypoint.is_empty() {
-        config.insert("Entrypoint".into(), json!(image.entrypoint));
+        config = config.entrypoint(image.entrypoint.clone());
     }
     if !image.cmd.is_empty() {
-        config.insert("Cmd".into(), json!(image.cmd));
+        config = config.cmd(image.cmd.clone());
     }
     if !image.exposed_ports.is_empty() {
-        let ports: serde_json::Map<String, Value> = image
-            .exposed_ports
-            .iter()
-            .map(|port| (port.clone(), json!({})))
-            .collect();
-        config.insert("ExposedPorts".into(), Value::Object(ports));
+        config = config.exposed_ports(image.exposed_ports.clone());
     }
-    config.insert("WorkingDir".into(), json!("/"));
-    let image_config = canonical(&json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "created": created,
-        "config": config,
-        "rootfs": { "type": "layers", "diff_ids": [layer_digest] },
-        "history": [{ "created": created, "created_by": "kiln" }],
-    }));
-    let config_digest = sha256(&image_config);
+    let image_config = ImageConfigurationBuilder::default()
+        .architecture(Arch::Amd64)
+        .os(Os::Linux)
+        .created(created.clone())
+        .config(
+            config
+                .build()
+                .map_err(|error| oci("its configuration", error))?,
+        )
+        .rootfs(
+            RootFsBuilder::default()
+                .typ("layers")
+                .diff_ids(vec![layer_digest.to_string()])
+                .build()
+                .map_err(|error| oci("its root file system", error))?,
+        )
+        .history(vec![
+            HistoryBuilder::default()
+                .created(created)
+                .created_by("kiln".to_owned())
+                .build()
+                .map_err(|error| oci("its history", error))?,
+        ])
+        .build()
+        .map_err(|error| oci("its image configuration", error))?;
+    let image_config = canonical(&image_config)?;
+    let config_digest = sha256_hex(&image_config);
 
-    let manifest = canonical(&json!({
-        "schemaVersion": 2,
-        "mediaType": MANIFEST_MEDIA_TYPE,
-        "config": {
-            "mediaType": CONFIG_MEDIA_TYPE,
-            "digest": config_digest,
-            "size": image_config.len(),
-        },
-        "layers": [{
-            "mediaType": LAYER_MEDIA_TYPE,
-            "digest": layer_digest,
-            "size": layer.len(),
-        }],
-    }));
-    let manifest_digest = sha256(&manifest);
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(SCHEMA_VERSION)
+        .media_type(MediaType::ImageManifest)
+        .config(Descriptor::new(
+            MediaType::ImageConfig,
+            image_config.len() as u64,
+            config_digest.clone(),
+        ))
+        .layers(vec![Descriptor::new(
+            MediaType::ImageLayer,
+            layer.len() as u64,
+            layer_digest.clone(),
+        )])
+        .build()
+        .map_err(|error| oci("its manifest", error))?;
+    let manifest = canonical(&manifest)?;
+    let manifest_digest = sha256_hex(&manifest);
 
     let tag = image
         .reference
         .rsplit_once(':')
         .filter(|(_, tag)| !tag.contains('/'))
         .map_or("latest", |(_, tag)| tag);
-    let index = canonical(&json!({
-        "schemaVersion": 2,
-        "mediaType": INDEX_MEDIA_TYPE,
-        "manifests": [{
-            "mediaType": MANIFEST_MEDIA_TYPE,
-            "digest": manifest_digest,
-            "size": manifest.len(),
-            "platform": { "architecture": "amd64", "os": "linux" },
-            "annotations": {
-                CONTAINERD_IMAGE_NAME_ANNOTATION: image.reference,
-                OCI_REF_NAME_ANNOTATION: tag,
-            },
-        }],
-    }));
-    let layout = canonical(&json!({ "imageLayoutVersion": "1.0.0" }));
+    let mut descriptor = Descriptor::new(
+        MediaType::ImageManifest,
+        manifest.len() as u64,
+        manifest_digest.clone(),
+    );
+    descriptor.set_platform(Some(
+        PlatformBuilder::default()
+            .architecture(Arch::Amd64)
+            .os(Os::Linux)
+            .build()
+            .map_err(|error| oci("its platform", error))?,
+    ));
+    descriptor.set_annotations(Some(
+        [
+            (CONTAINERD_IMAGE_NAME_ANNOTATION, image.reference.as_str()),
+            (OCI_REF_NAME_ANNOTATION, tag),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect(),
+    ));
+    let index = ImageIndexBuilder::default()
+        .schema_version(SCHEMA_VERSION)
+        .media_type(MediaType::ImageIndex)
+        .manifests(vec![descriptor])
+        .build()
+        .map_err(|error| oci("its index", error))?;
+    let index = canonical(&index)?;
+    let layout = canonical(
+        &OciLayoutBuilder::default()
+            .image_layout_version(LAYOUT_VERSION.to_owned())
+            .build()
+            .map_err(|error| oci("its oci-layout", error))?,
+    )?;
 
     let mut entries = vec![
         OciEntry::directory("blobs", 0o755),
@@ -168,14 +213,14 @@ pub fn oci_archive(image: &OciImage, source_date_epoch: u64) -> Result<OciArchiv
         (&config_digest, image_config),
         (&manifest_digest, manifest),
     ] {
-        let hex = digest.trim_start_matches("sha256:");
+        let hex = digest.digest();
         entries.push(OciEntry::file(format!("blobs/sha256/{hex}"), 0o644, blob));
     }
     entries.sort_by(|left, right| left.path.cmp(&right.path));
     Ok(OciArchive {
         bytes: tar_bytes(&image.reference, &entries, source_date_epoch)?,
-        manifest_digest,
-        layer_digest,
+        manifest_digest: manifest_digest.to_string(),
+        layer_digest: layer_digest.to_string(),
     })
 }
 
@@ -190,14 +235,25 @@ fn assembly_error(reference: &str, reason: &str) -> ImageError {
     }
 }
 
-/// `sha256:<hex>` of `bytes`.
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+/// The SHA-256 digest of `bytes`, which prints as `sha256:<hex>`.
+fn sha256_hex(bytes: &[u8]) -> Digest {
+    let hex = hex::encode(Sha256::digest(bytes));
+    Sha256Digest::from_str(&hex)
+        .map(Digest::from)
+        .unwrap_or_else(|_| unreachable!("sha2 gives 64 lower-case hex digits"))
 }
 
-/// Compact JSON with object keys sorted (serde_json's map is a `BTreeMap`).
-fn canonical(value: &Value) -> Vec<u8> {
-    value.to_string().into_bytes()
+/// Compact JSON with object keys sorted: the document goes through
+/// `serde_json::Value`, whose map is a `BTreeMap` (kiln does not enable
+/// serde_json's `preserve_order`), so key order is not oci-spec's field
+/// order. `archive_bytes_are_pinned` would show a change.
+fn canonical(document: &impl Serialize) -> Result<Vec<u8>, ImageError> {
+    serde_json::to_value(document)
+        .map(|value| value.to_string().into_bytes())
+        .map_err(|error| ImageError::Assembly {
+            what: "an OCI document".to_owned(),
+            reason: error.to_string(),
+        })
 }
 
 #[cfg(test)]
@@ -235,7 +291,7 @@ mod tests {
         let archive = oci_archive(&sample(), 1_672_531_200).expect("archive");
         assert_eq!(
             (
-                sha256(&archive.bytes).as_str(),
+                sha256_hex(&archive.bytes).to_string().as_str(),
                 archive.manifest_digest.as_str(),
                 archive.layer_digest.as_str()
             ),
