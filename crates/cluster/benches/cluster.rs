@@ -105,14 +105,14 @@ fn render_all(c: &mut Criterion) {
         .expect("valid")
         .plan;
     let network = |plan: &kiln_spec::Plan, node: &kiln_spec::NodePlan| -> usize {
-        kiln_netplan::render_node(plan, &node.name)
+        kiln_netplan::render_node(plan, node)
             .expect("network")
             .iter()
             .map(|f| f.contents.len())
             .sum()
     };
     let units = |plan: &kiln_spec::Plan, node: &kiln_spec::NodePlan| -> usize {
-        kiln_units::render_node(plan, &node.name)
+        kiln_units::render_node(plan, node)
             .expect("units")
             .iter()
             .map(|f| f.contents.len())
@@ -141,7 +141,7 @@ fn render_all(c: &mut Criterion) {
                 plan.nodes
                     .iter()
                     .map(|n| {
-                        kiln_netplan::netplan(&plan, &n.name)
+                        kiln_netplan::netplan(&plan, n)
                             .expect("yaml")
                             .contents
                             .len()
@@ -156,7 +156,7 @@ fn render_all(c: &mut Criterion) {
                 plan.nodes
                     .iter()
                     .map(|n| {
-                        kiln_netplan::networkd(&plan, &n.name)
+                        kiln_netplan::networkd(&plan, n)
                             .expect("ini")
                             .contents
                             .len()
@@ -170,11 +170,7 @@ fn render_all(c: &mut Criterion) {
             black_box(
                 plan.nodes
                     .iter()
-                    .map(|n| {
-                        kiln_netplan::pod_routes(&plan, &n.name)
-                            .expect("routes")
-                            .len()
-                    })
+                    .map(|n| kiln_netplan::pod_routes(&plan, n).expect("routes").len())
                     .sum::<usize>(),
             )
         })

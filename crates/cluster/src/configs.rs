@@ -112,7 +112,7 @@ pub(crate) fn add_manifests(
     let renderer = NodeRenderer::from_fn(
         "manifests",
         "kiln-manifests.node",
-        Arc::new(move |plan: &Plan, node: &str| {
+        Arc::new(move |plan: &Plan, node: &NodePlan| {
             let key = secret.derive_symmetric_key(ENCRYPTION_KEY_PURPOSE, 0);
             kiln_manifests::render_node(plan, node, &key, &image_releases)
                 .map_err(|error| error.to_string())

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId, Graph};
-use kiln_spec::Plan;
+use kiln_spec::{NodePlan, Plan};
 
 use crate::{Artifacts, ClusterError};
 
@@ -17,13 +17,14 @@ use crate::{Artifacts, ClusterError};
 pub(crate) use kiln_spec::RenderedFile as File;
 
 /// A renderer of one node's files, errors as text.
-pub(crate) type Render = dyn Fn(&Plan, &str) -> Result<Vec<File>, String> + Send + Sync;
+pub(crate) type Render = dyn Fn(&Plan, &NodePlan) -> Result<Vec<File>, String> + Send + Sync;
 
 /// Renders one node's files from the plan when built.
 pub(crate) struct RenderBuilder {
     pub(crate) kind: &'static str,
     pub(crate) version: u32,
     pub(crate) plan: Arc<Plan>,
+    /// The node's name: the one place a renderer's node is looked up by name.
     pub(crate) node: String,
     pub(crate) params: Vec<u8>,
     pub(crate) render: Arc<Render>,
@@ -43,7 +44,11 @@ impl Builder for RenderBuilder {
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
-        let files = (self.render)(&self.plan, &self.node).map_err(BuildError::new)?;
+        let node = self
+            .plan
+            .node(&self.node)
+            .ok_or_else(|| BuildError::new(format!("the plan has no node `{}`", self.node)))?;
+        let files = (self.render)(&self.plan, node).map_err(BuildError::new)?;
         write_files(ctx.out(), &files)
     }
 }
@@ -81,12 +86,12 @@ impl NodeRenderer {
     pub(crate) fn new<E>(
         artifact: &'static str,
         kind: &'static str,
-        render: fn(&Plan, &str) -> Result<Vec<File>, E>,
+        render: fn(&Plan, &NodePlan) -> Result<Vec<File>, E>,
     ) -> NodeRenderer
     where
         E: std::fmt::Display + 'static,
     {
-        let render: Arc<Render> = Arc::new(move |plan: &Plan, node: &str| {
+        let render: Arc<Render> = Arc::new(move |plan: &Plan, node: &NodePlan| {
             render(plan, node).map_err(|error| error.to_string())
         });
         NodeRenderer {

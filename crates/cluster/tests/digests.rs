@@ -115,10 +115,10 @@ proptest! {
         let node = changed.nodes.iter_mut().find(|node| node.name == target).expect("target exists");
         node.dns.push("192.0.2.53".parse().expect("address"));
         node.gateway = None;
-        let units = |plan: &Plan| kiln_units::render_node(plan, &target).map_err(|e| TestCaseError::fail(e.to_string()));
+        let units = |plan: &Plan| kiln_units::render_node(plan, plan.node(&target).expect("target exists")).map_err(|e| TestCaseError::fail(e.to_string()));
         prop_assert_eq!(units(&changed)?, units(&plan)?);
         let manifests = |plan: &Plan| {
-            kiln_manifests::render_node(plan, &target, &[9; 32], &inputs().releases).map_err(|e| TestCaseError::fail(e.to_string()))
+            kiln_manifests::render_node(plan, plan.node(&target).expect("target exists"), &[9; 32], &inputs().releases).map_err(|e| TestCaseError::fail(e.to_string()))
         };
         prop_assert_eq!(manifests(&changed)?, manifests(&plan)?);
         let kinds = |plan: &Plan| {

@@ -4,12 +4,6 @@
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The plan has no node with this name.
-    #[error("the plan has no node `{node}`")]
-    UnknownNode {
-        /// The name asked for.
-        node: String,
-    },
     /// The PKI holds no certificate (or key) that the kubeconfig needs.
     #[error(
         "the PKI has no certificate `{name}` for {file}\n  help: issue the PKI from the same plan (kiln_pki::issue)"

@@ -49,7 +49,7 @@
 //! // Embedded: the PEM of a real PKI, base64-encoded.
 //! let root = kiln_pki::RootSecret::from_bytes([7; 32]);
 //! let pki = kiln_pki::issue(&plan, &root, &BTreeMap::new()).expect("a PKI");
-//! let files = kiln_kubeconfig::render_node(&plan, "node1", &pki)?;
+//! let files = kiln_kubeconfig::render_node(&plan, plan.node("node1").expect("node1 is in the plan"), &pki)?;
 //! let paths: Vec<&str> = files.iter().map(|file| file.path.as_str()).collect();
 //! assert_eq!(
 //!     paths,

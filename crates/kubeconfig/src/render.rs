@@ -291,12 +291,9 @@ pub fn node_kinds(plan: &Plan, node: &NodePlan) -> Vec<KubeconfigKind> {
     kinds
 }
 
-/// The kubeconfig files of the node `node`, sorted by path, embedding or referencing
+/// The kubeconfig files of `node` (one of `plan`'s nodes), sorted by path, embedding or referencing
 /// certificates as `plan.options.kubeconfig_certificates` says.
-pub fn render_node(plan: &Plan, node: &str, pki: &Pki) -> Result<Vec<RenderedFile>, Error> {
-    let node = plan.node(node).ok_or_else(|| Error::UnknownNode {
-        node: node.to_owned(),
-    })?;
+pub fn render_node(plan: &Plan, node: &NodePlan, pki: &Pki) -> Result<Vec<RenderedFile>, Error> {
     render(plan, &node_kinds(plan, node), pki)
 }
 

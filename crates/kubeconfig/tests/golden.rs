@@ -18,7 +18,7 @@ fn every_example_matches_its_golden_files() {
             kiln_kubeconfig::render_operator(plan, &pki).expect("operator kubeconfigs"),
         )];
         for node in &plan.nodes {
-            let files = kiln_kubeconfig::render_node(plan, &node.name, &pki)
+            let files = kiln_kubeconfig::render_node(plan, node, &pki)
                 .unwrap_or_else(|error| panic!("{example}/{}: {error}", node.name));
             groups.push((node.name.clone(), files));
         }
@@ -43,8 +43,8 @@ fn rendering_is_deterministic() {
         let second = common::pki(plan);
         for node in &plan.nodes {
             assert_eq!(
-                kiln_kubeconfig::render_node(plan, &node.name, &first).expect("renders"),
-                kiln_kubeconfig::render_node(plan, &node.name, &second).expect("renders"),
+                kiln_kubeconfig::render_node(plan, node, &first).expect("renders"),
+                kiln_kubeconfig::render_node(plan, node, &second).expect("renders"),
             );
         }
     }

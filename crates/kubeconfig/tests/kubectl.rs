@@ -78,8 +78,8 @@ fn kubectl_reads_every_kubeconfig_as_kiln_means_it() {
                 kiln_kubeconfig::render_operator(&plan, &pki).expect("operator kubeconfigs"),
             )];
             for node in &plan.nodes {
-                let files = kiln_kubeconfig::render_node(&plan, &node.name, &pki)
-                    .expect("node kubeconfigs");
+                let files =
+                    kiln_kubeconfig::render_node(&plan, node, &pki).expect("node kubeconfigs");
                 groups.push((node.name.clone(), files));
             }
             for (owner, files) in groups {

@@ -52,7 +52,7 @@ proptest! {
                 .map(|file| format!("/etc/kubernetes/{}", file.path))
                 .collect();
             for (mode_plan, is_embedded) in [(&embedded_plan, true), (&referenced_plan, false)] {
-                for file in kiln_kubeconfig::render_node(mode_plan, &node.name, &pki).expect("renders") {
+                for file in kiln_kubeconfig::render_node(mode_plan, mode_plan.node(&node.name).expect("the same nodes"), &pki).expect("renders") {
                     let name = common::file_name(&file.path);
                     let config = Kubeconfig::from_yaml(std::str::from_utf8(&file.contents).expect("UTF-8"))
                         .expect("reads back");
@@ -111,7 +111,7 @@ fn every_kubeconfig_file_of_the_table_is_rendered_somewhere() {
             seen.insert(common::file_name(&file.path).to_owned());
         }
         for node in &plan.nodes {
-            for file in kiln_kubeconfig::render_node(plan, &node.name, &pki).expect("renders") {
+            for file in kiln_kubeconfig::render_node(plan, node, &pki).expect("renders") {
                 seen.insert(common::file_name(&file.path).to_owned());
             }
         }

@@ -32,7 +32,7 @@
 //! let plan = kiln_spec::load(source, "demo.toml").expect("a valid spec").plan;
 //! // The releases of the images besides Kubernetes' own come from kiln's package set.
 //! let releases = kiln_spec::images::Releases { etcd: "3.6.16".into(), coredns: None };
-//! let files = kiln_manifests::render_node(&plan, "node1", &[7; 32], &releases)?;
+//! let files = kiln_manifests::render_node(&plan, plan.node("node1").expect("node1 is in the plan"), &[7; 32], &releases)?;
 //! let paths: Vec<&str> = files.iter().map(|file| file.path.as_str()).collect();
 //! assert_eq!(
 //!     paths,
@@ -98,7 +98,7 @@ pub use objects::{
 };
 
 use kiln_spec::images::Releases;
-use kiln_spec::{EncryptionProvider, KubeProxyMode, Plan, Role};
+use kiln_spec::{EncryptionProvider, KubeProxyMode, NodePlan, Plan, Role};
 use serde::Serialize;
 
 /// Mode of every file this crate renders, except the encryption configuration.
@@ -109,7 +109,7 @@ pub const SECRET_FILE_MODE: u32 = 0o600;
 /// One file to write (defined once, in kiln-spec, for every renderer).
 pub use kiln_spec::RenderedFile;
 
-/// Every file of the node called `node`, sorted by path:
+/// Every file of `node` (one of `plan`'s nodes), sorted by path:
 ///
 /// - a control-plane node: the scheduler's configuration, the audit policy (with
 ///   `options.audit_log`), the encryption configuration (unless encryption is `none`; mode
@@ -124,13 +124,10 @@ pub use kiln_spec::RenderedFile;
 /// static pods and add-ons run (see [`image`]).
 pub fn render_node(
     plan: &Plan,
-    node: &str,
+    node: &NodePlan,
     encryption_key: &[u8; 32],
     releases: &Releases,
 ) -> Result<Vec<RenderedFile>, Error> {
-    let node = plan.node(node).ok_or_else(|| Error::UnknownNode {
-        node: node.to_owned(),
-    })?;
     let mut files = Vec::new();
     let mut add = |path: &str, contents: String, mode: u32| {
         files.push(RenderedFile {

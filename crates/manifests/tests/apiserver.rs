@@ -144,9 +144,8 @@ fn kubectl_validates_kiln_objects_against_a_real_api_server() {
             contents.as_bytes(),
         );
     }
-    let files =
-        kiln_manifests::render_node(plan, &node.name, &common::TEST_KEY, &common::releases(plan))
-            .expect("renders");
+    let files = kiln_manifests::render_node(plan, node, &common::TEST_KEY, &common::releases(plan))
+        .expect("renders");
     for file in &files {
         write(&root.join(&file.path), &file.contents);
     }
@@ -314,9 +313,13 @@ fn kubectl_validates_kiln_objects_against_a_real_api_server() {
 
     // The kube-proxy DaemonSet and its objects (kubeadm-bootstrap) pass validation too.
     let kubeadm = &plans["kubeadm-bootstrap"];
-    let files =
-        kiln_manifests::render_node(kubeadm, "cp", &common::TEST_KEY, &common::releases(kubeadm))
-            .expect("renders");
+    let files = kiln_manifests::render_node(
+        kubeadm,
+        kubeadm.node("cp").expect("cp is in the plan"),
+        &common::TEST_KEY,
+        &common::releases(kubeadm),
+    )
+    .expect("renders");
     let daemon_set = files
         .iter()
         .find(|file| file.path.ends_with("addons/kube-proxy.yaml"))

@@ -67,13 +67,9 @@ fn expected_tree(example: &str, plan: &Plan) -> BTreeMap<PathBuf, Vec<u8>> {
     {
         let mut files = Vec::new();
         for node in &plan.nodes {
-            let rendered = kiln_manifests::render_node(
-                plan,
-                &node.name,
-                &common::TEST_KEY,
-                &common::releases(plan),
-            )
-            .unwrap_or_else(|error| panic!("{example}/{}: {error}", node.name));
+            let rendered =
+                kiln_manifests::render_node(plan, node, &common::TEST_KEY, &common::releases(plan))
+                    .unwrap_or_else(|error| panic!("{example}/{}: {error}", node.name));
             files.extend(rendered.into_iter().map(|file| GoldenFile {
                 owner: node.name.clone(),
                 path: file.path,
@@ -91,17 +87,4 @@ fn expected_tree(example: &str, plan: &Plan) -> BTreeMap<PathBuf, Vec<u8>> {
         }
         expected
     }
-}
-
-#[test]
-fn unknown_nodes_are_reported() {
-    let plans = kiln_testkit::example_plans();
-    let plan = plans.values().next().expect("an example");
-    let error =
-        kiln_manifests::render_node(plan, "nope", &common::TEST_KEY, &common::releases(plan))
-            .expect_err("no node is called nope");
-    assert_eq!(
-        error.to_string(),
-        "the plan has no node `nope`\n  help: use a name from the spec's [[nodes]]"
-    );
 }

@@ -45,7 +45,7 @@ fn rendered_documents() -> Vec<(String, String)> {
         for node in &plan.nodes {
             let files = kiln_manifests::render_node(
                 &plan,
-                &node.name,
+                node,
                 &common::TEST_KEY,
                 &common::releases(&plan),
             )

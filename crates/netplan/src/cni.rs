@@ -5,10 +5,9 @@
 //! struct field order is JSON key order, so the output is byte-stable.
 
 use ipnet::Ipv4Net;
-use kiln_spec::Plan;
+use kiln_spec::{NodePlan, Plan};
 use serde::{Deserialize, Serialize};
 
-use crate::network::find_node;
 use crate::{Error, RenderedFile};
 
 /// The CNI spec version kiln writes: the newest that both containernetworking-plugins 1.1.1 and
@@ -131,13 +130,13 @@ pub struct CniConf {
     pub kind: String,
 }
 
-/// The pod network of the node called `node`, or `None` for a node without a kubelet.
+/// The pod network of `node` (one of `plan`'s nodes), or `None` for a node without a kubelet.
 ///
 /// Pods get addresses from the node's pod subnet on bridge [`BRIDGE`], which is their default
 /// gateway. Other nodes' pods are reached through the node's routing table, where
 /// [`pod_routes`](crate::pod_routes) puts a route per peer, so there is no overlay.
-pub fn cni_conflist(plan: &Plan, node: &str) -> Result<Option<CniConfList>, Error> {
-    let this = find_node(plan, node)?;
+pub fn cni_conflist(plan: &Plan, node: &NodePlan) -> Result<Option<CniConfList>, Error> {
+    let this = node;
     if !this.runs_kubelet(plan.cluster.control_plane_mode) {
         return Ok(None);
     }
@@ -178,9 +177,9 @@ pub fn cni_loopback() -> CniConf {
     }
 }
 
-/// The CNI files of the node called `node`: [`CONFLIST_PATH`] and [`LOOPBACK_PATH`], or none
+/// The CNI files of `node` (one of `plan`'s nodes): [`CONFLIST_PATH`] and [`LOOPBACK_PATH`], or none
 /// for a node without a kubelet.
-pub fn cni(plan: &Plan, node: &str) -> Result<Vec<RenderedFile>, Error> {
+pub fn cni(plan: &Plan, node: &NodePlan) -> Result<Vec<RenderedFile>, Error> {
     let Some(conflist) = cni_conflist(plan, node)? else {
         return Ok(Vec::new());
     };

@@ -7,12 +7,6 @@
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The plan has no node with this name.
-    #[error("the plan has no node `{node}`")]
-    UnknownNode {
-        /// The name asked for.
-        node: String,
-    },
     /// A peer's pod subnet cannot be routed directly: none of the peer's addresses lies on a
     /// subnet of this node, so there is no on-link next hop.
     #[error(

@@ -15,8 +15,9 @@
 //! the cluster's `pod_cidr` is masqueraded instead by a node firewall rule that kiln-units'
 //! `kiln-pod-nat.service` installs on every kubelet node.
 //!
-//! The crate is pure: functions take a plan and a node name and return typed values or
-//! [`RenderedFile`]s (node-relative path, bytes, mode), sorted and byte-for-byte reproducible.
+//! The crate is pure: functions take a plan and one of its nodes (found once, by the caller,
+//! with [`kiln_spec::Plan::node`]) and return typed values or [`RenderedFile`]s (node-relative
+//! path, bytes, mode), sorted and byte-for-byte reproducible.
 //!
 //! ```
 //! let source = r#"
@@ -43,12 +44,13 @@
 //! "#;
 //! let plan = kiln_spec::load(source, "two-node.toml").expect("a valid spec").plan;
 //!
-//! let routes = kiln_netplan::pod_routes(&plan, "node1")?;
+//! let node1 = plan.node("node1").expect("node1 is in the spec");
+//! let routes = kiln_netplan::pod_routes(&plan, node1)?;
 //! assert_eq!(routes.len(), 1);
 //! assert_eq!(routes[0].destination.to_string(), "10.1.2.0/24");
 //! assert_eq!(routes[0].gateway.to_string(), "192.168.50.12");
 //!
-//! let files = kiln_netplan::render_node(&plan, "node1")?;
+//! let files = kiln_netplan::render_node(&plan, node1)?;
 //! let paths: Vec<&str> = files.iter().map(|file| file.path.as_str()).collect();
 //! assert_eq!(
 //!     paths,
@@ -89,10 +91,13 @@ pub use nginx::{
 /// One file to write (defined once, in kiln-spec, for every renderer).
 pub use kiln_spec::RenderedFile;
 
-/// Every network file of the node called `node`, sorted by path: the netplan YAML and the
+/// Every network file of `node` (one of `plan`'s nodes), sorted by path: the netplan YAML and the
 /// systemd-networkd file (an image uses whichever its network stack reads), the CNI files on a
 /// kubelet node, and nginx's configuration where the API load balancer runs.
-pub fn render_node(plan: &kiln_spec::Plan, node: &str) -> Result<Vec<RenderedFile>, Error> {
+pub fn render_node(
+    plan: &kiln_spec::Plan,
+    node: &kiln_spec::NodePlan,
+) -> Result<Vec<RenderedFile>, Error> {
     // Both interface files describe the same network; compute its routes once.
     let network = node_network(plan, node)?;
     let mut files = vec![

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
-use kiln_spec::Plan;
+use kiln_spec::{NodePlan, Plan};
 use serde::{Serialize, Serializer};
 
 use crate::network::{INTERFACE, NodeNetwork, node_network};
@@ -26,10 +26,10 @@ pub const NETPLAN_PATH: &str = "etc/netplan/10-kiln.yaml";
 /// netplan refuses to trust, and warns about, configuration that others can read.
 const NETPLAN_MODE: u32 = 0o600;
 
-/// The netplan file of the node called `node`: `eth0` with static addresses, the gateway as a
+/// The netplan file of `node` (one of `plan`'s nodes): `eth0` with static addresses, the gateway as a
 /// default route, the DNS servers, and a route to every peer's pod subnet (see
 /// [`node_network`](crate::node_network)). Rendered for `renderer: networkd`.
-pub fn netplan(plan: &Plan, node: &str) -> Result<RenderedFile, Error> {
+pub fn netplan(plan: &Plan, node: &NodePlan) -> Result<RenderedFile, Error> {
     Ok(netplan_file(&node_network(plan, node)?))
 }
 
@@ -324,7 +324,7 @@ mod tests {
         fn the_emitter_agrees_with_serde_norway_for_generated_nodes(spec in kiln_spec::strategies::valid_spec(1..=8)) {
             let plan = spec.validate().expect("generated specs are valid").0;
             for node in &plan.nodes {
-                check(&node_network(&plan, &node.name).expect("a network"))?;
+                check(&node_network(&plan, node).expect("a network"))?;
             }
         }
     }

@@ -43,7 +43,7 @@ pub struct PodRoute {
     pub peer: String,
 }
 
-/// The network of the node called `node`.
+/// The network of `node` (one of `plan`'s nodes).
 ///
 /// Pod routes go to every node that reaches pods: each node that runs a kubelet (its pods talk
 /// to pods elsewhere) and each control-plane node (the API server calls webhooks and aggregated
@@ -53,8 +53,8 @@ pub struct PodRoute {
 /// Routes are direct: every next hop must be on a subnet of this node, which holds when all nodes
 /// share one L2 network, as in every reference shape. When a peer has no address on a shared
 /// subnet, this is [`Error::UnreachablePeer`] rather than a route the kernel would refuse.
-pub fn node_network(plan: &Plan, node: &str) -> Result<NodeNetwork, Error> {
-    let this = find_node(plan, node)?;
+pub fn node_network(plan: &Plan, node: &NodePlan) -> Result<NodeNetwork, Error> {
+    let this = node;
     Ok(NodeNetwork {
         node: this.name.clone(),
         addresses: this.addresses.clone(),
@@ -64,10 +64,10 @@ pub fn node_network(plan: &Plan, node: &str) -> Result<NodeNetwork, Error> {
     })
 }
 
-/// The routes from the node called `node` to the other kubelet nodes' pod subnets, by peer name;
+/// The routes from `node` (one of `plan`'s nodes) to the other kubelet nodes' pod subnets, by peer name;
 /// empty for a node that does not reach pods (see [`node_network`]).
-pub fn pod_routes(plan: &Plan, node: &str) -> Result<Vec<PodRoute>, Error> {
-    let this = find_node(plan, node)?;
+pub fn pod_routes(plan: &Plan, node: &NodePlan) -> Result<Vec<PodRoute>, Error> {
+    let this = node;
     if this.addresses.is_empty() {
         return Err(Error::NoAddress {
             node: this.name.clone(),
@@ -101,13 +101,6 @@ pub fn pod_routes(plan: &Plan, node: &str) -> Result<Vec<PodRoute>, Error> {
         });
     }
     Ok(routes)
-}
-
-/// The node called `name`, or [`Error::UnknownNode`].
-pub(crate) fn find_node<'plan>(plan: &'plan Plan, name: &str) -> Result<&'plan NodePlan, Error> {
-    plan.node(name).ok_or_else(|| Error::UnknownNode {
-        node: name.to_owned(),
-    })
 }
 
 /// Whether `address` is on one of `node`'s subnets (and is not the node itself).

@@ -1,8 +1,8 @@
 //! systemd-networkd's `.network` file for a node, built with kiln-spec's typed INI model
 //! ([`kiln_spec::ini`]).
 
-use kiln_spec::Plan;
 pub use kiln_spec::ini::{IniFile, IniSection, IniValue};
+use kiln_spec::{NodePlan, Plan};
 
 use crate::network::{INTERFACE, NodeNetwork, node_network};
 use crate::{Error, RenderedFile};
@@ -11,10 +11,10 @@ use crate::{Error, RenderedFile};
 /// generated `10-netplan-eth0.network`, so it wins should both exist.
 pub const NETWORKD_PATH: &str = "etc/systemd/network/10-kiln-eth0.network";
 
-/// The typed systemd-networkd `.network` file of the node called `node`: `[Match] Name=eth0`;
+/// The typed systemd-networkd `.network` file of `node` (one of `plan`'s nodes): `[Match] Name=eth0`;
 /// `[Network]` with every `Address=`, the `Gateway=` and each `DNS=`; and one `[Route]` per
 /// peer pod subnet (see [`node_network`](crate::node_network)).
-pub fn networkd_network(plan: &Plan, node: &str) -> Result<IniFile, Error> {
+pub fn networkd_network(plan: &Plan, node: &NodePlan) -> Result<IniFile, Error> {
     Ok(network_file(&node_network(plan, node)?))
 }
 
@@ -42,7 +42,7 @@ fn network_file(network: &NodeNetwork) -> IniFile {
 }
 
 /// [`networkd_network`] as a file at [`NETWORKD_PATH`].
-pub fn networkd(plan: &Plan, node: &str) -> Result<RenderedFile, Error> {
+pub fn networkd(plan: &Plan, node: &NodePlan) -> Result<RenderedFile, Error> {
     Ok(networkd_file(&node_network(plan, node)?))
 }
 

@@ -2,9 +2,8 @@
 
 use std::fmt;
 
-use kiln_spec::{APISERVER_PORT, EndpointMode, Plan, Role};
+use kiln_spec::{APISERVER_PORT, EndpointMode, NodePlan, Plan, Role};
 
-use crate::network::find_node;
 use crate::{Error, RenderedFile};
 
 /// Where the load balancer's nginx configuration goes, relative to the node's root.
@@ -130,7 +129,7 @@ impl fmt::Display for NginxConf {
     }
 }
 
-/// The nginx configuration of the node called `node`, if the plan puts the API endpoint's load
+/// The nginx configuration of `node` (one of `plan`'s nodes), if the plan puts the API endpoint's load
 /// balancer there:
 ///
 /// - `load-balancer` mode, on each node of `endpoint.load_balancer_nodes`: a TCP (`stream`)
@@ -150,8 +149,8 @@ impl fmt::Display for NginxConf {
 /// `user`, so workers run as nginx's built-in unprivileged default). It includes
 /// `/etc/nginx/modules-enabled/*.conf`, where Debian's `libnginx-mod-stream` loads the `stream`
 /// module; with nginx built with `stream`, the include matches nothing and does no harm.
-pub fn load_balancer_config(plan: &Plan, node: &str) -> Result<Option<NginxConf>, Error> {
-    let this = find_node(plan, node)?;
+pub fn load_balancer_config(plan: &Plan, node: &NodePlan) -> Result<Option<NginxConf>, Error> {
+    let this = node;
     let endpoint = &plan.cluster.endpoint;
     let listen = match endpoint.mode {
         EndpointMode::LoadBalancer if endpoint.load_balancer_nodes.contains(&this.name) => {
@@ -257,7 +256,7 @@ fn health_check(upstream: Directive) -> Directive {
 }
 
 /// [`load_balancer_config`] as the file [`NGINX_PATH`], or nothing.
-pub fn load_balancer(plan: &Plan, node: &str) -> Result<Vec<RenderedFile>, Error> {
+pub fn load_balancer(plan: &Plan, node: &NodePlan) -> Result<Vec<RenderedFile>, Error> {
     Ok(load_balancer_config(plan, node)?
         .map(|conf| RenderedFile {
             path: NGINX_PATH.to_owned(),

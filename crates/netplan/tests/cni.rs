@@ -59,7 +59,8 @@ fn keys_within(object: &Value, allowed: &[&str], what: &str) {
 }
 
 fn conflist_json(plan: &Plan, node: &str) -> Value {
-    let files = kiln_netplan::cni(plan, node).expect("renders");
+    let files =
+        kiln_netplan::cni(plan, plan.node(node).expect("a node of the plan")).expect("renders");
     let file = files
         .iter()
         .find(|file| file.path == kiln_netplan::CONFLIST_PATH)
@@ -136,7 +137,8 @@ fn conflists_have_the_spec_fields_and_documented_plugin_fields() {
             serde_json::from_value(conflist).expect("reads back");
         assert_eq!(
             Some(typed),
-            kiln_netplan::cni_conflist(&plan, &node).expect("renders"),
+            kiln_netplan::cni_conflist(&plan, plan.node(&node).expect("a node of the plan"))
+                .expect("renders"),
             "{what}"
         );
     }
@@ -145,7 +147,8 @@ fn conflists_have_the_spec_fields_and_documented_plugin_fields() {
 #[test]
 fn loopback_is_the_plain_loopback_network() {
     let plan = common::example("two-node");
-    let files = kiln_netplan::cni(&plan, "node1").expect("renders");
+    let files = kiln_netplan::cni(&plan, plan.node("node1").expect("node1 is in the plan"))
+        .expect("renders");
     let loopback = files
         .iter()
         .find(|file| file.path == kiln_netplan::LOOPBACK_PATH)
@@ -162,7 +165,9 @@ fn nodes_without_a_kubelet_have_no_cni_files() {
     let plan = common::example("ha");
     for name in ["lb", "controller-0", "controller-1", "controller-2"] {
         assert!(
-            kiln_netplan::cni(&plan, name).expect("renders").is_empty(),
+            kiln_netplan::cni(&plan, plan.node(name).expect("a node of the plan"))
+                .expect("renders")
+                .is_empty(),
             "{name}"
         );
     }

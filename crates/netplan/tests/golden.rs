@@ -15,7 +15,7 @@ fn every_example_matches_its_golden_files() {
         plan.nodes
             .iter()
             .flat_map(|node| {
-                kiln_netplan::render_node(plan, &node.name)
+                kiln_netplan::render_node(plan, node)
                     .unwrap_or_else(|error| panic!("{example}/{}: {error}", node.name))
                     .into_iter()
                     .map(|file| GoldenFile {

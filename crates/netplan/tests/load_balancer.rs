@@ -102,7 +102,7 @@ fn the_ha_load_balancer_forwards_to_and_checks_the_api_servers() {
     std::fs::write(dir.path().join("client.py"), CLIENT).expect("write");
     std::os::unix::fs::symlink(modules, dir.path().join("modules")).expect("link modules");
     let lb = plan.node("lb").expect("the ha example has lb");
-    let conf = kiln_netplan::load_balancer_config(&plan, &lb.name)
+    let conf = kiln_netplan::load_balancer_config(&plan, lb)
         .expect("renders")
         .expect("lb runs nginx")
         .to_string()
@@ -150,7 +150,7 @@ fn the_ha_load_balancer_forwards_to_and_checks_the_api_servers() {
     );
     let mut namespaces: Vec<(String, String)> = Vec::new();
     for (index, node) in plan.nodes.iter().enumerate() {
-        let networkd = kiln_netplan::networkd(&plan, &node.name).expect("renders");
+        let networkd = kiln_netplan::networkd(&plan, node).expect("renders");
         let entries = common::parse_ini(std::str::from_utf8(&networkd.contents).expect("UTF-8"));
         let address = entries
             .iter()

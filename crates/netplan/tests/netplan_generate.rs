@@ -12,7 +12,8 @@ use proptest::prelude::*;
 
 /// Runs `netplan generate` on `node`'s YAML in a scratch root and compares the result with
 /// kiln's networkd file. Returns a description of the first difference.
-fn netplan_agrees(plan: &Plan, node: &str) -> Result<(), String> {
+fn netplan_agrees(plan: &Plan, node: &kiln_spec::NodePlan) -> Result<(), String> {
+    let name = &node.name;
     let netplan = kiln_testkit::tool("netplan", "netplan.io");
     let root = tempfile::tempdir().expect("a scratch directory");
     let yaml = kiln_netplan::netplan(plan, node).map_err(|error| error.to_string())?;
@@ -25,12 +26,12 @@ fn netplan_agrees(plan: &Plan, node: &str) -> Result<(), String> {
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
-        return Err(format!("netplan generate failed for {node}: {stderr}"));
+        return Err(format!("netplan generate failed for {name}: {stderr}"));
     }
     // netplan warns on stderr about what it dislikes (such as a world-readable file) but still
     // succeeds; kiln's YAML should draw no warning at all.
     if !stderr.trim().is_empty() {
-        return Err(format!("netplan generate warned for {node}: {stderr}"));
+        return Err(format!("netplan generate warned for {name}: {stderr}"));
     }
     let generated_path = root
         .path()
@@ -47,13 +48,13 @@ fn netplan_agrees(plan: &Plan, node: &str) -> Result<(), String> {
     let (theirs_meaning, ours_meaning) = (common::meaning(&generated), common::meaning(&ours));
     if theirs_meaning != ours_meaning {
         return Err(format!(
-            "{node}: netplan's networkd file differs from kiln's\n--- netplan\n{generated}\n--- kiln\n{ours}\n{theirs_meaning:#?}\n{ours_meaning:#?}"
+            "{name}: netplan's networkd file differs from kiln's\n--- netplan\n{generated}\n--- kiln\n{ours}\n{theirs_meaning:#?}\n{ours_meaning:#?}"
         ));
     }
     // Every network file netplan wrote is the one for eth0: kiln's YAML configures one interface.
     let networks: Vec<String> = list(&root.path().join("run/systemd/network"));
     if networks != ["10-netplan-eth0.network"] {
-        return Err(format!("{node}: netplan wrote {networks:?}"));
+        return Err(format!("{name}: netplan wrote {networks:?}"));
     }
     Ok(())
 }
@@ -81,7 +82,7 @@ fn netplan_generate_agrees_with_kiln_on_every_example_node() {
     let mut checked = 0;
     for (example, plan) in kiln_testkit::example_plans() {
         for node in &plan.nodes {
-            netplan_agrees(&plan, &node.name).unwrap_or_else(|why| panic!("{example}: {why}"));
+            netplan_agrees(&plan, node).unwrap_or_else(|why| panic!("{example}: {why}"));
             checked += 1;
         }
     }
@@ -95,7 +96,9 @@ fn netplan_generate_agrees_with_kiln_on_every_example_node() {
 fn the_comparison_notices_a_missing_route() {
     // The oracle must be able to fail: drop one route from kiln's side and compare again.
     let plan = common::example("two-node");
-    let ours = kiln_netplan::networkd_network(&plan, "node1").expect("renders");
+    let ours =
+        kiln_netplan::networkd_network(&plan, plan.node("node1").expect("node1 is in the plan"))
+            .expect("renders");
     let mut broken = ours.clone();
     broken.sections.retain(|section| section.name != "Route");
     assert_ne!(
@@ -112,7 +115,7 @@ proptest! {
     fn netplan_generate_agrees_with_kiln_on_generated_plans(spec in kiln_spec::strategies::valid_spec(1..=4)) {
         let (plan, _) = spec.validate().expect("a valid spec");
         for node in &plan.nodes {
-            if let Err(why) = netplan_agrees(&plan, &node.name) {
+            if let Err(why) = netplan_agrees(&plan, node) {
                 prop_assert!(false, "{}", why);
             }
         }

@@ -75,7 +75,7 @@ fn nginx_test(conf: &str) -> (bool, String) {
 }
 
 fn conf_of(plan: &Plan, node: &str) -> Option<String> {
-    kiln_netplan::load_balancer_config(plan, node)
+    kiln_netplan::load_balancer_config(plan, plan.node(node).expect("a node of the plan"))
         .expect("renders")
         .map(|conf| conf.to_string())
 }
@@ -187,7 +187,7 @@ fn no_load_balancer_without_one_in_the_plan() {
         let plan = common::example(example);
         for node in &plan.nodes {
             assert!(
-                kiln_netplan::load_balancer(&plan, &node.name)
+                kiln_netplan::load_balancer(&plan, node)
                     .expect("renders")
                     .is_empty(),
                 "{example}/{}",

@@ -216,7 +216,7 @@ fn build(example: &str, plan: &Plan, dir: &Path) -> Simulation {
         )
         .expect("write");
         // The node's interface, as kiln's systemd-networkd file configures it.
-        let networkd = kiln_netplan::networkd(plan, &node.name).expect("renders");
+        let networkd = kiln_netplan::networkd(plan, node).expect("renders");
         let entries = common::parse_ini(std::str::from_utf8(&networkd.contents).expect("UTF-8"));
         let mut destination = None;
         for (section, key, value) in entries {
@@ -245,10 +245,9 @@ fn build(example: &str, plan: &Plan, dir: &Path) -> Simulation {
         }
         // The pod, through the plugins of kiln's conflist, configured as libcni would: each
         // plugin's object with the list's name and cniVersion, and the result so far.
-        let conflist: Value = serde_json::from_slice(
-            &kiln_netplan::cni(plan, &node.name).expect("renders")[0].contents,
-        )
-        .expect("JSON");
+        let conflist: Value =
+            serde_json::from_slice(&kiln_netplan::cni(plan, node).expect("renders")[0].contents)
+                .expect("JSON");
         let plugins = conflist["plugins"].as_array().expect("plugins");
         assert_eq!(plugins.len(), 2, "bridge and portmap");
         for (position, plugin) in plugins.iter().enumerate() {

@@ -45,7 +45,7 @@ proptest! {
     fn routes_go_through_other_nodes_on_link_addresses(spec in kiln_spec::strategies::valid_spec(1..=8)) {
         let plan = plan_of(&spec);
         for node in &plan.nodes {
-            for route in kiln_netplan::pod_routes(&plan, &node.name).expect("routes") {
+            for route in kiln_netplan::pod_routes(&plan, node).expect("routes") {
                 prop_assert_ne!(&route.peer, &node.name);
                 let peer = plan.node(&route.peer).expect("the peer exists");
                 prop_assert!(peer.addresses.iter().any(|address| address.addr() == route.gateway),
@@ -76,7 +76,7 @@ proptest! {
         let plan = plan_of(&spec);
         let kubelets: BTreeSet<&str> = plan.kubelet_nodes().map(|node| node.name.as_str()).collect();
         for node in &plan.nodes {
-            let routes = kiln_netplan::pod_routes(&plan, &node.name).expect("routes");
+            let routes = kiln_netplan::pod_routes(&plan, node).expect("routes");
             let peers: Vec<&str> = routes.iter().map(|route| route.peer.as_str()).collect();
             let expected: Vec<&str> = if reaches_pods(&plan, node) {
                 kubelets.iter().copied().filter(|name| *name != node.name).collect()
@@ -91,16 +91,16 @@ proptest! {
     fn netplan_networkd_and_cni_agree(spec in kiln_spec::strategies::valid_spec(1..=8)) {
         let plan = plan_of(&spec);
         for node in &plan.nodes {
-            let network = kiln_netplan::node_network(&plan, &node.name).expect("a network");
+            let network = kiln_netplan::node_network(&plan, node).expect("a network");
             let mut expected: Vec<(String, String)> = network.gateway
                 .map(|gateway| ("default".to_owned(), gateway.to_string()))
                 .into_iter()
                 .collect();
             expected.extend(network.pod_routes.iter().map(|route| (route.destination.to_string(), route.gateway.to_string())));
-            let yaml = kiln_netplan::netplan(&plan, &node.name).expect("netplan");
+            let yaml = kiln_netplan::netplan(&plan, node).expect("netplan");
             prop_assert_eq!(netplan_routes(&yaml.contents), expected.clone());
 
-            let ini = kiln_netplan::networkd_network(&plan, &node.name).expect("networkd");
+            let ini = kiln_netplan::networkd_network(&plan, node).expect("networkd");
             let mut routes: Vec<(String, String)> = ini.sections.iter()
                 .filter(|section| section.name == "Route")
                 .map(|section| {
@@ -113,7 +113,7 @@ proptest! {
             }
             prop_assert_eq!(routes, expected);
 
-            let conflist = kiln_netplan::cni_conflist(&plan, &node.name).expect("cni");
+            let conflist = kiln_netplan::cni_conflist(&plan, node).expect("cni");
             let runs_kubelet = node.runs_kubelet(plan.cluster.control_plane_mode);
             prop_assert_eq!(conflist.is_some(), runs_kubelet);
             if let Some(conflist) = conflist {
@@ -130,7 +130,7 @@ proptest! {
         let plan = plan_of(&spec);
         let endpoint = &plan.cluster.endpoint;
         for node in &plan.nodes {
-            let conf = kiln_netplan::load_balancer_config(&plan, &node.name).expect("nginx");
+            let conf = kiln_netplan::load_balancer_config(&plan, node).expect("nginx");
             let expected = match endpoint.mode {
                 EndpointMode::Node => false,
                 EndpointMode::Local => true,
@@ -147,8 +147,8 @@ proptest! {
         let copy: Plan = serde_json::from_str(&serde_json::to_string(&plan).expect("JSON")).expect("reads back");
         let mut all = BTreeMap::new();
         for node in &plan.nodes {
-            let files = kiln_netplan::render_node(&plan, &node.name).expect("renders");
-            prop_assert_eq!(&files, &kiln_netplan::render_node(&copy, &node.name).expect("renders"));
+            let files = kiln_netplan::render_node(&plan, node).expect("renders");
+            prop_assert_eq!(&files, &kiln_netplan::render_node(&copy, node).expect("renders"));
             let paths: Vec<&str> = files.iter().map(|file| file.path.as_str()).collect();
             let mut sorted = paths.clone();
             sorted.sort_unstable();

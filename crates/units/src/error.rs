@@ -4,12 +4,6 @@
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The plan has no node with this name.
-    #[error("the plan has no node `{node}`")]
-    UnknownNode {
-        /// The name asked for.
-        node: String,
-    },
     /// A flag cannot be written on a command line: an empty name, a name that is not made of
     /// letters, digits, `-`, `_` and `.`, or a value with a line break or control character.
     #[error(

@@ -16,7 +16,8 @@
 //! version-aware flag table for the plan's Kubernetes version. containerd's configuration
 //! follows the containerd release that runs beside it ([`ContainerdVersion`]).
 //!
-//! The crate is pure: functions take a plan and a node name and return typed values or
+//! The crate is pure: functions take a plan and one of its nodes (the caller finds it once, with
+//! [`kiln_spec::Plan::node`]) and return typed values or
 //! [`RenderedFile`]s (node-relative path, bytes, mode), byte-for-byte reproducible.
 //!
 //! ```
@@ -36,7 +37,7 @@
 //! "#;
 //! let plan = kiln_spec::load(source, "two-node.toml").expect("a valid spec").plan;
 //!
-//! let files = kiln_units::render_node(&plan, "node1")?;
+//! let files = kiln_units::render_node(&plan, plan.node("node1").expect("node1 is in the plan"))?;
 //! let paths: Vec<&str> = files.iter().map(|file| file.path.as_str()).collect();
 //! assert_eq!(
 //!     paths,
@@ -111,10 +112,13 @@ pub const UNIT_DIR: &str = "etc/systemd/system";
 /// One file to write (defined once, in kiln-spec, for every renderer).
 pub use kiln_spec::RenderedFile;
 
-/// Every file of the node `node`, sorted by path: its units with [`default_flags`], and
+/// Every file of `node` (one of `plan`'s nodes), sorted by path: its units with [`default_flags`], and
 /// containerd's configuration where containerd runs, for the containerd that runs beside the
 /// plan's Kubernetes version ([`ContainerdVersion::for_kubernetes`]).
-pub fn render_node(plan: &kiln_spec::Plan, node: &str) -> Result<Vec<RenderedFile>, Error> {
+pub fn render_node(
+    plan: &kiln_spec::Plan,
+    node: &kiln_spec::NodePlan,
+) -> Result<Vec<RenderedFile>, Error> {
     let units = units(plan, node)?;
     let mut files: Vec<RenderedFile> = units
         .iter()

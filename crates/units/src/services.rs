@@ -265,13 +265,10 @@ pub fn unit(
     Ok(unit)
 }
 
-/// Every unit of the node `node`, in unit-name order: its [`services`] with
+/// Every unit of `node` (one of `plan`'s nodes), in unit-name order: its [`services`] with
 /// [`crate::flags::default_flags`], and on a node that runs a kubelet,
 /// [`pod_nat_unit`](crate::pod_nat_unit).
-pub fn units(plan: &Plan, node: &str) -> Result<Vec<Unit>, Error> {
-    let node = plan.node(node).ok_or_else(|| Error::UnknownNode {
-        node: node.to_owned(),
-    })?;
+pub fn units(plan: &Plan, node: &NodePlan) -> Result<Vec<Unit>, Error> {
     let mut units = services(plan, node)
         .into_iter()
         .map(|service| {

@@ -31,7 +31,7 @@ fn files(example: &str, plan: &Plan) -> Vec<GoldenFile> {
     plan.nodes
         .iter()
         .flat_map(|node| {
-            kiln_units::render_node(plan, &node.name)
+            kiln_units::render_node(plan, node)
                 .unwrap_or_else(|error| panic!("{example}/{}: {error}", node.name))
                 .into_iter()
                 .map(|file| GoldenFile {

@@ -102,7 +102,7 @@ proptest! {
     fn every_kubelet_node_masquerades_exactly_what_leaves_the_pod_range(spec in valid_spec(1..=6)) {
         let (plan, _) = spec.validate().expect("valid_spec gives valid specs");
         for node in &plan.nodes {
-            let units = kiln_units::units(&plan, &node.name).expect("units");
+            let units = kiln_units::units(&plan, node).expect("units");
             let names: Vec<&str> = units.iter().map(|unit| unit.name.as_str()).collect();
             let mut sorted = names.clone();
             sorted.sort_unstable();

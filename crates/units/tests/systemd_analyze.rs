@@ -77,7 +77,7 @@ fn systemd_analyze_verifies_every_unit_without_a_warning() {
     let mut verified = 0;
     for (example, plan) in kiln_testkit::example_plans() {
         for node in &plan.nodes {
-            let units = kiln_units::units(&plan, &node.name).expect("units");
+            let units = kiln_units::units(&plan, node).expect("units");
             if units.is_empty() {
                 continue;
             }
@@ -98,7 +98,8 @@ fn systemd_analyze_notices_a_missing_program() {
     // The check can fail: without the kubelet's binary, verify refuses the kubelet's unit.
     let systemd_analyze = kiln_testkit::tool("systemd-analyze", "systemd");
     let plan = &kiln_testkit::example_plans()["two-node"];
-    let units = kiln_units::units(plan, "node2").expect("units");
+    let units =
+        kiln_units::units(plan, plan.node("node2").expect("node2 is in the plan")).expect("units");
     let (success, messages) = verify(&systemd_analyze, &units, Some("/usr/local/bin/kubelet"));
     assert!(!success, "verify accepted a unit whose program is missing");
     assert!(messages.contains("/usr/local/bin/kubelet"), "{messages}");
@@ -108,7 +109,8 @@ fn systemd_analyze_notices_a_missing_program() {
 fn systemd_analyze_notices_an_unknown_directive() {
     let systemd_analyze = kiln_testkit::tool("systemd-analyze", "systemd");
     let plan = &kiln_testkit::example_plans()["two-node"];
-    let mut units = kiln_units::units(plan, "node2").expect("units");
+    let mut units =
+        kiln_units::units(plan, plan.node("node2").expect("node2 is in the plan")).expect("units");
     // Documentation= must be a URL; a bare word is a warning.
     units[0].unit.documentation.push("not-a-url".to_owned());
     let (_, messages) = verify(&systemd_analyze, &units, None);
@@ -133,7 +135,8 @@ const SEALED: [(&str, f64); 4] = [
 fn systemd_analyze_rates_the_sealed_services_well_exposed_little() {
     let systemd_analyze = kiln_testkit::tool("systemd-analyze", "systemd");
     let plan = &kiln_testkit::example_plans()["two-node"];
-    let units = kiln_units::units(plan, "node1").expect("units");
+    let units =
+        kiln_units::units(plan, plan.node("node1").expect("node1 is in the plan")).expect("units");
     let root = scratch_root(&units, None);
     for (unit, highest) in SEALED {
         let output = kiln_testkit::run(
