@@ -262,8 +262,8 @@ impl Cluster {
             .join("nodes")
             .join(&control_plane)
             .join("manifests")
-            .join(kiln_manifests::paths::node_relative(
-                kiln_manifests::paths::ADDONS_DIR,
+            .join(kiln_spec::paths::node_relative(
+                kiln_spec::paths::ADDONS_DIR,
             ));
         let super_admin = self.result_dir.join("cluster/kubeconfigs/super-admin.conf");
         let kubeconfig = self.run_dir.join("super-admin.kubeconfig");

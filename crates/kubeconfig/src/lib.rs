@@ -81,6 +81,6 @@ pub use model::{
     Cluster, Context, Kubeconfig, NamedCluster, NamedContext, NamedUser, Source, User,
 };
 pub use render::{
-    Credentials, KUBECONFIG_MODE, KubeconfigKind, NODE_KUBERNETES_DIR, OPERATOR_KINDS,
-    RenderedFile, kubeconfig, node_kinds, render_file, render_node, render_operator,
+    Credentials, KUBECONFIG_MODE, KubeconfigKind, OPERATOR_KINDS, RenderedFile, kubeconfig,
+    node_kinds, render_file, render_node, render_operator,
 };

@@ -1,7 +1,7 @@
 //! Which kubeconfigs exist, whom they name, and rendering them from a plan and a PKI.
 
 use kiln_pki::Pki;
-use kiln_spec::{APISERVER_PORT, KubeProxyMode, KubeletCredentials, NodePlan, Plan, Role};
+use kiln_spec::{APISERVER_PORT, KubeProxyMode, KubeletCredentials, NodePlan, Plan, Role, paths};
 
 use crate::error::Error;
 use crate::model::{
@@ -10,9 +10,6 @@ use crate::model::{
 
 /// Mode of every kubeconfig file: it names (or holds) a private key.
 pub const KUBECONFIG_MODE: u32 = 0o600;
-
-/// Where kubeconfigs and the PKI live on a node.
-pub const NODE_KUBERNETES_DIR: &str = "/etc/kubernetes";
 
 /// One file to write (defined once, in kiln-spec, for every renderer).
 pub use kiln_spec::RenderedFile;
@@ -97,14 +94,18 @@ impl KubeconfigKind {
         matches!(self, Self::Admin | Self::SuperAdmin)
     }
 
-    /// Where the file goes: `etc/kubernetes/<file>` on a node, or `<file>` at the top of the
+    /// Where the file goes: on a node, its path in [`kiln_spec::paths`] relative to the node's
+    /// root (`etc/kubernetes/kubelet.conf`); for the operator's, `<file>` at the top of the
     /// operator's output (beside its `pki/` directory).
     pub fn path(&self) -> String {
-        if self.is_operator() {
-            self.file_name().to_owned()
-        } else {
-            format!("etc/kubernetes/{}", self.file_name())
-        }
+        let on_node = match self {
+            Self::Admin | Self::SuperAdmin => return self.file_name().to_owned(),
+            Self::Kubelet { .. } => paths::KUBELET_KUBECONFIG,
+            Self::ControllerManager => paths::CONTROLLER_MANAGER_KUBECONFIG,
+            Self::Scheduler => paths::SCHEDULER_KUBECONFIG,
+            Self::KubeProxy => paths::KUBE_PROXY_KUBECONFIG,
+        };
+        paths::node_relative(on_node).to_owned()
     }
 }
 
@@ -199,7 +200,8 @@ impl Credentials {
         } else {
             let on_node = |name: &str, extension: &str| {
                 format!(
-                    "{NODE_KUBERNETES_DIR}/pki/{}.{extension}",
+                    "{}/{}.{extension}",
+                    paths::PKI_DIR,
                     kiln_pki::kubeadm_stem(name)
                 )
             };

@@ -5,7 +5,7 @@ use base64::Engine as _;
 use kiln_spec::{EncryptionProvider, KubeletCredentials, LeaderElectionPlan, NodePlan, Plan, Role};
 use serde::{Deserialize, Serialize};
 
-use crate::paths;
+use kiln_spec::paths;
 
 /// `kubelet.config.k8s.io/v1beta1` `KubeletConfiguration`, the fields kiln sets.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,7 +18,7 @@ use kiln_spec::{
 };
 
 use crate::config::leader_election_duration;
-use crate::paths;
+use kiln_spec::paths;
 
 /// One flag of the table: which component takes it, for which minor versions, and why.
 #[derive(Clone, Copy)]

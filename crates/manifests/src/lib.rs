@@ -75,7 +75,6 @@ mod dns;
 mod error;
 mod flags;
 mod objects;
-pub mod paths;
 
 pub use config::{
     AuditGroupResources, AuditPolicy, AuditRule, CONTROL_PLANE_TAINT, ClientConnection, ETCD_TAINT,
@@ -98,7 +97,7 @@ pub use objects::{
 };
 
 use kiln_spec::images::Releases;
-use kiln_spec::{EncryptionProvider, KubeProxyMode, NodePlan, Plan, Role};
+use kiln_spec::{EncryptionProvider, KubeProxyMode, NodePlan, Plan, Role, paths};
 use serde::Serialize;
 
 /// Mode of every file this crate renders, except the encryption configuration.

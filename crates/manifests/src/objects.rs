@@ -20,7 +20,7 @@ use kiln_spec::{ClusterDns, Component, EncryptionProvider, KubeProxyMode, NodePl
 use crate::dns::{DnsAddon, dns_addon};
 
 use crate::flags::{Context, Target, render};
-use crate::paths;
+use kiln_spec::paths;
 
 pub use kiln_spec::images::IMAGE_REGISTRY;
 

@@ -46,6 +46,7 @@ pub mod images;
 pub mod ini;
 mod locate;
 mod names;
+pub mod paths;
 mod plan;
 mod raw;
 mod rendered;

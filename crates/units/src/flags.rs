@@ -1,7 +1,7 @@
 //! Command-line flags of the units.
 //!
 //! The flags come from the one version-aware flag table, `kiln_manifests::flags`, and the
-//! on-node paths they name from `kiln_manifests::paths`, the one list of them. The paths
+//! on-node paths they name from `kiln_spec::paths`, the one list of them. The paths
 //! they name are certificates under `/etc/kubernetes/pki/` exactly as `kiln_pki::placement`
 //! puts them on the node, kubeconfigs under `/etc/kubernetes/` as `kiln-kubeconfig` renders
 //! them, and configuration files as `kiln-manifests` renders them (checked by this crate's

@@ -3,7 +3,7 @@
 
 use super::*;
 
-/// The files kiln rendered at the on-node `path` (one of `kiln_manifests::paths`, such as
+/// The files kiln rendered at the on-node `path` (one of `kiln_spec::paths`, such as
 /// [`paths::COREDNS_ADDON`]) into the control-plane nodes' manifests, for those nodes that have
 /// one.
 pub(super) fn control_plane_manifests(cluster: &Cluster, path: &str) -> Vec<PathBuf> {

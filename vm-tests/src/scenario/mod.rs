@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use kiln_manifests::paths;
+use kiln_spec::paths;
 use serde_json::Value;
 
 use crate::kubectl::{describe, write_forwarded_kubeconfig};

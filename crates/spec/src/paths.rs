@@ -1,5 +1,9 @@
-//! On-node paths kiln's components read, shared by flags, static pods and configuration files.
+//! On-node paths: where kiln's renderers put files and where its components read them, the
+//! one list every crate names them from (flags, static pods, configuration files, kubeconfigs,
+//! and the VM tests that look for them).
 
+/// Kubernetes' configuration directory on a node: kubeconfigs, the PKI, static pods, add-ons.
+pub const KUBERNETES_DIR: &str = "/etc/kubernetes";
 /// Where the cluster's certificates live on a node (as `kiln_pki::placement` puts them).
 pub const PKI_DIR: &str = "/etc/kubernetes/pki";
 /// The kubelet's static pod directory, where the static pod of `name` is
@@ -34,15 +38,15 @@ pub const KUBELET_CONFIG: &str = "/var/lib/kubelet/config.yaml";
 pub const KUBE_PROXY_CONFIG: &str = "/etc/kubernetes/kube-proxy-config.yaml";
 /// kube-proxy's KubeProxyConfiguration inside the DaemonSet's pods (from its ConfigMap).
 pub const KUBE_PROXY_DAEMONSET_CONFIG: &str = "/var/lib/kube-proxy/config.conf";
-/// The controller manager's kubeconfig (kiln-kubeconfig).
+/// The controller manager's kubeconfig (`kiln_kubeconfig::KubeconfigKind::path`).
 pub const CONTROLLER_MANAGER_KUBECONFIG: &str = "/etc/kubernetes/controller-manager.conf";
-/// The scheduler's kubeconfig (kiln-kubeconfig).
+/// The scheduler's kubeconfig (`kiln_kubeconfig::KubeconfigKind::path`).
 pub const SCHEDULER_KUBECONFIG: &str = "/etc/kubernetes/scheduler.conf";
-/// The kubelet's kubeconfig (kiln-kubeconfig).
+/// The kubelet's kubeconfig (`kiln_kubeconfig::KubeconfigKind::path`).
 pub const KUBELET_KUBECONFIG: &str = "/etc/kubernetes/kubelet.conf";
 /// The kubelet's bootstrap kubeconfig with `kubelet_credentials = "bootstrap-token"`.
 pub const BOOTSTRAP_KUBELET_KUBECONFIG: &str = "/etc/kubernetes/bootstrap-kubelet.conf";
-/// kube-proxy's kubeconfig (kiln-kubeconfig).
+/// kube-proxy's kubeconfig (`kiln_kubeconfig::KubeconfigKind::path`).
 pub const KUBE_PROXY_KUBECONFIG: &str = "/etc/kubernetes/kube-proxy.conf";
 
 /// The static pod manifest of the pod named `name` (`kube-apiserver`) in [`MANIFESTS_DIR`].
@@ -73,6 +77,30 @@ mod tests {
                 file.extension().and_then(|e| e.to_str()),
                 Some("yaml"),
                 "{addon}"
+            );
+        }
+    }
+
+    #[test]
+    fn kubernetes_files_are_in_the_kubernetes_directory() {
+        for path in [
+            PKI_DIR,
+            MANIFESTS_DIR,
+            ADDONS_DIR,
+            ENCRYPTION_CONFIG,
+            AUDIT_POLICY,
+            SCHEDULER_CONFIG,
+            KUBE_PROXY_CONFIG,
+            CONTROLLER_MANAGER_KUBECONFIG,
+            SCHEDULER_KUBECONFIG,
+            KUBELET_KUBECONFIG,
+            BOOTSTRAP_KUBELET_KUBECONFIG,
+            KUBE_PROXY_KUBECONFIG,
+        ] {
+            assert_eq!(
+                std::path::Path::new(path).parent(),
+                Some(std::path::Path::new(KUBERNETES_DIR)),
+                "{path}"
             );
         }
     }
