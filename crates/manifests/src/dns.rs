@@ -117,7 +117,7 @@ pub struct DnsAddon {
 fn meta(name: &str, namespaced: bool) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.to_owned()),
-        namespace: namespaced.then(|| "kube-system".to_owned()),
+        namespace: namespaced.then(|| crate::SYSTEM_NAMESPACE.to_owned()),
         labels: Some(BTreeMap::from([(
             APP_LABEL.0.to_owned(),
             APP_LABEL.1.to_owned(),
@@ -198,7 +198,7 @@ pub fn dns_addon(plan: &Plan, image: &ComponentImage) -> DnsAddon {
                 api_group: None,
                 kind: "ServiceAccount".to_owned(),
                 name: COREDNS_NAME.to_owned(),
-                namespace: Some("kube-system".to_owned()),
+                namespace: Some(crate::SYSTEM_NAMESPACE.to_owned()),
             }]),
         },
         config_map: ConfigMap {

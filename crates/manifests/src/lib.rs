@@ -100,6 +100,10 @@ use kiln_spec::images::Releases;
 use kiln_spec::{EncryptionProvider, KubeProxyMode, NodePlan, Plan, Role, paths};
 use serde::Serialize;
 
+/// The namespace of the cluster's own add-ons (kube-proxy's DaemonSet, CoreDNS, their
+/// accounts and bindings) and of the static pods' mirror pods.
+pub const SYSTEM_NAMESPACE: &str = "kube-system";
+
 /// Mode of every file this crate renders, except the encryption configuration.
 pub const FILE_MODE: u32 = 0o644;
 /// Mode of the encryption configuration, which holds the key.

@@ -278,7 +278,7 @@ fn static_pod(plan: &Plan, releases: &Releases, node: &NodePlan, component: Comp
     Pod {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
-            namespace: Some("kube-system".to_owned()),
+            namespace: Some(crate::SYSTEM_NAMESPACE.to_owned()),
             labels: Some(labels(component, tier)),
             ..Default::default()
         },
@@ -422,7 +422,7 @@ pub fn addons(plan: &Plan, releases: &Releases) -> Result<Addons, crate::Error> 
     let kube_proxy = if plan.options.kube_proxy == KubeProxyMode::Daemonset {
         let meta = || ObjectMeta {
             name: Some("kube-proxy".to_owned()),
-            namespace: Some("kube-system".to_owned()),
+            namespace: Some(crate::SYSTEM_NAMESPACE.to_owned()),
             labels: Some(BTreeMap::from([(
                 "k8s-app".to_owned(),
                 "kube-proxy".to_owned(),
@@ -445,7 +445,7 @@ pub fn addons(plan: &Plan, releases: &Releases) -> Result<Addons, crate::Error> 
                     api_group: None,
                     kind: "ServiceAccount".to_owned(),
                     name: "kube-proxy".to_owned(),
-                    namespace: Some("kube-system".to_owned()),
+                    namespace: Some(crate::SYSTEM_NAMESPACE.to_owned()),
                 },
             ),
             config_map: ConfigMap {

@@ -33,7 +33,7 @@ fn coredns_pods(kubectl: &Kubectl, output: &str) -> crate::Result<String> {
     let (key, value) = kiln_manifests::COREDNS_POD_LABEL;
     kubectl.run(&[
         "-n",
-        "kube-system",
+        kiln_manifests::SYSTEM_NAMESPACE,
         "get",
         "pods",
         "-o",
@@ -72,7 +72,7 @@ pub fn cluster_dns(cluster: &mut Cluster, pods: &[Pod]) -> crate::Result<()> {
         let ready = kubectl
             .run(&[
                 "-n",
-                "kube-system",
+                kiln_manifests::SYSTEM_NAMESPACE,
                 "get",
                 "deployment",
                 kiln_manifests::COREDNS_NAME,
@@ -104,7 +104,10 @@ pub fn cluster_dns(cluster: &mut Cluster, pods: &[Pod]) -> crate::Result<()> {
             .trim()
             .to_owned())
     };
-    let dns_ip = service_ip("kube-system", kiln_manifests::DNS_SERVICE_NAME)?;
+    let dns_ip = service_ip(
+        kiln_manifests::SYSTEM_NAMESPACE,
+        kiln_manifests::DNS_SERVICE_NAME,
+    )?;
     let web_ip = service_ip("default", "web")?;
     let api_ip = service_ip("default", "kubernetes")?;
     let mut seen = BTreeSet::new();
