@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::kubectl::write_forwarded_kubeconfig;
 use crate::qemu::{Accel, PortForward, StateDiskFile, Vm, VmConfig, detect_accel};
 use crate::{Error, GuestShell, Kubectl, NodeImage, Segment, free_tcp_port, wait_for};
-use kiln_image::StateDisk;
+use kiln_image::os::node::StateDisk;
 
 /// The guest port forwarded from every node: the kubelet API (the apiserver's port is added on
 /// the node that serves the cluster endpoint). etcd listens only on the private segment and

@@ -2,11 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use kiln_image::ImageManifest;
+use kiln_image::os::node::ImageManifest;
 
 use crate::Error;
 
-/// One node's bootable image: its `manifest.json` ([`kiln_image::ImageManifest`], the contract
+/// One node's bootable image: its `manifest.json` ([`kiln_image::os::node::ImageManifest`], the contract
 /// kiln-image writes) with the files it names resolved against the image directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeImage {

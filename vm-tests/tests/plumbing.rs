@@ -219,7 +219,7 @@ fn a_cluster_boots_from_a_result_directory() {
             .parse()
             .expect("octet");
         // The contract as kiln-image writes it, with the tiny guest's kernel and initramfs.
-        let manifest = kiln_image::ImageManifest {
+        let manifest = kiln_image::os::node::ImageManifest {
             cluster: "two-node".to_owned(),
             node: node.to_owned(),
             kernel: "vmlinuz".to_owned(),

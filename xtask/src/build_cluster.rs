@@ -238,14 +238,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn kubernetes_source(
     args: &Args,
     plan: &kiln_spec::Plan,
-    set: &kiln_image::PackageSet,
-    lock: &kiln_image::Lock,
-    sources: &kiln_image::AptSources,
-) -> anyhow::Result<kiln_image::KubernetesSource> {
+    set: &kiln_image::packages::PackageSet,
+    lock: &kiln_image::lock::Lock,
+    sources: &kiln_image::resolve::AptSources,
+) -> anyhow::Result<kiln_image::kubernetes::KubernetesSource> {
     let version = format!("v{}", plan.cluster.kubernetes_version);
     if let Some(dir) = &args.kubernetes_dir {
         let dir = std::path::absolute(dir)?;
-        return Ok(kiln_image::KubernetesSource::Path { version, dir });
+        return Ok(kiln_image::kubernetes::KubernetesSource::Path { version, dir });
     }
     if let Some(file) = &args.kubernetes_release {
         #[derive(serde::Deserialize)]
@@ -274,13 +274,13 @@ fn kubernetes_source(
             })?;
             binaries.insert(
                 name,
-                kiln_image::ReleaseBinary {
+                kiln_image::kubernetes::ReleaseBinary {
                     url: binary.url,
                     sha256,
                 },
             );
         }
-        return Ok(kiln_image::KubernetesSource::Release {
+        return Ok(kiln_image::kubernetes::KubernetesSource::Release {
             version: release.version,
             binaries,
         });
@@ -292,13 +292,13 @@ fn kubernetes_source(
             "{error} (cluster.kubernetes_version in the spec; or pass --kubernetes-dir or --kubernetes-release)"
         )
     })?;
-    if chosen.source != kiln_image::VersionSource::Debian {
-        return Ok(kiln_image::KubernetesSource::Go {
+    if chosen.source != kiln_image::packages::VersionSource::Debian {
+        return Ok(kiln_image::kubernetes::KubernetesSource::Go {
             package: Box::new(package.clone()),
             version: chosen.clone(),
         });
     }
-    let debian = kiln_image::upstream_version(&lock.kubernetes.version);
+    let debian = kiln_image::kubernetes::upstream_version(&lock.kubernetes.version);
     if wanted != debian {
         bail!(
             "the package set builds Kubernetes {wanted} from Debian's source package, but kiln.lock pins {} {}, which is {debian}",
@@ -306,21 +306,24 @@ fn kubernetes_source(
             lock.kubernetes.version
         );
     }
-    Ok(kiln_image::KubernetesSource::Debian {
+    Ok(kiln_image::kubernetes::KubernetesSource::Debian {
         lock: lock.kubernetes.clone(),
         sources: sources.clone(),
     })
 }
 
 /// A list of packages of the set, each with the version wanted.
-type Packages = Vec<(kiln_image::Package, kiln_image::PackageVersion)>;
+type Packages = Vec<(
+    kiln_image::packages::Package,
+    kiln_image::packages::PackageVersion,
+)>;
 
 /// The packages a node runs with the spec's Kubernetes version (its `with` in the package
 /// set) and those the cluster runs in pods only (its `pods`), or none when the set does not
 /// have that version (binaries from `--kubernetes-dir` or `--kubernetes-release`: then the
 /// node takes the rest from the base OS).
 fn userland(
-    set: &kiln_image::PackageSet,
+    set: &kiln_image::packages::PackageSet,
     plan: &kiln_spec::Plan,
 ) -> anyhow::Result<(Packages, Packages)> {
     let wanted = plan.cluster.kubernetes_version.to_string();
@@ -352,7 +355,7 @@ const KUBERNETES_ID: &str = "image/kubernetes-binaries";
 fn with_images(
     args: &Args,
     plan: &kiln_spec::Plan,
-    set: &kiln_image::PackageSet,
+    set: &kiln_image::packages::PackageSet,
     cluster: kiln_cluster::ClusterGraph,
     store: &Store,
 ) -> anyhow::Result<WithImages> {
@@ -361,7 +364,10 @@ fn with_images(
     let sources = lock::apt_sources(&args.apt_sources)?;
     let kubernetes = kubernetes_source(args, plan, set, &locked, &sources)?;
     let (userland, pod_packages) = userland(set, plan)?;
-    let debian_kubernetes = matches!(kubernetes, kiln_image::KubernetesSource::Debian { .. });
+    let debian_kubernetes = matches!(
+        kubernetes,
+        kiln_image::kubernetes::KubernetesSource::Debian { .. }
+    );
     let substituters = common::substituters(&args.substituters);
 
     // First as locked: if every pinned input is already to be had, the archive is not asked.
@@ -397,9 +403,9 @@ fn with_images(
     }
 
     let policy = if args.locked {
-        kiln_image::Policy::Locked
+        kiln_image::resolve::Policy::Locked
     } else {
-        kiln_image::Policy::PreferLocked
+        kiln_image::resolve::Policy::PreferLocked
     };
     let resolution = lock::resolve(&locked, &sources, policy, debian_kubernetes)?;
     if !resolution.changes.is_empty() {
@@ -410,8 +416,8 @@ fn with_images(
         );
     }
     let kubernetes = match kubernetes {
-        kiln_image::KubernetesSource::Debian { sources, .. } => {
-            kiln_image::KubernetesSource::Debian {
+        kiln_image::kubernetes::KubernetesSource::Debian { sources, .. } => {
+            kiln_image::kubernetes::KubernetesSource::Debian {
                 lock: resolution.lock.kubernetes.clone(),
                 sources,
             }
@@ -447,7 +453,7 @@ fn with_images(
 struct WithImages {
     artifacts: kiln_cluster::Artifacts,
     graph: kiln_graph::ValidatedGraph,
-    lock: kiln_image::Lock,
+    lock: kiln_image::lock::Lock,
     debian_kubernetes: bool,
 }
 
@@ -473,7 +479,7 @@ fn check_replaceable(out: &Path) -> anyhow::Result<()> {
 fn write_out(
     out: &Path,
     manifest: &Manifest,
-    lock: Option<&kiln_image::Lock>,
+    lock: Option<&kiln_image::lock::Lock>,
     store: &Store,
 ) -> anyhow::Result<()> {
     check_replaceable(out)?;

@@ -71,7 +71,7 @@ pub fn secrets_dir(explicit: Option<PathBuf>, spec: &Path, cluster: &str) -> Pat
 /// pins it; CoreDNS's is the set's `pods` for that version, if it has one.
 pub fn releases(
     plan: &Plan,
-    set: &kiln_image::PackageSet,
+    set: &kiln_image::packages::PackageSet,
     lock: Option<PathBuf>,
 ) -> anyhow::Result<kiln_spec::images::Releases> {
     let wanted = plan.cluster.kubernetes_version.to_string();
@@ -96,7 +96,7 @@ pub fn releases(
         );
     };
     Ok(kiln_spec::images::Releases {
-        etcd: kiln_image::upstream_version(&etcd.version).to_owned(),
+        etcd: kiln_image::kubernetes::upstream_version(&etcd.version).to_owned(),
         coredns,
     })
 }

@@ -263,7 +263,7 @@ mod tests {
                 &plan,
                 &kiln_cluster::ImageInputs::locked(
                     &crate::lock::read_lock(&crate::lock::lock_path(None)).expect("kiln.lock"),
-                    &kiln_image::AptSources::default(),
+                    &kiln_image::resolve::AptSources::default(),
                 ),
             )
             .expect("images");

@@ -7,7 +7,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use kiln_graph::{DrvId, Evaluation, Graph, ValidatedGraph};
-use kiln_image::{AptSources, Indices, Lock, Policy, Requests, Resolution, Resolver};
+use kiln_image::{
+    lock::Lock,
+    resolve::{AptSources, Indices, Policy, Requests, Resolution, Resolver},
+};
 use kiln_store::Store;
 
 use crate::common;
@@ -57,7 +60,7 @@ pub fn apt_sources(extra: &[String]) -> anyhow::Result<AptSources> {
     Ok(AptSources::machine(Path::new("/etc/apt"))?.with_lines(extra))
 }
 
-/// Resolves `lock` against `sources` (see [`kiln_image::resolve()`]), saying what it does,
+/// Resolves `lock` against `sources` (see [`kiln_image::resolve::resolve()`]), saying what it does,
 /// and then every package that moved, one a line.
 pub fn resolve(
     lock: &Lock,
@@ -73,7 +76,7 @@ pub fn resolve(
         Indices::Binary
     };
     let resolver = Resolver::new(sources, indices)?;
-    let resolution = kiln_image::resolve(
+    let resolution = kiln_image::resolve::resolve(
         &resolver,
         lock,
         &Requests::default(),
@@ -134,7 +137,7 @@ pub fn record_outputs(
         }
         recorded.kubernetes.content_hash = Some(object.content_hash);
         recorded.kubernetes.binaries.clear();
-        for name in kiln_image::KUBERNETES_BINARIES {
+        for name in kiln_image::kubernetes::KUBERNETES_BINARIES {
             let path = object.path.join("bin").join(name);
             let bytes =
                 std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -237,20 +240,26 @@ fn inputs_graph(
 ) -> anyhow::Result<ValidatedGraph> {
     let mut graph = Graph::new();
     if wanted("base-os") {
-        graph.add("base-os", kiln_image::base_os(&lock.base_os, sources))?;
+        graph.add(
+            "base-os",
+            kiln_image::os::base::base_os(&lock.base_os, sources),
+        )?;
     }
     if wanted("busybox") {
         graph.add(
             "busybox",
-            kiln_image::busybox_static(&lock.busybox, sources)?,
+            kiln_image::oci::busybox_static(&lock.busybox, sources)?,
         )?;
     }
     if wanted("kubernetes") {
-        let kubernetes = kiln_image::KubernetesSource::Debian {
+        let kubernetes = kiln_image::kubernetes::KubernetesSource::Debian {
             lock: lock.kubernetes.clone(),
             sources: sources.clone(),
         };
-        graph.add("kubernetes", kiln_image::kubernetes_binaries(&kubernetes)?)?;
+        graph.add(
+            "kubernetes",
+            kiln_image::kubernetes::kubernetes_binaries(&kubernetes)?,
+        )?;
     }
     Ok(graph.validate()?)
 }
@@ -263,7 +272,7 @@ pub fn prepare_tools(
     graph: &ValidatedGraph,
     store: &Store,
     kubernetes: &str,
-    source: Option<&kiln_image::SourceLock>,
+    source: Option<&kiln_image::lock::SourceLock>,
 ) -> anyhow::Result<()> {
     let missing = |id: &str| -> anyhow::Result<bool> {
         let id = DrvId::new(id);
@@ -272,17 +281,17 @@ pub fn prepare_tools(
         };
         Ok(store.get(&digest, &derivation.name)?.is_none())
     };
-    if !kiln_image::missing_image_tools().is_empty() {
+    if !kiln_image::os::base::missing_image_tools().is_empty() {
         eprintln!("installing image tools with apt-get");
-        kiln_image::ensure_image_tools()?;
+        kiln_image::os::base::ensure_image_tools()?;
     }
     if missing(kubernetes)? {
-        if !kiln_image::missing_build_tools().is_empty() {
+        if !kiln_image::kubernetes::missing_build_tools().is_empty() {
             eprintln!("installing the Kubernetes build's tools with apt-get");
-            kiln_image::ensure_build_tools()?;
+            kiln_image::kubernetes::ensure_build_tools()?;
         }
         if let Some(source) = source {
-            kiln_image::ensure_toolchain(source)?;
+            kiln_image::kubernetes::ensure_toolchain(source)?;
         }
     }
     Ok(())

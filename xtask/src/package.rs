@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use kiln_graph::{DrvId, EvalOptions, Graph};
-use kiln_image::{PackageSet, VersionSource};
+use kiln_image::packages::{PackageSet, VersionSource};
 use kiln_store::Store;
 
 use crate::{common, lock};
@@ -173,8 +173,8 @@ fn build_package(set: &PackageSet, args: BuildArgs) -> anyhow::Result<ExitCode> 
 fn add_package(
     graph: &mut Graph,
     target: &DrvId,
-    package: &kiln_image::Package,
-    version: &kiln_image::PackageVersion,
+    package: &kiln_image::packages::Package,
+    version: &kiln_image::packages::PackageVersion,
     args: &BuildArgs,
 ) -> anyhow::Result<()> {
     let name = &package.name;
@@ -182,7 +182,7 @@ fn add_package(
         VersionSource::Debian => {
             let locked = lock::read_lock(&lock::lock_path(args.lock.clone()))?;
             let sources = lock::apt_sources(&[])?;
-            let debian = kiln_image::upstream_version(&locked.kubernetes.version);
+            let debian = kiln_image::kubernetes::upstream_version(&locked.kubernetes.version);
             if name != "kubernetes" {
                 bail!(
                     "{name} {} comes with the base OS from Debian's archive (kiln.lock's [base-os]); there is nothing to build on its own",
@@ -197,19 +197,21 @@ fn add_package(
                     locked.kubernetes.version
                 );
             }
-            kiln_image::ensure_build_tools()?;
-            kiln_image::ensure_toolchain(&locked.kubernetes)?;
+            kiln_image::kubernetes::ensure_build_tools()?;
+            kiln_image::kubernetes::ensure_toolchain(&locked.kubernetes)?;
             graph.add(
                 target.clone(),
-                kiln_image::kubernetes_binaries(&kiln_image::KubernetesSource::Debian {
-                    lock: locked.kubernetes.clone(),
-                    sources,
-                })?,
+                kiln_image::kubernetes::kubernetes_binaries(
+                    &kiln_image::kubernetes::KubernetesSource::Debian {
+                        lock: locked.kubernetes.clone(),
+                        sources,
+                    },
+                )?,
             )?;
         }
         _ => {
             let modules = DrvId::new(format!("{target}/modules"));
-            let derivations = kiln_image::go_derivations(package, version, modules.clone())?;
+            let derivations = kiln_image::go::go_derivations(package, version, modules.clone())?;
             graph.add(modules, derivations.modules)?;
             graph.add(target.clone(), derivations.build)?;
         }

@@ -132,12 +132,12 @@ fn store_kubernetes(store: &Path) -> std::collections::BTreeMap<String, PathBuf>
         let Some((_, store_name)) = name.split_once('-') else {
             continue;
         };
-        let kubernetes = store_name == kiln_image::KUBERNETES_DERIVATION_NAME
+        let kubernetes = store_name == kiln_image::kubernetes::KUBERNETES_DERIVATION_NAME
             || store_name
                 .strip_prefix("kubernetes-")
                 .is_some_and(|version| version.bytes().all(|b| b.is_ascii_digit() || b == b'.'));
         let bin = store.join(&name).join("bin");
-        let complete = kiln_image::KUBERNETES_BINARIES
+        let complete = kiln_image::kubernetes::KUBERNETES_BINARIES
             .iter()
             .all(|binary| bin.join(binary).is_file());
         if kubernetes

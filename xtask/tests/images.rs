@@ -651,7 +651,7 @@ fn kube_proxy_image_runs_iptables_from_its_own_root() {
     .expect("a manifest");
     let images = &manifest.artifacts["image/component-images"].store_path;
     let index: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(images.join(kiln_image::IMAGES_INDEX_FILE)).expect("images.json"),
+        &std::fs::read(images.join(kiln_image::oci::IMAGES_INDEX_FILE)).expect("images.json"),
     )
     .expect("JSON");
     // The reference as the image catalog writes it: the one place image names come from.

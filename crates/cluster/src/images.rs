@@ -6,8 +6,12 @@ use std::collections::BTreeMap;
 
 use kiln_graph::{DrvId, Graph};
 use kiln_image::{
-    AptSources, CgroupHierarchy, ImageLayer, KubernetesSource, LayerCopy, LayerFile, LayerSpec,
-    Lock, NodeImageSpec, ProvisionFormat, StateDisk,
+    kubernetes::KubernetesSource,
+    lock::Lock,
+    os::layer::{LayerCopy, LayerFile, LayerSpec},
+    os::node::{CgroupHierarchy, ImageLayer, NodeImageSpec, StateDisk},
+    provision::ProvisionFormat,
+    resolve::AptSources,
 };
 use kiln_spec::images::{ComponentImage, Releases};
 use kiln_spec::ini::{IniFile, IniSection};
@@ -21,7 +25,7 @@ pub struct ImageInputs {
     /// Where the Kubernetes binaries come from.
     pub kubernetes: KubernetesSource,
     /// The inputs from Debian's archive as resolved for this build (`kiln.lock`, with what
-    /// moved replaced by what the archive has now: see [`kiln_image::resolve()`]).
+    /// moved replaced by what the archive has now: see [`kiln_image::resolve::resolve()`]).
     pub lock: Lock,
     /// The apt sources the base OS and busybox are fetched from.
     pub sources: AptSources,
@@ -29,11 +33,17 @@ pub struct ImageInputs {
     /// containerd, etcd, the CNI plugins...), each built from Go modules and installed in the
     /// package layer (`bin/` to the package's install directory). Empty for Kubernetes 1.20.2,
     /// whose node takes them from Debian's base OS.
-    pub userland: Vec<(kiln_image::Package, kiln_image::PackageVersion)>,
+    pub userland: Vec<(
+        kiln_image::packages::Package,
+        kiln_image::packages::PackageVersion,
+    )>,
     /// The packages of kiln's package set the cluster runs in pods only (the version's `pods`:
     /// CoreDNS), each built from Go modules for its image and installed on no node. Empty for
     /// Kubernetes 1.20.2.
-    pub pod_packages: Vec<(kiln_image::Package, kiln_image::PackageVersion)>,
+    pub pod_packages: Vec<(
+        kiln_image::packages::Package,
+        kiln_image::packages::PackageVersion,
+    )>,
 }
 
 impl ImageInputs {
@@ -56,10 +66,10 @@ impl ImageInputs {
 /// The unit that imports kiln's container images into containerd before the kubelet starts,
 /// with the `ctr` of the containerd the node runs (beside its `containerd`: Debian's in
 /// `/usr/bin` before Kubernetes 1.35, the package set's in `/usr/local/bin` from 1.35) and
-/// [`kiln_image::IMAGE_IMPORT_COMMAND`]'s arguments.
+/// [`kiln_image::oci::IMAGE_IMPORT_COMMAND`]'s arguments.
 fn import_unit(kubernetes: kiln_spec::KubeVersion) -> IniFile {
     let ctr = import_program(kubernetes);
-    let arguments = kiln_image::IMAGE_IMPORT_COMMAND[1..].join(" ");
+    let arguments = kiln_image::oci::IMAGE_IMPORT_COMMAND[1..].join(" ");
     let exec_start = format!(
         "/bin/sh -c 'for image in /{IMAGES_DIR}/*.tar; do {ctr} {arguments} \"$image\" || exit 1; done'"
     );
@@ -87,8 +97,8 @@ fn import_unit(kubernetes: kiln_spec::KubeVersion) -> IniFile {
 fn import_program(kubernetes: kiln_spec::KubeVersion) -> String {
     let containerd = kiln_units::Service::Containerd.binary(kubernetes);
     match containerd.rsplit_once('/') {
-        Some((dir, _)) => format!("{dir}/{}", kiln_image::IMAGE_IMPORT_COMMAND[0]),
-        None => kiln_image::IMAGE_IMPORT_COMMAND[0].to_owned(),
+        Some((dir, _)) => format!("{dir}/{}", kiln_image::oci::IMAGE_IMPORT_COMMAND[0]),
+        None => kiln_image::oci::IMAGE_IMPORT_COMMAND[0].to_owned(),
     }
 }
 
@@ -291,23 +301,27 @@ pub(crate) fn add_images(
     let base_os = DrvId::new("image/base-os");
     graph.add(
         base_os.clone(),
-        kiln_image::base_os(&inputs.lock.base_os, &inputs.sources),
+        kiln_image::os::base::base_os(&inputs.lock.base_os, &inputs.sources),
     )?;
     let initrd = DrvId::new("image/initrd");
-    graph.add(initrd.clone(), kiln_image::initrd(base_os.clone()))?;
+    graph.add(
+        initrd.clone(),
+        kiln_image::os::initrd::initrd(base_os.clone()),
+    )?;
     let kubernetes = DrvId::new("image/kubernetes-binaries");
     let kubernetes_modules = DrvId::new("image/kubernetes-modules");
-    let derivations = kiln_image::kubernetes_derivations(&inputs.kubernetes, &kubernetes_modules)
-        .map_err(|error| ClusterError::Encode {
-        what: "the Kubernetes binaries".into(),
-        message: error.to_string(),
-    })?;
+    let derivations =
+        kiln_image::kubernetes::kubernetes_derivations(&inputs.kubernetes, &kubernetes_modules)
+            .map_err(|error| ClusterError::Encode {
+                what: "the Kubernetes binaries".into(),
+                message: error.to_string(),
+            })?;
     if let Some(modules) = derivations.modules {
         graph.add(kubernetes_modules, modules)?;
     }
     graph.add(kubernetes.clone(), derivations.binaries)?;
     let busybox = DrvId::new("image/busybox");
-    let busybox_derivation = kiln_image::busybox_static(&inputs.lock.busybox, &inputs.sources)
+    let busybox_derivation = kiln_image::oci::busybox_static(&inputs.lock.busybox, &inputs.sources)
         .map_err(|error| ClusterError::Encode {
             what: "busybox".into(),
             message: error.to_string(),
@@ -316,7 +330,10 @@ pub(crate) fn add_images(
     let containers = DrvId::new("image/container-images");
     graph.add(
         containers.clone(),
-        kiln_image::container_images(busybox, kiln_image::IMAGE_EPOCH.unsigned_abs()),
+        kiln_image::oci::container_images(
+            busybox,
+            kiln_image::os::base::IMAGE_EPOCH.unsigned_abs(),
+        ),
     )?;
 
     // The Kubernetes binaries and the packages the node runs with them, in one layer.
@@ -487,13 +504,13 @@ pub(crate) fn add_images(
 fn add_package(
     graph: &mut Graph,
     artifacts: &mut Artifacts,
-    package: &kiln_image::Package,
-    version: &kiln_image::PackageVersion,
+    package: &kiln_image::packages::Package,
+    version: &kiln_image::packages::PackageVersion,
 ) -> Result<DrvId, ClusterError> {
     let id = DrvId::new(format!("image/package/{}", package.name));
     let modules = DrvId::new(format!("image/package/{}/modules", package.name));
     let derivations =
-        kiln_image::go_derivations(package, version, modules.clone()).map_err(|error| {
+        kiln_image::go::go_derivations(package, version, modules.clone()).map_err(|error| {
             ClusterError::Encode {
                 what: format!("package {} {}", package.name, version.version),
                 message: error.to_string(),
@@ -548,15 +565,15 @@ fn add_component_images(
     let images = DrvId::new("image/component-images");
     graph.add(
         images.clone(),
-        kiln_image::component_images(
-            kiln_image::ComponentImageInputs {
+        kiln_image::oci::component_images(
+            kiln_image::oci::ComponentImageInputs {
                 kubernetes: inputs.kubernetes.clone(),
                 etcd: inputs.etcd,
                 coredns: inputs.coredns,
                 base_os: inputs.base_os.clone(),
             },
             all,
-            kiln_image::IMAGE_EPOCH.unsigned_abs(),
+            kiln_image::os::base::IMAGE_EPOCH.unsigned_abs(),
         )
         .map_err(|error| ClusterError::Encode {
             what: "the component images".into(),

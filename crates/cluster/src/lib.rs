@@ -138,7 +138,7 @@ impl ClusterGraph {
     /// when a node runs static pods), the shared layers (`image/layer/kubernetes`,
     /// `image/layer/images`, and one `image/layer/components/<a>+<b>...` per set of component
     /// images some node needs) and per node `node/<name>/layer` (the node's own files) and
-    /// `node/<name>/image` (see [`kiln_image::ImageManifest`]).
+    /// `node/<name>/image` (see [`kiln_image::os::node::ImageManifest`]).
     ///
     /// # Errors
     ///

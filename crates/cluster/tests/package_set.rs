@@ -3,7 +3,7 @@
 //! CNI plugins (where the units and containerd's configuration look for them), and the Debian
 //! version runs the base OS's.
 
-use kiln_image::{PackageSet, VersionSource};
+use kiln_image::packages::{PackageSet, VersionSource};
 use kiln_units::{ContainerdVersion, PACKAGE_CNI_BIN_DIR, Service};
 
 fn repository_set() -> PackageSet {
@@ -94,10 +94,10 @@ fn static_pod_nodes_carry_the_component_images_their_pods_name() {
         })
         .collect();
     let lock_text = std::fs::read_to_string(root.join("kiln.lock")).expect("kiln.lock");
-    let lock = kiln_image::Lock::parse(&lock_text, "kiln.lock").expect("parses");
-    let sources = kiln_image::AptSources::default();
+    let lock = kiln_image::lock::Lock::parse(&lock_text, "kiln.lock").expect("parses");
+    let sources = kiln_image::resolve::AptSources::default();
     let inputs = kiln_cluster::ImageInputs {
-        kubernetes: kiln_image::KubernetesSource::Go {
+        kubernetes: kiln_image::kubernetes::KubernetesSource::Go {
             package: Box::new(set.package("kubernetes").expect("declared").clone()),
             version: kubernetes.clone(),
         },

@@ -11,7 +11,7 @@ use std::process::Command;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use kiln_graph::{DrvId, EvalOptions, Graph, NullObserver};
-use kiln_image::{CLOUD_INIT_USER_DATA, IGNITION_CONFIG, TreeEntry, read_tree};
+use kiln_image::provision::{CLOUD_INIT_USER_DATA, IGNITION_CONFIG, TreeEntry, read_tree};
 
 const SCHEMA: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -37,9 +37,9 @@ fn build_two_node(dir: &Path) -> BTreeMap<String, BTreeMap<String, PathBuf>> {
         .with_images(
             &plan,
             &kiln_cluster::ImageInputs::locked(
-                &kiln_image::Lock::parse(include_str!("../../../kiln.lock"), "kiln.lock")
+                &kiln_image::lock::Lock::parse(include_str!("../../../kiln.lock"), "kiln.lock")
                     .expect("the repository's lock parses"),
-                &kiln_image::AptSources::default(),
+                &kiln_image::resolve::AptSources::default(),
             ),
         )
         .expect("images");

@@ -1,7 +1,7 @@
-//! Benchmark: layer assembly (`kiln_image::assemble_linked` then `LinkedTree::pack`, what a
+//! Benchmark: layer assembly (`kiln_image::os::layer::assemble_linked` then `LinkedTree::pack`, what a
 //! layer derivation does) against a plain `cp -r` of the same trees, several runs of each in one
-//! process, medians reported; beside them the former layer path (`kiln_image::assemble`, a tree
-//! of copies, then `kiln_image::squashfs`); and the shared against the per-node bytes of a built
+//! process, medians reported; beside them the former layer path (`kiln_image::os::layer::assemble`, a tree
+//! of copies, then `kiln_image::os::base::squashfs`); and the shared against the per-node bytes of a built
 //! cluster's images (from their `manifest.json`).
 //!
 //! Run it on a cluster built with images:
@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use kiln_graph::BuildError;
 use kiln_image::{
-    IMAGE_EPOCH, LayerCopy, LayerSpec, LinkedTree, assemble, assemble_linked, squashfs,
+    os::base::{IMAGE_EPOCH, squashfs},
+    os::layer::{LayerCopy, LayerSpec, LinkedTree, assemble, assemble_linked},
 };
 
 /// One thing to assemble: a layer spec over named inputs.

@@ -20,8 +20,9 @@ use std::time::Instant;
 
 use kiln_graph::{DrvId, EvalOptions, Graph, LineProgress};
 use kiln_image::{
-    AptSources, KUBERNETES_BINARIES, KubernetesSource, Lock, ensure_build_tools,
-    kubernetes_binaries,
+    kubernetes::{KUBERNETES_BINARIES, KubernetesSource, ensure_build_tools, kubernetes_binaries},
+    lock::Lock,
+    resolve::AptSources,
 };
 use kiln_store::{Digest, Store};
 use sha2::{Digest as _, Sha256};

@@ -5,7 +5,11 @@
 use std::path::PathBuf;
 
 use kiln_graph::{DrvId, EvalOptions, Graph, NullObserver};
-use kiln_image::{AptSources, IMAGES_INDEX_FILE, Lock, busybox_static, container_images};
+use kiln_image::{
+    lock::Lock,
+    oci::{IMAGES_INDEX_FILE, busybox_static, container_images},
+    resolve::AptSources,
+};
 use kiln_store::Store;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

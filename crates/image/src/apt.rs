@@ -9,7 +9,7 @@
 /// ```
 /// let system = "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm\nComponents: main\n";
 /// assert_eq!(
-///     kiln_image::deb_src_sources(system),
+///     kiln_image::apt::deb_src_sources(system),
 ///     "Types: deb-src\nURIs: http://mirror.example/debian\nSuites: bookworm\nComponents: main\n",
 /// );
 /// ```
@@ -63,7 +63,7 @@ pub fn deb_src_sources(deb822: &str) -> String {
 ///
 /// ```
 /// assert_eq!(
-///     kiln_image::deb_src_lines("deb [arch=amd64] http://mirror.example/debian bookworm main\n"),
+///     kiln_image::apt::deb_src_lines("deb [arch=amd64] http://mirror.example/debian bookworm main\n"),
 ///     "deb-src [arch=amd64] http://mirror.example/debian bookworm main\n",
 /// );
 /// ```

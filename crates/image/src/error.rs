@@ -34,7 +34,7 @@ pub enum ImageError {
         reason: String,
     },
     /// A source does not provide exactly the Kubernetes binaries.
-    #[error("{source_kind} source: {reason}; the binaries are: {}", crate::KUBERNETES_BINARIES.join(", "))]
+    #[error("{source_kind} source: {reason}; the binaries are: {}", crate::kubernetes::KUBERNETES_BINARIES.join(", "))]
     Binaries {
         /// `release` or `path`.
         source_kind: &'static str,
@@ -70,10 +70,10 @@ pub enum ImageError {
         /// The files and directories looked at.
         searched: String,
     },
-    /// Build tools are missing; [`ensure_build_tools`](crate::ensure_build_tools)
+    /// Build tools are missing; [`ensure_build_tools`](crate::kubernetes::ensure_build_tools)
     /// installs them.
     #[error(
-        "missing build tools {}: install them with kiln_image::ensure_build_tools() or `apt-get install {}`",
+        "missing build tools {}: install them with kiln_image::kubernetes::ensure_build_tools() or `apt-get install {}`",
         programs.join(", "), packages.join(" ")
     )]
     MissingBuildTools {

@@ -47,7 +47,7 @@ impl LockedPackage {
     /// Parses `name version architecture sha256`.
     ///
     /// ```
-    /// let package: kiln_image::LockedPackage = "dash 0.5.12-2 amd64 33ea".parse().unwrap();
+    /// let package: kiln_image::lock::LockedPackage = "dash 0.5.12-2 amd64 33ea".parse().unwrap();
     /// assert_eq!(package.version, "0.5.12-2");
     /// assert_eq!(package.to_string(), "dash 0.5.12-2 amd64 33ea");
     /// ```
@@ -118,7 +118,7 @@ impl PackageSetLock {
             .collect()
     }
 
-    /// The lock text's lines for the packages (what [`crate::BaseOs`] writes as its
+    /// The lock text's lines for the packages (what [`crate::os::base::BaseOs`] writes as its
     /// `packages.lock`, and what addresses a build of a set that has no content hash yet).
     pub fn package_lines(&self) -> String {
         self.packages

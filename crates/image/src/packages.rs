@@ -44,7 +44,7 @@
 //!
 //! A version may instead say `debian = true`: it comes from Debian's archive as `kiln.lock`
 //! pins it. For `kubernetes` that is Debian's source package built here
-//! ([`crate::KubernetesSource::Debian`]); for any other package, the binary package in the
+//! ([`crate::kubernetes::KubernetesSource::Debian`]); for any other package, the binary package in the
 //! base OS (`runc`, which needs cgo and so a C toolchain kiln does not pin yet).
 
 use std::collections::BTreeMap;
@@ -164,7 +164,7 @@ fn parts(version: &str) -> Option<Parts<'_>> {
 /// Expands `{version}`, `{major}`, `{minor}`, `{patch}` and `{date}` in `template`.
 ///
 /// ```
-/// let text = kiln_image::expand_template("v0.{minor}.{patch} {date}", "1.37.2", "2026-10-27T12:01:04Z");
+/// let text = kiln_image::packages::expand_template("v0.{minor}.{patch} {date}", "1.37.2", "2026-10-27T12:01:04Z");
 /// assert_eq!(text, "v0.37.2 2026-10-27T12:01:04Z");
 /// ```
 ///
@@ -238,7 +238,7 @@ impl PackageSet {
     /// go = "1.26.8"
     /// vendor-hash = "0000000000000000000000000000000000000000000000000000000000000000"
     /// "#;
-    /// let set = kiln_image::PackageSet::parse([("tool.toml", text)])?;
+    /// let set = kiln_image::packages::PackageSet::parse([("tool.toml", text)])?;
     /// assert_eq!(set.version("tool", "1.2.3")?.version, "1.2.3");
     /// assert!(set.version("tool", "9.9.9").unwrap_err().to_string().contains("has 1.2.3"));
     /// # Ok::<(), kiln_image::ImageError>(())

@@ -131,7 +131,7 @@ fn enabled_units(entries: &[&TreeEntry]) -> Vec<String> {
 ///   waiting, every unit a `*.wants` or `*.requires` link names.
 ///
 /// ```
-/// use kiln_image::{TreeEntry, cloud_init};
+/// use kiln_image::provision::{TreeEntry, cloud_init};
 /// let user_data = cloud_init("node1", &[
 ///     TreeEntry::Dir { path: "etc".into(), mode: 0o755 },
 ///     TreeEntry::File { path: "etc/hostname".into(), mode: 0o644, bytes: b"node1\n".to_vec() },
@@ -293,7 +293,7 @@ struct IgnitionLink<'a> {
 /// or `node` when the tree has none.
 ///
 /// ```
-/// use kiln_image::{TreeEntry, ignition};
+/// use kiln_image::provision::{TreeEntry, ignition};
 /// let config = ignition("node1", &[
 ///     TreeEntry::File { path: "etc/motd".into(), mode: 0o644, bytes: b"hi\n".to_vec() },
 /// ]);

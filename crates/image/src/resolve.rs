@@ -6,7 +6,7 @@
 //! set is made of. A set whose locked versions are all still to be had resolves to itself; a
 //! package whose locked version is gone resolves to the archive's current one, and everything
 //! its new version pulls in follows. What is built is then addressed by the resolved set
-//! (see [`crate::base_os`]), so an unchanged archive costs no rebuild and a moved one rebuilds
+//! (see [`crate::os::base::base_os`]), so an unchanged archive costs no rebuild and a moved one rebuilds
 //! only the inputs that moved.
 //!
 //! [`AptSources`] are the sources resolution and builds read: the machine's own (`/etc/apt`),
@@ -301,7 +301,7 @@ impl Resolver {
             show.arg(format!("{name}={version}"));
         }
         let index = run_output(show)?;
-        let hashes = crate::index_hashes(&index);
+        let hashes = crate::os::base::index_hashes(&index);
         installs
             .into_iter()
             .map(|(name, version, architecture)| {
@@ -508,16 +508,16 @@ pub struct Requests {
     /// and the packages a node needs).
     pub base_os: Vec<String>,
     /// The Kubernetes build's toolchain request; of what it resolves to, the
-    /// [`TOOLCHAIN_PREFIX`](crate::TOOLCHAIN_PREFIX) packages are locked.
+    /// [`TOOLCHAIN_PREFIX`](crate::kubernetes::TOOLCHAIN_PREFIX) packages are locked.
     pub kubernetes_toolchain: Vec<String>,
 }
 
 impl Default for Requests {
     fn default() -> Requests {
         Requests {
-            busybox: vec![crate::BUSYBOX_PACKAGE.to_owned()],
+            busybox: vec![crate::oci::BUSYBOX_PACKAGE.to_owned()],
             base_os: crate::os::base::base_os_request(),
-            kubernetes_toolchain: vec![crate::TOOLCHAIN_REQUEST.to_owned()],
+            kubernetes_toolchain: vec![crate::kubernetes::TOOLCHAIN_REQUEST.to_owned()],
         }
     }
 }
@@ -572,7 +572,11 @@ pub fn resolve(
         )?
         .packages
         .into_iter()
-        .filter(|package| package.name.starts_with(crate::TOOLCHAIN_PREFIX))
+        .filter(|package| {
+            package
+                .name
+                .starts_with(crate::kubernetes::TOOLCHAIN_PREFIX)
+        })
         .collect();
         let toolchain_moved = toolchain != lock.kubernetes.toolchain;
         if keep && !toolchain_moved {

@@ -4,7 +4,11 @@
 use std::path::Path;
 
 use expect_test::expect;
-use kiln_image::{AptSources, ImageError, deb_src_lines, deb_src_sources};
+use kiln_image::{
+    ImageError,
+    apt::{deb_src_lines, deb_src_sources},
+    resolve::AptSources,
+};
 
 /// The machine's sources and their `deb-src` twins, file name to content.
 fn deb_src_config(

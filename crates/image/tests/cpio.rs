@@ -9,7 +9,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use kiln_image::{CpioEntry, write_cpio};
+use kiln_image::os::cpio::{CpioEntry, write_cpio};
 
 /// 2026-01-01T00:00:00Z, which `cpio -itv` shows as `Jan  1  2026` in UTC.
 const MTIME: u32 = 1_767_225_600;

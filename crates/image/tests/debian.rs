@@ -9,7 +9,9 @@ use std::process::Command;
 
 use kiln_graph::{DrvId, EvalOptions, Graph, LineProgress};
 use kiln_image::{
-    AptSources, KUBERNETES_DERIVATION_NAME, KubernetesSource, Lock, kubernetes_binaries,
+    kubernetes::{KUBERNETES_DERIVATION_NAME, KubernetesSource, kubernetes_binaries},
+    lock::Lock,
+    resolve::AptSources,
 };
 use kiln_store::{Digest, Store};
 

@@ -13,8 +13,10 @@ use std::process::Command;
 
 use kiln_graph::{Addressing, DrvId, EvalOptions, Graph, NullObserver};
 use kiln_image::{
-    AptSources, ImageError, Indices, Lock, PackageSetLock, Policy, Requests, Resolver,
-    busybox_static, resolve,
+    ImageError,
+    lock::{Lock, PackageSetLock},
+    oci::busybox_static,
+    resolve::{AptSources, Indices, Policy, Requests, Resolver, resolve},
 };
 use kiln_store::Store;
 
@@ -108,7 +110,7 @@ fn resolve_with(
     sources: &AptSources,
     lock: &Lock,
     policy: Policy,
-) -> Result<kiln_image::Resolution, ImageError> {
+) -> Result<kiln_image::resolve::Resolution, ImageError> {
     let resolver = Resolver::new(sources, Indices::Binary)?;
     resolve(&resolver, lock, &requests(), policy, false)
 }

@@ -7,7 +7,7 @@
 use std::process::Command;
 
 use kiln_graph::{DrvId, EvalOptions, Graph, NullObserver};
-use kiln_image::{PackageSet, go_derivations};
+use kiln_image::{go::go_derivations, packages::PackageSet};
 use kiln_store::Store;
 
 const VENDOR_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";

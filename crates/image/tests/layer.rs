@@ -17,7 +17,8 @@ use kiln_graph::{
     NullObserver,
 };
 use kiln_image::{
-    IMAGE_EPOCH, LAYER_FILE, LayerCopy, LayerFile, LayerSpec, assemble, assemble_linked,
+    os::base::IMAGE_EPOCH,
+    os::layer::{LAYER_FILE, LayerCopy, LayerFile, LayerSpec, assemble, assemble_linked},
 };
 use kiln_store::Store;
 

@@ -1,7 +1,7 @@
 //! `kiln.lock`'s file format: the repository's lock reads and writes back byte for byte, and a
 //! malformed lock is refused naming the file, the line and what is wrong.
 
-use kiln_image::{Lock, LockChange};
+use kiln_image::lock::{Lock, LockChange};
 
 fn repository_lock() -> String {
     kiln_testkit::lock_text()
@@ -23,10 +23,9 @@ fn the_repositorys_lock_round_trips_byte_for_byte() {
     assert!(lock.base_os.packages.len() > 100);
     assert_eq!(lock.busybox.packages.len(), 1);
     assert!(
-        lock.kubernetes
-            .toolchain
-            .iter()
-            .all(|package| package.name.starts_with(kiln_image::TOOLCHAIN_PREFIX)),
+        lock.kubernetes.toolchain.iter().all(|package| package
+            .name
+            .starts_with(kiln_image::kubernetes::TOOLCHAIN_PREFIX)),
         "{:?}",
         lock.kubernetes.toolchain
     );

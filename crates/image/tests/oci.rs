@@ -15,7 +15,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use kiln_graph::{DrvId, EvalOptions, Graph, NullObserver};
-use kiln_image::{
+use kiln_image::oci::{
     ContainerImages, DebianBusybox, IMAGE_IMPORT_COMMAND, IMAGES_INDEX_FILE, OciEntryKind,
     PAUSE_IMAGE, TEST_IMAGE, TEST_IMAGE_PORT, busybox_static, container_images, oci_archive,
     pause_image, pause_program, test_image,
@@ -177,7 +177,7 @@ fn the_real_images_are_the_same_from_two_stores() {
 #[test]
 fn another_debian_version_fails_naming_it() {
     let out = tempfile::tempdir().expect("create a temporary directory");
-    let set = kiln_image::PackageSetLock {
+    let set = kiln_image::lock::PackageSetLock {
         packages: vec![
             "busybox-static 1:0.0-0kiln amd64 00"
                 .parse()
@@ -463,24 +463,28 @@ fn images() -> &'static Path {
     IMAGES.get_or_init(|| build_images(&shared_store()))
 }
 
-fn machine_sources() -> kiln_image::AptSources {
-    kiln_image::AptSources::machine("/etc/apt".as_ref()).expect("the machine's apt sources")
+fn machine_sources() -> kiln_image::resolve::AptSources {
+    kiln_image::resolve::AptSources::machine("/etc/apt".as_ref())
+        .expect("the machine's apt sources")
 }
 
 /// busybox as a build resolves it: the repository's kiln.lock against the machine's apt
 /// sources, so that the tests keep working after the archive moved on.
 fn busybox() -> kiln_graph::Derivation {
-    static SET: OnceLock<kiln_image::PackageSetLock> = OnceLock::new();
+    static SET: OnceLock<kiln_image::lock::PackageSetLock> = OnceLock::new();
     let set = SET.get_or_init(|| {
-        let lock = kiln_image::Lock::parse(&kiln_testkit::lock_text(), "kiln.lock")
+        let lock = kiln_image::lock::Lock::parse(&kiln_testkit::lock_text(), "kiln.lock")
             .expect("kiln.lock parses");
-        let resolver = kiln_image::Resolver::new(&machine_sources(), kiln_image::Indices::Binary)
-            .expect("apt-get update");
-        kiln_image::resolve(
+        let resolver = kiln_image::resolve::Resolver::new(
+            &machine_sources(),
+            kiln_image::resolve::Indices::Binary,
+        )
+        .expect("apt-get update");
+        kiln_image::resolve::resolve(
             &resolver,
             &lock,
-            &kiln_image::Requests::default(),
-            kiln_image::Policy::PreferLocked,
+            &kiln_image::resolve::Requests::default(),
+            kiln_image::resolve::Policy::PreferLocked,
             false,
         )
         .expect("resolve kiln.lock")

@@ -1,7 +1,11 @@
 //! The package set's declarations: kiln's own parse, and bad ones are refused naming the file,
 //! the line and what is wrong.
 
-use kiln_image::{ImageError, KUBERNETES_BINARIES, PackageSet, VersionSource};
+use kiln_image::{
+    ImageError,
+    kubernetes::KUBERNETES_BINARIES,
+    packages::{PackageSet, VersionSource},
+};
 
 const HASH: &str = "89458d9dec073047556d0778bb6e11a97fa9c89b739f34b05d92e857549796f2";
 

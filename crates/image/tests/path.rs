@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use kiln_graph::{DrvId, EvalError, EvalOptions, Graph, NullObserver, ValidatedGraph};
 use kiln_image::{
-    ImageError, KUBERNETES_BINARIES, KubernetesSource, PathKubernetes, kubernetes_binaries,
+    ImageError,
+    kubernetes::{KUBERNETES_BINARIES, KubernetesSource, PathKubernetes, kubernetes_binaries},
 };
 use kiln_store::{Store, tree_hash};
 

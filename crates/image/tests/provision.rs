@@ -12,8 +12,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use kiln_graph::{BuildContext, DrvId, NullObserver};
 use kiln_image::{
-    CLOUD_INIT_META_DATA, CLOUD_INIT_USER_DATA, IGNITION_CONFIG, LayerCopy, LayerFile, LayerSpec,
-    ProvisionFormat, TreeEntry, cloud_init, ignition, read_tree,
+    os::layer::{LayerCopy, LayerFile, LayerSpec},
+    provision::{
+        CLOUD_INIT_META_DATA, CLOUD_INIT_USER_DATA, IGNITION_CONFIG, ProvisionFormat, TreeEntry,
+        cloud_init, ignition, read_tree,
+    },
 };
 
 const SCHEMA: &str = concat!(
@@ -89,7 +92,7 @@ fn assembled(scratch: &Path) -> Vec<TreeEntry> {
     let input = scratch.join("input");
     input_tree(&input);
     let tree = scratch.join("tree");
-    kiln_image::assemble(&spec(), &tree, &|_| Ok(input.clone())).expect("assembles");
+    kiln_image::os::layer::assemble(&spec(), &tree, &|_| Ok(input.clone())).expect("assembles");
     read_tree(&tree).expect("reads")
 }
 
@@ -336,7 +339,10 @@ fn the_builder_writes_what_the_renderers_render() {
     let user_data = std::fs::read_to_string(out.join(CLOUD_INIT_USER_DATA)).expect("user-data");
     assert_eq!(user_data, cloud_init("node1", &entries));
     let meta = std::fs::read_to_string(out.join(CLOUD_INIT_META_DATA)).expect("meta-data");
-    assert_eq!(meta, kiln_image::cloud_init_meta_data("node1", &user_data));
+    assert_eq!(
+        meta,
+        kiln_image::provision::cloud_init_meta_data("node1", &user_data)
+    );
     assert!(meta.contains("local-hostname: \"node1\"\n"), "{meta}");
 
     let out = build(scratch.path(), ProvisionFormat::Ignition);

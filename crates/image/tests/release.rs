@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use kiln_graph::{DrvId, EvalError, EvalOptions, Graph, NullObserver, ValidatedGraph};
 use kiln_image::{
-    ImageError, KUBERNETES_BINARIES, KubernetesSource, ReleaseBinary, kubernetes_binaries,
+    ImageError,
+    kubernetes::{KUBERNETES_BINARIES, KubernetesSource, ReleaseBinary, kubernetes_binaries},
 };
 use kiln_store::{Digest, Store};
 

@@ -6,8 +6,13 @@ use std::path::Path;
 use std::process::Command;
 
 use kiln_image::{
-    AptSources, ImageError, KubeVersion, KubernetesSource, Lock, build_environment,
-    kubernetes_binaries, source_date_epoch, upstream_version,
+    ImageError,
+    kubernetes::{
+        KubeVersion, KubernetesSource, build_environment, kubernetes_binaries, source_date_epoch,
+        upstream_version,
+    },
+    lock::Lock,
+    resolve::AptSources,
 };
 
 fn lock() -> Lock {

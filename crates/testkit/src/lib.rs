@@ -28,7 +28,7 @@ pub fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
 
-/// The repository's lock file, `kiln.lock`, as text (parse it with `kiln_image::Lock::parse`).
+/// The repository's lock file, `kiln.lock`, as text (parse it with `kiln_image::lock::Lock::parse`).
 pub fn lock_text() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../kiln.lock");
     std::fs::read_to_string(&path)

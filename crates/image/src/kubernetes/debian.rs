@@ -151,8 +151,8 @@ pub fn ensure_build_tools() -> Result<(), ImageError> {
 /// marks a version rolled back below the one in its name).
 ///
 /// ```
-/// assert_eq!(kiln_image::upstream_version("1.20.5+really1.20.2-1.1+deb12u1"), "1.20.2");
-/// assert_eq!(kiln_image::upstream_version("1:1.28.1-2"), "1.28.1");
+/// assert_eq!(kiln_image::kubernetes::upstream_version("1.20.5+really1.20.2-1.1+deb12u1"), "1.20.2");
+/// assert_eq!(kiln_image::kubernetes::upstream_version("1:1.28.1-2"), "1.28.1");
 /// ```
 pub fn upstream_version(debian_version: &str) -> &str {
     let without_epoch = debian_version
@@ -228,7 +228,7 @@ impl KubeVersion {
 ///
 /// ```
 /// let changelog = "kubernetes (1.0-1) bookworm; urgency=medium\n\n  * Release.\n\n -- A Maintainer <a@example.org>  Sun, 08 Jun 2025 23:40:27 +0100\n";
-/// let epoch = kiln_image::source_date_epoch(changelog, "debian/changelog".as_ref()).unwrap();
+/// let epoch = kiln_image::kubernetes::source_date_epoch(changelog, "debian/changelog".as_ref()).unwrap();
 /// assert_eq!(epoch, 1_749_422_427);
 /// ```
 ///
@@ -265,7 +265,7 @@ pub fn source_date_epoch(changelog: &str, file: &Path) -> Result<i64, ImageError
 ///
 /// Fetches the source with apt, using `deb-src` entries derived from the
 /// given sources in a private apt configuration (see
-/// [`AptSources::deb_src`](crate::AptSources::deb_src)), then runs the source's
+/// [`AptSources::deb_src`](crate::resolve::AptSources::deb_src)), then runs the source's
 /// `make` for [`KUBERNETES_BINARIES`] with [`BUILD_TOOLS`] (see
 /// [`ensure_build_tools`]). Takes about ten minutes on two idle cores
 /// (measured: 13m25s wall on two cores shared with other builds); progress
@@ -338,7 +338,7 @@ impl DebianKubernetes {
             return Err(ImageError::Assembly {
                 what: "the Go toolchain".into(),
                 reason: format!(
-                    "not the one kiln.lock pins ({}); kiln_image::ensure_toolchain installs it",
+                    "not the one kiln.lock pins ({}); kiln_image::kubernetes::ensure_toolchain installs it",
                     wrong.join("; ")
                 ),
             });

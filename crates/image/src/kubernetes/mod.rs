@@ -50,9 +50,9 @@ pub enum KubernetesSource {
     /// version and the content hash of its build.
     Debian {
         /// The source package, its version and (once built) its content hash.
-        lock: crate::SourceLock,
+        lock: crate::lock::SourceLock,
         /// The apt sources to fetch it from (`deb-src` entries are derived).
-        sources: crate::AptSources,
+        sources: crate::resolve::AptSources,
     },
     /// Downloaded, one URL per binary, each checked against its SHA-256.
     Release {
@@ -62,12 +62,12 @@ pub enum KubernetesSource {
         binaries: BTreeMap<String, ReleaseBinary>,
     },
     /// Built here from Go modules, as kiln's package set declares it
-    /// (`packages/kubernetes.toml`): see [`crate::go`](crate::go_derivations).
+    /// (`packages/kubernetes.toml`): see [`crate::go`](crate::go::go_derivations).
     Go {
         /// The package's declaration.
-        package: Box<crate::Package>,
+        package: Box<crate::packages::Package>,
         /// The version to build (a Go one).
-        version: crate::PackageVersion,
+        version: crate::packages::PackageVersion,
     },
     /// Copied from a local directory holding the binaries by name, pinned to
     /// the directory's content hash.

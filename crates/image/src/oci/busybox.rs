@@ -23,7 +23,7 @@ pub const BUSYBOX_PACKAGE: &str = "busybox-static";
 /// Its output holds `bin/busybox` (mode 0755), `applets` (the applet names
 /// `busybox --list` prints, sorted, one a line, without `busybox` itself)
 /// and `VERSION` (the Debian version and a newline). Through
-/// [`busybox_static`](crate::busybox_static), a lock that records the set's content hash
+/// [`busybox_static`](crate::oci::busybox_static), a lock that records the set's content hash
 /// makes it a fixed-output derivation, checked against that hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DebianBusybox {

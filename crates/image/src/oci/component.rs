@@ -61,7 +61,7 @@ const PICKED_TREES: [&str; 6] = ["bin", "etc", "lib", "lib64", "sbin", "usr"];
 /// use kiln_spec::images::{ComponentImage, ImageProgram};
 ///
 /// let etcd = ComponentImage { program: Component::Etcd.into(), version: "3.6.16".into() };
-/// let image = kiln_image::component_image(&etcd, b"(etcd)".to_vec());
+/// let image = kiln_image::oci::component_image(&etcd, b"(etcd)".to_vec());
 /// assert_eq!(image.reference, "kiln.local/etcd:v3.6.16");
 /// assert_eq!(image.entrypoint, ["/usr/local/bin/etcd"]);
 /// assert!(image.layer.iter().any(|entry| entry.path == "usr/local/bin/etcd"));

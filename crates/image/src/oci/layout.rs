@@ -64,7 +64,7 @@ pub struct OciArchive {
 /// [`OCI_REF_NAME_ANNOTATION`] (the tag).
 ///
 /// ```
-/// use kiln_image::{OciEntry, OciImage, oci_archive};
+/// use kiln_image::oci::{OciEntry, OciImage, oci_archive};
 ///
 /// let image = OciImage {
 ///     reference: "kiln.local/hello:1".into(),

@@ -72,9 +72,9 @@ const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/
 /// pause(2).
 ///
 /// ```
-/// let program = kiln_image::pause_program();
+/// let program = kiln_image::oci::pause_program();
 /// assert_eq!(&program[..4], b"\x7fELF");
-/// assert_eq!(program, kiln_image::pause_program());
+/// assert_eq!(program, kiln_image::oci::pause_program());
 /// ```
 pub fn pause_program() -> Vec<u8> {
     elf::pause_program()
@@ -98,8 +98,8 @@ pub fn pause_image() -> OciImage {
 /// as its command (so `kubectl exec` can still run `wget`, `nc` or `sh`).
 ///
 /// ```
-/// let image = kiln_image::test_image(b"(busybox)".to_vec(), &["sh", "wget"]);
-/// assert_eq!(image.reference, kiln_image::TEST_IMAGE.reference());
+/// let image = kiln_image::oci::test_image(b"(busybox)".to_vec(), &["sh", "wget"]);
+/// assert_eq!(image.reference, kiln_image::oci::TEST_IMAGE.reference());
 /// assert!(image.layer.iter().any(|entry| entry.path == "bin/wget"));
 /// ```
 pub fn test_image(busybox: Vec<u8>, applets: &[&str]) -> OciImage {
@@ -191,8 +191,8 @@ fn write_images(
 ///
 /// If `set` is not exactly the package [`BUSYBOX_PACKAGE`].
 pub fn busybox_static(
-    set: &crate::PackageSetLock,
-    sources: &crate::AptSources,
+    set: &crate::lock::PackageSetLock,
+    sources: &crate::resolve::AptSources,
 ) -> Result<Derivation, ImageError> {
     let derivation = Derivation::new(BUSYBOX_PACKAGE, Arc::new(DebianBusybox::new(set, sources)?));
     Ok(match set.content_hash {
@@ -213,7 +213,7 @@ pub fn busybox_static(
 ///
 /// ```no_run
 /// use kiln_graph::Graph;
-/// use kiln_image::{AptSources, Lock, busybox_static, container_images};
+/// use kiln_image::{resolve::AptSources, lock::Lock, oci::{busybox_static, container_images}};
 ///
 /// let lock = Lock::parse(&std::fs::read_to_string("kiln.lock")?, "kiln.lock")?;
 /// let sources = AptSources::machine("/etc/apt".as_ref())?;

@@ -157,7 +157,7 @@ pub struct BaseOs {
 }
 
 impl BaseOs {
-    /// The base OS made of exactly `packages` (a resolved set, see [`crate::resolve`]), fetched
+    /// The base OS made of exactly `packages` (a resolved set, see [`crate::resolve::resolve`]), fetched
     /// from `sources`.
     pub fn new(packages: &PackageSetLock, sources: &AptSources) -> BaseOs {
         BaseOs {
@@ -385,7 +385,7 @@ fn installed_packages(root: &Path, hashes: &Path) -> Result<PackageSetLock, Imag
 ///
 /// ```
 /// let index = "Package: a\nVersion: 1\nSHA256: ab12\n\nPackage: b\nVersion: 2\nSHA256: cd34\n";
-/// let hashes = kiln_image::index_hashes(index);
+/// let hashes = kiln_image::os::base::index_hashes(index);
 /// assert_eq!(hashes[&("b".to_owned(), "2".to_owned())], "cd34");
 /// ```
 pub fn index_hashes(index: &str) -> BTreeMap<(String, String), String> {
@@ -536,11 +536,11 @@ pub fn parse_modules_dep(text: &str) -> BTreeMap<String, Vec<String>> {
 /// `modprobe` takes them: `-` and `_` are the same).
 ///
 /// ```
-/// let deps = kiln_image::parse_modules_dep(
+/// let deps = kiln_image::os::base::parse_modules_dep(
 ///     "kernel/a/virtio_blk.ko: kernel/a/virtio_ring.ko kernel/a/virtio.ko\nkernel/a/virtio_ring.ko: kernel/a/virtio.ko\nkernel/a/virtio.ko:\n",
 /// );
 /// assert_eq!(
-///     kiln_image::load_order(&deps, &["virtio-blk"]).unwrap(),
+///     kiln_image::os::base::load_order(&deps, &["virtio-blk"]).unwrap(),
 ///     ["kernel/a/virtio.ko", "kernel/a/virtio_ring.ko", "kernel/a/virtio_blk.ko"],
 /// );
 /// ```

@@ -58,7 +58,7 @@ impl CpioEntry {
 /// inode numbers counting from 1 in order.
 ///
 /// ```
-/// use kiln_image::{CpioEntry, write_cpio};
+/// use kiln_image::os::cpio::{CpioEntry, write_cpio};
 /// let mut archive = Vec::new();
 /// write_cpio(&mut archive, &[CpioEntry::File { path: "init".into(), mode: 0o755, data: b"#!/bin/sh\n".to_vec() }], 0)?;
 /// assert!(archive.starts_with(b"070701"));

@@ -300,7 +300,7 @@ fn assemble_with(
 /// ```
 /// let unit = "[Unit]\nDescription=x\n[Install]\nWantedBy=multi-user.target\nRequiredBy=a.service b.service\n";
 /// assert_eq!(
-///     kiln_image::install_links(unit),
+///     kiln_image::os::layer::install_links(unit),
 ///     [
 ///         "multi-user.target.wants".to_owned(),
 ///         "a.service.requires".to_owned(),

@@ -1,7 +1,7 @@
 //! Node images: the base OS, the initrd, filesystem layers and the image that stacks them.
 
-pub(crate) mod base;
-pub(crate) mod cpio;
-pub(crate) mod initrd;
-pub(crate) mod layer;
-pub(crate) mod node;
+pub mod base;
+pub mod cpio;
+pub mod initrd;
+pub mod layer;
+pub mod node;
