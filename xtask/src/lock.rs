@@ -281,15 +281,12 @@ pub fn prepare_tools(
         };
         Ok(store.get(&digest, &derivation.name)?.is_none())
     };
-    if !kiln_image::os::base::missing_image_tools().is_empty() {
-        eprintln!("installing image tools with apt-get");
-        kiln_image::os::base::ensure_image_tools()?;
-    }
+    crate::deps::ensure("the image tools", kiln_image::os::base::IMAGE_TOOLS)?;
     if missing(kubernetes)? {
-        if !kiln_image::kubernetes::missing_build_tools().is_empty() {
-            eprintln!("installing the Kubernetes build's tools with apt-get");
-            kiln_image::kubernetes::ensure_build_tools()?;
-        }
+        crate::deps::ensure(
+            "the Kubernetes build's tools",
+            &kiln_image::kubernetes::BUILD_TOOLS,
+        )?;
         if let Some(source) = source {
             kiln_image::kubernetes::ensure_toolchain(source)?;
         }

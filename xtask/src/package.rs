@@ -197,7 +197,10 @@ fn add_package(
                     locked.kubernetes.version
                 );
             }
-            kiln_image::kubernetes::ensure_build_tools()?;
+            crate::deps::ensure(
+                "the Kubernetes build's tools",
+                &kiln_image::kubernetes::BUILD_TOOLS,
+            )?;
             kiln_image::kubernetes::ensure_toolchain(&locked.kubernetes)?;
             graph.add(
                 target.clone(),

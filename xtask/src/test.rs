@@ -17,7 +17,7 @@ pub struct Args {
 
 /// Runs `cargo test --workspace` after installing the independent verifiers it calls.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    deps::ensure(deps::TEST_TOOLS)?;
+    deps::ensure("the test suite's tools", deps::TEST_TOOLS)?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     built_binaries(&mut command);

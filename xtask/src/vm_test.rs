@@ -42,25 +42,16 @@ pub struct Args {
 }
 
 /// What the harness runs on the host, and the Debian packages that provide it.
-const VM_TOOLS: &[deps::Tool] = &[
-    deps::Tool {
-        probe: deps::Probe::Command("qemu-system-x86_64"),
-        package: "qemu-system-x86",
-    },
-    deps::Tool {
-        probe: deps::Probe::Command("setpriv"),
-        package: "util-linux",
-    },
-    deps::Tool {
-        probe: deps::Probe::Command("sha256sum"),
-        package: "coreutils",
-    },
+const VM_TOOLS: &[kiln_tools::Tool] = &[
+    kiln_tools::Tool::program("qemu-system-x86_64", "qemu-system-x86"),
+    kiln_tools::Tool::program("setpriv", "util-linux"),
+    kiln_tools::Tool::program("sha256sum", "coreutils"),
 ];
 
 /// Runs the scenario.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     kiln_vm_tests::install_interrupt_handler()?;
-    deps::ensure(VM_TOOLS)?;
+    deps::ensure("the VM tests' tools", VM_TOOLS)?;
 
     let run_dir = match &args.run_dir {
         Some(dir) => dir.clone(),

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use kiln_graph::{DrvId, EvalOptions, Graph, LineProgress};
 use kiln_image::{
-    kubernetes::{KUBERNETES_BINARIES, KubernetesSource, ensure_build_tools, kubernetes_binaries},
+    kubernetes::{BUILD_TOOLS, KUBERNETES_BINARIES, KubernetesSource, kubernetes_binaries},
     lock::Lock,
     resolve::AptSources,
 };
@@ -72,7 +72,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let seed = args.get(1).is_some_and(|kind| kind == "seed");
     if matches!(source, KubernetesSource::Debian { .. }) {
         // The one step that changes the machine, done explicitly.
-        ensure_build_tools()?;
+        kiln_tools::install(&BUILD_TOOLS)?;
         eprintln!("pinned content hash: {pinned}");
     }
 

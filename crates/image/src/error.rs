@@ -70,16 +70,16 @@ pub enum ImageError {
         /// The files and directories looked at.
         searched: String,
     },
-    /// Build tools are missing; [`ensure_build_tools`](crate::kubernetes::ensure_build_tools)
-    /// installs them.
+    /// Build tools are missing; `kiln_tools::install` installs them (the xtask does, before a
+    /// build).
     #[error(
-        "missing build tools {}: install them with kiln_image::kubernetes::ensure_build_tools() or `apt-get install {}`",
-        programs.join(", "), packages.join(" ")
+        "missing build tools {}\n  help: `cargo xtask build-cluster` installs them, or run `apt-get install {}`",
+        tools.join(", "), packages.join(" ")
     )]
     MissingBuildTools {
-        /// The programs not found on `PATH`.
-        programs: Vec<String>,
-        /// The Debian packages that provide them.
+        /// The tools not found, as `program (package)`.
+        tools: Vec<String>,
+        /// The Debian packages that provide them, sorted, each once.
         packages: Vec<String>,
     },
     /// A command failed.

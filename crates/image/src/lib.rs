@@ -30,8 +30,9 @@
 //!   give a node's files to machines kiln does not boot.
 //!
 //! Every file of every image is dated [`os::base::IMAGE_EPOCH`]. The tools these builds run
-//! are [`kubernetes::BUILD_TOOLS`] and [`os::base::IMAGE_TOOLS`], which
-//! [`kubernetes::ensure_build_tools`] and [`os::base::ensure_image_tools`] install.
+//! are [`kubernetes::BUILD_TOOLS`] and [`os::base::IMAGE_TOOLS`], `kiln_tools::Tool`s. A build
+//! never installs anything: a missing tool fails it, naming the package, and the xtask runs
+//! `kiln_tools::install` on these lists before building.
 //!
 //! The example below builds the smallest input, Kubernetes binaries from a local directory:
 //!

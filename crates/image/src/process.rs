@@ -13,41 +13,21 @@ use std::time::{Duration, Instant};
 use crate::error::ImageError;
 
 /// The `PATH` builds run with: the system's directories only, whatever the caller's is.
-pub(crate) const SYSTEM_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) use kiln_tools::SYSTEM_PATH;
 
-/// The `(program, package)` entries of `tools` whose programs are not on [`SYSTEM_PATH`].
-pub(crate) fn missing_tools(
-    tools: &[(&'static str, &'static str)],
-) -> Vec<(&'static str, &'static str)> {
-    tools
-        .iter()
-        .copied()
-        .filter(|(program, _)| {
-            !std::env::split_paths(SYSTEM_PATH).any(|dir| dir.join(program).is_file())
-        })
-        .collect()
-}
-
-/// Installs the Debian packages of the `tools` that are missing with `apt-get install`, from
-/// the machine's configured sources (which needs root). Does nothing when all are present.
-pub(crate) fn install_missing_tools(
-    tools: &[(&'static str, &'static str)],
-) -> Result<(), ImageError> {
-    let mut packages: Vec<&str> = missing_tools(tools)
-        .iter()
-        .map(|(_, package)| *package)
-        .collect();
-    if packages.is_empty() {
+/// [`ImageError::MissingBuildTools`] if any of `tools` is missing.
+pub(crate) fn require_tools(tools: &[kiln_tools::Tool]) -> Result<(), ImageError> {
+    let missing = kiln_tools::missing(tools);
+    if missing.is_empty() {
         return Ok(());
     }
-    packages.sort_unstable();
-    packages.dedup();
-    let mut command = Command::new("apt-get");
-    command
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .args(["install", "-y", "-q", "--no-install-recommends"])
-        .args(&packages);
-    run_quiet(command)
+    Err(ImageError::MissingBuildTools {
+        tools: missing.iter().map(ToString::to_string).collect(),
+        packages: kiln_tools::packages(&missing)
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+    })
 }
 
 /// How many lines of output a failed command's error shows.
@@ -257,6 +237,23 @@ mod tests {
         assert!(
             message.contains("E: Unable to find a source package"),
             "{message}"
+        );
+    }
+
+    #[test]
+    fn a_missing_tool_fails_the_build_naming_its_package() {
+        use kiln_tools::Tool;
+        assert!(require_tools(&[Tool::program("sh", "dash")]).is_ok());
+        let message = require_tools(&[
+            Tool::program("sh", "dash"),
+            Tool::program("kiln-no-such-tool", "kiln-no-such-package"),
+            Tool::file("/kiln/no/such/file", "kiln-no-such-package"),
+        ])
+        .expect_err("two are missing")
+        .to_string();
+        assert_eq!(
+            message,
+            "missing build tools kiln-no-such-tool (kiln-no-such-package), /kiln/no/such/file (kiln-no-such-package)\n  help: `cargo xtask build-cluster` installs them, or run `apt-get install kiln-no-such-package`"
         );
     }
 }

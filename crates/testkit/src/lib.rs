@@ -99,26 +99,18 @@ pub fn example(name: &str) -> Plan {
         .unwrap_or_else(|| panic!("no example called {name}"))
 }
 
-/// The path of `program`, failing the test with the Debian package that provides it when it
-/// is missing. `cargo xtask test` installs these packages.
-pub fn tool(program: &str, package: &str) -> PathBuf {
-    for dir in [
-        "/usr/sbin",
-        "/usr/bin",
-        "/sbin",
-        "/bin",
-        "/usr/local/sbin",
-        "/usr/local/bin",
-    ] {
-        let path = Path::new(dir).join(program);
-        if path.is_file() {
-            return path;
-        }
-    }
-    panic!(
-        "`{program}` is not installed; this test checks kiln's output with it. \
-         Install the Debian package: apt-get install -y {package} (cargo xtask test does)"
-    );
+/// The path of `program` (found as `kiln_tools::Tool::find` finds it, in the system's
+/// directories), failing the test with the Debian package that provides it when it is missing.
+/// `cargo xtask test` installs these packages.
+pub fn tool(program: &'static str, package: &'static str) -> PathBuf {
+    kiln_tools::Tool::program(program, package)
+        .find()
+        .unwrap_or_else(|| {
+            panic!(
+                "`{program}` is not installed; this test checks kiln's output with it. \
+                 Install the Debian package: apt-get install -y {package} (cargo xtask test does)"
+            )
+        })
 }
 
 /// Extracts the squashfs file system `image` into `into` (which must not exist; its parent

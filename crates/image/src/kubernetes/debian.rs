@@ -30,9 +30,9 @@ use kiln_graph::{BuildContext, BuildError, Builder, format_elapsed};
 use super::{KUBERNETES_BINARIES, Params, install_binary, write_version};
 use crate::error::ImageError;
 use crate::lock::SourceLock;
-use crate::process::{
-    Output, SYSTEM_PATH, install_missing_tools, missing_tools, run_quiet, run_streaming,
-};
+use kiln_tools::Tool;
+
+use crate::process::{Output, SYSTEM_PATH, require_tools, run_quiet, run_streaming};
 use crate::resolve::{AptSources, Indices, Resolver};
 
 /// What apt resolves for the build's Go toolchain.
@@ -109,42 +109,21 @@ fn toolchain_mismatches(lock: &SourceLock) -> Result<Vec<String>, ImageError> {
         .collect())
 }
 
-/// The programs the build runs, each with the Debian package providing it.
-/// [`ensure_build_tools`] installs the missing ones.
-pub const BUILD_TOOLS: [(&str, &str); 10] = [
-    ("apt-get", "apt"),
-    ("dpkg-source", "dpkg-dev"),
-    ("go", "golang-go"),
-    ("make", "make"),
-    ("rsync", "rsync"),
-    ("jq", "jq"),
-    ("bash", "bash"),
-    ("find", "findutils"),
-    ("sed", "sed"),
-    ("date", "coreutils"),
+/// The programs the build of Debian's Kubernetes source runs, each with the Debian package
+/// providing it. A build never installs them (that changes the machine): the xtask runs
+/// `kiln_tools::install` on them first, and a build without them fails naming them.
+pub const BUILD_TOOLS: [Tool; 10] = [
+    Tool::program("apt-get", "apt"),
+    Tool::program("dpkg-source", "dpkg-dev"),
+    Tool::program("go", "golang-go"),
+    Tool::program("make", "make"),
+    Tool::program("rsync", "rsync"),
+    Tool::program("jq", "jq"),
+    Tool::program("bash", "bash"),
+    Tool::program("find", "findutils"),
+    Tool::program("sed", "sed"),
+    Tool::program("date", "coreutils"),
 ];
-
-/// The entries of [`BUILD_TOOLS`] whose programs are not on the build's
-/// `PATH` (`/usr/sbin:/usr/bin:/sbin:/bin`, whatever the caller's is), as
-/// `(program, package)`.
-pub fn missing_build_tools() -> Vec<(&'static str, &'static str)> {
-    missing_tools(&BUILD_TOOLS)
-}
-
-/// Installs the Debian packages of [`BUILD_TOOLS`] that are missing, with
-/// `apt-get install` from the machine's configured sources (which needs
-/// root). Does nothing when all are present.
-///
-/// This changes the machine, so it is never run by a build: call it (or run
-/// the `apt-get install` its error suggests) before building the `Debian`
-/// source.
-///
-/// # Errors
-///
-/// If `apt-get` fails, with its last lines of output.
-pub fn ensure_build_tools() -> Result<(), ImageError> {
-    install_missing_tools(&BUILD_TOOLS)
-}
 
 /// The upstream Kubernetes version a Debian version carries:
 /// `1.20.5+really1.20.2-1.1+deb12u1` carries `1.20.2` (Debian's `+really`
@@ -266,8 +245,8 @@ pub fn source_date_epoch(changelog: &str, file: &Path) -> Result<i64, ImageError
 /// Fetches the source with apt, using `deb-src` entries derived from the
 /// given sources in a private apt configuration (see
 /// [`AptSources::deb_src`](crate::resolve::AptSources::deb_src)), then runs the source's
-/// `make` for [`KUBERNETES_BINARIES`] with [`BUILD_TOOLS`] (see
-/// [`ensure_build_tools`]). Takes about ten minutes on two idle cores
+/// `make` for [`KUBERNETES_BINARIES`] with [`BUILD_TOOLS`] (which
+/// `kiln_tools::install` installs). Takes about ten minutes on two idle cores
 /// (measured: 13m25s wall on two cores shared with other builds); progress
 /// (the packages compiled and the time elapsed) goes to
 /// [`BuildContext::report`] every few seconds.
@@ -296,19 +275,7 @@ impl DebianKubernetes {
     }
 
     fn build_into(&self, out: &Path, report: &dyn Fn(&str)) -> Result<(), ImageError> {
-        let missing = missing_build_tools();
-        if !missing.is_empty() {
-            return Err(ImageError::MissingBuildTools {
-                programs: missing
-                    .iter()
-                    .map(|(program, _)| (*program).to_owned())
-                    .collect(),
-                packages: missing
-                    .iter()
-                    .map(|(_, package)| (*package).to_owned())
-                    .collect(),
-            });
-        }
+        require_tools(&BUILD_TOOLS)?;
         let scratch = tempfile::Builder::new()
             .prefix("kiln-kubernetes-")
             .tempdir()

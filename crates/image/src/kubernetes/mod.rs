@@ -22,8 +22,7 @@ use crate::error::ImageError;
 
 pub use self::debian::{
     BUILD_TOOLS, DebianKubernetes, KubeVersion, TOOLCHAIN_PREFIX, TOOLCHAIN_REQUEST,
-    build_environment, ensure_build_tools, ensure_toolchain, missing_build_tools,
-    source_date_epoch, upstream_version,
+    build_environment, ensure_toolchain, source_date_epoch, upstream_version,
 };
 pub use self::path::PathKubernetes;
 pub use self::release::{ReleaseBinary, ReleaseKubernetes};

@@ -15,9 +15,9 @@ use kiln_graph::{BuildContext, BuildError, Builder, Derivation};
 
 use crate::error::ImageError;
 use crate::lock::{LockedPackage, PackageSetLock};
-use crate::process::{
-    Output, SYSTEM_PATH, install_missing_tools, missing_tools, run_quiet, run_streaming,
-};
+use kiln_tools::Tool;
+
+use crate::process::{Output, SYSTEM_PATH, require_tools, run_quiet, run_streaming};
 use crate::resolve::AptSources;
 
 /// The Debian suite the base OS comes from.
@@ -125,29 +125,16 @@ pub const PRUNED_MODULE_DIRS: &[&str] = &[
     "net/ieee802154",
 ];
 
-/// Programs the base OS build runs, with their Debian packages.
-pub const IMAGE_TOOLS: &[(&str, &str)] = &[
-    ("mmdebstrap", "mmdebstrap"),
-    ("mksquashfs", "squashfs-tools"),
-    ("unsquashfs", "squashfs-tools"),
-    ("depmod", "kmod"),
-    ("dpkg-query", "dpkg"),
+/// Programs the base OS and layer builds run, with their Debian packages. A build never
+/// installs them: the xtask runs `kiln_tools::install` on them first, and a build without
+/// them fails naming them.
+pub const IMAGE_TOOLS: &[Tool] = &[
+    Tool::program("mmdebstrap", "mmdebstrap"),
+    Tool::program("mksquashfs", "squashfs-tools"),
+    Tool::program("unsquashfs", "squashfs-tools"),
+    Tool::program("depmod", "kmod"),
+    Tool::program("dpkg-query", "dpkg"),
 ];
-
-/// The entries of [`IMAGE_TOOLS`] whose programs are missing, as `(program, package)`.
-pub fn missing_image_tools() -> Vec<(&'static str, &'static str)> {
-    missing_tools(IMAGE_TOOLS)
-}
-
-/// Installs the Debian packages of [`IMAGE_TOOLS`] that are missing with `apt-get install`
-/// (which needs root). Never run by a build; the xtask calls it first.
-///
-/// # Errors
-///
-/// If `apt-get` fails, with its last lines of output.
-pub fn ensure_image_tools() -> Result<(), ImageError> {
-    install_missing_tools(IMAGE_TOOLS)
-}
 
 /// The base OS builder. See the module documentation.
 #[derive(Debug, Clone)]
@@ -173,13 +160,7 @@ impl BaseOs {
     /// If a tool is missing, `mmdebstrap` or `mksquashfs` fails, or the installed packages are
     /// not exactly the resolved set.
     pub fn build_into(&self, out: &Path, report: &dyn Fn(&str)) -> Result<(), ImageError> {
-        let missing = missing_image_tools();
-        if !missing.is_empty() {
-            return Err(ImageError::MissingBuildTools {
-                programs: missing.iter().map(|(p, _)| (*p).to_owned()).collect(),
-                packages: missing.iter().map(|(_, p)| (*p).to_owned()).collect(),
-            });
-        }
+        require_tools(IMAGE_TOOLS)?;
         let scratch = tempfile::Builder::new()
             .prefix("kiln-base-os-")
             .tempdir()
