@@ -15,7 +15,7 @@ use kiln_image::{
 };
 use kiln_spec::images::{ComponentImage, Releases};
 use kiln_spec::ini::{IniFile, IniSection};
-use kiln_spec::{NodePlan, Plan, Role};
+use kiln_spec::{Component, NodePlan, Plan, Role};
 
 use crate::{Artifacts, ClusterError};
 
@@ -83,7 +83,10 @@ fn import_unit(kubernetes: kiln_spec::KubeVersion) -> IniFile {
             .entry("Documentation", "https://github.com/kiln-build/kiln")
             .entry("After", containerd_unit.as_str())
             .entry("Requires", containerd_unit.as_str())
-            .entry("Before", kiln_units::Service::Kubelet.unit_name()),
+            .entry(
+                "Before",
+                kiln_units::Service::Component(Component::Kubelet).unit_name(),
+            ),
         IniSection::new("Service")
             .entry("Type", "oneshot")
             .entry("RemainAfterExit", "yes")
@@ -924,7 +927,7 @@ mod tests {
         version: kiln_spec::KubeVersion,
     ) -> (Vec<(&'static str, String)>, Vec<String>) {
         let containerd = kiln_units::Service::Containerd.binary(version);
-        let kubelet = kiln_units::Service::Kubelet.binary(version);
+        let kubelet = kiln_units::Service::Component(Component::Kubelet).binary(version);
         let ctr = import_program(version);
         assert!(
             ctr.starts_with('/'),
@@ -958,7 +961,7 @@ mod tests {
     fn systemd_analyze_verifies_the_node_units() {
         for version in ["1.20.2", "1.37.2"] {
             let version: kiln_spec::KubeVersion = version.parse().expect("a version");
-            let kubelet = kiln_units::Service::Kubelet.binary(version);
+            let kubelet = kiln_units::Service::Component(Component::Kubelet).binary(version);
             let units = [
                 (IMPORT_UNIT, import_unit(version).to_text()),
                 ("kiln-debug-shell.service", debug_shell_unit().to_text()),

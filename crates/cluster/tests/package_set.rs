@@ -30,7 +30,10 @@ fn each_kubernetes_version_runs_the_userland_its_renderers_expect() {
                 assert!(with("containerd").starts_with("2.4."), "{kube}");
                 assert!(with("etcd").starts_with("3."), "{kube}");
                 with("cni-plugins");
-                for service in [Service::Containerd, Service::Etcd] {
+                for service in [
+                    Service::Containerd,
+                    Service::Component(kiln_spec::Component::Etcd),
+                ] {
                     let installed = set.package(service.name()).expect("declared");
                     assert_eq!(
                         service.binary(kube),

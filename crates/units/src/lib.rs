@@ -56,10 +56,10 @@
 //!
 //! // Flags are typed and replaceable; the unit is written from them.
 //! let node = plan.node("node1").expect("node1");
-//! let mut flags = kiln_units::default_flags(&plan, node, kiln_units::Service::Kubelet);
+//! let mut flags = kiln_units::default_flags(&plan, node, kiln_units::Service::Component(kiln_spec::Component::Kubelet));
 //! assert_eq!(flags.get("container-runtime"), Some("remote"));
 //! flags.set("v", "2");
-//! let kubelet = kiln_units::unit(kiln_units::Service::Kubelet, plan.cluster.kubernetes_version, &flags)?.to_ini();
+//! let kubelet = kiln_units::unit(kiln_units::Service::Component(kiln_spec::Component::Kubelet), plan.cluster.kubernetes_version, &flags)?.to_ini();
 //! assert!(kubelet.contains("Requires=containerd.service\n"));
 //! assert!(kubelet.contains("ExecStart=/usr/local/bin/kubelet \\\n"));
 //! assert!(kubelet.contains("\n  --kubeconfig=/etc/kubernetes/kubelet.conf \\\n"));

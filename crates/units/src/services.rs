@@ -9,47 +9,35 @@ use crate::unit::{
     ServiceSection, ServiceType, Unit, UnitSection,
 };
 
-/// A service kiln runs under systemd.
+/// A service kiln runs under systemd: containerd, or one of the spec's Kubernetes
+/// [`Component`]s (whose names, and `options.extra_flags`, are the spec's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Service {
-    /// containerd, the container runtime.
+    /// containerd, the container runtime (not a spec component: no `extra_flags`).
     Containerd,
-    /// etcd (systemd mode; in static-pods mode it is a static pod).
-    Etcd,
-    /// kube-apiserver (systemd mode).
-    KubeApiserver,
-    /// kube-controller-manager (systemd mode).
-    KubeControllerManager,
-    /// kube-scheduler (systemd mode).
-    KubeScheduler,
-    /// The kubelet.
-    Kubelet,
-    /// kube-proxy (`options.kube_proxy = "systemd"`).
-    KubeProxy,
+    /// A Kubernetes component as a systemd service: in systemd mode etcd and the control
+    /// plane (in static-pods mode they are static pods), the kubelet on every node that runs
+    /// one, and kube-proxy with `options.kube_proxy = "systemd"`.
+    Component(Component),
 }
 
 /// Every [`Service`], in unit-name order.
 pub const SERVICES: [Service; 7] = [
     Service::Containerd,
-    Service::Etcd,
-    Service::KubeApiserver,
-    Service::KubeControllerManager,
-    Service::KubeProxy,
-    Service::KubeScheduler,
-    Service::Kubelet,
+    Service::Component(Component::Etcd),
+    Service::Component(Component::KubeApiserver),
+    Service::Component(Component::KubeControllerManager),
+    Service::Component(Component::KubeProxy),
+    Service::Component(Component::KubeScheduler),
+    Service::Component(Component::Kubelet),
 ];
 
 impl Service {
-    /// The program's name: `containerd`, `kube-apiserver`, ...
+    /// The program's name: `containerd`, or the component's ([`Component::name`]).
     pub fn name(self) -> &'static str {
         match self {
             Self::Containerd => "containerd",
-            Self::Etcd => "etcd",
-            Self::KubeApiserver => "kube-apiserver",
-            Self::KubeControllerManager => "kube-controller-manager",
-            Self::KubeScheduler => "kube-scheduler",
-            Self::Kubelet => "kubelet",
-            Self::KubeProxy => "kube-proxy",
+            Self::Component(component) => component.name(),
         }
     }
 
@@ -66,7 +54,7 @@ impl Service {
     /// `etcd-server` of the base OS).
     pub fn binary(self, kubernetes: kiln_spec::KubeVersion) -> String {
         match self {
-            Self::Containerd | Self::Etcd
+            Self::Containerd | Self::Component(Component::Etcd)
                 if kubernetes.minor < crate::FIRST_KUBERNETES_MINOR_ON_CONTAINERD_2 =>
             {
                 format!("/usr/bin/{}", self.name())
@@ -79,13 +67,14 @@ impl Service {
     pub fn component(self) -> Option<Component> {
         match self {
             Self::Containerd => None,
-            Self::Etcd => Some(Component::Etcd),
-            Self::KubeApiserver => Some(Component::KubeApiserver),
-            Self::KubeControllerManager => Some(Component::KubeControllerManager),
-            Self::KubeScheduler => Some(Component::KubeScheduler),
-            Self::Kubelet => Some(Component::Kubelet),
-            Self::KubeProxy => Some(Component::KubeProxy),
+            Self::Component(component) => Some(component),
         }
+    }
+}
+
+impl From<Component> for Service {
+    fn from(component: Component) -> Service {
+        Service::Component(component)
     }
 }
 
@@ -102,12 +91,16 @@ pub fn services(plan: &Plan, node: &NodePlan) -> Vec<Service> {
     SERVICES
         .into_iter()
         .filter(|service| match service {
-            Service::Containerd | Service::Kubelet => kubelet,
-            Service::Etcd => systemd && node.has(Role::Etcd),
-            Service::KubeApiserver | Service::KubeControllerManager | Service::KubeScheduler => {
+            Service::Containerd | Service::Component(Component::Kubelet) => kubelet,
+            Service::Component(Component::Etcd) => systemd && node.has(Role::Etcd),
+            Service::Component(Component::KubeApiserver)
+            | Service::Component(Component::KubeControllerManager)
+            | Service::Component(Component::KubeScheduler) => {
                 systemd && node.has(Role::ControlPlane)
             }
-            Service::KubeProxy => kubelet && plan.options.kube_proxy == KubeProxyMode::Systemd,
+            Service::Component(Component::KubeProxy) => {
+                kubelet && plan.options.kube_proxy == KubeProxyMode::Systemd
+            }
         })
         .collect()
 }
@@ -224,12 +217,12 @@ pub fn unit(
             section.tasks_max = Some(Limit::Infinity);
             section.oom_score_adjust = Some(-999);
         }
-        Service::Kubelet => {
+        Service::Component(Component::Kubelet) => {
             unit.unit.description = "Kubernetes kubelet".to_owned();
             unit.unit.after.push("containerd.service".to_owned());
             unit.unit.requires.push("containerd.service".to_owned());
         }
-        Service::Etcd => {
+        Service::Component(Component::Etcd) => {
             unit.unit.description = "etcd key-value store".to_owned();
             unit.unit.documentation = vec!["https://etcd.io/docs/".to_owned()];
             section.service_type = ServiceType::Notify;
@@ -238,21 +231,21 @@ pub fn unit(
             section.state_directory_mode = Some(0o700);
             section.hardening = sealed;
         }
-        Service::KubeApiserver => {
+        Service::Component(Component::KubeApiserver) => {
             unit.unit.description = "Kubernetes API server".to_owned();
             section.limit_nofile = Some(Limit::Value(65_536));
             section.logs_directory = Some("kubernetes".to_owned());
             section.hardening = sealed;
         }
-        Service::KubeControllerManager => {
+        Service::Component(Component::KubeControllerManager) => {
             unit.unit.description = "Kubernetes controller manager".to_owned();
             section.hardening = sealed;
         }
-        Service::KubeScheduler => {
+        Service::Component(Component::KubeScheduler) => {
             unit.unit.description = "Kubernetes scheduler".to_owned();
             section.hardening = sealed;
         }
-        Service::KubeProxy => {
+        Service::Component(Component::KubeProxy) => {
             unit.unit.description = "Kubernetes network proxy".to_owned();
             section.hardening = Hardening {
                 no_new_privileges: true,

@@ -57,7 +57,8 @@ fn etcd_starts_with_kilns_flags_and_certificates() {
     )
     .expect("chmod");
 
-    let mut flags = kiln_units::default_flags(plan, node, Service::Etcd);
+    let mut flags =
+        kiln_units::default_flags(plan, node, Service::Component(kiln_spec::Component::Etcd));
     let relocate = |value: &str| -> String {
         if value.starts_with("/etc/kubernetes/") || value.starts_with("/var/lib/") {
             scratch.path().join(&value[1..]).display().to_string()
@@ -83,7 +84,7 @@ fn etcd_starts_with_kilns_flags_and_certificates() {
         .iter()
         .map(|(name, _)| name.as_str())
         .filter(|name| {
-            !kiln_units::default_flags(plan, node, Service::Etcd)
+            !kiln_units::default_flags(plan, node, Service::Component(kiln_spec::Component::Etcd))
                 .pairs()
                 .iter()
                 .any(|(default, _)| default == name)

@@ -5,7 +5,8 @@
 use std::collections::BTreeSet;
 
 use kiln_spec::{
-    ControlPlaneMode, KubeProxyMode, KubeletCredentials, Plan, Role, strategies::valid_spec,
+    Component, ControlPlaneMode, KubeProxyMode, KubeletCredentials, Plan, Role,
+    strategies::valid_spec,
 };
 use kiln_units::Service;
 use proptest::prelude::*;
@@ -18,20 +19,20 @@ fn expected_services(plan: &Plan, node: &kiln_spec::NodePlan) -> BTreeSet<Servic
         || (mode == ControlPlaneMode::StaticPods
             && (node.has(Role::ControlPlane) || node.has(Role::Etcd)));
     if kubelet {
-        services.extend([Service::Containerd, Service::Kubelet]);
+        services.extend([Service::Containerd, Service::Component(Component::Kubelet)]);
         if plan.options.kube_proxy == KubeProxyMode::Systemd {
-            services.insert(Service::KubeProxy);
+            services.insert(Service::Component(Component::KubeProxy));
         }
     }
     if mode == ControlPlaneMode::Systemd {
         if node.has(Role::Etcd) {
-            services.insert(Service::Etcd);
+            services.insert(Service::Component(Component::Etcd));
         }
         if node.has(Role::ControlPlane) {
             services.extend([
-                Service::KubeApiserver,
-                Service::KubeControllerManager,
-                Service::KubeScheduler,
+                Service::Component(Component::KubeApiserver),
+                Service::Component(Component::KubeControllerManager),
+                Service::Component(Component::KubeScheduler),
             ]);
         }
     }
@@ -74,8 +75,8 @@ proptest! {
                     }
                 }
             }
-            if services.contains(&Service::Kubelet) {
-                let flags = kiln_units::default_flags(&plan, node, Service::Kubelet);
+            if services.contains(&Service::Component(Component::Kubelet)) {
+                let flags = kiln_units::default_flags(&plan, node, Service::Component(Component::Kubelet));
                 // The kubelet's cgroup driver is containerd's, in the file and (through 1.26)
                 // on the command line.
                 let containerd = kiln_units::ContainerdVersion::for_kubernetes(plan.cluster.kubernetes_version);
@@ -155,7 +156,7 @@ fn extra_flags_replace_defaults_in_place_and_bad_flags_are_refused() {
         .expect("valid")
         .plan;
     let node = plan.node("node2").expect("node2");
-    let defaults = kiln_units::default_flags(&plan, node, Service::Kubelet);
+    let defaults = kiln_units::default_flags(&plan, node, Service::Component(Component::Kubelet));
     let names: Vec<&str> = defaults
         .pairs()
         .iter()
@@ -168,7 +169,7 @@ fn extra_flags_replace_defaults_in_place_and_bad_flags_are_refused() {
     for (name, value) in [("", "x"), ("--v", "2"), ("a b", "x"), ("v", "2\n--evil=1")] {
         let flags = kiln_units::Flags::from_pairs(&[(name.to_owned(), value.to_owned())]);
         let error = kiln_units::unit(
-            Service::Kubelet,
+            Service::Component(Component::Kubelet),
             "1.20.2".parse().expect("a version"),
             &flags,
         )
