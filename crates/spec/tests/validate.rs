@@ -207,6 +207,143 @@ fn endpoints() {
     );
 }
 
+/// The node diagnostics the other tests leave out, one edit each.
+#[test]
+fn node_diagnostics() {
+    let node2 = r#"roles = ["worker"]
+addresses = ["192.168.50.12/24"]"#;
+    let cases: [(&[(&str, &str)], Expect); 7] = [
+        (
+            &[(r#"["worker"]"#, "[]")],
+            expect![[r#"
+            error: spec.toml:18:9: nodes[1].roles: a node needs at least one role
+              help: roles are control-plane, etcd, worker and load-balancer"#]],
+        ),
+        (
+            &[(r#"["worker"]"#, r#"["worker", "worker"]"#)],
+            expect!["warning: spec.toml:18:9: nodes[1].roles: a role is listed twice"],
+        ),
+        (
+            &[(r#"addresses = ["192.168.50.12/24"]"#, "addresses = []")],
+            expect![[r#"
+                error: spec.toml:19:13: nodes[1].addresses: a node needs at least one address
+                  help: IPv4 addresses in CIDR notation, for example 192.168.50.11/24"#]],
+        ),
+        (
+            &[(
+                r#"gateway = "192.168.50.1""#,
+                r#"gateway = "192.168.50.11""#,
+            )],
+            expect![
+                "error: spec.toml:14:11: nodes[0].gateway: gateway 192.168.50.11 is the node's own address"
+            ],
+        ),
+        (
+            &[(r#"gateway = "192.168.50.1""#, r#"gateway = "router""#)],
+            expect!["error: spec.toml:14:11: nodes[0].gateway: `router` is not an IPv4 address"],
+        ),
+        (
+            &[(
+                node2,
+                "roles = [\"worker\"]\naddresses = [\"192.168.50.12/24\"]\ndns = [\"192.0.2.53\", \"resolver\"]",
+            )],
+            expect!["error: spec.toml:20:22: nodes[1].dns[1]: `resolver` is not an IPv4 address"],
+        ),
+        (
+            &[(
+                node2,
+                "roles = [\"load-balancer\"]\naddresses = [\"192.168.50.12/24\"]\npod_subnet = \"10.1.9.0/24\"",
+            )],
+            expect![[r#"
+                error: spec.toml:20:14: nodes[1].pod_subnet: this node runs no kubelet, so it has no pods
+                  help: remove pod_subnet, or give the node the worker role
+                warning: spec.toml:10:1: nodes: node `node2` has the load-balancer role, but the endpoint mode is not load-balancer: nothing will use it"#]],
+        ),
+    ];
+    for (edits, expected) in cases {
+        check(edits, expected);
+    }
+}
+
+/// Every endpoint diagnostic, one edit each.
+#[test]
+fn endpoint_diagnostics() {
+    let endpoint = |body: &str| ("[pki]", format!("[cluster.endpoint]\n{body}\n\n[pki]"));
+    let cases: [(Vec<(&str, String)>, Expect); 8] = [
+        (
+            vec![endpoint("mode = \"node\"\nhost = \"api.example\"")],
+            expect![[r#"
+                error: spec.toml:9:8: cluster.endpoint.host: only a load-balancer endpoint takes a host
+                  help: remove host, or set mode = "load-balancer""#]],
+        ),
+        (
+            vec![endpoint("mode = \"load-balancer\"\nhost = \"not a host!\"")],
+            expect![
+                "error: spec.toml:9:8: cluster.endpoint.host: `not a host!` is neither an IPv4 address nor a DNS name"
+            ],
+        ),
+        (
+            vec![endpoint("mode = \"node\"\nport = 0")],
+            expect![[r#"
+            error: spec.toml:9:8: cluster.endpoint.port: port 0 is not a port
+              help: 1 to 65535"#]],
+        ),
+        (
+            vec![(r#"["worker"]"#, r#"["worker", "load-balancer"]"#.to_owned())],
+            expect![
+                "warning: spec.toml:10:1: nodes: node `node2` has the load-balancer role, but the endpoint mode is not load-balancer: nothing will use it"
+            ],
+        ),
+        (
+            vec![
+                endpoint("mode = \"node\""),
+                (r#"["worker"]"#, r#"["worker", "control-plane"]"#.to_owned()),
+            ],
+            expect![[r#"
+                error: spec.toml:8:8: cluster.endpoint.mode: endpoint mode `node` needs exactly one control-plane node; the spec has 2
+                  help: use mode = "load-balancer" or "local" for several control-plane nodes"#]],
+        ),
+        (
+            vec![
+                endpoint("mode = \"load-balancer\""),
+                (
+                    r#"["control-plane", "etcd", "worker"]"#,
+                    r#"["control-plane", "etcd", "worker", "load-balancer"]"#.to_owned(),
+                ),
+            ],
+            expect![[r#"
+                error: spec.toml:7:1: cluster.endpoint.port: node `node1` runs both the load balancer and an API server on port 6443
+                  help: choose another endpoint port, or put the load balancer on its own node"#]],
+        ),
+        (
+            vec![
+                endpoint("mode = \"load-balancer\"\nport = 8443"),
+                (
+                    r#"["control-plane", "etcd", "worker"]"#,
+                    r#"["control-plane", "etcd", "worker", "load-balancer"]"#.to_owned(),
+                ),
+                (r#"["worker"]"#, r#"["worker", "load-balancer"]"#.to_owned()),
+            ],
+            expect![[r#"
+                error: spec.toml:7:1: cluster.endpoint.host: 2 load-balancer nodes need one address that reaches them
+                  help: set host to a DNS name or virtual address shared by the load-balancer nodes"#]],
+        ),
+        (
+            vec![endpoint("mode = \"local\"\nport = 6443")],
+            expect![[r#"
+                error: spec.toml:9:8: cluster.endpoint.port: the local load balancer cannot listen on 6443: the API server does
+                  help: use another port, such as 6444"#]],
+        ),
+    ];
+    for (edits, expected) in cases {
+        let edits: Vec<(&str, &str)> = edits
+            .iter()
+            .map(|(from, to)| (*from, to.as_str()))
+            .collect();
+        check(&edits, expected);
+    }
+}
+
 #[test]
 fn several_errors_at_once() {
     check(
