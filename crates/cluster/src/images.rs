@@ -651,39 +651,64 @@ fn guest_size(node: &NodePlan) -> (u32, u32) {
 }
 
 /// The node's own layer: its rendered files (units, network, manifests, kubeconfigs and the
-/// placed PKI under `etc/kubernetes/pki`), its identity, and the glue that starts it all.
+/// placed PKI under `etc/kubernetes/pki`), its identity ([`identity_files`]), the glue that
+/// starts it all ([`glue_files`]) and the units it enables or masks ([`unit_links`]).
 fn node_layer(
     plan: &Plan,
     node: &NodePlan,
     state: Option<&StateDisk>,
     inputs: &[(String, DrvId)],
 ) -> LayerSpec {
-    let mut copies = Vec::new();
-    for (input, _) in inputs {
-        let (from, to) = if input == "pki" {
-            ("pki", "etc/kubernetes/pki")
-        } else {
-            ("", "")
-        };
-        copies.push(LayerCopy {
-            input: input.clone(),
-            from: from.into(),
-            to: to.into(),
-        });
+    let pki_dir = kiln_spec::paths::node_relative(kiln_spec::paths::PKI_DIR);
+    let copies = inputs
+        .iter()
+        .map(|(input, _)| {
+            let (from, to) = if input == "pki" {
+                ("pki", pki_dir)
+            } else {
+                ("", "")
+            };
+            LayerCopy {
+                input: input.clone(),
+                from: from.into(),
+                to: to.into(),
+            }
+        })
+        .collect();
+    let mut files = identity_files(plan, node);
+    files.extend(glue_files(plan, node, state));
+    let mut dirs = BTreeMap::new();
+    if inputs.iter().any(|(input, _)| input == "pki") {
+        dirs.insert(pki_dir.to_owned(), 0o700);
     }
+    LayerSpec {
+        copies,
+        files,
+        symlinks: unit_links(plan, node),
+        dirs,
+        enable_units: true,
+    }
+}
+
+fn layer_file(path: &str, mode: u32, contents: String) -> LayerFile {
+    LayerFile {
+        path: path.into(),
+        mode,
+        contents,
+    }
+}
+
+/// Who the node is: its host name, `/etc/hosts` and a machine id derived from the cluster's
+/// and the node's names.
+fn identity_files(plan: &Plan, node: &NodePlan) -> Vec<LayerFile> {
     let machine_id = kiln_store::DigestBuilder::new("kiln-machine-id")
         .str(&plan.cluster.name)
         .str(&node.name)
         .finish()
         .to_hex();
-    let file = |path: &str, mode: u32, contents: String| LayerFile {
-        path: path.into(),
-        mode,
-        contents,
-    };
-    let mut files = vec![
-        file("etc/hostname", 0o644, format!("{}\n", node.name)),
-        file(
+    vec![
+        layer_file("etc/hostname", 0o644, format!("{}\n", node.name)),
+        layer_file(
             "etc/hosts",
             0o644,
             format!(
@@ -692,20 +717,28 @@ fn node_layer(
                 node.name
             ),
         ),
-        file("etc/machine-id", 0o444, format!("{}\n", &machine_id[..32])),
-        file(
+        layer_file("etc/machine-id", 0o444, format!("{}\n", &machine_id[..32])),
+    ]
+}
+
+/// kiln's own glue: the management network and debug shell, the Service route on a node
+/// without a gateway, the boot report, the image import on a kubelet node, and the state
+/// disk's units.
+fn glue_files(plan: &Plan, node: &NodePlan, state: Option<&StateDisk>) -> Vec<LayerFile> {
+    let mut files = vec![
+        layer_file(
             "etc/systemd/network/90-kiln-management.network",
             0o644,
             management_network(),
         ),
-        file(
+        layer_file(
             "etc/systemd/system/kiln-debug-shell.service",
             0o644,
             debug_shell_unit().to_text(),
         ),
     ];
     if node.gateway.is_none() {
-        files.push(file(
+        files.push(layer_file(
             "etc/systemd/network/10-kiln-eth0.network.d/50-kiln-services.conf",
             0o644,
             service_route(plan.cluster.service_cidr),
@@ -720,41 +753,48 @@ fn node_layer(
     if node.has(Role::LoadBalancer) {
         services.push("nginx");
     }
-    files.push(file(
+    files.push(layer_file(
         "etc/systemd/system/kiln-boot-report.service",
         0o644,
         boot_report_unit(&services).to_text(),
     ));
     if node.runs_kubelet(plan.cluster.control_plane_mode) {
-        files.push(file(
+        files.push(layer_file(
             &format!("etc/systemd/system/{IMPORT_UNIT}"),
             0o644,
             import_unit(plan.cluster.kubernetes_version).to_text(),
         ));
-        files.push(file(
+        files.push(layer_file(
             "etc/systemd/system/kubelet.service.d/10-kiln-images.conf",
             0o644,
             kubelet_drop_in().to_text(),
         ));
     }
     if let Some(state) = state {
-        files.push(file(
+        files.push(layer_file(
             &format!("etc/systemd/system/{STATE_MAKEFS_UNIT}"),
             0o644,
             state_makefs_unit(state).to_text(),
         ));
-        files.push(file(
+        files.push(layer_file(
             &format!("etc/systemd/system/{}", mount_unit_name(&state.mount)),
             0o644,
             state_mount_unit(state).to_text(),
         ));
         // A fresh file system's root is 0755; etcd wants its data directory private.
-        files.push(file(
+        files.push(layer_file(
             "etc/tmpfiles.d/kiln-state.conf",
             0o644,
             format!("d {} 0700 root root -\n", state.mount),
         ));
     }
+    files
+}
+
+/// The units the node enables or masks as symbolic links: systemd-networkd and the
+/// multi-user target everywhere, containerd masked where no kubelet runs, nginx on a load
+/// balancer.
+fn unit_links(plan: &Plan, node: &NodePlan) -> BTreeMap<String, String> {
     let mut symlinks = BTreeMap::new();
     for (link, target) in [
         // A server: no graphical target.
@@ -794,17 +834,7 @@ fn node_layer(
             "/lib/systemd/system/nginx.service".to_owned(),
         );
     }
-    let mut dirs = BTreeMap::new();
-    if inputs.iter().any(|(input, _)| input == "pki") {
-        dirs.insert("etc/kubernetes/pki".to_owned(), 0o700);
-    }
-    LayerSpec {
-        copies,
-        files,
-        symlinks,
-        dirs,
-        enable_units: true,
-    }
+    symlinks
 }
 
 #[cfg(test)]
