@@ -40,15 +40,28 @@ pub enum KubeconfigKind {
 pub const OPERATOR_KINDS: [KubeconfigKind; 2] = [KubeconfigKind::Admin, KubeconfigKind::SuperAdmin];
 
 impl KubeconfigKind {
-    /// The file name: `admin.conf`, `kubelet.conf`, ...
+    /// The file name: `admin.conf`, `kubelet.conf`, ... (a node's kubeconfig is named by
+    /// its path in [`kiln_spec::paths`]).
     pub fn file_name(&self) -> &'static str {
         match self {
             Self::Admin => "admin.conf",
             Self::SuperAdmin => "super-admin.conf",
-            Self::Kubelet { .. } => "kubelet.conf",
-            Self::ControllerManager => "controller-manager.conf",
-            Self::Scheduler => "scheduler.conf",
-            Self::KubeProxy => "kube-proxy.conf",
+            _ => self
+                .on_node()
+                .and_then(|path| path.rsplit_once('/'))
+                .map_or("", |(_, name)| name),
+        }
+    }
+
+    /// The absolute on-node path of a node's kubeconfig, from [`kiln_spec::paths`]; `None`
+    /// for the operator's, which no node holds.
+    fn on_node(&self) -> Option<&'static str> {
+        match self {
+            Self::Admin | Self::SuperAdmin => None,
+            Self::Kubelet { .. } => Some(paths::KUBELET_KUBECONFIG),
+            Self::ControllerManager => Some(paths::CONTROLLER_MANAGER_KUBECONFIG),
+            Self::Scheduler => Some(paths::SCHEDULER_KUBECONFIG),
+            Self::KubeProxy => Some(paths::KUBE_PROXY_KUBECONFIG),
         }
     }
 
@@ -98,14 +111,9 @@ impl KubeconfigKind {
     /// root (`etc/kubernetes/kubelet.conf`); for the operator's, `<file>` at the top of the
     /// operator's output (beside its `pki/` directory).
     pub fn path(&self) -> String {
-        let on_node = match self {
-            Self::Admin | Self::SuperAdmin => return self.file_name().to_owned(),
-            Self::Kubelet { .. } => paths::KUBELET_KUBECONFIG,
-            Self::ControllerManager => paths::CONTROLLER_MANAGER_KUBECONFIG,
-            Self::Scheduler => paths::SCHEDULER_KUBECONFIG,
-            Self::KubeProxy => paths::KUBE_PROXY_KUBECONFIG,
-        };
-        paths::node_relative(on_node).to_owned()
+        self.on_node()
+            .map_or(self.file_name(), paths::node_relative)
+            .to_owned()
     }
 }
 
