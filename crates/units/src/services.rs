@@ -72,12 +72,6 @@ impl Service {
     }
 }
 
-impl From<Component> for Service {
-    fn from(component: Component) -> Service {
-        Service::Component(component)
-    }
-}
-
 /// The services `node` runs under systemd, in unit-name order:
 ///
 /// - a node that runs a kubelet: containerd and the kubelet (in static-pods mode these are
