@@ -225,7 +225,8 @@ mod tests {
             "{}",
             sh.display()
         );
-        // A program only on the caller's PATH is not found: builds could not run it.
+        // A program outside the system's directories (here, a scratch directory) is not found:
+        // builds, which run with SYSTEM_PATH, could not run it.
         let dir = tempfile::tempdir().expect("a scratch directory");
         let name = "kiln-tools-test-program";
         std::fs::write(dir.path().join(name), "#!/bin/sh\n").expect("write");

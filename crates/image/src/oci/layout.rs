@@ -96,7 +96,7 @@ pub fn oci_archive(image: &OciImage, source_date_epoch: u64) -> Result<OciArchiv
         ));
     }
     let layer = tar_bytes(&image.reference, &layer_entries, source_date_epoch)?;
-    let layer_digest = sha256_hex(&layer);
+    let layer_digest = sha256_digest(&layer);
     let created =
         kiln_spec::time::format_rfc3339(i64::try_from(source_date_epoch).unwrap_or(i64::MAX));
     let oci = |what: &str, error: oci_spec::OciSpecError| {
@@ -142,7 +142,7 @@ pub fn oci_archive(image: &OciImage, source_date_epoch: u64) -> Result<OciArchiv
         .build()
         .map_err(|error| oci("its image configuration", error))?;
     let image_config = canonical(&image_config)?;
-    let config_digest = sha256_hex(&image_config);
+    let config_digest = sha256_digest(&image_config);
 
     let manifest = ImageManifestBuilder::default()
         .schema_version(SCHEMA_VERSION)
@@ -160,7 +160,7 @@ pub fn oci_archive(image: &OciImage, source_date_epoch: u64) -> Result<OciArchiv
         .build()
         .map_err(|error| oci("its manifest", error))?;
     let manifest = canonical(&manifest)?;
-    let manifest_digest = sha256_hex(&manifest);
+    let manifest_digest = sha256_digest(&manifest);
 
     let tag = image
         .reference
@@ -236,7 +236,7 @@ fn assembly_error(reference: &str, reason: &str) -> ImageError {
 }
 
 /// The SHA-256 digest of `bytes`, which prints as `sha256:<hex>`.
-fn sha256_hex(bytes: &[u8]) -> Digest {
+fn sha256_digest(bytes: &[u8]) -> Digest {
     let hex = hex::encode(Sha256::digest(bytes));
     Sha256Digest::from_str(&hex)
         .map(Digest::from)
@@ -291,7 +291,7 @@ mod tests {
         let archive = oci_archive(&sample(), 1_672_531_200).expect("archive");
         assert_eq!(
             (
-                sha256_hex(&archive.bytes).to_string().as_str(),
+                sha256_digest(&archive.bytes).to_string().as_str(),
                 archive.manifest_digest.as_str(),
                 archive.layer_digest.as_str()
             ),

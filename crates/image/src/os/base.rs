@@ -125,9 +125,9 @@ pub const PRUNED_MODULE_DIRS: &[&str] = &[
     "net/ieee802154",
 ];
 
-/// Programs the base OS and layer builds run, with their Debian packages. A build never
-/// installs them: the xtask runs `kiln_tools::install` on them first, and a build without
-/// them fails naming them.
+/// Programs the base OS build runs, with their Debian packages. No build installs them: the
+/// xtask runs `kiln_tools::install` on them first, and the base OS build fails naming any that
+/// is missing.
 pub const IMAGE_TOOLS: &[Tool] = &[
     Tool::program("mmdebstrap", "mmdebstrap"),
     Tool::program("mksquashfs", "squashfs-tools"),
