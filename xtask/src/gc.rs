@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId, Graph};
+use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId, Graph, Params};
 use kiln_store::{Collector, GarbageKind, Root, StoreObject};
 
 use crate::common;
@@ -210,8 +210,8 @@ impl Builder for NeverBuilt {
         1
     }
 
-    fn params(&self) -> Vec<u8> {
-        Vec::new()
+    fn params(&self) -> Params {
+        Params::none()
     }
 
     fn build(&self, _ctx: &BuildContext<'_>) -> Result<(), BuildError> {

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::Arc;
 
-use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId, EvalOptions, Graph};
+use kiln_graph::{
+    BuildContext, BuildError, Builder, Derivation, DrvId, EvalOptions, Graph, Params,
+};
 
 mod common;
 use common::{artifacts, examples, succeeded};
@@ -78,8 +80,8 @@ impl Builder for Pinned {
     fn version(&self) -> u32 {
         1
     }
-    fn params(&self) -> Vec<u8> {
-        Vec::new()
+    fn params(&self) -> Params {
+        Params::none()
     }
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
         let path = ctx.out().join("blob");

@@ -1,10 +1,8 @@
 //! Builders that write a view of the plan as JSON: the parameters are the view itself.
 
-use kiln_graph::{BuildContext, BuildError, Builder};
+use kiln_graph::{BuildContext, BuildError, Builder, Params};
 use kiln_spec::{ClusterPlan, NodePlan, OptionsPlan};
 use serde::Serialize;
-
-use crate::ClusterError;
 
 /// What one node needs to know of the cluster: the cluster-wide plan, the options and itself.
 /// Other nodes' data reach it only through cluster-wide values (the endpoint, etcd's members).
@@ -20,31 +18,24 @@ pub struct NodeView<'a> {
 
 /// A builder that writes one serializable value as pretty JSON into `file`.
 ///
-/// Its parameters are the value's compact JSON, whose field order is fixed by the types and
-/// whose maps are `BTreeMap`s, so equal values always give equal digests.
+/// Its parameters are the value (see [`Params`]), so equal values give equal digests, and the
+/// file is those parameters pretty-printed: object keys sorted, two-space indents, a final
+/// newline.
 #[derive(Debug)]
 pub struct JsonView {
     kind: &'static str,
     file: &'static str,
-    compact: Vec<u8>,
+    value: Params,
 }
 
 impl JsonView {
     /// A builder of kind `kind` writing `value` to `file`.
-    pub fn new(
-        kind: &'static str,
-        file: &'static str,
-        value: &impl Serialize,
-    ) -> Result<JsonView, ClusterError> {
-        let compact = serde_json::to_vec(value).map_err(|error| ClusterError::Encode {
-            what: file.to_owned(),
-            message: error.to_string(),
-        })?;
-        Ok(JsonView {
+    pub fn new(kind: &'static str, file: &'static str, value: &impl Serialize) -> JsonView {
+        JsonView {
             kind,
             file,
-            compact,
-        })
+            value: Params::of(value),
+        }
     }
 }
 
@@ -57,13 +48,12 @@ impl Builder for JsonView {
         1
     }
 
-    fn params(&self) -> Vec<u8> {
-        self.compact.clone()
+    fn params(&self) -> Params {
+        self.value.clone()
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
-        let value: serde_json::Value =
-            serde_json::from_slice(&self.compact).map_err(BuildError::from_error)?;
+        let value: serde_json::Value = self.value.decode().map_err(BuildError::from_error)?;
         let mut text = serde_json::to_string_pretty(&value).map_err(BuildError::from_error)?;
         text.push('\n');
         let path = ctx.out().join(self.file);

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId, Graph};
+use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId, Graph, Params};
 use kiln_kubeconfig::{Credentials, KubeconfigKind};
 use kiln_spec::images::Releases;
 use kiln_spec::{ClusterPlan, KubeconfigCertificates, NodePlan, OptionsPlan, Plan};
@@ -54,13 +54,6 @@ struct KubeconfigNode<'a> {
     roles: &'a std::collections::BTreeSet<kiln_spec::Role>,
 }
 
-fn encode(what: &str, value: &impl Serialize) -> Result<Vec<u8>, ClusterError> {
-    serde_json::to_vec(value).map_err(|error| ClusterError::Encode {
-        what: what.to_owned(),
-        message: error.to_string(),
-    })
-}
-
 /// Adds `node/<name>/units` for every node.
 pub(crate) fn add_units(
     graph: &mut Graph,
@@ -69,16 +62,13 @@ pub(crate) fn add_units(
 ) -> Result<(), ClusterError> {
     let renderer = NodeRenderer::new("units", "kiln-units.node", kiln_units::render_node);
     for node in &plan.nodes {
-        let params = encode(
-            "a node's unit parameters",
-            &UnitParams {
-                cluster: &plan.cluster,
-                options: &plan.options,
-                controller_manager_signs_csrs: plan.pki.controller_manager_signs_csrs,
-                node: NodeAddressing::of(node),
-                pod_subnet: node.pod_subnet,
-            },
-        )?;
+        let params = Params::of(&UnitParams {
+            cluster: &plan.cluster,
+            options: &plan.options,
+            controller_manager_signs_csrs: plan.pki.controller_manager_signs_csrs,
+            node: NodeAddressing::of(node),
+            pod_subnet: node.pod_subnet,
+        });
         renderer.add(graph, artifacts, plan, &node.name, params)?;
     }
     Ok(())
@@ -120,16 +110,13 @@ pub(crate) fn add_manifests(
     );
     let root_secret_id = root.id().to_string();
     for node in &plan.nodes {
-        let params = encode(
-            "a node's manifest parameters",
-            &ManifestParams {
-                cluster: &plan.cluster,
-                options: &plan.options,
-                node: NodeAddressing::of(node),
-                root_secret_id: root_secret_id.clone(),
-                releases,
-            },
-        )?;
+        let params = Params::of(&ManifestParams {
+            cluster: &plan.cluster,
+            options: &plan.options,
+            node: NodeAddressing::of(node),
+            root_secret_id: root_secret_id.clone(),
+            releases,
+        });
         renderer.add(graph, artifacts, plan, &node.name, params)?;
     }
     Ok(())
@@ -147,7 +134,7 @@ struct KubeconfigParams<'a> {
 struct KubeconfigBuilder {
     plan: Arc<Plan>,
     kinds: Vec<KubeconfigKind>,
-    params: Vec<u8>,
+    params: Params,
     /// Whether to copy the referenced certificate files beside the kubeconfigs (the operator's
     /// output, whose kubeconfigs reference `pki/...` relative to themselves).
     copy_referenced: bool,
@@ -171,7 +158,7 @@ impl Builder for KubeconfigBuilder {
         1
     }
 
-    fn params(&self) -> Vec<u8> {
+    fn params(&self) -> Params {
         self.params.clone()
     }
 
@@ -225,18 +212,15 @@ fn kubeconfig_derivation(
     pki: &PkiDerivations,
     name: String,
 ) -> Result<Derivation, ClusterError> {
-    let params = encode(
-        "kubeconfig parameters",
-        &KubeconfigParams {
-            cluster: &plan.cluster,
-            options: &plan.options,
-            node: node.map(|node| KubeconfigNode {
-                name: &node.name,
-                roles: &node.roles,
-            }),
-            files: kinds.iter().map(KubeconfigKind::path).collect(),
-        },
-    )?;
+    let params = Params::of(&KubeconfigParams {
+        cluster: &plan.cluster,
+        options: &plan.options,
+        node: node.map(|node| KubeconfigNode {
+            name: &node.name,
+            roles: &node.roles,
+        }),
+        files: kinds.iter().map(KubeconfigKind::path).collect(),
+    });
     let copy_referenced = node.is_none();
     let mut derivation = Derivation::new(
         name,
@@ -262,7 +246,7 @@ fn kubeconfig_derivation(
 }
 
 fn missing(certificate: &str) -> ClusterError {
-    ClusterError::Encode {
+    ClusterError::Assembly {
         what: "kubeconfigs".to_owned(),
         message: format!("the PKI has no certificate called {certificate}"),
     }

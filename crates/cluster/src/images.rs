@@ -315,7 +315,7 @@ pub(crate) fn add_images(
     let kubernetes_modules = DrvId::new("image/kubernetes-modules");
     let derivations =
         kiln_image::kubernetes::kubernetes_derivations(&inputs.kubernetes, &kubernetes_modules)
-            .map_err(|error| ClusterError::Encode {
+            .map_err(|error| ClusterError::Assembly {
                 what: "the Kubernetes binaries".into(),
                 message: error.to_string(),
             })?;
@@ -325,7 +325,7 @@ pub(crate) fn add_images(
     graph.add(kubernetes.clone(), derivations.binaries)?;
     let busybox = DrvId::new("image/busybox");
     let busybox_derivation = kiln_image::oci::busybox_static(&inputs.lock.busybox, &inputs.sources)
-        .map_err(|error| ClusterError::Encode {
+        .map_err(|error| ClusterError::Assembly {
             what: "busybox".into(),
             message: error.to_string(),
         })?;
@@ -514,7 +514,7 @@ fn add_package(
     let modules = DrvId::new(format!("image/package/{}/modules", package.name));
     let derivations =
         kiln_image::go::go_derivations(package, version, modules.clone()).map_err(|error| {
-            ClusterError::Encode {
+            ClusterError::Assembly {
                 what: format!("package {} {}", package.name, version.version),
                 message: error.to_string(),
             }
@@ -578,7 +578,7 @@ fn add_component_images(
             all,
             kiln_image::os::base::IMAGE_EPOCH.unsigned_abs(),
         )
-        .map_err(|error| ClusterError::Encode {
+        .map_err(|error| ClusterError::Assembly {
             what: "the component images".into(),
             message: error.to_string(),
         })?,

@@ -108,12 +108,13 @@ pub enum ClusterError {
     /// The PKI could not be added.
     #[error(transparent)]
     Pki(#[from] ClusterPkiError),
-    /// A plan could not be encoded as derivation parameters.
-    #[error("encoding {what}: {message}")]
-    Encode {
-        /// What was being encoded.
+    /// A part of the graph could not be assembled: the package set or lock describes an
+    /// input kiln cannot build, or (a bug) the PKI lacks a certificate a file needs.
+    #[error("assembling {what}: {message}")]
+    Assembly {
+        /// The part being assembled.
         what: String,
-        /// The encoder's message.
+        /// Why it could not be.
         message: String,
     },
 }
@@ -165,7 +166,7 @@ pub fn cluster_graph(plan: &Plan, inputs: &ClusterInputs) -> Result<ClusterGraph
     let mut artifacts = Artifacts::default();
 
     let cluster_plan = DrvId::new("cluster/plan");
-    let view = JsonView::new("kiln-cluster.plan", "plan.json", plan)?;
+    let view = JsonView::new("kiln-cluster.plan", "plan.json", plan);
     graph.add(
         cluster_plan.clone(),
         Derivation::new(format!("{}-plan", plan.cluster.name), Arc::new(view)),
@@ -182,7 +183,7 @@ pub fn cluster_graph(plan: &Plan, inputs: &ClusterInputs) -> Result<ClusterGraph
                 options: &plan.options,
                 node,
             },
-        )?;
+        );
         graph.add(
             id.clone(),
             Derivation::new(format!("{}-plan", node.name), Arc::new(view)),

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use kiln_graph::Graph;
+use kiln_graph::{Graph, Params};
 use kiln_spec::{NodePlan, Plan, Role};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
@@ -35,10 +35,6 @@ pub(crate) fn add_network(
     artifacts: &mut Artifacts,
     plan: &Arc<Plan>,
 ) -> Result<(), ClusterError> {
-    let encode = |what: &str, error: serde_json::Error| ClusterError::Encode {
-        what: what.to_owned(),
-        message: error.to_string(),
-    };
     let peers: Vec<PeerEntry<'_>> = plan
         .nodes
         .iter()
@@ -49,17 +45,15 @@ pub(crate) fn add_network(
             pod_subnet: node.pod_subnet.map(|subnet| subnet.to_string()),
         })
         .collect();
-    let table = serde_json::to_vec(&(&plan.cluster, &peers))
-        .map_err(|error| encode("the network table", error))?;
-    let network_table = hex(&Sha256::digest(&table));
+    let table = Params::of(&(&plan.cluster, &peers));
+    let network_table = hex(&Sha256::digest(table.as_bytes()));
 
     let renderer = NodeRenderer::new("network", "kiln-netplan.node", kiln_netplan::render_node);
     for node in &plan.nodes {
-        let params = serde_json::to_vec(&NodeParams {
+        let params = Params::of(&NodeParams {
             network_table: network_table.clone(),
             node,
-        })
-        .map_err(|error| encode("a node's network parameters", error))?;
+        });
         renderer.add(graph, artifacts, plan, &node.name, params)?;
     }
     Ok(())

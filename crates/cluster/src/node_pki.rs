@@ -8,7 +8,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
-use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId, Graph};
+use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId, Graph, Params};
 use kiln_pki::{FileSource, PlacedFile};
 use kiln_spec::Plan;
 
@@ -37,12 +37,9 @@ impl Builder for NodePkiBuilder {
         1
     }
 
-    fn params(&self) -> Vec<u8> {
-        let mut params = String::new();
-        for (path, input, file, mode) in &self.files {
-            params.push_str(&format!("{path}\t{input}\t{file}\t{mode:o}\n"));
-        }
-        params.into_bytes()
+    fn params(&self) -> Params {
+        // (on-node path, input, file in the input, mode) per file.
+        Params::of(&self.files)
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
@@ -77,7 +74,7 @@ pub(crate) fn add_node_pki(
         for file in &placed {
             let (id, name) = pki
                 .locate(&file.source)
-                .ok_or_else(|| ClusterError::Encode {
+                .ok_or_else(|| ClusterError::Assembly {
                     what: format!("{}'s PKI files", node.name),
                     message: format!("no derivation holds the {}", describe(&file.source)),
                 })?;

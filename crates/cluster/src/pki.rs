@@ -20,13 +20,12 @@
 //! either file is seen.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId, Graph, GraphError};
+use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId, Graph, GraphError, Params};
 use kiln_pki::{
     Authority, CertificateProfile, ExternalCa, FileSource, PkiError, RootSecret, SERVICE_ACCOUNT,
 };
@@ -209,12 +208,18 @@ fn ca_table_name(ca: CaName) -> &'static str {
     }
 }
 
-/// Canonical parameters: the scheme, the root secret's public id and the profile.
-fn profile_params(root: &RootSecret, profile: &CertificateProfile) -> Vec<u8> {
-    let mut params = format!("kiln-pki/v1\nroot-id={}\nprofile=", root.id()).into_bytes();
-    params.extend(profile.canonical_bytes());
-    params.push(b'\n');
-    params
+/// A certificate's parameters: the root secret's public id and the profile.
+fn profile_params(root: &RootSecret, profile: &CertificateProfile) -> Params {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "kebab-case")]
+    struct Encoded<'a> {
+        root_id: String,
+        profile: &'a CertificateProfile,
+    }
+    Params::of(&Encoded {
+        root_id: root.id().to_string(),
+        profile,
+    })
 }
 
 fn write_file(out: &Path, name: &str, contents: &[u8], mode: u32) -> Result<(), BuildError> {
@@ -247,7 +252,7 @@ impl Builder for CaBuilder {
         1
     }
 
-    fn params(&self) -> Vec<u8> {
+    fn params(&self) -> Params {
         profile_params(&self.root, &self.profile)
     }
 
@@ -284,17 +289,20 @@ impl Builder for ExternalCaBuilder {
         1
     }
 
-    fn params(&self) -> Vec<u8> {
-        let mut params = String::new();
-        // Writing to a String cannot fail.
-        let _ = write!(
-            params,
-            "kiln-pki/v1\nca={}\ncertificate-sha256={:x}\nkey-sha256={:x}\n",
-            ca_table_name(self.ca),
-            Sha256::digest(&self.certificate_pem),
-            Sha256::digest(&self.key_pem),
-        );
-        params.into_bytes()
+    fn params(&self) -> Params {
+        // Hashes, not the files: the key is a secret.
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "kebab-case")]
+        struct Encoded {
+            ca: &'static str,
+            certificate_sha256: String,
+            key_sha256: String,
+        }
+        Params::of(&Encoded {
+            ca: ca_table_name(self.ca),
+            certificate_sha256: format!("{:x}", Sha256::digest(&self.certificate_pem)),
+            key_sha256: format!("{:x}", Sha256::digest(&self.key_pem)),
+        })
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
@@ -324,7 +332,7 @@ impl Builder for LeafBuilder {
         1
     }
 
-    fn params(&self) -> Vec<u8> {
+    fn params(&self) -> Params {
         profile_params(&self.root, &self.profile)
     }
 
@@ -369,13 +377,17 @@ impl Builder for ServiceAccountBuilder {
         1
     }
 
-    fn params(&self) -> Vec<u8> {
-        format!(
-            "kiln-pki/v1\nroot-id={}\ngeneration={}\n",
-            self.root.id(),
-            self.generation
-        )
-        .into_bytes()
+    fn params(&self) -> Params {
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "kebab-case")]
+        struct Encoded {
+            root_id: String,
+            generation: u32,
+        }
+        Params::of(&Encoded {
+            root_id: self.root.id().to_string(),
+            generation: self.generation,
+        })
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
@@ -490,7 +502,10 @@ mod tests {
         for id in graph.ids() {
             let params = graph.derivation(id).expect("a derivation").builder.params();
             assert!(
-                !params.windows(SECRET.len()).any(|window| window == SECRET),
+                !params
+                    .as_bytes()
+                    .windows(SECRET.len())
+                    .any(|window| window == SECRET),
                 "{id}"
             );
         }

@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId, Graph};
+use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId, Graph, Params};
 use kiln_spec::{NodePlan, Plan};
 
 use crate::{Artifacts, ClusterError};
@@ -26,7 +26,7 @@ pub(crate) struct RenderBuilder {
     pub(crate) plan: Arc<Plan>,
     /// The node's name: the one place a renderer's node is looked up by name.
     pub(crate) node: String,
-    pub(crate) params: Vec<u8>,
+    pub(crate) params: Params,
     pub(crate) render: Arc<Render>,
 }
 
@@ -39,7 +39,7 @@ impl Builder for RenderBuilder {
         self.version
     }
 
-    fn params(&self) -> Vec<u8> {
+    fn params(&self) -> Params {
         self.params.clone()
     }
 
@@ -123,7 +123,7 @@ impl NodeRenderer {
         artifacts: &mut Artifacts,
         plan: &Arc<Plan>,
         node: &str,
-        params: Vec<u8>,
+        params: Params,
     ) -> Result<(), ClusterError> {
         let id = DrvId::new(format!("node/{node}/{}", self.artifact));
         let builder = RenderBuilder {

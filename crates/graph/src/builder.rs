@@ -12,6 +12,7 @@ use kiln_store::{StoreError, StoreObject};
 
 use crate::derivation::DrvId;
 use crate::observer::{Event, Observer};
+use crate::params::Params;
 
 /// A recipe that fills a derivation's output directory.
 ///
@@ -26,9 +27,9 @@ pub trait Builder: Send + Sync {
     fn kind(&self) -> &str;
     /// Bumped whenever the recipe's output changes for the same parameters.
     fn version(&self) -> u32;
-    /// The canonical bytes of the recipe's parameters. Never a secret: put a
-    /// hash of the secret here and read the secret itself from an input.
-    fn params(&self) -> Vec<u8>;
+    /// The recipe's parameters, in the one encoding all builders share (see [`Params`]).
+    /// Never a secret: put a hash of the secret here and read the secret itself from an input.
+    fn params(&self) -> Params;
     /// Fills `ctx.out()` from `ctx.input(..)`s.
     ///
     /// # Errors

@@ -212,7 +212,7 @@ fn derivation_digest(
                 .str(builder.kind())
                 .u64(u64::from(builder.version()))
                 .str(&derivation.name)
-                .bytes(&builder.params())
+                .bytes(builder.params().as_bytes())
                 .u64(inputs.len() as u64);
             // `inputs` is sorted by name, as it comes from a BTreeMap.
             for (name, target) in inputs {

@@ -12,6 +12,7 @@
 //! use std::sync::Arc;
 //! use kiln_graph::{
 //!     BuildContext, BuildError, Builder, Derivation, DrvId, EvalOptions, Graph, NullObserver,
+//!     Params,
 //! };
 //! use kiln_store::Store;
 //!
@@ -20,7 +21,7 @@
 //! impl Builder for Greeting {
 //!     fn kind(&self) -> &str { "example.greeting" }
 //!     fn version(&self) -> u32 { 1 }
-//!     fn params(&self) -> Vec<u8> { b"hello".to_vec() }
+//!     fn params(&self) -> Params { Params::of("hello") }
 //!     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
 //!         std::fs::write(ctx.out().join("greeting"), "hello\n")?;
 //!         Ok(())
@@ -32,7 +33,7 @@
 //! impl Builder for Shout {
 //!     fn kind(&self) -> &str { "example.shout" }
 //!     fn version(&self) -> u32 { 1 }
-//!     fn params(&self) -> Vec<u8> { Vec::new() }
+//!     fn params(&self) -> Params { Params::none() }
 //!     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
 //!         let text = std::fs::read_to_string(ctx.input("text")?.join("greeting"))?;
 //!         std::fs::write(ctx.out().join("greeting"), text.to_uppercase())?;
@@ -69,6 +70,7 @@ mod eval;
 mod graph;
 mod log_progress;
 mod observer;
+mod params;
 
 pub use crate::builder::{BuildContext, BuildError, Builder};
 pub use crate::derivation::{Addressing, Derivation, DrvId};
@@ -77,3 +79,4 @@ pub use crate::eval::{EvalOptions, Evaluation, Mismatch};
 pub use crate::graph::{Graph, ValidatedGraph};
 pub use crate::log_progress::LogProgress;
 pub use crate::observer::{Event, LineProgress, NullObserver, Observer, format_elapsed};
+pub use crate::params::Params;

@@ -141,9 +141,9 @@ fn digests_are_pinned() {
         .map(|id| format!("{id} {}", graph.digest(id).expect("digest")))
         .collect();
     expect![[r#"
-        pki/ca 23ad1574d6453d5dc973fe18ddbb48cf99a7b59ab25af6773bcfcf5cc2fceb2f
-        pki/apiserver b6578f9679be36109fbeea80bebd563de0642674af8ffabf4b0b0446b00dc8fc
-        node/n1/plan e9ba801dd9edf26530cbabad9bde598d5f6a54430b856ec48ad93612e3333227"#]]
+        pki/ca e8f4c71d12cb2f4b197803909801b157064da6132911530aa2a33404275c6aad
+        pki/apiserver 26d299bfd20680c59463be4f92d10f70c5eeee5c0f1c79d48b22a0c0c011c1c5
+        node/n1/plan cd84070aad608dde190a01cf8380ef82020450122a1adbf11a2181deb461c90f"#]]
     .assert_eq(&digests.join("\n"));
 }
 

@@ -29,8 +29,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId, format_elapsed};
-use serde::Deserialize;
+use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId, Params, format_elapsed};
+use serde::{Deserialize, Serialize};
 
 use crate::error::ImageError;
 use crate::packages::{GoRecipe, Package, PackageVersion, VersionSource, default_binary_name};
@@ -116,7 +116,10 @@ pub fn go_derivations(
 }
 
 /// The module download of one Go package version (see the [module docs](self)).
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Serialized, it is the builder's [`Params`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct GoModules {
     package: String,
     version: String,
@@ -277,18 +280,8 @@ impl Builder for GoModules {
         1
     }
 
-    fn params(&self) -> Vec<u8> {
-        serde_json::to_vec(&serde_json::json!({
-            "package": self.package,
-            "version": self.version,
-            "toolchain": self.toolchain,
-            "module": self.module,
-            "require": self.require,
-            "local-replace-version": self.local_replace_version,
-            "tools": self.tools,
-            "files": self.files,
-        }))
-        .expect("JSON of strings")
+    fn params(&self) -> Params {
+        Params::of(self)
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
@@ -298,7 +291,7 @@ impl Builder for GoModules {
 }
 
 /// The offline compile of one Go package version (see the [module docs](self)).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GoBuild {
     package: String,
     version: String,
@@ -307,6 +300,17 @@ pub struct GoBuild {
     cgo: bool,
     ldflags: Vec<String>,
     binaries: BTreeMap<String, String>,
+}
+
+/// [`GoBuild`]'s parameters: the compile and the platform it targets.
+///
+/// The compile's digest ignores kiln's recipe, so these bytes alone decide when it reruns (it
+/// takes minutes): `params_are_pinned` holds them.
+#[derive(Serialize)]
+struct GoBuildParams<'a> {
+    #[serde(flatten)]
+    build: &'a GoBuild,
+    target: [&'static str; 3],
 }
 
 impl GoBuild {
@@ -446,18 +450,11 @@ impl Builder for GoBuild {
         1
     }
 
-    fn params(&self) -> Vec<u8> {
-        serde_json::to_vec(&serde_json::json!({
-            "package": self.package,
-            "version": self.version,
-            "toolchain": self.toolchain,
-            "tags": self.tags,
-            "cgo": self.cgo,
-            "ldflags": self.ldflags,
-            "binaries": self.binaries,
-            "target": [GOOS, GOARCH, GOAMD64],
-        }))
-        .expect("JSON of strings")
+    fn params(&self) -> Params {
+        Params::of(&GoBuildParams {
+            build: self,
+            target: [GOOS, GOARCH, GOAMD64],
+        })
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
@@ -705,5 +702,18 @@ mod tests {
         let old = GoModules::new("kubernetes", "1.37.2", "1.26.8", &recipe());
         let new = GoModules::new("kubernetes", "1.37.2", "1.27.3", &recipe());
         assert_ne!(old.params(), new.params());
+    }
+
+    /// The compile's digest ignores kiln's recipe (it takes minutes), so its parameters alone
+    /// decide when it reruns: these bytes must change only when the compile does. Written
+    /// against the `serde_json::json!` encoding this replaced, so the store's compiles stayed.
+    #[test]
+    fn params_are_pinned() {
+        let build = GoBuild::new("kubernetes", "1.37.2", "1.26.8", &recipe());
+        expect_test::expect![[r#"{"binaries":{"kubelet":"k8s.io/kubernetes/cmd/kubelet"},"cgo":false,"ldflags":["-X v=v{version}"],"package":"kubernetes","tags":["notest"],"target":["linux","amd64","v1"],"toolchain":"1.26.8","version":"1.37.2"}"#]]
+            .assert_eq(std::str::from_utf8(build.params().as_bytes()).expect("JSON is UTF-8"));
+        let modules = GoModules::new("kubernetes", "1.37.2", "1.26.8", &recipe());
+        expect_test::expect![[r#"{"files":{},"local-replace-version":"v0.37.2","module":"k8s.io/kubernetes","package":"kubernetes","require":[],"toolchain":"1.26.8","tools":["k8s.io/kubernetes/cmd/kubelet"],"version":"1.37.2"}"#]]
+            .assert_eq(std::str::from_utf8(modules.params().as_bytes()).expect("JSON is UTF-8"));
     }
 }

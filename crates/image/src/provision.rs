@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId};
+use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId, Params};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -478,9 +478,8 @@ impl Builder for Provision {
         1
     }
 
-    fn params(&self) -> Vec<u8> {
-        // Field order is fixed by the struct; maps are BTreeMaps.
-        serde_json::to_vec(self).unwrap_or_default()
+    fn params(&self) -> Params {
+        Params::of(self)
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use kiln_graph::{
     BuildContext, BuildError, Builder, Derivation, DrvId, EvalError, EvalOptions, Graph,
-    NullObserver,
+    NullObserver, Params,
 };
 use kiln_image::{
     os::base::IMAGE_EPOCH,
@@ -61,8 +61,8 @@ impl Builder for FakeInput {
         1
     }
 
-    fn params(&self) -> Vec<u8> {
-        Vec::new()
+    fn params(&self) -> Params {
+        Params::none()
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {

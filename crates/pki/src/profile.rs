@@ -83,8 +83,9 @@ impl CertificateProfile {
     /// The profile as canonical bytes (JSON with a fixed field order): what a build graph puts
     /// in a derivation's parameters.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        // Serializing strings, numbers and enums to JSON cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        // A struct of strings, numbers, enums and lists: JSON cannot refuse it, and an empty
+        // encoding would give every certificate the same serial.
+        serde_json::to_vec(self).expect("a certificate profile is JSON")
     }
 }
 

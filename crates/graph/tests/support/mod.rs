@@ -6,7 +6,9 @@ use std::fs;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId, Event, Graph, Observer};
+use kiln_graph::{
+    BuildContext, BuildError, Builder, Derivation, DrvId, Event, Graph, Observer, Params,
+};
 
 /// What a test builder does.
 #[derive(Clone)]
@@ -73,8 +75,8 @@ impl Builder for TestBuilder {
         self.version
     }
 
-    fn params(&self) -> Vec<u8> {
-        self.params.clone()
+    fn params(&self) -> Params {
+        Params::of(self.params.as_slice())
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {

@@ -25,9 +25,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kiln_graph::{BuildContext, BuildError, Builder, format_elapsed};
+use kiln_graph::{BuildContext, BuildError, Builder, Params, format_elapsed};
 
-use super::{KUBERNETES_BINARIES, Params, install_binary, write_version};
+use super::{KUBERNETES_BINARIES, install_binary, write_version};
 use crate::error::ImageError;
 use crate::lock::SourceLock;
 use kiln_tools::Tool;
@@ -432,18 +432,23 @@ impl Builder for DebianKubernetes {
         1
     }
 
-    fn params(&self) -> Vec<u8> {
-        let toolchain: String = self
-            .lock
-            .toolchain
-            .iter()
-            .map(|package| format!("{package}\n"))
-            .collect();
-        Params::default()
-            .field(self.lock.package.as_bytes())
-            .field(self.lock.version.as_bytes())
-            .field(toolchain.as_bytes())
-            .0
+    fn params(&self) -> Params {
+        #[derive(serde::Serialize)]
+        struct Encoded<'a> {
+            package: &'a str,
+            version: &'a str,
+            toolchain: Vec<String>,
+        }
+        Params::of(&Encoded {
+            package: &self.lock.package,
+            version: &self.lock.version,
+            toolchain: self
+                .lock
+                .toolchain
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        })
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {

@@ -243,17 +243,3 @@ impl Write for HashingWriter<'_> {
         self.inner.flush()
     }
 }
-
-/// Canonical builder parameters: each field length-prefixed, so no two
-/// different field lists encode the same.
-#[derive(Default)]
-struct Params(Vec<u8>);
-
-impl Params {
-    fn field(mut self, value: &[u8]) -> Params {
-        self.0
-            .extend_from_slice(&(value.len() as u64).to_le_bytes());
-        self.0.extend_from_slice(value);
-        self
-    }
-}

@@ -4,10 +4,10 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use kiln_graph::{BuildContext, BuildError, Builder};
+use kiln_graph::{BuildContext, BuildError, Builder, Params};
 use kiln_store::{Digest, tree_hash};
 
-use super::{KUBERNETES_BINARIES, Params, check_binary_names, install_binary, write_version};
+use super::{KUBERNETES_BINARIES, check_binary_names, install_binary, write_version};
 use crate::error::ImageError;
 
 /// Copies the Kubernetes binaries from a directory that holds them by name
@@ -88,11 +88,18 @@ impl Builder for PathKubernetes {
         1
     }
 
-    fn params(&self) -> Vec<u8> {
-        Params::default()
-            .field(self.version.as_bytes())
-            .field(self.content_hash.as_bytes())
-            .0
+    fn params(&self) -> Params {
+        // Not the directory: the binaries are what they are wherever they lie.
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "kebab-case")]
+        struct Encoded<'a> {
+            version: &'a str,
+            content_hash: String,
+        }
+        Params::of(&Encoded {
+            version: &self.version,
+            content_hash: self.content_hash.to_string(),
+        })
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use kiln_graph::{BuildContext, BuildError, Builder};
+use kiln_graph::{BuildContext, BuildError, Builder, Params};
 use kiln_store::Digest;
 
-use super::{Params, check_binary_names, install_binary, write_version};
+use super::{check_binary_names, install_binary, write_version};
 use crate::error::ImageError;
 
 /// Where to download one binary, and the SHA-256 it must have.
@@ -94,14 +94,21 @@ impl Builder for ReleaseKubernetes {
         1
     }
 
-    fn params(&self) -> Vec<u8> {
-        let mut params = Params::default().field(self.version.as_bytes());
-        for (name, binary) in &self.binaries {
-            params = params
-                .field(name.as_bytes())
-                .field(binary.sha256.as_bytes());
+    fn params(&self) -> Params {
+        // Not the URLs: any copy with the same SHA-256 is the same binary.
+        #[derive(serde::Serialize)]
+        struct Encoded<'a> {
+            version: &'a str,
+            sha256: BTreeMap<&'a str, String>,
         }
-        params.0
+        Params::of(&Encoded {
+            version: &self.version,
+            sha256: self
+                .binaries
+                .iter()
+                .map(|(name, binary)| (name.as_str(), binary.sha256.to_string()))
+                .collect(),
+        })
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {

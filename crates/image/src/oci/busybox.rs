@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use kiln_graph::{BuildContext, BuildError, Builder};
+use kiln_graph::{BuildContext, BuildError, Builder, Params};
 
 use crate::error::ImageError;
 use crate::lock::{LockedPackage, PackageSetLock};
@@ -111,9 +111,9 @@ impl Builder for DebianBusybox {
         2
     }
 
-    fn params(&self) -> Vec<u8> {
+    fn params(&self) -> Params {
         // The sources are not here: a mirror serves the same `.deb`, checked by hash.
-        self.package.to_string().into_bytes()
+        Params::of(&self.package.to_string())
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
-use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId};
+use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId, Params};
 use kiln_spec::Component;
 use kiln_spec::images::{ComponentImage, ImageProgram};
 
@@ -295,13 +295,17 @@ impl Builder for ComponentImages {
         1
     }
 
-    fn params(&self) -> Vec<u8> {
-        let mut params = self.source_date_epoch.to_le_bytes().to_vec();
-        for image in &self.images {
-            params.extend_from_slice(image.reference().as_bytes());
-            params.push(b'\n');
+    fn params(&self) -> Params {
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "kebab-case")]
+        struct Encoded {
+            images: Vec<String>,
+            source_date_epoch: u64,
         }
-        params
+        Params::of(&Encoded {
+            images: self.images.iter().map(|image| image.reference()).collect(),
+            source_date_epoch: self.source_date_epoch,
+        })
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {

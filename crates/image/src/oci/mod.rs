@@ -16,7 +16,7 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
-use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId};
+use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId, Params};
 #[cfg(doc)]
 use kiln_spec::images::ContainerImage;
 use serde_json::json;
@@ -231,7 +231,8 @@ pub fn container_images(busybox: impl Into<DrvId>, source_date_epoch: u64) -> De
 }
 
 /// The builder of [`container_images`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct ContainerImages {
     /// Every timestamp in the archives, in seconds since 1970.
     pub source_date_epoch: u64,
@@ -282,8 +283,8 @@ impl Builder for ContainerImages {
         1
     }
 
-    fn params(&self) -> Vec<u8> {
-        self.source_date_epoch.to_le_bytes().to_vec()
+    fn params(&self) -> Params {
+        Params::of(self)
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {

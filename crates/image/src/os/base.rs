@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use kiln_graph::{BuildContext, BuildError, Builder, Derivation};
+use kiln_graph::{BuildContext, BuildError, Builder, Derivation, Params};
 
 use crate::error::ImageError;
 use crate::lock::{LockedPackage, PackageSetLock};
@@ -262,17 +262,32 @@ impl Builder for BaseOs {
         2
     }
 
-    fn params(&self) -> Vec<u8> {
+    fn params(&self) -> Params {
         // The sources are not here: a mirror serves the same `.deb` files, checked by hash.
-        let text = format!(
-            "suite={BASE_OS_SUITE}\npackages={}\ndisabled={}\nepoch={IMAGE_EPOCH}\nmodules={}\npruned={}\nresolved:\n{}",
-            BASE_OS_PACKAGES.join(","),
-            DISABLED_PACKAGE_UNITS.join(","),
-            INITRD_MODULES.join(","),
-            PRUNED_MODULE_DIRS.join(","),
-            self.packages.package_lines()
-        );
-        text.into_bytes()
+        #[derive(serde::Serialize)]
+        struct Encoded {
+            suite: &'static str,
+            packages: &'static [&'static str],
+            disabled: &'static [&'static str],
+            epoch: i64,
+            modules: &'static [&'static str],
+            pruned: &'static [&'static str],
+            resolved: Vec<String>,
+        }
+        Params::of(&Encoded {
+            suite: BASE_OS_SUITE,
+            packages: BASE_OS_PACKAGES,
+            disabled: DISABLED_PACKAGE_UNITS,
+            epoch: IMAGE_EPOCH,
+            modules: INITRD_MODULES,
+            pruned: PRUNED_MODULE_DIRS,
+            resolved: self
+                .packages
+                .packages
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        })
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
-use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId};
+use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId, Params};
 
 use super::cpio::{CpioEntry, write_cpio};
 
@@ -94,8 +94,8 @@ impl Builder for Initrd {
         1
     }
 
-    fn params(&self) -> Vec<u8> {
-        INIT_SCRIPT.as_bytes().to_vec()
+    fn params(&self) -> Params {
+        Params::of(INIT_SCRIPT)
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {

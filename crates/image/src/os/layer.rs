@@ -14,7 +14,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId};
+use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId, Params};
 use serde::{Deserialize, Serialize};
 
 use super::base::{IMAGE_EPOCH, clean_command};
@@ -98,9 +98,8 @@ impl Builder for Layer {
         2
     }
 
-    fn params(&self) -> Vec<u8> {
-        // Field order is fixed by the struct; maps are BTreeMaps.
-        serde_json::to_vec(&self.spec).unwrap_or_default()
+    fn params(&self) -> Params {
+        Params::of(&self.spec)
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {

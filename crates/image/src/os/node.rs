@@ -13,7 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId};
+use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId, Params};
 use serde::{Deserialize, Serialize};
 
 use super::layer::LAYER_FILE;
@@ -254,8 +254,8 @@ impl Builder for NodeImage {
         1
     }
 
-    fn params(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.spec).unwrap_or_default()
+    fn params(&self) -> Params {
+        Params::of(&self.spec)
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
