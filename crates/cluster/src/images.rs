@@ -291,6 +291,21 @@ fn path_unit_name(path: &str, suffix: &str) -> String {
     )
 }
 
+/// The ids of the derivations every node image shares.
+struct Shared {
+    base_os: DrvId,
+    initrd: DrvId,
+    kubernetes: DrvId,
+    kubernetes_layer: DrvId,
+    images_layer: DrvId,
+}
+
+/// The package-set compiles the component images are made of, when the set has them.
+struct ComponentPackages {
+    etcd: Option<DrvId>,
+    coredns: Option<DrvId>,
+}
+
 /// Adds the image derivations: `image/*` shared ones, and `node/<name>/layer` and
 /// `node/<name>/image` per node, with the node's layer also as `node/<name>/cloud-init`
 /// (user-data and meta-data) and `node/<name>/ignition` (an Ignition config).
@@ -301,6 +316,43 @@ pub(crate) fn add_images(
     releases: &Releases,
     inputs: &ImageInputs,
 ) -> Result<(), ClusterError> {
+    let (shared, packages) = add_shared(graph, artifacts, inputs)?;
+    let component_layers = match packages.etcd {
+        Some(etcd) => add_component_images(
+            graph,
+            artifacts,
+            plan,
+            releases,
+            ComponentInputs {
+                kubernetes: &shared.kubernetes,
+                etcd,
+                coredns: packages.coredns,
+                base_os: &shared.base_os,
+            },
+        )?,
+        None => BTreeMap::new(),
+    };
+    for node in &plan.nodes {
+        add_node_image(
+            graph,
+            artifacts,
+            plan,
+            node,
+            &shared,
+            component_layers.get(&node.name),
+        )?;
+    }
+    Ok(())
+}
+
+/// Adds what every node image shares: the base OS, the initrd, the Kubernetes binaries, busybox
+/// and the container images built from it, the package set's compiles, and the two shared
+/// layers (the Kubernetes binaries with the userland packages; the container images).
+fn add_shared(
+    graph: &mut Graph,
+    artifacts: &mut Artifacts,
+    inputs: &ImageInputs,
+) -> Result<(Shared, ComponentPackages), ClusterError> {
     let base_os = DrvId::new("image/base-os");
     graph.add(
         base_os.clone(),
@@ -347,7 +399,10 @@ pub(crate) fn add_images(
         to: "usr/local/bin".into(),
     }];
     let mut layer_inputs = vec![("kubernetes".to_owned(), kubernetes.clone())];
-    let mut etcd_package = None;
+    let mut packages = ComponentPackages {
+        etcd: None,
+        coredns: None,
+    };
     for (package, version) in &inputs.userland {
         let id = add_package(graph, artifacts, package, version)?;
         copies.push(LayerCopy {
@@ -357,14 +412,13 @@ pub(crate) fn add_images(
         });
         layer_inputs.push((package.name.clone(), id.clone()));
         if package.name == "etcd" {
-            etcd_package = Some(id);
+            packages.etcd = Some(id);
         }
     }
-    let mut coredns_package = None;
     for (package, version) in &inputs.pod_packages {
         let id = add_package(graph, artifacts, package, version)?;
         if package.name == "coredns" {
-            coredns_package = Some(id);
+            packages.coredns = Some(id);
         }
     }
     let spec = LayerSpec {
@@ -401,103 +455,108 @@ pub(crate) fn add_images(
     ] {
         artifacts.cluster.insert(name.to_owned(), id.clone());
     }
-
-    let component_layers = match etcd_package {
-        Some(etcd) => add_component_images(
-            graph,
-            artifacts,
-            plan,
-            releases,
-            ComponentInputs {
-                kubernetes: &kubernetes,
-                etcd,
-                coredns: coredns_package,
-                base_os: &base_os,
-            },
-        )?,
-        None => BTreeMap::new(),
+    let shared = Shared {
+        base_os,
+        initrd,
+        kubernetes,
+        kubernetes_layer,
+        images_layer,
     };
+    Ok((shared, packages))
+}
 
-    for node in &plan.nodes {
-        let node_artifacts = artifacts.nodes.entry(node.name.clone()).or_default();
-        let layer_id = DrvId::new(format!("node/{}/layer", node.name));
-        let mut layer_inputs = Vec::new();
-        for artifact in ["units", "network", "manifests", "kubeconfigs", "pki"] {
-            if let Some(id) = node_artifacts.get(artifact) {
-                layer_inputs.push((artifact.to_owned(), id.clone()));
-            }
+/// Adds one node's layer (also as its `cloud-init` and `ignition` provisioning data) and its
+/// image: its own layer, the shared Kubernetes layer, its `components` layer if it runs static
+/// pods, the container images and the base OS.
+fn add_node_image(
+    graph: &mut Graph,
+    artifacts: &mut Artifacts,
+    plan: &Plan,
+    node: &NodePlan,
+    shared: &Shared,
+    components: Option<&DrvId>,
+) -> Result<(), ClusterError> {
+    let node_artifacts = artifacts.nodes.entry(node.name.clone()).or_default();
+    let layer_id = DrvId::new(format!("node/{}/layer", node.name));
+    let mut layer_inputs = Vec::new();
+    for artifact in ["units", "network", "manifests", "kubeconfigs", "pki"] {
+        if let Some(id) = node_artifacts.get(artifact) {
+            layer_inputs.push((artifact.to_owned(), id.clone()));
         }
-        let state = node.has(Role::Etcd).then(StateDisk::etcd);
-        let layer = node_layer(plan, node, state.as_ref(), &layer_inputs);
-        // The same files as provisioning data for a stock Ubuntu (cloud-init) or CoreOS
-        // (Ignition) machine.
-        for (artifact, format) in [
-            ("cloud-init", ProvisionFormat::CloudInit),
-            ("ignition", ProvisionFormat::Ignition),
-        ] {
-            let id = DrvId::new(format!("node/{}/{artifact}", node.name));
-            graph.add(
-                id.clone(),
-                layer.clone().provision_derivation(
-                    node.name.clone(),
-                    format,
-                    format!("{}-{artifact}", node.name),
-                    layer_inputs.clone(),
-                ),
-            )?;
-            node_artifacts.insert(artifact.to_owned(), id);
-        }
-        graph.add(
-            layer_id.clone(),
-            layer.derivation(format!("{}-layer", node.name), layer_inputs),
-        )?;
-        node_artifacts.insert("layer".to_owned(), layer_id.clone());
-
-        let image_id = DrvId::new(format!("node/{}/image", node.name));
-        let (memory_mib, cpus) = guest_size(node);
-        let mut layers = vec![
-            ImageLayer::own("node", "node-layer"),
-            ImageLayer::shared("kubernetes", "kubernetes-layer"),
-        ];
-        let mut image_inputs = vec![
-            ("node-layer".to_owned(), layer_id),
-            ("kubernetes-layer".to_owned(), kubernetes_layer.clone()),
-        ];
-        if let Some(components) = component_layers.get(&node.name) {
-            layers.push(ImageLayer::shared("components", "components-layer"));
-            image_inputs.push(("components-layer".to_owned(), components.clone()));
-        }
-        layers.extend([
-            ImageLayer::shared("images", "images-layer"),
-            ImageLayer::shared("base", "base-os"),
-        ]);
-        image_inputs.extend([
-            ("images-layer".to_owned(), images_layer.clone()),
-            ("base-os".to_owned(), base_os.clone()),
-            ("initrd".to_owned(), initrd.clone()),
-        ]);
-        let spec = NodeImageSpec {
-            cluster: plan.cluster.name.clone(),
-            node: node.name.clone(),
-            memory_mib,
-            cpus,
-            addresses: node.addresses.iter().map(ToString::to_string).collect(),
-            roles: node
-                .roles
-                .iter()
-                .map(|role| role_name(*role).to_owned())
-                .collect(),
-            layers,
-            state,
-            cgroups: if kiln_units::cgroup_v2(plan.cluster.kubernetes_version) {
-                CgroupHierarchy::V2
-            } else {
-                CgroupHierarchy::V1
-            },
-        };
-        graph.add(image_id.clone(), spec.derivation(image_inputs))?;
-        node_artifacts.insert("image".to_owned(), image_id);
     }
+    let state = node.has(Role::Etcd).then(StateDisk::etcd);
+    let layer = node_layer(plan, node, state.as_ref(), &layer_inputs);
+    // The same files as provisioning data for a stock Ubuntu (cloud-init) or CoreOS
+    // (Ignition) machine.
+    for (artifact, format) in [
+        ("cloud-init", ProvisionFormat::CloudInit),
+        ("ignition", ProvisionFormat::Ignition),
+    ] {
+        let id = DrvId::new(format!("node/{}/{artifact}", node.name));
+        graph.add(
+            id.clone(),
+            layer.clone().provision_derivation(
+                node.name.clone(),
+                format,
+                format!("{}-{artifact}", node.name),
+                layer_inputs.clone(),
+            ),
+        )?;
+        node_artifacts.insert(artifact.to_owned(), id);
+    }
+    graph.add(
+        layer_id.clone(),
+        layer.derivation(format!("{}-layer", node.name), layer_inputs),
+    )?;
+    node_artifacts.insert("layer".to_owned(), layer_id.clone());
+
+    let image_id = DrvId::new(format!("node/{}/image", node.name));
+    let (memory_mib, cpus) = guest_size(node);
+    let mut layers = vec![
+        ImageLayer::own("node", "node-layer"),
+        ImageLayer::shared("kubernetes", "kubernetes-layer"),
+    ];
+    let mut image_inputs = vec![
+        ("node-layer".to_owned(), layer_id),
+        (
+            "kubernetes-layer".to_owned(),
+            shared.kubernetes_layer.clone(),
+        ),
+    ];
+    if let Some(components) = components {
+        layers.push(ImageLayer::shared("components", "components-layer"));
+        image_inputs.push(("components-layer".to_owned(), components.clone()));
+    }
+    layers.extend([
+        ImageLayer::shared("images", "images-layer"),
+        ImageLayer::shared("base", "base-os"),
+    ]);
+    image_inputs.extend([
+        ("images-layer".to_owned(), shared.images_layer.clone()),
+        ("base-os".to_owned(), shared.base_os.clone()),
+        ("initrd".to_owned(), shared.initrd.clone()),
+    ]);
+    let spec = NodeImageSpec {
+        cluster: plan.cluster.name.clone(),
+        node: node.name.clone(),
+        memory_mib,
+        cpus,
+        addresses: node.addresses.iter().map(ToString::to_string).collect(),
+        roles: node
+            .roles
+            .iter()
+            .map(|role| role_name(*role).to_owned())
+            .collect(),
+        layers,
+        state,
+        cgroups: if kiln_units::cgroup_v2(plan.cluster.kubernetes_version) {
+            CgroupHierarchy::V2
+        } else {
+            CgroupHierarchy::V1
+        },
+    };
+    graph.add(image_id.clone(), spec.derivation(image_inputs))?;
+    node_artifacts.insert("image".to_owned(), image_id);
     Ok(())
 }
 
