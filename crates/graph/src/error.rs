@@ -128,6 +128,14 @@ pub enum EvalError {
         /// The store's error.
         error: StoreError,
     },
+    /// The store could not make the evaluation's outputs durable (see
+    /// [`Store::commit`](kiln_store::Store::commit)); they stay usable until the machine
+    /// restarts.
+    #[error("flushing the store to disk: {error}")]
+    Commit {
+        /// The store's error.
+        error: StoreError,
+    },
     /// [`ValidatedGraph::check`](crate::ValidatedGraph::check) was given the
     /// checked store as its scratch store, where rebuilding would delete the
     /// outputs under test.

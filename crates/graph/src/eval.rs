@@ -101,7 +101,11 @@ impl ValidatedGraph {
         options: &EvalOptions,
         observer: &dyn Observer,
     ) -> Result<Evaluation, EvalError> {
-        let (outputs, built, substituted) = self.realise(store, options, observer)?;
+        let realised = self.realise(store, options, observer);
+        // Whatever was built, even before a failure, is made durable in one flush.
+        let committed = store.commit().map_err(|error| EvalError::Commit { error });
+        let (outputs, built, substituted) = realised?;
+        committed?;
         let outputs = self
             .nodes
             .iter()

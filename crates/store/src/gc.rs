@@ -10,8 +10,8 @@ use std::path::{Component, Path, PathBuf};
 use crate::digest::Digest;
 use crate::error::StoreError;
 use crate::store::{
-    Access, Durability, Store, StoreObject, base_name, read_record, remove_file_if_present,
-    validate_name,
+    Access, Durability, PENDING_PREFIX, Store, StoreObject, base_name, read_record,
+    remove_file_if_present, validate_name,
 };
 use crate::tree::{remove_tree, sorted_names, symlink_metadata, tree_hash};
 
@@ -97,6 +97,9 @@ impl Collector {
         else {
             return Ok(None);
         };
+        // Nothing builds now, so every pending record of this boot is of a finished path:
+        // commit them, and the collection sees every record in `.meta/`.
+        store.commit()?;
         let canonical_root = fs::canonicalize(store.root())
             .map_err(|error| StoreError::io("resolve", store.root(), error))?;
         Ok(Some(Collector {
@@ -169,7 +172,7 @@ impl Collector {
                 continue;
             };
             let path = self.store.root.join(&base);
-            let content_hash = match read_record(&self.store.meta_dir.join(&base))? {
+            let content_hash = match self.store.record(&base)? {
                 Some(content_hash) => content_hash,
                 None => tree_hash(&path)?,
             };
@@ -269,6 +272,10 @@ impl Collector {
         let mut removed = 0;
         let gone = |base: &str| !self.store.root.join(base).exists();
         for name in read_names(&self.store.meta_dir)? {
+            if name.starts_with(PENDING_PREFIX) {
+                removed += self.tidy_pending(&name)?;
+                continue;
+            }
             // Anything but a record of a present path: records of removed
             // paths, and the temporaries of interrupted record writes.
             if parse_base(&name).is_none() || gone(&name) {
@@ -353,6 +360,29 @@ impl Collector {
     }
 
     /// The names in the root that may be store paths (not bookkeeping).
+    /// Removes `.meta/<name>`, a directory of pending records, if it is another boot's: its
+    /// records were never committed, so the paths they name (unless a committed record
+    /// vouches for them) may be torn by the power loss that ended that boot, and go too.
+    /// Returns how many entries it removed.
+    fn tidy_pending(&self, name: &str) -> Result<usize, StoreError> {
+        let dir = self.store.meta_dir.join(name);
+        if self.store.pending_dir() == Some(dir.as_path()) {
+            return Ok(0);
+        }
+        let mut removed = 0;
+        for base in read_names(&dir)? {
+            if parse_base(&base).is_some()
+                && read_record(&self.store.meta_dir.join(&base))?.is_none()
+            {
+                self.store.remove_base(&base)?;
+            }
+            remove_file_if_present(&dir.join(&base))?;
+            removed += 1;
+        }
+        fs::remove_dir(&dir).map_err(|error| StoreError::io("remove directory", &dir, error))?;
+        Ok(removed + 1)
+    }
+
     fn bases(&self) -> Result<Vec<String>, StoreError> {
         let mut names = read_names(&self.store.root)?;
         names.retain(|name| !name.starts_with('.'));

@@ -23,6 +23,10 @@ const TMP_DIR: &str = ".tmp";
 const LOCKS_DIR: &str = ".locks";
 const META_DIR: &str = ".meta";
 const ROOTS_DIR: &str = ".roots";
+/// The prefix of `.meta/`'s directory of records not yet flushed to disk, one per boot.
+pub(crate) const PENDING_PREFIX: &str = "pending-";
+/// Where Linux keeps the current boot's random id.
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 /// The store-wide lock, inside `.locks/`; no path's lock file has this name,
 /// since those start with a digest.
 const STORE_LOCK: &str = "store.lock";
@@ -35,11 +39,19 @@ static UNIQUE: AtomicU64 = AtomicU64::new(0);
 /// at `<root>/<hex digest>-<name>`.
 ///
 /// A path in the store is complete or absent: builds happen in `<root>/.tmp/`
-/// and are renamed into place only once hashed, sealed read-only and flushed
-/// to disk. Each path's content hash is recorded in `<root>/.meta/` so that
-/// [`Store::get`] never re-reads an output. Builds of the same path are
-/// serialized by a lock file in `<root>/.locks/`, across threads and
-/// processes alike.
+/// and are renamed into place only once hashed and sealed read-only. Each
+/// path's content hash is recorded in `<root>/.meta/` so that [`Store::get`]
+/// never re-reads an output, and a path is trusted only with its record: one
+/// without (a build killed between its rename and its record) is removed
+/// and built again. Builds of the same path are serialized by a lock file in
+/// `<root>/.locks/`, across threads and processes alike.
+///
+/// How records survive a power loss is [`Durability`]'s business: with
+/// [`Durability::Full`], a new record goes to `<root>/.meta/pending-<boot id>/`
+/// and is trusted only during the boot that wrote it (the kernel's page cache
+/// still holds the path's data, even if its builder died); [`Store::commit`]
+/// flushes the whole file system once and moves the records it covered into
+/// `.meta/`, where they are trusted for good.
 ///
 /// While any `Store` (or a clone of it) is open, it holds the store-wide lock
 /// `<root>/.locks/store.lock` shared, so that garbage collection, which holds
@@ -53,8 +65,78 @@ pub struct Store {
     pub(crate) locks_dir: PathBuf,
     pub(crate) meta_dir: PathBuf,
     pub(crate) roots_dir: PathBuf,
+    /// Where this boot's uncommitted records go (`Durability::Full` on Linux);
+    /// committed when the last clone is dropped, before the store-wide lock is.
+    pending: Option<Arc<Pending>>,
     /// The open store-wide lock file, released when the last clone is dropped.
     _store_lock: Arc<File>,
+}
+
+/// The records this boot wrote but no `syncfs` has covered yet.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    /// `<root>/.meta/pending-<boot id>`, created by the first build.
+    pub(crate) dir: PathBuf,
+    root: PathBuf,
+    meta_dir: PathBuf,
+}
+
+impl Pending {
+    /// Flushes the file system holding the store, then moves every record that was in the
+    /// pending directory before the flush into `.meta/`. Records written meanwhile (by other
+    /// threads or processes) stay pending for the next commit.
+    fn commit(&self) -> Result<usize, StoreError> {
+        let names = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries
+                .map(|entry| entry.map(|entry| entry.file_name()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|error| StoreError::io("read", &self.dir, error))?,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(error) => return Err(StoreError::io("read", &self.dir, error)),
+        };
+        if names.is_empty() {
+            return Ok(0);
+        }
+        // Every listed record was written after its path was complete, so this one flush
+        // makes every listed path durable, whoever built it.
+        let root =
+            File::open(&self.root).map_err(|error| StoreError::io("open", &self.root, error))?;
+        rustix::fs::syncfs(&root)
+            .map_err(|error| StoreError::io("flush to disk", &self.root, error.into()))?;
+        let mut moved = 0;
+        for name in names {
+            let from = self.dir.join(&name);
+            match fs::rename(&from, self.meta_dir.join(&name)) {
+                Ok(()) => moved += 1,
+                // Another commit moved it first.
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(StoreError::io("move into place", &from, error)),
+            }
+        }
+        // The moves themselves: one lost to a power loss only costs a rebuild.
+        sync(&self.meta_dir)?;
+        Ok(moved)
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        // Best effort: an uncommitted record is still trusted for the rest of this boot, and
+        // the next commit on this store (by any process) covers it.
+        let _ = self.commit();
+    }
+}
+
+/// The current boot's id, if this is Linux: a record written under it is trusted until the
+/// machine restarts.
+fn boot_id() -> Option<String> {
+    let text = fs::read_to_string(BOOT_ID).ok()?;
+    let id = text.trim();
+    (!id.is_empty()
+        && id
+            .bytes()
+            .all(|byte| byte.is_ascii_hexdigit() || byte == b'-'))
+    .then(|| id.to_owned())
 }
 
 /// How a handle holds the store-wide lock.
@@ -74,11 +156,12 @@ pub(crate) enum Access {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Durability {
-    /// Flush every file and directory of an output (and its content-hash
-    /// record) to disk before renaming it into place, and the store's root
-    /// after: a path that survives a power loss is complete. Costs a few
-    /// `fsync` calls per output, which dominate the build time of small
-    /// outputs on slow disks.
+    /// A path trusted after a power loss is complete: its record is trusted
+    /// across boots only once a [`Store::commit`] has flushed the file system
+    /// (one `syncfs` for everything built since the last), and a path whose
+    /// record was not committed before the power loss is built again. Where
+    /// the boot id cannot be read (not Linux), every output is flushed file
+    /// by file before its rename instead.
     #[default]
     Full,
     /// Never call `fsync`: after a power loss a path may be present but
@@ -161,6 +244,16 @@ impl Store {
         let Some(store_lock) = lock_store(&lock_path, access, wait)? else {
             return Ok(None);
         };
+        let pending = match durability {
+            Durability::Full => boot_id().map(|boot| {
+                Arc::new(Pending {
+                    dir: meta_dir.join(format!("{PENDING_PREFIX}{boot}")),
+                    root: root.clone(),
+                    meta_dir: meta_dir.clone(),
+                })
+            }),
+            Durability::ProcessCrashOnly => None,
+        };
         Ok(Some(Store {
             durability,
             root,
@@ -168,6 +261,7 @@ impl Store {
             locks_dir,
             meta_dir,
             roots_dir,
+            pending,
             _store_lock: Arc::new(store_lock),
         }))
     }
@@ -175,6 +269,40 @@ impl Store {
     /// How builds are flushed to disk.
     pub fn durability(&self) -> Durability {
         self.durability
+    }
+
+    /// Makes every path built so far durable: one `syncfs` of the file system holding the
+    /// store, then the records it covered move from this boot's pending directory into
+    /// `.meta/`. Returns how many records moved. A no-op for
+    /// [`Durability::ProcessCrashOnly`], and cheap when nothing is pending; dropping the last
+    /// clone of a store commits too. Call it when a batch of builds is done (kiln-graph does
+    /// after every evaluation).
+    ///
+    /// # Errors
+    ///
+    /// If the file system cannot be flushed or a record moved. The paths stay usable for
+    /// the rest of this boot either way.
+    pub fn commit(&self) -> Result<usize, StoreError> {
+        match &self.pending {
+            Some(pending) => pending.commit(),
+            None => Ok(0),
+        }
+    }
+
+    /// This boot's directory of pending records, if the store keeps one.
+    pub(crate) fn pending_dir(&self) -> Option<&Path> {
+        self.pending.as_ref().map(|pending| pending.dir.as_path())
+    }
+
+    /// The record of `base`: committed in `.meta/`, else pending from this boot.
+    pub(crate) fn record(&self, base: &str) -> Result<Option<Digest>, StoreError> {
+        if let Some(content_hash) = read_record(&self.meta_dir.join(base))? {
+            return Ok(Some(content_hash));
+        }
+        match &self.pending {
+            Some(pending) => read_record(&pending.dir.join(base)),
+            None => Ok(None),
+        }
     }
 
     /// The store's root directory (absolute).
@@ -237,7 +365,7 @@ impl Store {
     pub fn get(&self, digest: &Digest, name: &str) -> Result<Option<StoreObject>, StoreError> {
         validate_name(name)?;
         let base = base_name(digest, name);
-        if let Some(content_hash) = read_record(&self.meta_dir.join(&base))? {
+        if let Some(content_hash) = self.record(&base)? {
             return Ok(Some(self.object(&base, digest, name, content_hash)));
         }
         if !exists(&self.root.join(&base))? {
@@ -254,17 +382,14 @@ impl Store {
         digest: &Digest,
         name: &str,
     ) -> Result<Option<StoreObject>, StoreError> {
-        let record = self.meta_dir.join(base);
-        if let Some(content_hash) = read_record(&record)? {
+        if let Some(content_hash) = self.record(base)? {
             return Ok(Some(self.object(base, digest, name, content_hash)));
         }
-        let path = self.root.join(base);
-        if !exists(&path)? {
-            return Ok(None);
-        }
-        let content_hash = tree_hash(&path)?;
-        write_record(&record, &content_hash)?;
-        Ok(Some(self.object(base, digest, name, content_hash)))
+        // A path without a record: its build was killed between the rename and the record, or
+        // the machine lost power before a commit covered it. Its bytes may not all have
+        // reached the disk, so it is not trusted, but built again.
+        self.remove_base(base)?;
+        Ok(None)
     }
 
     fn object(&self, base: &str, digest: &Digest, name: &str, content_hash: Digest) -> StoreObject {
@@ -384,7 +509,8 @@ impl Store {
                 actual: content_hash,
             });
         }
-        let flush = self.flush();
+        // With a pending directory, the flush is the next commit's one `syncfs`.
+        let flush = self.flush() && self.pending.is_none();
         let metadata = symlink_metadata(tmp)?;
         if metadata.is_dir() {
             seal_contents(tmp, flush)?;
@@ -408,9 +534,23 @@ impl Store {
             clear_write_bits(&path, &metadata)?;
         }
         // The record comes last: its presence means the path is complete.
-        write_record(&self.meta_dir.join(base), &content_hash)?;
-        if flush {
-            sync(&self.root)?;
+        match &self.pending {
+            Some(pending) => {
+                match fs::create_dir(&pending.dir) {
+                    Ok(()) => {}
+                    Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(error) => {
+                        return Err(StoreError::io("create directory", &pending.dir, error));
+                    }
+                }
+                write_record(&pending.dir.join(base), &self.tmp_dir, &content_hash)?;
+            }
+            None => {
+                write_record(&self.meta_dir.join(base), &self.tmp_dir, &content_hash)?;
+                if flush {
+                    sync(&self.root)?;
+                }
+            }
         }
         Ok(content_hash)
     }
@@ -439,6 +579,9 @@ impl Store {
     /// leaves a leftover in `.tmp/` that garbage collection removes.
     pub(crate) fn remove_base(&self, base: &str) -> Result<(), StoreError> {
         remove_file_if_present(&self.meta_dir.join(base))?;
+        if let Some(pending) = &self.pending {
+            remove_file_if_present(&pending.dir.join(base))?;
+        }
         let path = self.root.join(base);
         let metadata = match fs::symlink_metadata(&path) {
             Ok(metadata) => metadata,
@@ -628,15 +771,15 @@ pub(crate) fn read_record(path: &Path) -> Result<Option<Digest>, StoreError> {
     }
 }
 
-/// Writes a record through a temporary symlink and a rename, so readers see
-/// the old record, the new one, or none. Records are never flushed to disk
-/// on their own: one lost in a power failure is recomputed.
-fn write_record(path: &Path, content_hash: &Digest) -> Result<(), StoreError> {
+/// Writes a record through a temporary symlink in `tmp_dir` and a rename, so
+/// readers see the old record, the new one, or none, and a directory of
+/// records never holds a temporary (a commit moves everything in it).
+fn write_record(path: &Path, tmp_dir: &Path, content_hash: &Digest) -> Result<(), StoreError> {
     let file_name = path
         .file_name()
         .and_then(|name| name.to_str())
         .unwrap_or("record");
-    let tmp = path.with_file_name(unique_name(file_name, "tmp"));
+    let tmp = tmp_dir.join(unique_name(file_name, "record"));
     std::os::unix::fs::symlink(content_hash.to_hex(), &tmp)
         .map_err(|error| StoreError::io("write record", &tmp, error))?;
     fs::rename(&tmp, path).map_err(|error| {
@@ -689,9 +832,9 @@ mod tests {
         let path = dir.path().join("record");
         let digest = Digest::of(b"x");
         assert_eq!(read_record(&path).expect("read"), None);
-        write_record(&path, &digest).expect("write");
+        write_record(&path, dir.path(), &digest).expect("write");
         assert_eq!(read_record(&path).expect("read"), Some(digest));
-        write_record(&path, &Digest::of(b"y")).expect("overwrite");
+        write_record(&path, dir.path(), &Digest::of(b"y")).expect("overwrite");
         assert_eq!(read_record(&path).expect("read"), Some(Digest::of(b"y")));
         fs::remove_file(&path).expect("remove");
         std::os::unix::fs::symlink("not a digest", &path).expect("symlink");

@@ -309,3 +309,44 @@ fn remove_refuses_anything_outside_the_store() {
     }
     assert!(outside.exists() && root.join(".meta").exists());
 }
+
+#[test]
+fn tidying_drops_another_boots_pending_records_and_the_paths_they_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    let meta = root.join(".meta");
+    let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("a boot id");
+    let (kept, torn) = {
+        let store = Store::open(&root).expect("open");
+        let kept = build(&store, "kept", write_file);
+        store.commit().expect("commit");
+        let torn = build(&store, "torn", write_file);
+        // As if the machine lost power before a commit covered `torn`: its record is left in
+        // the directory of a boot that is over.
+        fs::rename(
+            meta.join(format!("pending-{}", boot.trim())),
+            meta.join("pending-00000000-0000-0000-0000-000000000000"),
+        )
+        .expect("rename");
+        (kept, torn)
+    };
+    let collector = Collector::open(&root).expect("collector");
+    // The record, its directory, and the path's lock file (its path is gone).
+    assert_eq!(collector.tidy().expect("tidy"), 3);
+    assert!(
+        !torn.path.exists(),
+        "a path no committed record vouches for"
+    );
+    assert!(kept.path.exists());
+    let left: Vec<String> = fs::read_dir(&meta)
+        .expect("read")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(left, [base(&kept)]);
+}

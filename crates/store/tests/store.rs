@@ -1,6 +1,6 @@
 //! Tests of `Store`: layout and permissions, building and looking up paths,
-//! failure clean-up, fixed outputs, concurrent builders in one process, and
-//! the `Digest` type's text forms.
+//! failure clean-up, fixed outputs, concurrent builders in one process,
+//! records pending until a commit, and the `Digest` type's text forms.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -183,39 +183,131 @@ fn fixed_output_builds_verify_their_content_hash() {
     );
 }
 
+/// The directory of this boot's pending records (the test machines run Linux).
+fn pending_dir(store: &Store) -> std::path::PathBuf {
+    let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("a boot id");
+    store
+        .root()
+        .join(".meta")
+        .join(format!("pending-{}", boot.trim()))
+}
+
 #[test]
-fn get_recomputes_a_missing_record() {
+fn a_path_without_a_record_is_built_again() {
     let (_dir, store) = open_temp();
     let id = digest("record");
     let built = store
         .build(&id, "record", |out| fs::write(out.join("f"), "x"))
         .expect("build");
-    let record = store.root().join(".meta").join(format!("{id}-record"));
+    let pending = pending_dir(&store).join(format!("{id}-record"));
     assert_eq!(
-        fs::read_link(&record).expect("record"),
+        fs::read_link(&pending).expect("a pending record"),
         Path::new(&built.content_hash.to_hex())
     );
-    // As if the build had been killed between its rename and its record.
-    fs::remove_file(&record).expect("remove record");
-    let found = store.get(&id, "record").expect("get").expect("present");
-    assert_eq!(found.content_hash, built.content_hash);
-    assert!(
-        fs::symlink_metadata(&record).is_ok(),
-        "the record is written again"
-    );
+    // As if the build had been killed between its rename and its record: the path may be
+    // torn, so it is not trusted.
+    fs::remove_file(&pending).expect("remove record");
+    assert_eq!(store.get(&id, "record").expect("get"), None);
+    assert!(!built.path.exists(), "the untrusted path is removed");
+    let runs = AtomicUsize::new(0);
+    let rebuilt = store
+        .build(&id, "record", |out| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            fs::write(out.join("f"), "x")
+        })
+        .expect("build");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(rebuilt.content_hash, built.content_hash);
 
-    // An unusable record is recomputed the same way.
+    // An unusable record is no record.
+    store.commit().expect("commit");
+    let record = store.root().join(".meta").join(format!("{id}-record"));
     fs::remove_file(&record).expect("remove record");
     fs::write(&record, "garbage").expect("write");
-    let found = store.get(&id, "record").expect("get").expect("present");
-    assert_eq!(found.content_hash, built.content_hash);
-
-    store.remove_path(&id, "record").expect("remove");
-    assert!(
-        fs::symlink_metadata(&record).is_err(),
-        "removed with its path"
-    );
     assert_eq!(store.get(&id, "record").expect("get"), None);
+    assert!(!record.exists(), "removed with its path");
+}
+
+#[test]
+fn records_are_pending_until_a_commit_and_trusted_only_in_their_boot() {
+    let (_dir, store) = open_temp();
+    let pending = pending_dir(&store);
+    let (first, second) = (digest("first"), digest("second"));
+    let built = store
+        .build(&first, "first", |out| fs::write(out.join("f"), "1"))
+        .expect("build");
+    let committed = store.root().join(".meta").join(format!("{first}-first"));
+    assert!(pending.join(format!("{first}-first")).is_symlink());
+    assert!(!committed.is_symlink(), "not committed before a flush");
+    // This boot trusts its own pending record: the page cache holds the path's data.
+    assert_eq!(
+        store.get(&first, "first").expect("get"),
+        Some(built.clone())
+    );
+
+    assert_eq!(store.commit().expect("commit"), 1);
+    assert!(committed.is_symlink());
+    assert_eq!(fs::read_dir(&pending).expect("read").count(), 0);
+    assert_eq!(store.commit().expect("commit"), 0, "nothing left to commit");
+
+    // A record pending when the machine lost power belongs to another boot: its path may be
+    // torn, so it is built again, while committed paths stay.
+    let lost = store
+        .build(&second, "second", |out| fs::write(out.join("f"), "2"))
+        .expect("build");
+    let other_boot = store
+        .root()
+        .join(".meta")
+        .join("pending-00000000-0000-0000-0000-000000000000");
+    fs::rename(&pending, &other_boot).expect("as if from another boot");
+    assert_eq!(store.get(&second, "second").expect("get"), None);
+    assert!(!lost.path.exists());
+    assert_eq!(store.get(&first, "first").expect("get"), Some(built));
+}
+
+#[test]
+fn dropping_the_last_clone_commits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    let id = digest("dropped");
+    {
+        let store = Store::open(&root).expect("open");
+        let clone = store.clone();
+        clone
+            .build(&id, "dropped", |out| fs::write(out.join("f"), "x"))
+            .expect("build");
+        drop(clone);
+        assert!(
+            !root
+                .join(".meta")
+                .join(format!("{id}-dropped"))
+                .is_symlink()
+        );
+    }
+    assert!(
+        root.join(".meta")
+            .join(format!("{id}-dropped"))
+            .is_symlink()
+    );
+}
+
+#[test]
+fn a_store_without_durability_writes_records_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store =
+        Store::open_with(&dir.path().join("store"), Durability::ProcessCrashOnly).expect("open");
+    let id = digest("scratch");
+    store
+        .build(&id, "scratch", |out| fs::write(out.join("f"), "x"))
+        .expect("build");
+    assert!(
+        store
+            .root()
+            .join(".meta")
+            .join(format!("{id}-scratch"))
+            .is_symlink()
+    );
+    assert_eq!(store.commit().expect("commit"), 0);
 }
 
 #[test]
