@@ -475,7 +475,9 @@ fn check_replaceable(out: &Path) -> anyhow::Result<()> {
 /// its manifest names.
 ///
 /// The replacement is atomic: at every moment `out` is the old result or the new one, never
-/// missing (a VM started from `out/...` meanwhile finds its files).
+/// missing (a VM started from `out/...` meanwhile finds its files). An `out` that already
+/// holds exactly this result (the same `manifest.json` and `kiln.lock`, every link in place)
+/// is left as it is: rewriting thousands of links is most of a no-op rebuild's time.
 fn write_out(
     out: &Path,
     manifest: &Manifest,
@@ -483,30 +485,17 @@ fn write_out(
     store: &Store,
 ) -> anyhow::Result<()> {
     check_replaceable(out)?;
-    let parent = match out.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent)?;
-    let staging = tempfile::Builder::new()
-        .prefix(".kiln-result-")
-        .tempdir_in(&parent)?;
-    std::fs::write(staging.path().join("manifest.json"), manifest.to_json())?;
-    if let Some(lock) = lock {
-        std::fs::write(staging.path().join("kiln.lock"), lock.render())?;
-    }
-    let link = |relative: PathBuf, id: &str| -> anyhow::Result<()> {
+    let manifest_json = manifest.to_json();
+    let lock_text = lock.map(kiln_image::lock::Lock::render);
+    let mut links = Vec::new();
+    let mut link = |relative: PathBuf, id: &str| -> anyhow::Result<()> {
         let target = &manifest
             .artifacts
             .get(id)
             .with_context(|| format!("no output for {id}"))?
             .store_path;
-        let path = staging.path().join(relative);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::os::unix::fs::symlink(target, &path)
-            .with_context(|| format!("linking {}", path.display()))
+        links.push((relative, target.clone()));
+        Ok(())
     };
     for (name, id) in &manifest.cluster_artifacts {
         link(Path::new("cluster").join(name), id)?;
@@ -516,16 +505,60 @@ fn write_out(
             link(Path::new("nodes").join(node).join(name), id)?;
         }
     }
+    let parent = match out.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent)?;
     // The root comes before the swap: killed in between, a build leaves a root for the old
     // result (or a stale one, which gc removes), never a new result without a root.
     store
         .add_root(out)
         .with_context(|| format!("registering {} as a root of the store", out.display()))?;
+    if holds_result(out, &manifest_json, lock_text.as_deref(), &links) {
+        return Ok(());
+    }
+    let staging = tempfile::Builder::new()
+        .prefix(".kiln-result-")
+        .tempdir_in(&parent)?;
+    std::fs::write(staging.path().join("manifest.json"), &manifest_json)?;
+    if let Some(lock_text) = &lock_text {
+        std::fs::write(staging.path().join("kiln.lock"), lock_text)?;
+    }
+    for (relative, target) in &links {
+        let path = staging.path().join(relative);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::os::unix::fs::symlink(target, &path)
+            .with_context(|| format!("linking {}", path.display()))?;
+    }
     let staging = staging.keep();
     replace_dir(&staging, out).inspect_err(|_| {
         // Already failing; what is left of the staging directory is only clutter.
         let _ = std::fs::remove_dir_all(&staging);
     })
+}
+
+/// Whether `out` already holds this result: its `manifest.json` and `kiln.lock` (or the
+/// lack of one) as given, and each link pointing where it should.
+fn holds_result(
+    out: &Path,
+    manifest_json: &str,
+    lock_text: Option<&str>,
+    links: &[(PathBuf, PathBuf)],
+) -> bool {
+    let same_file =
+        |name: &str, expected: Option<&str>| match (std::fs::read(out.join(name)), expected) {
+            (Ok(bytes), Some(expected)) => bytes == expected.as_bytes(),
+            (Err(error), None) => error.kind() == std::io::ErrorKind::NotFound,
+            _ => false,
+        };
+    same_file("manifest.json", Some(manifest_json))
+        && same_file("kiln.lock", lock_text)
+        && links.iter().all(|(relative, target)| {
+            std::fs::read_link(out.join(relative)).is_ok_and(|found| found == *target)
+        })
 }
 
 /// Moves the directory `new` to `out`. An existing `out` is exchanged with `new` in one
@@ -569,6 +602,50 @@ mod tests {
             cluster_artifacts: BTreeMap::new(),
             nodes: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn an_unchanged_result_is_left_in_place_and_a_changed_one_replaced() {
+        use std::os::unix::fs::MetadataExt;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("store")).expect("store");
+        let out = dir.path().join("result");
+        let mut result = manifest("same");
+        result.artifacts.insert(
+            "node/a/units".into(),
+            kiln_cluster::ArtifactEntry {
+                store_path: dir.path().join("store/x-a-units"),
+                digest: kiln_store::Digest::of(b"d"),
+                content_hash: kiln_store::Digest::of(b"c"),
+            },
+        );
+        result.nodes.insert(
+            "a".into(),
+            BTreeMap::from([("units".to_owned(), "node/a/units".to_owned())]),
+        );
+        let inode = |path: &Path| std::fs::symlink_metadata(path).expect("stat").ino();
+        write_out(&out, &result, None, &store).expect("first");
+        let first = inode(&out);
+        write_out(&out, &result, None, &store).expect("again");
+        assert_eq!(inode(&out), first, "the same result stays in place");
+
+        // A link changed behind kiln's back is put right by a replacement.
+        let link = out.join("nodes/a/units");
+        std::fs::remove_file(&link).expect("remove");
+        std::os::unix::fs::symlink("/elsewhere", &link).expect("link");
+        write_out(&out, &result, None, &store).expect("repaired");
+        assert_ne!(inode(&out), first);
+        assert_eq!(
+            std::fs::read_link(&link).expect("link"),
+            dir.path().join("store/x-a-units")
+        );
+        // So is one whose kiln.lock differs (here: one appeared).
+        let repaired = inode(&out);
+        std::fs::write(out.join("kiln.lock"), "stale").expect("write");
+        write_out(&out, &result, None, &store).expect("without a lock");
+        assert_ne!(inode(&out), repaired);
+        assert!(!out.join("kiln.lock").exists());
     }
 
     #[test]
