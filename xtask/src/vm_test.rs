@@ -39,6 +39,9 @@ pub struct Args {
     /// vCPUs for every guest (default: what each image asks for).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
     cpus: Option<u32>,
+    /// Run the scenario even if it already passed on this machine with exactly these inputs.
+    #[arg(long)]
+    rerun: bool,
 }
 
 /// What the harness runs on the host, and the Debian packages that provide it.
@@ -87,6 +90,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !kubectl.is_file() {
         bail!("kubectl {} does not exist", kubectl.display());
     }
+    let qemu = VM_TOOLS[0]
+        .find()
+        .context("qemu-system-x86_64 is not installed")?;
+    let proof = Proof::of(&args, &result_dir, &kubectl, &qemu)?;
+    let store_dir = common::store_dir(args.store.clone())?;
+    let (key, name) = (proof.key(), format!("vm-test-{}", args.scenario));
+    if !args.rerun && !args.keep {
+        let store = kiln_store::Store::open(&store_dir)?;
+        if let Some(passed) = store.get(&key, &name)? {
+            eprintln!(
+                "vm-test {}: passed before on this machine with exactly these inputs ({}); \
+                 not run again (--rerun runs it)",
+                args.scenario,
+                passed.path.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     let options = ClusterOptions {
         result_dir,
         kubectl,
@@ -97,11 +118,88 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     match scenario::run(args.scenario, &options) {
         Ok(_) => {
-            eprintln!("vm-test {}: passed", args.scenario);
+            // Only a pass is recorded: a failure is never taken as settled.
+            let store = kiln_store::Store::open(&store_dir)?;
+            let recorded = store
+                .build(&key, &name, |out| {
+                    std::fs::write(out.join(PROOF_FILE), proof.to_json())
+                })
+                .map_err(|failure| anyhow::anyhow!("recording the pass: {failure}"))?;
+            store.commit()?;
+            eprintln!(
+                "vm-test {}: passed (recorded in {})",
+                args.scenario,
+                recorded.path.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(kiln_vm_tests::Error::Interrupted) => Ok(ExitCode::from(130)),
         Err(error) => Err(error).with_context(|| format!("vm-test {}", args.scenario)),
+    }
+}
+
+/// The file a recorded pass holds: its [`Proof`].
+const PROOF_FILE: &str = "proof.json";
+
+/// Everything a scenario's run depends on: a pass is recorded in the store under the digest
+/// of this document, and a later run with the same one is not repeated.
+#[derive(serde::Serialize)]
+struct Proof {
+    /// The scenario's name.
+    scenario: String,
+    /// `--cpus`, if given.
+    cpus: Option<u32>,
+    /// The source of the harness (see the xtask's build script).
+    harness: &'static str,
+    /// The tree hash of the kubectl that drives the cluster.
+    kubectl: kiln_store::Digest,
+    /// The tree hash of the QEMU program that runs the guests.
+    qemu: kiln_store::Digest,
+    /// Every artifact of the build (the node images with all they link to, the kubeconfigs,
+    /// the plan), by derivation id: its content hash.
+    artifacts: std::collections::BTreeMap<String, kiln_store::Digest>,
+}
+
+impl Proof {
+    /// The proof of running `args`' scenario on the build in `result` with `kubectl` and
+    /// `qemu`.
+    fn of(args: &Args, result: &Path, kubectl: &Path, qemu: &Path) -> anyhow::Result<Proof> {
+        let path = result.join("manifest.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let manifest = kiln_cluster::Manifest::from_json(&text)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let file_hash = |path: &Path| -> anyhow::Result<kiln_store::Digest> {
+            let real = path
+                .canonicalize()
+                .with_context(|| format!("resolving {}", path.display()))?;
+            Ok(kiln_store::tree_hash(&real)?)
+        };
+        Ok(Proof {
+            scenario: args.scenario.to_string(),
+            cpus: args.cpus,
+            harness: env!("KILN_VM_HARNESS"),
+            kubectl: file_hash(kubectl)?,
+            qemu: file_hash(qemu)?,
+            artifacts: manifest
+                .artifacts
+                .into_iter()
+                .map(|(id, entry)| (id, entry.content_hash))
+                .collect(),
+        })
+    }
+
+    fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("a proof is JSON");
+        text.push('\n');
+        text
+    }
+
+    /// The digest a pass is recorded under.
+    fn key(&self) -> kiln_store::Digest {
+        kiln_store::DigestBuilder::new("kiln-vm-test-proof-v1")
+            .str(&self.to_json())
+            .finish()
     }
 }
 
@@ -155,4 +253,80 @@ fn build(args: &Args, out: &Path) -> anyhow::Result<PathBuf> {
         bail!("build-cluster --spec {} failed ({status})", spec.display());
     }
     Ok(out.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Command {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn args(line: &[&str]) -> Args {
+        Command::parse_from(std::iter::once("vm-test").chain(line.iter().copied())).args
+    }
+
+    /// A result directory whose manifest has one artifact with content hash `content`, and
+    /// kubectl and QEMU stand-ins.
+    fn inputs(dir: &Path, content: &[u8]) -> (PathBuf, PathBuf, PathBuf) {
+        let result = dir.join("result");
+        std::fs::create_dir_all(&result).expect("mkdir");
+        let mut manifest = kiln_cluster::Manifest {
+            cluster: "c".into(),
+            artifacts: std::collections::BTreeMap::new(),
+            cluster_artifacts: std::collections::BTreeMap::new(),
+            nodes: std::collections::BTreeMap::new(),
+        };
+        manifest.artifacts.insert(
+            "node/a/image".into(),
+            kiln_cluster::ArtifactEntry {
+                store_path: dir.join("store/x-a-image"),
+                digest: kiln_store::Digest::of(b"digest"),
+                content_hash: kiln_store::Digest::of(content),
+            },
+        );
+        std::fs::write(result.join("manifest.json"), manifest.to_json()).expect("write");
+        let (kubectl, qemu) = (dir.join("kubectl"), dir.join("qemu"));
+        std::fs::write(&kubectl, "kubectl").expect("write");
+        std::fs::write(&qemu, "qemu").expect("write");
+        (result, kubectl, qemu)
+    }
+
+    #[test]
+    fn a_pass_is_keyed_by_every_input_it_ran() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (result, kubectl, qemu) = inputs(dir.path(), b"image");
+        let key = |line: &[&str], kubectl: &Path, qemu: &Path| {
+            Proof::of(&args(line), &result, kubectl, qemu)
+                .expect("a proof")
+                .key()
+        };
+        let base = key(&[], &kubectl, &qemu);
+        assert_eq!(
+            key(&["--keep", "--rerun"], &kubectl, &qemu),
+            base,
+            "not inputs"
+        );
+        let others = [
+            key(&["--scenario", "ha"], &kubectl, &qemu),
+            key(&["--cpus", "1"], &kubectl, &qemu),
+            key(&[], &qemu, &qemu),
+            key(&[], &kubectl, &kubectl),
+        ];
+        for other in others {
+            assert_ne!(other, base);
+        }
+        let changed = tempfile::tempdir().expect("tempdir");
+        let (result, kubectl, qemu) = inputs(changed.path(), b"another image");
+        let proof = Proof::of(&args(&[]), &result, &kubectl, &qemu).expect("a proof");
+        assert_ne!(proof.key(), base, "an image changed");
+        let text = proof.to_json();
+        assert!(text.contains("\"node/a/image\""), "{text}");
+        assert!(text.contains(env!("KILN_VM_HARNESS")), "{text}");
+    }
 }
