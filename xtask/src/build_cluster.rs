@@ -38,6 +38,10 @@ pub struct Args {
     /// With `--check`, rebuild the fixed-output derivations too (adds their full build times).
     #[arg(long, requires = "check")]
     check_fixed: bool,
+    /// With `--check`, rebuild even the compiles this machine already rebuilt bit for bit
+    /// (kept in the store as `reproducible-<name>`); by default they are not rebuilt again.
+    #[arg(long, requires = "check")]
+    check_again: bool,
     /// Print a JSON summary on standard output.
     #[arg(long)]
     json: bool,
@@ -96,6 +100,7 @@ impl Args {
             jobs: None,
             check: false,
             check_fixed: false,
+            check_again: false,
             json: false,
             no_images: false,
             substituters: Vec::new(),
@@ -177,32 +182,37 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let mut code = ExitCode::SUCCESS;
     if args.check {
-        let check_fixed = args.check_fixed;
-        let select = move |derivation: &kiln_graph::Derivation| {
-            check_fixed || derivation.addressing == kiln_graph::Addressing::Inputs
+        let scope = common::CheckScope {
+            fixed: args.check_fixed,
+            again: args.check_again,
         };
-        let mismatches = common::check_rebuild(&graph, &store, &options, observer, &select)?;
-        if mismatches.is_empty() {
-            let rebuilt = graph
-                .ids()
-                .filter_map(|id| graph.derivation(id))
-                .filter(|derivation| select(derivation))
-                .count();
+        let report = common::check_rebuild(&graph, &store, &evaluation, &options, observer, scope)?;
+        if report.mismatches.is_empty() {
+            let mut also = Vec::new();
+            if report.pinned > 0 {
+                also.push(format!(
+                    "{} fixed-output ones match their pins (--check-fixed rebuilds them)",
+                    report.pinned
+                ));
+            }
+            if report.proven_before > 0 {
+                also.push(format!(
+                    "{} compiles were rebuilt bit for bit on this machine before and are not \
+                     rebuilt again (--check-again rebuilds them)",
+                    report.proven_before
+                ));
+            }
             eprintln!(
-                "check: all {rebuilt} rebuilt derivations bit-for-bit identical{}",
-                if rebuilt == graph.len() {
-                    String::new()
-                } else {
-                    format!(
-                        "; {} fixed-output ones match their pins (--check-fixed rebuilds them)",
-                        graph.len() - rebuilt
-                    )
-                }
+                "check: all {} rebuilt derivations bit-for-bit identical{}",
+                report.rebuilt,
+                also.iter()
+                    .map(|text| format!("; {text}"))
+                    .collect::<String>()
             );
         } else {
             eprintln!(
                 "check: {} of {} derivations differ on rebuild",
-                mismatches.len(),
+                report.mismatches.len(),
                 graph.len()
             );
             code = ExitCode::FAILURE;

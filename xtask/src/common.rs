@@ -214,26 +214,116 @@ pub fn substitute_fixed(
     Ok(copied)
 }
 
-/// Rebuilds the derivations of `graph` that `select` picks into a scratch store (deleted
-/// afterwards) and compares each output with the one in `store`, printing every mismatch.
+/// What a reproducibility check (`--check`) rebuilds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckScope {
+    /// Rebuild the fixed-output derivations too, instead of comparing them with their pins.
+    pub fixed: bool,
+    /// Rebuild even the long compiles this machine already rebuilt bit for bit (see
+    /// [`check_rebuild`]).
+    pub again: bool,
+}
+
+/// What [`check_rebuild`] found.
+#[derive(Debug)]
+pub struct CheckReport {
+    /// The derivations whose rebuild differs, each naming the first differing file.
+    pub mismatches: Vec<kiln_graph::Mismatch>,
+    /// How many derivations were rebuilt.
+    pub rebuilt: usize,
+    /// How many fixed-output derivations were compared with their pins instead.
+    pub pinned: usize,
+    /// How many long compiles were not rebuilt, since this machine rebuilt the same derivation
+    /// to the same output before.
+    pub proven_before: usize,
+}
+
+/// Rebuilds the derivations of `graph` (already evaluated into `store` as `evaluation`) into
+/// a scratch store, deleted afterwards, and compares each output with the one in `store`,
+/// printing every mismatch.
+///
+/// Fixed-output derivations are compared with their pins unless `scope.fixed`. A derivation
+/// whose digest ignores kiln's recipe (a Go compile: minutes, and the same digest across
+/// kiln's own changes) that this machine already rebuilt bit for bit is not rebuilt again
+/// unless `scope.again`: each identical rebuild of one is recorded in `store` as
+/// `<digest>-reproducible-<name>`, under the digest of the derivation's digest and its
+/// content hash, so a changed compile or a different output is checked afresh.
 pub fn check_rebuild(
     graph: &kiln_graph::ValidatedGraph,
     store: &kiln_store::Store,
+    evaluation: &kiln_graph::Evaluation,
     options: &kiln_graph::EvalOptions,
     observer: &dyn kiln_graph::Observer,
-    select: &(dyn Fn(&kiln_graph::Derivation) -> bool + Sync),
-) -> anyhow::Result<Vec<kiln_graph::Mismatch>> {
+    scope: CheckScope,
+) -> anyhow::Result<CheckReport> {
+    use std::collections::BTreeSet;
+
+    let proof = |id: &kiln_graph::DrvId, derivation: &kiln_graph::Derivation| {
+        let output = evaluation.outputs.get(id)?;
+        let key = kiln_store::DigestBuilder::new("kiln-reproducible-v1")
+            .digest(&output.digest)
+            .digest(&output.content_hash)
+            .finish();
+        Some((
+            key,
+            format!("reproducible-{}", derivation.name),
+            output.content_hash,
+        ))
+    };
+    let (mut pinned, mut proven, mut rebuilt) = (0, BTreeSet::new(), BTreeSet::new());
+    for id in graph.ids() {
+        let Some(derivation) = graph.derivation(id) else {
+            continue;
+        };
+        if !scope.fixed && derivation.addressing != kiln_graph::Addressing::Inputs {
+            pinned += 1;
+            continue;
+        }
+        if !scope.again
+            && derivation.ignores_recipe
+            && let Some((key, name, _)) = proof(id, derivation)
+            && store.get(&key, &name)?.is_some()
+        {
+            proven.insert(id.clone());
+            continue;
+        }
+        rebuilt.insert(id.clone());
+    }
+    let select = |id: &kiln_graph::DrvId, _: &kiln_graph::Derivation| rebuilt.contains(id);
     let scratch = tempfile::Builder::new().prefix("kiln-check-").tempdir()?;
     // The scratch store is deleted afterwards: crash durability would only cost fsyncs.
     let scratch_store = kiln_store::Store::open_with(
         &scratch.path().join("store"),
         kiln_store::Durability::ProcessCrashOnly,
     )?;
-    let mismatches = graph.check_selected(store, &scratch_store, options, observer, select)?;
+    let mismatches = graph.check_selected(store, &scratch_store, options, observer, &select)?;
     for mismatch in &mismatches {
         eprintln!("not reproducible: {mismatch}");
     }
-    Ok(mismatches)
+    // Record the long compiles that rebuilt identically.
+    let differing: BTreeSet<&kiln_graph::DrvId> = mismatches.iter().map(|m| &m.id).collect();
+    for id in &rebuilt {
+        let Some(derivation) = graph.derivation(id) else {
+            continue;
+        };
+        if !derivation.ignores_recipe || differing.contains(id) {
+            continue;
+        }
+        if let Some((key, name, content_hash)) = proof(id, derivation) {
+            store
+                .build(&key, &name, |out| {
+                    std::fs::write(out.join("content-hash"), format!("{content_hash}\n"))
+                })
+                .map_err(|failure| anyhow::anyhow!("recording the check of {id}: {failure}"))?;
+        }
+    }
+    store.commit()?;
+    Ok(CheckReport {
+        mismatches,
+        rebuilt: rebuilt.len(),
+        pinned,
+        proven_before: proven.len(),
+    })
 }
 
 /// Copies the tree `from` into the existing directory `to`: files, directories and symbolic links.
@@ -263,5 +353,104 @@ pub fn progress_observer() -> Box<dyn kiln_graph::Observer> {
         Box::new(kiln_graph::LineProgress::new(std::io::stderr()))
     } else {
         Box::new(kiln_graph::LogProgress::new(std::io::stderr()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use kiln_graph::{
+        BuildContext, BuildError, Builder, Derivation, EvalOptions, Graph, NullObserver, Params,
+    };
+
+    use super::*;
+
+    static DRIFT: AtomicU32 = AtomicU32::new(0);
+
+    /// A long compile's stand-in: its digest ignores the recipe; `drift` makes each build
+    /// write something new (a nondeterministic compile).
+    struct Compile {
+        runs: Arc<AtomicU32>,
+        drift: bool,
+    }
+
+    impl Builder for Compile {
+        fn kind(&self) -> &str {
+            "kiln-xtask-tests.compile"
+        }
+        fn version(&self) -> u32 {
+            1
+        }
+        fn params(&self) -> Params {
+            Params::of(&self.drift)
+        }
+        fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
+            self.runs.fetch_add(1, Ordering::SeqCst);
+            // A drifting compile writes something new on every build, in any graph.
+            let contents = if self.drift {
+                DRIFT.fetch_add(1, Ordering::SeqCst)
+            } else {
+                0
+            };
+            let path = ctx.out().join("binary");
+            std::fs::write(&path, contents.to_string())
+                .map_err(|error| BuildError::io(&path, error))
+        }
+    }
+
+    fn check(drift: bool, store: &kiln_store::Store, again: bool) -> (CheckReport, u32) {
+        let runs = Arc::new(AtomicU32::new(0));
+        let mut graph = Graph::new();
+        graph
+            .add(
+                "compile",
+                Derivation::new(
+                    "compile",
+                    Arc::new(Compile {
+                        runs: Arc::clone(&runs),
+                        drift,
+                    }),
+                )
+                .ignoring_recipe(),
+            )
+            .expect("add");
+        let graph = graph.validate().expect("valid");
+        let options = EvalOptions::default();
+        let evaluation = graph
+            .evaluate(store, &options, &NullObserver)
+            .expect("build");
+        let scope = CheckScope {
+            fixed: false,
+            again,
+        };
+        let report = check_rebuild(&graph, store, &evaluation, &options, &NullObserver, scope)
+            .expect("check");
+        (report, runs.load(Ordering::SeqCst))
+    }
+
+    #[test]
+    fn a_compile_rebuilt_bit_for_bit_once_is_not_rebuilt_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = kiln_store::Store::open(&dir.path().join("store")).expect("store");
+        let (first, runs) = check(false, &store, false);
+        assert!(first.mismatches.is_empty());
+        assert_eq!((first.rebuilt, first.proven_before, runs), (1, 0, 2));
+        let (second, runs) = check(false, &store, false);
+        assert_eq!((second.rebuilt, second.proven_before, runs), (0, 1, 0));
+        let (forced, runs) = check(false, &store, true);
+        assert_eq!((forced.rebuilt, forced.proven_before, runs), (1, 0, 1));
+    }
+
+    #[test]
+    fn a_compile_that_differs_is_never_taken_as_proven() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = kiln_store::Store::open(&dir.path().join("store")).expect("store");
+        for _ in 0..2 {
+            let (report, _) = check(true, &store, false);
+            assert_eq!(report.mismatches.len(), 1);
+            assert_eq!((report.rebuilt, report.proven_before), (1, 0));
+        }
     }
 }

@@ -156,12 +156,20 @@ fn build_package(set: &PackageSet, args: BuildArgs) -> anyhow::Result<ExitCode> 
     }
 
     if args.check {
-        let select = |derivation: &kiln_graph::Derivation| {
-            derivation.addressing == kiln_graph::Addressing::Inputs
+        // An explicit package check always rebuilds the compile.
+        let scope = common::CheckScope {
+            fixed: false,
+            again: true,
         };
-        let mismatches =
-            common::check_rebuild(&graph, &store, &options, observer.as_ref(), &select)?;
-        if !mismatches.is_empty() {
+        let report = common::check_rebuild(
+            &graph,
+            &store,
+            &evaluation,
+            &options,
+            observer.as_ref(),
+            scope,
+        )?;
+        if !report.mismatches.is_empty() {
             return Ok(ExitCode::FAILURE);
         }
         eprintln!("check: the rebuild is bit-for-bit identical");

@@ -139,13 +139,14 @@ impl ValidatedGraph {
         options: &EvalOptions,
         observer: &dyn Observer,
     ) -> Result<Vec<Mismatch>, EvalError> {
-        self.check_selected(store, scratch, options, observer, &|_| true)
+        self.check_selected(store, scratch, options, observer, &|_, _| true)
     }
 
-    /// Like [`ValidatedGraph::check`], rebuilding only the derivations `select` picks. The
-    /// others are realised in `store` but not rebuilt; a fixed-output one among them is still
-    /// compared with its pin, from the content hash the store recorded. This is how a caller
-    /// skips ten-minute fixed-output builds, whose pins already prove every build of them.
+    /// Like [`ValidatedGraph::check`], rebuilding only the derivations `select` picks (given
+    /// each one's id and derivation). The others are realised in `store` but not rebuilt; a
+    /// fixed-output one among them is still compared with its pin, from the content hash the
+    /// store recorded. This is how a caller skips ten-minute fixed-output builds, whose pins
+    /// already prove every build of them.
     ///
     /// # Errors
     ///
@@ -156,7 +157,7 @@ impl ValidatedGraph {
         scratch: &Store,
         options: &EvalOptions,
         observer: &dyn Observer,
-        select: &(dyn Fn(&Derivation) -> bool + Sync),
+        select: &(dyn Fn(&DrvId, &Derivation) -> bool + Sync),
     ) -> Result<Vec<Mismatch>, EvalError> {
         if store.root() == scratch.root() {
             return Err(EvalError::ScratchIsStore {
@@ -181,7 +182,8 @@ impl ValidatedGraph {
                             if index >= self.nodes.len() {
                                 break;
                             }
-                            let result = if select(&self.nodes[index].derivation) {
+                            let node = &self.nodes[index];
+                            let result = if select(&node.id, &node.derivation) {
                                 self.recheck(index, scratch, &outputs, observer)
                             } else {
                                 Ok(self.pin_mismatch(index, &outputs))
