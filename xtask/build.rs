@@ -17,11 +17,16 @@ const HARNESS: &[&str] = &[
     "Cargo.lock",
 ];
 
+/// The files under `path` (or `path` itself), leaving out hidden entries: the specs'
+/// `.kiln-secrets/` (a root secret, created by the first build beside its spec) must neither
+/// reach the hash nor change it.
 fn files(path: &Path, out: &mut Vec<PathBuf>) {
     match std::fs::read_dir(path) {
         Ok(entries) => {
             for entry in entries.flatten() {
-                files(&entry.path(), out);
+                if !entry.file_name().as_encoded_bytes().starts_with(b".") {
+                    files(&entry.path(), out);
+                }
             }
         }
         Err(_) => out.push(path.to_path_buf()),
