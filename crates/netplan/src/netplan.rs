@@ -70,6 +70,13 @@ struct Network<'a> {
 #[derive(Serialize)]
 struct Ethernet<'a> {
     dhcp4: bool,
+    /// Always false: the cluster network is IPv4 with static addresses, and waiting for an
+    /// IPv6 router advertisement nobody sends held `network-online.target` back 12 s per boot.
+    #[serde(rename = "accept-ra")]
+    accept_ra: bool,
+    /// Always empty: no link-local addresses (no IPv6 on the cluster network).
+    #[serde(rename = "link-local")]
+    link_local: &'static [&'static str],
     addresses: &'a [Ipv4Net],
     #[serde(skip_serializing_if = "Vec::is_empty")]
     routes: Vec<Route>,
@@ -115,6 +122,8 @@ impl<'a> From<&'a NodeNetwork> for Document<'a> {
         });
         let ethernet = Ethernet {
             dhcp4: false,
+            accept_ra: false,
+            link_local: &[],
             addresses: &network.addresses,
             routes: default_route.into_iter().chain(pod_routes).collect(),
             nameservers: (!network.dns.is_empty()).then_some(Nameservers {
@@ -160,7 +169,13 @@ impl Ethernet<'_> {
     fn write_yaml(&self, out: &mut String) {
         out.push_str("      dhcp4: ");
         out.push_str(if self.dhcp4 { "true" } else { "false" });
-        out.push_str("\n      addresses:");
+        out.push_str("\n      accept-ra: ");
+        out.push_str(if self.accept_ra { "true" } else { "false" });
+        out.push_str("\n      link-local:");
+        write_sequence(out, "      ", self.link_local, |out, family| {
+            push_word(out, family)
+        });
+        out.push_str("      addresses:");
         write_sequence(out, "      ", self.addresses, |out, address| {
             push_ipv4_net(out, *address);
         });

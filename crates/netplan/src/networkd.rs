@@ -12,7 +12,8 @@ use crate::{Error, RenderedFile};
 pub const NETWORKD_PATH: &str = "etc/systemd/network/10-kiln-eth0.network";
 
 /// The typed systemd-networkd `.network` file of `node` (one of `plan`'s nodes): `[Match] Name=eth0`;
-/// `[Network]` with every `Address=`, the `Gateway=` and each `DNS=`; and one `[Route]` per
+/// `[Network]` with every `Address=`, the `Gateway=`, each `DNS=`, and no IPv6 (no link-local
+/// address, no router advertisements); and one `[Route]` per
 /// peer pod subnet (see [`node_network`](crate::node_network)).
 pub fn networkd_network(plan: &Plan, node: &NodePlan) -> Result<IniFile, Error> {
     Ok(network_file(&node_network(plan, node)?))
@@ -26,7 +27,11 @@ fn network_file(network: &NodeNetwork) -> IniFile {
         IniSection::new("Network")
             .entries("Address", &network.addresses)
             .entries("Gateway", network.gateway)
-            .entries("DNS", &network.dns),
+            .entries("DNS", &network.dns)
+            // IPv4 only: without these, the link waits for an IPv6 router advertisement that
+            // never comes, holding `network-online.target` (and so the kubelet) back 12 s.
+            .entry("LinkLocalAddressing", "no")
+            .entry("IPv6AcceptRA", "no"),
     );
     sections.extend(network.pod_routes.iter().map(|route| IniSection {
         name: "Route",

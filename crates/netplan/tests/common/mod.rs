@@ -78,19 +78,15 @@ pub struct NetworkMeaning {
     pub gateways: BTreeSet<String>,
     pub dns: BTreeSet<String>,
     pub routes: BTreeSet<(String, String)>,
+    /// `LinkLocalAddressing=` and `IPv6AcceptRA=`, as written (empty: not written).
+    pub ipv6: (String, String),
 }
-
-/// Keys netplan 0.106 writes that kiln leaves at systemd's defaults.
-const IGNORED: [(&str, &str); 1] = [("Network", "LinkLocalAddressing")];
 
 pub fn meaning(text: &str) -> NetworkMeaning {
     let mut meaning = NetworkMeaning::default();
     let mut routes: BTreeMap<String, (Option<String>, Option<String>)> = BTreeMap::new();
     for (section, key, value) in parse_ini(text) {
         let name = section.split('#').next().expect("a name").to_owned();
-        if IGNORED.contains(&(name.as_str(), key.as_str())) {
-            continue;
-        }
         match (name.as_str(), key.as_str()) {
             ("Match", "Name") => {
                 meaning.match_name.insert(value);
@@ -104,6 +100,8 @@ pub fn meaning(text: &str) -> NetworkMeaning {
             ("Network", "DNS") => meaning
                 .dns
                 .extend(value.split_whitespace().map(str::to_owned)),
+            ("Network", "LinkLocalAddressing") => meaning.ipv6.0 = value,
+            ("Network", "IPv6AcceptRA") => meaning.ipv6.1 = value,
             ("Route", "Destination") => routes.entry(section).or_default().0 = Some(value),
             ("Route", "Gateway") => routes.entry(section).or_default().1 = Some(value),
             _ => panic!("unexpected key [{name}] {key}={value} in\n{text}"),
