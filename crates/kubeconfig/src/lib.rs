@@ -10,6 +10,8 @@
 //! | `scheduler.conf` | `system:kube-scheduler` | `https://127.0.0.1:6443` |
 //! | `kube-proxy.conf` | `system:kube-proxy` | the cluster endpoint |
 //!
+//! (6443 is the default of `cluster.apiserver_port`: the local API server's port.)
+//!
 //! Certificates are embedded (base64 `*-data` fields: one file to move) or referenced by
 //! their on-node paths under `/etc/kubernetes/pki/`, exactly the files `kiln_pki::placement`
 //! puts on the node, as `options.kubeconfig_certificates` says. A [`Kubeconfig`] cannot say

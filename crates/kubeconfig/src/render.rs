@@ -1,7 +1,7 @@
 //! Which kubeconfigs exist, whom they name, and rendering them from a plan and a PKI.
 
 use kiln_pki::Pki;
-use kiln_spec::{APISERVER_PORT, KubeProxyMode, KubeletCredentials, NodePlan, Plan, Role, paths};
+use kiln_spec::{KubeProxyMode, KubeletCredentials, NodePlan, Plan, Role, paths};
 
 use crate::error::Error;
 use crate::model::{
@@ -90,13 +90,14 @@ impl KubeconfigKind {
         }
     }
 
-    /// The API server URL: the local API server (`https://127.0.0.1:6443`) for the
+    /// The API server URL: the local API server (`https://127.0.0.1:6443`, its
+    /// [`kiln_spec::ClusterPlan::apiserver_port`]) for the
     /// controller manager and the scheduler, which run beside it; the cluster's endpoint for
     /// everyone else.
     pub fn server(&self, plan: &Plan) -> String {
         match self {
             Self::ControllerManager | Self::Scheduler => {
-                format!("https://127.0.0.1:{APISERVER_PORT}")
+                format!("https://127.0.0.1:{}", plan.cluster.apiserver_port)
             }
             _ => plan.cluster.endpoint.url(),
         }

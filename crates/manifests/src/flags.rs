@@ -414,8 +414,8 @@ static TABLE: &[FlagRule] = &[
         REF_APISERVER,
         |_| text("X-Remote-User")
     ),
-    rule!(KubeApiserver, "secure-port", 20.., REF_APISERVER, |_| Some(
-        kiln_spec::APISERVER_PORT.to_string()
+    rule!(KubeApiserver, "secure-port", 20.., REF_APISERVER, |c| Some(
+        c.plan.cluster.apiserver_port.to_string()
     )),
     rule!(
         KubeApiserver,

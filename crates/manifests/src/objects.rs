@@ -39,8 +39,8 @@ pub fn image(plan: &Plan, releases: &Releases, component: Component) -> String {
 /// Every pod runs in the host's network namespace with priority class
 /// `system-node-critical`, mounts what its flags name by hostPath (read-only, except etcd's
 /// data and the audit log), and has a liveness probe on the component's health endpoint:
-/// the API server's `/livez` on 6443 and the controller manager's and scheduler's
-/// `/healthz` on their secure ports 10257 and 10259 (HTTPS), etcd's `/health` on its
+/// the API server's `/livez` on its port (`cluster.apiserver_port`), the controller
+/// manager's and scheduler's `/healthz` on their secure ports 10257 and 10259 (HTTPS), etcd's `/health` on its
 /// loopback metrics port 2381 and kube-proxy's `/healthz` on 10256 (HTTP); and a startup
 /// probe on the same endpoint, as kubeadm's static pods have (see [`STARTUP_FAILURE_THRESHOLD`]).
 pub fn static_pods(plan: &Plan, releases: &Releases, node: &NodePlan) -> Vec<Pod> {
@@ -197,7 +197,7 @@ fn shape(plan: &Plan, node: &NodePlan, component: Component) -> PodShape {
                 probe: probe(
                     "HTTPS",
                     node.primary_address().to_string(),
-                    i32::from(kiln_spec::APISERVER_PORT),
+                    i32::from(plan.cluster.apiserver_port),
                     "/livez",
                 ),
                 cpu: "250m",

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use kiln_spec::{APISERVER_PORT, EndpointMode, NodePlan, Plan, Role};
+use kiln_spec::{EndpointMode, NodePlan, Plan, Role};
 
 use crate::{Error, RenderedFile};
 
@@ -134,7 +134,7 @@ impl fmt::Display for NginxConf {
 ///
 /// - `load-balancer` mode, on each node of `endpoint.load_balancer_nodes`: a TCP (`stream`)
 ///   balancer on `endpoint.port` of every address, over every control-plane node's primary
-///   address on port 6443; and an HTTP server on port [`HEALTH_CHECK_PORT`] whose
+///   address on the API servers' port (`cluster.apiserver_port`); and an HTTP server on port [`HEALTH_CHECK_PORT`] whose
 ///   `location = /healthz` proxies to the same API servers over HTTPS, verifying their
 ///   certificates against [`CA_CERTIFICATE_PATH`] under the name [`APISERVER_TLS_NAME`] and
 ///   presenting [`CLIENT_CERTIFICATE_PATH`], so an outside health checker sees the endpoint
@@ -161,7 +161,13 @@ pub fn load_balancer_config(plan: &Plan, node: &NodePlan) -> Result<Option<Nginx
     };
     let apiservers: Vec<String> = plan
         .nodes_with(Role::ControlPlane)
-        .map(|control_plane| format!("{}:{APISERVER_PORT}", control_plane.primary_address()))
+        .map(|control_plane| {
+            format!(
+                "{}:{}",
+                control_plane.primary_address(),
+                plan.cluster.apiserver_port
+            )
+        })
         .collect();
     if apiservers.is_empty() {
         return Err(Error::NoControlPlane {

@@ -46,6 +46,9 @@ pub struct ClusterPlan {
     pub control_plane_mode: ControlPlaneMode,
     /// Where clients reach the API server.
     pub endpoint: EndpointPlan,
+    /// The TCP port every API server listens on: its `--secure-port`, the load balancer's
+    /// back ends, and the local API server's address on its own node (`https://127.0.0.1:PORT`).
+    pub apiserver_port: u16,
     /// The first address of the Service range: the `kubernetes` Service's ClusterIP.
     pub first_service_ip: Ipv4Addr,
     /// The cluster DNS Service's ClusterIP: the tenth address of the Service range (as kubeadm).
@@ -76,7 +79,8 @@ impl EndpointPlan {
     }
 }
 
-/// The port every API server listens on.
+/// The port API servers listen on unless `cluster.apiserver_port` says otherwise
+/// ([`ClusterPlan::apiserver_port`]).
 pub const APISERVER_PORT: u16 = 6443;
 
 /// Certificate settings of a [`Plan`].
@@ -267,6 +271,7 @@ impl Plan {
                     },
                     port: Some(cluster.endpoint.port),
                 }),
+                apiserver_port: Some(cluster.apiserver_port),
             },
             pki: PkiSpec {
                 issued_at: crate::time::to_toml_datetime(pki.issued_at),

@@ -46,6 +46,10 @@ pub struct ClusterSpec {
     /// Where clients reach the API server. Default: the single control-plane node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<EndpointSpec>,
+    /// The TCP port every API server listens on (`--secure-port`). Default 6443; the Xen
+    /// guide's cluster serves the API on 8443.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apiserver_port: Option<u16>,
 }
 
 /// How the Kubernetes control plane runs on control-plane nodes.
@@ -68,8 +72,9 @@ pub struct EndpointSpec {
     /// spec's `load-balancer` node is the endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
-    /// TCP port. Default 6443 (`node`, `load-balancer`) or 6444 (`local`, which listens on
-    /// 127.0.0.1 beside a local API server on 6443).
+    /// TCP port. Default: the API servers' port (`cluster.apiserver_port`, 6443) for `node`,
+    /// which must use that port, and `load-balancer`; 6444 for `local`, which listens on
+    /// 127.0.0.1 beside the node's own API server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
 }

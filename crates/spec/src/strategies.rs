@@ -70,6 +70,7 @@ pub fn valid_spec(nodes: RangeInclusive<usize>) -> impl Strategy<Value = Spec> {
         (any::<bool>(), 0u8..3, 0u8..3, any::<bool>()),
         (1_600_000_000i64..1_900_000_000, 0u32..3),
         prop::option::of((1u32..=10, 0u32..=20, 1u32..=30)),
+        prop::option::of(prop::sample::select(vec![6443u16, 8443, 16443])),
     )
         .prop_map(
             |(
@@ -84,6 +85,7 @@ pub fn valid_spec(nodes: RangeInclusive<usize>) -> impl Strategy<Value = Spec> {
                 options,
                 pki,
                 leader_election,
+                apiserver_port,
             )| {
                 let (local_endpoint, kube_proxy, encryption, referenced) = options;
                 let (issued_at, generation) = pki;
@@ -134,6 +136,7 @@ pub fn valid_spec(nodes: RangeInclusive<usize>) -> impl Strategy<Value = Spec> {
                         pod_cidr: Some(format!("10.{pod_octet}.0.0/16")),
                         control_plane_mode: Some(mode),
                         endpoint,
+                        apiserver_port,
                     },
                     pki: PkiSpec {
                         issued_at: crate::time::to_toml_datetime(issued_at),

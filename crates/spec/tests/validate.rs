@@ -205,6 +205,45 @@ fn endpoints() {
             error: spec.toml:1:1: cluster.endpoint: 2 control-plane nodes need an API endpoint in front of them
               help: set [cluster.endpoint] mode = "load-balancer" (with a load-balancer node or host) or "local""#]],
     );
+    // A `node` endpoint is the API server itself: its port is the API server's.
+    check(
+        &[(
+            "[pki]",
+            "apiserver_port = 8443\n\n[cluster.endpoint]\nmode = \"node\"\nport = 6443\n\n[pki]",
+        )],
+        expect![[r#"
+            error: spec.toml:11:8: cluster.endpoint.port: endpoint mode `node` reaches the API server directly, which listens on 8443, not 6443
+              help: leave the endpoint's port out, or set cluster.apiserver_port = 6443"#]],
+    );
+    check(
+        &[("[pki]", "apiserver_port = 0\n\n[pki]")],
+        expect![[r#"
+        error: spec.toml:7:18: cluster.apiserver_port: port 0 is not a port
+          help: 1 to 65535; the default is 6443"#]],
+    );
+    // The local balancer's default port is taken by an API server moved onto it.
+    check(
+        &[(
+            "[pki]",
+            "apiserver_port = 6444\n\n[cluster.endpoint]\nmode = \"local\"\n\n[pki]",
+        )],
+        expect![[r#"
+            error: spec.toml:9:1: cluster.endpoint.port: the local load balancer cannot listen on 6444: the API server does
+              help: use another port, such as 6443"#]],
+    );
+}
+
+/// `cluster.apiserver_port` moves every API server, and with it a `node` endpoint's default
+/// port; a load balancer keeps its own port in front of them.
+#[test]
+fn apiserver_port() {
+    let moved = BASE.replacen("[pki]", "apiserver_port = 8443\n\n[pki]", 1);
+    let plan = kiln_spec::load(&moved, "spec.toml").expect("valid").plan;
+    assert_eq!(plan.cluster.apiserver_port, 8443);
+    assert_eq!(plan.cluster.endpoint.url(), "https://192.168.50.11:8443");
+    let default = kiln_spec::load(BASE, "spec.toml").expect("valid").plan;
+    assert_eq!(default.cluster.apiserver_port, kiln_spec::APISERVER_PORT);
+    assert_eq!(default.cluster.endpoint.port, kiln_spec::APISERVER_PORT);
 }
 
 /// The node diagnostics the other tests leave out, one edit each.

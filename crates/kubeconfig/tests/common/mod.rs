@@ -51,7 +51,8 @@ pub fn table_server(plan: &Plan, file: &str) -> String {
         .find(|(name, _, _)| *name == file)
         .unwrap_or_else(|| panic!("{file} is not in the kubeconfig table"));
     if *local {
-        "https://127.0.0.1:6443".to_owned()
+        // The table's 6443 is the default `cluster.apiserver_port`.
+        format!("https://127.0.0.1:{}", plan.cluster.apiserver_port)
     } else {
         format!(
             "https://{}:{}",

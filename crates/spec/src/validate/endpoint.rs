@@ -10,7 +10,9 @@ impl Checker {
         &mut self,
         spec: &Spec,
         nodes: &Option<Vec<NodePlan>>,
+        apiserver_port: Option<u16>,
     ) -> Option<EndpointPlan> {
+        let apiserver_port = apiserver_port?;
         let control_planes: Vec<&crate::raw::NodeSpec> = spec
             .nodes
             .iter()
@@ -29,7 +31,11 @@ impl Checker {
             balancers.len(),
         )?;
         let host = self.endpoint_host(mode, endpoint.and_then(|endpoint| endpoint.host.clone()))?;
-        let port = self.endpoint_port(mode, endpoint.and_then(|endpoint| endpoint.port))?;
+        let port = self.endpoint_port(
+            mode,
+            endpoint.and_then(|endpoint| endpoint.port),
+            apiserver_port,
+        )?;
         if mode != EndpointMode::LoadBalancer {
             for node in &balancers {
                 self.push(Diagnostic::warning(
@@ -48,6 +54,16 @@ impl Checker {
         match mode {
             EndpointMode::Node => {
                 let only = self.single_control_plane(&control_planes)?;
+                if port != apiserver_port {
+                    self.push(
+                        Diagnostic::error(
+                            format!("{FIELD}.port"),
+                            format!("endpoint mode `node` reaches the API server directly, which listens on {apiserver_port}, not {port}"),
+                        )
+                        .help(format!("leave the endpoint's port out, or set cluster.apiserver_port = {port}")),
+                    );
+                    return None;
+                }
                 Some(EndpointPlan {
                     mode,
                     host: primary(&only.name)?,
@@ -56,7 +72,7 @@ impl Checker {
                 })
             }
             EndpointMode::LoadBalancer => {
-                self.no_api_server_behind_its_own_port(&balancers, port)?;
+                self.no_api_server_behind_its_own_port(&balancers, port, apiserver_port)?;
                 let host = match (host, balancers.as_slice()) {
                     (Some(host), _) => host,
                     (None, [only]) => primary(&only.name)?,
@@ -70,13 +86,18 @@ impl Checker {
                 })
             }
             EndpointMode::Local => {
-                if port == APISERVER_PORT {
+                if port == apiserver_port {
+                    let other = if apiserver_port == LOCAL_ENDPOINT_PORT {
+                        APISERVER_PORT
+                    } else {
+                        LOCAL_ENDPOINT_PORT
+                    };
                     self.push(
                         Diagnostic::error(
                             format!("{FIELD}.port"),
-                            format!("the local load balancer cannot listen on {APISERVER_PORT}: the API server does"),
+                            format!("the local load balancer cannot listen on {apiserver_port}: the API server does"),
                         )
-                        .help(format!("use another port, such as {LOCAL_ENDPOINT_PORT}")),
+                        .help(format!("use another port, such as {other}")),
                     );
                     return None;
                 }
@@ -145,12 +166,31 @@ impl Checker {
         Some(Some(host))
     }
 
-    /// The endpoint's port as given, or the mode's default; never 0.
-    fn endpoint_port(&mut self, mode: EndpointMode, given: Option<u16>) -> Option<u16> {
+    /// The API servers' port as given, or [`APISERVER_PORT`]; never 0.
+    pub(super) fn apiserver_port(&mut self, given: Option<u16>) -> Option<u16> {
+        let port = given.unwrap_or(APISERVER_PORT);
+        if port == 0 {
+            self.push(
+                Diagnostic::error("cluster.apiserver_port", "port 0 is not a port")
+                    .help("1 to 65535; the default is 6443"),
+            );
+            return None;
+        }
+        Some(port)
+    }
+
+    /// The endpoint's port as given, or the mode's default (the API servers' port, or
+    /// [`LOCAL_ENDPOINT_PORT`] for `local`); never 0.
+    fn endpoint_port(
+        &mut self,
+        mode: EndpointMode,
+        given: Option<u16>,
+        apiserver_port: u16,
+    ) -> Option<u16> {
         let default = if mode == EndpointMode::Local {
             LOCAL_ENDPOINT_PORT
         } else {
-            APISERVER_PORT
+            apiserver_port
         };
         let port = given.unwrap_or(default);
         if port == 0 {
@@ -190,13 +230,14 @@ impl Checker {
         &mut self,
         balancers: &[&crate::raw::NodeSpec],
         port: u16,
+        apiserver_port: u16,
     ) -> Option<()> {
         for node in balancers {
-            if node.roles.contains(&Role::ControlPlane) && port == APISERVER_PORT {
+            if node.roles.contains(&Role::ControlPlane) && port == apiserver_port {
                 self.push(
                     Diagnostic::error(
                         format!("{FIELD}.port"),
-                        format!("node `{}` runs both the load balancer and an API server on port {APISERVER_PORT}", node.name),
+                        format!("node `{}` runs both the load balancer and an API server on port {apiserver_port}", node.name),
                     )
                     .help("choose another endpoint port, or put the load balancer on its own node"),
                 );

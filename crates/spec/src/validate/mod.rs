@@ -106,14 +106,16 @@ impl Checker {
 
         let nodes = self.nodes(spec, mode, service_cidr, pod_cidr);
         self.role_counts(spec);
-        let endpoint = self.endpoint(spec, &nodes);
+        let apiserver_port = self.apiserver_port(cluster.apiserver_port);
+        let endpoint = self.endpoint(spec, &nodes, apiserver_port);
         let pki = self.pki(spec, mode);
         let options = self.options(spec, mode, version);
 
-        let (version, service_cidr, pod_cidr, endpoint, pki, options) = (
+        let (version, service_cidr, pod_cidr, apiserver_port, endpoint, pki, options) = (
             version?,
             service_cidr?,
             pod_cidr?,
+            apiserver_port?,
             endpoint?,
             pki?,
             options?,
@@ -141,6 +143,7 @@ impl Checker {
                 pod_cidr,
                 control_plane_mode: mode,
                 endpoint,
+                apiserver_port,
                 first_service_ip: Ipv4Addr::from(service_base + 1),
                 cluster_dns_ip: Ipv4Addr::from(service_base + 10),
                 etcd_initial_cluster,
