@@ -67,6 +67,8 @@ pub struct Cluster {
     pub run_dir: PathBuf,
     /// The apiserver's host port and the node that serves it.
     pub api: (String, u16),
+    /// The cluster endpoint's port in the guests (the API server's own, or a load balancer's).
+    pub endpoint_port: u16,
 }
 
 impl Cluster {
@@ -159,6 +161,7 @@ impl Cluster {
             result_dir: options.result_dir.clone(),
             run_dir: options.run_dir.clone(),
             api: (api_node, api_host_port),
+            endpoint_port: api_port,
         })
     }
 
@@ -188,23 +191,36 @@ impl Cluster {
         result
     }
 
-    /// What the control-plane nodes and the node serving the endpoint say of etcd, the
-    /// apiserver and nginx: their units' states, their listening sockets and their last log
-    /// lines. For failure reports; a node that does not answer is reported as such.
+    /// What the control-plane and etcd nodes and the node serving the endpoint say of etcd,
+    /// the apiserver and nginx, as systemd units or as static pods: the units' states, the
+    /// containers, the listening sockets and the last log lines. For failure reports; a node
+    /// that does not answer is reported as such.
     pub fn api_diagnostics(&mut self) -> String {
-        const SCRIPT: &str = "systemctl --no-pager --lines=0 status etcd kube-apiserver nginx \
-             2>&1 | grep -E '^[^ ]|Active:'; echo '-- listening:'; \
-             ss -Htln 2>/dev/null | awk '{print $4}' | grep -E ':(2379|2380|6443)$'; \
+        let api_port = self.endpoint_port;
+        let script = format!(
+            "systemctl --no-pager --lines=0 status etcd kube-apiserver nginx kubelet \
+             2>&1 | grep -E '^[^ ]|Active:'; echo '-- containers:'; \
+             crictl ps -a 2>&1 | cut -c1-160; echo '-- listening:'; \
+             ss -Htln 2>/dev/null | awk '{{print $4}}' | grep -E ':(2379|2380|6443|{api_port})$'; \
              echo '-- log:'; journalctl --no-pager -n 12 -o short-monotonic \
-             -u etcd -u kube-apiserver -u nginx 2>&1 | cut -c1-240; true";
+             -u etcd -u kube-apiserver -u nginx -u kubelet 2>&1 | cut -c1-240; \
+             for log in /var/log/pods/kube-system_etcd-*/*/*.log \
+             /var/log/pods/kube-system_kube-apiserver-*/*/*.log; do \
+             [ -f \"$log\" ] && echo \"-- $log\" && tail -n 6 \"$log\" | cut -c1-240; done; true"
+        );
         let mut names = self.nodes_with_role("control-plane");
+        for member in self.nodes_with_role("etcd") {
+            if !names.contains(&member) {
+                names.push(member);
+            }
+        }
         if !names.contains(&self.api.0) {
             names.push(self.api.0.clone());
         }
         let mut text = String::new();
         for name in names {
             let answer = match self.shell(&name) {
-                Ok(shell) => match shell.run(SCRIPT, Duration::from_secs(60)) {
+                Ok(shell) => match shell.run(&script, Duration::from_secs(60)) {
                     Ok(output) => output.output,
                     Err(error) => format!("(no answer: {error})"),
                 },
@@ -212,7 +228,7 @@ impl Cluster {
             };
             let _ = writeln!(
                 text,
-                "--- {name}: etcd, kube-apiserver, nginx ---\n{answer}"
+                "--- {name}: etcd, kube-apiserver, nginx, kubelet ---\n{answer}"
             );
         }
         text

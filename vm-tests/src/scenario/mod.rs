@@ -27,6 +27,7 @@ mod control_plane;
 mod dns;
 mod refusals;
 mod secrets;
+mod static_pods;
 mod workloads;
 
 use self::common::*;
@@ -39,6 +40,7 @@ use self::dns::*;
 pub use self::refusals::refusals;
 use self::secrets::*;
 pub use self::secrets::{encryption_at_rest, private_key_scan};
+pub use self::static_pods::{StaticPod, static_pods, static_pods_mirrored, static_pods_restart};
 pub use self::workloads::{
     Pod, deployment_spread, logs_and_exec, nodes_ready, pod_network, service_cluster_ip,
 };
@@ -52,17 +54,23 @@ pub enum Scenario {
     /// `ha`: three controllers that are etcd members behind the load balancer, one worker; one
     /// controller stopped, then started again.
     Ha,
+    /// `static-pods`: the Xen guide's shape, smaller: the control plane and a dedicated etcd
+    /// node as static pods, kube-proxy as a static pod on every node; the checks of `two-node`,
+    /// every static pod visible as a mirror pod, and each control-plane component restarted by
+    /// its kubelet after being killed.
+    StaticPods,
 }
 
 impl Scenario {
     /// Every scenario, in the order `--scenario`'s error lists them.
-    pub const ALL: [Scenario; 2] = [Scenario::TwoNode, Scenario::Ha];
+    pub const ALL: [Scenario; 3] = [Scenario::TwoNode, Scenario::Ha, Scenario::StaticPods];
 
-    /// The scenario's name: `two-node`, `ha`.
+    /// The scenario's name: `two-node`, `ha`, `static-pods`.
     pub fn name(self) -> &'static str {
         match self {
             Scenario::TwoNode => "two-node",
             Scenario::Ha => "ha",
+            Scenario::StaticPods => "static-pods",
         }
     }
 }
@@ -119,6 +127,7 @@ pub fn run(scenario: Scenario, options: &ClusterOptions) -> crate::Result<Steps>
     let result = match scenario {
         Scenario::TwoNode => two_node(&mut cluster, &mut steps),
         Scenario::Ha => ha(&mut cluster, &mut steps),
+        Scenario::StaticPods => static_pod_cluster(&mut cluster, &mut steps),
     };
     eprintln!("\nsteps:\n{}", steps.summary());
     if !matches!(result, Err(Error::Interrupted)) {
@@ -137,10 +146,8 @@ pub fn run(scenario: Scenario, options: &ClusterOptions) -> crate::Result<Steps>
     result.map(|()| steps)
 }
 
-/// The `two-node` scenario's steps, after the guests were started. A failed step does not
-/// stop the steps that do not depend on it (a run costs a quarter of an hour under TCG, so
-/// each run reports every failure it can); the first failure is returned.
-fn two_node(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
+/// Boots the guests, waits for the API and applies the add-ons: what every scenario does first.
+fn bring_up(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
     steps.run("boot: every guest's root shell answers", || {
         cluster.wait_booted(BOOT_TIMEOUT)
     })?;
@@ -149,34 +156,73 @@ fn two_node(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
         "bootstrap: the add-ons applied as the break-glass super-admin",
         || cluster.apply_addons(API_TIMEOUT),
     )?;
-    let mut failures: Vec<Error> = Vec::new();
-    let mut record = |result: crate::Result<()>| {
-        if let Err(error) = result {
-            if matches!(error, Error::Interrupted) {
-                return Err(error);
+    Ok(())
+}
+
+/// The failures of a scenario's independent steps: each is kept (a run costs minutes under
+/// TCG, so each run reports every failure it can) except an interruption, which ends the run.
+#[derive(Default)]
+struct Failures(Vec<Error>);
+
+impl Failures {
+    /// Keeps `result`'s error; `Err` only for an interruption.
+    fn record<T>(&mut self, result: crate::Result<T>) -> crate::Result<Option<T>> {
+        match result {
+            Ok(value) => Ok(Some(value)),
+            Err(Error::Interrupted) => Err(Error::Interrupted),
+            Err(error) => {
+                self.0.push(error);
+                Ok(None)
             }
-            failures.push(error);
         }
-        Ok(())
-    };
-    record(
+    }
+
+    /// Lists the failures if there are several, and returns the first.
+    fn finish(self) -> crate::Result<()> {
+        if self.0.len() > 1 {
+            eprintln!("\n{} steps failed:", self.0.len());
+            for failure in &self.0 {
+                eprintln!("  - {}", first_line(&failure.to_string()));
+            }
+        }
+        match self.0.into_iter().next() {
+            Some(first) => Err(first),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The checks of a running cluster that `two-node` and `static-pods` share, steps 1 to 9: nodes
+/// Ready, the workload on every worker, pod and Service networking, logs and exec, cluster DNS,
+/// refusals, the private-key scan and encryption at rest. A failed step does not stop the steps
+/// that do not depend on it.
+fn cluster_checks(
+    cluster: &mut Cluster,
+    steps: &mut Steps,
+    failures: &mut Failures,
+) -> crate::Result<()> {
+    failures.record(
         steps.run("1 nodes Ready, kubelets as system:node:NAME", || {
             nodes_ready(cluster)
         }),
     )?;
-    match steps.run("2 deployment web x4 Running on every node", || {
-        deployment_spread(cluster)
-    }) {
-        Ok(pods) => {
-            record(steps.run("3 pod IPs reachable across nodes", || {
+    let pods = failures.record(
+        steps.run("2 deployment web x4 Running on every worker", || {
+            deployment_spread(cluster)
+        }),
+    )?;
+    match pods {
+        Some(pods) => {
+            failures.record(steps.run("3 pod IPs reachable across nodes", || {
                 pod_network(cluster, &pods)
             }))?;
-            record(steps.run("4 ClusterIP answers from every node", || {
+            failures.record(steps.run("4 ClusterIP answers from every node", || {
                 service_cluster_ip(cluster, &pods)
             }))?;
-            record(steps.run("5 kubectl logs and exec", || logs_and_exec(cluster, &pods)))?;
+            failures
+                .record(steps.run("5 kubectl logs and exec", || logs_and_exec(cluster, &pods)))?;
             if cluster_dns_rendered(cluster) {
-                record(steps.run("6 cluster DNS answers every node's pods", || {
+                failures.record(steps.run("6 cluster DNS answers every node's pods", || {
                     cluster_dns(cluster, &pods)
                 }))?;
             } else {
@@ -185,28 +231,48 @@ fn two_node(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
                 );
             }
         }
-        Err(error) => {
-            eprintln!("    (steps 3 to 5 need the pods: skipped)");
-            record(Err(error))?;
-        }
+        None => eprintln!("    (steps 3 to 6 need the pods: skipped)"),
     }
-    record(steps.run("7 refusals", || refusals(cluster)))?;
-    record(steps.run("8 no foreign private keys on workers", || {
+    failures.record(steps.run("7 refusals", || refusals(cluster)))?;
+    failures.record(steps.run("8 no foreign private keys on workers", || {
         private_key_scan(cluster)
     }))?;
-    record(steps.run("9 Secrets encrypted at rest in etcd", || {
+    failures.record(steps.run("9 Secrets encrypted at rest in etcd", || {
         encryption_at_rest(cluster)
     }))?;
-    if failures.len() > 1 {
-        eprintln!("\n{} steps failed:", failures.len());
-        for failure in &failures {
-            eprintln!("  - {}", first_line(&failure.to_string()));
+    Ok(())
+}
+
+/// The `two-node` scenario's steps, after the guests were started; the first failure is
+/// returned.
+fn two_node(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
+    bring_up(cluster, steps)?;
+    let mut failures = Failures::default();
+    cluster_checks(cluster, steps, &mut failures)?;
+    failures.finish()
+}
+
+/// The `static-pods` scenario's steps: every static pod mirrored, the checks of `two-node`, and
+/// then (last, as it takes the control plane down for a while) each control-plane component
+/// killed and restarted by its kubelet.
+fn static_pod_cluster(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
+    bring_up(cluster, steps)?;
+    let mut failures = Failures::default();
+    let mirrored = failures.record(
+        steps.run("0 every static pod runs, mirrored in the API", || {
+            static_pods_mirrored(cluster)
+        }),
+    )?;
+    cluster_checks(cluster, steps, &mut failures)?;
+    match mirrored {
+        Some(restarts) => {
+            failures.record(steps.run("10 killed control-plane components restart", || {
+                static_pods_restart(cluster, &restarts)
+            }))?;
         }
+        None => eprintln!("    (step 10 needs the mirror pods: skipped)"),
     }
-    match failures.into_iter().next() {
-        Some(first) => Err(first),
-        None => Ok(()),
-    }
+    failures.finish()
 }
 
 /// The `ha` scenario's steps: the cluster becomes Ready through the load balancer; with the
@@ -389,7 +455,10 @@ mod tests {
         let error = "three-node"
             .parse::<Scenario>()
             .expect_err("no such scenario");
-        assert_eq!(error, "no scenario \"three-node\"; known: two-node, ha");
+        assert_eq!(
+            error,
+            "no scenario \"three-node\"; known: two-node, ha, static-pods"
+        );
         assert!("Two-Node".parse::<Scenario>().is_err());
     }
 }
