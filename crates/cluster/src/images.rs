@@ -70,8 +70,12 @@ impl ImageInputs {
 fn import_unit(kubernetes: kiln_spec::KubeVersion) -> IniFile {
     let ctr = import_program(kubernetes);
     let arguments = kiln_image::oci::IMAGE_IMPORT_COMMAND[1..].join(" ");
+    // Every archive at once: a guest's vCPUs import several faster than one after another
+    // (two 50 MB images on two vCPUs under TCG: 16 s together against 27 s in a row), and
+    // containerd takes them concurrently. Any failure fails the unit, after every import ended.
     let exec_start = format!(
-        "/bin/sh -c 'for image in /{IMAGES_DIR}/*.tar; do {ctr} {arguments} \"$image\" || exit 1; done'"
+        "/bin/sh -c 'pids=; for image in /{IMAGES_DIR}/*.tar; do {ctr} {arguments} \"$image\" & pids=\"$pids $!\"; done; \
+         status=0; for pid in $pids; do wait \"$pid\" || status=1; done; exit $status'"
     );
     let containerd_unit = kiln_units::Service::Containerd.unit_name();
     IniFile::new(vec![
