@@ -225,7 +225,9 @@ pub(crate) fn find_program(program: &str, package: &str) -> crate::Result<PathBu
 /// The accelerator to use: `KILN_VM_ACCEL=kvm` or `tcg` forces one; otherwise KVM only if a
 /// probe boots `kernel` under KVM to its first kernel messages within 20 seconds (here
 /// `/dev/kvm` exists but KVM guests hang in early boot), else TCG. The probe runs once per
-/// process.
+/// process, and its verdict is remembered until the machine reboots (in
+/// `$XDG_RUNTIME_DIR/kiln/kvm-probe`, for root `/run/kiln/kvm-probe`), so a second scenario
+/// does not wait for it again.
 pub fn detect_accel(kernel: &Path) -> Accel {
     static DETECTED: OnceLock<Accel> = OnceLock::new();
     match std::env::var("KILN_VM_ACCEL").as_deref() {
@@ -234,12 +236,93 @@ pub fn detect_accel(kernel: &Path) -> Accel {
         _ => {}
     }
     *DETECTED.get_or_init(|| {
-        if kvm_boots(kernel) {
+        let key = verdict_key();
+        let file = verdict_file();
+        if let Some(key) = &key
+            && let Some(accel) = remembered_verdict(&file, key)
+        {
+            eprintln!(
+                "accelerator {accel:?}: this boot's probe verdict ({})",
+                file.display()
+            );
+            return accel;
+        }
+        let accel = if kvm_boots(kernel) {
             Accel::Kvm
         } else {
             Accel::Tcg
+        };
+        if let Some(key) = key {
+            remember_verdict(&file, &key, accel);
         }
+        accel
     })
+}
+
+/// Where the KVM probe's verdict is kept: in `$XDG_RUNTIME_DIR/kiln`, else (for root)
+/// `/run/kiln`: directories of the running user that the machine empties at boot.
+fn verdict_file() -> PathBuf {
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("kiln"),
+        _ => PathBuf::from("/run/kiln"),
+    };
+    dir.join("kvm-probe")
+}
+
+/// What a verdict holds for: this boot (the kernel's boot id) and the QEMU program.
+fn verdict_key() -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let qemu = qemu_binary().ok()?;
+    Some(format!("{} {}", boot.trim(), qemu.display()))
+}
+
+/// The verdict `file` holds for `key`, if it holds one.
+fn remembered_verdict(file: &Path, key: &str) -> Option<Accel> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let (held, verdict) = text.trim_end().rsplit_once(' ')?;
+    if held != key {
+        return None;
+    }
+    match verdict {
+        "kvm" => Some(Accel::Kvm),
+        "tcg" => Some(Accel::Tcg),
+        _ => None,
+    }
+}
+
+/// Keeps `accel` as the verdict for `key`, written whole (a temporary file renamed) by the
+/// owner alone; a directory that cannot be written only means the next process probes again.
+fn remember_verdict(file: &Path, key: &str, accel: Accel) {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let Some(dir) = file.parent() else {
+        return;
+    };
+    if std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .is_err()
+    {
+        return;
+    }
+    let verdict = match accel {
+        Accel::Kvm => "kvm",
+        Accel::Tcg => "tcg",
+    };
+    let temporary = dir.join(format!(".kvm-probe.{}", std::process::id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)
+        .and_then(|mut out| {
+            use std::io::Write;
+            out.write_all(format!("{key} {verdict}\n").as_bytes())
+        });
+    if written.is_err() || std::fs::rename(&temporary, file).is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
 }
 
 /// Boots `kernel` without a root file system under KVM: a working KVM reaches the kernel's
@@ -412,6 +495,34 @@ impl Drop for Vm {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_probe_verdict_holds_for_its_key_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("kiln/kvm-probe");
+        assert_eq!(remembered_verdict(&file, "boot qemu"), None);
+        remember_verdict(&file, "boot /usr/bin/qemu", Accel::Tcg);
+        assert_eq!(
+            remembered_verdict(&file, "boot /usr/bin/qemu"),
+            Some(Accel::Tcg)
+        );
+        assert_eq!(remembered_verdict(&file, "other-boot /usr/bin/qemu"), None);
+        remember_verdict(&file, "boot /usr/bin/qemu", Accel::Kvm);
+        assert_eq!(
+            remembered_verdict(&file, "boot /usr/bin/qemu"),
+            Some(Accel::Kvm)
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file)
+            .expect("written")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let entries = std::fs::read_dir(dir.path().join("kiln"))
+            .expect("dir")
+            .count();
+        assert_eq!(entries, 1, "no temporary file is left");
+    }
+
     use super::*;
 
     fn config() -> VmConfig {
