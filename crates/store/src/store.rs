@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::digest::{Digest, DigestBuilder};
 use crate::error::{BuildFailure, StoreError};
@@ -79,9 +79,25 @@ pub(crate) struct Pending {
     pub(crate) dir: PathBuf,
     root: PathBuf,
     meta_dir: PathBuf,
+    /// Whether this process made sure `dir` exists (only another boot's `tidy` removes it).
+    created: AtomicBool,
 }
 
 impl Pending {
+    /// Creates `dir` if no build of this process did yet.
+    fn ensure_dir(&self) -> Result<(), StoreError> {
+        if self.created.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        match fs::create_dir(&self.dir) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(error) => return Err(StoreError::io("create directory", &self.dir, error)),
+        }
+        self.created.store(true, Ordering::Release);
+        Ok(())
+    }
+
     /// Flushes the file system holding the store, then moves every record that was in the
     /// pending directory before the flush into `.meta/`. Records written meanwhile (by other
     /// threads or processes) stay pending for the next commit.
@@ -250,6 +266,7 @@ impl Store {
                     dir: meta_dir.join(format!("{PENDING_PREFIX}{boot}")),
                     root: root.clone(),
                     meta_dir: meta_dir.clone(),
+                    created: AtomicBool::new(false),
                 })
             }),
             Durability::ProcessCrashOnly => None,
@@ -536,13 +553,7 @@ impl Store {
         // The record comes last: its presence means the path is complete.
         match &self.pending {
             Some(pending) => {
-                match fs::create_dir(&pending.dir) {
-                    Ok(()) => {}
-                    Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(error) => {
-                        return Err(StoreError::io("create directory", &pending.dir, error));
-                    }
-                }
+                pending.ensure_dir()?;
                 write_record(&pending.dir.join(base), &self.tmp_dir, &content_hash)?;
             }
             None => {
