@@ -44,9 +44,12 @@ pub struct Args {
     rerun: bool,
 }
 
+/// QEMU, which runs the guests (its program is part of a pass's key).
+const QEMU: kiln_tools::Tool = kiln_tools::Tool::program("qemu-system-x86_64", "qemu-system-x86");
+
 /// What the harness runs on the host, and the Debian packages that provide it.
 const VM_TOOLS: &[kiln_tools::Tool] = &[
-    kiln_tools::Tool::program("qemu-system-x86_64", "qemu-system-x86"),
+    QEMU,
     kiln_tools::Tool::program("setpriv", "util-linux"),
     kiln_tools::Tool::program("sha256sum", "coreutils"),
 ];
@@ -77,6 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => build(&args, &run_dir.join("result"))?,
     };
 
+    let manifest = read_manifest(&result_dir)?;
     // The cluster's own kubectl: --kubectl, $KILN_KUBECTL, else the one the build put in the
     // store with the rest of the Kubernetes binaries.
     let kubectl = match args
@@ -85,15 +89,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .or_else(|| std::env::var_os("KILN_KUBECTL").map(PathBuf::from))
     {
         Some(kubectl) => kubectl,
-        None => built_kubectl(&result_dir)?,
+        None => built_kubectl(&manifest)?,
     };
     if !kubectl.is_file() {
         bail!("kubectl {} does not exist", kubectl.display());
     }
-    let qemu = VM_TOOLS[0]
-        .find()
-        .context("qemu-system-x86_64 is not installed")?;
-    let proof = Proof::of(&args, &result_dir, &kubectl, &qemu)?;
+    let qemu = QEMU.find().context("qemu-system-x86_64 is not installed")?;
+    let proof = Proof::of(&args, manifest, &kubectl, &qemu)?;
     let store_dir = common::store_dir(args.store.clone())?;
     let (key, name) = (proof.key(), format!("vm-test-{}", args.scenario));
     if !args.rerun && !args.keep {
@@ -161,14 +163,14 @@ struct Proof {
 }
 
 impl Proof {
-    /// The proof of running `args`' scenario on the build in `result` with `kubectl` and
-    /// `qemu`.
-    fn of(args: &Args, result: &Path, kubectl: &Path, qemu: &Path) -> anyhow::Result<Proof> {
-        let path = result.join("manifest.json");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let manifest = kiln_cluster::Manifest::from_json(&text)
-            .with_context(|| format!("reading {}", path.display()))?;
+    /// The proof of running `args`' scenario on the build `manifest` describes with `kubectl`
+    /// and `qemu`.
+    fn of(
+        args: &Args,
+        manifest: kiln_cluster::Manifest,
+        kubectl: &Path,
+        qemu: &Path,
+    ) -> anyhow::Result<Proof> {
         let file_hash = |path: &Path| -> anyhow::Result<kiln_store::Digest> {
             let real = path
                 .canonicalize()
@@ -203,13 +205,16 @@ impl Proof {
     }
 }
 
-/// The kubectl among the Kubernetes binaries of the build in `result`.
-fn built_kubectl(result: &Path) -> anyhow::Result<PathBuf> {
+/// The manifest of the build in `result` (`result/manifest.json`).
+fn read_manifest(result: &Path) -> anyhow::Result<kiln_cluster::Manifest> {
     let path = result.join("manifest.json");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let manifest = kiln_cluster::Manifest::from_json(&text)
-        .with_context(|| format!("reading {}", path.display()))?;
+    kiln_cluster::Manifest::from_json(&text).with_context(|| format!("reading {}", path.display()))
+}
+
+/// The kubectl among the Kubernetes binaries of the build `manifest` describes.
+fn built_kubectl(manifest: &kiln_cluster::Manifest) -> anyhow::Result<PathBuf> {
     let binaries = manifest
         .artifacts
         .get("image/kubernetes-binaries")
@@ -302,7 +307,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (result, kubectl, qemu) = inputs(dir.path(), b"image");
         let key = |line: &[&str], kubectl: &Path, qemu: &Path| {
-            Proof::of(&args(line), &result, kubectl, qemu)
+            let manifest = read_manifest(&result).expect("a manifest");
+            Proof::of(&args(line), manifest, kubectl, qemu)
                 .expect("a proof")
                 .key()
         };
@@ -323,7 +329,8 @@ mod tests {
         }
         let changed = tempfile::tempdir().expect("tempdir");
         let (result, kubectl, qemu) = inputs(changed.path(), b"another image");
-        let proof = Proof::of(&args(&[]), &result, &kubectl, &qemu).expect("a proof");
+        let manifest = read_manifest(&result).expect("a manifest");
+        let proof = Proof::of(&args(&[]), manifest, &kubectl, &qemu).expect("a proof");
         assert_ne!(proof.key(), base, "an image changed");
         let text = proof.to_json();
         assert!(text.contains("\"node/a/image\""), "{text}");
