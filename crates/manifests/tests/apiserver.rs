@@ -132,30 +132,57 @@ fn kubectl_validates_kiln_objects_against_a_real_api_server() {
     let plan = plans.get("xen-static-pods").expect("xen-static-pods");
     let node = plan.node("master").expect("master");
     let address = node.primary_address().to_string();
+    // The example's etcd runs on three machines of its own; the first one's member runs here,
+    // alone (its --initial-cluster cut down to itself), and the API server's --etcd-servers
+    // names only it.
+    let member = plan
+        .nodes
+        .iter()
+        .find(|node| node.has(kiln_spec::Role::Etcd))
+        .expect("an etcd member");
+    let member_address = member.primary_address().to_string();
     let work = tempfile::tempdir().expect("a temporary directory");
     let root = work.path();
 
     let secret = kiln_pki::RootSecret::from_bytes([7; kiln_pki::ROOT_SECRET_LEN]);
     let pki = kiln_pki::issue(plan, &secret, &BTreeMap::new()).expect("a PKI");
-    for file in kiln_pki::placement(plan, node) {
-        let contents = pki.contents(&file.source).expect("placed files exist");
-        write(
-            &root.join("etc/kubernetes").join(&file.path),
-            contents.as_bytes(),
+    for placed in [node, member] {
+        for file in kiln_pki::placement(plan, placed) {
+            let contents = pki.contents(&file.source).expect("placed files exist");
+            write(
+                &root.join("etc/kubernetes").join(&file.path),
+                contents.as_bytes(),
+            );
+        }
+    }
+    let releases = common::releases(plan);
+    let mut files = Vec::new();
+    for rendered in [node, member] {
+        files.extend(
+            kiln_manifests::render_node(plan, rendered, &common::TEST_KEY, &releases)
+                .expect("renders"),
         );
     }
-    let files = kiln_manifests::render_node(plan, node, &common::TEST_KEY, &common::releases(plan))
-        .expect("renders");
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    files.dedup_by(|a, b| a.path == b.path && a.contents == b.contents);
     for file in &files {
         write(&root.join(&file.path), &file.contents);
     }
     std::fs::create_dir_all(root.join("var/log/kubernetes")).expect("mkdir");
 
-    let etcd_flags = localize(
-        kiln_manifests::flags(plan, node, Component::Etcd),
+    let mut etcd_flags = localize(
+        kiln_manifests::flags(plan, member, Component::Etcd),
         root,
-        &address,
+        &member_address,
     );
+    for flag in &mut etcd_flags {
+        if flag.starts_with("--initial-cluster=") {
+            *flag = format!(
+                "--initial-cluster={}=https://127.0.0.1:{ETCD_PEER_PORT}",
+                member.name
+            );
+        }
+    }
     let etcd_log = std::fs::File::create(root.join("etcd.log")).expect("a log");
     let _etcd = Running(
         Command::new(&etcd)
@@ -174,6 +201,11 @@ fn kubectl_validates_kiln_objects_against_a_real_api_server() {
     // a token that only the controller manager (not running here) creates. On a node the
     // kubelet creates mirror pods, which that admission skips.
     let mut apiserver_flags = apiserver_flags;
+    for flag in &mut apiserver_flags {
+        if flag.starts_with("--etcd-servers=") {
+            *flag = format!("--etcd-servers=https://127.0.0.1:{ETCD_CLIENT_PORT}");
+        }
+    }
     apiserver_flags.push("--disable-admission-plugins=ServiceAccount".to_owned());
     // And the other: the address is rewritten to loopback here, which the API server refuses
     // to publish as the `kubernetes` Service's endpoint from 1.3x on ("may not be in the
