@@ -367,8 +367,10 @@ fn kubeadm_reads_a_control_plane_pki_directory() {
         22..=30 => "v1beta3",
         _ => "v1beta4",
     };
-    let dir = build_example("xen-static-pods");
-    let pki = dir.path().join("result/nodes/master/pki/pki");
+    // kubeadm's own shape: a control-plane node that is also the etcd member (the Xen example's
+    // control plane has no etcd keys: its members run on machines of their own).
+    let dir = build_example("kubeadm-bootstrap");
+    let pki = dir.path().join("result/nodes/cp/pki/pki");
     let config = dir.path().join("kubeadm.yaml");
     std::fs::write(
         &config,
