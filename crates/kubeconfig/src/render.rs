@@ -1,7 +1,7 @@
 //! Which kubeconfigs exist, whom they name, and rendering them from a plan and a PKI.
 
 use kiln_pki::Pki;
-use kiln_spec::{KubeProxyMode, KubeletCredentials, NodePlan, Plan, Role, paths};
+use kiln_spec::{KubeProxyMode, NodePlan, Plan, Role, paths};
 
 use crate::error::Error;
 use crate::model::{
@@ -279,8 +279,8 @@ pub fn kubeconfig(plan: &Plan, kind: &KubeconfigKind, credentials: Credentials) 
 /// The kubeconfigs `node` receives, in file-name order:
 ///
 /// - `controller-manager.conf` and `scheduler.conf` on control-plane nodes;
-/// - `kubelet.conf` where a kubelet runs, unless kubelets bootstrap with a token (the kubelet
-///   then writes its own after its CSR is signed);
+/// - `kubelet.conf` where a kubelet runs, unless it bootstraps with a token
+///   ([`Plan::kubelet_bootstraps`]: the kubelet then writes its own after its CSR is signed);
 /// - `kube-proxy.conf` where kube-proxy runs outside a DaemonSet (every kubelet node).
 pub fn node_kinds(plan: &Plan, node: &NodePlan) -> Vec<KubeconfigKind> {
     let kubelet = node.runs_kubelet(plan.cluster.control_plane_mode);
@@ -291,7 +291,7 @@ pub fn node_kinds(plan: &Plan, node: &NodePlan) -> Vec<KubeconfigKind> {
     if kubelet && plan.options.kube_proxy != KubeProxyMode::Daemonset {
         kinds.push(KubeconfigKind::KubeProxy);
     }
-    if kubelet && plan.options.kubelet_credentials == KubeletCredentials::Issued {
+    if kubelet && !plan.kubelet_bootstraps(node) {
         kinds.push(KubeconfigKind::Kubelet {
             node: node.name.clone(),
         });

@@ -149,6 +149,13 @@ fn bootstrap(context: &Context<'_>) -> bool {
     context.plan.options.kubelet_credentials == KubeletCredentials::BootstrapToken
 }
 
+/// Whether this node's kubelet joins with the bootstrap token ([`Plan::kubelet_bootstraps`]).
+fn kubelet_bootstraps(context: &Context<'_>) -> bool {
+    context
+        .node()
+        .is_some_and(|node| context.plan.kubelet_bootstraps(node))
+}
+
 const REF_APISERVER: &str = "Kubernetes docs: kube-apiserver command-line reference";
 const REF_CONTROLLER_MANAGER: &str =
     "Kubernetes docs: kube-controller-manager command-line reference";
@@ -660,9 +667,9 @@ static TABLE: &[FlagRule] = &[
         |_| text("Webhook")
     ),
     rule!(Kubelet, "bootstrap-kubeconfig", 20.., REF_KUBELET, |c| {
-        bootstrap(c).then(|| paths::BOOTSTRAP_KUBELET_KUBECONFIG.to_owned())
+        kubelet_bootstraps(c).then(|| paths::BOOTSTRAP_KUBELET_KUBECONFIG.to_owned())
     }),
-    rule!(Kubelet, "cert-dir", 20.., REF_KUBELET, |c| bootstrap(c)
+    rule!(Kubelet, "cert-dir", 20.., REF_KUBELET, |c| kubelet_bootstraps(c)
         .then(|| "/var/lib/kubelet/pki".to_owned())),
     rule!(
         Kubelet,

@@ -1,7 +1,7 @@
 //! Where files go: kubeadm's layout for the operator's output, and least-privilege placement
 //! on each node.
 
-use kiln_spec::{KubeProxyMode, KubeletCredentials, NodePlan, Plan, Role};
+use kiln_spec::{KubeProxyMode, NodePlan, Plan, Role};
 
 use crate::issue::Pki;
 use crate::profile::SERVICE_ACCOUNT;
@@ -90,7 +90,7 @@ pub fn operator_path(name: &str, extension: &str) -> String {
 ///   `etcd/healthcheck-client` (for kubeadm's health probe; it grants nothing its server
 ///   certificate, which is also a client certificate, does not);
 /// - a node that runs a kubelet: its own serving pair (`kubelet.crt`), and its own client pair
-///   (`kubelet-client.crt`) unless kubelets bootstrap with a token;
+///   (`kubelet-client.crt`) unless it bootstraps with a token ([`Plan::kubelet_bootstraps`]);
 /// - a node that runs kube-proxy (a kubelet node, unless kube-proxy is a DaemonSet, whose pods
 ///   use a service-account token): `kube-proxy` pair;
 /// - a load-balancer node of the API endpoint: `ca.crt`, which its `/healthz` proxy verifies
@@ -141,7 +141,7 @@ pub fn placement(plan: &Plan, node: &NodePlan) -> Vec<PlacedFile> {
     }
     if kubelet {
         certificate("kubelet-serving");
-        if plan.options.kubelet_credentials == KubeletCredentials::Issued {
+        if !plan.kubelet_bootstraps(node) {
             certificate("kubelet-client");
         }
     }

@@ -121,7 +121,11 @@ fn every_row_of_the_least_privilege_table_holds() {
             );
         }
         // Row: kubelet client and serving keys on kubelet nodes, their own only (the client key
-        // only where kiln issues kubelet credentials).
+        // only where kiln issues kubelet credentials: with bootstrap tokens, on the control-plane
+        // and etcd nodes, whose kubelets run the static pods the API needs, as kubeadm's).
+        let issued = plan.options.kubelet_credentials == KubeletCredentials::Issued
+            || control_plane
+            || etcd;
         assert_eq!(
             has(&format!("kubelet-serving/{}", node.name)),
             kubelet,
@@ -129,7 +133,7 @@ fn every_row_of_the_least_privilege_table_holds() {
         );
         assert_eq!(
             has(&format!("kubelet-client/{}", node.name)),
-            kubelet && plan.options.kubelet_credentials == KubeletCredentials::Issued,
+            kubelet && issued,
             "{context}"
         );
         // Row: kube-proxy key wherever kube-proxy runs from the node.
@@ -147,9 +151,7 @@ fn every_row_of_the_least_privilege_table_holds() {
             + usize::from(control_plane && plan.pki.controller_manager_signs_csrs)
             + usize::from(etcd) * 3
             + usize::from(kubelet)
-            + usize::from(
-                kubelet && plan.options.kubelet_credentials == KubeletCredentials::Issued,
-            )
+            + usize::from(kubelet && issued)
             + usize::from(kube_proxy);
         assert_eq!(keys.len(), expected_keys, "{context}");
 

@@ -23,7 +23,8 @@ pub const CLUSTER_CERTIFICATES: &[&str] = &[
 ];
 
 /// Leaf certificates issued once per node, named `<kind>/<node>`, and the role a node needs
-/// to receive one (`None`: every node that runs a kubelet).
+/// to receive one (`None`: every node that runs a kubelet; `kubelet-client` only where the
+/// kubelet does not join with the bootstrap token, [`Plan::kubelet_bootstraps`]).
 pub const NODE_CERTIFICATES: &[(&str, Option<Role>)] = &[
     ("etcd-peer", Some(Role::Etcd)),
     ("etcd-server", Some(Role::Etcd)),
@@ -44,6 +45,11 @@ pub fn certificate_names(plan: &Plan) -> Vec<String> {
         for (kind, role) in NODE_CERTIFICATES {
             let wanted = match role {
                 Some(role) => node.has(*role),
+                // A kubelet that joins with the bootstrap token gets its client certificate
+                // from the cluster's CSR signer, not from kiln.
+                None if *kind == "kubelet-client" => {
+                    node.runs_kubelet(mode) && !plan.kubelet_bootstraps(node)
+                }
                 None => node.runs_kubelet(mode),
             };
             if wanted {

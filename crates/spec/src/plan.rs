@@ -100,6 +100,9 @@ pub struct PkiPlan {
     pub expiry_warning_days: u32,
     /// Whether the controller manager signs CSRs (and so holds `ca.key`).
     pub controller_manager_signs_csrs: bool,
+    /// When the bootstrap token expires, as seconds since the Unix epoch (UTC); set exactly
+    /// when `options.kubelet_credentials = "bootstrap-token"`.
+    pub bootstrap_token_expires: Option<i64>,
     /// Bring-your-own CAs, paths as written in the spec (relative to the spec file).
     pub external_cas: BTreeMap<CaName, ExternalCaSpec>,
 }
@@ -238,6 +241,18 @@ impl Plan {
         self.nodes.iter().filter(move |node| node.has(role))
     }
 
+    /// Whether `node`'s kubelet joins with the bootstrap token and gets its client certificate
+    /// through a CSR (`options.kubelet_credentials = "bootstrap-token"`). Only kubelets the
+    /// API does not depend on bootstrap, as with kubeadm: a control-plane or etcd node's
+    /// kubelet runs the static pods that serve the API, so it cannot wait for the API to sign
+    /// its certificate, and kiln issues it one as in `issued` mode.
+    pub fn kubelet_bootstraps(&self, node: &NodePlan) -> bool {
+        self.options.kubelet_credentials == KubeletCredentials::BootstrapToken
+            && node.runs_kubelet(self.cluster.control_plane_mode)
+            && !node.has(Role::ControlPlane)
+            && !node.has(Role::Etcd)
+    }
+
     /// Nodes that run a kubelet, by name.
     pub fn kubelet_nodes(&self) -> impl Iterator<Item = &NodePlan> {
         let mode = self.cluster.control_plane_mode;
@@ -281,6 +296,9 @@ impl Plan {
                 generations: pki.generations.clone(),
                 expiry_warning_days: Some(pki.expiry_warning_days),
                 controller_manager_signs_csrs: Some(pki.controller_manager_signs_csrs),
+                bootstrap_token_expires: pki
+                    .bootstrap_token_expires
+                    .map(crate::time::to_toml_datetime),
                 ca: pki.external_cas.clone(),
             },
             nodes: self

@@ -117,6 +117,11 @@ pub struct PkiSpec {
     /// Default false. Required by `kubelet_credentials = "bootstrap-token"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub controller_manager_signs_csrs: Option<bool>,
+    /// When the bootstrap token expires (TOML datetime with an offset, after `issued_at`):
+    /// required by `kubelet_credentials = "bootstrap-token"`, and nothing else. Workers join
+    /// with the token until then; the controller manager's token cleaner deletes it after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_token_expires: Option<toml::value::Datetime>,
     /// Bring-your-own certificate authorities, by CA: `[pki.ca.kubernetes]`, `[pki.ca.etcd]`,
     /// `[pki.ca.front-proxy]`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -146,6 +146,7 @@ pub fn valid_spec(nodes: RangeInclusive<usize>) -> impl Strategy<Value = Spec> {
                         generations: BTreeMap::new(),
                         expiry_warning_days: None,
                         controller_manager_signs_csrs: None,
+                        bootstrap_token_expires: None,
                         ca: BTreeMap::new(),
                     },
                     nodes,

@@ -57,9 +57,13 @@ proptest! {
                 .iter()
                 .map(|kind| format!("/{}", kind.path()))
                 .collect();
-            if plan.options.kubelet_credentials == KubeletCredentials::BootstrapToken {
-                // The bootstrap kubeconfig carries a token (rendered elsewhere); the kubelet
-                // writes kubelet.conf itself once its CSR is signed.
+            if plan.options.kubelet_credentials == KubeletCredentials::BootstrapToken
+                && !node.roles.contains(&Role::ControlPlane)
+                && !node.roles.contains(&Role::Etcd)
+            {
+                // A worker's bootstrap kubeconfig carries a token (rendered elsewhere); the
+                // kubelet writes kubelet.conf itself once its CSR is signed. Control-plane and
+                // etcd kubelets keep the kubelet.conf kiln issues.
                 kubeconfigs.insert("/etc/kubernetes/bootstrap-kubelet.conf".to_owned());
                 kubeconfigs.insert("/etc/kubernetes/kubelet.conf".to_owned());
             }

@@ -85,6 +85,47 @@ impl Checker {
                 .help("set pki.controller_manager_signs_csrs = true"),
             );
         }
+        let bootstrap = spec.options.kubelet_credentials == Some(KubeletCredentials::BootstrapToken);
+        let bootstrap_token_expires = match (&pki.bootstrap_token_expires, bootstrap) {
+            (None, false) => None,
+            (None, true) => {
+                ok = false;
+                self.push(
+                    Diagnostic::error(
+                        "options.kubelet_credentials",
+                        "bootstrap-token kubelets need their token's expiry",
+                    )
+                    .help("set pki.bootstrap_token_expires to a date and time after pki.issued_at, such as 2027-01-01T00:00:00Z"),
+                );
+                None
+            }
+            (Some(expires), _) => match crate::time::unix_seconds(expires) {
+                Err(why) => {
+                    ok = false;
+                    self.push(Diagnostic::error(
+                        "pki.bootstrap_token_expires",
+                        format!("`{expires}` {why}"),
+                    ));
+                    None
+                }
+                Ok(seconds) => {
+                    if !bootstrap {
+                        self.push(Diagnostic::warning(
+                            "pki.bootstrap_token_expires",
+                            "no kubelet joins with a bootstrap token (options.kubelet_credentials is not \"bootstrap-token\"): it is not used",
+                        ));
+                    }
+                    if issued_at.is_some_and(|issued| seconds <= issued) {
+                        ok = false;
+                        self.push(Diagnostic::error(
+                            "pki.bootstrap_token_expires",
+                            format!("the token would expire at or before pki.issued_at ({})", pki.issued_at),
+                        ));
+                    }
+                    bootstrap.then_some(seconds)
+                }
+            },
+        };
         let plan = PkiPlan {
             issued_at: issued_at?,
             ca_validity_days,
@@ -93,6 +134,7 @@ impl Checker {
             generations: pki.generations.clone(),
             expiry_warning_days: pki.expiry_warning_days.unwrap_or(30),
             controller_manager_signs_csrs,
+            bootstrap_token_expires,
             external_cas: pki.ca.clone(),
         };
         ok.then_some(plan)
