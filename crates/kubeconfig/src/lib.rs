@@ -83,6 +83,6 @@ pub use model::{
     Cluster, Context, Kubeconfig, NamedCluster, NamedContext, NamedUser, Source, User,
 };
 pub use render::{
-    Credentials, KUBECONFIG_MODE, KubeconfigKind, OPERATOR_KINDS, RenderedFile, kubeconfig,
-    node_kinds, render_file, render_node, render_operator,
+    BOOTSTRAP_USER, Credentials, KUBECONFIG_MODE, KubeconfigKind, OPERATOR_KINDS, RenderedFile,
+    kubeconfig, node_kinds, render_bootstrap_kubelet, render_file, render_node, render_operator,
 };

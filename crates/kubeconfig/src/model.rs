@@ -14,7 +14,8 @@ use crate::error::Error;
 /// A kubeconfig file (`apiVersion: v1`, `kind: Config`), as kubectl and client-go read it.
 ///
 /// Every cluster verifies the API server's certificate against a CA: there is no way to say
-/// `insecure-skip-tls-verify`. Users authenticate with a client certificate and key only.
+/// `insecure-skip-tls-verify`. Users authenticate with a client certificate and key, or (a
+/// kubelet joining the cluster) with a bootstrap token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "WireConfig", try_from = "WireConfig")]
 pub struct Kubeconfig {
@@ -55,14 +56,36 @@ pub struct NamedUser {
     pub user: User,
 }
 
-/// A client identity: certificate and private key (`client-certificate[-data]`,
-/// `client-key[-data]`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct User {
-    /// The client certificate.
-    pub client_certificate: Source,
-    /// The client certificate's private key.
-    pub client_key: Source,
+/// A client identity.
+#[derive(Clone, PartialEq, Eq)]
+pub enum User {
+    /// A client certificate and its private key (`client-certificate[-data]`,
+    /// `client-key[-data]`).
+    Certificate {
+        /// The client certificate.
+        client_certificate: Source,
+        /// The client certificate's private key.
+        client_key: Source,
+    },
+    /// A bearer token (`token`): the bootstrap token `<id>.<secret>` a kubelet joins with.
+    Token(String),
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Certificate {
+                client_certificate,
+                client_key,
+            } => formatter
+                .debug_struct("Certificate")
+                .field("client_certificate", client_certificate)
+                .field("client_key", client_key)
+                .finish(),
+            // A token is a secret: never print it.
+            Self::Token(_) => formatter.write_str("Token([redacted])"),
+        }
+    }
 }
 
 /// A context entry: a name and the cluster and user it pairs.
@@ -112,7 +135,7 @@ impl Kubeconfig {
         })
     }
 
-    /// Reads a kubeconfig that uses only what kiln models (certificates, no tokens, no
+    /// Reads a kubeconfig that uses only what kiln models (certificates or a token, no
     /// `insecure-skip-tls-verify`, no extensions).
     pub fn from_yaml(text: &str) -> Result<Self, Error> {
         serde_norway::from_str(text).map_err(|error| Error::Parse {
@@ -193,6 +216,8 @@ struct WireUser {
     client_key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_key_data: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
 }
 
 impl Source {
@@ -258,19 +283,28 @@ impl From<Kubeconfig> for WireConfig {
             users: config
                 .users
                 .into_iter()
-                .map(|named| {
-                    let (certificate_path, certificate_data) =
-                        named.user.client_certificate.to_wire();
-                    let (key_path, key_data) = named.user.client_key.to_wire();
-                    WireNamedUser {
-                        name: named.name,
-                        user: WireUser {
-                            client_certificate: certificate_path,
-                            client_certificate_data: certificate_data,
-                            client_key: key_path,
-                            client_key_data: key_data,
+                .map(|named| WireNamedUser {
+                    name: named.name,
+                    user: match named.user {
+                        User::Certificate {
+                            client_certificate,
+                            client_key,
+                        } => {
+                            let (certificate_path, certificate_data) = client_certificate.to_wire();
+                            let (key_path, key_data) = client_key.to_wire();
+                            WireUser {
+                                client_certificate: certificate_path,
+                                client_certificate_data: certificate_data,
+                                client_key: key_path,
+                                client_key_data: key_data,
+                                token: None,
+                            }
+                        }
+                        User::Token(token) => WireUser {
+                            token: Some(token),
+                            ..WireUser::default()
                         },
-                    }
+                    },
                 })
                 .collect(),
         }
@@ -314,21 +348,37 @@ impl TryFrom<WireConfig> for Kubeconfig {
             .into_iter()
             .map(|named| {
                 let located = |message: String| format!("users[{}]: {message}", named.name);
+                let user = named.user;
+                if let Some(token) = user.token {
+                    if user.client_certificate.is_some()
+                        || user.client_certificate_data.is_some()
+                        || user.client_key.is_some()
+                        || user.client_key_data.is_some()
+                    {
+                        return Err(located(
+                            "both a token and a client certificate are set".to_owned(),
+                        ));
+                    }
+                    return Ok(NamedUser {
+                        name: named.name,
+                        user: User::Token(token),
+                    });
+                }
                 let certificate = Source::from_wire(
                     "client-certificate",
-                    named.user.client_certificate,
-                    named.user.client_certificate_data,
+                    user.client_certificate,
+                    user.client_certificate_data,
                 )
                 .map_err(located)?;
                 let key = Source::from_wire(
                     "client-key",
-                    named.user.client_key,
-                    named.user.client_key_data,
+                    user.client_key,
+                    user.client_key_data,
                 )
                 .map_err(located)?;
                 Ok(NamedUser {
                     name: named.name,
-                    user: User {
+                    user: User::Certificate {
                         client_certificate: certificate,
                         client_key: key,
                     },
@@ -410,7 +460,7 @@ users:
             (REFERENCED.replace("kind: Config", "kind: Pod"), "kind is `Pod`"),
             (
                 REFERENCED.replace("    client-key: /etc", "    token: abc\n    client-key: /etc"),
-                "token",
+                "both a token and a client certificate",
             ),
         ];
         for (text, expected) in cases {
@@ -422,6 +472,21 @@ users:
                 "`{error}` should mention `{expected}`"
             );
         }
+    }
+
+    #[test]
+    fn a_token_user_round_trips_alone() {
+        let text = REFERENCED.replace(
+            "    client-certificate: /etc/kubernetes/pki/kube-proxy.crt\n    client-key: /etc/kubernetes/pki/kube-proxy.key\n",
+            "    token: abcdef.0123456789abcdef\n",
+        );
+        let config = Kubeconfig::from_yaml(&text).expect("reads");
+        assert_eq!(
+            config.users[0].user,
+            User::Token("abcdef.0123456789abcdef".to_owned())
+        );
+        assert_eq!(config.to_yaml().expect("writes"), text);
+        assert_eq!(format!("{:?}", config.users[0].user), "Token([redacted])");
     }
 
     #[test]

@@ -260,7 +260,7 @@ pub fn kubeconfig(plan: &Plan, kind: &KubeconfigKind, credentials: Credentials) 
         }],
         users: vec![NamedUser {
             name: user_name.clone(),
-            user: User {
+            user: User::Certificate {
                 client_certificate: certificate,
                 client_key: key,
             },
@@ -341,4 +341,61 @@ fn render(plan: &Plan, kinds: &[KubeconfigKind], pki: &Pki) -> Result<Vec<Render
         .collect::<Result<Vec<_>, Error>>()?;
     files.sort();
     Ok(files)
+}
+
+/// The user name of the bootstrap kubeconfig, as kubeadm names it.
+pub const BOOTSTRAP_USER: &str = "tls-bootstrap-token-user";
+
+/// The kubelet's bootstrap kubeconfig (`bootstrap-kubelet.conf`, at
+/// [`paths::BOOTSTRAP_KUBELET_KUBECONFIG`]) for a node whose kubelet joins with a bootstrap
+/// token ([`Plan::kubelet_bootstraps`]): the cluster endpoint, verified against the cluster CA
+/// (embedded, or the node's `/etc/kubernetes/pki/ca.crt`, as
+/// `options.kubeconfig_certificates` says), and the user [`BOOTSTRAP_USER`] with `token`
+/// (`<id>.<secret>`) and nothing else. Mode 0600: the token lets its holder ask for a node's
+/// certificate.
+pub fn render_bootstrap_kubelet(plan: &Plan, pki: &Pki, token: &str) -> Result<RenderedFile, Error> {
+    let file = paths::BOOTSTRAP_KUBELET_KUBECONFIG;
+    let authority = match plan.options.kubeconfig_certificates {
+        kiln_spec::KubeconfigCertificates::Embedded => Source::Embedded(
+            pki.authorities
+                .get(&kiln_spec::CaName::Kubernetes)
+                .ok_or_else(|| Error::MissingCertificate {
+                    name: "ca".to_owned(),
+                    file: "bootstrap-kubelet.conf",
+                })?
+                .certificate_pem()
+                .to_owned(),
+        ),
+        kiln_spec::KubeconfigCertificates::Referenced => {
+            Source::Path(format!("{}/ca.crt", paths::PKI_DIR))
+        }
+    };
+    let cluster_name = plan.cluster.name.clone();
+    let context_name = format!("{BOOTSTRAP_USER}@{cluster_name}");
+    let config = Kubeconfig {
+        clusters: vec![NamedCluster {
+            name: cluster_name.clone(),
+            cluster: Cluster {
+                server: plan.cluster.endpoint.url(),
+                certificate_authority: authority,
+            },
+        }],
+        users: vec![NamedUser {
+            name: BOOTSTRAP_USER.to_owned(),
+            user: User::Token(token.to_owned()),
+        }],
+        contexts: vec![NamedContext {
+            name: context_name.clone(),
+            context: Context {
+                cluster: cluster_name,
+                user: BOOTSTRAP_USER.to_owned(),
+            },
+        }],
+        current_context: context_name,
+    };
+    Ok(RenderedFile {
+        path: paths::node_relative(file).to_owned(),
+        contents: config.to_yaml()?.into_bytes(),
+        mode: KUBECONFIG_MODE,
+    })
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use kiln_kubeconfig::{Credentials, Kubeconfig, Source};
+use kiln_kubeconfig::{Credentials, Kubeconfig, Source, User};
 use kiln_spec::{KubeconfigCertificates, strategies::valid_spec};
 use proptest::prelude::*;
 
@@ -20,6 +20,17 @@ fn common_name(pem: &str) -> String {
         .collect();
     assert_eq!(names.len(), 1, "one CN in {names:?}");
     names[0].clone()
+}
+
+/// The client certificate and key of `user`, which kiln's certificate kubeconfigs have.
+fn certificate(user: &User) -> (&Source, &Source) {
+    match user {
+        User::Certificate {
+            client_certificate,
+            client_key,
+        } => (client_certificate, client_key),
+        User::Token(_) => panic!("expected a client certificate, found a token"),
+    }
 }
 
 fn embedded(source: &Source) -> &str {
@@ -62,18 +73,18 @@ proptest! {
                     prop_assert_eq!(&config.current_context, &format!("{}@{}", user.name, plan.cluster.name));
                     prop_assert_eq!(file.mode, 0o600);
                     if is_embedded {
-                        let cn = common_name(embedded(&user.user.client_certificate));
+                        let cn = common_name(embedded(certificate(&user.user).0));
                         prop_assert_eq!(&cn, &common::table_cn(name, &node.name), "{}", file.path);
                         prop_assert_eq!(
                             common_name(embedded(&config.clusters[0].cluster.certificate_authority)),
                             "kubernetes-ca"
                         );
-                        prop_assert!(embedded(&user.user.client_key).starts_with("-----BEGIN PRIVATE KEY-----"));
+                        prop_assert!(embedded(certificate(&user.user).1).starts_with("-----BEGIN PRIVATE KEY-----"));
                     } else {
                         for source in [
                             &config.clusters[0].cluster.certificate_authority,
-                            &user.user.client_certificate,
-                            &user.user.client_key,
+                            certificate(&user.user).0,
+                            certificate(&user.user).1,
                         ] {
                             let path = path(source);
                             prop_assert!(placed.contains(path), "{} on {} references {} which is not placed there: {:?}", file.path, node.name, path, placed);
@@ -87,13 +98,13 @@ proptest! {
         let output: BTreeSet<String> = pki.files().into_iter().map(|file| file.path).collect();
         for kind in kiln_kubeconfig::OPERATOR_KINDS {
             let config = kiln_kubeconfig::kubeconfig(&plan, &kind, Credentials::embedded(&pki, &kind).expect("in the PKI"));
-            let cn = common_name(embedded(&config.users[0].user.client_certificate));
+            let cn = common_name(embedded(certificate(&config.users[0].user).0));
             prop_assert_eq!(cn, common::table_cn(kind.file_name(), ""));
             let config = kiln_kubeconfig::kubeconfig(&plan, &kind, Credentials::referenced(&kind));
             for source in [
                 &config.clusters[0].cluster.certificate_authority,
-                &config.users[0].user.client_certificate,
-                &config.users[0].user.client_key,
+                certificate(&config.users[0].user).0,
+                certificate(&config.users[0].user).1,
             ] {
                 prop_assert!(output.contains(path(source)), "{} is not in the operator's output", path(source));
             }

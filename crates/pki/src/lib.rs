@@ -92,5 +92,5 @@ pub use profile::{
     CA_NAMES, CertificateProfile, SERVICE_ACCOUNT, San, Usage, apiserver_sans, ca_certificate_name,
     ca_profile, profile, profiles,
 };
-pub use secret::{ROOT_SECRET_LEN, RootSecret, RootSecretId};
+pub use secret::{BootstrapToken, ROOT_SECRET_LEN, RootSecret, RootSecretId};
 pub use summary::{CertificateSummary, check_not_expired, summarize};

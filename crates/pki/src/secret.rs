@@ -96,6 +96,81 @@ impl RootSecret {
     }
 }
 
+/// The alphabet of bootstrap tokens: `[a-z0-9]`, as the API server's token authenticator
+/// accepts them.
+const TOKEN_ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+/// A kubelet bootstrap token, `<id>.<secret>`: 6 and 16 characters of `[a-z0-9]`, kubeadm's
+/// format. The id is public (it names the token's Secret, `bootstrap-token-<id>`); the secret
+/// is not, and `Debug` redacts it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BootstrapToken {
+    id: String,
+    secret: String,
+}
+
+impl BootstrapToken {
+    /// The public part, 6 characters.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The secret part, 16 characters.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// The whole token, `<id>.<secret>`, as a kubeconfig's `token` carries it.
+    pub fn token(&self) -> String {
+        format!("{}.{}", self.id, self.secret)
+    }
+}
+
+impl fmt::Debug for BootstrapToken {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("BootstrapToken")
+            .field("id", &self.id)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}
+
+impl RootSecret {
+    /// The cluster's bootstrap token at `generation`: HKDF-SHA256 with `bootstrap-token`, the
+    /// generation and a block counter as `info`, each output byte below 252 taken as one of 36
+    /// characters (so every character is equally likely) until 22 are drawn.
+    pub fn derive_bootstrap_token(&self, generation: u32) -> BootstrapToken {
+        const LENGTH: usize = 6 + 16;
+        let mut characters = String::with_capacity(LENGTH);
+        let mut block: u32 = 0;
+        while characters.len() < LENGTH {
+            let mut bytes = [0u8; 32];
+            expand(
+                &self.prk,
+                &[
+                    b"bootstrap-token\0",
+                    &generation.to_be_bytes(),
+                    &block.to_be_bytes(),
+                ],
+                &mut bytes,
+            );
+            for byte in bytes {
+                // 252 = 7 * 36: the bytes above it would favour the first four characters.
+                if byte < 252 && characters.len() < LENGTH {
+                    characters.push(char::from(TOKEN_ALPHABET[usize::from(byte % 36)]));
+                }
+            }
+            block += 1;
+        }
+        let secret = characters.split_off(6);
+        BootstrapToken {
+            id: characters,
+            secret,
+        }
+    }
+}
+
 impl fmt::Debug for RootSecret {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter
@@ -167,6 +242,31 @@ mod tests {
                 expected: 32
             }
         );
+    }
+
+    #[test]
+    fn bootstrap_tokens_have_kubeadms_form_and_depend_on_secret_and_generation() {
+        let one = RootSecret::from_bytes([1; 32]);
+        let two = RootSecret::from_bytes([2; 32]);
+        let token = one.derive_bootstrap_token(0);
+        let whole = token.token();
+        // kubeadm's pattern: ^([a-z0-9]{6})\.([a-z0-9]{16})$
+        let (id, secret) = whole.split_once('.').expect("a dot");
+        assert_eq!((id.len(), secret.len()), (6, 16), "{whole}");
+        assert!(
+            id.chars()
+                .chain(secret.chars())
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
+            "{whole}"
+        );
+        assert_eq!((token.id(), token.secret()), (id, secret));
+        assert_eq!(one.derive_bootstrap_token(0), token);
+        assert_ne!(one.derive_bootstrap_token(1), token);
+        assert_ne!(two.derive_bootstrap_token(0), token);
+        let debug = format!("{token:?}");
+        assert!(debug.contains(id) && !debug.contains(secret), "{debug}");
+        // The scheme is pinned: a change would invalidate every cluster's token.
+        expect_test::expect!["dguuuj.1i9rissoxb2lec9o"].assert_eq(&whole);
     }
 
     #[test]
