@@ -70,12 +70,16 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod bootstrap;
 mod config;
 mod dns;
 mod error;
 mod flags;
 mod objects;
 
+pub use bootstrap::{
+    BOOTSTRAPPERS_GROUP, BootstrapObjects, CLUSTER_INFO, PUBLIC_NAMESPACE, bootstrap_objects,
+};
 pub use config::{
     AuditGroupResources, AuditPolicy, AuditRule, CONTROL_PLANE_TAINT, ClientConnection, ETCD_TAINT,
     Empty, Enabled, EncryptionConfiguration, EncryptionKey, EncryptionKeys,
