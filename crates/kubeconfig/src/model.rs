@@ -370,12 +370,8 @@ impl TryFrom<WireConfig> for Kubeconfig {
                     user.client_certificate_data,
                 )
                 .map_err(located)?;
-                let key = Source::from_wire(
-                    "client-key",
-                    user.client_key,
-                    user.client_key_data,
-                )
-                .map_err(located)?;
+                let key = Source::from_wire("client-key", user.client_key, user.client_key_data)
+                    .map_err(located)?;
                 Ok(NamedUser {
                     name: named.name,
                     user: User::Certificate {

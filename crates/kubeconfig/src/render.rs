@@ -353,7 +353,11 @@ pub const BOOTSTRAP_USER: &str = "tls-bootstrap-token-user";
 /// `options.kubeconfig_certificates` says), and the user [`BOOTSTRAP_USER`] with `token`
 /// (`<id>.<secret>`) and nothing else. Mode 0600: the token lets its holder ask for a node's
 /// certificate.
-pub fn render_bootstrap_kubelet(plan: &Plan, pki: &Pki, token: &str) -> Result<RenderedFile, Error> {
+pub fn render_bootstrap_kubelet(
+    plan: &Plan,
+    pki: &Pki,
+    token: &str,
+) -> Result<RenderedFile, Error> {
     let file = paths::BOOTSTRAP_KUBELET_KUBECONFIG;
     let authority = match plan.options.kubeconfig_certificates {
         kiln_spec::KubeconfigCertificates::Embedded => Source::Embedded(

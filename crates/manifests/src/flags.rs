@@ -669,8 +669,9 @@ static TABLE: &[FlagRule] = &[
     rule!(Kubelet, "bootstrap-kubeconfig", 20.., REF_KUBELET, |c| {
         kubelet_bootstraps(c).then(|| paths::BOOTSTRAP_KUBELET_KUBECONFIG.to_owned())
     }),
-    rule!(Kubelet, "cert-dir", 20.., REF_KUBELET, |c| kubelet_bootstraps(c)
-        .then(|| "/var/lib/kubelet/pki".to_owned())),
+    rule!(Kubelet, "cert-dir", 20.., REF_KUBELET, |c| {
+        kubelet_bootstraps(c).then(|| "/var/lib/kubelet/pki".to_owned())
+    }),
     rule!(
         Kubelet,
         "cgroup-driver",

@@ -100,50 +100,36 @@ fn admin_kubeconfig(path: &Path, pki: &kiln_pki::Pki, user: &str, root: &Path) {
     write(path, text.as_bytes());
 }
 
-#[test]
-fn kubectl_validates_kiln_objects_against_a_real_api_server() {
-    let Some(dir) = std::env::var_os("KILN_KUBERNETES_BIN_DIR").map(PathBuf::from) else {
-        eprintln!("KILN_KUBERNETES_BIN_DIR is not set: the API server check is skipped");
-        return;
-    };
-    let chosen = std::env::var_os("KILN_ETCD").map(PathBuf::from);
-    if let Some(etcd) = &chosen {
-        assert!(etcd.is_file(), "KILN_ETCD={} is not a file", etcd.display());
-    }
-    let Some(etcd) = chosen
-        .into_iter()
-        .chain([dir.join("etcd"), PathBuf::from("/usr/bin/etcd")])
-        .find(|path| path.exists())
-    else {
-        eprintln!("no etcd binary: the API server check is skipped");
-        return;
-    };
-    eprintln!("the API server check runs etcd {}", etcd.display());
-    let kubectl_program = dir.join("kubectl");
-    // xen-static-pods: static pods for everything, kube-proxy among them, audit and aescbc on;
-    // validated and rendered for the release of the binaries under test, so the defaults that
-    // follow the version do too (no CoreDNS before 1.21).
-    let version = kiln_spec::KubeVersion {
-        major: 1,
-        minor: common::minor_of(&dir.join("kube-apiserver")),
-        patch: 0,
-    };
-    let plans = kiln_testkit::example_plans_at(version);
-    let plan = plans.get("xen-static-pods").expect("xen-static-pods");
-    let node = plan.node("master").expect("master");
-    let address = node.primary_address().to_string();
-    // The example's etcd runs on three machines of its own; the first one's member runs here,
-    // alone (its --initial-cluster cut down to itself), and the API server's --etcd-servers
-    // names only it.
-    let member = plan
-        .nodes
-        .iter()
-        .find(|node| node.has(kiln_spec::Role::Etcd))
-        .expect("an etcd member");
-    let member_address = member.primary_address().to_string();
-    let work = tempfile::tempdir().expect("a temporary directory");
-    let root = work.path();
+/// The running etcd member and API server of [`start`], with what the test needs of them.
+struct Servers {
+    /// The cluster's PKI.
+    pki: kiln_pki::Pki,
+    /// What kiln rendered for the control-plane node and the member, under the root.
+    files: Vec<kiln_manifests::RenderedFile>,
+    /// The break-glass super-admin's kubeconfig.
+    super_admin: PathBuf,
+    _etcd: Running,
+    _apiserver: Running,
+}
 
+/// The tests share fixed ports: one runs at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Starts `member`'s etcd (alone: its --initial-cluster cut down to itself) and `node`'s API
+/// server (its --etcd-servers naming only that member) of `plan`, from the binaries in `bin`
+/// and `etcd`, with every file kiln places on and renders for the two nodes under `root`, and
+/// waits until the API server is ready.
+fn start(
+    bin: &Path,
+    etcd: &Path,
+    plan: &kiln_spec::Plan,
+    node: &kiln_spec::NodePlan,
+    member: &kiln_spec::NodePlan,
+    root: &Path,
+) -> Servers {
+    let kubectl_program = bin.join("kubectl");
+    let address = node.primary_address().to_string();
+    let member_address = member.primary_address().to_string();
     let secret = kiln_pki::RootSecret::from_bytes([7; kiln_pki::ROOT_SECRET_LEN]);
     let pki = kiln_pki::issue(plan, &secret, &BTreeMap::new()).expect("a PKI");
     for placed in [node, member] {
@@ -185,7 +171,7 @@ fn kubectl_validates_kiln_objects_against_a_real_api_server() {
     }
     let etcd_log = std::fs::File::create(root.join("etcd.log")).expect("a log");
     let _etcd = Running(
-        Command::new(&etcd)
+        Command::new(etcd)
             .args(&etcd_flags)
             .stdout(Stdio::null())
             .stderr(etcd_log)
@@ -213,7 +199,7 @@ fn kubectl_validates_kiln_objects_against_a_real_api_server() {
     apiserver_flags.push("--endpoint-reconciler-type=none".to_owned());
     let apiserver_log = std::fs::File::create(root.join("apiserver.log")).expect("a log");
     let mut apiserver = Running(
-        Command::new(dir.join("kube-apiserver"))
+        Command::new(bin.join("kube-apiserver"))
             .args(&apiserver_flags)
             .stdout(Stdio::null())
             .stderr(apiserver_log)
@@ -238,9 +224,53 @@ fn kubectl_validates_kiln_objects_against_a_real_api_server() {
     let log = || std::fs::read_to_string(root.join("apiserver.log")).unwrap_or_default();
     assert!(ready, "kube-apiserver never became ready:\n{}", log());
 
+    Servers {
+        pki,
+        files,
+        super_admin,
+        _etcd,
+        _apiserver: apiserver,
+    }
+}
+
+#[test]
+fn kubectl_validates_kiln_objects_against_a_real_api_server() {
+    let Some((dir, etcd)) = binaries() else {
+        return;
+    };
+    eprintln!("the API server check runs etcd {}", etcd.display());
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let kubectl_program = dir.join("kubectl");
+    // xen-static-pods: static pods for everything, kube-proxy among them, audit and aescbc on;
+    // validated and rendered for the release of the binaries under test, so the defaults that
+    // follow the version do too (no CoreDNS before 1.21).
+    let version = kiln_spec::KubeVersion {
+        major: 1,
+        minor: common::minor_of(&dir.join("kube-apiserver")),
+        patch: 0,
+    };
+    let plans = kiln_testkit::example_plans_at(version);
+    let plan = plans.get("xen-static-pods").expect("xen-static-pods");
+    let node = plan.node("master").expect("master");
+    // The example's etcd runs on three machines of its own; the first one's member runs here,
+    // alone (its --initial-cluster cut down to itself), and the API server's --etcd-servers
+    // names only it.
+    let member = plan
+        .nodes
+        .iter()
+        .find(|node| node.has(kiln_spec::Role::Etcd))
+        .expect("an etcd member");
+    let work = tempfile::tempdir().expect("a temporary directory");
+    let root = work.path();
+
+    let servers = start(&dir, &etcd, plan, node, member, root);
+    let (pki, files, super_admin) = (&servers.pki, &servers.files, &servers.super_admin);
+
     // Every static pod and bootstrap object passes the server's validation.
     let mut checked = Vec::new();
-    for file in &files {
+    for file in files {
         if !(file.path.contains("/manifests/") || file.path.contains("/addons/")) {
             continue;
         }
@@ -366,4 +396,181 @@ fn kubectl_validates_kiln_objects_against_a_real_api_server() {
     );
     assert!(ok, "{text}");
     assert_eq!(text.lines().count(), 4, "{text}");
+}
+
+/// The binaries the live tests run: `KILN_KUBERNETES_BIN_DIR` and an etcd, or `None` (the
+/// test says why it is skipped).
+fn binaries() -> Option<(PathBuf, PathBuf)> {
+    let Some(dir) = std::env::var_os("KILN_KUBERNETES_BIN_DIR").map(PathBuf::from) else {
+        eprintln!("KILN_KUBERNETES_BIN_DIR is not set: the API server check is skipped");
+        return None;
+    };
+    let chosen = std::env::var_os("KILN_ETCD").map(PathBuf::from);
+    if let Some(etcd) = &chosen {
+        assert!(etcd.is_file(), "KILN_ETCD={} is not a file", etcd.display());
+    }
+    let Some(etcd) = chosen
+        .into_iter()
+        .chain([dir.join("etcd"), PathBuf::from("/usr/bin/etcd")])
+        .find(|path| path.exists())
+    else {
+        eprintln!("no etcd binary: the API server check is skipped");
+        return None;
+    };
+    Some((dir, etcd))
+}
+
+/// A kubeconfig for the test's API server with the cluster CA and `user` (YAML lines under
+/// `user:`), written by hand, not by kiln.
+fn client_kubeconfig(path: &Path, root: &Path, user: &str) {
+    let ca = root.join("etc/kubernetes/pki/ca.crt");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority: {}\n    server: https://127.0.0.1:{APISERVER_PORT}\n  name: test\ncontexts:\n- context:\n    cluster: test\n    user: client\n  name: test\ncurrent-context: test\nusers:\n- name: client\n  user: {user}\n",
+        ca.display()
+    );
+    write(path, text.as_bytes());
+}
+
+/// The kubeadm example's bootstrap token, against a real API server with kiln's flags: its
+/// holder is `system:bootstrap:<id>` in kubeadm's groups, may create CSRs and nothing the test
+/// asks beyond (Secrets, Nodes: 403); an anonymous client reads `kube-public/cluster-info`
+/// and only that; and a token whose Secret says it expired is refused (401).
+#[test]
+fn a_bootstrap_token_joins_and_does_nothing_else() {
+    let Some((dir, etcd)) = binaries() else {
+        return;
+    };
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let kubectl_program = dir.join("kubectl");
+    let minor = common::minor_of(&dir.join("kube-apiserver"));
+    let version = kiln_spec::KubeVersion {
+        major: 1,
+        minor,
+        patch: 0,
+    };
+    let plans = kiln_testkit::example_plans_at(version);
+    let plan = &plans["kubeadm-bootstrap"];
+    let node = plan.node("cp").expect("cp");
+    let work = tempfile::tempdir().expect("a temporary directory");
+    let root = work.path();
+    let servers = start(&dir, &etcd, plan, node, node, root);
+
+    let secret = kiln_pki::RootSecret::from_bytes([7; kiln_pki::ROOT_SECRET_LEN]);
+    let token = secret.derive_bootstrap_token(0);
+    let ca_pem = servers.pki.authorities[&kiln_spec::CaName::Kubernetes].certificate_pem();
+    let objects = kiln_manifests::bootstrap_objects(plan, token.id(), token.secret(), ca_pem)
+        .expect("the kubeadm example bootstraps");
+    let mut documents = vec![
+        serde_json::to_value(&objects.secret).expect("JSON"),
+        serde_json::to_value(&objects.cluster_info).expect("JSON"),
+        serde_json::to_value(&objects.cluster_info_reader.0).expect("JSON"),
+        serde_json::to_value(&objects.cluster_info_reader.1).expect("JSON"),
+    ];
+    for binding in &objects.bindings {
+        documents.push(serde_json::to_value(binding).expect("JSON"));
+    }
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": documents});
+    let objects_file = root.join("bootstrap.json");
+    write(&objects_file, list.to_string().as_bytes());
+    let (ok, text) = kubectl(
+        &kubectl_program,
+        &servers.super_admin,
+        &["apply", "-f", &objects_file.display().to_string()],
+    );
+    assert!(ok, "{text}");
+
+    let joiner = root.join("bootstrap.conf");
+    client_kubeconfig(&joiner, root, &format!("\n    token: {}", token.token()));
+    let as_joiner = |arguments: &[&str]| kubectl(&kubectl_program, &joiner, arguments);
+    let (ok, text) = as_joiner(&[
+        "auth",
+        "can-i",
+        "create",
+        "certificatesigningrequests.certificates.k8s.io",
+    ]);
+    // kubectl adds a warning that CSRs are cluster-scoped after its answer.
+    assert!(
+        ok && text.lines().next() == Some("yes"),
+        "create CSRs: {text}"
+    );
+    for forbidden in [
+        &["get", "secrets", "-n", "kube-system"][..],
+        &["get", "nodes"][..],
+    ] {
+        let (ok, text) = as_joiner(forbidden);
+        assert!(!ok && text.contains("Forbidden"), "{forbidden:?}: {text}");
+        assert!(
+            text.contains(&format!("system:bootstrap:{}", token.id())),
+            "{text}"
+        );
+    }
+    if minor >= 28 {
+        let (ok, text) = as_joiner(&["auth", "whoami", "-o", "json"]);
+        assert!(ok, "{text}");
+        let who: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        let groups = who["status"]["userInfo"]["groups"].to_string();
+        assert!(
+            groups.contains("system:bootstrappers")
+                && groups.contains(kiln_manifests::BOOTSTRAPPERS_GROUP),
+            "{text}"
+        );
+    }
+
+    // Anonymous requests, with curl (kubectl asks for a user name when it has none): the
+    // status code and body of GET `path`.
+    let anonymous = |path: &str| -> (String, String) {
+        let output = Command::new("curl")
+            .args(["--silent", "--show-error", "--write-out", "\n%{http_code}"])
+            .arg("--cacert")
+            .arg(root.join("etc/kubernetes/pki/ca.crt"))
+            .arg(format!("https://127.0.0.1:{APISERVER_PORT}{path}"))
+            .output()
+            .expect("runs curl");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (code.to_owned(), body.to_owned())
+    };
+    let public = format!(
+        "/api/v1/namespaces/{}/configmaps",
+        kiln_manifests::PUBLIC_NAMESPACE
+    );
+    let (code, body) = anonymous(&format!("{public}/{}", kiln_manifests::CLUSTER_INFO));
+    assert_eq!(code, "200", "anonymous cluster-info: {body}");
+    let info: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let kubeconfig = info["data"]["kubeconfig"].as_str().expect("a kubeconfig");
+    assert!(
+        kubeconfig.contains(&plan.cluster.endpoint.url()),
+        "{kubeconfig}"
+    );
+    let (code, body) = anonymous(&public);
+    assert_eq!(code, "403", "anonymous list of kube-public: {body}");
+
+    // The same token shape, its Secret expired: refused as unauthenticated.
+    let expired = serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "bootstrap.kubernetes.io/token",
+        "metadata": {"name": "bootstrap-token-exp000", "namespace": "kube-system"},
+        "stringData": {
+            "token-id": "exp000", "token-secret": "0123456789abcdef",
+            "expiration": "2000-01-01T00:00:00Z",
+            "usage-bootstrap-authentication": "true",
+            "auth-extra-groups": kiln_manifests::BOOTSTRAPPERS_GROUP
+        }
+    });
+    let expired_file = root.join("expired.json");
+    write(&expired_file, expired.to_string().as_bytes());
+    let (ok, text) = kubectl(
+        &kubectl_program,
+        &servers.super_admin,
+        &["create", "-f", &expired_file.display().to_string()],
+    );
+    assert!(ok, "{text}");
+    let late = root.join("expired.conf");
+    client_kubeconfig(&late, root, "\n    token: exp000.0123456789abcdef");
+    let (ok, text) = kubectl(&kubectl_program, &late, &["get", "--raw", "/api"]);
+    assert!(
+        !ok && text.contains("Unauthorized"),
+        "expired token: {text}"
+    );
 }

@@ -123,9 +123,8 @@ fn every_row_of_the_least_privilege_table_holds() {
         // Row: kubelet client and serving keys on kubelet nodes, their own only (the client key
         // only where kiln issues kubelet credentials: with bootstrap tokens, on the control-plane
         // and etcd nodes, whose kubelets run the static pods the API needs, as kubeadm's).
-        let issued = plan.options.kubelet_credentials == KubeletCredentials::Issued
-            || control_plane
-            || etcd;
+        let issued =
+            plan.options.kubelet_credentials == KubeletCredentials::Issued || control_plane || etcd;
         assert_eq!(
             has(&format!("kubelet-serving/{}", node.name)),
             kubelet,

@@ -85,7 +85,8 @@ impl Checker {
                 .help("set pki.controller_manager_signs_csrs = true"),
             );
         }
-        let bootstrap = spec.options.kubelet_credentials == Some(KubeletCredentials::BootstrapToken);
+        let bootstrap =
+            spec.options.kubelet_credentials == Some(KubeletCredentials::BootstrapToken);
         let bootstrap_token_expires = match (&pki.bootstrap_token_expires, bootstrap) {
             (None, false) => None,
             (None, true) => {
@@ -119,7 +120,10 @@ impl Checker {
                         ok = false;
                         self.push(Diagnostic::error(
                             "pki.bootstrap_token_expires",
-                            format!("the token would expire at or before pki.issued_at ({})", pki.issued_at),
+                            format!(
+                                "the token would expire at or before pki.issued_at ({})",
+                                pki.issued_at
+                            ),
                         ));
                     }
                     bootstrap.then_some(seconds)
