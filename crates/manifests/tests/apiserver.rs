@@ -518,35 +518,6 @@ fn a_bootstrap_token_joins_and_does_nothing_else() {
         );
     }
 
-    // Anonymous requests, with curl (kubectl asks for a user name when it has none): the
-    // status code and body of GET `path`.
-    let anonymous = |path: &str| -> (String, String) {
-        let output = Command::new("curl")
-            .args(["--silent", "--show-error", "--write-out", "\n%{http_code}"])
-            .arg("--cacert")
-            .arg(root.join("etc/kubernetes/pki/ca.crt"))
-            .arg(format!("https://127.0.0.1:{APISERVER_PORT}{path}"))
-            .output()
-            .expect("runs curl");
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-        (code.to_owned(), body.to_owned())
-    };
-    let public = format!(
-        "/api/v1/namespaces/{}/configmaps",
-        kiln_manifests::PUBLIC_NAMESPACE
-    );
-    let (code, body) = anonymous(&format!("{public}/{}", kiln_manifests::CLUSTER_INFO));
-    assert_eq!(code, "200", "anonymous cluster-info: {body}");
-    let info: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-    let kubeconfig = info["data"]["kubeconfig"].as_str().expect("a kubeconfig");
-    assert!(
-        kubeconfig.contains(&plan.cluster.endpoint.url()),
-        "{kubeconfig}"
-    );
-    let (code, body) = anonymous(&public);
-    assert_eq!(code, "403", "anonymous list of kube-public: {body}");
-
     // The same token shape, its Secret expired: refused as unauthenticated.
     let expired = serde_json::json!({
         "apiVersion": "v1", "kind": "Secret", "type": "bootstrap.kubernetes.io/token",
@@ -573,4 +544,44 @@ fn a_bootstrap_token_joins_and_does_nothing_else() {
         !ok && text.contains("Unauthorized"),
         "expired token: {text}"
     );
+
+    // Kubernetes 1.20.2 as Debian builds it (Go 1.19) crashes serving cluster-info: its
+    // vendored modern-go/reflect2 (before 1.0.2) faults iterating a map under Go 1.18 and
+    // later ("fatal error: fault" in mapiterinit, from json-iterator's sortKeysMapEncoder), and
+    // the API server exits. Measured here on 2026-12-05; 1.37.2 serves it.
+    if minor < 21 {
+        eprintln!(
+            "Kubernetes 1.{minor}: the anonymous cluster-info read is skipped (the API server crashes serving it)"
+        );
+        return;
+    }
+    // Anonymous requests, with curl (kubectl asks for a user name when it has none): the
+    // status code and body of GET `path`.
+    let anonymous = |path: &str| -> (String, String) {
+        let output = Command::new("curl")
+            .args(["--silent", "--show-error", "--write-out", "\n%{http_code}"])
+            .arg("--cacert")
+            .arg(root.join("etc/kubernetes/pki/ca.crt"))
+            .arg(format!("https://127.0.0.1:{APISERVER_PORT}{path}"))
+            .output()
+            .expect("runs curl");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        let errors = String::from_utf8_lossy(&output.stderr);
+        (code.to_owned(), format!("{body}{errors}"))
+    };
+    let public = format!(
+        "/api/v1/namespaces/{}/configmaps",
+        kiln_manifests::PUBLIC_NAMESPACE
+    );
+    let (code, body) = anonymous(&format!("{public}/{}", kiln_manifests::CLUSTER_INFO));
+    assert_eq!(code, "200", "anonymous cluster-info: {body}");
+    let info: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let kubeconfig = info["data"]["kubeconfig"].as_str().expect("a kubeconfig");
+    assert!(
+        kubeconfig.contains(&plan.cluster.endpoint.url()),
+        "{kubeconfig}"
+    );
+    let (code, body) = anonymous(&public);
+    assert_eq!(code, "403", "anonymous list of kube-public: {body}");
 }
