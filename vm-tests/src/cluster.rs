@@ -264,7 +264,9 @@ impl Cluster {
 
     /// The operator's bootstrap step: applies the cluster's add-ons (the bootstrap RBAC that
     /// binds the admins' group to `cluster-admin` and the apiserver's kubelet-client identity to
-    /// `system:kubelet-api-admin`) from a control-plane node's rendered manifests, as the
+    /// `system:kubelet-api-admin`, kube-proxy's DaemonSet, CoreDNS) from a control-plane node's
+    /// rendered manifests, and with bootstrap tokens the operator's token objects
+    /// (`cluster/bootstrap-token`), as the
     /// break-glass super-admin, whose key never leaves the operator's output. Retries until the
     /// apiserver accepts them.
     pub fn apply_addons(&mut self, timeout: Duration) -> crate::Result<()> {
@@ -285,12 +287,25 @@ impl Cluster {
         let kubeconfig = self.run_dir.join("super-admin.kubeconfig");
         write_forwarded_kubeconfig(&self.kubectl.program, &super_admin, self.api.1, &kubeconfig)?;
         let kubectl = Kubectl::new(&self.kubectl.program, &kubeconfig);
-        let addons_arg = addons.display().to_string();
+        let mut arguments = vec![
+            "apply".to_owned(),
+            "-f".to_owned(),
+            addons.display().to_string(),
+        ];
+        // With bootstrap tokens, the operator's token objects (kiln keeps them off every node).
+        let token_objects = self
+            .result_dir
+            .join("cluster/bootstrap-token")
+            .join(kiln_spec::paths::BOOTSTRAP_TOKEN_OBJECTS);
+        if token_objects.is_file() {
+            arguments.extend(["-f".to_owned(), token_objects.display().to_string()]);
+        }
+        let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
         wait_for(
             "the add-ons to be applied",
             timeout,
             Duration::from_secs(5),
-            || match kubectl.output(&["apply", "-f", &addons_arg]) {
+            || match kubectl.output(&arguments) {
                 Ok(output) if output.status.success() => Ok(()),
                 Ok(output) => Err(crate::kubectl::describe(&output)),
                 Err(error) => Err(error.to_string()),

@@ -483,7 +483,14 @@ fn add_node_image(
     let node_artifacts = artifacts.nodes.entry(node.name.clone()).or_default();
     let layer_id = DrvId::new(format!("node/{}/layer", node.name));
     let mut layer_inputs = Vec::new();
-    for artifact in ["units", "network", "manifests", "kubeconfigs", "pki"] {
+    for artifact in [
+        "units",
+        "network",
+        "manifests",
+        "kubeconfigs",
+        "bootstrap",
+        "pki",
+    ] {
         if let Some(id) = node_artifacts.get(artifact) {
             layer_inputs.push((artifact.to_owned(), id.clone()));
         }

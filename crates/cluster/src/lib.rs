@@ -41,6 +41,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod bootstrap;
 mod builders;
 mod configs;
 mod images;
@@ -56,6 +57,7 @@ use std::sync::Arc;
 use kiln_graph::{Derivation, DrvId, Graph, GraphError};
 use kiln_spec::Plan;
 
+pub use bootstrap::BOOTSTRAP_TOKEN_FILE;
 pub use builders::{JsonView, NodeView};
 pub use images::ImageInputs;
 pub use manifest::{ArtifactEntry, Manifest};
@@ -214,6 +216,7 @@ pub fn cluster_graph(plan: &Plan, inputs: &ClusterInputs) -> Result<ClusterGraph
     }
     configs::add_kubeconfigs(&mut graph, &mut artifacts, &shared_plan, &pki)?;
     node_pki::add_node_pki(&mut graph, &mut artifacts, plan, &pki)?;
+    bootstrap::add_bootstrap(&mut graph, &mut artifacts, &shared_plan, &inputs.root, &pki)?;
     Ok(ClusterGraph {
         graph,
         artifacts,

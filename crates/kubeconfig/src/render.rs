@@ -349,27 +349,18 @@ pub const BOOTSTRAP_USER: &str = "tls-bootstrap-token-user";
 /// The kubelet's bootstrap kubeconfig (`bootstrap-kubelet.conf`, at
 /// [`paths::BOOTSTRAP_KUBELET_KUBECONFIG`]) for a node whose kubelet joins with a bootstrap
 /// token ([`Plan::kubelet_bootstraps`]): the cluster endpoint, verified against the cluster CA
-/// (embedded, or the node's `/etc/kubernetes/pki/ca.crt`, as
+/// (`ca_pem` embedded, or the node's `/etc/kubernetes/pki/ca.crt`, as
 /// `options.kubeconfig_certificates` says), and the user [`BOOTSTRAP_USER`] with `token`
 /// (`<id>.<secret>`) and nothing else. Mode 0600: the token lets its holder ask for a node's
 /// certificate.
 pub fn render_bootstrap_kubelet(
     plan: &Plan,
-    pki: &Pki,
+    ca_pem: &str,
     token: &str,
 ) -> Result<RenderedFile, Error> {
     let file = paths::BOOTSTRAP_KUBELET_KUBECONFIG;
     let authority = match plan.options.kubeconfig_certificates {
-        kiln_spec::KubeconfigCertificates::Embedded => Source::Embedded(
-            pki.authorities
-                .get(&kiln_spec::CaName::Kubernetes)
-                .ok_or_else(|| Error::MissingCertificate {
-                    name: "ca".to_owned(),
-                    file: "bootstrap-kubelet.conf",
-                })?
-                .certificate_pem()
-                .to_owned(),
-        ),
+        kiln_spec::KubeconfigCertificates::Embedded => Source::Embedded(ca_pem.to_owned()),
         kiln_spec::KubeconfigCertificates::Referenced => {
             Source::Path(format!("{}/ca.crt", paths::PKI_DIR))
         }

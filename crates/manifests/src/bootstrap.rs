@@ -36,6 +36,27 @@ pub struct BootstrapObjects {
     pub cluster_info_reader: (Role, RoleBinding),
 }
 
+impl BootstrapObjects {
+    /// Every object as one YAML stream, the file the operator applies once the API is up: the
+    /// Secret, the bindings, `cluster-info` and its reader. It holds the token: keep it 0600.
+    pub fn to_yaml(&self) -> Result<String, crate::Error> {
+        let mut documents = vec![crate::yaml("bootstrap token Secret", &self.secret)?];
+        for binding in &self.bindings {
+            documents.push(crate::yaml("bootstrap binding", binding)?);
+        }
+        documents.push(crate::yaml("cluster-info ConfigMap", &self.cluster_info)?);
+        documents.push(crate::yaml(
+            "cluster-info reader Role",
+            &self.cluster_info_reader.0,
+        )?);
+        documents.push(crate::yaml(
+            "cluster-info reader binding",
+            &self.cluster_info_reader.1,
+        )?);
+        Ok(documents.join("---\n"))
+    }
+}
+
 /// The objects of the bootstrap token `<id>.<secret>` of `plan`, which expires at
 /// `pki.bootstrap_token_expires` (RFC 3339, UTC), with `ca_pem` (the cluster CA certificate)
 /// in `cluster-info`'s kubeconfig. The controller manager's `bootstrapsigner` adds the token's

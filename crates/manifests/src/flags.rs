@@ -670,7 +670,7 @@ static TABLE: &[FlagRule] = &[
         kubelet_bootstraps(c).then(|| paths::BOOTSTRAP_KUBELET_KUBECONFIG.to_owned())
     }),
     rule!(Kubelet, "cert-dir", 20.., REF_KUBELET, |c| {
-        kubelet_bootstraps(c).then(|| "/var/lib/kubelet/pki".to_owned())
+        kubelet_bootstraps(c).then(|| paths::KUBELET_CERT_DIR.to_owned())
     }),
     rule!(
         Kubelet,

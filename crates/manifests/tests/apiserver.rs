@@ -458,22 +458,16 @@ fn a_bootstrap_token_joins_and_does_nothing_else() {
     let servers = start(&dir, &etcd, plan, node, node, root);
 
     let secret = kiln_pki::RootSecret::from_bytes([7; kiln_pki::ROOT_SECRET_LEN]);
-    let token = secret.derive_bootstrap_token(0);
+    let token = secret.derive_bootstrap_token(plan.pki.generation);
     let ca_pem = servers.pki.authorities[&kiln_spec::CaName::Kubernetes].certificate_pem();
     let objects = kiln_manifests::bootstrap_objects(plan, token.id(), token.secret(), ca_pem)
         .expect("the kubeadm example bootstraps");
-    let mut documents = vec![
-        serde_json::to_value(&objects.secret).expect("JSON"),
-        serde_json::to_value(&objects.cluster_info).expect("JSON"),
-        serde_json::to_value(&objects.cluster_info_reader.0).expect("JSON"),
-        serde_json::to_value(&objects.cluster_info_reader.1).expect("JSON"),
-    ];
-    for binding in &objects.bindings {
-        documents.push(serde_json::to_value(binding).expect("JSON"));
-    }
-    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": documents});
-    let objects_file = root.join("bootstrap.json");
-    write(&objects_file, list.to_string().as_bytes());
+    // The file kiln-cluster writes for the operator (`cluster/bootstrap-token`).
+    let objects_file = root.join("bootstrap-token.yaml");
+    write(
+        &objects_file,
+        objects.to_yaml().expect("the objects are YAML").as_bytes(),
+    );
     let (ok, text) = kubectl(
         &kubectl_program,
         &servers.super_admin,

@@ -48,6 +48,13 @@ pub const KUBELET_KUBECONFIG: &str = "/etc/kubernetes/kubelet.conf";
 pub const BOOTSTRAP_KUBELET_KUBECONFIG: &str = "/etc/kubernetes/bootstrap-kubelet.conf";
 /// kube-proxy's kubeconfig (`kiln_kubeconfig::KubeconfigKind::path`).
 pub const KUBE_PROXY_KUBECONFIG: &str = "/etc/kubernetes/kube-proxy.conf";
+/// Where a kubelet that joined with the bootstrap token keeps the client certificate its CSR
+/// got, and the key it generated for it (`kubelet-client-current.pem`, both in one file).
+pub const KUBELET_CERT_DIR: &str = "/var/lib/kubelet/pki";
+/// The bootstrap token's objects (its Secret, kubeadm's bindings, `cluster-info`) for the
+/// operator to apply with the add-ons. Not on any node: in the operator's
+/// `cluster/bootstrap-token` output, under this name.
+pub const BOOTSTRAP_TOKEN_OBJECTS: &str = "bootstrap-token.yaml";
 
 /// The static pod manifest of the pod named `name` (`kube-apiserver`) in [`MANIFESTS_DIR`].
 pub fn static_pod_manifest(name: &str) -> String {

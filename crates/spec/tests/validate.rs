@@ -424,6 +424,54 @@ fn pki_fields() {
 }
 
 #[test]
+fn bootstrap_token_expiry() {
+    let bootstrap = |pki: &str| {
+        [
+            (
+                "issued_at = 2026-01-01T00:00:00Z",
+                format!("issued_at = 2026-01-01T00:00:00Z\ncontroller_manager_signs_csrs = true{pki}"),
+            ),
+            (
+                "[[nodes]]\nname = \"node1\"",
+                "[options]\nkubelet_credentials = \"bootstrap-token\"\n\n[[nodes]]\nname = \"node1\"".to_owned(),
+            ),
+        ]
+    };
+    let run = |pairs: [(&str, String); 2], expect: Expect| {
+        let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(a, b)| (*a, b.as_str())).collect();
+        check(&borrowed, expect);
+    };
+    run(
+        bootstrap("\nbootstrap_token_expires = 2027-01-01T00:00:00Z"),
+        expect!["ok"],
+    );
+    run(
+        bootstrap(""),
+        expect![[r#"
+            error: spec.toml:12:23: options.kubelet_credentials: bootstrap-token kubelets need their token's expiry
+              help: set pki.bootstrap_token_expires to a date and time after pki.issued_at, such as 2027-01-01T00:00:00Z"#]],
+    );
+    run(
+        bootstrap("\nbootstrap_token_expires = 2025-12-31T23:59:59Z"),
+        expect![[r#"
+            error: spec.toml:10:27: pki.bootstrap_token_expires: the token would expire at or before pki.issued_at (2026-01-01T00:00:00Z)"#]],
+    );
+    run(
+        bootstrap("\nbootstrap_token_expires = 2027-01-01"),
+        expect![[r#"
+            error: spec.toml:10:27: pki.bootstrap_token_expires: `2027-01-01` needs a date, a time and an offset, for example 2026-01-01T00:00:00Z"#]],
+    );
+    check(
+        &[(
+            "issued_at = 2026-01-01T00:00:00Z",
+            "issued_at = 2026-01-01T00:00:00Z\nbootstrap_token_expires = 2027-01-01T00:00:00Z",
+        )],
+        expect![[r#"
+            warning: spec.toml:9:27: pki.bootstrap_token_expires: no kubelet joins with a bootstrap token (options.kubelet_credentials is not "bootstrap-token"): it is not used"#]],
+    );
+}
+
+#[test]
 fn leader_election() {
     let table = |body: &str| {
         (

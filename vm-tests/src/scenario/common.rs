@@ -103,3 +103,27 @@ pub(super) fn first_line(text: &str) -> &str {
         .find(|line| !line.trim().is_empty())
         .unwrap_or("")
 }
+
+/// The cluster CA's certificate, from the admin kubeconfig, written as
+/// `<run_dir>/kubernetes-ca.crt`.
+pub(super) fn kubernetes_ca(cluster: &Cluster) -> crate::Result<PathBuf> {
+    let admin = admin_json(cluster)?;
+    let ca = cluster.run_dir.join("kubernetes-ca.crt");
+    let ca_data = admin["clusters"][0]["cluster"]["certificate-authority-data"]
+        .as_str()
+        .and_then(|data| STANDARD.decode(data).ok())
+        .ok_or_else(|| Error::check("kubernetes CA", "the admin kubeconfig embeds no CA"))?;
+    std::fs::write(&ca, ca_data)
+        .map_err(|error| Error::io(format!("writing {}", ca.display()), error))?;
+    Ok(ca)
+}
+
+/// The name the API server's certificate is verified for through the forwarded port: the
+/// admin kubeconfig's `tls-server-name`, or `kubernetes`.
+pub(super) fn api_server_name(cluster: &Cluster) -> crate::Result<String> {
+    let admin = admin_json(cluster)?;
+    Ok(admin["clusters"][0]["cluster"]["tls-server-name"]
+        .as_str()
+        .unwrap_or("kubernetes")
+        .to_owned())
+}

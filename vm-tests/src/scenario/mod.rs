@@ -22,6 +22,7 @@ use serde_json::Value;
 use crate::kubectl::{describe, write_forwarded_kubeconfig};
 use crate::{Cluster, ClusterOptions, Error, Kubectl, Steps, wait_for};
 
+mod bootstrap;
 mod common;
 mod control_plane;
 mod dns;
@@ -30,6 +31,10 @@ mod secrets;
 mod static_pods;
 mod workloads;
 
+use self::bootstrap::*;
+pub use self::bootstrap::{
+    cluster_info_signed, kube_proxy_daemonset, token_limits, workers_joined,
+};
 use self::common::*;
 use self::control_plane::*;
 pub use self::control_plane::{
@@ -59,18 +64,29 @@ pub enum Scenario {
     /// every static pod visible as a mirror pod, and each control-plane component restarted by
     /// its kubelet after being killed.
     StaticPods,
+    /// `kubeadm`: kubeadm's shape: a static-pod control plane, two workers that join with the
+    /// bootstrap token, kube-proxy as a DaemonSet; the checks of `two-node`, every static pod
+    /// mirrored, the workers' certificates from approved CSRs, the token's limits and expiry,
+    /// `cluster-info` signed for the token, and kube-proxy's DaemonSet on every node.
+    Kubeadm,
 }
 
 impl Scenario {
     /// Every scenario, in the order `--scenario`'s error lists them.
-    pub const ALL: [Scenario; 3] = [Scenario::TwoNode, Scenario::Ha, Scenario::StaticPods];
+    pub const ALL: [Scenario; 4] = [
+        Scenario::TwoNode,
+        Scenario::Ha,
+        Scenario::StaticPods,
+        Scenario::Kubeadm,
+    ];
 
-    /// The scenario's name: `two-node`, `ha`, `static-pods`.
+    /// The scenario's name: `two-node`, `ha`, `static-pods`, `kubeadm`.
     pub fn name(self) -> &'static str {
         match self {
             Scenario::TwoNode => "two-node",
             Scenario::Ha => "ha",
             Scenario::StaticPods => "static-pods",
+            Scenario::Kubeadm => "kubeadm",
         }
     }
 }
@@ -128,6 +144,7 @@ pub fn run(scenario: Scenario, options: &ClusterOptions) -> crate::Result<Steps>
         Scenario::TwoNode => two_node(&mut cluster, &mut steps),
         Scenario::Ha => ha(&mut cluster, &mut steps),
         Scenario::StaticPods => static_pod_cluster(&mut cluster, &mut steps),
+        Scenario::Kubeadm => kubeadm(&mut cluster, &mut steps),
     };
     eprintln!("\nsteps:\n{}", steps.summary());
     if !matches!(result, Err(Error::Interrupted)) {
@@ -272,6 +289,37 @@ fn static_pod_cluster(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result
         }
         None => eprintln!("    (step 10 needs the mirror pods: skipped)"),
     }
+    failures.finish()
+}
+
+/// The `kubeadm` scenario's steps: every static pod mirrored, the checks of `two-node` (the
+/// workers Ready once they joined), then the join itself: the workers' certificates, the
+/// token's limits, `cluster-info`, and kube-proxy's DaemonSet.
+fn kubeadm(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
+    bring_up(cluster, steps)?;
+    let mut failures = Failures::default();
+    failures.record(
+        steps.run("0 every static pod runs, mirrored in the API", || {
+            static_pods_mirrored(cluster)
+        }),
+    )?;
+    cluster_checks(cluster, steps, &mut failures)?;
+    failures.record(steps.run(
+        "10 workers joined: system:node:NAME certificates from approved CSRs",
+        || workers_joined(cluster),
+    ))?;
+    failures.record(steps.run(
+        "11 the token creates CSRs only; an expired token is refused",
+        || token_limits(cluster),
+    ))?;
+    failures.record(
+        steps.run("12 cluster-info public and signed for the token", || {
+            cluster_info_signed(cluster)
+        }),
+    )?;
+    failures.record(steps.run("13 kube-proxy's DaemonSet on every node", || {
+        kube_proxy_daemonset(cluster)
+    }))?;
     failures.finish()
 }
 
@@ -457,7 +505,7 @@ mod tests {
             .expect_err("no such scenario");
         assert_eq!(
             error,
-            "no scenario \"three-node\"; known: two-node, ha, static-pods"
+            "no scenario \"three-node\"; known: two-node, ha, static-pods, kubeadm"
         );
         assert!("Two-Node".parse::<Scenario>().is_err());
     }

@@ -23,17 +23,8 @@ pub fn refusals(cluster: &mut Cluster) -> crate::Result<()> {
 
     // An anonymous request to the apiserver: 401. (kubectl cannot send one: without
     // credentials kubectl 1.20 asks for a user name, so openssl sends it, verifying the server.)
-    let ca = cluster.run_dir.join("kubernetes-ca.crt");
-    let ca_data = admin["clusters"][0]["cluster"]["certificate-authority-data"]
-        .as_str()
-        .and_then(|data| STANDARD.decode(data).ok())
-        .ok_or_else(|| Error::check(STEP, "the admin kubeconfig embeds no CA"))?;
-    std::fs::write(&ca, ca_data)
-        .map_err(|error| Error::io(format!("writing {}", ca.display()), error))?;
-    let api_name = admin["clusters"][0]["cluster"]["tls-server-name"]
-        .as_str()
-        .unwrap_or("kubernetes")
-        .to_owned();
+    let ca = kubernetes_ca(cluster)?;
+    let api_name = api_server_name(cluster)?;
     let response = anonymous_get(&ca, cluster.api.1, &api_name, "/api")?;
     if apiserver_is_static_pod(cluster) {
         // A static-pod API server keeps anonymous authentication for the kubelet's
@@ -93,24 +84,29 @@ pub fn refusals(cluster: &mut Cluster) -> crate::Result<()> {
     // Another node's kubelet credentials modifying a Node object: 403 (NodeRestriction).
     let workers = cluster.nodes_with_role("worker");
     if let [first, .., last] = workers.as_slice() {
-        let kubelet_conf = find_file(
-            &cluster
-                .result_dir
-                .join("nodes")
-                .join(last)
-                .join("kubeconfigs"),
-            "kubelet.conf",
-        )
-        .ok_or_else(|| Error::check(STEP, format!("no kubelet.conf in {last}'s result")))?;
-        let kubelet_conf = kubeconfig_on_host(cluster, last, &kubelet_conf)?;
-        let target = cluster.run_dir.join(format!("kubelet-{last}.kubeconfig"));
-        write_forwarded_kubeconfig(
-            &cluster.kubectl.program,
-            &kubelet_conf,
-            cluster.api.1,
-            &target,
-        )?;
-        let as_node = Kubectl::new(&cluster.kubectl.program, &target);
+        let as_node = if joins_with_token(cluster, last) {
+            // Its credential is the certificate its CSR got, on the node alone.
+            kubectl_as_joined(cluster, last)?
+        } else {
+            let kubelet_conf = find_file(
+                &cluster
+                    .result_dir
+                    .join("nodes")
+                    .join(last)
+                    .join("kubeconfigs"),
+                "kubelet.conf",
+            )
+            .ok_or_else(|| Error::check(STEP, format!("no kubelet.conf in {last}'s result")))?;
+            let kubelet_conf = kubeconfig_on_host(cluster, last, &kubelet_conf)?;
+            let target = cluster.run_dir.join(format!("kubelet-{last}.kubeconfig"));
+            write_forwarded_kubeconfig(
+                &cluster.kubectl.program,
+                &kubelet_conf,
+                cluster.api.1,
+                &target,
+            )?;
+            Kubectl::new(&cluster.kubectl.program, &target)
+        };
         let output = as_node.output(&[
             "label",
             "node",

@@ -27,6 +27,10 @@ pub fn private_key_scan(cluster: &mut Cluster) -> crate::Result<()> {
             .check(STEP, script, Duration::from_secs(600))?;
         let mut foreign = Vec::new();
         let mut holds = Vec::new();
+        // A kubelet that joined with the bootstrap token generated its own key for its CSR:
+        // `kubelet-client-<time>.pem` in its certificate directory (step 10 checks what it is).
+        let generated = joins_with_token(cluster, &node)
+            .then(|| format!("{}/kubelet-client-", paths::KUBELET_CERT_DIR));
         for line in found.lines() {
             let Some((hash, path)) = line.split_once("  ") else {
                 continue;
@@ -35,7 +39,11 @@ pub fn private_key_scan(cluster: &mut Cluster) -> crate::Result<()> {
             if path.ends_with("/kiln-cmd") || path.ends_with("/kiln-out") {
                 continue;
             }
-            if own.contains(hash) {
+            if own.contains(hash)
+                || generated
+                    .as_deref()
+                    .is_some_and(|prefix| path.contains(prefix))
+            {
                 holds.push(path.to_owned());
             } else {
                 foreign.push(path.to_owned());
