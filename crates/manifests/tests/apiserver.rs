@@ -278,13 +278,13 @@ fn kubectl_validates_kiln_objects_against_a_real_api_server() {
         let path = path.display().to_string();
         let (ok, text) = kubectl(
             &kubectl_program,
-            &super_admin,
+            super_admin,
             &["create", "--dry-run=server", "-f", &path, "-o", "name"],
         );
         assert!(ok, "{}: {text}", file.path);
         let (ok, text) = kubectl(
             &kubectl_program,
-            &super_admin,
+            super_admin,
             &["create", "--dry-run=client", "-f", &path, "-o", "json"],
         );
         assert!(ok, "{}: {text}", file.path);
@@ -298,10 +298,10 @@ fn kubectl_validates_kiln_objects_against_a_real_api_server() {
         .join("etc/kubernetes/addons/rbac.yaml")
         .display()
         .to_string();
-    let (ok, text) = kubectl(&kubectl_program, &super_admin, &["apply", "-f", &rbac]);
+    let (ok, text) = kubectl(&kubectl_program, super_admin, &["apply", "-f", &rbac]);
     assert!(ok, "{text}");
     let admin = root.join("admin.conf");
-    admin_kubeconfig(&admin, &pki, "admin", root);
+    admin_kubeconfig(&admin, pki, "admin", root);
     let (ok, text) = kubectl(&kubectl_program, &admin, &["auth", "can-i", "*", "*"]);
     assert!(ok && text.trim() == "yes", "admin: {text}");
 
@@ -391,7 +391,7 @@ fn kubectl_validates_kiln_objects_against_a_real_api_server() {
     let path = path.display().to_string();
     let (ok, text) = kubectl(
         &kubectl_program,
-        &super_admin,
+        super_admin,
         &["create", "--dry-run=server", "-f", &path, "-o", "name"],
     );
     assert!(ok, "{text}");
