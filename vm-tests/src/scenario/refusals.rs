@@ -360,7 +360,11 @@ pub(super) fn expect_http(
             ),
         ));
     }
-    eprintln!("    {what}: refused with {status}");
+    if status < 400 {
+        eprintln!("    {what}: answered {status}");
+    } else {
+        eprintln!("    {what}: refused with {status}");
+    }
     Ok(())
 }
 
