@@ -27,7 +27,8 @@ use proptest::prelude::*;
 use crate::plan::runs_kubelet;
 use crate::raw::{
     ClusterSpec, ControlPlaneMode, EncryptionProvider, EndpointMode, EndpointSpec, KubeProxyMode,
-    KubeconfigCertificates, LeaderElectionSpec, NodeSpec, OptionsSpec, PkiSpec, Role, Spec,
+    KubeconfigCertificates, KubeletCredentials, LeaderElectionSpec, NodeSpec, OptionsSpec, PkiSpec,
+    Role, Spec,
 };
 
 /// One rule broken on purpose, and the field that validation must name for it.
@@ -68,7 +69,7 @@ pub fn valid_spec(nodes: RangeInclusive<usize>) -> impl Strategy<Value = Spec> {
         0u8..=255,
         prop::collection::vec((0u8..8, "[a-z]{1,6}", any::<bool>()), start..=end),
         (any::<bool>(), 0u8..3, 0u8..3, any::<bool>()),
-        (1_600_000_000i64..1_900_000_000, 0u32..3),
+        (1_600_000_000i64..1_900_000_000, 0u32..3, any::<bool>()),
         prop::option::of((1u32..=10, 0u32..=20, 1u32..=30)),
         prop::option::of(prop::sample::select(vec![6443u16, 8443, 16443])),
     )
@@ -88,7 +89,9 @@ pub fn valid_spec(nodes: RangeInclusive<usize>) -> impl Strategy<Value = Spec> {
                 apiserver_port,
             )| {
                 let (local_endpoint, kube_proxy, encryption, referenced) = options;
-                let (issued_at, generation) = pki;
+                // `bootstrap`: workers join with a bootstrap token that expires a year after
+                // issue (the controller manager then signs their CSRs).
+                let (issued_at, generation, bootstrap) = pki;
                 let mode = if systemd {
                     ControlPlaneMode::Systemd
                 } else {
@@ -145,8 +148,9 @@ pub fn valid_spec(nodes: RangeInclusive<usize>) -> impl Strategy<Value = Spec> {
                         generation: Some(generation),
                         generations: BTreeMap::new(),
                         expiry_warning_days: None,
-                        controller_manager_signs_csrs: None,
-                        bootstrap_token_expires: None,
+                        controller_manager_signs_csrs: bootstrap.then_some(true),
+                        bootstrap_token_expires: bootstrap
+                            .then(|| crate::time::to_toml_datetime(issued_at + 365 * 86_400)),
                         ca: BTreeMap::new(),
                     },
                     nodes,
@@ -179,6 +183,8 @@ pub fn valid_spec(nodes: RangeInclusive<usize>) -> impl Strategy<Value = Spec> {
                                 retry_period_seconds: Some(retry),
                             }
                         }),
+                        kubelet_credentials: bootstrap
+                            .then_some(KubeletCredentials::BootstrapToken),
                         ..OptionsSpec::default()
                     },
                 }
