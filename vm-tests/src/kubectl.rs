@@ -198,8 +198,6 @@ pub fn write_forwarded_kubeconfig(
     port: u16,
     target: &Path,
 ) -> crate::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-
     let flattened = Kubectl::new(kubectl, source).json(&[
         "config",
         "view",
@@ -211,15 +209,22 @@ pub fn write_forwarded_kubeconfig(
     let forwarded = forward_kubeconfig(flattened, port)?;
     let text = serde_json::to_string_pretty(&forwarded)
         .map_err(|error| Error::io("serialising a kubeconfig", std::io::Error::other(error)))?;
-    let _ = std::fs::remove_file(target);
+    write_private(target, text.as_bytes())
+}
+
+/// Writes `contents` to `path` with mode 0600 from its creation, replacing any file there.
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> crate::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let _ = std::fs::remove_file(path);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(target)
-        .map_err(|error| Error::io(format!("creating {}", target.display()), error))?;
-    std::io::Write::write_all(&mut file, text.as_bytes())
-        .map_err(|error| Error::io(format!("writing {}", target.display()), error))
+        .open(path)
+        .map_err(|error| Error::io(format!("creating {}", path.display()), error))?;
+    std::io::Write::write_all(&mut file, contents)
+        .map_err(|error| Error::io(format!("writing {}", path.display()), error))
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::refusals::{anonymous_get, array_mut, expect_http, expect_status, note};
 use super::*;
+use crate::kubectl::write_private;
 
 /// Whether `node`'s kubelet joins with the bootstrap token: kiln built it a `bootstrap`
 /// artifact (its `bootstrap-kubelet.conf`).
@@ -29,21 +30,6 @@ fn joining_nodes(cluster: &Cluster) -> Vec<String> {
         .filter(|node| joins_with_token(cluster, node))
         .cloned()
         .collect()
-}
-
-/// Writes `contents` to `path` with mode 0600, replacing any file there.
-fn write_private(path: &Path, contents: &[u8]) -> crate::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-
-    let _ = std::fs::remove_file(path);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|error| Error::io(format!("creating {}", path.display()), error))?;
-    std::io::Write::write_all(&mut file, contents)
-        .map_err(|error| Error::io(format!("writing {}", path.display()), error))
 }
 
 /// kubectl for the forwarded API as `user` (a kubeconfig `user` object), its kubeconfig
