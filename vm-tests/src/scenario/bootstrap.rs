@@ -7,7 +7,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use super::refusals::{anonymous_get, array_mut, expect_http, expect_status, note};
+use super::refusals::{anonymous_get, array_mut, expect_http, expect_status, http_status, note};
 use super::*;
 use crate::kubectl::write_private;
 
@@ -242,16 +242,22 @@ fn token_of(cluster: &Cluster, node: &str) -> crate::Result<String> {
         .ok_or_else(|| Error::check(STEP, format!("{} holds no token", file.display())))
 }
 
+/// The cluster's bootstrap token, as kiln gave it to the first joining node; an error for
+/// `step` if no node joins with it.
+fn cluster_token(cluster: &Cluster, step: &str) -> crate::Result<String> {
+    let joining = joining_nodes(cluster);
+    let node = joining
+        .first()
+        .ok_or_else(|| Error::check(step, "no node joins with the bootstrap token"))?;
+    token_of(cluster, node)
+}
+
 /// Step 11: the workers' bootstrap token authenticates as `system:bootstrap:<id>` in kubeadm's
 /// groups and may create CSRs, but reading Secrets or listing Nodes is 403; a token whose
 /// Secret says it expired is 401.
 pub fn token_limits(cluster: &mut Cluster) -> crate::Result<()> {
     const STEP: &str = "bootstrap token";
-    let joining = joining_nodes(cluster);
-    let node = joining
-        .first()
-        .ok_or_else(|| Error::check(STEP, "no node joins with the bootstrap token"))?;
-    let token = token_of(cluster, node)?;
+    let token = cluster_token(cluster, STEP)?;
     let id = token.split('.').next().unwrap_or_default().to_owned();
     let as_token = kubectl_as(
         cluster,
@@ -346,11 +352,7 @@ pub fn token_limits(cluster: &mut Cluster) -> crate::Result<()> {
 /// `kubeadm join --discovery-token` verifies it: checked with `openssl dgst -hmac`.
 pub fn cluster_info_signed(cluster: &mut Cluster) -> crate::Result<()> {
     const STEP: &str = "cluster-info";
-    let joining = joining_nodes(cluster);
-    let node = joining
-        .first()
-        .ok_or_else(|| Error::check(STEP, "no node joins with the bootstrap token"))?;
-    let token = token_of(cluster, node)?;
+    let token = cluster_token(cluster, STEP)?;
     let (id, secret) = token
         .split_once('.')
         .ok_or_else(|| Error::check(STEP, format!("a token without a dot: {}", token.len())))?;
@@ -369,7 +371,7 @@ pub fn cluster_info_signed(cluster: &mut Cluster) -> crate::Result<()> {
         POLL,
         || {
             let response = anonymous_get(&ca, port, &api_name, &path).map_err(|e| e.to_string())?;
-            if !response.starts_with("HTTP/1.0 200") && !response.starts_with("HTTP/1.1 200") {
+            if http_status(&response) != Some(200) {
                 return Err(format!(
                     "an anonymous read of cluster-info:\n{}",
                     crate::tail_lines(&response, 12)

@@ -339,6 +339,15 @@ pub(super) fn anonymous_get(
     Ok(response)
 }
 
+/// The status code of a raw HTTP `response`'s status line (`HTTP/1.0 403 Forbidden`: 403).
+pub(super) fn http_status(response: &str) -> Option<u16> {
+    response
+        .lines()
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse::<u16>().ok())
+}
+
 /// Fails unless the raw HTTP `response` has `status`.
 pub(super) fn expect_http(
     step: &str,
@@ -346,12 +355,7 @@ pub(super) fn expect_http(
     response: &str,
     status: u16,
 ) -> crate::Result<()> {
-    let got = response
-        .lines()
-        .next()
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|code| code.parse::<u16>().ok());
-    if got != Some(status) {
+    if http_status(response) != Some(status) {
         return Err(Error::check(
             step,
             format!(
