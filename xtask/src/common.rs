@@ -45,13 +45,21 @@ pub fn store_dir(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("KILN_STORE").filter(|dir| !dir.is_empty()) {
         return Ok(PathBuf::from(dir));
     }
+    Ok(data_dir()
+        .context("no store directory: pass --store, or set KILN_STORE, XDG_DATA_HOME or HOME")?
+        .join("store"))
+}
+
+/// kiln's directory of this user's data on this machine: `$XDG_DATA_HOME/kiln`, else
+/// `~/.local/share/kiln`.
+pub fn data_dir() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|dir| !dir.is_empty()) {
-        return Ok(PathBuf::from(dir).join("kiln/store"));
+        return Ok(PathBuf::from(dir).join("kiln"));
     }
     let home = std::env::var_os("HOME")
         .filter(|dir| !dir.is_empty())
-        .context("no store directory: pass --store, or set KILN_STORE, XDG_DATA_HOME or HOME")?;
-    Ok(PathBuf::from(home).join(".local/share/kiln/store"))
+        .context("neither XDG_DATA_HOME nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".local/share/kiln"))
 }
 
 /// The secrets directory of a cluster: `--secrets`, else `.kiln-secrets` beside the spec, with

@@ -42,6 +42,12 @@ pub struct Args {
     /// Run the scenario even if it already passed on this machine with exactly these inputs.
     #[arg(long)]
     rerun: bool,
+    /// Where the cluster's root secret lives (default: for a scenario's own spec,
+    /// `vm-test-secrets/` in kiln's data directory beside the store, so that every clone on this
+    /// machine builds the same images and a pass recorded by one counts for the others; for
+    /// `--spec`, `.kiln-secrets` beside the spec, as for build-cluster).
+    #[arg(long, conflicts_with = "result")]
+    secrets: Option<PathBuf>,
 }
 
 /// QEMU, which runs the guests (its program is part of a pass's key).
@@ -140,6 +146,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The directory in kiln's data directory that holds the root secrets of the scenarios' own
+/// specs: one per machine and user rather than one per clone (`.kiln-secrets` beside the
+/// spec), so that a fresh clone of an unchanged tree builds bit-identical images and finds the
+/// passes recorded for them. They are test clusters' secrets, kept private (mode 0700) like
+/// any other.
+const VM_TEST_SECRETS: &str = "vm-test-secrets";
+
 /// The file a recorded pass holds: its [`Proof`].
 const PROOF_FILE: &str = "proof.json";
 
@@ -237,10 +250,18 @@ fn scenario_spec(scenario: scenario::Scenario) -> PathBuf {
 
 /// Builds the spec into `out` with this program's own `build-cluster`.
 fn build(args: &Args, out: &Path) -> anyhow::Result<PathBuf> {
-    let spec = args
-        .spec
-        .clone()
-        .unwrap_or_else(|| scenario_spec(args.scenario));
+    let (spec, secrets) = match &args.spec {
+        Some(spec) => (spec.clone(), args.secrets.clone()),
+        None => (
+            scenario_spec(args.scenario),
+            Some(match &args.secrets {
+                Some(dir) => dir.clone(),
+                None => common::data_dir()
+                    .context("no directory for the scenario's root secret: pass --secrets")?
+                    .join(VM_TEST_SECRETS),
+            }),
+        ),
+    };
     let program = std::env::current_exe().context("finding the xtask program")?;
     let mut command = Command::new(program);
     command
@@ -249,6 +270,9 @@ fn build(args: &Args, out: &Path) -> anyhow::Result<PathBuf> {
         .arg(&spec)
         .arg("--out")
         .arg(out);
+    if let Some(secrets) = &secrets {
+        command.arg("--secrets").arg(secrets);
+    }
     if let Some(store) = &args.store {
         command.arg("--store").arg(store);
     }
