@@ -12,8 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::digest::{Digest, DigestBuilder};
 use crate::error::{BuildFailure, StoreError};
 use crate::tree::{
-    clear_write_bits, make_owner_writable, remove_tree, seal_contents, symlink_metadata, sync,
-    tree_hash,
+    Seal, clear_write_bits, hash_and_seal, make_owner_writable, remove_tree, symlink_metadata, sync,
 };
 
 /// The longest store name accepted by [`validate_name`].
@@ -195,7 +194,7 @@ pub struct StoreObject {
     pub digest: Digest,
     /// The name after the digest.
     pub name: String,
-    /// The [`tree_hash`] of its contents.
+    /// The [`tree_hash`](crate::tree_hash) of its contents.
     pub content_hash: Digest,
 }
 
@@ -515,7 +514,11 @@ impl Store {
         base: &str,
         expected: Option<&Digest>,
     ) -> Result<Digest, StoreError> {
-        let content_hash = tree_hash(tmp)?;
+        // With a pending directory, the flush is the next commit's one `syncfs`.
+        let flush = self.flush() && self.pending.is_none();
+        // Hashing and sealing in one walk: a mismatch below removes the sealed tree like any
+        // failed build's.
+        let content_hash = hash_and_seal(tmp, Seal { flush })?;
         let path = self.root.join(base);
         if let Some(expected) = expected
             && *expected != content_hash
@@ -526,12 +529,8 @@ impl Store {
                 actual: content_hash,
             });
         }
-        // With a pending directory, the flush is the next commit's one `syncfs`.
-        let flush = self.flush() && self.pending.is_none();
         let metadata = symlink_metadata(tmp)?;
-        if metadata.is_dir() {
-            seal_contents(tmp, flush)?;
-        } else {
+        if !metadata.is_dir() {
             // The builder replaced its directory with a file or symlink.
             if metadata.is_file() {
                 clear_write_bits(tmp, &metadata)?;

@@ -37,22 +37,53 @@ const TAG_SYMLINK: u64 = 3;
 /// Fails if an entry cannot be read, if it is neither a regular file, a
 /// directory nor a symlink, or if a file changes size while it is hashed.
 pub fn tree_hash(path: &Path) -> Result<Digest, StoreError> {
+    hash_tree(path, None)
+}
+
+/// What [`hash_and_seal`] does to each entry below the root once it is hashed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Seal {
+    /// Flush every file and directory to disk too.
+    pub(crate) flush: bool,
+}
+
+/// [`tree_hash`] of a finished output, sealing it in the same walk: the write bits of
+/// everything below `path` (not `path` itself, which must stay writable until it is renamed
+/// into place) are cleared once each entry is hashed, and, with `seal.flush`, every file and
+/// directory is flushed to disk. One walk instead of two: each directory is listed and each
+/// entry inspected once. Sealing changes no input of the hash (only the owner's `x` bit
+/// counts, and it is kept).
+pub(crate) fn hash_and_seal(path: &Path, seal: Seal) -> Result<Digest, StoreError> {
+    hash_tree(path, Some(seal))
+}
+
+fn hash_tree(path: &Path, seal: Option<Seal>) -> Result<Digest, StoreError> {
     let mut builder = DigestBuilder::new("kiln-tree-v1");
     let mut buffer = vec![0u8; CHUNK];
-    hash_entry(path, &mut builder, &mut buffer)?;
+    let metadata = symlink_metadata(path)?;
+    hash_entry(path, &metadata, &mut builder, &mut buffer, seal)?;
+    if let Some(seal) = seal
+        && seal.flush
+        && metadata.is_dir()
+    {
+        sync(path)?;
+    }
     Ok(builder.finish())
 }
 
+/// Hashes the entry at `path` (whose `metadata` the caller has); with `seal`, seals
+/// everything below it (see [`hash_and_seal`]), but not the entry itself.
 fn hash_entry(
     path: &Path,
+    metadata: &Metadata,
     builder: &mut DigestBuilder,
     buffer: &mut [u8],
+    seal: Option<Seal>,
 ) -> Result<(), StoreError> {
-    let metadata = symlink_metadata(path)?;
-    match entry_type(path, &metadata)? {
+    match entry_type(path, metadata)? {
         EntryType::File => {
             builder.write_u64(TAG_FILE);
-            builder.write_u64(u64::from(is_executable(&metadata)));
+            builder.write_u64(u64::from(is_executable(metadata)));
             let expected = metadata.len();
             builder.write_u64(expected);
             let mut file = File::open(path).map_err(|error| StoreError::io("open", path, error))?;
@@ -82,7 +113,12 @@ fn hash_entry(
             builder.write_u64(names.len() as u64);
             for name in &names {
                 builder.write_bytes(name.as_bytes());
-                hash_entry(&path.join(name), builder, buffer)?;
+                let child = path.join(name);
+                let metadata = symlink_metadata(&child)?;
+                hash_entry(&child, &metadata, builder, buffer, seal)?;
+                if let Some(seal) = seal {
+                    seal_entry(&child, &metadata, seal)?;
+                }
             }
         }
         EntryType::Symlink => {
@@ -435,26 +471,15 @@ pub(crate) fn sorted_names(path: &Path) -> Result<Vec<OsString>, StoreError> {
     Ok(names)
 }
 
-/// Clears the write bits of everything below `path` (not `path` itself, which
-/// must stay writable until it is renamed into place) and, if `flush`,
-/// flushes every file and directory to disk.
-pub(crate) fn seal_contents(path: &Path, flush: bool) -> Result<(), StoreError> {
-    for name in sorted_names(path)? {
-        let child = path.join(name);
-        let metadata = symlink_metadata(&child)?;
-        if metadata.is_dir() {
-            seal_contents(&child, flush)?;
-            clear_write_bits(&child, &metadata)?;
-        } else if metadata.is_file() {
-            clear_write_bits(&child, &metadata)?;
-            if flush {
-                sync(&child)?;
-            }
+/// Seals one entry whose contents (if a directory) are sealed already: clears its write bits
+/// and, with `seal.flush`, flushes it to disk.
+fn seal_entry(path: &Path, metadata: &Metadata, seal: Seal) -> Result<(), StoreError> {
+    // Symlinks have no permissions of their own on Linux.
+    if metadata.is_dir() || metadata.is_file() {
+        if seal.flush {
+            sync(path)?;
         }
-        // Symlinks have no permissions of their own on Linux.
-    }
-    if flush {
-        sync(path)?;
+        clear_write_bits(path, metadata)?;
     }
     Ok(())
 }

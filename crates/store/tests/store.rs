@@ -142,9 +142,13 @@ fn fixed_output_builds_verify_their_content_hash() {
     let expected = tree_hash(&reference).expect("hash");
 
     let id = digest("fixed");
+    // The wrong output has a subdirectory: it is sealed read-only while it is hashed, and
+    // must still be removed whole.
     let wrong = store
         .build_fixed(&id, "image", &expected, |out| {
-            fs::write(out.join("image"), "other bytes")
+            fs::write(out.join("image"), "other bytes")?;
+            fs::create_dir(out.join("sub"))?;
+            fs::write(out.join("sub/extra"), "more")
         })
         .expect_err("wrong content");
     match wrong {
@@ -160,6 +164,13 @@ fn fixed_output_builds_verify_their_content_hash() {
         other => panic!("expected a content hash mismatch, got {other}"),
     }
     assert_eq!(store.get(&id, "image").expect("get"), None);
+    assert_eq!(
+        fs::read_dir(store.root().join(".tmp"))
+            .expect("read .tmp")
+            .count(),
+        0,
+        "a mismatching output leaves nothing in .tmp"
+    );
 
     let object = store
         .build_fixed(&id, "image", &expected, |out| {
