@@ -57,6 +57,6 @@ impl Builder for JsonView {
         let mut text = serde_json::to_string_pretty(&value).map_err(BuildError::from_error)?;
         text.push('\n');
         let path = ctx.out().join(self.file);
-        std::fs::write(&path, text).map_err(|error| BuildError::io(&path, error))
+        crate::rendered::write_read_only(&path, text.as_bytes(), 0o444)
     }
 }

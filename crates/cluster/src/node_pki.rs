@@ -43,14 +43,16 @@ impl Builder for NodePkiBuilder {
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
+        let mut dirs = crate::rendered::Dirs::default();
         for (path, input, file, mode) in &self.files {
             let from = ctx.input(input)?.join(file);
             let to = ctx.out().join(path);
             if let Some(dir) = to.parent() {
-                std::fs::create_dir_all(dir).map_err(|error| BuildError::io(dir, error))?;
+                dirs.create(dir)?;
             }
             std::fs::copy(&from, &to).map_err(|error| BuildError::io(&from, error))?;
-            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(*mode))
+            // Read-only already, as the store's seal would make it.
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(*mode & !0o222))
                 .map_err(|error| BuildError::io(&to, error))?;
         }
         Ok(())

@@ -20,8 +20,6 @@
 //! either file is seen.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -223,14 +221,7 @@ fn profile_params(root: &RootSecret, profile: &CertificateProfile) -> Params {
 }
 
 fn write_file(out: &Path, name: &str, contents: &[u8], mode: u32) -> Result<(), BuildError> {
-    let path = out.join(name);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&path)
-        .and_then(|mut file| file.write_all(contents))
-        .map_err(|error| BuildError::io(&path, error))
+    crate::rendered::write_read_only(&out.join(name), contents, mode)
 }
 
 fn pki_error(error: PkiError) -> BuildError {

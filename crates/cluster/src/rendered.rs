@@ -4,7 +4,8 @@
 //! render function, and its parameters are a *projection* of the plan: exactly the values the
 //! renderer reads (or more, never less), so the digest changes whenever the output could.
 
-use std::os::unix::fs::PermissionsExt;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -54,7 +55,11 @@ impl Builder for RenderBuilder {
 }
 
 /// Writes `files` under `out`, creating directories, with each file's mode.
+///
+/// Each file is created with its mode already read-only (its write bits cleared, as the
+/// store's seal would), so sealing the output changes nothing; each directory is created once.
 pub(crate) fn write_files(out: &Path, files: &[File]) -> Result<(), BuildError> {
+    let mut dirs = Dirs::default();
     for file in files {
         let relative = Path::new(&file.path);
         if relative.is_absolute() || relative.components().any(|part| part.as_os_str() == "..") {
@@ -65,13 +70,47 @@ pub(crate) fn write_files(out: &Path, files: &[File]) -> Result<(), BuildError> 
         }
         let path = out.join(relative);
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|error| BuildError::io(dir, error))?;
+            dirs.create(dir)?;
         }
-        std::fs::write(&path, &file.contents).map_err(|error| BuildError::io(&path, error))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(file.mode))
-            .map_err(|error| BuildError::io(&path, error))?;
+        write_read_only(&path, &file.contents, file.mode)?;
     }
     Ok(())
+}
+
+/// Creates `path` (which must not exist) holding `contents`, with `mode` less its write bits,
+/// whatever the umask.
+pub(crate) fn write_read_only(path: &Path, contents: &[u8], mode: u32) -> Result<(), BuildError> {
+    let mode = mode & !0o222;
+    let mut written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|error| BuildError::io(path, error))?;
+    written
+        .write_all(contents)
+        .map_err(|error| BuildError::io(path, error))?;
+    // The umask may have taken bits away from the mode `open` was given.
+    written
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|error| BuildError::io(path, error))
+}
+
+/// The directories a builder has created under its output, so that each is created once
+/// however many files it holds.
+#[derive(Default)]
+pub(crate) struct Dirs(std::collections::BTreeSet<std::path::PathBuf>);
+
+impl Dirs {
+    /// Creates `dir` and its missing parents, unless this builder did already.
+    pub(crate) fn create(&mut self, dir: &Path) -> Result<(), BuildError> {
+        if self.0.contains(dir) {
+            return Ok(());
+        }
+        std::fs::create_dir_all(dir).map_err(|error| BuildError::io(dir, error))?;
+        self.0.insert(dir.to_owned());
+        Ok(())
+    }
 }
 
 /// One renderer of per-node files: the artifact it produces, its builder kind, and the function.
