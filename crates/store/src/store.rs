@@ -403,8 +403,12 @@ impl Store {
         }
         // A path without a record: its build was killed between the rename and the record, or
         // the machine lost power before a commit covered it. Its bytes may not all have
-        // reached the disk, so it is not trusted, but built again.
-        self.remove_base(base)?;
+        // reached the disk, so it is not trusted, but built again. (With neither a record nor a
+        // path, as before every new build, there is nothing to remove; a record that is not a
+        // hash is replaced by the build's.)
+        if exists(&self.root.join(base))? {
+            self.remove_base(base)?;
+        }
         Ok(None)
     }
 
@@ -781,10 +785,17 @@ pub(crate) fn read_record(path: &Path) -> Result<Option<Digest>, StoreError> {
     }
 }
 
-/// Writes a record through a temporary symlink in `tmp_dir` and a rename, so
-/// readers see the old record, the new one, or none, and a directory of
-/// records never holds a temporary (a commit moves everything in it).
+/// Writes a record so that readers see the old record, the new one, or none, and a
+/// directory of records never holds a temporary (a commit moves everything in it): where
+/// there is no record yet (every new build), the symlink is created in place, which is atomic
+/// (it appears with its target or not at all); over an old one, through a temporary symlink in
+/// `tmp_dir` and a rename.
 fn write_record(path: &Path, tmp_dir: &Path, content_hash: &Digest) -> Result<(), StoreError> {
+    match std::os::unix::fs::symlink(content_hash.to_hex(), path) {
+        Ok(()) => return Ok(()),
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(error) => return Err(StoreError::io("write record", path, error)),
+    }
     let file_name = path
         .file_name()
         .and_then(|name| name.to_str())
