@@ -111,18 +111,57 @@ fn parse_port_range(text: &str) -> Option<std::ops::RangeInclusive<u16>> {
 /// Whether some process listens on TCP `port` of 127.0.0.1 (or of every IPv4 address), from
 /// `/proc/net/tcp`.
 pub fn listening_on(port: u16) -> bool {
-    std::fs::read_to_string("/proc/net/tcp").is_ok_and(|table| listens(&table, port))
+    !listener_inodes(port).is_empty()
 }
 
-/// [`listening_on`] for the text of `/proc/net/tcp`: a line whose local address is
-/// `0100007F:<port>` or `00000000:<port>` (hex) in state `0A` (LISTEN).
-fn listens(table: &str, port: u16) -> bool {
+/// Whether process `pid` itself holds a socket listening on TCP `port` of 127.0.0.1 (or of
+/// every IPv4 address): a listener's inode in `/proc/net/tcp` among the sockets of
+/// `/proc/<pid>/fd`. Another process's listener on the port does not count.
+pub fn process_listens_on(pid: u32, port: u16) -> bool {
+    let inodes = listener_inodes(port);
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| {
+            target
+                .to_str()
+                .and_then(|text| text.strip_prefix("socket:["))
+                .and_then(|text| text.strip_suffix(']'))
+                .and_then(|inode| inode.parse::<u64>().ok())
+                .is_some_and(|inode| inodes.contains(&inode))
+        })
+    })
+}
+
+/// The inodes of the sockets listening on TCP `port` of 127.0.0.1 or of every IPv4 address.
+fn listener_inodes(port: u16) -> Vec<u64> {
+    std::fs::read_to_string("/proc/net/tcp")
+        .map(|table| listeners(&table, port))
+        .unwrap_or_default()
+}
+
+/// [`listener_inodes`] for the text of `/proc/net/tcp`: the inode (tenth field) of each line
+/// whose local address is `0100007F:<port>` or `00000000:<port>` (hex) in state `0A` (LISTEN).
+fn listeners(table: &str, port: u16) -> Vec<u64> {
     let loopback = format!("0100007F:{port:04X}");
     let any = format!("00000000:{port:04X}");
-    table.lines().skip(1).any(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        fields.len() > 3 && (fields[1] == loopback || fields[1] == any) && fields[3] == "0A"
-    })
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() > 9 && (fields[1] == loopback || fields[1] == any) && fields[3] == "0A"
+            {
+                fields[9].parse().ok()
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -146,19 +185,26 @@ mod tests {
 
     #[test]
     fn a_listener_shows_in_proc_net_tcp() {
-        let table = "  sl  local_address rem_address   st tx_queue rx_queue\n   0: 0100007F:5DC0 00000000:0000 0A 00000000:00000000\n   1: 0100007F:5DC1 0100007F:8000 01 00000000:00000000\n   2: 00000000:0016 00000000:0000 0A 00000000:00000000\n";
-        assert!(listens(table, 0x5DC0));
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:5DC0 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1\n   1: 0100007F:5DC1 0100007F:8000 01 00000000:00000000 00:00000000 00000000     0        0 4243 1\n   2: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 17 1\n";
+        assert_eq!(listeners(table, 0x5DC0), [4242]);
         assert!(
-            !listens(table, 0x5DC1),
+            listeners(table, 0x5DC1).is_empty(),
             "an established connection is not a listener"
         );
-        assert!(listens(table, 22));
-        assert!(!listens(table, 80));
+        assert_eq!(listeners(table, 22), [17]);
+        assert!(listeners(table, 80).is_empty());
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
         let port = listener.local_addr().expect("address").port();
         assert!(listening_on(port));
+        assert!(process_listens_on(std::process::id(), port));
+        // Another process (this one's parent) does not hold this listener.
+        assert!(!process_listens_on(
+            std::os::unix::process::parent_id(),
+            port
+        ));
         drop(listener);
         assert!(!listening_on(port));
+        assert!(!process_listens_on(std::process::id(), port));
     }
 
     #[test]

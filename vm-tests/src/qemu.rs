@@ -478,7 +478,7 @@ impl Vm {
         }
     }
 
-    /// Waits until QEMU listens on every forwarded host port (it binds them while it starts,
+    /// Waits until QEMU itself listens on every forwarded host port (it binds them as it starts,
     /// before the guest runs), so that a port another process took first is found now, as
     /// [`Error::QemuExited`] (see [`Error::is_port_clash`]), rather than when the guest is
     /// first used. After `timeout` without either, returns: a QEMU that dies later is reported
@@ -491,7 +491,7 @@ impl Vm {
                 .config
                 .forwards
                 .iter()
-                .all(|forward| crate::network::listening_on(forward.host))
+                .all(|forward| crate::network::process_listens_on(self.child.id(), forward.host))
                 || Instant::now() >= deadline
             {
                 return Ok(());
