@@ -16,6 +16,13 @@ use kiln_image::os::node::StateDisk;
 /// loopback, so it is reached from inside its guest.
 const KUBELET_PORT: u16 = 10250;
 
+/// How long a new QEMU may take to bind its forwarded ports (well under a second on an idle
+/// host) before the harness stops watching for a clash ([`Vm::wait_forwards`]).
+const FORWARDS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often a guest is started on new ports after a clash before the harness gives up.
+const PORT_ATTEMPTS: u32 = 5;
+
 /// The kernel command line word that makes a kiln image start a root shell on `ttyS1`.
 pub const DEBUG_SHELL: &str = "kiln.debug-shell";
 
@@ -117,7 +124,7 @@ impl Cluster {
                 }
                 None => None,
             };
-            let config = VmConfig {
+            let mut config = VmConfig {
                 name: image.node().to_owned(),
                 kernel: image.kernel.clone(),
                 initrd: image.initrd.clone(),
@@ -136,7 +143,31 @@ impl Cluster {
                 run_dir: options.run_dir.clone(),
                 keep: options.keep,
             };
-            let vm = Vm::start(config)?;
+            // A forwarded port another process took before QEMU bound it makes QEMU exit at
+            // once: start it again on new ports (the kubeconfig is written after this loop).
+            let mut attempts = 1;
+            let vm = loop {
+                let mut vm = Vm::start(config.clone())?;
+                match vm.wait_forwards(FORWARDS_TIMEOUT) {
+                    Ok(()) => break vm,
+                    Err(error) if error.is_port_clash() && attempts < PORT_ATTEMPTS => {
+                        eprintln!(
+                            "{}: a forwarded port was taken before QEMU bound it; starting it \
+                             again on new ports",
+                            image.node()
+                        );
+                        attempts += 1;
+                        for port in ports.values_mut() {
+                            *port = free_tcp_port()?;
+                        }
+                        config.forwards = ports
+                            .iter()
+                            .map(|(&guest, &host)| PortForward { host, guest })
+                            .collect();
+                    }
+                    Err(error) => return Err(error),
+                }
+            };
             nodes.insert(
                 image.node().to_owned(),
                 Node {
@@ -334,6 +365,8 @@ impl Cluster {
         node.shell = None;
         node.vm.stop();
         node.vm = Vm::start(node.vm.config().clone())?;
+        // Its forwards must stay the same (the kubeconfigs name them): a clash is an error.
+        node.vm.wait_forwards(FORWARDS_TIMEOUT)?;
         let mut shell = GuestShell::connect(&node.vm.config().shell_socket(), name)?;
         let vm = &node.vm;
         shell.wait_ready(timeout, || vm.console_tail(30))?;

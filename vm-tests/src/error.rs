@@ -90,4 +90,13 @@ impl Error {
             message: message.into(),
         }
     }
+
+    /// Whether this is QEMU exiting because it could not bind a forwarded host port (another
+    /// process took it between [`crate::free_tcp_port`] and QEMU's start).
+    pub fn is_port_clash(&self) -> bool {
+        matches!(self, Self::QemuExited { status, .. } if status.contains(QEMU_HOSTFWD_FAILED))
+    }
 }
+
+/// What QEMU prints when it cannot bind a `hostfwd` port.
+const QEMU_HOSTFWD_FAILED: &str = "Could not set up host forwarding rule";

@@ -34,7 +34,7 @@ pub use error::Error;
 pub use image::NodeImage;
 pub use interrupt::{install_interrupt_handler, interrupted};
 pub use kubectl::{Kubectl, forward_kubeconfig};
-pub use network::{Segment, free_tcp_port};
+pub use network::{FORWARD_PORTS, Segment, free_tcp_port, listening_on};
 pub use qemu::{
     Accel, PortForward, StateDiskFile, Vm, VmConfig, detect_accel, qemu_args, qemu_binary,
 };

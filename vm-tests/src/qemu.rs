@@ -478,6 +478,28 @@ impl Vm {
         }
     }
 
+    /// Waits until QEMU itself listens on every forwarded host port (it binds them as it starts,
+    /// before the guest runs), so that a port another process took first is found now, as
+    /// [`Error::QemuExited`] (see [`Error::is_port_clash`]), rather than when the guest is
+    /// first used. After `timeout` without either, returns: a QEMU that dies later is reported
+    /// by [`Vm::check_running`].
+    pub fn wait_forwards(&mut self, timeout: Duration) -> crate::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.check_running()?;
+            if self
+                .config
+                .forwards
+                .iter()
+                .all(|forward| crate::network::process_listens_on(self.child.id(), forward.host))
+                || Instant::now() >= deadline
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Kills QEMU and waits for it; idempotent.
     pub fn stop(&mut self) {
         let _ = self.child.kill();

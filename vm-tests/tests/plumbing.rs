@@ -20,6 +20,18 @@ fn guest(
     run_dir: &std::path::Path,
 ) -> (Vm, u16) {
     let http = free_tcp_port().expect("a free port");
+    guest_on(name, address, tiny, segment, run_dir, http)
+}
+
+/// [`guest`] with its HTTP port forwarded from host port `http`.
+fn guest_on(
+    name: &str,
+    address: &str,
+    tiny: &TinyGuest,
+    segment: Segment,
+    run_dir: &std::path::Path,
+    http: u16,
+) -> (Vm, u16) {
     let config = VmConfig {
         name: name.to_owned(),
         kernel: tiny.kernel.clone(),
@@ -74,6 +86,23 @@ fn two_tiny_guests_share_a_private_segment_and_forward_ports() {
     let (mut alpha, alpha_http) = guest("alpha", "192.168.50.1/24", &tiny, segment, dir.path());
     let (mut beta, beta_http) = guest("beta", "192.168.50.2/24", &tiny, segment, dir.path());
     let pids = [alpha.pid(), beta.pid()];
+    // QEMU binds its forwarded ports as it starts; one that another process holds makes it
+    // exit at once, which the harness recognises (and Cluster::start answers with new ports).
+    for vm in [&mut alpha, &mut beta] {
+        vm.wait_forwards(Duration::from_secs(30))
+            .unwrap_or_else(|error| panic!("{error}"));
+    }
+    assert!(kiln_vm_tests::listening_on(alpha_http));
+    assert!(kiln_vm_tests::listening_on(beta_http));
+    {
+        let taken = TcpListener::bind(("127.0.0.1", 0)).expect("bind");
+        let port = taken.local_addr().expect("address").port();
+        let (mut clash, _) = guest_on("gamma", "192.168.50.3/24", &tiny, segment, dir.path(), port);
+        let error = clash
+            .wait_forwards(Duration::from_secs(30))
+            .expect_err("QEMU cannot bind a port that is taken");
+        assert!(error.is_port_clash(), "{error}");
+    }
 
     for vm in [&mut alpha, &mut beta] {
         wait_for(
