@@ -237,3 +237,28 @@ fn entry_types_display_as_words() {
         .collect();
     assert_eq!(names, ["file", "directory", "symlink"]);
 }
+
+#[test]
+fn links_can_be_hashed_as_something_else() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("tree");
+    std::fs::create_dir_all(root.join("sub")).expect("mkdir");
+    std::fs::write(root.join("sub/file"), "bytes").expect("write");
+    std::os::unix::fs::symlink("../elsewhere/one", root.join("link")).expect("symlink");
+    let plain = kiln_store::tree_hash(&root).expect("hash");
+    // Handing back each target unchanged is tree_hash itself.
+    let same = kiln_store::tree_hash_with_links(&root, &mut |_, target| {
+        target.as_os_str().as_encoded_bytes().to_vec()
+    })
+    .expect("hash");
+    assert_eq!(same, plain);
+    // Another target text, another hash; the mapper sees the link's own path.
+    let mut seen = Vec::new();
+    let mapped = kiln_store::tree_hash_with_links(&root, &mut |link, _| {
+        seen.push(link.to_owned());
+        b"identity".to_vec()
+    })
+    .expect("hash");
+    assert_ne!(mapped, plain);
+    assert_eq!(seen, [root.join("link")]);
+}
