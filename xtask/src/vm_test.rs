@@ -1,6 +1,7 @@
 //! `cargo xtask vm-test`: build a cluster with node images, boot it in QEMU, and run a scenario
 //! of checks against it (the work lives in kiln-vm-tests).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -171,8 +172,119 @@ struct Proof {
     /// The tree hash of the QEMU program that runs the guests.
     qemu: kiln_store::Digest,
     /// Every artifact of the build (the node images with all they link to, the kubeconfigs,
-    /// the plan), by derivation id: its content hash.
-    artifacts: std::collections::BTreeMap<String, kiln_store::Digest>,
+    /// the plan), by derivation id: its identity ([`artifact_identities`]).
+    artifacts: BTreeMap<String, kiln_store::Digest>,
+}
+
+/// Each artifact's identity in a [`Proof`]: what a guest would read from it, not where the
+/// store put it. That is its content hash, except for an artifact holding symlinks into other
+/// artifacts (a node image links to its layers, kernel and initramfs): the targets' store
+/// paths name their derivations' digests, which change with kiln's recipe even when the bytes
+/// do not, so such a tree is hashed again ([`kiln_store::tree_hash_with_links`]) with each
+/// such link standing for the identity of the artifact it points into and the path inside
+/// it. A link to anything else is hashed as it is.
+fn artifact_identities(
+    manifest: &kiln_cluster::Manifest,
+) -> anyhow::Result<BTreeMap<String, kiln_store::Digest>> {
+    let by_path: BTreeMap<&Path, &str> = manifest
+        .artifacts
+        .iter()
+        .map(|(id, entry)| (entry.store_path.as_path(), id.as_str()))
+        .collect();
+    let mut identities = BTreeMap::new();
+    for id in manifest.artifacts.keys() {
+        identity(manifest, &by_path, id, &mut identities, 0)?;
+    }
+    Ok(identities)
+}
+
+/// [`artifact_identities`] of one artifact, after those of the artifacts it links into.
+fn identity(
+    manifest: &kiln_cluster::Manifest,
+    by_path: &BTreeMap<&Path, &str>,
+    id: &str,
+    identities: &mut BTreeMap<String, kiln_store::Digest>,
+    depth: usize,
+) -> anyhow::Result<kiln_store::Digest> {
+    if let Some(known) = identities.get(id) {
+        return Ok(*known);
+    }
+    // Store paths only refer to older ones, so a chain of links ends; a manifest that says
+    // otherwise is refused rather than followed for ever.
+    if depth > by_path.len() {
+        bail!("the build's artifacts link to each other in a cycle (at {id})");
+    }
+    let entry = &manifest.artifacts[id];
+    let mut links = Vec::new();
+    symlinks(&entry.store_path, &mut links)?;
+    let mut targets: BTreeMap<PathBuf, (kiln_store::Digest, PathBuf)> = BTreeMap::new();
+    for (link, target) in links {
+        let resolved = lexical(&link.parent().unwrap_or(Path::new("/")).join(&target));
+        let Some((root, other)) = resolved
+            .ancestors()
+            .find_map(|ancestor| by_path.get(ancestor).map(|other| (ancestor, *other)))
+        else {
+            continue;
+        };
+        if other == id {
+            continue;
+        }
+        let inside = resolved
+            .strip_prefix(root)
+            .unwrap_or(Path::new(""))
+            .to_owned();
+        let other_identity = identity(manifest, by_path, other, identities, depth + 1)?;
+        targets.insert(link, (other_identity, inside));
+    }
+    let found = if targets.is_empty() {
+        entry.content_hash
+    } else {
+        kiln_store::tree_hash_with_links(&entry.store_path, &mut |link, target| match targets
+            .get(link)
+        {
+            Some((other, inside)) => {
+                format!("kiln-artifact:{}/{}", other.to_hex(), inside.display()).into_bytes()
+            }
+            None => target.as_os_str().as_encoded_bytes().to_vec(),
+        })?
+    };
+    identities.insert(id.to_owned(), found);
+    Ok(found)
+}
+
+/// Every symlink under `path` (itself included) with its target, without reading any file.
+fn symlinks(path: &Path, out: &mut Vec<(PathBuf, PathBuf)>) -> anyhow::Result<()> {
+    let metadata = std::fs::symlink_metadata(path)
+        .with_context(|| format!("inspecting {}", path.display()))?;
+    if metadata.is_symlink() {
+        let target =
+            std::fs::read_link(path).with_context(|| format!("reading {}", path.display()))?;
+        out.push((path.to_owned(), target));
+    } else if metadata.is_dir() {
+        for entry in
+            std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))?
+        {
+            let entry = entry.with_context(|| format!("reading {}", path.display()))?;
+            symlinks(&entry.path(), out)?;
+        }
+    }
+    Ok(())
+}
+
+/// `path` with `.` and `..` components resolved by name alone (the store's links are
+/// relative links between its own directories, so no symlink is in the way).
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 impl Proof {
@@ -196,11 +308,7 @@ impl Proof {
             harness: env!("KILN_VM_HARNESS"),
             kubectl: file_hash(kubectl)?,
             qemu: file_hash(qemu)?,
-            artifacts: manifest
-                .artifacts
-                .into_iter()
-                .map(|(id, entry)| (id, entry.content_hash))
-                .collect(),
+            artifacts: artifact_identities(&manifest)?,
         })
     }
 
@@ -305,11 +413,12 @@ mod tests {
     fn inputs(dir: &Path, content: &[u8]) -> (PathBuf, PathBuf, PathBuf) {
         let result = dir.join("result");
         std::fs::create_dir_all(&result).expect("mkdir");
+        std::fs::create_dir_all(dir.join("store/x-a-image")).expect("mkdir");
         let mut manifest = kiln_cluster::Manifest {
             cluster: "c".into(),
-            artifacts: std::collections::BTreeMap::new(),
-            cluster_artifacts: std::collections::BTreeMap::new(),
-            nodes: std::collections::BTreeMap::new(),
+            artifacts: BTreeMap::new(),
+            cluster_artifacts: BTreeMap::new(),
+            nodes: BTreeMap::new(),
         };
         manifest.artifacts.insert(
             "node/a/image".into(),
@@ -324,6 +433,77 @@ mod tests {
         std::fs::write(&kubectl, "kubectl").expect("write");
         std::fs::write(&qemu, "qemu").expect("write");
         (result, kubectl, qemu)
+    }
+
+    /// A store under `dir` with a layer holding `layer` in `<layer_digest>-layer` and an image
+    /// linking to it, and the manifest of both (content hashes as the store records them).
+    fn linked(dir: &Path, layer_digest: &str, layer: &[u8]) -> kiln_cluster::Manifest {
+        let store = dir.join("store");
+        let layer_path = store.join(format!("{layer_digest}-layer"));
+        let image_path = store.join(format!("i{layer_digest}-image"));
+        std::fs::create_dir_all(&layer_path).expect("mkdir");
+        std::fs::create_dir_all(image_path.join("layers")).expect("mkdir");
+        std::fs::write(layer_path.join("layer.squashfs"), layer).expect("write");
+        std::fs::write(image_path.join("manifest.json"), "{}").expect("write");
+        std::os::unix::fs::symlink(
+            format!("../../{layer_digest}-layer/layer.squashfs"),
+            image_path.join("layers/node.squashfs"),
+        )
+        .expect("symlink");
+        let entry = |path: PathBuf| kiln_cluster::ArtifactEntry {
+            content_hash: kiln_store::tree_hash(&path).expect("hash"),
+            digest: kiln_store::Digest::of(path.as_os_str().as_encoded_bytes()),
+            store_path: path,
+        };
+        kiln_cluster::Manifest {
+            cluster: "c".into(),
+            artifacts: [
+                ("node/a/image".to_owned(), entry(image_path)),
+                ("node/a/layer".to_owned(), entry(layer_path)),
+            ]
+            .into_iter()
+            .collect(),
+            cluster_artifacts: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn an_image_is_identified_by_what_its_links_point_at_not_where() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = artifact_identities(&linked(&dir.path().join("1"), "aaaa", b"layer"))
+            .expect("identities");
+        // Another recipe: the layer's store path has another digest, the bytes are the same.
+        let second_manifest = linked(&dir.path().join("2"), "bbbb", b"layer");
+        assert_ne!(
+            second_manifest.artifacts["node/a/image"].content_hash,
+            linked(&dir.path().join("3"), "aaaa", b"layer").artifacts["node/a/image"].content_hash,
+            "the content hashes differ with the link targets"
+        );
+        let second = artifact_identities(&second_manifest).expect("identities");
+        assert_eq!(first, second, "the same bytes behind the links");
+        let third = artifact_identities(&linked(&dir.path().join("4"), "cccc", b"other layer"))
+            .expect("identities");
+        assert_ne!(
+            first["node/a/image"], third["node/a/image"],
+            "another layer"
+        );
+        assert_ne!(first["node/a/layer"], third["node/a/layer"]);
+        // An artifact without links keeps its content hash.
+        let manifest = linked(&dir.path().join("5"), "dddd", b"layer");
+        assert_eq!(
+            artifact_identities(&manifest).expect("identities")["node/a/layer"],
+            manifest.artifacts["node/a/layer"].content_hash
+        );
+        // A link to a path outside the build is hashed as it is.
+        let mut outside = linked(&dir.path().join("6"), "eeee", b"layer");
+        outside.artifacts.remove("node/a/layer");
+        let mut elsewhere = linked(&dir.path().join("7"), "ffff", b"layer");
+        elsewhere.artifacts.remove("node/a/layer");
+        assert_ne!(
+            artifact_identities(&outside).expect("identities")["node/a/image"],
+            artifact_identities(&elsewhere).expect("identities")["node/a/image"]
+        );
     }
 
     #[test]

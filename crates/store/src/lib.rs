@@ -53,4 +53,6 @@ pub use crate::digest::{Digest, DigestBuilder};
 pub use crate::error::{BuildFailure, StoreError};
 pub use crate::gc::{Collector, Garbage, GarbageKind, Root};
 pub use crate::store::{Durability, MAX_NAME_LEN, Store, StoreObject, base_name, validate_name};
-pub use crate::tree::{Difference, DifferenceKind, EntryType, first_difference, tree_hash};
+pub use crate::tree::{
+    Difference, DifferenceKind, EntryType, first_difference, tree_hash, tree_hash_with_links,
+};

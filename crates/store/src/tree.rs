@@ -37,7 +37,28 @@ const TAG_SYMLINK: u64 = 3;
 /// Fails if an entry cannot be read, if it is neither a regular file, a
 /// directory nor a symlink, or if a file changes size while it is hashed.
 pub fn tree_hash(path: &Path) -> Result<Digest, StoreError> {
-    hash_tree(path, None)
+    hash_tree(path, None, &mut raw_target)
+}
+
+/// [`tree_hash`], hashing each symlink's target as `link(symlink, target)` returns it instead of
+/// the target itself. With a `link` that returns the target's bytes unchanged it is
+/// [`tree_hash`]. For an identity of a tree that must not change with where its links point
+/// but only with what they point at (for example a link into a store path, whose name holds
+/// a digest, identified instead by that path's content).
+///
+/// # Errors
+///
+/// As [`tree_hash`].
+pub fn tree_hash_with_links(
+    path: &Path,
+    link: &mut dyn FnMut(&Path, &Path) -> Vec<u8>,
+) -> Result<Digest, StoreError> {
+    hash_tree(path, None, link)
+}
+
+/// A symlink's target as [`tree_hash`] hashes it: its bytes.
+fn raw_target(_link: &Path, target: &Path) -> Vec<u8> {
+    target.as_os_str().as_bytes().to_vec()
 }
 
 /// What [`hash_and_seal`] does to each entry below the root once it is hashed.
@@ -54,14 +75,22 @@ pub(crate) struct Seal {
 /// entry inspected once. Sealing changes no input of the hash (only the owner's `x` bit
 /// counts, and it is kept).
 pub(crate) fn hash_and_seal(path: &Path, seal: Seal) -> Result<Digest, StoreError> {
-    hash_tree(path, Some(seal))
+    hash_tree(path, Some(seal), &mut raw_target)
 }
 
-fn hash_tree(path: &Path, seal: Option<Seal>) -> Result<Digest, StoreError> {
+fn hash_tree(
+    path: &Path,
+    seal: Option<Seal>,
+    link: &mut dyn FnMut(&Path, &Path) -> Vec<u8>,
+) -> Result<Digest, StoreError> {
     let mut builder = DigestBuilder::new("kiln-tree-v1");
-    let mut buffer = vec![0u8; CHUNK];
+    let mut walk = Walk {
+        buffer: vec![0u8; CHUNK],
+        seal,
+        link,
+    };
     let metadata = symlink_metadata(path)?;
-    hash_entry(path, &metadata, &mut builder, &mut buffer, seal)?;
+    hash_entry(path, &metadata, &mut builder, &mut walk)?;
     if let Some(seal) = seal
         && seal.flush
         && metadata.is_dir()
@@ -71,15 +100,25 @@ fn hash_tree(path: &Path, seal: Option<Seal>) -> Result<Digest, StoreError> {
     Ok(builder.finish())
 }
 
-/// Hashes the entry at `path` (whose `metadata` the caller has); with `seal`, seals
+/// What a hashing walk carries from entry to entry.
+struct Walk<'a> {
+    /// The buffer file contents are streamed through.
+    buffer: Vec<u8>,
+    /// Whether (and how) to seal what was hashed.
+    seal: Option<Seal>,
+    /// What to hash for a symlink's target.
+    link: &'a mut dyn FnMut(&Path, &Path) -> Vec<u8>,
+}
+
+/// Hashes the entry at `path` (whose `metadata` the caller has); with `walk.seal`, seals
 /// everything below it (see [`hash_and_seal`]), but not the entry itself.
 fn hash_entry(
     path: &Path,
     metadata: &Metadata,
     builder: &mut DigestBuilder,
-    buffer: &mut [u8],
-    seal: Option<Seal>,
+    walk: &mut Walk<'_>,
 ) -> Result<(), StoreError> {
+    let buffer = walk.buffer.as_mut_slice();
     match entry_type(path, metadata)? {
         EntryType::File => {
             builder.write_u64(TAG_FILE);
@@ -115,8 +154,8 @@ fn hash_entry(
                 builder.write_bytes(name.as_bytes());
                 let child = path.join(name);
                 let metadata = symlink_metadata(&child)?;
-                hash_entry(&child, &metadata, builder, buffer, seal)?;
-                if let Some(seal) = seal {
+                hash_entry(&child, &metadata, builder, walk)?;
+                if let Some(seal) = walk.seal {
                     seal_entry(&child, &metadata, seal)?;
                 }
             }
@@ -125,7 +164,7 @@ fn hash_entry(
             builder.write_u64(TAG_SYMLINK);
             let target =
                 fs::read_link(path).map_err(|error| StoreError::io("read symlink", path, error))?;
-            builder.write_bytes(target.as_os_str().as_bytes());
+            builder.write_bytes(&(walk.link)(path, &target));
         }
     }
     Ok(())

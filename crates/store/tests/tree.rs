@@ -6,7 +6,7 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use kiln_store::{DifferenceKind, EntryType, first_difference, tree_hash};
+use kiln_store::{DifferenceKind, EntryType, first_difference, tree_hash, tree_hash_with_links};
 
 /// Creates the reference tree, in either creation order.
 fn reference_tree(root: &Path, reverse: bool) {
@@ -236,4 +236,29 @@ fn entry_types_display_as_words() {
         .map(ToString::to_string)
         .collect();
     assert_eq!(names, ["file", "directory", "symlink"]);
+}
+
+#[test]
+fn links_can_be_hashed_as_something_else() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("tree");
+    fs::create_dir_all(root.join("sub")).expect("mkdir");
+    fs::write(root.join("sub/file"), "bytes").expect("write");
+    symlink("../elsewhere/one", root.join("link")).expect("symlink");
+    let plain = tree_hash(&root).expect("hash");
+    // Handing back each target unchanged is tree_hash itself.
+    let same = tree_hash_with_links(&root, &mut |_, target| {
+        target.as_os_str().as_encoded_bytes().to_vec()
+    })
+    .expect("hash");
+    assert_eq!(same, plain);
+    // Another target text, another hash; the mapper sees the link's own path.
+    let mut seen = Vec::new();
+    let mapped = tree_hash_with_links(&root, &mut |link, _| {
+        seen.push(link.to_owned());
+        b"identity".to_vec()
+    })
+    .expect("hash");
+    assert_ne!(mapped, plain);
+    assert_eq!(seen, [root.join("link")]);
 }
