@@ -84,11 +84,11 @@ pub use config::{
     AuditGroupResources, AuditPolicy, AuditRule, CONTROL_PLANE_TAINT, ClientConnection, ETCD_TAINT,
     Empty, Enabled, EncryptionConfiguration, EncryptionKey, EncryptionKeys,
     EncryptionProviderConfig, EncryptionResources, FILE_ONLY_KUBELET_SETTINGS,
-    KubeProxyConfiguration, KubeSchedulerConfiguration, KubeletAuthentication,
-    KubeletAuthorization, KubeletConfiguration, KubeletX509, LeaderElection, NodeTaint,
-    KUBELET_POD_PIDS_LIMIT, KUBELET_TLS_CIPHER_SUITES, SCHEDULER_INSECURE_LOOPBACK,
-    audit_policy, encryption_configuration, kube_proxy_configuration, kubelet_configuration,
-    node_taints, scheduler_config_api_version, scheduler_configuration,
+    KUBELET_POD_PIDS_LIMIT, KUBELET_TLS_CIPHER_SUITES, KubeProxyConfiguration,
+    KubeSchedulerConfiguration, KubeletAuthentication, KubeletAuthorization, KubeletConfiguration,
+    KubeletX509, LeaderElection, NodeTaint, SCHEDULER_INSECURE_LOOPBACK, audit_policy,
+    encryption_configuration, kube_proxy_configuration, kubelet_configuration, node_taints,
+    scheduler_config_api_version, scheduler_configuration,
 };
 pub use dns::{
     APP_LABEL as COREDNS_POD_LABEL, COREDNS_NAME, DNS_SERVICE_NAME, DnsAddon, HEALTH_PORT,
