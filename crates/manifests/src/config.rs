@@ -43,7 +43,31 @@ pub struct KubeletConfiguration {
     pub tls_cert_file: String,
     /// The kubelet's serving key.
     pub tls_private_key_file: String,
+    /// The unauthenticated read-only port: `0`, off. The file's default already (the old
+    /// flag's was 10255); said explicitly, as the CIS benchmark asks.
+    pub read_only_port: u16,
+    /// The most processes a pod may run ([`KUBELET_POD_PIDS_LIMIT`]): a fork bomb in one pod
+    /// cannot exhaust the node's process ids.
+    pub pod_pids_limit: i64,
+    /// The TLS 1.2 cipher suites the kubelet's server offers ([`KUBELET_TLS_CIPHER_SUITES`]).
+    pub tls_cipher_suites: Vec<String>,
 }
+
+/// The kubelet's `podPidsLimit`: a pod's processes at most (the CIS benchmark asks for a
+/// limit; 4096 is far above what any of kiln's add-ons or the conformance tests run).
+pub const KUBELET_POD_PIDS_LIMIT: i64 = 4096;
+
+/// The kubelet's `tlsCipherSuites`: TLS 1.2's ECDHE suites with AEAD ciphers only, ECDSA ones
+/// first (kiln's certificates are P-256 keys); TLS 1.3's suites are not configurable and all
+/// strong. Every name is in Go's `crypto/tls` list of secure suites.
+pub const KUBELET_TLS_CIPHER_SUITES: &[&str] = &[
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
+];
 
 /// The kubelet's `authentication`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,6 +189,12 @@ pub fn kubelet_configuration(plan: &Plan, node: &NodePlan) -> KubeletConfigurati
         static_pod_path: paths::MANIFESTS_DIR.to_owned(),
         tls_cert_file: pki("kubelet.crt"),
         tls_private_key_file: pki("kubelet.key"),
+        read_only_port: 0,
+        pod_pids_limit: KUBELET_POD_PIDS_LIMIT,
+        tls_cipher_suites: KUBELET_TLS_CIPHER_SUITES
+            .iter()
+            .map(|suite| (*suite).to_owned())
+            .collect(),
     }
 }
 
@@ -223,9 +253,10 @@ pub fn kube_proxy_configuration(plan: &Plan, node: Option<&NodePlan>) -> KubePro
 /// Only `v1beta1` has insecure serving: its `healthzBindAddress` and `metricsBindAddress`
 /// default to `0.0.0.0:10251`, and the 1.20 scheduler serves plain HTTP there even with
 /// `--port=0` once `--config` is given (an empty value is defaulted as well; seen with the
-/// 1.20.2 binary). kiln's 1.20 and 1.21 output keeps that, unchanged. Insecure serving is gone
-/// from 1.22 (`v1beta2` allows the fields only empty, `v1` has none): the scheduler serves only
-/// HTTPS, on `--bind-address` (1.37.2: 127.0.0.1:10259 alone).
+/// 1.20.2 binary), so kiln sets both to the loopback address for 1.20 and 1.21
+/// ([`SCHEDULER_INSECURE_LOOPBACK`]). Insecure serving is gone from 1.22 (`v1beta2` allows the
+/// fields only empty, `v1` has none): the scheduler serves only HTTPS, on `--bind-address`
+/// (1.37.2: 127.0.0.1:10259 alone).
 pub fn scheduler_config_api_version(minor: u32) -> &'static str {
     const TABLE: &[(u32, &str)] = &[
         (19, "kubescheduler.config.k8s.io/v1beta1"),
@@ -251,7 +282,24 @@ pub struct KubeSchedulerConfiguration {
     pub client_connection: ClientConnection,
     /// Leader election, so that several control-plane nodes run one active scheduler.
     pub leader_election: LeaderElection,
+    /// `/debug/pprof/`: always off.
+    pub enable_profiling: bool,
+    /// Where the `v1beta1` scheduler (1.20, 1.21) serves its plain-HTTP health checks:
+    /// [`SCHEDULER_INSECURE_LOOPBACK`]; unset from 1.22, which has no insecure serving.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthz_bind_address: Option<String>,
+    /// Where the `v1beta1` scheduler serves its plain-HTTP metrics: as `healthz_bind_address`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_bind_address: Option<String>,
 }
+
+/// Where kiln has the 1.20 and 1.21 scheduler serve plain HTTP (health checks and metrics,
+/// which that version cannot turn off once given `--config`): the loopback address alone, on
+/// the insecure port those versions' `kubectl get componentstatuses` asks.
+pub const SCHEDULER_INSECURE_LOOPBACK: &str = "127.0.0.1:10251";
+
+/// The last minor version whose scheduler serves plain HTTP (`v1beta1`'s bind addresses).
+const LAST_INSECURE_SCHEDULER: u32 = 21;
 
 /// A component's `leaderElection`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -309,6 +357,11 @@ pub fn scheduler_configuration(plan: &Plan) -> KubeSchedulerConfiguration {
             kubeconfig: paths::SCHEDULER_KUBECONFIG.to_owned(),
         },
         leader_election: LeaderElection::of(plan),
+        enable_profiling: false,
+        healthz_bind_address: (plan.cluster.kubernetes_version.minor <= LAST_INSECURE_SCHEDULER)
+            .then(|| SCHEDULER_INSECURE_LOOPBACK.to_owned()),
+        metrics_bind_address: (plan.cluster.kubernetes_version.minor <= LAST_INSECURE_SCHEDULER)
+            .then(|| SCHEDULER_INSECURE_LOOPBACK.to_owned()),
     }
 }
 

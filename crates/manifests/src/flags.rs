@@ -372,6 +372,11 @@ static TABLE: &[FlagRule] = &[
         REF_APISERVER,
         |_| text("InternalIP,Hostname")
     ),
+    // Profiling (`/debug/pprof/`) off, as the CIS benchmark asks of the API server, the
+    // controller manager and the scheduler.
+    rule!(KubeApiserver, "profiling", 20.., REF_APISERVER, |_| text(
+        "false"
+    )),
     rule!(
         KubeApiserver,
         "proxy-client-cert-file",
@@ -574,6 +579,13 @@ static TABLE: &[FlagRule] = &[
     )),
     rule!(
         KubeControllerManager,
+        "profiling",
+        20..,
+        REF_CONTROLLER_MANAGER,
+        |_| text("false")
+    ),
+    rule!(
+        KubeControllerManager,
         "requestheader-client-ca-file",
         20..,
         REF_CONTROLLER_MANAGER,
@@ -644,6 +656,11 @@ static TABLE: &[FlagRule] = &[
         |_| text("true")
     ),
     rule!(KubeScheduler, "port", 20..=21, REF_PORT, |_| text("0")),
+    // Ignored once `--config` is given (the file's `enableProfiling: false` rules); passed
+    // with the same value for those who read the command line, as kube-bench does.
+    rule!(KubeScheduler, "profiling", 20.., REF_SCHEDULER, |_| text(
+        "false"
+    )),
     // kubelet.
     rule!(
         Kubelet,

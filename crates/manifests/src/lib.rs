@@ -84,10 +84,11 @@ pub use config::{
     AuditGroupResources, AuditPolicy, AuditRule, CONTROL_PLANE_TAINT, ClientConnection, ETCD_TAINT,
     Empty, Enabled, EncryptionConfiguration, EncryptionKey, EncryptionKeys,
     EncryptionProviderConfig, EncryptionResources, FILE_ONLY_KUBELET_SETTINGS,
-    KubeProxyConfiguration, KubeSchedulerConfiguration, KubeletAuthentication,
-    KubeletAuthorization, KubeletConfiguration, KubeletX509, LeaderElection, NodeTaint,
-    audit_policy, encryption_configuration, kube_proxy_configuration, kubelet_configuration,
-    node_taints, scheduler_config_api_version, scheduler_configuration,
+    KUBELET_POD_PIDS_LIMIT, KUBELET_TLS_CIPHER_SUITES, KubeProxyConfiguration,
+    KubeSchedulerConfiguration, KubeletAuthentication, KubeletAuthorization, KubeletConfiguration,
+    KubeletX509, LeaderElection, NodeTaint, SCHEDULER_INSECURE_LOOPBACK, audit_policy,
+    encryption_configuration, kube_proxy_configuration, kubelet_configuration, node_taints,
+    scheduler_config_api_version, scheduler_configuration,
 };
 pub use dns::{
     APP_LABEL as COREDNS_POD_LABEL, COREDNS_NAME, DNS_SERVICE_NAME, DnsAddon, HEALTH_PORT,
@@ -108,9 +109,10 @@ use serde::Serialize;
 /// accounts and bindings) and of the static pods' mirror pods.
 pub const SYSTEM_NAMESPACE: &str = "kube-system";
 
-/// Mode of every file this crate renders, except the encryption configuration.
+/// Mode of every file this crate renders, except those of [`SECRET_FILE_MODE`].
 pub const FILE_MODE: u32 = 0o644;
-/// Mode of the encryption configuration, which holds the key.
+/// Mode of the encryption configuration, which holds the key, and of the kubelet's
+/// configuration, which only the kubelet (root) reads.
 pub const SECRET_FILE_MODE: u32 = 0o600;
 
 /// One file to write (defined once, in kiln-spec, for every renderer).
@@ -195,7 +197,8 @@ pub fn render_node(
         add(
             paths::KUBELET_CONFIG,
             yaml("kubelet configuration", &kubelet_configuration(plan, node))?,
-            FILE_MODE,
+            // Read by the kubelet alone, which runs as root (the CIS benchmark asks 0600).
+            SECRET_FILE_MODE,
         );
         if plan.options.kube_proxy != KubeProxyMode::Daemonset {
             add(

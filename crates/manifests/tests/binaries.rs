@@ -229,13 +229,16 @@ fn the_scheduler_strictly_decodes_its_configuration() {
                 "{example}: {field}"
             );
         }
+        assert_eq!(written["enableProfiling"], false, "{example}: profiling");
         // Insecure serving: v1beta1 (1.20, 1.21) defaults both addresses to 0.0.0.0:10251,
-        // which that scheduler serves over plain HTTP; from 1.22 they must be empty (v1beta2)
-        // or do not exist (v1), and the scheduler serves HTTPS alone.
+        // which that scheduler serves over plain HTTP whatever `--port` says; kiln's file
+        // keeps it on the loopback address. From 1.22 they must be empty (v1beta2) or do not
+        // exist (v1), and the scheduler serves HTTPS alone.
         for field in ["healthzBindAddress", "metricsBindAddress"] {
             if minor <= 21 {
                 assert_eq!(
-                    written[field], "0.0.0.0:10251",
+                    written[field],
+                    kiln_manifests::SCHEDULER_INSECURE_LOOPBACK,
                     "{example}: 1.{minor} {field}"
                 );
             } else {

@@ -103,8 +103,12 @@ pub use unit::{
     ServiceSection, ServiceType, Unit, UnitSection,
 };
 
-/// Mode of every file this crate renders.
+/// Mode of the files this crate renders other than units (containerd's configuration).
 pub const FILE_MODE: u32 = 0o644;
+
+/// Mode of every unit file: systemd, which reads them, runs as root, and nobody else needs
+/// to read a component's command line (the CIS benchmark asks 0600 of `kubelet.service`).
+pub const UNIT_MODE: u32 = 0o600;
 
 /// Where unit files go, relative to the node's root.
 pub const UNIT_DIR: &str = "etc/systemd/system";
@@ -125,7 +129,7 @@ pub fn render_node(
         .map(|unit| RenderedFile {
             path: format!("{UNIT_DIR}/{}", unit.name),
             contents: unit.to_ini().into_bytes(),
-            mode: FILE_MODE,
+            mode: UNIT_MODE,
         })
         .collect();
     if units
