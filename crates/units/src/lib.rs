@@ -97,7 +97,7 @@ pub use containerd::{
 pub use error::Error;
 pub use flags::{Flags, default_flags};
 pub use pod_nat::{IPTABLES, POD_NAT_COMMENT, POD_NAT_UNIT, pod_nat_unit};
-pub use services::{SERVICES, Service, services, unit, units};
+pub use services::{KUBE_PROXY_CAPABILITIES, SERVICES, Service, services, unit, units};
 pub use unit::{
     ExecCommand, Hardening, InstallSection, KillMode, Limit, ProtectSystem, Restart,
     ServiceSection, ServiceType, Unit, UnitSection,

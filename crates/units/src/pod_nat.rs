@@ -10,8 +10,7 @@ use kiln_spec::{NodePlan, Plan};
 
 use crate::error::Error;
 use crate::unit::{
-    ExecCommand, Hardening, InstallSection, ProtectSystem, Restart, ServiceSection, ServiceType,
-    Unit, UnitSection,
+    ExecCommand, Hardening, InstallSection, Restart, ServiceSection, ServiceType, Unit, UnitSection,
 };
 
 /// The pod NAT unit's file name.
@@ -37,8 +36,8 @@ pub const POD_NAT_COMMENT: &str = "kiln pod nat";
 ///   oneshot is started only once its commands have run;
 /// - `-w` waits for the xtables lock that kube-proxy also takes.
 ///
-/// Its sandbox is kube-proxy's (iptables may load netfilter modules): `NoNewPrivileges`,
-/// `ProtectSystem=full` and `ProtectHome`.
+/// Its sandbox is kube-proxy's (iptables may load netfilter modules), with `/proc/sys`
+/// read-only and only `CAP_NET_ADMIN` and `CAP_NET_RAW`.
 pub fn pod_nat_unit(plan: &Plan, node: &NodePlan) -> Result<Option<Unit>, Error> {
     if !node.runs_kubelet(plan.cluster.control_plane_mode) {
         return Ok(None);
@@ -103,10 +102,9 @@ pub fn pod_nat_unit(plan: &Plan, node: &NodePlan) -> Result<Option<Unit>, Error>
             state_directory_mode: None,
             logs_directory: None,
             hardening: Hardening {
-                no_new_privileges: true,
-                protect_system: ProtectSystem::Full,
-                protect_home: true,
-                ..Hardening::default()
+                protect_kernel_tunables: true,
+                capabilities: Some(&["CAP_NET_ADMIN", "CAP_NET_RAW"]),
+                ..crate::services::netfilter_hardening()
             },
         },
         install: InstallSection {

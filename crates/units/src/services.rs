@@ -100,6 +100,39 @@ pub fn services(plan: &Plan, node: &NodePlan) -> Vec<Service> {
 }
 
 const NETWORK_ONLINE: &str = "network-online.target";
+
+/// What kube-proxy may hold: `CAP_NET_ADMIN` and `CAP_NET_RAW` for iptables, conntrack and its
+/// sysctls under `/proc/sys/net`, and `CAP_SYS_RESOURCE` to lower its own OOM score
+/// (`oomScoreAdj`).
+pub const KUBE_PROXY_CAPABILITIES: &[&str] = &["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_RESOURCE"];
+
+/// The sandbox of a service that only programs netfilter (kube-proxy, `kiln-pod-nat`): no new
+/// privileges, `/usr`, `/boot` and `/etc` read-only, no home directories, private `/tmp` and
+/// devices, kernel logs, clock, host name, cgroups, namespaces, realtime scheduling, setuid files
+/// and personality out of reach, the native system-call ABI only, and sockets of the families
+/// iptables and the Kubernetes client use. Left open, because iptables may need them: module
+/// loading (a netfilter module not yet loaded) and, for kube-proxy, `/proc/sys` (conntrack and
+/// `route_localnet`). The capability bounding set is each service's own.
+pub(crate) fn netfilter_hardening() -> Hardening {
+    Hardening {
+        no_new_privileges: true,
+        protect_system: ProtectSystem::Full,
+        protect_home: true,
+        private_tmp: true,
+        private_devices: true,
+        protect_control_groups: true,
+        protect_kernel_logs: true,
+        protect_clock: true,
+        protect_hostname: true,
+        restrict_namespaces: true,
+        restrict_realtime: true,
+        restrict_suid_sgid: true,
+        lock_personality: true,
+        native_system_calls_only: true,
+        address_families: &["AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"],
+        ..Hardening::default()
+    }
+}
 const DOCUMENTATION_KUBERNETES: &str = "https://kubernetes.io/docs/";
 
 /// The unit of `service`, started with `flags` (see [`crate::flags::default_flags`]).
@@ -123,7 +156,12 @@ const DOCUMENTATION_KUBERNETES: &str = "https://kubernetes.io/docs/";
 ///   nothing here can run them under systemd to prove they are tolerated:
 ///   `MemoryDenyWriteExecute` and `SystemCallFilter`.
 /// - kube-proxy writes iptables rules and conntrack sysctls under `/proc/sys`, and may load
-///   netfilter modules: `NoNewPrivileges`, `ProtectSystem=full` and `ProtectHome` only.
+///   netfilter modules: `NoNewPrivileges`, `ProtectSystem=full`, `ProtectHome`, `PrivateTmp`,
+///   `PrivateDevices`, `ProtectControlGroups`, `ProtectKernelLogs`, `ProtectClock`,
+///   `ProtectHostname`, `RestrictNamespaces`, `RestrictRealtime`, `RestrictSUIDSGID`,
+///   `LockPersonality`, `SystemCallArchitectures=native`, the sealed services' address
+///   families, and only [`KUBE_PROXY_CAPABILITIES`]. `ProtectKernelTunables` and
+///   `ProtectKernelModules` stay off.
 ///
 /// Every service restarts on failure after 5 seconds and starts after (and wants)
 /// `network-online.target`; the kubelet also requires containerd.
@@ -186,7 +224,7 @@ pub fn unit(
         restrict_suid_sgid: true,
         lock_personality: true,
         native_system_calls_only: true,
-        drop_capabilities: true,
+        capabilities: Some(&[]),
         // AF_NETLINK: Go's net.Interfaces, which the API server uses to choose addresses.
         address_families: &["AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"],
     };
@@ -242,10 +280,8 @@ pub fn unit(
         Service::Component(Component::KubeProxy) => {
             unit.unit.description = "Kubernetes network proxy".to_owned();
             section.hardening = Hardening {
-                no_new_privileges: true,
-                protect_system: ProtectSystem::Full,
-                protect_home: true,
-                ..Hardening::default()
+                capabilities: Some(KUBE_PROXY_CAPABILITIES),
+                ..netfilter_hardening()
             };
         }
     }

@@ -128,9 +128,10 @@ pub struct Hardening {
     pub lock_personality: bool,
     /// `SystemCallArchitectures=native`: only the native system call ABI.
     pub native_system_calls_only: bool,
-    /// `CapabilityBoundingSet=`: drop every capability (for services that bind ports above
+    /// `CapabilityBoundingSet=`: the only capabilities the service may hold. `None` leaves the
+    /// set as it is; `Some(&[])` drops every capability (for services that bind ports above
     /// 1023 and read files they own).
-    pub drop_capabilities: bool,
+    pub capabilities: Option<&'static [&'static str]>,
     /// `RestrictAddressFamilies=`: the only socket families allowed (empty: no restriction).
     pub address_families: &'static [&'static str],
 }
@@ -336,8 +337,8 @@ impl ServiceSection {
         if hardening.native_system_calls_only {
             entries.push(("SystemCallArchitectures", "native".to_owned()));
         }
-        if hardening.drop_capabilities {
-            entries.push(("CapabilityBoundingSet", String::new()));
+        if let Some(capabilities) = hardening.capabilities {
+            entries.push(("CapabilityBoundingSet", capabilities.join(" ")));
         }
         if !hardening.address_families.is_empty() {
             entries.push((
