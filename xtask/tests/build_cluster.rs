@@ -297,7 +297,6 @@ fn every_node_of_the_ha_example_holds_exactly_its_private_keys() {
         "pki/apiserver-kubelet-client.key",
         "pki/apiserver.key",
         "pki/controller-manager.key",
-        "pki/etcd/healthcheck-client.key",
         "pki/etcd/peer.key",
         "pki/etcd/server.key",
         "pki/front-proxy-client.key",
@@ -370,7 +369,26 @@ fn kubeadm_reads_a_control_plane_pki_directory() {
     // kubeadm's own shape: a control-plane node that is also the etcd member (the Xen example's
     // control plane has no etcd keys: its members run on machines of their own).
     let dir = build_example("kubeadm-bootstrap");
-    let pki = dir.path().join("result/nodes/cp/pki/pki");
+    let node_pki = dir.path().join("result/nodes/cp/pki/pki");
+    // kubeadm with an external etcd CA wants `etcd/healthcheck-client`, whose key no kiln node
+    // holds (full access to etcd, and nothing on the node reads it): kubeadm reads the node's
+    // directory with that one pair added from the operator's output.
+    assert!(
+        !node_pki.join("etcd/healthcheck-client.key").exists(),
+        "the control plane holds etcd's healthcheck client key"
+    );
+    let pki = dir.path().join("kubeadm-pki");
+    copy_tree(&node_pki, &pki);
+    let operator = dir
+        .path()
+        .join("result/cluster/pki/etcd-healthcheck-client");
+    for (from, to) in [("tls.crt", "crt"), ("tls.key", "key")] {
+        std::fs::copy(
+            operator.join(from),
+            pki.join(format!("etcd/healthcheck-client.{to}")),
+        )
+        .expect("copy the healthcheck client pair");
+    }
     let config = dir.path().join("kubeadm.yaml");
     std::fs::write(
         &config,
@@ -415,6 +433,20 @@ fn kubeadm_reads_a_control_plane_pki_directory() {
             line.trim_end().ends_with(".conf"),
             "kubeadm misses a certificate: {line}"
         );
+    }
+}
+
+/// Copies the tree at `from` to `to` (directories and regular files).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("an entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("a type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
     }
 }
 

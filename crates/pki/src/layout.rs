@@ -86,9 +86,10 @@ pub fn operator_path(name: &str, extension: &str) -> String {
 /// - control plane: `ca.key` only if `pki.controller_manager_signs_csrs`; `sa.key`, `sa.pub`,
 ///   `front-proxy-ca.crt`, `etcd/ca.crt`; the apiserver, apiserver-kubelet-client,
 ///   apiserver-etcd-client, front-proxy-client, controller-manager and scheduler pairs;
-/// - etcd member: `etcd/ca.crt`, its own `etcd/server` and `etcd/peer` pairs, and
-///   `etcd/healthcheck-client` (for kubeadm's health probe; it grants nothing its server
-///   certificate, which is also a client certificate, does not);
+/// - etcd member: `etcd/ca.crt`, its own `etcd/server` and `etcd/peer` pairs. Not
+///   `etcd/healthcheck-client`, whose key is full access to etcd: kiln's etcd health probe is
+///   plain HTTP on the loopback metrics port, so nothing on a node would read it (it stays in
+///   the operator's output, where kubeadm keeps it);
 /// - a node that runs a kubelet: its own serving pair (`kubelet.crt`), and its own client pair
 ///   (`kubelet-client.crt`) unless it bootstraps with a token ([`Plan::kubelet_bootstraps`]);
 /// - a node that runs kube-proxy (a kubelet node, unless kube-proxy is a DaemonSet, whose pods
@@ -130,12 +131,7 @@ pub fn placement(plan: &Plan, node: &NodePlan) -> Vec<PlacedFile> {
         }
     }
     if etcd {
-        for name in [
-            "etcd-ca",
-            "etcd-server",
-            "etcd-peer",
-            "etcd-healthcheck-client",
-        ] {
+        for name in ["etcd-ca", "etcd-server", "etcd-peer"] {
             certificate(name);
         }
     }

@@ -112,6 +112,8 @@ fn every_row_of_the_least_privilege_table_holds() {
         ] {
             assert_eq!(has(name), control_plane, "{name}: {context}");
         }
+        // No node holds etcd's healthcheck client key (full access to etcd; nothing reads it).
+        assert!(!has("etcd-healthcheck-client"), "{context}");
         // Row: etcd server/peer keys on etcd members, their own only.
         for kind in ["etcd-server", "etcd-peer"] {
             assert_eq!(
@@ -148,7 +150,7 @@ fn every_row_of_the_least_privilege_table_holds() {
         // Nothing else: the keys are exactly those of the rows above.
         let expected_keys = usize::from(control_plane) * 7
             + usize::from(control_plane && plan.pki.controller_manager_signs_csrs)
-            + usize::from(etcd) * 3
+            + usize::from(etcd) * 2
             + usize::from(kubelet)
             + usize::from(kubelet && issued)
             + usize::from(kube_proxy);

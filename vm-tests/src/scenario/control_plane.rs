@@ -87,7 +87,7 @@ pub fn local_apiserver_ready(
     )
 }
 
-/// etcd answers `{"health":"true"}` on each of `nodes` (with the healthcheck certificate) and
+/// etcd answers `{"health":"true"}` on each of `nodes` (with the member's own server certificate, a client certificate too) and
 /// lists `expected_members` members.
 pub fn etcd_healthy(
     cluster: &mut Cluster,
@@ -100,7 +100,7 @@ pub fn etcd_healthy(
             CONVERGE_TIMEOUT,
             POLL,
             || {
-                let health = etcd_request(cluster, node, "GET /health", "", ETCD_HEALTHCHECK)
+                let health = etcd_request(cluster, node, "GET /health", "", ETCD_MEMBER_CLIENT)
                     .map_err(|error| error.to_string())?;
                 if !health.contains("\"health\":\"true\"") {
                     return Err(format!("health: {}", http_body(&health)));
@@ -110,7 +110,7 @@ pub fn etcd_healthy(
                     node,
                     "POST /v3/cluster/member/list",
                     "{}",
-                    ETCD_HEALTHCHECK,
+                    ETCD_MEMBER_CLIENT,
                 )
                 .map_err(|error| error.to_string())?;
                 let parsed: Value = serde_json::from_str(http_body(&list).trim())

@@ -450,7 +450,7 @@ mod tests {
     fn guest_scripts_are_valid_sh() {
         let key = STANDARD.encode("/registry/secrets/default/kiln-vm-test");
         for script in [
-            socat_tls("GET /health", "", ETCD_HEALTHCHECK, false),
+            socat_tls("GET /health", "", ETCD_MEMBER_CLIENT, false),
             socat_tls(
                 "POST /v3/kv/range",
                 &format!("{{\"key\":\"{key}\"}}"),
