@@ -2,7 +2,10 @@
 //! kube-proxy's and the scheduler's configuration, encryption at rest and the audit policy.
 
 use base64::Engine as _;
-use kiln_spec::{EncryptionProvider, KubeletCredentials, LeaderElectionPlan, NodePlan, Plan, Role};
+use kiln_spec::{
+    ControlPlaneMode, EncryptionProvider, KubeletCredentials, LeaderElectionPlan, NodePlan, Plan,
+    Role,
+};
 use serde::{Deserialize, Serialize};
 
 use kiln_spec::paths;
@@ -457,6 +460,106 @@ pub fn encryption_configuration(
             providers,
         }],
     }
+}
+
+/// The first minor version whose API server takes the anonymous endpoints it allows from its
+/// authentication configuration (`AnonymousAuthConfigurableEndpoints`, beta and on by default
+/// in 1.32, stable in 1.34; KEP-4633).
+pub const ANONYMOUS_ENDPOINTS_MINOR: u32 = 32;
+
+/// Which requests the API server serves without credentials (see [`anonymous_access`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AnonymousAccess {
+    /// None: `--anonymous-auth=false`, anonymous requests get 401.
+    Refused,
+    /// Only requests for these exact paths; any other anonymous request gets 401.
+    Endpoints(Vec<String>),
+    /// Any request, as `system:anonymous`, which RBAC then refuses (403) unless a binding
+    /// allows it: the API server's default.
+    Unrestricted,
+}
+
+/// What `plan`'s API servers serve anonymously.
+///
+/// - systemd mode: nothing. No kubelet probes the API server, and the load balancer's health
+///   check presents a client certificate.
+/// - static-pod mode: the kubelet's probes are unauthenticated, so `/livez`, `/readyz` and
+///   `/healthz`, and with bootstrap tokens `kube-public/cluster-info`, which a joining node reads
+///   before it has a credential. From 1.32 ([`ANONYMOUS_ENDPOINTS_MINOR`]) that is all it
+///   serves anonymously; before, the API server can only allow every anonymous request, which
+///   RBAC refuses (403), as kubeadm's does.
+pub fn anonymous_access(plan: &Plan) -> AnonymousAccess {
+    if plan.cluster.control_plane_mode == ControlPlaneMode::Systemd {
+        return AnonymousAccess::Refused;
+    }
+    if plan.cluster.kubernetes_version.minor < ANONYMOUS_ENDPOINTS_MINOR {
+        return AnonymousAccess::Unrestricted;
+    }
+    let mut paths: Vec<String> = ["/healthz", "/livez", "/readyz"]
+        .map(str::to_owned)
+        .to_vec();
+    if plan.options.kubelet_credentials == KubeletCredentials::BootstrapToken {
+        paths.push(format!(
+            "/api/v1/namespaces/{}/configmaps/{}",
+            crate::bootstrap::PUBLIC_NAMESPACE,
+            crate::bootstrap::CLUSTER_INFO
+        ));
+    }
+    AnonymousAccess::Endpoints(paths)
+}
+
+/// `apiserver.config.k8s.io` `AuthenticationConfiguration`, the fields kiln sets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthenticationConfiguration {
+    /// `apiserver.config.k8s.io/v1` from 1.34, `v1beta1` before.
+    pub api_version: String,
+    /// Always `AuthenticationConfiguration`.
+    pub kind: String,
+    /// Anonymous authentication and the paths it applies to.
+    pub anonymous: AnonymousAuthentication,
+}
+
+/// The `anonymous` section of an [`AuthenticationConfiguration`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnonymousAuthentication {
+    /// Whether anonymous requests are authenticated at all.
+    pub enabled: bool,
+    /// The only paths anonymous requests may ask for.
+    pub conditions: Vec<AnonymousCondition>,
+}
+
+/// One path of [`AnonymousAuthentication::conditions`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnonymousCondition {
+    /// The exact request path.
+    pub path: String,
+}
+
+/// The API server's authentication configuration (`--authentication-config`), when
+/// [`anonymous_access`] limits anonymous requests to endpoints; `None` otherwise.
+pub fn authentication_configuration(plan: &Plan) -> Option<AuthenticationConfiguration> {
+    let AnonymousAccess::Endpoints(paths) = anonymous_access(plan) else {
+        return None;
+    };
+    let api_version = if plan.cluster.kubernetes_version.minor >= 34 {
+        "apiserver.config.k8s.io/v1"
+    } else {
+        "apiserver.config.k8s.io/v1beta1"
+    };
+    Some(AuthenticationConfiguration {
+        api_version: api_version.to_owned(),
+        kind: "AuthenticationConfiguration".to_owned(),
+        anonymous: AnonymousAuthentication {
+            enabled: true,
+            conditions: paths
+                .into_iter()
+                .map(|path| AnonymousCondition { path })
+                .collect(),
+        },
+    })
 }
 
 /// `audit.k8s.io/v1` `Policy`.

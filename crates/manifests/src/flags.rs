@@ -261,12 +261,22 @@ static TABLE: &[FlagRule] = &[
         REF_APISERVER,
         |_| text("true")
     ),
-    // Anonymous requests are refused (401) where nothing needs them: in systemd mode no
-    // kubelet probes the API server. Static pods keep it, for their unauthenticated liveness
-    // probes of /livez (as kubeadm does); RBAC still answers anonymous requests with 403.
+    // Anonymous requests: see `config::anonymous_access`. Refused outright in systemd mode;
+    // limited to the health endpoints (and cluster-info) by the authentication configuration
+    // in static-pod mode from 1.32. The two flags never go together: the API server refuses
+    // `--anonymous-auth` beside a configuration that sets `anonymous`.
     rule!(KubeApiserver, "anonymous-auth", 20.., REF_APISERVER, |c| {
-        (c.plan.cluster.control_plane_mode == ControlPlaneMode::Systemd).then(|| "false".to_owned())
+        (crate::config::anonymous_access(c.plan) == crate::config::AnonymousAccess::Refused)
+            .then(|| "false".to_owned())
     }),
+    rule!(
+        KubeApiserver,
+        "authentication-config",
+        29..,
+        REF_APISERVER,
+        |c| crate::config::authentication_configuration(c.plan)
+            .map(|_| paths::AUTHENTICATION_CONFIG.to_owned())
+    ),
     rule!(KubeApiserver, "audit-log-path", 20.., REF_APISERVER, |c| c
         .plan
         .options

@@ -81,14 +81,15 @@ pub use bootstrap::{
     BOOTSTRAPPERS_GROUP, BootstrapObjects, CLUSTER_INFO, PUBLIC_NAMESPACE, bootstrap_objects,
 };
 pub use config::{
-    AuditGroupResources, AuditPolicy, AuditRule, CONTROL_PLANE_TAINT, ClientConnection, ETCD_TAINT,
-    Empty, Enabled, EncryptionConfiguration, EncryptionKey, EncryptionKeys,
-    EncryptionProviderConfig, EncryptionResources, FILE_ONLY_KUBELET_SETTINGS,
+    ANONYMOUS_ENDPOINTS_MINOR, AnonymousAccess, AnonymousAuthentication, AnonymousCondition,
+    AuditGroupResources, AuditPolicy, AuditRule, AuthenticationConfiguration, CONTROL_PLANE_TAINT,
+    ClientConnection, ETCD_TAINT, Empty, Enabled, EncryptionConfiguration, EncryptionKey,
+    EncryptionKeys, EncryptionProviderConfig, EncryptionResources, FILE_ONLY_KUBELET_SETTINGS,
     KUBELET_POD_PIDS_LIMIT, KUBELET_TLS_CIPHER_SUITES, KubeProxyConfiguration,
     KubeSchedulerConfiguration, KubeletAuthentication, KubeletAuthorization, KubeletConfiguration,
-    KubeletX509, LeaderElection, NodeTaint, SCHEDULER_INSECURE_LOOPBACK, audit_policy,
-    encryption_configuration, kube_proxy_configuration, kubelet_configuration, node_taints,
-    scheduler_config_api_version, scheduler_configuration,
+    KubeletX509, LeaderElection, NodeTaint, SCHEDULER_INSECURE_LOOPBACK, anonymous_access,
+    audit_policy, authentication_configuration, encryption_configuration, kube_proxy_configuration,
+    kubelet_configuration, node_taints, scheduler_config_api_version, scheduler_configuration,
 };
 pub use dns::{
     APP_LABEL as COREDNS_POD_LABEL, COREDNS_NAME, DNS_SERVICE_NAME, DnsAddon, HEALTH_PORT,
@@ -97,7 +98,7 @@ pub use dns::{
 pub use error::Error;
 pub use flags::{FlagRule, flag_names, flag_table, flags};
 pub use objects::{
-    Addons, IMAGE_REGISTRY, KubeProxyAddon, STARTUP_FAILURE_THRESHOLD, addons, image,
+    Addons, IMAGE_REGISTRY, KubeProxyAddon, STARTUP_FAILURE_THRESHOLD, addons, image, pki_files,
     pod_components, pod_images, rbac_bindings, static_pod_components, static_pods,
 };
 
@@ -120,7 +121,8 @@ pub use kiln_spec::RenderedFile;
 
 /// Every file of `node` (one of `plan`'s nodes), sorted by path:
 ///
-/// - a control-plane node: the scheduler's configuration, the audit policy (with
+/// - a control-plane node: the scheduler's configuration, the authentication configuration
+///   when it limits anonymous requests (see [`authentication_configuration`]), the audit policy (with
 ///   `options.audit_log`), the encryption configuration (unless encryption is `none`; mode
 ///   0600), and the bootstrap objects under `etc/kubernetes/addons/` (`rbac.yaml`,
 ///   `kube-proxy.yaml` with a kube-proxy DaemonSet and `coredns.yaml` with the cluster DNS;
@@ -151,6 +153,13 @@ pub fn render_node(
             yaml("scheduler configuration", &scheduler_configuration(plan))?,
             FILE_MODE,
         );
+        if let Some(config) = authentication_configuration(plan) {
+            add(
+                paths::AUTHENTICATION_CONFIG,
+                yaml("authentication configuration", &config)?,
+                FILE_MODE,
+            );
+        }
         if plan.options.audit_log {
             add(
                 paths::AUDIT_POLICY,

@@ -1,7 +1,7 @@
 //! Kubernetes objects typed through k8s-openapi: static pods, the kube-proxy DaemonSet and the
 //! RBAC bindings a cluster needs at bootstrap.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec};
 use k8s_openapi::api::core::v1::{
@@ -15,7 +15,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kiln_spec::images::ComponentImage;
 use kiln_spec::images::Releases;
-use kiln_spec::{ClusterDns, Component, EncryptionProvider, KubeProxyMode, NodePlan, Plan, Role};
+use kiln_spec::{
+    ClusterDns, Component, EncryptionProvider, KubeProxyMode, KubeconfigCertificates, NodePlan,
+    Plan, Role,
+};
 
 use crate::dns::{DnsAddon, dns_addon};
 
@@ -37,7 +40,7 @@ pub fn image(plan: &Plan, releases: &Releases, component: Component) -> String {
 /// kube-proxy on every node with a kubelet when `options.kube_proxy = "static-pod"`.
 ///
 /// Every pod runs in the host's network namespace with priority class
-/// `system-node-critical`, mounts what its flags name by hostPath (read-only, except etcd's
+/// `system-node-critical`, mounts what its flags name by hostPath, each PKI file on its own (see [`pki_files`]) (read-only, except etcd's
 /// data and the audit log), and has a liveness probe on the component's health endpoint:
 /// the API server's `/livez` on its port (`cluster.apiserver_port`), the controller
 /// manager's and scheduler's `/healthz` on their secure ports 10257 and 10259 (HTTPS), etcd's `/health` on its
@@ -117,19 +120,76 @@ struct PodShape {
 }
 
 struct Mount {
-    name: &'static str,
-    path: &'static str,
+    name: String,
+    path: String,
     kind: &'static str,
     read_only: bool,
 }
 
-const fn mount(name: &'static str, path: &'static str, kind: &'static str) -> Mount {
+fn mount(name: &str, path: &str, kind: &'static str) -> Mount {
     Mount {
-        name,
-        path,
+        name: name.to_owned(),
+        path: path.to_owned(),
         kind,
         read_only: true,
     }
+}
+
+/// The files under [`paths::PKI_DIR`] that `component` reads on `node`: each one its flags
+/// name, and, when kubeconfigs reference their certificates
+/// (`options.kubeconfig_certificates = "referenced"`), the three files its kubeconfig names.
+/// A static pod mounts exactly these, one hostPath file each, so no pod sees another
+/// component's key (the scheduler never sees `sa.key`, kube-proxy never the CA's key).
+pub fn pki_files(plan: &Plan, node: &NodePlan, component: Component) -> BTreeSet<String> {
+    let prefix = format!("{}/", paths::PKI_DIR);
+    let mut files: BTreeSet<String> = render(
+        &Context {
+            plan,
+            target: Target::Node(node),
+        },
+        component,
+    )
+    .into_iter()
+    .flat_map(|(_, value)| {
+        value
+            .split(',')
+            .filter(|path| path.starts_with(&prefix))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    })
+    .collect();
+    // The client certificate of the component's kubeconfig, by kubeadm's file name (see
+    // `kiln_kubeconfig::Credentials::referenced`).
+    let kubeconfig_certificate = match component {
+        Component::KubeControllerManager => Some("controller-manager"),
+        Component::KubeScheduler => Some("scheduler"),
+        Component::KubeProxy => Some("kube-proxy"),
+        Component::Etcd | Component::KubeApiserver | Component::Kubelet => None,
+    };
+    if let Some(stem) = kubeconfig_certificate
+        && plan.options.kubeconfig_certificates == KubeconfigCertificates::Referenced
+    {
+        files.insert(format!("{prefix}ca.crt"));
+        files.insert(format!("{prefix}{stem}.crt"));
+        files.insert(format!("{prefix}{stem}.key"));
+    }
+    files
+}
+
+/// One read-only hostPath mount per file of [`pki_files`], named after the file
+/// (`/etc/kubernetes/pki/etcd/ca.crt` is `pki-etcd-ca-crt`).
+fn pki_mounts(plan: &Plan, node: &NodePlan, component: Component) -> Vec<Mount> {
+    pki_files(plan, node, component)
+        .into_iter()
+        .map(|path| {
+            let relative = path
+                .strip_prefix(paths::PKI_DIR)
+                .unwrap_or(&path)
+                .trim_start_matches('/');
+            let name = format!("pki-{}", relative.replace(['/', '.', '_'], "-"));
+            mount(&name, &path, "File")
+        })
+        .collect()
 }
 
 fn probe(scheme: &str, host: String, port: i32, path: &str) -> Probe {
@@ -166,22 +226,28 @@ fn startup_probe(liveness: &Probe) -> Probe {
 
 fn shape(plan: &Plan, node: &NodePlan, component: Component) -> PodShape {
     let loopback = || "127.0.0.1".to_owned();
-    let pki = mount("k8s-certs", paths::PKI_DIR, "Directory");
+    let mut mounts = pki_mounts(plan, node, component);
     match component {
         Component::Etcd => PodShape {
-            mounts: vec![
-                mount("etcd-certs", "/etc/kubernetes/pki/etcd", "Directory"),
-                Mount {
+            mounts: mounts
+                .into_iter()
+                .chain([Mount {
                     read_only: false,
                     ..mount("etcd-data", paths::ETCD_DATA_DIR, "DirectoryOrCreate")
-                },
-            ],
+                }])
+                .collect(),
             probe: probe("HTTP", loopback(), 2381, "/health"),
             cpu: "100m",
             privileged: false,
         },
         Component::KubeApiserver => {
-            let mut mounts = vec![pki];
+            if crate::config::authentication_configuration(plan).is_some() {
+                mounts.push(mount(
+                    "authentication-config",
+                    paths::AUTHENTICATION_CONFIG,
+                    "File",
+                ));
+            }
             if plan.options.encryption_at_rest != EncryptionProvider::None {
                 mounts.push(mount("encryption-config", paths::ENCRYPTION_CONFIG, "File"));
             }
@@ -205,37 +271,41 @@ fn shape(plan: &Plan, node: &NodePlan, component: Component) -> PodShape {
             }
         }
         Component::KubeControllerManager => PodShape {
-            mounts: vec![
-                pki,
-                mount("kubeconfig", paths::CONTROLLER_MANAGER_KUBECONFIG, "File"),
-            ],
+            mounts: {
+                mounts.push(mount(
+                    "kubeconfig",
+                    paths::CONTROLLER_MANAGER_KUBECONFIG,
+                    "File",
+                ));
+                mounts
+            },
             probe: probe("HTTPS", loopback(), 10257, "/healthz"),
             cpu: "200m",
             privileged: false,
         },
-        // The certificates a kubeconfig references (`kubeconfig_certificates = "referenced"`)
-        // live under the PKI directory, so every pod with a kubeconfig mounts it.
         Component::KubeScheduler => PodShape {
-            mounts: vec![
-                pki,
-                mount("kubeconfig", paths::SCHEDULER_KUBECONFIG, "File"),
-                mount("scheduler-config", paths::SCHEDULER_CONFIG, "File"),
-            ],
+            mounts: {
+                mounts.push(mount("kubeconfig", paths::SCHEDULER_KUBECONFIG, "File"));
+                mounts.push(mount("scheduler-config", paths::SCHEDULER_CONFIG, "File"));
+                mounts
+            },
             probe: probe("HTTPS", loopback(), 10259, "/healthz"),
             cpu: "100m",
             privileged: false,
         },
         Component::KubeProxy | Component::Kubelet => PodShape {
-            mounts: vec![
-                pki,
-                mount("kubeconfig", paths::KUBE_PROXY_KUBECONFIG, "File"),
-                mount("kube-proxy-config", paths::KUBE_PROXY_CONFIG, "File"),
-                mount("lib-modules", "/lib/modules", "Directory"),
-                Mount {
-                    read_only: false,
-                    ..mount("xtables-lock", "/run/xtables.lock", "FileOrCreate")
-                },
-            ],
+            mounts: mounts
+                .into_iter()
+                .chain([
+                    mount("kubeconfig", paths::KUBE_PROXY_KUBECONFIG, "File"),
+                    mount("kube-proxy-config", paths::KUBE_PROXY_CONFIG, "File"),
+                    mount("lib-modules", "/lib/modules", "Directory"),
+                    Mount {
+                        read_only: false,
+                        ..mount("xtables-lock", "/run/xtables.lock", "FileOrCreate")
+                    },
+                ])
+                .collect(),
             probe: probe("HTTP", loopback(), 10256, "/healthz"),
             cpu: "100m",
             privileged: true,
@@ -306,8 +376,8 @@ fn static_pod(plan: &Plan, releases: &Releases, node: &NodePlan, component: Comp
                         .mounts
                         .iter()
                         .map(|mount| VolumeMount {
-                            name: mount.name.to_owned(),
-                            mount_path: mount.path.to_owned(),
+                            name: mount.name.clone(),
+                            mount_path: mount.path.clone(),
                             read_only: mount.read_only.then_some(true),
                             ..Default::default()
                         })
@@ -322,9 +392,9 @@ fn static_pod(plan: &Plan, releases: &Releases, node: &NodePlan, component: Comp
                     .mounts
                     .iter()
                     .map(|mount| Volume {
-                        name: mount.name.to_owned(),
+                        name: mount.name.clone(),
                         host_path: Some(HostPathVolumeSource {
-                            path: mount.path.to_owned(),
+                            path: mount.path.clone(),
                             type_: Some(mount.kind.to_owned()),
                         }),
                         ..Default::default()

@@ -576,6 +576,26 @@ fn a_bootstrap_token_joins_and_does_nothing_else() {
         kubeconfig.contains(&plan.cluster.endpoint.url()),
         "{kubeconfig}"
     );
+    // Anything else: RBAC refuses it (403) where the API server takes every anonymous
+    // request, and from 1.32, where it takes them only for the listed endpoints, it is not
+    // authenticated at all (401).
+    let expected = match kiln_manifests::anonymous_access(plan) {
+        kiln_manifests::AnonymousAccess::Endpoints(paths) => {
+            assert!(
+                paths.iter().any(|path| path.ends_with("/cluster-info")),
+                "{paths:?}"
+            );
+            "401"
+        }
+        kiln_manifests::AnonymousAccess::Unrestricted => "403",
+        kiln_manifests::AnonymousAccess::Refused => {
+            panic!("a bootstrap-token cluster refuses cluster-info")
+        }
+    };
     let (code, body) = anonymous(&public);
-    assert_eq!(code, "403", "anonymous list of kube-public: {body}");
+    assert_eq!(code, expected, "anonymous list of kube-public: {body}");
+    let (code, body) = anonymous("/api");
+    assert_eq!(code, expected, "anonymous /api: {body}");
+    let (code, body) = anonymous("/livez");
+    assert_eq!(code, "200", "anonymous /livez: {body}");
 }

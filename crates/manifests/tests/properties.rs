@@ -63,6 +63,80 @@ proptest! {
     }
 
     #[test]
+    fn a_static_pod_mounts_only_the_keys_its_component_holds(spec in valid_spec(1..=6)) {
+        let (plan, _) = spec.validate().expect("valid_spec gives valid specs");
+        let referenced =
+            plan.options.kubeconfig_certificates == kiln_spec::KubeconfigCertificates::Referenced;
+        for node in &plan.nodes {
+            let placed: BTreeSet<String> = kiln_pki::placement(&plan, node)
+                .into_iter()
+                .map(|file| format!("/etc/kubernetes/{}", file.path))
+                .collect();
+            for pod in kiln_manifests::static_pods(&plan, &common::releases(&plan), node) {
+                let name = pod.metadata.name.clone().expect("a name");
+                let spec = pod.spec.expect("a spec");
+                let mounted: BTreeSet<String> = spec
+                    .volumes
+                    .iter()
+                    .flatten()
+                    .filter_map(|volume| volume.host_path.as_ref())
+                    .filter(|host| host.path.starts_with("/etc/kubernetes/pki"))
+                    .map(|host| {
+                        assert_eq!(host.type_.as_deref(), Some("File"), "{name}: {}", host.path);
+                        host.path.clone()
+                    })
+                    .collect();
+                for path in &mounted {
+                    prop_assert!(placed.contains(path), "{}: {} mounts {} which is not placed", node.name, name, path);
+                }
+                // Every PKI file the command line names is mounted.
+                for argument in spec.containers[0].command.iter().flatten() {
+                    let Some((_, value)) = argument.split_once('=') else { continue };
+                    for path in value.split(',').filter(|path| path.starts_with("/etc/kubernetes/pki/")) {
+                        prop_assert!(mounted.contains(path), "{}: {} does not mount {}", node.name, name, path);
+                    }
+                }
+                // The keys each component may see, from pki.md's table, independent of the
+                // renderer's own list.
+                let pki = |file: &str| format!("/etc/kubernetes/pki/{file}");
+                let kubeconfig_key = |stem: &str| referenced.then(|| pki(&format!("{stem}.key")));
+                let expected: BTreeSet<String> = match name.as_str() {
+                    "etcd" => [pki("etcd/server.key"), pki("etcd/peer.key")].into_iter().collect(),
+                    "kube-apiserver" => [
+                        "apiserver.key",
+                        "apiserver-kubelet-client.key",
+                        "apiserver-etcd-client.key",
+                        "front-proxy-client.key",
+                        "sa.key",
+                    ]
+                    .into_iter()
+                    .map(pki)
+                    .collect(),
+                    "kube-controller-manager" => [Some(pki("sa.key")), kubeconfig_key("controller-manager")]
+                        .into_iter()
+                        .flatten()
+                        .chain(plan.pki.controller_manager_signs_csrs.then(|| pki("ca.key")))
+                        .collect(),
+                    "kube-scheduler" => kubeconfig_key("scheduler").into_iter().collect(),
+                    "kube-proxy" => kubeconfig_key("kube-proxy").into_iter().collect(),
+                    other => panic!("unexpected static pod {other}"),
+                };
+                let keys: BTreeSet<String> =
+                    mounted.iter().filter(|path| path.ends_with(".key")).cloned().collect();
+                prop_assert_eq!(keys, expected, "{}: {}", node.name, name);
+                // A referenced kubeconfig's files are mounted.
+                if referenced && matches!(name.as_str(), "kube-controller-manager" | "kube-scheduler" | "kube-proxy") {
+                    let stem = name.trim_start_matches("kube-");
+                    let stem = if stem == "proxy" { "kube-proxy" } else { stem };
+                    for file in [pki("ca.crt"), pki(&format!("{stem}.crt"))] {
+                        prop_assert!(mounted.contains(&file), "{}: {} does not mount {}", node.name, name, file);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn every_component_flag_and_kubelet_file_is_placed(spec in valid_spec(1..=6)) {
         let (plan, _) = spec.validate().expect("valid_spec gives valid specs");
         let mode = plan.cluster.control_plane_mode;
@@ -322,7 +396,11 @@ proptest! {
                         prop_assert!(covered(path), "{}/{}: {} is not mounted", node.name, name, path);
                     }
                 }
-                if mounts.iter().any(|mount| mount.ends_with(".conf")) {
+                // A kubeconfig that references its certificates needs the cluster CA's; an
+                // embedding one needs nothing from the PKI directory.
+                let referenced = plan.options.kubeconfig_certificates
+                    == kiln_spec::KubeconfigCertificates::Referenced;
+                if referenced && mounts.iter().any(|mount| mount.ends_with(".conf")) {
                     prop_assert!(covered("/etc/kubernetes/pki/ca.crt"), "{}/{}: no PKI mount", node.name, name);
                 }
             }

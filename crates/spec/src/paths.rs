@@ -24,6 +24,8 @@ pub const CONTAINERD_SOCKET: &str = "unix:///run/containerd/containerd.sock";
 pub const ENCRYPTION_CONFIG: &str = "/etc/kubernetes/encryption-config.yaml";
 /// The audit policy the API server reads.
 pub const AUDIT_POLICY: &str = "/etc/kubernetes/audit-policy.yaml";
+/// The API server's authentication configuration (`--authentication-config`).
+pub const AUTHENTICATION_CONFIG: &str = "/etc/kubernetes/authentication-config.yaml";
 /// The audit log.
 pub const AUDIT_LOG: &str = "/var/log/kubernetes/audit.log";
 /// The audit log's directory, mounted writable into the API server's pod.
@@ -96,6 +98,7 @@ mod tests {
             ADDONS_DIR,
             ENCRYPTION_CONFIG,
             AUDIT_POLICY,
+            AUTHENTICATION_CONFIG,
             SCHEDULER_CONFIG,
             KUBE_PROXY_CONFIG,
             CONTROLLER_MANAGER_KUBECONFIG,

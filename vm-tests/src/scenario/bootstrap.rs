@@ -456,11 +456,12 @@ pub fn cluster_info_signed(cluster: &mut Cluster) -> crate::Result<()> {
             kiln_manifests::PUBLIC_NAMESPACE
         ),
     )?;
+    let status = refusals::static_pod_anonymous_status(cluster)?;
     expect_http(
         STEP,
         "an anonymous list of kube-public's ConfigMaps",
         &listing,
-        403,
+        status,
     )
 }
 

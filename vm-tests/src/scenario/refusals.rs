@@ -14,6 +14,27 @@ pub(super) fn apiserver_is_static_pod(cluster: &Cluster) -> bool {
     .is_empty()
 }
 
+/// The API server's minor version, from its own `/version`.
+pub(super) fn server_minor(cluster: &Cluster) -> crate::Result<u32> {
+    let version = cluster.kubectl.json(&["get", "--raw", "/version"])?;
+    version["minor"]
+        .as_str()
+        .and_then(|minor| minor.trim_end_matches('+').parse().ok())
+        .ok_or_else(|| Error::check("refusals", format!("no minor version in {version}")))
+}
+
+/// What a static-pod API server answers an anonymous request for anything but its health
+/// endpoints: from 1.32 it authenticates anonymous requests only for the endpoints its
+/// authentication configuration lists, so anything else is 401; before, RBAC refuses
+/// `system:anonymous` (403).
+pub(super) fn static_pod_anonymous_status(cluster: &Cluster) -> crate::Result<u16> {
+    Ok(if server_minor(cluster)? >= 32 {
+        401
+    } else {
+        403
+    })
+}
+
 /// Step 7: requests that must fail, each for the right reason.
 pub fn refusals(cluster: &mut Cluster) -> crate::Result<()> {
     const STEP: &str = "refusals";
@@ -28,18 +49,20 @@ pub fn refusals(cluster: &mut Cluster) -> crate::Result<()> {
     let response = anonymous_get(&ca, cluster.api.1, &api_name, "/api")?;
     if apiserver_is_static_pod(cluster) {
         // A static-pod API server keeps anonymous authentication for the kubelet's
-        // unauthenticated probes of /livez (as kubeadm's does): anonymous requests are then
-        // refused by RBAC (403, as system:anonymous), and /livez answers them.
+        // unauthenticated probes of /livez (as kubeadm's does): from 1.32 for its health
+        // endpoints only (401 for anything else), before that for every request, which RBAC
+        // refuses (403, as system:anonymous); /livez answers either way.
+        let status = static_pod_anonymous_status(cluster)?;
         note(
             &mut problems,
             expect_http(
                 STEP,
                 "an anonymous request to the static-pod apiserver",
                 &response,
-                403,
+                status,
             ),
         );
-        if !response.contains("system:anonymous") {
+        if status == 403 && !response.contains("system:anonymous") {
             problems.push(format!(
                 "the anonymous request's 403 does not name system:anonymous:\n{response}"
             ));
@@ -156,13 +179,13 @@ pub fn refusals(cluster: &mut Cluster) -> crate::Result<()> {
     }
 
     // A certificate issued by the Kubernetes CA, presented to etcd: the handshake is refused.
-    // The healthcheck client certificate is the control: same connection, etcd's CA, accepted.
+    // The member's own server certificate (a client certificate too) is the control: same connection, etcd's CA, accepted.
     for node in cluster.nodes_with_role("etcd") {
-        let health = etcd_request(cluster, &node, "GET /health", "", ETCD_HEALTHCHECK)?;
+        let health = etcd_request(cluster, &node, "GET /health", "", ETCD_MEMBER_CLIENT)?;
         if !health.contains("\"health\":\"true\"") {
             return Err(Error::check(
                 STEP,
-                format!("etcd on {node} with the healthcheck certificate answered {health:?}"),
+                format!("etcd on {node} with its own server certificate answered {health:?}"),
             ));
         }
         let refused = cluster.shell(&node)?.run(
