@@ -17,9 +17,9 @@ const HARNESS: &[&str] = &[
     "Cargo.lock",
 ];
 
-/// The files under `path` (or `path` itself), leaving out hidden entries: the specs'
-/// `.kiln-secrets/` (a root secret, created by the first build beside its spec) must neither
-/// reach the hash nor change it.
+/// The files under `path` (or `path` itself), leaving out hidden entries: a `.kiln-secrets/`
+/// beside a spec (where kiln kept root secrets before they moved to its data directory) must
+/// neither reach the hash nor change it.
 fn files(path: &Path, out: &mut Vec<PathBuf>) {
     match std::fs::read_dir(path) {
         Ok(entries) => {

@@ -24,7 +24,8 @@ pub struct Args {
     /// The store (default: $KILN_STORE, else $XDG_DATA_HOME/kiln/store, else ~/.local/share/kiln/store).
     #[arg(long)]
     store: Option<PathBuf>,
-    /// Where the cluster's root secret lives (default: .kiln-secrets beside the spec).
+    /// Where the cluster's root secrets live, one directory per cluster (default:
+    /// `~/.local/share/kiln/secrets`).
     #[arg(long)]
     secrets: Option<PathBuf>,
     /// How many derivations build at once (default: the number of cores).

@@ -16,7 +16,8 @@ pub struct CertsArgs {
     /// The cluster spec (default: examples/two-node.toml).
     #[arg(long)]
     spec: Option<PathBuf>,
-    /// Where the cluster's root secret lives (default: .kiln-secrets beside the spec).
+    /// Where the cluster's root secrets live, one directory per cluster (default:
+    /// `~/.local/share/kiln/secrets`).
     #[arg(long)]
     secrets: Option<PathBuf>,
     /// Count days left from this instant, in seconds since the Unix epoch (default: now).
@@ -29,7 +30,7 @@ pub struct CertsArgs {
 pub fn run(args: CertsArgs) -> anyhow::Result<ExitCode> {
     let spec = args.spec.clone().unwrap_or_else(common::default_spec);
     let plan = common::load_plan(&spec)?;
-    let secrets = common::secrets_dir(args.secrets.clone(), &spec, &plan.cluster.name);
+    let secrets = common::secrets_dir(args.secrets.clone(), &spec, &plan.cluster.name)?;
     let root = crate::secret::load_or_create_root_secret(&secrets)?;
     let spec_dir = spec.parent().unwrap_or_else(|| Path::new("."));
     let external = kiln_cluster::read_external_cas(&plan, spec_dir)?;

@@ -62,15 +62,43 @@ pub fn data_dir() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".local/share/kiln"))
 }
 
-/// The secrets directory of a cluster: `--secrets`, else `.kiln-secrets` beside the spec, with
-/// one subdirectory per cluster name.
-pub fn secrets_dir(explicit: Option<PathBuf>, spec: &Path, cluster: &str) -> PathBuf {
-    let base = explicit.unwrap_or_else(|| {
-        spec.parent()
-            .unwrap_or_else(|| Path::new("."))
-            .join(".kiln-secrets")
-    });
-    base.join(cluster)
+/// The secrets directory of a cluster, one subdirectory per cluster name under:
+///
+/// - `--secrets DIR` when given;
+/// - else `.kiln-secrets` beside the spec if the cluster's root secret is already there (where
+///   kiln kept it before), with a warning that says how to move it;
+/// - else `secrets/` in kiln's data directory ([`data_dir`]: `~/.local/share/kiln/secrets`),
+///   outside any source tree, so a root secret is never one `git add -f` or a copied checkout
+///   away from leaving the machine. One root secret per cluster name and user: two specs with the
+///   same cluster name build the same PKI unless `--secrets` separates them.
+pub fn secrets_dir(
+    explicit: Option<PathBuf>,
+    spec: &Path,
+    cluster: &str,
+) -> anyhow::Result<PathBuf> {
+    if let Some(base) = explicit {
+        return Ok(base.join(cluster));
+    }
+    let default = data_dir()?.join("secrets").join(cluster);
+    let legacy = spec
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join(".kiln-secrets")
+        .join(cluster);
+    if legacy.join(crate::secret::ROOT_SECRET_FILE).exists()
+        && !default.join(crate::secret::ROOT_SECRET_FILE).exists()
+    {
+        eprintln!(
+            "warning: using the root secret in {} (beside the spec); kiln keeps root secrets in {} now. To move it:\n  mkdir -p -m 0700 {} && mv {} {}",
+            legacy.display(),
+            default.display(),
+            default.parent().unwrap_or(&default).display(),
+            legacy.display(),
+            default.display()
+        );
+        return Ok(legacy);
+    }
+    Ok(default)
 }
 
 /// The releases the cluster's images are tagged with besides Kubernetes' own: etcd's is the
@@ -118,7 +146,7 @@ pub fn cluster_inputs(
     secrets: Option<PathBuf>,
     releases: kiln_spec::images::Releases,
 ) -> anyhow::Result<kiln_cluster::ClusterInputs> {
-    let dir = secrets_dir(secrets, spec, &plan.cluster.name);
+    let dir = secrets_dir(secrets, spec, &plan.cluster.name)?;
     if let Some(base) = dir.parent() {
         ignore_in_git(base)?;
     }

@@ -23,7 +23,8 @@ pub struct Args {
     /// The store (default as for build-cluster).
     #[arg(long)]
     store: Option<PathBuf>,
-    /// Where the cluster's root secret lives (default: .kiln-secrets beside the spec).
+    /// Where the cluster's root secrets live, one directory per cluster (default:
+    /// `~/.local/share/kiln/secrets`).
     #[arg(long)]
     secrets: Option<PathBuf>,
     /// Forward 127.0.0.1:PORT on this machine to the guest's PORT (repeatable), e.g. 6443.

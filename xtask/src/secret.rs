@@ -1,6 +1,7 @@
 //! The cluster's root secret on disk: the one file every key of a cluster derives from. It lives
-//! in the cluster's secrets directory beside the spec (never in the store), and only the
-//! command line reads or creates it; the libraries take the secret as a value.
+//! in the cluster's secrets directory in kiln's data directory (never in the store, never in a
+//! source tree), and only the command line reads or creates it; the libraries take the secret
+//! as a value.
 
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
@@ -24,7 +25,7 @@ pub const ROOT_SECRET_FILE: &str = "root.secret";
 /// The cluster's root secret from `dir/root.secret` (32 raw bytes, mode 0600), created from
 /// the operating system's randomness if it does not exist yet.
 ///
-/// `dir` is the cluster's secrets directory (by convention `<spec dir>/.kiln-secrets/<cluster>`),
+/// `dir` is the cluster's secrets directory (by default `~/.local/share/kiln/secrets/<cluster>`),
 /// created with mode 0700 if missing. A secret file that others may read, or of the wrong
 /// length, is refused rather than used. Creation is atomic: concurrent callers agree on one
 /// secret.

@@ -46,7 +46,7 @@ pub struct Args {
     /// Where the cluster's root secret lives (default: for a scenario's own spec,
     /// `vm-test-secrets/` in kiln's data directory beside the store, so that every clone on this
     /// machine builds the same images and a pass recorded by one counts for the others; for
-    /// `--spec`, `.kiln-secrets` beside the spec, as for build-cluster).
+    /// `--spec`, build-cluster's default, `secrets/` in kiln's data directory).
     #[arg(long, conflicts_with = "result")]
     secrets: Option<PathBuf>,
 }
@@ -148,9 +148,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// The directory in kiln's data directory that holds the root secrets of the scenarios' own
-/// specs: one per machine and user rather than one per clone (`.kiln-secrets` beside the
-/// spec), so that a fresh clone of an unchanged tree builds bit-identical images and finds the
-/// passes recorded for them. They are test clusters' secrets, kept private (mode 0700) like
+/// specs: one per machine and user, not one per clone, so that a fresh clone of an unchanged
+/// tree builds bit-identical images and finds the passes recorded for them; and apart from
+/// build-cluster's `secrets/`, so a test cluster never shares a root secret with a user's
+/// cluster of the same name. They are test clusters' secrets, kept private (mode 0700) like
 /// any other.
 const VM_TEST_SECRETS: &str = "vm-test-secrets";
 

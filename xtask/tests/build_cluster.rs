@@ -2,6 +2,7 @@
 //! directories, with the environment varied. These cover the configuration (`--no-images`);
 //! tests/images.rs and tests/boot.rs cover the node images.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -434,6 +435,78 @@ fn kubeadm_reads_a_control_plane_pki_directory() {
             "kubeadm misses a certificate: {line}"
         );
     }
+}
+
+/// Without `--secrets`, the root secret goes to kiln's data directory (mode 0600 in a 0700
+/// directory), not beside the spec; a root secret already beside the spec, where kiln kept it
+/// before, is used with a warning naming both places, and the cluster it gives is the one
+/// `--secrets` pointing there gives.
+#[test]
+fn the_root_secret_lives_in_the_data_directory_not_beside_the_spec() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let specs = dir.path().join("specs");
+    std::fs::create_dir_all(&specs).expect("mkdir");
+    std::fs::copy(examples().join("two-node.toml"), specs.join("two-node.toml")).expect("copy");
+    let spec = specs.join("two-node.toml");
+    let spec = spec.to_str().expect("utf-8 path");
+    let data_home = data.to_str().expect("utf-8 path");
+    let build = |out: &str, extra: &[&str]| {
+        let mut arguments = vec![
+            "build-cluster",
+            "--no-images",
+            "--spec",
+            spec,
+            "--store",
+            "store",
+            "--out",
+            out,
+        ];
+        arguments.extend(extra);
+        xtask(dir.path(), "022", &[("XDG_DATA_HOME", data_home)], &arguments)
+    };
+    let cluster = kiln_testkit::example_plans()["two-node"].cluster.name.clone();
+    succeeded(&build("first", &[]));
+    let secret = data.join("kiln/secrets").join(&cluster).join("root.secret");
+    let mode = |path: &Path| {
+        std::fs::metadata(path)
+            .unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&secret), 0o600, "{}", secret.display());
+    assert_eq!(mode(secret.parent().expect("a directory")), 0o700);
+    assert!(
+        !specs.join(".kiln-secrets").exists(),
+        "a root secret was written beside the spec"
+    );
+
+    // A root secret beside the spec from before: used, with a warning, as `--secrets` would.
+    let kept = dir.path().join("kept.secret");
+    std::fs::copy(&secret, &kept).expect("keep the secret");
+    std::fs::remove_dir_all(data.join("kiln/secrets")).expect("rm");
+    let legacy = specs.join(".kiln-secrets");
+    std::fs::create_dir_all(legacy.join(&cluster)).expect("mkdir");
+    std::fs::set_permissions(&legacy, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    std::fs::set_permissions(legacy.join(&cluster), std::fs::Permissions::from_mode(0o700))
+        .expect("chmod");
+    std::fs::copy(&kept, legacy.join(&cluster).join("root.secret")).expect("copy");
+    let output = build("legacy", &[]);
+    succeeded(&output);
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        errors.contains("warning: using the root secret in") && errors.contains("mv "),
+        "{errors}"
+    );
+    assert!(!secret.exists(), "the legacy secret was copied, not used");
+    let legacy_dir = legacy.to_str().expect("utf-8 path");
+    succeeded(&build("explicit", &["--secrets", legacy_dir]));
+    let ca = |out: &str| {
+        std::fs::read(dir.path().join(out).join("cluster/pki/ca/tls.crt")).expect("the CA")
+    };
+    assert_eq!(ca("legacy"), ca("explicit"));
+    assert_eq!(ca("legacy"), ca("first"), "the same root secret gives the same CA");
 }
 
 /// Copies the tree at `from` to `to` (directories and regular files).
