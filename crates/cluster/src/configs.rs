@@ -103,7 +103,7 @@ pub(crate) fn add_manifests(
         "manifests",
         "kiln-manifests.node",
         Arc::new(move |plan: &Plan, node: &NodePlan| {
-            let key = secret.derive_symmetric_key(ENCRYPTION_KEY_PURPOSE, 0);
+            let key = |generation| secret.derive_symmetric_key(ENCRYPTION_KEY_PURPOSE, generation);
             kiln_manifests::render_node(plan, node, &key, &image_releases)
                 .map_err(|error| error.to_string())
         }),

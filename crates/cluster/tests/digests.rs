@@ -118,7 +118,7 @@ proptest! {
         let units = |plan: &Plan| kiln_units::render_node(plan, plan.node(&target).expect("target exists")).map_err(|e| TestCaseError::fail(e.to_string()));
         prop_assert_eq!(units(&changed)?, units(&plan)?);
         let manifests = |plan: &Plan| {
-            kiln_manifests::render_node(plan, plan.node(&target).expect("target exists"), &[9; 32], &inputs().releases).map_err(|e| TestCaseError::fail(e.to_string()))
+            kiln_manifests::render_node(plan, plan.node(&target).expect("target exists"), &|_| [9; 32], &inputs().releases).map_err(|e| TestCaseError::fail(e.to_string()))
         };
         prop_assert_eq!(manifests(&changed)?, manifests(&plan)?);
         let kinds = |plan: &Plan| {

@@ -423,18 +423,29 @@ pub struct EncryptionKey {
     pub secret: String,
 }
 
-/// Encryption at rest of Secrets with `provider` and the 32-byte `encryption_key` (named
-/// `key1`, base64), identity last so that Secrets written before encryption stay readable.
+/// The name of the encryption-at-rest key of `generation` (`options.encryption_key_generations`):
+/// `key<generation + 1>`, so generation 0 keeps the name `key1` that every value it encrypted
+/// records.
+pub fn encryption_key_name(generation: u32) -> String {
+    format!("key{}", u64::from(generation) + 1)
+}
+
+/// Encryption at rest of Secrets with `provider` and `keys`, each a generation and its 32-byte
+/// key (named by [`encryption_key_name`], base64) in order, the first encrypting and every one
+/// decrypting; identity last so that Secrets written before encryption stay readable.
 /// [`EncryptionProvider::None`] gives the identity provider alone.
 pub fn encryption_configuration(
     provider: EncryptionProvider,
-    encryption_key: &[u8; 32],
+    keys: &[(u32, [u8; 32])],
 ) -> EncryptionConfiguration {
     let keys = || EncryptionKeys {
-        keys: vec![EncryptionKey {
-            name: "key1".to_owned(),
-            secret: base64::engine::general_purpose::STANDARD.encode(encryption_key),
-        }],
+        keys: keys
+            .iter()
+            .map(|(generation, key)| EncryptionKey {
+                name: encryption_key_name(*generation),
+                secret: base64::engine::general_purpose::STANDARD.encode(key),
+            })
+            .collect(),
     };
     let mut providers = Vec::new();
     match provider {
@@ -559,6 +570,115 @@ pub fn authentication_configuration(plan: &Plan) -> Option<AuthenticationConfigu
                 .map(|path| AnonymousCondition { path })
                 .collect(),
         },
+    })
+}
+
+/// `apiserver.config.k8s.io/v1` `AdmissionConfiguration` (`--admission-control-config-file`),
+/// configuring PodSecurity admission.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionConfiguration {
+    /// Always `apiserver.config.k8s.io/v1`.
+    pub api_version: String,
+    /// Always `AdmissionConfiguration`.
+    pub kind: String,
+    /// One entry per configured admission plugin.
+    pub plugins: Vec<AdmissionPlugin>,
+}
+
+/// One plugin of an [`AdmissionConfiguration`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionPlugin {
+    /// The plugin: `PodSecurity`.
+    pub name: String,
+    /// Its configuration.
+    pub configuration: PodSecurityConfiguration,
+}
+
+/// `pod-security.admission.config.k8s.io` `PodSecurityConfiguration`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSecurityConfiguration {
+    /// `pod-security.admission.config.k8s.io/v1` from 1.25, `v1beta1` before.
+    pub api_version: String,
+    /// Always `PodSecurityConfiguration`.
+    pub kind: String,
+    /// The levels of namespaces that have no labels of their own.
+    pub defaults: PodSecurityDefaults,
+    /// What admission leaves alone.
+    pub exemptions: PodSecurityExemptions,
+}
+
+/// [`PodSecurityConfiguration::defaults`]: each mode's level and the policy version it checks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PodSecurityDefaults {
+    /// Pods that break this level are refused.
+    pub enforce: String,
+    /// The version of the enforced level's checks: `latest`.
+    pub enforce_version: String,
+    /// Pods that break this level are annotated in the audit log.
+    pub audit: String,
+    /// `latest`.
+    pub audit_version: String,
+    /// Pods that break this level are admitted with a warning to the client.
+    pub warn: String,
+    /// `latest`.
+    pub warn_version: String,
+}
+
+/// [`PodSecurityConfiguration::exemptions`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSecurityExemptions {
+    /// Users whose requests are not checked: none.
+    pub usernames: Vec<String>,
+    /// Runtime classes not checked: none.
+    pub runtime_classes: Vec<String>,
+    /// Namespaces not checked.
+    pub namespaces: Vec<String>,
+}
+
+/// The API server's admission configuration, when `options.pod_security` is set (from 1.23,
+/// where it defaults to `baseline`); `None` otherwise.
+///
+/// Every namespace without `pod-security.kubernetes.io/*` labels of its own gets the spec's
+/// level enforced and warned about, and `restricted` audited (annotations in the audit log).
+/// `kube-system` is exempt: kiln's own privileged pods run there (static-pod control planes and
+/// kube-proxy, which need host namespaces and host paths), and who may create pods there may
+/// already do anything.
+pub fn admission_configuration(plan: &Plan) -> Option<AdmissionConfiguration> {
+    let level = plan.options.pod_security?.name().to_owned();
+    let api_version = if plan.cluster.kubernetes_version.minor >= 25 {
+        "pod-security.admission.config.k8s.io/v1"
+    } else {
+        "pod-security.admission.config.k8s.io/v1beta1"
+    };
+    let latest = || "latest".to_owned();
+    Some(AdmissionConfiguration {
+        api_version: "apiserver.config.k8s.io/v1".to_owned(),
+        kind: "AdmissionConfiguration".to_owned(),
+        plugins: vec![AdmissionPlugin {
+            name: "PodSecurity".to_owned(),
+            configuration: PodSecurityConfiguration {
+                api_version: api_version.to_owned(),
+                kind: "PodSecurityConfiguration".to_owned(),
+                defaults: PodSecurityDefaults {
+                    enforce: level.clone(),
+                    enforce_version: latest(),
+                    audit: kiln_spec::PodSecurityLevel::Restricted.name().to_owned(),
+                    audit_version: latest(),
+                    warn: level,
+                    warn_version: latest(),
+                },
+                exemptions: PodSecurityExemptions {
+                    usernames: Vec::new(),
+                    runtime_classes: Vec::new(),
+                    namespaces: vec![crate::SYSTEM_NAMESPACE.to_owned()],
+                },
+            },
+        }],
     })
 }
 

@@ -32,7 +32,7 @@
 //! let plan = kiln_spec::load(source, "demo.toml").expect("a valid spec").plan;
 //! // The releases of the images besides Kubernetes' own come from kiln's package set.
 //! let releases = kiln_spec::images::Releases { etcd: "3.6.16".into(), coredns: None };
-//! let files = kiln_manifests::render_node(&plan, plan.node("node1").expect("node1 is in the plan"), &[7; 32], &releases)?;
+//! let files = kiln_manifests::render_node(&plan, plan.node("node1").expect("node1 is in the plan"), &|_| [7; 32], &releases)?;
 //! let paths: Vec<&str> = files.iter().map(|file| file.path.as_str()).collect();
 //! assert_eq!(
 //!     paths,
@@ -81,22 +81,28 @@ pub use bootstrap::{
     BOOTSTRAPPERS_GROUP, BootstrapObjects, CLUSTER_INFO, PUBLIC_NAMESPACE, bootstrap_objects,
 };
 pub use config::{
-    ANONYMOUS_ENDPOINTS_MINOR, AnonymousAccess, AnonymousAuthentication, AnonymousCondition,
-    AuditGroupResources, AuditPolicy, AuditRule, AuthenticationConfiguration, CONTROL_PLANE_TAINT,
-    ClientConnection, ETCD_TAINT, Empty, Enabled, EncryptionConfiguration, EncryptionKey,
-    EncryptionKeys, EncryptionProviderConfig, EncryptionResources, FILE_ONLY_KUBELET_SETTINGS,
-    KUBELET_POD_PIDS_LIMIT, KUBELET_TLS_CIPHER_SUITES, KubeProxyConfiguration,
-    KubeSchedulerConfiguration, KubeletAuthentication, KubeletAuthorization, KubeletConfiguration,
-    KubeletX509, LeaderElection, NodeTaint, SCHEDULER_INSECURE_LOOPBACK, anonymous_access,
-    audit_policy, authentication_configuration, encryption_configuration, kube_proxy_configuration,
-    kubelet_configuration, node_taints, scheduler_config_api_version, scheduler_configuration,
+    ANONYMOUS_ENDPOINTS_MINOR, AdmissionConfiguration, AdmissionPlugin, AnonymousAccess,
+    AnonymousAuthentication, AnonymousCondition, AuditGroupResources, AuditPolicy, AuditRule,
+    AuthenticationConfiguration, CONTROL_PLANE_TAINT, ClientConnection, ETCD_TAINT, Empty, Enabled,
+    EncryptionConfiguration, EncryptionKey, EncryptionKeys, EncryptionProviderConfig,
+    EncryptionResources, FILE_ONLY_KUBELET_SETTINGS, KUBELET_POD_PIDS_LIMIT,
+    KUBELET_TLS_CIPHER_SUITES, KubeProxyConfiguration, KubeSchedulerConfiguration,
+    KubeletAuthentication, KubeletAuthorization, KubeletConfiguration, KubeletX509, LeaderElection,
+    NodeTaint, PodSecurityConfiguration, PodSecurityDefaults, PodSecurityExemptions,
+    SCHEDULER_INSECURE_LOOPBACK, admission_configuration, anonymous_access, audit_policy,
+    authentication_configuration, encryption_configuration, encryption_key_name,
+    kube_proxy_configuration, kubelet_configuration, node_taints, scheduler_config_api_version,
+    scheduler_configuration,
 };
 pub use dns::{
     APP_LABEL as COREDNS_POD_LABEL, COREDNS_NAME, DNS_SERVICE_NAME, DnsAddon, HEALTH_PORT,
     METRICS_PORT, READY_PORT, corefile, dns_addon,
 };
 pub use error::Error;
-pub use flags::{FlagRule, flag_names, flag_table, flags};
+pub use flags::{
+    AUDIT_LOG_MAX_AGE_DAYS, AUDIT_LOG_MAX_BACKUPS, AUDIT_LOG_MAX_SIZE_MB, FlagRule, flag_names,
+    flag_table, flags,
+};
 pub use objects::{
     Addons, IMAGE_REGISTRY, KubeProxyAddon, STARTUP_FAILURE_THRESHOLD, addons, image, pki_files,
     pod_components, pod_images, rbac_bindings, static_pod_components, static_pods,
@@ -121,7 +127,8 @@ pub use kiln_spec::RenderedFile;
 
 /// Every file of `node` (one of `plan`'s nodes), sorted by path:
 ///
-/// - a control-plane node: the scheduler's configuration, the authentication configuration
+/// - a control-plane node: the scheduler's configuration, the admission configuration of
+///   PodSecurity (see [`admission_configuration`]), the authentication configuration
 ///   when it limits anonymous requests (see [`authentication_configuration`]), the audit policy (with
 ///   `options.audit_log`), the encryption configuration (unless encryption is `none`; mode
 ///   0600), and the bootstrap objects under `etc/kubernetes/addons/` (`rbac.yaml`,
@@ -131,12 +138,13 @@ pub use kiln_spec::RenderedFile;
 ///   kube-proxy is a DaemonSet;
 /// - the node's static pods ([`static_pods`]) under `etc/kubernetes/manifests/`.
 ///
-/// `encryption_key` is the 32-byte key of encryption at rest; `releases` tag the images the
-/// static pods and add-ons run (see [`image`]).
+/// `encryption_key` gives the 32-byte key of encryption at rest of a generation (of
+/// `options.encryption_key_generations`); `releases` tag the images the static pods and
+/// add-ons run (see [`image`]).
 pub fn render_node(
     plan: &Plan,
     node: &NodePlan,
-    encryption_key: &[u8; 32],
+    encryption_key: &dyn Fn(u32) -> [u8; 32],
     releases: &Releases,
 ) -> Result<Vec<RenderedFile>, Error> {
     let mut files = Vec::new();
@@ -153,6 +161,13 @@ pub fn render_node(
             yaml("scheduler configuration", &scheduler_configuration(plan))?,
             FILE_MODE,
         );
+        if let Some(config) = admission_configuration(plan) {
+            add(
+                paths::ADMISSION_CONFIG,
+                yaml("admission configuration", &config)?,
+                FILE_MODE,
+            );
+        }
         if let Some(config) = authentication_configuration(plan) {
             add(
                 paths::AUTHENTICATION_CONFIG,
@@ -168,7 +183,13 @@ pub fn render_node(
             );
         }
         if plan.options.encryption_at_rest != EncryptionProvider::None {
-            let config = encryption_configuration(plan.options.encryption_at_rest, encryption_key);
+            let keys: Vec<(u32, [u8; 32])> = plan
+                .options
+                .encryption_key_generations
+                .iter()
+                .map(|generation| (*generation, encryption_key(*generation)))
+                .collect();
+            let config = encryption_configuration(plan.options.encryption_at_rest, &keys);
             add(
                 paths::ENCRYPTION_CONFIG,
                 yaml("encryption configuration", &config)?,

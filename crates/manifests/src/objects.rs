@@ -241,6 +241,9 @@ fn shape(plan: &Plan, node: &NodePlan, component: Component) -> PodShape {
             privileged: false,
         },
         Component::KubeApiserver => {
+            if crate::config::admission_configuration(plan).is_some() {
+                mounts.push(mount("admission-config", paths::ADMISSION_CONFIG, "File"));
+            }
             if crate::config::authentication_configuration(plan).is_some() {
                 mounts.push(mount(
                     "authentication-config",

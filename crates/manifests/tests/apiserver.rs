@@ -145,7 +145,7 @@ fn start(
     let mut files = Vec::new();
     for rendered in [node, member] {
         files.extend(
-            kiln_manifests::render_node(plan, rendered, &common::TEST_KEY, &releases)
+            kiln_manifests::render_node(plan, rendered, &common::test_key, &releases)
                 .expect("renders"),
         );
     }
@@ -292,6 +292,37 @@ fn kubectl_validates_kiln_objects_against_a_real_api_server() {
     }
     assert!(checked.len() >= 5, "{checked:?}");
 
+    // PodSecurity admission, from the admission configuration kiln wrote (from 1.23, `baseline`
+    // by default): outside kube-system a pod on the host's network is refused and the same pod
+    // without it admitted (server-side dry runs; nothing is created).
+    if let Some(level) = plan.options.pod_security {
+        assert_eq!(level, kiln_spec::PodSecurityLevel::Baseline);
+        let dry_run = |overrides: &str| {
+            kubectl(
+                &kubectl_program,
+                super_admin,
+                &[
+                    "run",
+                    "pod-security-probe",
+                    "--namespace=default",
+                    "--image=kiln.local/probe:1",
+                    "--restart=Never",
+                    "--dry-run=server",
+                    &format!("--overrides={overrides}"),
+                ],
+            )
+        };
+        let (ok, text) = dry_run(r#"{"apiVersion":"v1","spec":{"hostNetwork":true}}"#);
+        assert!(
+            !ok && text.contains("violates PodSecurity \"baseline"),
+            "a hostNetwork pod: {text}"
+        );
+        let (ok, text) = dry_run(r#"{"apiVersion":"v1"}"#);
+        assert!(ok, "a plain pod: {text}");
+    } else {
+        assert!(version.minor < kiln_spec::POD_SECURITY_MINOR);
+    }
+
     // The RBAC bindings work: the everyday admin (group kiln:cluster-admins, not
     // system:masters) may do anything once rbac.yaml is applied.
     let rbac = root
@@ -378,7 +409,7 @@ fn kubectl_validates_kiln_objects_against_a_real_api_server() {
     let files = kiln_manifests::render_node(
         kubeadm,
         kubeadm.node("cp").expect("cp is in the plan"),
-        &common::TEST_KEY,
+        &common::test_key,
         &common::releases(kubeadm),
     )
     .expect("renders");

@@ -68,7 +68,7 @@ fn expected_tree(example: &str, plan: &Plan) -> BTreeMap<PathBuf, Vec<u8>> {
         let mut files = Vec::new();
         for node in &plan.nodes {
             let rendered =
-                kiln_manifests::render_node(plan, node, &common::TEST_KEY, &common::releases(plan))
+                kiln_manifests::render_node(plan, node, &common::test_key, &common::releases(plan))
                     .unwrap_or_else(|error| panic!("{example}/{}: {error}", node.name));
             files.extend(rendered.into_iter().map(|file| GoldenFile {
                 owner: node.name.clone(),

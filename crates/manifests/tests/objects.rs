@@ -46,7 +46,7 @@ fn rendered_documents() -> Vec<(String, String)> {
             let files = kiln_manifests::render_node(
                 &plan,
                 node,
-                &common::TEST_KEY,
+                &common::test_key,
                 &common::releases(&plan),
             )
             .expect("renders");

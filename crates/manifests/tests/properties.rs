@@ -349,10 +349,11 @@ fn extra_flags_override_and_stay_sorted() {
 fn encryption_providers() {
     use kiln_spec::EncryptionProvider;
     let key = [1u8; 32];
-    let none = kiln_manifests::encryption_configuration(EncryptionProvider::None, &key);
+    let none = kiln_manifests::encryption_configuration(EncryptionProvider::None, &[(0, key)]);
     assert_eq!(none.resources[0].providers.len(), 1);
     assert!(none.resources[0].providers[0].identity.is_some());
-    let secretbox = kiln_manifests::encryption_configuration(EncryptionProvider::Secretbox, &key);
+    let secretbox =
+        kiln_manifests::encryption_configuration(EncryptionProvider::Secretbox, &[(0, key)]);
     let providers = &secretbox.resources[0].providers;
     assert_eq!(providers.len(), 2);
     let keys = &providers[0]
@@ -366,6 +367,51 @@ fn encryption_providers() {
         "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
     );
     assert!(providers[1].identity.is_some());
+
+    // Rotation: generations [1, 0] give key2 (encrypting) then key1 (still decrypting), each
+    // its own generation's key; generation 0 keeps the name its stored values record.
+    let rotating = kiln_manifests::encryption_configuration(
+        EncryptionProvider::Aescbc,
+        &[(1, [2u8; 32]), (0, key)],
+    );
+    let keys = &rotating.resources[0].providers[0]
+        .aescbc
+        .as_ref()
+        .expect("aescbc first")
+        .keys;
+    let names: Vec<&str> = keys.iter().map(|key| key.name.as_str()).collect();
+    assert_eq!(names, ["key2", "key1"]);
+    assert_eq!(
+        keys[1].secret,
+        "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
+    );
+    assert_ne!(keys[0].secret, keys[1].secret);
+}
+
+/// `options.encryption_key_generations` reaches the node's encryption configuration in order,
+/// each generation with its own key.
+#[test]
+fn encryption_key_generations_render_in_order() {
+    let mut plan = kiln_testkit::example_plans()["two-node"].clone();
+    plan.options.encryption_key_generations = vec![3, 0];
+    let node = plan.nodes[0].clone();
+    let files =
+        kiln_manifests::render_node(&plan, &node, &common::test_key, &common::releases(&plan))
+            .expect("renders");
+    let config = files
+        .iter()
+        .find(|file| file.path.ends_with("encryption-config.yaml"))
+        .expect("an encryption configuration");
+    let text = String::from_utf8_lossy(&config.contents);
+    let key4 = text.find("name: key4").expect("key4");
+    let key1 = text.find("name: key1").expect("key1");
+    assert!(key4 < key1, "{text}");
+    use base64::Engine as _;
+    for generation in [3, 0] {
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(common::test_key(generation));
+        assert!(text.contains(&encoded), "generation {generation}: {text}");
+    }
 }
 
 proptest! {

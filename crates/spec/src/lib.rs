@@ -67,10 +67,10 @@ pub use plan::{
 pub use raw::{
     CaName, ClusterDns, ClusterSpec, Component, ControlPlaneMode, EncryptionProvider, EndpointMode,
     EndpointSpec, ExternalCaSpec, KubeProxyMode, KubeconfigCertificates, KubeletCredentials,
-    LeaderElectionSpec, NodeSpec, OptionsSpec, PkiSpec, Role, Spec,
+    LeaderElectionSpec, NodeSpec, OptionsSpec, PkiSpec, PodSecurityLevel, Role, Spec,
 };
 pub use rendered::RenderedFile;
-pub use validate::{is_dns_label, is_dns_subdomain};
+pub use validate::{POD_SECURITY_MINOR, is_dns_label, is_dns_subdomain};
 pub use version::{KubeVersion, NEWEST_SUPPORTED_MINOR, OLDEST_SUPPORTED_MINOR, ParseVersionError};
 
 /// A validated spec: its plan, and the warnings that did not stop it.

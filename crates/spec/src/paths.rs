@@ -24,6 +24,8 @@ pub const CONTAINERD_SOCKET: &str = "unix:///run/containerd/containerd.sock";
 pub const ENCRYPTION_CONFIG: &str = "/etc/kubernetes/encryption-config.yaml";
 /// The audit policy the API server reads.
 pub const AUDIT_POLICY: &str = "/etc/kubernetes/audit-policy.yaml";
+/// The API server's admission configuration (`--admission-control-config-file`).
+pub const ADMISSION_CONFIG: &str = "/etc/kubernetes/admission-config.yaml";
 /// The API server's authentication configuration (`--authentication-config`).
 pub const AUTHENTICATION_CONFIG: &str = "/etc/kubernetes/authentication-config.yaml";
 /// The audit log.
@@ -99,6 +101,7 @@ mod tests {
             ENCRYPTION_CONFIG,
             AUDIT_POLICY,
             AUTHENTICATION_CONFIG,
+            ADMISSION_CONFIG,
             SCHEDULER_CONFIG,
             KUBE_PROXY_CONFIG,
             CONTROLLER_MANAGER_KUBECONFIG,

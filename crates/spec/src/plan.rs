@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::raw::{
     CaName, ClusterDns, ClusterSpec, Component, ControlPlaneMode, EncryptionProvider, EndpointMode,
     EndpointSpec, ExternalCaSpec, KubeProxyMode, KubeconfigCertificates, KubeletCredentials,
-    LeaderElectionSpec, NodeSpec, OptionsSpec, PkiSpec, Role, Spec,
+    LeaderElectionSpec, NodeSpec, OptionsSpec, PkiSpec, PodSecurityLevel, Role, Spec,
 };
 use crate::version::KubeVersion;
 
@@ -176,6 +176,8 @@ pub(crate) fn runs_kubelet(roles: &BTreeSet<Role>, mode: ControlPlaneMode) -> bo
 pub struct OptionsPlan {
     /// Encryption at rest of Secrets.
     pub encryption_at_rest: EncryptionProvider,
+    /// The encryption-at-rest key's generations: the first encrypts, every one decrypts.
+    pub encryption_key_generations: Vec<u32>,
     /// Whether the API server writes an audit log.
     pub audit_log: bool,
     /// `--authorization-mode`.
@@ -199,6 +201,9 @@ pub struct OptionsPlan {
     pub cluster_dns: ClusterDns,
     /// The resolvers the cluster DNS forwards other names to, in order.
     pub upstream_dns: Vec<Ipv4Addr>,
+    /// The Pod Security Standards level PodSecurity admission enforces by default; `None`
+    /// before Kubernetes 1.23, which has no such admission.
+    pub pod_security: Option<PodSecurityLevel>,
 }
 
 /// Leader-election timings, in seconds, every one set.
@@ -315,6 +320,7 @@ impl Plan {
                 .collect(),
             options: OptionsSpec {
                 encryption_at_rest: Some(options.encryption_at_rest),
+                encryption_key_generations: Some(options.encryption_key_generations.clone()),
                 audit_log: Some(options.audit_log),
                 authorization_modes: Some(options.authorization_modes.clone()),
                 admission_plugins: Some(options.admission_plugins.clone()),
@@ -322,6 +328,7 @@ impl Plan {
                 kube_proxy: Some(options.kube_proxy),
                 kubeconfig_certificates: Some(options.kubeconfig_certificates),
                 kubelet_credentials: Some(options.kubelet_credentials),
+                pod_security: options.pod_security,
                 leader_election: options.leader_election.map(|timings| LeaderElectionSpec {
                     lease_duration_seconds: Some(timings.lease_duration_seconds),
                     renew_deadline_seconds: Some(timings.renew_deadline_seconds),

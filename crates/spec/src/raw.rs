@@ -193,6 +193,13 @@ pub struct OptionsSpec {
     /// Encryption at rest of Secrets in etcd. Default `aescbc`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption_at_rest: Option<EncryptionProvider>,
+    /// The generations of the encryption-at-rest key, each derived from the root secret: the
+    /// first encrypts what the API server writes, every one decrypts. Default `[0]`. To rotate,
+    /// as Kubernetes asks: build with `[1, 0]` (every API server can read the new key's data;
+    /// a cluster whose API servers all restart at once may start here), rewrite every Secret
+    /// (`kubectl get secrets -A -o json | kubectl replace -f -`), then build with `[1]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_key_generations: Option<Vec<u32>>,
     /// Whether the API server writes an audit log with kiln's policy. Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_log: Option<bool>,
@@ -232,6 +239,12 @@ pub struct OptionsSpec {
     /// an offline cluster never waits on a resolver it cannot reach.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upstream_dns: Vec<String>,
+    /// The Pod Security Standards level every namespace but `kube-system` gets unless its own
+    /// labels say otherwise (`pod-security.kubernetes.io/enforce`). Default `baseline` from
+    /// Kubernetes 1.23, whose API server has PodSecurity admission; before 1.23 only
+    /// `privileged` (no admission) is possible.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_security: Option<PodSecurityLevel>,
 }
 
 /// The cluster's DNS add-on.
@@ -299,6 +312,32 @@ pub enum KubeconfigCertificates {
     Embedded,
     /// Certificates and keys referenced by absolute path on the node (easier to rotate).
     Referenced,
+}
+
+/// A Pod Security Standards level (`options.pod_security`), which the API server's PodSecurity
+/// admission enforces on every namespace that does not say otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PodSecurityLevel {
+    /// Anything goes, as without admission.
+    Privileged,
+    /// No known privilege escalation: no privileged containers, host namespaces, hostPath
+    /// volumes, host ports or added capabilities beyond the default set.
+    Baseline,
+    /// Baseline, and pods run as non-root without privilege escalation, with every capability
+    /// dropped and a seccomp profile.
+    Restricted,
+}
+
+impl PodSecurityLevel {
+    /// The level's name, as Kubernetes spells it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Privileged => "privileged",
+            Self::Baseline => "baseline",
+            Self::Restricted => "restricted",
+        }
+    }
 }
 
 /// How kubelets obtain their client credentials.

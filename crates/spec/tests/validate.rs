@@ -634,3 +634,84 @@ fn cluster_dns() {
         expect!["error: spec.toml:8:15: unknown variant `kube-dns`, expected `coredns` or `none`"],
     );
 }
+
+#[test]
+fn pod_security() {
+    let plan = |edits: &[(&str, &str)]| {
+        let mut source = BASE.to_owned();
+        for (from, to) in edits {
+            source = source.replacen(from, to, 1);
+        }
+        kiln_spec::load(&source, "spec.toml").expect("valid").plan
+    };
+    // No PodSecurity admission before 1.23; `baseline` by default from it.
+    assert_eq!(plan(&[]).options.pod_security, None);
+    assert_eq!(
+        plan(&[("1.20.2", "1.37.2")]).options.pod_security,
+        Some(kiln_spec::PodSecurityLevel::Baseline)
+    );
+    assert_eq!(
+        plan(&[
+            ("1.20.2", "1.37.2"),
+            ("[pki]", "[options]\npod_security = \"restricted\"\n\n[pki]"),
+        ])
+        .options
+        .pod_security,
+        Some(kiln_spec::PodSecurityLevel::Restricted)
+    );
+    assert_eq!(
+        plan(&[("[pki]", "[options]\npod_security = \"privileged\"\n\n[pki]")])
+            .options
+            .pod_security,
+        None
+    );
+    check(
+        &[("[pki]", "[options]\npod_security = \"baseline\"\n\n[pki]")],
+        expect![[r#"
+            error: spec.toml:8:16: options.pod_security: Kubernetes 1.20.2 has no PodSecurity admission to enforce `baseline`
+              help: PodSecurity admission is on from Kubernetes 1.23; before it, leave the option out or write "privileged""#]],
+    );
+    check(
+        &[("[pki]", "[options]\npod_security = \"strict\"\n\n[pki]")],
+        expect![
+            "error: spec.toml:8:16: unknown variant `strict`, expected one of `privileged`, `baseline`, `restricted`"
+        ],
+    );
+}
+
+#[test]
+fn encryption_key_generations() {
+    let plan = |edits: &[(&str, &str)]| {
+        let mut source = BASE.to_owned();
+        for (from, to) in edits {
+            source = source.replacen(from, to, 1);
+        }
+        kiln_spec::load(&source, "spec.toml").expect("valid").plan
+    };
+    assert_eq!(plan(&[]).options.encryption_key_generations, [0]);
+    assert_eq!(
+        plan(&[(
+            "[pki]",
+            "[options]\nencryption_key_generations = [1, 0]\n\n[pki]"
+        )])
+        .options
+        .encryption_key_generations,
+        [1, 0]
+    );
+    check(
+        &[(
+            "[pki]",
+            "[options]\nencryption_key_generations = []\n\n[pki]",
+        )],
+        expect![[r#"
+            error: spec.toml:8:30: options.encryption_key_generations: no key generation
+              help: the first generation encrypts; the default is [0]"#]],
+    );
+    check(
+        &[(
+            "[pki]",
+            "[options]\nencryption_key_generations = [2, 1, 2]\n\n[pki]",
+        )],
+        expect!["error: spec.toml:8:37: options.encryption_key_generations[2]: generation 2 is listed twice"],
+    );
+}

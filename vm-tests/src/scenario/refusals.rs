@@ -153,6 +153,42 @@ pub fn refusals(cluster: &mut Cluster) -> crate::Result<()> {
             .map_err(|error| Error::check(STEP, error.to_string()))?;
     }
 
+    // PodSecurity admission (from 1.23; the scenarios' specs keep its default, `baseline`): a
+    // pod on the host's network is refused in the default namespace, and the same pod without
+    // it is admitted. Server-side dry runs: admission runs, nothing is created.
+    if server_minor(cluster)? >= kiln_spec::POD_SECURITY_MINOR {
+        let image = format!("--image={TEST_IMAGE}");
+        let dry_run = |overrides: &str| {
+            cluster.kubectl.output(&[
+                "run",
+                "kiln-pod-security-probe",
+                &image,
+                "--restart=Never",
+                "--dry-run=server",
+                &format!("--overrides={overrides}"),
+            ])
+        };
+        let host_network = dry_run(r#"{"apiVersion":"v1","spec":{"hostNetwork":true}}"#)?;
+        let text = describe(&host_network);
+        if host_network.status.success() || !text.contains("violates PodSecurity \"baseline") {
+            problems.push(format!(
+                "a pod on the host network was not refused by PodSecurity baseline: {text}"
+            ));
+        } else {
+            let plain = dry_run(r#"{"apiVersion":"v1"}"#)?;
+            if plain.status.success() {
+                eprintln!(
+                    "    PodSecurity: a hostNetwork pod refused (baseline), a plain one admitted"
+                );
+            } else {
+                problems.push(format!(
+                    "a plain pod was refused by the same dry run: {}",
+                    describe(&plain)
+                ));
+            }
+        }
+    }
+
     // The admin kubeconfig with its CA replaced by another CA: TLS verification fails.
     let other_ca = other_ca(&cluster.result_dir)?;
     let mut wrong_ca = admin.clone();
@@ -179,7 +215,8 @@ pub fn refusals(cluster: &mut Cluster) -> crate::Result<()> {
     }
 
     // A certificate issued by the Kubernetes CA, presented to etcd: the handshake is refused.
-    // The member's own server certificate (a client certificate too) is the control: same connection, etcd's CA, accepted.
+    // The member's own server certificate (a client certificate too) is the control: same
+    // connection, etcd's CA, accepted.
     for node in cluster.nodes_with_role("etcd") {
         let health = etcd_request(cluster, &node, "GET /health", "", ETCD_MEMBER_CLIENT)?;
         if !health.contains("\"health\":\"true\"") {

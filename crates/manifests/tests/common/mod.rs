@@ -7,6 +7,12 @@
 /// derived from the cluster's root secret by the caller.
 pub const TEST_KEY: [u8; 32] = [0x42; 32];
 
+/// The test key of an encryption key generation: [`TEST_KEY`] for generation 0, another key for
+/// each other one.
+pub fn test_key(generation: u32) -> [u8; 32] {
+    TEST_KEY.map(|byte| byte ^ (generation as u8))
+}
+
 /// The releases the tests tag images with, as kiln's package set pairs them with `plan`'s
 /// Kubernetes version (`with` in `packages/kubernetes.toml`): etcd 3.6.16 from Kubernetes 1.35,
 /// and Debian bookworm's etcd 3.4.23 beside the 1.20.2 built from Debian's source.

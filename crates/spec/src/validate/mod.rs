@@ -14,13 +14,14 @@ use crate::plan::{
 };
 use crate::raw::{
     ClusterDns, ControlPlaneMode, EncryptionProvider, EndpointMode, KubeProxyMode,
-    KubeconfigCertificates, KubeletCredentials, LeaderElectionSpec, Role, Spec,
+    KubeconfigCertificates, KubeletCredentials, LeaderElectionSpec, PodSecurityLevel, Role, Spec,
 };
 use crate::version::KubeVersion;
 
 mod endpoint;
 mod nodes;
 mod options;
+pub use options::POD_SECURITY_MINOR;
 mod pki;
 
 const DEFAULT_DOMAIN: &str = "cluster.local";

@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// The first minor version whose API server has PodSecurity admission on by default (beta in
+/// 1.23, stable in 1.25).
+pub const POD_SECURITY_MINOR: u32 = 23;
+
 impl Checker {
     pub(super) fn options(
         &mut self,
@@ -97,10 +101,13 @@ impl Checker {
             ControlPlaneMode::Systemd => KubeProxyMode::Systemd,
         });
         let (cluster_dns, upstream_dns) = self.cluster_dns(spec, version)?;
+        let pod_security = self.pod_security(spec, version)?;
+        let encryption_key_generations = self.encryption_key_generations(spec)?;
         let plan = OptionsPlan {
             encryption_at_rest: options
                 .encryption_at_rest
                 .unwrap_or(EncryptionProvider::Aescbc),
+            encryption_key_generations,
             audit_log: options.audit_log.unwrap_or(true),
             authorization_modes,
             admission_plugins,
@@ -116,8 +123,79 @@ impl Checker {
             extra_flags: options.extra_flags.clone(),
             cluster_dns,
             upstream_dns,
+            pod_security,
         };
         ok.then_some(plan)
+    }
+
+    /// `options.encryption_key_generations` with its default `[0]`; `None` after recording an
+    /// error (an empty list, a generation listed twice). A list given while encryption at rest
+    /// is off only draws a warning: there is nothing for it to do.
+    pub(super) fn encryption_key_generations(&mut self, spec: &Spec) -> Option<Vec<u32>> {
+        let Some(generations) = spec.options.encryption_key_generations.clone() else {
+            return Some(vec![0]);
+        };
+        let field = "options.encryption_key_generations";
+        if spec.options.encryption_at_rest == Some(EncryptionProvider::None) {
+            self.push(Diagnostic::warning(
+                field,
+                "encryption at rest is off (encryption_at_rest = \"none\"), so no key is used",
+            ));
+        }
+        if generations.is_empty() {
+            self.push(
+                Diagnostic::error(field, "no key generation")
+                    .help("the first generation encrypts; the default is [0]"),
+            );
+            return None;
+        }
+        let mut ok = true;
+        for (index, generation) in generations.iter().enumerate() {
+            if generations[..index].contains(generation) {
+                ok = false;
+                self.push(Diagnostic::error(
+                    format!("{field}[{index}]"),
+                    format!("generation {generation} is listed twice"),
+                ));
+            }
+        }
+        ok.then_some(generations)
+    }
+
+    /// `options.pod_security` with its default for `version` (`baseline` from
+    /// [`POD_SECURITY_MINOR`]); `Some(None)` before that version, `None` after recording an
+    /// error (a level other than `privileged` asked of a version without PodSecurity
+    /// admission).
+    pub(super) fn pod_security(
+        &mut self,
+        spec: &Spec,
+        version: Option<KubeVersion>,
+    ) -> Option<Option<PodSecurityLevel>> {
+        let asked = spec.options.pod_security;
+        let Some(version) = version else {
+            return Some(asked);
+        };
+        if version.minor >= POD_SECURITY_MINOR {
+            return Some(Some(asked.unwrap_or(PodSecurityLevel::Baseline)));
+        }
+        match asked {
+            None | Some(PodSecurityLevel::Privileged) => Some(None),
+            Some(level) => {
+                self.push(
+                    Diagnostic::error(
+                        "options.pod_security",
+                        format!(
+                            "Kubernetes {version} has no PodSecurity admission to enforce `{}`",
+                            level.name()
+                        ),
+                    )
+                    .help(format!(
+                        "PodSecurity admission is on from Kubernetes 1.{POD_SECURITY_MINOR}; before it, leave the option out or write \"privileged\""
+                    )),
+                );
+                None
+            }
+        }
     }
 
     /// `options.cluster_dns` with its default for `version` (CoreDNS from 1.21), and
