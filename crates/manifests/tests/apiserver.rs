@@ -26,10 +26,17 @@ const APISERVER_PORT: &str = "16443";
 /// Kills the process when dropped, so a failing assertion leaves nothing running.
 struct Running(Child);
 
-impl Drop for Running {
-    fn drop(&mut self) {
+impl Running {
+    /// Kills the process and waits for it.
+    fn stop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -109,7 +116,7 @@ struct Servers {
     /// The break-glass super-admin's kubeconfig.
     super_admin: PathBuf,
     _etcd: Running,
-    _apiserver: Running,
+    apiserver: Running,
 }
 
 /// The tests share fixed ports: one runs at a time.
@@ -127,8 +134,6 @@ fn start(
     member: &kiln_spec::NodePlan,
     root: &Path,
 ) -> Servers {
-    let kubectl_program = bin.join("kubectl");
-    let address = node.primary_address().to_string();
     let member_address = member.primary_address().to_string();
     let secret = kiln_pki::RootSecret::from_bytes([7; kiln_pki::ROOT_SECRET_LEN]);
     let pki = kiln_pki::issue(plan, &secret, &BTreeMap::new()).expect("a PKI");
@@ -178,6 +183,29 @@ fn start(
             .spawn()
             .expect("starts etcd"),
     );
+    let super_admin = root.join("super-admin.conf");
+    admin_kubeconfig(&super_admin, &pki, "super-admin", root);
+    let apiserver = start_apiserver(bin, plan, node, root, &super_admin);
+    Servers {
+        pki,
+        files,
+        super_admin,
+        _etcd,
+        apiserver,
+    }
+}
+
+/// Starts `node`'s API server of `plan` from `bin` with the files under `root` (see [`start`]),
+/// and waits until it is ready.
+fn start_apiserver(
+    bin: &Path,
+    plan: &kiln_spec::Plan,
+    node: &kiln_spec::NodePlan,
+    root: &Path,
+    super_admin: &Path,
+) -> Running {
+    let kubectl_program = bin.join("kubectl");
+    let address = node.primary_address().to_string();
     let apiserver_flags = localize(
         kiln_manifests::flags(plan, node, Component::KubeApiserver),
         root,
@@ -207,15 +235,13 @@ fn start(
             .expect("starts kube-apiserver"),
     );
 
-    let super_admin = root.join("super-admin.conf");
-    admin_kubeconfig(&super_admin, &pki, "super-admin", root);
     let mut ready = false;
     for _ in 0..120 {
         if let Ok(Some(status)) = apiserver.0.try_wait() {
             let log = std::fs::read_to_string(root.join("apiserver.log")).unwrap_or_default();
             panic!("kube-apiserver exited with {status}:\n{log}");
         }
-        if kubectl(&kubectl_program, &super_admin, &["get", "--raw=/readyz"]).0 {
+        if kubectl(&kubectl_program, super_admin, &["get", "--raw=/readyz"]).0 {
             ready = true;
             break;
         }
@@ -223,14 +249,7 @@ fn start(
     }
     let log = || std::fs::read_to_string(root.join("apiserver.log")).unwrap_or_default();
     assert!(ready, "kube-apiserver never became ready:\n{}", log());
-
-    Servers {
-        pki,
-        files,
-        super_admin,
-        _etcd,
-        _apiserver: apiserver,
-    }
+    apiserver
 }
 
 #[test]
@@ -265,7 +284,7 @@ fn kubectl_validates_kiln_objects_against_a_real_api_server() {
     let work = tempfile::tempdir().expect("a temporary directory");
     let root = work.path();
 
-    let servers = start(&dir, &etcd, plan, node, member, root);
+    let mut servers = start(&dir, &etcd, plan, node, member, root);
     let (pki, files, super_admin) = (&servers.pki, &servers.files, &servers.super_admin);
 
     // Every static pod and bootstrap object passes the server's validation.
@@ -403,6 +422,86 @@ fn kubectl_validates_kiln_objects_against_a_real_api_server() {
         "{stored}"
     );
     assert!(!stored.contains("c2Vrcml0"));
+
+    // Key rotation as `options.encryption_key_generations` documents it, each step a restart of
+    // the API server with what kiln renders for the generations: [1, 0] reads the Secret
+    // written under key1 and writes key2; after every Secret is rewritten, [1] alone reads it.
+    let raw_secret = || {
+        let output = Command::new("curl")
+            .args(["--silent", "--show-error", "--fail"])
+            .arg("--cacert")
+            .arg(pki_dir.join("etcd/ca.crt"))
+            .arg("--cert")
+            .arg(pki_dir.join("apiserver-etcd-client.crt"))
+            .arg("--key")
+            .arg(pki_dir.join("apiserver-etcd-client.key"))
+            .arg(format!("https://127.0.0.1:{ETCD_CLIENT_PORT}/v3/kv/range"))
+            .arg("--data")
+            .arg("{\"key\":\"L3JlZ2lzdHJ5L3NlY3JldHMvZGVmYXVsdC9raWxuLWNoZWNr\"}")
+            .output()
+            .expect("runs curl");
+        let response: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+        let value = response["kvs"][0]["value"]
+            .as_str()
+            .expect("in etcd")
+            .to_owned();
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&value)
+            .expect("base64");
+        String::from_utf8_lossy(&bytes[..bytes.len().min(32)]).into_owned()
+    };
+    let read_secret = || {
+        let (ok, text) = kubectl(
+            &kubectl_program,
+            &admin,
+            &[
+                "get",
+                "secret",
+                "kiln-check",
+                "-o",
+                "jsonpath={.data.token}",
+            ],
+        );
+        assert!(ok && text.trim() == "c2Vrcml0LXZhbHVl", "{text}");
+    };
+    for (generations, rewrite, prefix) in [
+        (vec![1, 0], false, "k8s:enc:aescbc:v1:key1:"),
+        (vec![1, 0], true, "k8s:enc:aescbc:v1:key2:"),
+        (vec![1], false, "k8s:enc:aescbc:v1:key2:"),
+    ] {
+        let mut rotated = plan.clone();
+        rotated.options.encryption_key_generations = generations.clone();
+        let config = kiln_manifests::render_node(
+            &rotated,
+            node,
+            &common::test_key,
+            &common::releases(&rotated),
+        )
+        .expect("renders")
+        .into_iter()
+        .find(|file| file.path.ends_with("encryption-config.yaml"))
+        .expect("an encryption configuration");
+        servers.apiserver.stop();
+        write(&root.join(&config.path), &config.contents);
+        servers.apiserver = start_apiserver(&dir, &rotated, node, root, super_admin);
+        read_secret();
+        if rewrite {
+            let (ok, json) = kubectl(
+                &kubectl_program,
+                &admin,
+                &["get", "secret", "kiln-check", "-o", "json"],
+            );
+            assert!(ok, "{json}");
+            let path = root.join("kiln-check.json");
+            write(&path, json.as_bytes());
+            let path = path.display().to_string();
+            let (ok, text) = kubectl(&kubectl_program, &admin, &["replace", "-f", &path]);
+            assert!(ok, "{text}");
+        }
+        let stored = raw_secret();
+        assert!(stored.starts_with(prefix), "{generations:?}: {stored}");
+    }
 
     // The kube-proxy DaemonSet and its objects (kubeadm-bootstrap) pass validation too.
     let kubeadm = &plans["kubeadm-bootstrap"];
