@@ -447,7 +447,11 @@ fn the_root_secret_lives_in_the_data_directory_not_beside_the_spec() {
     let data = dir.path().join("data");
     let specs = dir.path().join("specs");
     std::fs::create_dir_all(&specs).expect("mkdir");
-    std::fs::copy(examples().join("two-node.toml"), specs.join("two-node.toml")).expect("copy");
+    std::fs::copy(
+        examples().join("two-node.toml"),
+        specs.join("two-node.toml"),
+    )
+    .expect("copy");
     let spec = specs.join("two-node.toml");
     let spec = spec.to_str().expect("utf-8 path");
     let data_home = data.to_str().expect("utf-8 path");
@@ -463,9 +467,17 @@ fn the_root_secret_lives_in_the_data_directory_not_beside_the_spec() {
             out,
         ];
         arguments.extend(extra);
-        xtask(dir.path(), "022", &[("XDG_DATA_HOME", data_home)], &arguments)
+        xtask(
+            dir.path(),
+            "022",
+            &[("XDG_DATA_HOME", data_home)],
+            &arguments,
+        )
     };
-    let cluster = kiln_testkit::example_plans()["two-node"].cluster.name.clone();
+    let cluster = kiln_testkit::example_plans()["two-node"]
+        .cluster
+        .name
+        .clone();
     succeeded(&build("first", &[]));
     let secret = data.join("kiln/secrets").join(&cluster).join("root.secret");
     let mode = |path: &Path| {
@@ -489,8 +501,11 @@ fn the_root_secret_lives_in_the_data_directory_not_beside_the_spec() {
     let legacy = specs.join(".kiln-secrets");
     std::fs::create_dir_all(legacy.join(&cluster)).expect("mkdir");
     std::fs::set_permissions(&legacy, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-    std::fs::set_permissions(legacy.join(&cluster), std::fs::Permissions::from_mode(0o700))
-        .expect("chmod");
+    std::fs::set_permissions(
+        legacy.join(&cluster),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .expect("chmod");
     std::fs::copy(&kept, legacy.join(&cluster).join("root.secret")).expect("copy");
     let output = build("legacy", &[]);
     succeeded(&output);
@@ -506,7 +521,11 @@ fn the_root_secret_lives_in_the_data_directory_not_beside_the_spec() {
         std::fs::read(dir.path().join(out).join("cluster/pki/ca/tls.crt")).expect("the CA")
     };
     assert_eq!(ca("legacy"), ca("explicit"));
-    assert_eq!(ca("legacy"), ca("first"), "the same root secret gives the same CA");
+    assert_eq!(
+        ca("legacy"),
+        ca("first"),
+        "the same root secret gives the same CA"
+    );
 }
 
 /// Copies the tree at `from` to `to` (directories and regular files).

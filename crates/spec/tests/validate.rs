@@ -712,6 +712,8 @@ fn encryption_key_generations() {
             "[pki]",
             "[options]\nencryption_key_generations = [2, 1, 2]\n\n[pki]",
         )],
-        expect!["error: spec.toml:8:37: options.encryption_key_generations[2]: generation 2 is listed twice"],
+        expect![
+            "error: spec.toml:8:37: options.encryption_key_generations[2]: generation 2 is listed twice"
+        ],
     );
 }
