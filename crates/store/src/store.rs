@@ -11,9 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::digest::{Digest, DigestBuilder};
 use crate::error::{BuildFailure, StoreError};
-use crate::tree::{
-    Seal, clear_write_bits, hash_and_seal, make_owner_writable, remove_tree, symlink_metadata, sync,
-};
+use crate::tree::{Seal, clear_write_bits, hash_and_seal, make_owner_writable, remove_tree, sync};
 
 /// The longest store name accepted by [`validate_name`].
 pub const MAX_NAME_LEN: usize = 200;
@@ -522,7 +520,7 @@ impl Store {
         let flush = self.flush() && self.pending.is_none();
         // Hashing and sealing in one walk: a mismatch below removes the sealed tree like any
         // failed build's.
-        let content_hash = hash_and_seal(tmp, Seal { flush })?;
+        let (content_hash, metadata) = hash_and_seal(tmp, Seal { flush })?;
         let path = self.root.join(base);
         if let Some(expected) = expected
             && *expected != content_hash
@@ -533,7 +531,6 @@ impl Store {
                 actual: content_hash,
             });
         }
-        let metadata = symlink_metadata(tmp)?;
         if !metadata.is_dir() {
             // The builder replaced its directory with a file or symlink.
             if metadata.is_file() {

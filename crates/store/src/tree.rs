@@ -37,7 +37,7 @@ const TAG_SYMLINK: u64 = 3;
 /// Fails if an entry cannot be read, if it is neither a regular file, a
 /// directory nor a symlink, or if a file changes size while it is hashed.
 pub fn tree_hash(path: &Path) -> Result<Digest, StoreError> {
-    hash_tree(path, None, &mut raw_target)
+    hash_tree(path, None, &mut raw_target).map(|(digest, _)| digest)
 }
 
 /// [`tree_hash`], hashing each symlink's target as `link(symlink, target)` returns it instead of
@@ -53,7 +53,7 @@ pub fn tree_hash_with_links(
     path: &Path,
     link: &mut dyn FnMut(&Path, &Path) -> Vec<u8>,
 ) -> Result<Digest, StoreError> {
-    hash_tree(path, None, link)
+    hash_tree(path, None, link).map(|(digest, _)| digest)
 }
 
 /// A symlink's target as [`tree_hash`] hashes it: its bytes.
@@ -73,8 +73,9 @@ pub(crate) struct Seal {
 /// into place) are cleared once each entry is hashed, and, with `seal.flush`, every file and
 /// directory is flushed to disk. One walk instead of two: each directory is listed and each
 /// entry inspected once. Sealing changes no input of the hash (only the owner's `x` bit
-/// counts, and it is kept).
-pub(crate) fn hash_and_seal(path: &Path, seal: Seal) -> Result<Digest, StoreError> {
+/// counts, and it is kept). Returns the hash and `path`'s own metadata, read once before the
+/// walk (the walk leaves `path` itself as it was), so the caller need not read it again.
+pub(crate) fn hash_and_seal(path: &Path, seal: Seal) -> Result<(Digest, Metadata), StoreError> {
     hash_tree(path, Some(seal), &mut raw_target)
 }
 
@@ -82,7 +83,7 @@ fn hash_tree(
     path: &Path,
     seal: Option<Seal>,
     link: &mut dyn FnMut(&Path, &Path) -> Vec<u8>,
-) -> Result<Digest, StoreError> {
+) -> Result<(Digest, Metadata), StoreError> {
     let mut builder = DigestBuilder::new("kiln-tree-v1");
     let mut walk = Walk {
         buffer: vec![0u8; CHUNK],
@@ -97,7 +98,7 @@ fn hash_tree(
     {
         sync(path)?;
     }
-    Ok(builder.finish())
+    Ok((builder.finish(), metadata))
 }
 
 /// What a hashing walk carries from entry to entry.
