@@ -369,18 +369,21 @@ fn kubectl_validates_kiln_objects_against_a_real_api_server() {
         ],
     );
     assert!(ok, "{text}");
-    let (ok, text) = kubectl(
-        &kubectl_program,
-        &admin,
-        &[
-            "get",
-            "secret",
-            "kiln-check",
-            "-o",
-            "jsonpath={.data.token}",
-        ],
-    );
-    assert!(ok && text.trim() == "c2Vrcml0LXZhbHVl", "{text}");
+    let read_secret = || {
+        let (ok, text) = kubectl(
+            &kubectl_program,
+            &admin,
+            &[
+                "get",
+                "secret",
+                "kiln-check",
+                "-o",
+                "jsonpath={.data.token}",
+            ],
+        );
+        assert!(ok && text.trim() == "c2Vrcml0LXZhbHVl", "{text}");
+    };
+    read_secret();
     let audit =
         std::fs::read_to_string(root.join("var/log/kubernetes/audit.log")).expect("an audit log");
     assert!(
@@ -431,20 +434,6 @@ fn kubectl_validates_kiln_objects_against_a_real_api_server() {
     // Key rotation as `options.encryption_key_generations` documents it, each step a restart of
     // the API server with what kiln renders for the generations: [1, 0] reads the Secret
     // written under key1 and writes key2; after every Secret is rewritten, [1] alone reads it.
-    let read_secret = || {
-        let (ok, text) = kubectl(
-            &kubectl_program,
-            &admin,
-            &[
-                "get",
-                "secret",
-                "kiln-check",
-                "-o",
-                "jsonpath={.data.token}",
-            ],
-        );
-        assert!(ok && text.trim() == "c2Vrcml0LXZhbHVl", "{text}");
-    };
     for (generations, rewrite, prefix) in [
         (vec![1, 0], false, "k8s:enc:aescbc:v1:key1:"),
         (vec![1, 0], true, "k8s:enc:aescbc:v1:key2:"),
