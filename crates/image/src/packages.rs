@@ -114,8 +114,8 @@ pub struct PackageVersion {
     pub with: BTreeMap<String, String>,
     /// Other packages of the set, each at a version, whose programs a cluster on this version
     /// runs in pods only, from an image kiln builds of them, so they are not installed on the
-    /// node (for Kubernetes: CoreDNS). Empty when there are none to be had (Kubernetes 1.20.2,
-    /// which kiln's CoreDNS cannot serve).
+    /// node (for Kubernetes: CoreDNS, 1.7.0 for 1.20.2 and 1.15.0 for the versions built from
+    /// Go modules). Empty when there are none to be had.
     pub pods: BTreeMap<String, String>,
 }
 

@@ -50,15 +50,25 @@ pub const METRICS_PORT: u16 = 9153;
 /// CoreDNS's server itself, not an error of a plugin) instead of waiting on a resolver, and
 /// the `kubernetes` plugin has nothing to fall through to, nor `loop` a forward to watch.
 ///
+/// The Corefile is for the CoreDNS release `coredns` runs. From 1.10.0 (the first whose
+/// `cache` plugin takes `disable`) the cache keeps none of the cluster's own answers, as
+/// kubeadm's current Corefile; before it, `cache 30` alone, as kubeadm's for Kubernetes 1.20.
+///
 /// ```
+/// use kiln_spec::images::Releases;
+///
 /// let spec = std::fs::read_to_string("../../examples/two-node.toml").unwrap();
 /// let plan = kiln_spec::load(&spec, "two-node.toml").unwrap().plan;
-/// let corefile = kiln_manifests::corefile(&plan);
+/// let releases = |coredns: &str| Releases { etcd: "3.6.16".into(), coredns: Some(coredns.into()) };
+/// let corefile = kiln_manifests::corefile(&plan, &releases("1.15.0").coredns_image().unwrap());
 /// assert!(corefile.starts_with("cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {\n"));
 /// assert!(corefile.contains("kubernetes cluster.local in-addr.arpa ip6.arpa {"));
+/// assert!(corefile.contains("    cache 30 {\n        disable success cluster.local\n"));
 /// assert!(!corefile.contains("forward"));
+/// let old = kiln_manifests::corefile(&plan, &releases("1.7.0").coredns_image().unwrap());
+/// assert!(old.contains("    cache 30\n") && !old.contains("disable"));
 /// ```
-pub fn corefile(plan: &Plan) -> String {
+pub fn corefile(plan: &Plan, coredns: &ComponentImage) -> String {
     let domain = &plan.cluster.domain;
     let forwards = !plan.options.upstream_dns.is_empty();
     let mut out = String::new();
@@ -85,15 +95,32 @@ pub fn corefile(plan: &Plan) -> String {
         let _ = writeln!(out, "    forward . {} {{", upstreams.join(" "));
         out.push_str("        max_concurrent 1000\n    }\n");
     }
-    let _ = writeln!(
-        out,
-        "    cache 30 {{\n        disable success {domain}\n        disable denial {domain}\n    }}"
-    );
+    if release_at_least(&coredns.version, CACHE_DISABLE_RELEASE) {
+        let _ = writeln!(
+            out,
+            "    cache 30 {{\n        disable success {domain}\n        disable denial {domain}\n    }}"
+        );
+    } else {
+        out.push_str("    cache 30\n");
+    }
     if forwards {
         out.push_str("    loop\n");
     }
     out.push_str("    reload\n    loadbalance\n}\n");
     out
+}
+
+/// The first CoreDNS release (major, minor) whose `cache` plugin takes `disable`.
+const CACHE_DISABLE_RELEASE: (u32, u32) = (1, 10);
+
+/// Whether `release` (`MAJOR.MINOR.PATCH`, as the package set's versions are) is `at_least`.
+/// A release that does not parse counts as new: kiln's package set holds none.
+fn release_at_least(release: &str, at_least: (u32, u32)) -> bool {
+    let mut parts = release.split('.').map(str::parse::<u32>);
+    match (parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) => (major, minor) >= at_least,
+        _ => true,
+    }
 }
 
 /// The objects of the cluster DNS add-on, applied with the others once the API is up.
@@ -203,7 +230,10 @@ pub fn dns_addon(plan: &Plan, image: &ComponentImage) -> DnsAddon {
         },
         config_map: ConfigMap {
             metadata: meta(COREDNS_NAME, true),
-            data: Some(BTreeMap::from([("Corefile".to_owned(), corefile(plan))])),
+            data: Some(BTreeMap::from([(
+                "Corefile".to_owned(),
+                corefile(plan, image),
+            )])),
             ..Default::default()
         },
         deployment: Deployment {

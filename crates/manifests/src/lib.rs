@@ -31,12 +31,13 @@
 //! "#;
 //! let plan = kiln_spec::load(source, "demo.toml").expect("a valid spec").plan;
 //! // The releases of the images besides Kubernetes' own come from kiln's package set.
-//! let releases = kiln_spec::images::Releases { etcd: "3.6.16".into(), coredns: None };
+//! let releases = kiln_spec::images::Releases { etcd: "3.4.23".into(), coredns: Some("1.7.0".into()) };
 //! let files = kiln_manifests::render_node(&plan, plan.node("node1").expect("node1 is in the plan"), &|_| [7; 32], &releases)?;
 //! let paths: Vec<&str> = files.iter().map(|file| file.path.as_str()).collect();
 //! assert_eq!(
 //!     paths,
 //!     [
+//!         "etc/kubernetes/addons/coredns.yaml",
 //!         "etc/kubernetes/addons/rbac.yaml",
 //!         "etc/kubernetes/audit-policy.yaml",
 //!         "etc/kubernetes/encryption-config.yaml",

@@ -264,7 +264,7 @@ fn kubectl_validates_kiln_objects_against_a_real_api_server() {
     let kubectl_program = dir.join("kubectl");
     // xen-static-pods: static pods for everything, kube-proxy among them, audit and aescbc on;
     // validated and rendered for the release of the binaries under test, so the defaults that
-    // follow the version do too (no CoreDNS before 1.21).
+    // follow the version do too (CoreDNS 1.7.0's Corefile on 1.20).
     let version = kiln_spec::KubeVersion {
         major: 1,
         minor: common::minor_of(&dir.join("kube-apiserver")),

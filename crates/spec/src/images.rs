@@ -98,7 +98,7 @@ pub const fn catalog() -> [ContainerImage; 2] {
 /// They are data, not code: kiln's package set pairs each Kubernetes version it builds from Go
 /// modules with an etcd release and a CoreDNS release (`with` and `pods` in
 /// `packages/kubernetes.toml`), and a version built from Debian's source runs the base OS's
-/// etcd and has no CoreDNS. The build tool reads them there and hands them to the renderers,
+/// etcd and the CoreDNS release its `pods` names. The build tool reads them there and hands them to the renderers,
 /// which name the images with them.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Releases {

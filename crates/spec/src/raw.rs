@@ -229,9 +229,8 @@ pub struct OptionsSpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra_flags: BTreeMap<Component, BTreeMap<String, String>>,
     /// The cluster's DNS add-on, serving the `kube-dns` Service at the tenth address of the
-    /// Service range (the kubelets' `clusterDNS`). Default `coredns` on Kubernetes 1.21 and
-    /// later, `none` before: kiln's CoreDNS reads `discovery.k8s.io/v1` EndpointSlices, which
-    /// Kubernetes serves from 1.21.
+    /// Service range (the kubelets' `clusterDNS`). Default `coredns`, at the release kiln's
+    /// package set pairs with the cluster's Kubernetes version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_dns: Option<ClusterDns>,
     /// The IPv4 resolvers the cluster DNS forwards names outside the cluster's domain to, in

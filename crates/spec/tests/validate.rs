@@ -539,6 +539,32 @@ fn the_two_node_vm_spec_is_the_example_with_timings() {
     assert_eq!(vm, example);
 }
 
+/// Every VM scenario proves the cluster DNS (its step is skipped only for a spec that turns it
+/// off), so none of their specs may turn it off.
+#[test]
+fn every_vm_scenario_runs_cluster_dns() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../vm-tests/specs");
+    let mut scenarios = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("the VM test specs exist") {
+        let path = entry.expect("readable").path();
+        if path.extension().is_some_and(|ext| ext == "toml") {
+            let source = std::fs::read_to_string(&path).expect("readable spec");
+            let plan = kiln_spec::load(&source, &path.display().to_string())
+                .unwrap_or_else(|errors| panic!("{errors}"))
+                .plan;
+            assert_eq!(
+                plan.options.cluster_dns,
+                kiln_spec::ClusterDns::Coredns,
+                "{}",
+                path.display()
+            );
+            scenarios.push(plan.cluster.name);
+        }
+    }
+    scenarios.sort();
+    assert_eq!(scenarios, ["ha", "kubeadm", "static-pods", "two-node"]);
+}
+
 #[test]
 fn examples_load_and_round_trip() {
     // The examples, and the specs the VM tests build.
@@ -579,8 +605,17 @@ fn cluster_dns() {
         }
         kiln_spec::load(&source, "spec.toml").expect("valid").plan
     };
-    // The default follows the version: CoreDNS needs EndpointSlices v1 (1.21).
-    assert_eq!(plan(&[]).options.cluster_dns, kiln_spec::ClusterDns::None);
+    // CoreDNS by default, on every supported version.
+    assert_eq!(
+        plan(&[]).options.cluster_dns,
+        kiln_spec::ClusterDns::Coredns
+    );
+    assert_eq!(
+        plan(&[("[pki]", "[options]\ncluster_dns = \"none\"\n\n[pki]")])
+            .options
+            .cluster_dns,
+        kiln_spec::ClusterDns::None
+    );
     let current = plan(&[("1.20.2", "1.37.2")]);
     assert_eq!(current.options.cluster_dns, kiln_spec::ClusterDns::Coredns);
     assert!(current.options.upstream_dns.is_empty());
@@ -599,12 +634,6 @@ fn cluster_dns() {
         ]
     );
 
-    check(
-        &[("[pki]", "[options]\ncluster_dns = \"coredns\"\n\n[pki]")],
-        expect![[r#"
-            error: spec.toml:8:15: options.cluster_dns: CoreDNS needs Kubernetes 1.21 or later (it reads discovery.k8s.io/v1 EndpointSlices), and this cluster runs 1.20.2
-              help: set cluster_dns = "none", or a newer cluster.kubernetes_version"#]],
-    );
     check(
         &[
             ("1.20.2", "1.37.2"),

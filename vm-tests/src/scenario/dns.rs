@@ -51,8 +51,7 @@ pub(super) fn cluster_dns_forwards(cluster: &Cluster) -> bool {
 }
 
 /// Whether kiln rendered the cluster DNS add-on (`coredns.yaml` among a control-plane node's
-/// add-ons), which it does unless the spec says `options.cluster_dns = "none"` or its
-/// Kubernetes predates CoreDNS's EndpointSlices (1.20).
+/// add-ons), which it does unless the spec says `options.cluster_dns = "none"`.
 pub(super) fn cluster_dns_rendered(cluster: &Cluster) -> bool {
     !control_plane_manifests(cluster, paths::COREDNS_ADDON).is_empty()
 }

@@ -22,11 +22,16 @@ pub fn releases(plan: &kiln_spec::Plan) -> kiln_spec::images::Releases {
     } else {
         "3.4.23"
     };
-    // CoreDNS's release pairs with every version the package set builds from Go modules
-    // (1.35 and later); older plans may still ask for it (from 1.21), so they get it too.
+    // CoreDNS 1.15.0 pairs with every version the package set builds from Go modules (1.35 and
+    // later) and serves any from 1.21, so plans between get it too; 1.20.2 pairs with 1.7.0.
+    let coredns = if plan.cluster.kubernetes_version.minor >= 21 {
+        "1.15.0"
+    } else {
+        "1.7.0"
+    };
     kiln_spec::images::Releases {
         etcd: etcd.into(),
-        coredns: (plan.cluster.kubernetes_version.minor >= 21).then(|| "1.15.0".into()),
+        coredns: Some(coredns.into()),
     }
 }
 

@@ -100,7 +100,7 @@ impl Checker {
             ControlPlaneMode::StaticPods => KubeProxyMode::StaticPod,
             ControlPlaneMode::Systemd => KubeProxyMode::Systemd,
         });
-        let (cluster_dns, upstream_dns) = self.cluster_dns(spec, version)?;
+        let (cluster_dns, upstream_dns) = self.cluster_dns(spec)?;
         let pod_security = self.pod_security(spec, version)?;
         let encryption_key_generations = self.encryption_key_generations(spec)?;
         let plan = OptionsPlan {
@@ -198,37 +198,12 @@ impl Checker {
         }
     }
 
-    /// `options.cluster_dns` with its default for `version` (CoreDNS from 1.21), and
-    /// `options.upstream_dns` parsed; `None` after recording an error. Without a version (one
-    /// that did not parse, already reported) the default is `none`.
-    pub(super) fn cluster_dns(
-        &mut self,
-        spec: &Spec,
-        version: Option<KubeVersion>,
-    ) -> Option<(ClusterDns, Vec<Ipv4Addr>)> {
+    /// `options.cluster_dns` (default `coredns`) and `options.upstream_dns` parsed; `None`
+    /// after recording an error.
+    pub(super) fn cluster_dns(&mut self, spec: &Spec) -> Option<(ClusterDns, Vec<Ipv4Addr>)> {
         let options = &spec.options;
-        let has_endpoint_slices = version.is_some_and(|version| version.minor >= 21);
-        let cluster_dns = options.cluster_dns.unwrap_or(if has_endpoint_slices {
-            ClusterDns::Coredns
-        } else {
-            ClusterDns::None
-        });
+        let cluster_dns = options.cluster_dns.unwrap_or(ClusterDns::Coredns);
         let mut ok = true;
-        if cluster_dns == ClusterDns::Coredns
-            && let Some(version) = version
-            && !has_endpoint_slices
-        {
-            ok = false;
-            self.push(
-                Diagnostic::error(
-                    "options.cluster_dns",
-                    format!(
-                        "CoreDNS needs Kubernetes 1.21 or later (it reads discovery.k8s.io/v1 EndpointSlices), and this cluster runs {version}"
-                    ),
-                )
-                .help("set cluster_dns = \"none\", or a newer cluster.kubernetes_version"),
-            );
-        }
         let mut upstream_dns = Vec::new();
         for (index, text) in options.upstream_dns.iter().enumerate() {
             match text.parse::<Ipv4Addr>() {
