@@ -54,11 +54,46 @@ pub struct KubeletConfiguration {
     pub pod_pids_limit: i64,
     /// The TLS 1.2 cipher suites the kubelet's server offers ([`KUBELET_TLS_CIPHER_SUITES`]).
     pub tls_cipher_suites: Vec<String>,
+    /// `true`: the kubelet refuses to start unless the kernel tunables it depends on already
+    /// have the values it wants ([`KUBELET_SYSCTLS`], which the node sets at boot from
+    /// [`paths::KUBELET_SYSCTLS`]), instead of changing them itself, as the CIS benchmark asks.
+    pub protect_kernel_defaults: bool,
 }
 
 /// The kubelet's `podPidsLimit`: a pod's processes at most (the CIS benchmark asks for a
 /// limit; 4096 is far above what any of kiln's add-ons or the conformance tests run).
 pub const KUBELET_POD_PIDS_LIMIT: i64 = 4096;
+
+/// The kernel tunables the kubelet checks with `protectKernelDefaults`, by their `sysctl`
+/// names, with the values it wants: its container manager's `setupKernelTunables` (the same six
+/// from Kubernetes 1.20 to 1.37; without the setting the kubelet writes them itself).
+pub const KUBELET_SYSCTLS: [(&str, u32); 6] = [
+    ("vm.overcommit_memory", 1),
+    ("vm.panic_on_oom", 0),
+    ("kernel.panic", 10),
+    ("kernel.panic_on_oops", 1),
+    ("kernel.keys.root_maxkeys", 1_000_000),
+    ("kernel.keys.root_maxbytes", 25_000_000),
+];
+
+/// The `sysctl.d` file of every node with a kubelet ([`paths::KUBELET_SYSCTLS`]):
+/// [`KUBELET_SYSCTLS`], one `name = value` line each, which `systemd-sysctl` applies at boot,
+/// before the kubelet starts.
+///
+/// ```
+/// let text = kiln_manifests::kubelet_sysctls();
+/// assert!(text.lines().any(|line| line == "kernel.panic_on_oops = 1"));
+/// ```
+pub fn kubelet_sysctls() -> String {
+    let mut text = String::from(
+        "# The kernel tunables the kubelet wants; with protectKernelDefaults it does not start\n\
+         # unless they are set.\n",
+    );
+    for (name, value) in KUBELET_SYSCTLS {
+        text.push_str(&format!("{name} = {value}\n"));
+    }
+    text
+}
 
 /// The kubelet's `tlsCipherSuites`: TLS 1.2's ECDHE suites with AEAD ciphers only, ECDSA ones
 /// first (kiln's certificates are P-256 keys); TLS 1.3's suites are not configurable and all
@@ -194,6 +229,7 @@ pub fn kubelet_configuration(plan: &Plan, node: &NodePlan) -> KubeletConfigurati
         tls_private_key_file: pki("kubelet.key"),
         read_only_port: 0,
         pod_pids_limit: KUBELET_POD_PIDS_LIMIT,
+        protect_kernel_defaults: true,
         tls_cipher_suites: KUBELET_TLS_CIPHER_SUITES
             .iter()
             .map(|suite| (*suite).to_owned())

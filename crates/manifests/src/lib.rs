@@ -48,6 +48,7 @@
 //!         "etc/kubernetes/manifests/kube-proxy.yaml",
 //!         "etc/kubernetes/manifests/kube-scheduler.yaml",
 //!         "etc/kubernetes/scheduler-config.yaml",
+//!         "etc/sysctl.d/90-kubelet.conf",
 //!         "var/lib/kubelet/config.yaml",
 //!     ]
 //! );
@@ -86,14 +87,14 @@ pub use config::{
     AnonymousAuthentication, AnonymousCondition, AuditGroupResources, AuditPolicy, AuditRule,
     AuthenticationConfiguration, CONTROL_PLANE_TAINT, ClientConnection, ETCD_TAINT, Empty, Enabled,
     EncryptionConfiguration, EncryptionKey, EncryptionKeys, EncryptionProviderConfig,
-    EncryptionResources, FILE_ONLY_KUBELET_SETTINGS, KUBELET_POD_PIDS_LIMIT,
+    EncryptionResources, FILE_ONLY_KUBELET_SETTINGS, KUBELET_POD_PIDS_LIMIT, KUBELET_SYSCTLS,
     KUBELET_TLS_CIPHER_SUITES, KubeProxyConfiguration, KubeSchedulerConfiguration,
     KubeletAuthentication, KubeletAuthorization, KubeletConfiguration, KubeletX509, LeaderElection,
     NodeTaint, PodSecurityConfiguration, PodSecurityDefaults, PodSecurityExemptions,
     SCHEDULER_INSECURE_LOOPBACK, admission_configuration, anonymous_access, audit_policy,
     authentication_configuration, encryption_configuration, encryption_key_name,
-    kube_proxy_configuration, kubelet_configuration, node_taints, scheduler_config_api_version,
-    scheduler_configuration,
+    kube_proxy_configuration, kubelet_configuration, kubelet_sysctls, node_taints,
+    scheduler_config_api_version, scheduler_configuration,
 };
 pub use dns::{
     APP_LABEL as COREDNS_POD_LABEL, COREDNS_NAME, DNS_SERVICE_NAME, DnsAddon, HEALTH_PORT,
@@ -231,6 +232,7 @@ pub fn render_node(
             // Read by the kubelet alone, which runs as root (the CIS benchmark asks 0600).
             SECRET_FILE_MODE,
         );
+        add(paths::KUBELET_SYSCTLS, kubelet_sysctls(), FILE_MODE);
         if plan.options.kube_proxy != KubeProxyMode::Daemonset {
             add(
                 paths::KUBE_PROXY_CONFIG,

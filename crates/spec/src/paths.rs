@@ -38,6 +38,8 @@ pub const ETCD_DATA_DIR: &str = "/var/lib/etcd";
 pub const SCHEDULER_CONFIG: &str = "/etc/kubernetes/scheduler-config.yaml";
 /// The kubelet's KubeletConfiguration (kubeadm's path).
 pub const KUBELET_CONFIG: &str = "/var/lib/kubelet/config.yaml";
+/// The kernel tunables the kubelet wants, applied by `systemd-sysctl` at boot.
+pub const KUBELET_SYSCTLS: &str = "/etc/sysctl.d/90-kubelet.conf";
 /// kube-proxy's KubeProxyConfiguration on a node (static pod or systemd unit).
 pub const KUBE_PROXY_CONFIG: &str = "/etc/kubernetes/kube-proxy-config.yaml";
 /// kube-proxy's KubeProxyConfiguration inside the DaemonSet's pods (from its ConfigMap).

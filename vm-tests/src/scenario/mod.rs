@@ -47,7 +47,7 @@ use self::secrets::*;
 pub use self::secrets::{encryption_at_rest, private_key_scan};
 pub use self::static_pods::{StaticPod, static_pods, static_pods_mirrored, static_pods_restart};
 pub use self::workloads::{
-    Pod, deployment_spread, logs_and_exec, nodes_ready, pod_network, service_cluster_ip,
+    Pod, deployment_spread, expose_web, logs_and_exec, nodes_ready, pod_network, service_cluster_ip,
 };
 
 /// A scenario `cargo xtask vm-test --scenario` runs: its name there is [`Scenario::name`].
@@ -56,8 +56,9 @@ pub enum Scenario {
     /// `two-node`: nodes Ready, pods on every worker, pod and Service networking, cluster DNS,
     /// logs and exec, refusals, the private-key scan and encryption at rest.
     TwoNode,
-    /// `ha`: three controllers that are etcd members behind the load balancer, one worker; one
-    /// controller stopped, then started again.
+    /// `ha`: three controllers that are etcd members behind the load balancer, one worker
+    /// running pods that resolve names through the cluster DNS; one controller stopped, then
+    /// started again.
     Ha,
     /// `static-pods`: the Xen guide's shape, smaller: the control plane and a dedicated etcd
     /// node as static pods, kube-proxy as a static pod on every node; the checks of `two-node`,
@@ -323,8 +324,9 @@ fn kubeadm(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
     failures.finish()
 }
 
-/// The `ha` scenario's steps: the cluster becomes Ready through the load balancer; with the
-/// first control-plane guest stopped, the API stays available through the endpoint and etcd
+/// The `ha` scenario's steps: the cluster becomes Ready through the load balancer, its
+/// workers run the `web` Deployment and its pods resolve names through the cluster DNS; with
+/// the first control-plane guest stopped, the API stays available through the endpoint and etcd
 /// stays healthy; started again, the member rejoins.
 fn ha(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
     steps.run("boot: every guest's root shell answers", || {
@@ -342,6 +344,15 @@ fn ha(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
     )?;
     steps.run("nodes Ready, kubelets as system:node:NAME", || {
         nodes_ready(cluster)
+    })?;
+    let pods = steps.run("deployment web x4 Running on every worker", || {
+        deployment_spread(cluster)
+    })?;
+    // Only the workers run kube-proxy here, so the ClusterIP is not asked from every node as in
+    // `cluster_checks`; the DNS step reaches the `web` Service from the workers' pods.
+    steps.run("cluster DNS answers every worker's pods", || {
+        expose_web(cluster)?;
+        cluster_dns(cluster, &pods)
     })?;
     let members = cluster.nodes_with_role("etcd");
     steps.run("etcd healthy on every member", || {

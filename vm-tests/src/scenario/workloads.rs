@@ -169,18 +169,7 @@ pub fn pod_network(cluster: &mut Cluster, pods: &[Pod]) -> crate::Result<()> {
 /// with one of the pods' names from every node (kube-proxy's iptables rules).
 pub fn service_cluster_ip(cluster: &mut Cluster, pods: &[Pod]) -> crate::Result<()> {
     const STEP: &str = "ClusterIP";
-    cluster.kubectl.run(&[
-        "expose",
-        "deployment",
-        "web",
-        "--port=80",
-        &format!("--target-port={TEST_PORT}"),
-    ])?;
-    let ip = cluster
-        .kubectl
-        .run(&["get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"])?
-        .trim()
-        .to_owned();
+    let ip = expose_web(cluster)?;
     let names: BTreeSet<&str> = pods.iter().map(|pod| pod.name.as_str()).collect();
     let nodes: Vec<String> = cluster.nodes.keys().cloned().collect();
     for node in &nodes {
@@ -198,6 +187,23 @@ pub fn service_cluster_ip(cluster: &mut Cluster, pods: &[Pod]) -> crate::Result<
         eprintln!("    {node} -> {ip}:80 -> {answered}");
     }
     Ok(())
+}
+
+/// Exposes the `web` Deployment as the `web` Service (port 80 to the pods' [`TEST_PORT`]) and
+/// returns its ClusterIP.
+pub fn expose_web(cluster: &mut Cluster) -> crate::Result<String> {
+    cluster.kubectl.run(&[
+        "expose",
+        "deployment",
+        "web",
+        "--port=80",
+        &format!("--target-port={TEST_PORT}"),
+    ])?;
+    Ok(cluster
+        .kubectl
+        .run(&["get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"])?
+        .trim()
+        .to_owned())
 }
 
 /// Step 5: `kubectl logs` and `kubectl exec` reach a pod on every node (the apiserver verifies
