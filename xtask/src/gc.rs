@@ -257,14 +257,32 @@ mod tests {
         let inputs =
             common::cluster_inputs(&plan, &spec, Some(secrets.path().to_owned()), releases)
                 .expect("inputs");
+        // The Kubernetes binaries as Debian's, with the CoreDNS the set pairs with the plan's
+        // version, whose image the nodes' pods may run.
+        let kubernetes = set
+            .version("kubernetes", &plan.cluster.kubernetes_version.to_string())
+            .expect("the set has the example's version");
+        let pod_packages = kubernetes
+            .pods
+            .iter()
+            .map(|(name, version)| {
+                (
+                    set.package(name).expect("declared").clone(),
+                    set.version(name, version).expect("declared").clone(),
+                )
+            })
+            .collect();
         let cluster = kiln_cluster::cluster_graph(&plan, &inputs)
             .expect("graph")
             .with_images(
                 &plan,
-                &kiln_cluster::ImageInputs::locked(
-                    &crate::lock::read_lock(&crate::lock::lock_path(None)).expect("kiln.lock"),
-                    &kiln_image::resolve::AptSources::default(),
-                ),
+                &kiln_cluster::ImageInputs {
+                    pod_packages,
+                    ..kiln_cluster::ImageInputs::locked(
+                        &crate::lock::read_lock(&crate::lock::lock_path(None)).expect("kiln.lock"),
+                        &kiln_image::resolve::AptSources::default(),
+                    )
+                },
             )
             .expect("images");
         let graph = cluster.graph.validate().expect("valid");

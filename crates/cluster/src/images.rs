@@ -13,7 +13,7 @@ use kiln_image::{
     provision::ProvisionFormat,
     resolve::AptSources,
 };
-use kiln_spec::images::{ComponentImage, Releases};
+use kiln_spec::images::{ComponentImage, ImageProgram, Releases};
 use kiln_spec::ini::{IniFile, IniSection};
 use kiln_spec::{Component, NodePlan, Plan, Role};
 
@@ -321,21 +321,18 @@ pub(crate) fn add_images(
     inputs: &ImageInputs,
 ) -> Result<(), ClusterError> {
     let (shared, packages) = add_shared(graph, artifacts, inputs)?;
-    let component_layers = match packages.etcd {
-        Some(etcd) => add_component_images(
-            graph,
-            artifacts,
-            plan,
-            releases,
-            ComponentInputs {
-                kubernetes: &shared.kubernetes,
-                etcd,
-                coredns: packages.coredns,
-                base_os: &shared.base_os,
-            },
-        )?,
-        None => BTreeMap::new(),
-    };
+    let component_layers = add_component_images(
+        graph,
+        artifacts,
+        plan,
+        releases,
+        ComponentInputs {
+            kubernetes: &shared.kubernetes,
+            etcd: packages.etcd,
+            coredns: packages.coredns,
+            base_os: &shared.base_os,
+        },
+    )?;
     for node in &plan.nodes {
         add_node_image(
             graph,
@@ -599,8 +596,9 @@ fn add_package(
 struct ComponentInputs<'a> {
     /// The Kubernetes binaries.
     kubernetes: &'a DrvId,
-    /// The package set's etcd.
-    etcd: DrvId,
+    /// The package set's etcd; `None` for Kubernetes built from Debian's source, whose nodes
+    /// run the base OS's etcd and whose binaries are not the package set's static builds.
+    etcd: Option<DrvId>,
     /// The package set's CoreDNS, if the cluster's version has one.
     coredns: Option<DrvId>,
     /// The base OS, which kube-proxy's image takes iptables and conntrack from.
@@ -613,9 +611,10 @@ struct ComponentInputs<'a> {
 /// kube-proxy the base OS) and a shared layer per set of them a node needs, `image/layer/components/<component>+<component>...`, installing the archives
 /// where the node's image import finds them. Returns each such node's layer.
 ///
-/// Nothing is added for a plan with no pods of these components, nor (by the caller)
-/// for Kubernetes built from Debian's source, whose nodes run Debian's etcd and whose binaries
-/// are not the package set's static builds.
+/// Nothing is added for a plan with no pods of these components. For Kubernetes built from
+/// Debian's source (no package-set etcd in `inputs`) only CoreDNS's image is built: its nodes
+/// run Debian's etcd, and its binaries are not the package set's static builds, so there are
+/// no images of its components (a static-pod control plane on it has none to run).
 fn add_component_images(
     graph: &mut Graph,
     artifacts: &mut Artifacts,
@@ -624,8 +623,12 @@ fn add_component_images(
     inputs: ComponentInputs<'_>,
 ) -> Result<BTreeMap<String, DrvId>, ClusterError> {
     let mut per_node: BTreeMap<String, Vec<ComponentImage>> = BTreeMap::new();
+    let from_package_set = inputs.etcd.is_some();
     for node in &plan.nodes {
-        let images = kiln_manifests::pod_images(plan, releases, node);
+        let mut images = kiln_manifests::pod_images(plan, releases, node);
+        if !from_package_set {
+            images.retain(|image| image.program == ImageProgram::Coredns);
+        }
         if !images.is_empty() {
             per_node.insert(node.name.clone(), images);
         }

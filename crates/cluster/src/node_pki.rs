@@ -52,8 +52,11 @@ impl Builder for NodePkiBuilder {
             }
             std::fs::copy(&from, &to).map_err(|error| BuildError::io(&from, error))?;
             // Read-only already, as the store's seal would make it.
-            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(*mode & !0o222))
-                .map_err(|error| BuildError::io(&to, error))?;
+            std::fs::set_permissions(
+                &to,
+                std::fs::Permissions::from_mode(crate::rendered::read_only(*mode)),
+            )
+            .map_err(|error| BuildError::io(&to, error))?;
         }
         Ok(())
     }

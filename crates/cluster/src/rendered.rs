@@ -77,10 +77,15 @@ pub(crate) fn write_files(out: &Path, files: &[File]) -> Result<(), BuildError> 
     Ok(())
 }
 
+/// `mode` less its write bits: what the store's seal leaves of a file's mode.
+pub(crate) fn read_only(mode: u32) -> u32 {
+    mode & !0o222
+}
+
 /// Creates `path` (which must not exist) holding `contents`, with `mode` less its write bits,
 /// whatever the umask.
 pub(crate) fn write_read_only(path: &Path, contents: &[u8], mode: u32) -> Result<(), BuildError> {
-    let mode = mode & !0o222;
+    let mode = read_only(mode);
     let mut written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -205,15 +205,44 @@ fn static_pod_nodes_carry_the_component_images_their_pods_name() {
     built_sorted.sort();
     assert_eq!(named, built_sorted);
 
-    // Kubernetes from Debian's source gets none: its nodes run Debian's etcd.
+    // Kubernetes from Debian's source: its nodes run Debian's etcd and its binaries are not the
+    // package set's static builds, so of these images only CoreDNS's is built, from the set's
+    // CoreDNS, which the inputs must then carry.
+    let locked = kiln_cluster::ImageInputs::locked(&lock, &sources);
+    let error = kiln_cluster::cluster_graph(&plan, &cluster_inputs)
+        .expect("graph")
+        .with_images(&plan, &locked)
+        .expect_err("no CoreDNS among the inputs");
+    assert!(format!("{error:?}").contains("CoreDNS"), "{error:?}");
+    let debian_kubernetes = set.version("kubernetes", "1.20.2").expect("declared");
+    let debian_coredns = &debian_kubernetes.pods["coredns"];
+    let debian_inputs = kiln_cluster::ImageInputs {
+        pod_packages: vec![(
+            set.package("coredns").expect("declared").clone(),
+            set.version("coredns", debian_coredns)
+                .expect("declared")
+                .clone(),
+        )],
+        ..locked
+    };
     let debian = kiln_cluster::cluster_graph(&plan, &cluster_inputs)
         .expect("graph")
-        .with_images(&plan, &kiln_cluster::ImageInputs::locked(&lock, &sources))
+        .with_images(&plan, &debian_inputs)
         .expect("images");
-    assert!(
-        !debian
-            .artifacts
-            .cluster
-            .contains_key("image/component-images")
-    );
+    let layers: Vec<&String> = debian
+        .artifacts
+        .cluster
+        .keys()
+        .filter(|id| id.starts_with("image/layer/components/"))
+        .collect();
+    assert_eq!(layers, ["image/layer/components/coredns"]);
+    let debian_graph = debian.graph.validate().expect("valid");
+    let debian_images_inputs: Vec<&str> = debian_graph
+        .derivation(&debian.artifacts.cluster["image/component-images"])
+        .expect("the component images")
+        .inputs
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(debian_images_inputs, ["coredns", "kubernetes"]);
 }

@@ -32,15 +32,28 @@ fn build_two_node(dir: &Path) -> BTreeMap<String, BTreeMap<String, PathBuf>> {
             coredns: Some("1.15.0".into()),
         },
     };
+    // The package set's CoreDNS, whose image every node's pods may run.
+    let set = kiln_image::packages::PackageSet::load(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../packages"
+    )))
+    .expect("kiln's package set parses");
+    let coredns = (
+        set.package("coredns").expect("declared").clone(),
+        set.version("coredns", "1.15.0").expect("declared").clone(),
+    );
     let cluster = kiln_cluster::cluster_graph(&plan, &inputs)
         .expect("graph")
         .with_images(
             &plan,
-            &kiln_cluster::ImageInputs::locked(
-                &kiln_image::lock::Lock::parse(include_str!("../../../kiln.lock"), "kiln.lock")
-                    .expect("the repository's lock parses"),
-                &kiln_image::resolve::AptSources::default(),
-            ),
+            &kiln_cluster::ImageInputs {
+                pod_packages: vec![coredns],
+                ..kiln_cluster::ImageInputs::locked(
+                    &kiln_image::lock::Lock::parse(include_str!("../../../kiln.lock"), "kiln.lock")
+                        .expect("the repository's lock parses"),
+                    &kiln_image::resolve::AptSources::default(),
+                )
+            },
         )
         .expect("images");
     let full = cluster.graph.validate().expect("valid");

@@ -610,7 +610,7 @@ pub fn authentication_configuration(plan: &Plan) -> Option<AuthenticationConfigu
 }
 
 /// `apiserver.config.k8s.io/v1` `AdmissionConfiguration` (`--admission-control-config-file`),
-/// configuring PodSecurity admission.
+/// configuring PodSecurity and EventRateLimit admission.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AdmissionConfiguration {
@@ -626,11 +626,64 @@ pub struct AdmissionConfiguration {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AdmissionPlugin {
-    /// The plugin: `PodSecurity`.
+    /// The plugin: `PodSecurity` or `EventRateLimit`.
     pub name: String,
     /// Its configuration.
-    pub configuration: PodSecurityConfiguration,
+    pub configuration: AdmissionPluginConfiguration,
 }
+
+/// The configuration of one [`AdmissionPlugin`]: its own API object, inline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AdmissionPluginConfiguration {
+    /// PodSecurity's.
+    PodSecurity(PodSecurityConfiguration),
+    /// EventRateLimit's.
+    EventRateLimit(EventRateLimitConfiguration),
+}
+
+/// `eventratelimit.admission.k8s.io/v1alpha1` `Configuration`: the rate at which the API server
+/// accepts Events, per bucket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventRateLimitConfiguration {
+    /// Always `eventratelimit.admission.k8s.io/v1alpha1`.
+    pub api_version: String,
+    /// Always `Configuration`.
+    pub kind: String,
+    /// One limit per bucket type.
+    pub limits: Vec<EventRateLimit>,
+}
+
+/// One limit of an [`EventRateLimitConfiguration`]: a token bucket per `type_` (one for the
+/// whole server, one per namespace, ...).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventRateLimit {
+    /// `Server`, `Namespace`, `User` or `SourceAndObject`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Events per second accepted once the burst is spent.
+    pub qps: u32,
+    /// Events accepted at once from a full bucket.
+    pub burst: u32,
+    /// How many buckets are kept (least recently used go first); not for `Server`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_size: Option<u32>,
+}
+
+/// The admission plugin that limits the rate of Events, which kiln configures when
+/// `options.admission_plugins` lists it ([`EVENT_RATE_LIMITS`]).
+pub const EVENT_RATE_LIMIT_PLUGIN: &str = "EventRateLimit";
+
+/// kiln's EventRateLimit limits, as (type, qps, burst, cache size): the whole server at 5000
+/// per second (bursts of 20000), and each namespace at 50 (bursts of 100, 2000 namespaces
+/// tracked), so one namespace's flood of Events cannot take the API server's capacity from the
+/// rest. No per-user limit: the kubelets and controllers send their Events in bursts.
+pub const EVENT_RATE_LIMITS: [(&str, u32, u32, Option<u32>); 2] = [
+    ("Server", 5000, 20_000, None),
+    ("Namespace", 50, 100, Some(2000)),
+];
 
 /// `pod-security.admission.config.k8s.io` `PodSecurityConfiguration`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -676,8 +729,9 @@ pub struct PodSecurityExemptions {
     pub namespaces: Vec<String>,
 }
 
-/// The API server's admission configuration, when `options.pod_security` is set (from 1.23,
-/// where it defaults to `baseline`); `None` otherwise.
+/// The API server's admission configuration: PodSecurity's when `options.pod_security` is set
+/// (from 1.23, where it defaults to `baseline`), and EventRateLimit's ([`EVENT_RATE_LIMITS`])
+/// when `options.admission_plugins` lists it; `None` without either.
 ///
 /// Every namespace without `pod-security.kubernetes.io/*` labels of its own gets the spec's
 /// level enforced and warned about, and `restricted` audited (annotations in the audit log).
@@ -685,37 +739,73 @@ pub struct PodSecurityExemptions {
 /// kube-proxy, which need host namespaces and host paths), and who may create pods there may
 /// already do anything.
 pub fn admission_configuration(plan: &Plan) -> Option<AdmissionConfiguration> {
-    let level = plan.options.pod_security?.name().to_owned();
+    let mut plugins: Vec<AdmissionPlugin> = plan
+        .options
+        .pod_security
+        .map(|level| pod_security_plugin(plan, level))
+        .into_iter()
+        .collect();
+    if plan
+        .options
+        .admission_plugins
+        .iter()
+        .any(|name| name == EVENT_RATE_LIMIT_PLUGIN)
+    {
+        plugins.push(AdmissionPlugin {
+            name: EVENT_RATE_LIMIT_PLUGIN.to_owned(),
+            configuration: AdmissionPluginConfiguration::EventRateLimit(
+                EventRateLimitConfiguration {
+                    api_version: "eventratelimit.admission.k8s.io/v1alpha1".to_owned(),
+                    kind: "Configuration".to_owned(),
+                    limits: EVENT_RATE_LIMITS
+                        .iter()
+                        .map(|(type_, qps, burst, cache_size)| EventRateLimit {
+                            type_: (*type_).to_owned(),
+                            qps: *qps,
+                            burst: *burst,
+                            cache_size: *cache_size,
+                        })
+                        .collect(),
+                },
+            ),
+        });
+    }
+    (!plugins.is_empty()).then(|| AdmissionConfiguration {
+        api_version: "apiserver.config.k8s.io/v1".to_owned(),
+        kind: "AdmissionConfiguration".to_owned(),
+        plugins,
+    })
+}
+
+/// PodSecurity's entry of the admission configuration, enforcing `level`.
+fn pod_security_plugin(plan: &Plan, level: kiln_spec::PodSecurityLevel) -> AdmissionPlugin {
+    let level = level.name().to_owned();
     let api_version = if plan.cluster.kubernetes_version.minor >= 25 {
         "pod-security.admission.config.k8s.io/v1"
     } else {
         "pod-security.admission.config.k8s.io/v1beta1"
     };
     let latest = || "latest".to_owned();
-    Some(AdmissionConfiguration {
-        api_version: "apiserver.config.k8s.io/v1".to_owned(),
-        kind: "AdmissionConfiguration".to_owned(),
-        plugins: vec![AdmissionPlugin {
-            name: "PodSecurity".to_owned(),
-            configuration: PodSecurityConfiguration {
-                api_version: api_version.to_owned(),
-                kind: "PodSecurityConfiguration".to_owned(),
-                defaults: PodSecurityDefaults {
-                    enforce: level.clone(),
-                    enforce_version: latest(),
-                    audit: kiln_spec::PodSecurityLevel::Restricted.name().to_owned(),
-                    audit_version: latest(),
-                    warn: level,
-                    warn_version: latest(),
-                },
-                exemptions: PodSecurityExemptions {
-                    usernames: Vec::new(),
-                    runtime_classes: Vec::new(),
-                    namespaces: vec![crate::SYSTEM_NAMESPACE.to_owned()],
-                },
+    AdmissionPlugin {
+        name: "PodSecurity".to_owned(),
+        configuration: AdmissionPluginConfiguration::PodSecurity(PodSecurityConfiguration {
+            api_version: api_version.to_owned(),
+            kind: "PodSecurityConfiguration".to_owned(),
+            defaults: PodSecurityDefaults {
+                enforce: level.clone(),
+                enforce_version: latest(),
+                audit: kiln_spec::PodSecurityLevel::Restricted.name().to_owned(),
+                audit_version: latest(),
+                warn: level,
+                warn_version: latest(),
             },
-        }],
-    })
+            exemptions: PodSecurityExemptions {
+                usernames: Vec::new(),
+                runtime_classes: Vec::new(),
+                namespaces: vec![crate::SYSTEM_NAMESPACE.to_owned()],
+            },
+        }),
+    }
 }
 
 /// `audit.k8s.io/v1` `Policy`.

@@ -146,6 +146,11 @@ fn text(value: &str) -> Option<String> {
     Some(value.to_owned())
 }
 
+/// `value`, when the API server keeps an audit log (`options.audit_log`).
+fn audit(context: &Context<'_>, value: impl ToString) -> Option<String> {
+    context.plan.options.audit_log.then(|| value.to_string())
+}
+
 fn address(context: &Context<'_>) -> Option<String> {
     context
         .node()
@@ -300,49 +305,31 @@ static TABLE: &[FlagRule] = &[
         "audit-log-maxage",
         20..,
         REF_APISERVER,
-        |c| c
-            .plan
-            .options
-            .audit_log
-            .then(|| AUDIT_LOG_MAX_AGE_DAYS.to_string())
+        |c| audit(c, AUDIT_LOG_MAX_AGE_DAYS)
     ),
     rule!(
         KubeApiserver,
         "audit-log-maxbackup",
         20..,
         REF_APISERVER,
-        |c| c
-            .plan
-            .options
-            .audit_log
-            .then(|| AUDIT_LOG_MAX_BACKUPS.to_string())
+        |c| audit(c, AUDIT_LOG_MAX_BACKUPS)
     ),
     rule!(
         KubeApiserver,
         "audit-log-maxsize",
         20..,
         REF_APISERVER,
-        |c| c
-            .plan
-            .options
-            .audit_log
-            .then(|| AUDIT_LOG_MAX_SIZE_MB.to_string())
+        |c| audit(c, AUDIT_LOG_MAX_SIZE_MB)
     ),
-    rule!(KubeApiserver, "audit-log-path", 20.., REF_APISERVER, |c| c
-        .plan
-        .options
-        .audit_log
-        .then(|| paths::AUDIT_LOG.to_owned())),
+    rule!(KubeApiserver, "audit-log-path", 20.., REF_APISERVER, |c| {
+        audit(c, paths::AUDIT_LOG)
+    }),
     rule!(
         KubeApiserver,
         "audit-policy-file",
         20..,
         REF_APISERVER,
-        |c| c
-            .plan
-            .options
-            .audit_log
-            .then(|| paths::AUDIT_POLICY.to_owned())
+        |c| audit(c, paths::AUDIT_POLICY)
     ),
     rule!(
         KubeApiserver,

@@ -40,12 +40,13 @@ pub fn image(plan: &Plan, releases: &Releases, component: Component) -> String {
 /// kube-proxy on every node with a kubelet when `options.kube_proxy = "static-pod"`.
 ///
 /// Every pod runs in the host's network namespace with priority class
-/// `system-node-critical`, mounts what its flags name by hostPath, each PKI file on its own (see [`pki_files`]) (read-only, except etcd's
-/// data and the audit log), and has a liveness probe on the component's health endpoint:
-/// the API server's `/livez` on its port (`cluster.apiserver_port`), the controller
-/// manager's and scheduler's `/healthz` on their secure ports 10257 and 10259 (HTTPS), etcd's `/health` on its
-/// loopback metrics port 2381 and kube-proxy's `/healthz` on 10256 (HTTP); and a startup
-/// probe on the same endpoint, as kubeadm's static pods have (see [`STARTUP_FAILURE_THRESHOLD`]).
+/// `system-node-critical`, mounts by hostPath what its flags name (read-only, except etcd's
+/// data and the audit log; each PKI file on its own, see [`pki_files`]), and has a liveness
+/// probe on the component's health endpoint: the API server's `/livez` on its port
+/// (`cluster.apiserver_port`), the controller manager's and scheduler's `/healthz` on their
+/// secure ports 10257 and 10259 (HTTPS), etcd's `/health` on its loopback metrics port 2381
+/// and kube-proxy's `/healthz` on 10256 (HTTP); and a startup probe on the same endpoint, as
+/// kubeadm's static pods have (see [`STARTUP_FAILURE_THRESHOLD`]).
 pub fn static_pods(plan: &Plan, releases: &Releases, node: &NodePlan) -> Vec<Pod> {
     let mut pods: Vec<Pod> = static_pod_components(plan, node)
         .into_iter()

@@ -264,14 +264,22 @@ fn kubectl_validates_kiln_objects_against_a_real_api_server() {
     let kubectl_program = dir.join("kubectl");
     // xen-static-pods: static pods for everything, kube-proxy among them, audit and aescbc on;
     // validated and rendered for the release of the binaries under test, so the defaults that
-    // follow the version do too (CoreDNS 1.7.0's Corefile on 1.20).
+    // follow the version do too (CoreDNS 1.7.0's Corefile on 1.20); with EventRateLimit
+    // admission added, which kiln configures when the spec lists it.
     let version = kiln_spec::KubeVersion {
         major: 1,
         minor: common::minor_of(&dir.join("kube-apiserver")),
         patch: 0,
     };
     let plans = kiln_testkit::example_plans_at(version);
-    let plan = plans.get("xen-static-pods").expect("xen-static-pods");
+    let mut plan = plans
+        .get("xen-static-pods")
+        .expect("xen-static-pods")
+        .clone();
+    plan.options
+        .admission_plugins
+        .push(kiln_manifests::EVENT_RATE_LIMIT_PLUGIN.to_owned());
+    let plan = &plan;
     let node = plan.node("master").expect("master");
     // The example's etcd runs on three machines of its own; the first one's member runs here,
     // alone (its --initial-cluster cut down to itself), and the API server's --etcd-servers
@@ -341,6 +349,48 @@ fn kubectl_validates_kiln_objects_against_a_real_api_server() {
     } else {
         assert!(version.minor < kiln_spec::POD_SECURITY_MINOR);
     }
+
+    // EventRateLimit, from the same admission configuration: a namespace's bucket holds 100
+    // Events and refills at 50 a second, so of 400 Events created as fast as one kubectl
+    // sends them, some are refused with 429 and kiln's message names the namespace's limit.
+    let (namespace_limit, _, burst, _) = kiln_manifests::EVENT_RATE_LIMITS[1];
+    assert_eq!(namespace_limit, "Namespace");
+    let flood: Vec<String> = (0..4 * burst)
+        .map(|index| {
+            format!(
+                "- apiVersion: v1\n  kind: Event\n  metadata:\n    name: flood-{index}\n    namespace: default\n  involvedObject:\n    kind: ConfigMap\n    name: flood\n    namespace: default\n  reason: Flood\n  message: event {index}\n  type: Normal\n"
+            )
+        })
+        .collect();
+    let flood_file = root.join("flood.yaml");
+    write(
+        &flood_file,
+        format!("apiVersion: v1\nkind: List\nitems:\n{}", flood.concat()).as_bytes(),
+    );
+    let (ok, text) = kubectl(
+        &kubectl_program,
+        super_admin,
+        &[
+            "create",
+            "-f",
+            &flood_file.display().to_string(),
+            "-o",
+            "name",
+        ],
+    );
+    let created = text
+        .lines()
+        .filter(|line| line.starts_with("event/"))
+        .count();
+    assert!(
+        !ok && text.contains("limit reached on type Namespace for key default"),
+        "400 Events at once: {created} created\n{}",
+        text.lines().rev().take(5).collect::<Vec<_>>().join("\n")
+    );
+    assert!(
+        created >= burst as usize,
+        "a full bucket takes {burst}: {created} created"
+    );
 
     // The RBAC bindings work: the everyday admin (group kiln:cluster-admins, not
     // system:masters) may do anything once rbac.yaml is applied.

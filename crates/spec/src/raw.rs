@@ -206,7 +206,9 @@ pub struct OptionsSpec {
     /// `--authorization-mode`, in order. Default `["Node", "RBAC"]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_modes: Option<Vec<String>>,
-    /// `--enable-admission-plugins`. Default `["NodeRestriction"]`.
+    /// `--enable-admission-plugins`. Default `["NodeRestriction"]`. With `EventRateLimit`
+    /// listed, kiln writes that plugin's configuration (its limits on the rate of Events) into
+    /// the API server's admission configuration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admission_plugins: Option<Vec<String>>,
     /// Extra subject alternative names for the API server certificate (names or IPv4 addresses).

@@ -206,27 +206,17 @@ pub fn unit(
             wanted_by: vec!["multi-user.target".to_owned()],
         },
     };
+    // The netfilter services' sandbox, and more: nothing on the file system writable but the
+    // service's own directories, a private mount table, kernel tunables and modules out of
+    // reach, and no capabilities at all. Their address families suit these too (AF_NETLINK:
+    // Go's net.Interfaces, which the API server uses to choose addresses).
     let sealed = Hardening {
-        no_new_privileges: true,
         protect_system: ProtectSystem::Strict,
-        protect_home: true,
-        private_tmp: true,
-        private_devices: true,
         private_mounts: true,
         protect_kernel_tunables: true,
         protect_kernel_modules: true,
-        protect_control_groups: true,
-        protect_kernel_logs: true,
-        protect_clock: true,
-        protect_hostname: true,
-        restrict_namespaces: true,
-        restrict_realtime: true,
-        restrict_suid_sgid: true,
-        lock_personality: true,
-        native_system_calls_only: true,
         capabilities: Some(&[]),
-        // AF_NETLINK: Go's net.Interfaces, which the API server uses to choose addresses.
-        address_families: &["AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"],
+        ..netfilter_hardening()
     };
     let section = &mut unit.service;
     match service {

@@ -127,8 +127,9 @@ pub fn kube_proxy_image(
 pub struct ComponentImageInputs {
     /// The Kubernetes binaries (the package set's build, its programs in `bin/`).
     pub kubernetes: DrvId,
-    /// The package set's etcd build (its program in `bin/`).
-    pub etcd: DrvId,
+    /// The package set's etcd build (its program in `bin/`), if the cluster's version has one
+    /// (Kubernetes built from Debian's source runs the base OS's etcd).
+    pub etcd: Option<DrvId>,
     /// The package set's CoreDNS build (its program in `bin/`), if the cluster has one.
     pub coredns: Option<DrvId>,
     /// The base OS, whose root file system [`kube_proxy_image`] picks from.
@@ -138,8 +139,9 @@ pub struct ComponentImageInputs {
 /// The derivation of `images` (each of a component of [`IMAGE_COMPONENTS`], or CoreDNS),
 /// named `component-images`: etcd's program from input `etcd`, CoreDNS's from input
 /// `coredns`, every other from input `kubernetes`. All must be static programs; the package
-/// set builds them so (`cgo = false`). The derivation depends on `coredns` only when `images`
-/// has CoreDNS's image, and on `base-os` (the base OS) only when it has kube-proxy's.
+/// set builds them so (`cgo = false`). The derivation depends on `etcd` only when `images` has
+/// etcd's image, on `coredns` only when it has CoreDNS's, and on `base-os` (the base OS) only
+/// when it has kube-proxy's.
 ///
 /// Its output holds each image's archive at [`ComponentImage::archive`] and
 /// [`IMAGES_INDEX_FILE`](super::IMAGES_INDEX_FILE), as [`container_images`](super::container_images)'
@@ -147,7 +149,8 @@ pub struct ComponentImageInputs {
 ///
 /// # Errors
 ///
-/// [`ImageError::Assembly`] if `images` has CoreDNS's image and `inputs` no CoreDNS.
+/// [`ImageError::Assembly`] if `images` has etcd's or CoreDNS's image and `inputs` lacks that
+/// program.
 pub fn component_images(
     inputs: ComponentImageInputs,
     images: Vec<ComponentImage>,
@@ -155,22 +158,28 @@ pub fn component_images(
 ) -> Result<Derivation, ImageError> {
     let builder = ComponentImages::new(images, source_date_epoch);
     let needs_base = builder.needs_base_os();
-    let coredns = builder
-        .images
-        .iter()
-        .find(|image| image.program == ImageProgram::Coredns)
-        .map(|image| {
-            inputs.coredns.ok_or_else(|| ImageError::Assembly {
-                what: image.reference(),
-                reason:
-                    "CoreDNS's image is built from the package set's CoreDNS, which is no input"
-                        .to_owned(),
+    let wanted = |program: ImageProgram, input: Option<DrvId>, what: &str| {
+        builder
+            .images
+            .iter()
+            .find(|image| image.program == program)
+            .map(|image| {
+                input.ok_or_else(|| ImageError::Assembly {
+                    what: image.reference(),
+                    reason: format!(
+                        "{what}'s image is built from the package set's {what}, which is no input"
+                    ),
+                })
             })
-        })
-        .transpose()?;
+            .transpose()
+    };
+    let etcd = wanted(Component::Etcd.into(), inputs.etcd, "etcd")?;
+    let coredns = wanted(ImageProgram::Coredns, inputs.coredns, "CoreDNS")?;
     let mut derivation = Derivation::new("component-images", Arc::new(builder))
-        .input("kubernetes", inputs.kubernetes)
-        .input("etcd", inputs.etcd);
+        .input("kubernetes", inputs.kubernetes);
+    if let Some(etcd) = etcd {
+        derivation = derivation.input("etcd", etcd);
+    }
     if let Some(coredns) = coredns {
         derivation = derivation.input("coredns", coredns);
     }
@@ -186,8 +195,8 @@ pub fn component_images(
 pub struct ProgramSources<'a> {
     /// The Kubernetes binaries, in `bin/`.
     pub kubernetes: &'a Path,
-    /// etcd, in `bin/`.
-    pub etcd: &'a Path,
+    /// etcd, in `bin/`, if an image of it is built.
+    pub etcd: Option<&'a Path>,
     /// CoreDNS, in `bin/`, if an image of it is built.
     pub coredns: Option<&'a Path>,
     /// The base OS (its root in [`BASE_OS_ROOTFS`]), if kube-proxy's image is built.
@@ -227,6 +236,13 @@ impl ComponentImages {
             .any(|image| image.program == ImageProgram::Component(Component::KubeProxy))
     }
 
+    /// Whether it builds etcd's image, and so needs the package set's etcd.
+    pub fn needs_etcd(&self) -> bool {
+        self.images
+            .iter()
+            .any(|image| image.program == ImageProgram::Component(Component::Etcd))
+    }
+
     /// Whether it builds CoreDNS's image, and so needs the package set's CoreDNS.
     pub fn needs_coredns(&self) -> bool {
         self.images
@@ -251,7 +267,9 @@ impl ComponentImages {
                 reason: format!("{what}, which is no input"),
             };
             let dir = match image.program {
-                ImageProgram::Component(Component::Etcd) => sources.etcd,
+                ImageProgram::Component(Component::Etcd) => sources
+                    .etcd
+                    .ok_or_else(|| missing("etcd's image is built from the package set's etcd"))?,
                 ImageProgram::Component(component) if IMAGE_COMPONENTS.contains(&component) => {
                     sources.kubernetes
                 }
@@ -310,7 +328,11 @@ impl Builder for ComponentImages {
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
         let kubernetes = ctx.input("kubernetes")?;
-        let etcd = ctx.input("etcd")?;
+        let etcd = if self.needs_etcd() {
+            Some(ctx.input("etcd")?)
+        } else {
+            None
+        };
         let coredns = if self.needs_coredns() {
             Some(ctx.input("coredns")?)
         } else {
@@ -347,7 +369,7 @@ mod tests {
     fn sources<'a>(kubernetes: &'a Path, etcd: &'a Path) -> ProgramSources<'a> {
         ProgramSources {
             kubernetes,
-            etcd,
+            etcd: Some(etcd),
             coredns: None,
             base_os: None,
         }
@@ -433,7 +455,7 @@ mod tests {
         assert!(dir.path().join("out6/images/coredns.oci.tar").is_file());
         let inputs = |coredns: Option<DrvId>| ComponentImageInputs {
             kubernetes: DrvId::new("kubernetes"),
-            etcd: DrvId::new("etcd"),
+            etcd: None,
             coredns,
             base_os: DrvId::new("base-os"),
         };
@@ -441,6 +463,26 @@ mod tests {
         assert!(
             component_images(inputs(Some(DrvId::new("coredns"))), vec![coredns_image], 1).is_ok()
         );
+        // etcd's image needs the package set's etcd; without one (Kubernetes from Debian's
+        // source) only the other images can be built.
+        let etcd_image = vec![image(Component::Etcd, "3.6.16")];
+        let error = component_images(inputs(None), etcd_image.clone(), 1).expect_err("no etcd");
+        assert!(error.to_string().contains("etcd"), "{error}");
+        let with_etcd = ComponentImageInputs {
+            etcd: Some(DrvId::new("etcd")),
+            ..inputs(None)
+        };
+        assert!(component_images(with_etcd, etcd_image.clone(), 1).is_ok());
+        let error = ComponentImages::new(etcd_image, 1)
+            .build_into(
+                ProgramSources {
+                    etcd: None,
+                    ..sources(&kubernetes, &etcd)
+                },
+                &dir.path().join("out7"),
+            )
+            .expect_err("no etcd");
+        assert!(error.to_string().contains("etcd"), "{error}");
 
         let kubelet = ComponentImages::new(vec![image(Component::Kubelet, "1.37.2")], 1);
         assert!(
