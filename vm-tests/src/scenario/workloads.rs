@@ -189,8 +189,8 @@ pub fn service_cluster_ip(cluster: &mut Cluster, pods: &[Pod]) -> crate::Result<
     Ok(())
 }
 
-/// Exposes the `web` Deployment as the `web` Service (port 80 to the pods' [`TEST_PORT`]) and
-/// returns its ClusterIP.
+/// Exposes the `web` Deployment as the `web` Service (port 80 to the pods'
+/// [`kiln_spec::images::TEST_PORT`]) and returns its ClusterIP.
 pub fn expose_web(cluster: &mut Cluster) -> crate::Result<String> {
     cluster.kubectl.run(&[
         "expose",
