@@ -333,7 +333,7 @@ type Packages = Vec<(
 /// set) and those the cluster runs in pods only (its `pods`), or none when the set does not
 /// have that version (binaries from `--kubernetes-dir` or `--kubernetes-release`: then the
 /// node takes the rest from the base OS).
-fn userland(
+pub(crate) fn userland(
     set: &kiln_image::packages::PackageSet,
     plan: &kiln_spec::Plan,
 ) -> anyhow::Result<(Packages, Packages)> {

@@ -259,19 +259,7 @@ mod tests {
                 .expect("inputs");
         // The Kubernetes binaries as Debian's, with the CoreDNS the set pairs with the plan's
         // version, whose image the nodes' pods may run.
-        let kubernetes = set
-            .version("kubernetes", &plan.cluster.kubernetes_version.to_string())
-            .expect("the set has the example's version");
-        let pod_packages = kubernetes
-            .pods
-            .iter()
-            .map(|(name, version)| {
-                (
-                    set.package(name).expect("declared").clone(),
-                    set.version(name, version).expect("declared").clone(),
-                )
-            })
-            .collect();
+        let (_, pod_packages) = crate::build_cluster::userland(&set, &plan).expect("declared");
         let cluster = kiln_cluster::cluster_graph(&plan, &inputs)
             .expect("graph")
             .with_images(

@@ -76,26 +76,19 @@ fn static_pod_nodes_carry_the_component_images_their_pods_name() {
         etcd: kubernetes.with["etcd"].clone(),
         coredns: kubernetes.pods.get("coredns").cloned(),
     };
-    let userland = kubernetes
-        .with
-        .iter()
-        .map(|(name, version)| {
-            (
-                set.package(name).expect("declared").clone(),
-                set.version(name, version).expect("declared").clone(),
-            )
-        })
-        .collect();
-    let pod_packages = kubernetes
-        .pods
-        .iter()
-        .map(|(name, version)| {
-            (
-                set.package(name).expect("declared").clone(),
-                set.version(name, version).expect("declared").clone(),
-            )
-        })
-        .collect();
+    let resolve = |pairs: &std::collections::BTreeMap<String, String>| {
+        pairs
+            .iter()
+            .map(|(name, version)| {
+                (
+                    set.package(name).expect("declared").clone(),
+                    set.version(name, version).expect("declared").clone(),
+                )
+            })
+            .collect()
+    };
+    let userland = resolve(&kubernetes.with);
+    let pod_packages = resolve(&kubernetes.pods);
     let lock_text = std::fs::read_to_string(root.join("kiln.lock")).expect("kiln.lock");
     let lock = kiln_image::lock::Lock::parse(&lock_text, "kiln.lock").expect("parses");
     let sources = kiln_image::resolve::AptSources::default();
