@@ -21,6 +21,13 @@ pub const CONFLIST_PATH: &str = "etc/cni/net.d/10-kiln.conflist";
 /// Where the loopback network's config goes.
 pub const LOOPBACK_PATH: &str = "etc/cni/net.d/99-loopback.conf";
 
+/// Where the module list that loads `br_netfilter` at boot goes (systemd-modules-load).
+pub const BRIDGE_NETFILTER_MODULES_PATH: &str = "etc/modules-load.d/kiln-pod-network.conf";
+
+/// Where the sysctl that passes bridged traffic through iptables goes (systemd-sysctl, which
+/// runs after systemd-modules-load).
+pub const BRIDGE_NETFILTER_SYSCTL_PATH: &str = "etc/sysctl.d/90-kiln-pod-network.conf";
+
 /// The bridge every pod of a node attaches to.
 pub const BRIDGE: &str = "cni0";
 
@@ -178,14 +185,33 @@ pub fn cni_loopback() -> CniConf {
 }
 
 /// The CNI files of `node` (one of `plan`'s nodes): [`CONFLIST_PATH`] and [`LOOPBACK_PATH`], or none
-/// for a node without a kubelet.
+/// for a node without a kubelet; with them, `br_netfilter` loaded at boot
+/// ([`BRIDGE_NETFILTER_MODULES_PATH`]) and `net.bridge.bridge-nf-call-iptables = 1`
+/// ([`BRIDGE_NETFILTER_SYSCTL_PATH`]), as kubeadm's prerequisites ask. Without them a pod's
+/// packet to a Service whose chosen endpoint is a pod on the same bridge is DNATed on the way
+/// out, but the reply is bridged straight back without passing iptables, so it is never
+/// un-NATed and the client drops it: a pod could not reach the cluster DNS when CoreDNS ran on
+/// its own node.
 pub fn cni(plan: &Plan, node: &NodePlan) -> Result<Vec<RenderedFile>, Error> {
     let Some(conflist) = cni_conflist(plan, node)? else {
         return Ok(Vec::new());
     };
+    let text = |path: &str, contents: &str| RenderedFile {
+        path: path.to_owned(),
+        contents: contents.as_bytes().to_vec(),
+        mode: 0o644,
+    };
     Ok(vec![
         json_file(CONFLIST_PATH, &conflist)?,
         json_file(LOOPBACK_PATH, &cni_loopback())?,
+        text(
+            BRIDGE_NETFILTER_MODULES_PATH,
+            "# Pod traffic across the CNI bridge passes iptables (kube-proxy's Service NAT).\nbr_netfilter\n",
+        ),
+        text(
+            BRIDGE_NETFILTER_SYSCTL_PATH,
+            "# Pod traffic across the CNI bridge passes iptables (kube-proxy's Service NAT).\nnet.bridge.bridge-nf-call-iptables = 1\n",
+        ),
     ])
 }
 

@@ -57,11 +57,13 @@
 //!     [
 //!         "etc/cni/net.d/10-kiln.conflist",
 //!         "etc/cni/net.d/99-loopback.conf",
+//!         "etc/modules-load.d/kiln-pod-network.conf",
 //!         "etc/netplan/10-kiln.yaml",
+//!         "etc/sysctl.d/90-kiln-pod-network.conf",
 //!         "etc/systemd/network/10-kiln-eth0.network",
 //!     ]
 //! );
-//! let networkd = String::from_utf8(files[3].contents.clone()).expect("UTF-8");
+//! let networkd = String::from_utf8(files[5].contents.clone()).expect("UTF-8");
 //! assert!(networkd.contains("[Route]\nDestination=10.1.2.0/24\nGateway=192.168.50.12\n"));
 //! # Ok::<(), kiln_netplan::Error>(())
 //! ```
@@ -75,9 +77,9 @@ mod networkd;
 mod nginx;
 
 pub use cni::{
-    BRIDGE, BridgePlugin, CNI_VERSION, CONFLIST_PATH, CniConf, CniConfList, CniPlugin,
-    HostLocalIpam, IpamRange, IpamRoute, LOOPBACK_PATH, PortmapCapabilities, PortmapPlugin, cni,
-    cni_conflist, cni_loopback,
+    BRIDGE, BRIDGE_NETFILTER_MODULES_PATH, BRIDGE_NETFILTER_SYSCTL_PATH, BridgePlugin, CNI_VERSION,
+    CONFLIST_PATH, CniConf, CniConfList, CniPlugin, HostLocalIpam, IpamRange, IpamRoute,
+    LOOPBACK_PATH, PortmapCapabilities, PortmapPlugin, cni, cni_conflist, cni_loopback,
 };
 pub use error::Error;
 pub use netplan::{NETPLAN_PATH, netplan};
