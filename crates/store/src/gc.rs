@@ -249,8 +249,7 @@ impl Collector {
                 if garbage.path.parent() != Some(&self.store.root) || parse_base(name).is_none() {
                     return Err(not_in_store());
                 }
-                self.store.remove_base(name)?;
-                remove_file_if_present(&self.store.locks_dir.join(format!("{name}.lock")))
+                self.store.remove_base(name)
             }
             GarbageKind::Leftover => {
                 if garbage.path.parent() != Some(&self.store.tmp_dir) {
@@ -261,8 +260,8 @@ impl Collector {
         }
     }
 
-    /// Removes the bookkeeping of paths that are gone (content-hash records
-    /// and lock files) and the temporary links of interrupted root
+    /// Removes the bookkeeping of paths that are gone (content-hash records),
+    /// the lock files of single paths and the temporary links of interrupted root
     /// registrations. Returns how many entries it removed.
     ///
     /// # Errors
@@ -283,11 +282,15 @@ impl Collector {
                 removed += 1;
             }
         }
+        // Lock files of single paths (`<base>.lock`), which kiln wrote before a byte of
+        // `paths.lock` was each path's lock (and still writes where there are no open file
+        // description locks): no build runs while the collector holds the store, so none
+        // is held, and a build that needs one again creates it.
         for name in read_names(&self.store.locks_dir)? {
-            let Some(base) = name.strip_suffix(".lock") else {
-                continue;
-            };
-            if parse_base(base).is_some() && gone(base) {
+            if name
+                .strip_suffix(".lock")
+                .is_some_and(|base| parse_base(base).is_some())
+            {
                 remove_file_if_present(&self.store.locks_dir.join(&name))?;
                 removed += 1;
             }

@@ -24,9 +24,11 @@ const ROOTS_DIR: &str = ".roots";
 pub(crate) const PENDING_PREFIX: &str = "pending-";
 /// Where Linux keeps the current boot's random id.
 const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
-/// The store-wide lock, inside `.locks/`; no path's lock file has this name,
-/// since those start with a digest.
+/// The store-wide lock, inside `.locks/`.
 const STORE_LOCK: &str = "store.lock";
+/// The file, inside `.locks/`, one byte of which is each path's build lock (see `PathLock`).
+/// Neither name starts with a digest, as lock files of single paths did.
+const PATHS_LOCK: &str = "paths.lock";
 
 /// Makes temporary names unique within this process; the process id makes
 /// them unique across processes.
@@ -40,8 +42,8 @@ static UNIQUE: AtomicU64 = AtomicU64::new(0);
 /// path's content hash is recorded in `<root>/.meta/` so that [`Store::get`]
 /// never re-reads an output, and a path is trusted only with its record: one
 /// without (a build killed between its rename and its record) is removed
-/// and built again. Builds of the same path are serialized by a lock file in
-/// `<root>/.locks/`, across threads and processes alike.
+/// and built again. Builds of the same path are serialized by a lock on one
+/// byte of `<root>/.locks/paths.lock`, across threads and processes alike.
 ///
 /// How records survive a power loss is [`Durability`]'s business: with
 /// [`Durability::Full`], a new record goes to `<root>/.meta/pending-<boot id>/`
@@ -428,7 +430,7 @@ impl Store {
     /// even if the process is killed at any point. If `f` fails, its
     /// directory is removed.
     ///
-    /// The build holds an exclusive lock on `<root>/.locks/<digest>-<name>.lock`,
+    /// The build holds the path's exclusive lock (a byte of `<root>/.locks/paths.lock`),
     /// so concurrent builds of one path (from threads or processes) run `f`
     /// once: the others wait, then return the finished path without running
     /// `f`. Whatever a killed build left in `.tmp/` is removed before `f` runs.
@@ -616,31 +618,91 @@ impl Store {
         self.durability == Durability::Full
     }
 
-    fn lock(&self, base: &str) -> Result<File, StoreError> {
-        let path = self.locks_dir.join(format!("{base}.lock"));
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|error| StoreError::io("open lock file", &path, error))?;
-        // The lock is released when the file is closed, including when the
-        // process dies, so a killed build never blocks the next one.
+    /// Takes the build lock of `<root>/<base>`, waiting while another thread or process holds
+    /// it; released when the guard is dropped, or when the process dies, so a killed build
+    /// never blocks the next one.
+    fn lock(&self, base: &str) -> Result<PathLock, StoreError> {
+        PathLock::take(&self.locks_dir, base)
+    }
+}
+
+/// A path's build lock.
+///
+/// On Linux, an exclusive open file description lock (`F_OFD_SETLKW`) on one byte of
+/// `<root>/.locks/paths.lock`, at [`lock_offset`] of the path's name: one file serves every
+/// path, so a build creates no lock file of its own (in a cold build of thousands of small
+/// paths an inode each was a tenth of the file system's work). The lock belongs to the open
+/// file description this guard opened, so two threads of one process exclude each other as
+/// two processes do. Two names at one offset (a 62-bit collision) would only wait for each
+/// other. Elsewhere, `flock` on `<root>/.locks/<base>.lock`.
+#[derive(Debug)]
+struct PathLock {
+    /// Closing it releases the lock.
+    _file: File,
+}
+
+impl PathLock {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn take(locks_dir: &Path, base: &str) -> Result<PathLock, StoreError> {
+        use nix::errno::Errno;
+        use nix::fcntl::{FcntlArg, fcntl};
+        use nix::libc;
+
+        let path = locks_dir.join(PATHS_LOCK);
+        let file = open_lock_file(&path)?;
+        let request = libc::flock {
+            l_type: libc::F_WRLCK as libc::c_short,
+            l_whence: libc::SEEK_SET as libc::c_short,
+            l_start: lock_offset(base),
+            l_len: 1,
+            // Must be 0 for an open file description lock.
+            l_pid: 0,
+        };
+        loop {
+            match fcntl(&file, FcntlArg::F_OFD_SETLKW(&request)) {
+                Ok(_) => return Ok(PathLock { _file: file }),
+                Err(Errno::EINTR) => {}
+                Err(errno) => return Err(StoreError::io("lock", &path, errno.into())),
+            }
+        }
+    }
+
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    fn take(locks_dir: &Path, base: &str) -> Result<PathLock, StoreError> {
+        let path = locks_dir.join(format!("{base}.lock"));
+        let file = open_lock_file(&path)?;
         file.lock()
             .map_err(|error| StoreError::io("lock", &path, error))?;
-        Ok(file)
+        Ok(PathLock { _file: file })
     }
+}
+
+/// The byte of `.locks/paths.lock` that is `base`'s build lock: 62 bits of a digest of the
+/// name, so the offset is a valid positive `off_t` with room after it.
+fn lock_offset(base: &str) -> i64 {
+    let digest = DigestBuilder::new("kiln-store-path-lock-v1")
+        .str(base)
+        .finish();
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest.as_bytes()[..8]);
+    i64::try_from(u64::from_le_bytes(bytes) >> 2).unwrap_or_else(|_| unreachable!("62 bits fit"))
+}
+
+/// Opens (creating if needed) a lock file for writing, without truncating it.
+fn open_lock_file(path: &Path) -> Result<File, StoreError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|error| StoreError::io("open lock file", path, error))
 }
 
 /// Opens and locks the store-wide lock file; `None` if `wait` is false and
 /// the lock is held in a conflicting way.
 fn lock_store(path: &Path, access: Access, wait: bool) -> Result<Option<File>, StoreError> {
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|error| StoreError::io("open lock file", path, error))?;
+    let file = open_lock_file(path)?;
     // Like a path's lock, this one dies with its process.
     let locked = match (access, wait) {
         (Access::Shared, true) => file.lock_shared().map(|()| true),
@@ -764,12 +826,13 @@ fn exists(path: &Path) -> Result<bool, StoreError> {
     }
 }
 
-/// Reads a content-hash record: a symlink whose target is the hash in hex,
-/// so reading it is a single `readlink`. `None` if it is missing or
-/// unreadable, in which case the caller recomputes it from the output.
+/// Reads a content-hash record: a symlink whose target is the hash ([`record_text`]; the
+/// 64 hex digits of records written before are read too), so reading it is a single
+/// `readlink`. `None` if it is missing or unreadable, in which case the caller recomputes
+/// it from the output.
 pub(crate) fn read_record(path: &Path) -> Result<Option<Digest>, StoreError> {
     match fs::read_link(path) {
-        Ok(target) => Ok(target.to_str().and_then(|hex| hex.parse().ok())),
+        Ok(target) => Ok(target.to_str().and_then(parse_record)),
         Err(error)
             if matches!(
                 error.kind(),
@@ -782,13 +845,79 @@ pub(crate) fn read_record(path: &Path) -> Result<Option<Digest>, StoreError> {
     }
 }
 
+/// The URL-safe base64 alphabet of RFC 4648, section 5.
+const RECORD_ALPHABET: &[u8; 64] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Each byte's value in [`RECORD_ALPHABET`], or 0xff for a byte outside it.
+const RECORD_VALUES: [u8; 256] = {
+    let mut values = [0xff; 256];
+    let mut index = 0;
+    while index < 64 {
+        values[RECORD_ALPHABET[index] as usize] = index as u8;
+        index += 1;
+    }
+    values
+};
+
+/// A record's target: the hash in URL-safe base64 without padding, 43 characters. Short
+/// enough that file systems keep the target in the inode itself (ext4 does below 60 bytes;
+/// 64 hex digits were not), so writing a record allocates no block and reading one reads
+/// none: a no-op rebuild reads a record per derivation.
+fn record_text(content_hash: &Digest) -> String {
+    let mut text = String::with_capacity(43);
+    let (mut bits, mut count) = (0u32, 0u32);
+    for &byte in content_hash.as_bytes() {
+        bits = (bits << 8) | u32::from(byte);
+        count += 8;
+        while count >= 6 {
+            count -= 6;
+            text.push(char::from(RECORD_ALPHABET[(bits >> count) as usize & 63]));
+        }
+    }
+    // 256 bits: 42 full characters and 4 bits left, padded with two zero bits.
+    text.push(char::from(
+        RECORD_ALPHABET[(bits << (6 - count)) as usize & 63],
+    ));
+    text
+}
+
+/// Parses a record's target: [`record_text`]'s 43 characters (the canonical spelling only),
+/// or 64 hex digits.
+fn parse_record(text: &str) -> Option<Digest> {
+    if text.len() == 64 {
+        return text.parse().ok();
+    }
+    if text.len() != 43 {
+        return None;
+    }
+    let mut bytes = [0u8; 32];
+    let (mut bits, mut count, mut filled) = (0u32, 0u32, 0usize);
+    for &character in text.as_bytes() {
+        let value = RECORD_VALUES[usize::from(character)];
+        if value == 0xff {
+            return None;
+        }
+        bits = (bits << 6) | u32::from(value);
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            bytes[filled] = (bits >> count) as u8;
+            filled += 1;
+        }
+    }
+    // The last character's two padding bits must be zero.
+    (filled == 32 && bits & ((1 << count) - 1) == 0).then_some(Digest::from_bytes(bytes))
+}
+
 /// Writes a record so that readers see the old record, the new one, or none, and a
 /// directory of records never holds a temporary (a commit moves everything in it): where
 /// there is no record yet (every new build), the symlink is created in place, which is atomic
 /// (it appears with its target or not at all); over an old one, through a temporary symlink in
 /// `tmp_dir` and a rename.
 fn write_record(path: &Path, tmp_dir: &Path, content_hash: &Digest) -> Result<(), StoreError> {
-    match std::os::unix::fs::symlink(content_hash.to_hex(), path) {
+    let text = record_text(content_hash);
+    match std::os::unix::fs::symlink(&text, path) {
         Ok(()) => return Ok(()),
         Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
         Err(error) => return Err(StoreError::io("write record", path, error)),
@@ -798,7 +927,7 @@ fn write_record(path: &Path, tmp_dir: &Path, content_hash: &Digest) -> Result<()
         .and_then(|name| name.to_str())
         .unwrap_or("record");
     let tmp = tmp_dir.join(unique_name(file_name, "record"));
-    std::os::unix::fs::symlink(content_hash.to_hex(), &tmp)
+    std::os::unix::fs::symlink(&text, &tmp)
         .map_err(|error| StoreError::io("write record", &tmp, error))?;
     fs::rename(&tmp, path).map_err(|error| {
         let _ = fs::remove_file(&tmp);
@@ -857,6 +986,10 @@ mod tests {
         fs::remove_file(&path).expect("remove");
         std::os::unix::fs::symlink("not a digest", &path).expect("symlink");
         assert_eq!(read_record(&path).expect("read"), None);
+        // A record written before records were base64 is read too.
+        fs::remove_file(&path).expect("remove");
+        std::os::unix::fs::symlink(digest.to_hex(), &path).expect("symlink");
+        assert_eq!(read_record(&path).expect("read"), Some(digest));
         fs::remove_file(&path).expect("remove");
         fs::write(&path, digest.to_hex()).expect("a plain file");
         assert_eq!(read_record(&path).expect("read"), None);
@@ -864,6 +997,42 @@ mod tests {
             fs::read_dir(dir.path()).expect("ls").count(),
             1,
             "no temporary left"
+        );
+    }
+
+    #[test]
+    fn record_text_is_short_base64_and_round_trips() {
+        // RFC 4648's test vectors, padded to 32 bytes with zeros, checked against Python's
+        // base64.urlsafe_b64encode.
+        let mut bytes = [0u8; 32];
+        bytes[..6].copy_from_slice(b"foobar");
+        assert_eq!(
+            record_text(&Digest::from_bytes(bytes)),
+            "Zm9vYmFyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+        );
+        assert_eq!(
+            record_text(&Digest::from_bytes([0xff; 32])),
+            "__________________________________________8"
+        );
+        for seed in 0u8..=255 {
+            let digest = Digest::of(&[seed]);
+            let text = record_text(&digest);
+            assert_eq!(text.len(), 43, "{text}");
+            assert_eq!(parse_record(&text), Some(digest), "{text}");
+            assert_eq!(parse_record(&digest.to_hex()), Some(digest));
+        }
+        // Non-canonical padding bits, a wrong length, a letter outside the alphabet.
+        assert_eq!(
+            parse_record("__________________________________________9"),
+            None
+        );
+        assert_eq!(
+            parse_record("__________________________________________"),
+            None
+        );
+        assert_eq!(
+            parse_record("_________________________________________+8"),
+            None
         );
     }
 }

@@ -210,9 +210,40 @@ fn a_killed_deletion_leaves_a_leftover_that_the_next_collection_removes() {
         collector.remove(piece).expect("remove");
     }
     assert_eq!(fs::read_dir(root.join(".tmp")).expect("ls").count(), 0);
-    // The lock file of the path is left from its build; tidying removes it.
-    assert_eq!(collector.tidy().expect("tidy"), 1);
-    assert_eq!(fs::read_dir(root.join(".locks")).expect("ls").count(), 1);
+    // Builds leave no lock file of their own: the store-wide lock and the one file whose
+    // bytes are the paths' locks.
+    assert_eq!(collector.tidy().expect("tidy"), 0);
+    let mut locks: Vec<_> = fs::read_dir(root.join(".locks"))
+        .expect("ls")
+        .map(|entry| entry.expect("entry").file_name())
+        .collect();
+    locks.sort();
+    assert_eq!(locks, ["paths.lock", "store.lock"]);
+}
+
+#[test]
+fn tidying_removes_the_lock_files_of_single_paths_that_older_stores_have() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    let store = Store::open(&root).expect("open");
+    let kept = build(&store, "kept", write_file);
+    drop(store);
+    // As an older kiln left them: one per path built, present or not.
+    let legacy = [
+        root.join(".locks").join(format!("{}.lock", base(&kept))),
+        root.join(".locks")
+            .join(format!("{}-gone.lock", digest("gone").to_hex())),
+    ];
+    for file in &legacy {
+        fs::write(file, "").expect("a legacy lock file");
+    }
+    let collector = Collector::open(&root).expect("collector");
+    assert_eq!(collector.tidy().expect("tidy"), 2);
+    assert!(legacy.iter().all(|file| !file.exists()));
+    assert!(root.join(".locks/store.lock").exists());
+    drop(collector);
+    let store = Store::open(&root).expect("reopen");
+    assert_eq!(store.get(&kept.digest, "kept").expect("get"), Some(kept));
 }
 
 fn make_writable(path: &Path) {
@@ -331,8 +362,8 @@ fn tidying_drops_another_boots_pending_records_and_the_paths_they_name() {
         (kept, torn)
     };
     let collector = Collector::open(&root).expect("collector");
-    // The record, its directory, and the path's lock file (its path is gone).
-    assert_eq!(collector.tidy().expect("tidy"), 3);
+    // The record and its directory.
+    assert_eq!(collector.tidy().expect("tidy"), 2);
     assert!(
         !torn.path.exists(),
         "a path no committed record vouches for"

@@ -211,10 +211,9 @@ fn a_path_without_a_record_is_built_again() {
         .build(&id, "record", |out| fs::write(out.join("f"), "x"))
         .expect("build");
     let pending = pending_dir(&store).join(format!("{id}-record"));
-    assert_eq!(
-        fs::read_link(&pending).expect("a pending record"),
-        Path::new(&built.content_hash.to_hex())
-    );
+    // The hash in 43 characters of URL-safe base64 (short enough to live in the inode).
+    let target = fs::read_link(&pending).expect("a pending record");
+    assert_eq!(target.as_os_str().len(), 43, "{target:?}");
     // As if the build had been killed between its rename and its record: the path may be
     // torn, so it is not trusted.
     fs::remove_file(&pending).expect("remove record");
