@@ -151,6 +151,12 @@ impl Graph {
         for (topological, &position) in order.iter().enumerate() {
             topological_of_position[position] = topological;
         }
+        // Everything of each digest but the inputs' digests (the builders' parameters, most of
+        // the work), on every core; the chain through the inputs follows in order.
+        let mut starts = digest_starts(&sorted, recipe.as_ref())
+            .into_iter()
+            .map(Some)
+            .collect::<Vec<_>>();
         let mut slots: Vec<Option<(DrvId, Derivation)>> = sorted.into_iter().map(Some).collect();
         let mut nodes: Vec<Node> = Vec::with_capacity(order.len());
         let mut index = BTreeMap::new();
@@ -168,7 +174,10 @@ impl Graph {
                     (name.clone(), target)
                 })
                 .collect();
-            let digest = derivation_digest(&derivation, &inputs, &nodes, recipe.as_ref());
+            let Some(start) = starts[position].take() else {
+                unreachable!("each position appears once in a topological order");
+            };
+            let digest = start.finish(&inputs, &nodes);
             let mut dependents: Vec<usize> = dependents_by_position[position]
                 .iter()
                 .map(|&dependent| topological_of_position[dependent])
@@ -188,39 +197,89 @@ impl Graph {
     }
 }
 
-/// The digest of a derivation, given its inputs' (already computed) digests.
-fn derivation_digest(
-    derivation: &Derivation,
-    inputs: &[(String, usize)],
-    nodes: &[Node],
-    recipe: Option<&Digest>,
-) -> Digest {
-    match derivation.addressing {
-        Addressing::Fixed { content_hash } => DigestBuilder::new("kiln-fixed-output-v1")
-            .str(&derivation.name)
-            .digest(&content_hash)
-            .finish(),
-        Addressing::Inputs => {
-            let builder = &derivation.builder;
-            // Graphs with a recipe hash in their own domain, so no v1 encoding can collide.
-            let recipe = recipe.filter(|_| !derivation.ignores_recipe);
-            let digest = match recipe {
-                Some(recipe) => DigestBuilder::new("kiln-derivation-v2").digest(recipe),
-                None => DigestBuilder::new("kiln-derivation-v1"),
-            };
-            let mut digest = digest
-                .str(builder.kind())
-                .u64(u64::from(builder.version()))
-                .str(&derivation.name)
-                .bytes(builder.params().as_bytes())
-                .u64(inputs.len() as u64);
-            // `inputs` is sorted by name, as it comes from a BTreeMap.
-            for (name, target) in inputs {
-                digest = digest.str(name).digest(&nodes[*target].digest);
+/// A derivation's digest but for its inputs' digests: the whole digest of a fixed-output
+/// derivation, else the encoder fed everything up to its inputs.
+enum DigestStart {
+    Whole(Digest),
+    Before(DigestBuilder),
+}
+
+impl DigestStart {
+    /// The part of `derivation`'s digest that does not depend on its inputs.
+    fn of(derivation: &Derivation, recipe: Option<&Digest>) -> DigestStart {
+        match derivation.addressing {
+            Addressing::Fixed { content_hash } => DigestStart::Whole(
+                DigestBuilder::new("kiln-fixed-output-v1")
+                    .str(&derivation.name)
+                    .digest(&content_hash)
+                    .finish(),
+            ),
+            Addressing::Inputs => {
+                let builder = &derivation.builder;
+                // Graphs with a recipe hash in their own domain, so no v1 encoding can collide.
+                let recipe = recipe.filter(|_| !derivation.ignores_recipe);
+                let digest = match recipe {
+                    Some(recipe) => DigestBuilder::new("kiln-derivation-v2").digest(recipe),
+                    None => DigestBuilder::new("kiln-derivation-v1"),
+                };
+                DigestStart::Before(
+                    digest
+                        .str(builder.kind())
+                        .u64(u64::from(builder.version()))
+                        .str(&derivation.name)
+                        .bytes(builder.params().as_bytes())
+                        .u64(derivation.inputs.len() as u64),
+                )
             }
-            digest.finish()
         }
     }
+
+    /// The digest, given the inputs (sorted by name, as they come from a `BTreeMap`) and the
+    /// nodes that hold their digests.
+    fn finish(self, inputs: &[(String, usize)], nodes: &[Node]) -> Digest {
+        match self {
+            DigestStart::Whole(digest) => digest,
+            DigestStart::Before(mut digest) => {
+                for (name, target) in inputs {
+                    digest = digest.str(name).digest(&nodes[*target].digest);
+                }
+                digest.finish()
+            }
+        }
+    }
+}
+
+/// [`DigestStart::of`] every derivation, on up to as many threads as there are cores.
+fn digest_starts(sorted: &[(DrvId, Derivation)], recipe: Option<&Digest>) -> Vec<DigestStart> {
+    // Below this many per thread, starting threads costs more than it saves.
+    const MIN_PER_THREAD: usize = 256;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(sorted.len() / MIN_PER_THREAD)
+        .max(1);
+    let start = |chunk: &[(DrvId, Derivation)]| -> Vec<DigestStart> {
+        chunk
+            .iter()
+            .map(|(_, derivation)| DigestStart::of(derivation, recipe))
+            .collect()
+    };
+    if threads == 1 {
+        return start(sorted);
+    }
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = sorted
+            .chunks(sorted.len().div_ceil(threads))
+            .map(|chunk| scope.spawn(move || start(chunk)))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 /// Finds one cycle deterministically: in the strongly connected component

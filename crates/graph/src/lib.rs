@@ -64,6 +64,7 @@
 #![forbid(unsafe_code)]
 
 mod builder;
+mod canonical;
 mod derivation;
 mod error;
 mod eval;

@@ -34,8 +34,7 @@ impl Params {
     /// implementation that fails. Both are bugs in the builder, found by the first test that
     /// adds it to a graph, and never depend on the spec.
     pub fn of<T: Serialize + ?Sized>(value: &T) -> Params {
-        let encode = || serde_json::to_vec(&serde_json::to_value(value)?);
-        match encode() {
+        match crate::canonical::to_vec(value) {
             Ok(bytes) => Params(bytes),
             Err(error) => panic!(
                 "builder parameters of type {} are not JSON: {error}",
