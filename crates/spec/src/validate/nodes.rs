@@ -11,6 +11,9 @@ struct Seen<'spec> {
     addresses: BTreeMap<Ipv4Addr, String>,
     /// Each pod subnet, with the node that has it.
     pod_subnets: Vec<(Ipv4Net, String)>,
+    /// The same subnets as (network address, prefix length), to tell at once whether a new
+    /// one overlaps any (`pod_subnets` is searched for the owner only then).
+    pod_blocks: BTreeSet<(u32, u8)>,
     /// How many nodes with a kubelet came before (the next one's default /24).
     kubelets: u32,
 }
@@ -288,10 +291,13 @@ impl Checker {
             return (None, false);
         };
         let mut ok = true;
-        if let Some((_, other_owner)) = seen
-            .pod_subnets
-            .iter()
-            .find(|(other, _)| overlaps(*other, subnet))
+        if let Some((_, other_owner)) = overlaps_any(&seen.pod_blocks, subnet)
+            .then(|| {
+                seen.pod_subnets
+                    .iter()
+                    .find(|(other, _)| overlaps(*other, subnet))
+            })
+            .flatten()
         {
             ok = false;
             self.push(
@@ -303,6 +309,8 @@ impl Checker {
             );
         }
         seen.pod_subnets.push((subnet, owner.to_owned()));
+        seen.pod_blocks
+            .insert((u32::from(subnet.network()), subnet.prefix_len()));
         (Some(subnet), ok)
     }
 
@@ -371,6 +379,53 @@ impl Checker {
                     ),
                 )
                 .help("use an odd number of etcd members"),
+            );
+        }
+    }
+}
+
+/// Whether `subnet` overlaps any of `blocks` (network address, prefix length), without a scan:
+/// two CIDR blocks overlap exactly when one holds the other's network address, so either a
+/// block starts inside `subnet`, or one of the (at most 33) blocks that could hold `subnet`'s
+/// network address is there.
+fn overlaps_any(blocks: &BTreeSet<(u32, u8)>, subnet: Ipv4Net) -> bool {
+    let (start, end) = (u32::from(subnet.network()), u32::from(subnet.broadcast()));
+    blocks.range((start, 0)..=(end, 32)).next().is_some()
+        || (0..=32u8).any(|prefix| {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            blocks.contains(&(start & mask, prefix))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn subnet() -> impl Strategy<Value = Ipv4Net> {
+        // Few distinct networks, so that overlaps are common.
+        (0u32..4, 0u32..4, 0u8..=32).prop_map(|(high, low, prefix)| {
+            let address = Ipv4Addr::from((10 << 24) | (high << 16) | (low << 8));
+            Ipv4Net::new(address, prefix)
+                .map(|net| net.trunc())
+                .unwrap_or_else(|_| unreachable!("a prefix of at most 32"))
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn overlaps_any_agrees_with_a_scan(
+            existing in prop::collection::vec(subnet(), 0..12),
+            new in subnet(),
+        ) {
+            let blocks: BTreeSet<(u32, u8)> = existing
+                .iter()
+                .map(|net| (u32::from(net.network()), net.prefix_len()))
+                .collect();
+            prop_assert_eq!(
+                overlaps_any(&blocks, new),
+                existing.iter().any(|other| overlaps(*other, new))
             );
         }
     }
