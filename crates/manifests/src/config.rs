@@ -67,7 +67,7 @@ pub const KUBELET_POD_PIDS_LIMIT: i64 = 4096;
 /// The kernel tunables the kubelet checks with `protectKernelDefaults`, by their `sysctl`
 /// names, with the values it wants: its container manager's `setupKernelTunables` (the same six
 /// from Kubernetes 1.20 to 1.37; without the setting the kubelet writes them itself).
-pub const KUBELET_SYSCTLS: [(&str, u32); 6] = [
+pub const KUBELET_SYSCTLS: [kiln_spec::sysctl::Sysctl; 6] = [
     ("vm.overcommit_memory", 1),
     ("vm.panic_on_oom", 0),
     ("kernel.panic", 10),
@@ -85,14 +85,13 @@ pub const KUBELET_SYSCTLS: [(&str, u32); 6] = [
 /// assert!(text.lines().any(|line| line == "kernel.panic_on_oops = 1"));
 /// ```
 pub fn kubelet_sysctls() -> String {
-    let mut text = String::from(
-        "# The kernel tunables the kubelet wants; with protectKernelDefaults it does not start\n\
-         # unless they are set.\n",
-    );
-    for (name, value) in KUBELET_SYSCTLS {
-        text.push_str(&format!("{name} = {value}\n"));
-    }
-    text
+    kiln_spec::sysctl::sysctl_d(
+        &[
+            "The kernel tunables the kubelet wants; with protectKernelDefaults it does not start",
+            "unless they are set.",
+        ],
+        &KUBELET_SYSCTLS,
+    )
 }
 
 /// The kubelet's `tlsCipherSuites`: TLS 1.2's ECDHE suites with AEAD ciphers only, ECDSA ones

@@ -28,6 +28,15 @@ pub const BRIDGE_NETFILTER_MODULES_PATH: &str = "etc/modules-load.d/kiln-pod-net
 /// runs after systemd-modules-load).
 pub const BRIDGE_NETFILTER_SYSCTL_PATH: &str = "etc/sysctl.d/90-kiln-pod-network.conf";
 
+/// The kernel settings of the pod network on every node with a kubelet
+/// ([`BRIDGE_NETFILTER_SYSCTL_PATH`]): bridged traffic passes iptables.
+pub const POD_NETWORK_SYSCTLS: [kiln_spec::sysctl::Sysctl; 1] =
+    [("net.bridge.bridge-nf-call-iptables", 1)];
+
+/// Why the pod network's module and setting are there (the first line of both files).
+const BRIDGE_NETFILTER_WHY: &str =
+    "Pod traffic across the CNI bridge passes iptables (kube-proxy's Service NAT).";
+
 /// The bridge every pod of a node attaches to.
 pub const BRIDGE: &str = "cni0";
 
@@ -186,7 +195,7 @@ pub fn cni_loopback() -> CniConf {
 
 /// The CNI files of `node` (one of `plan`'s nodes): [`CONFLIST_PATH`] and [`LOOPBACK_PATH`], or none
 /// for a node without a kubelet; with them, `br_netfilter` loaded at boot
-/// ([`BRIDGE_NETFILTER_MODULES_PATH`]) and `net.bridge.bridge-nf-call-iptables = 1`
+/// ([`BRIDGE_NETFILTER_MODULES_PATH`]) and [`POD_NETWORK_SYSCTLS`]
 /// ([`BRIDGE_NETFILTER_SYSCTL_PATH`]), as kubeadm's prerequisites ask. Without them a pod's
 /// packet to a Service whose chosen endpoint is a pod on the same bridge is DNATed on the way
 /// out, but the reply is bridged straight back without passing iptables, so it is never
@@ -206,11 +215,11 @@ pub fn cni(plan: &Plan, node: &NodePlan) -> Result<Vec<RenderedFile>, Error> {
         json_file(LOOPBACK_PATH, &cni_loopback())?,
         text(
             BRIDGE_NETFILTER_MODULES_PATH,
-            "# Pod traffic across the CNI bridge passes iptables (kube-proxy's Service NAT).\nbr_netfilter\n",
+            &format!("# {BRIDGE_NETFILTER_WHY}\nbr_netfilter\n"),
         ),
         text(
             BRIDGE_NETFILTER_SYSCTL_PATH,
-            "# Pod traffic across the CNI bridge passes iptables (kube-proxy's Service NAT).\nnet.bridge.bridge-nf-call-iptables = 1\n",
+            &kiln_spec::sysctl::sysctl_d(&[BRIDGE_NETFILTER_WHY], &POD_NETWORK_SYSCTLS),
         ),
     ])
 }

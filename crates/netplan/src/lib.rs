@@ -79,7 +79,8 @@ mod nginx;
 pub use cni::{
     BRIDGE, BRIDGE_NETFILTER_MODULES_PATH, BRIDGE_NETFILTER_SYSCTL_PATH, BridgePlugin, CNI_VERSION,
     CONFLIST_PATH, CniConf, CniConfList, CniPlugin, HostLocalIpam, IpamRange, IpamRoute,
-    LOOPBACK_PATH, PortmapCapabilities, PortmapPlugin, cni, cni_conflist, cni_loopback,
+    LOOPBACK_PATH, POD_NETWORK_SYSCTLS, PortmapCapabilities, PortmapPlugin, cni, cni_conflist,
+    cni_loopback,
 };
 pub use error::Error;
 pub use netplan::{NETPLAN_PATH, netplan};

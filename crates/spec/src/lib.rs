@@ -50,6 +50,7 @@ pub mod paths;
 mod plan;
 mod raw;
 mod rendered;
+pub mod sysctl;
 pub mod text;
 pub mod time;
 mod validate;
