@@ -328,6 +328,7 @@ pub(crate) fn add_images(
         releases,
         ComponentInputs {
             kubernetes: &shared.kubernetes,
+            debian_kubernetes: matches!(inputs.kubernetes, KubernetesSource::Debian { .. }),
             etcd: packages.etcd,
             coredns: packages.coredns,
             base_os: &shared.base_os,
@@ -596,6 +597,9 @@ fn add_package(
 struct ComponentInputs<'a> {
     /// The Kubernetes binaries.
     kubernetes: &'a DrvId,
+    /// Whether they are built from Debian's source package: then only CoreDNS's image is
+    /// built (Debian's binaries are not static builds, and the nodes run the base OS's etcd).
+    debian_kubernetes: bool,
     /// The package set's etcd; `None` for Kubernetes built from Debian's source, whose nodes
     /// run the base OS's etcd and whose binaries are not the package set's static builds.
     etcd: Option<DrvId>,
@@ -623,10 +627,9 @@ fn add_component_images(
     inputs: ComponentInputs<'_>,
 ) -> Result<BTreeMap<String, DrvId>, ClusterError> {
     let mut per_node: BTreeMap<String, Vec<ComponentImage>> = BTreeMap::new();
-    let from_package_set = inputs.etcd.is_some();
     for node in &plan.nodes {
         let mut images = kiln_manifests::pod_images(plan, releases, node);
-        if !from_package_set {
+        if inputs.debian_kubernetes {
             images.retain(|image| image.program == ImageProgram::Coredns);
         }
         if !images.is_empty() {

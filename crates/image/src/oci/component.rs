@@ -26,6 +26,10 @@ pub const IMAGE_COMPONENTS: [Component; 5] = [
     Component::KubeProxy,
 ];
 
+/// kube-proxy's program: its image is the one that needs the base OS (see
+/// [`KUBE_PROXY_PROGRAMS`]).
+pub const KUBE_PROXY: ImageProgram = ImageProgram::Component(Component::KubeProxy);
+
 /// The programs kube-proxy runs (in its iptables mode, kiln's), by the names it runs them by:
 /// iptables' IPv4 and IPv6 commands and `conntrack`, which it uses to drop stale UDP entries.
 /// kube-proxy's image holds each as the base OS has it: Debian's alternatives point the
@@ -157,12 +161,10 @@ pub fn component_images(
     source_date_epoch: u64,
 ) -> Result<Derivation, ImageError> {
     let builder = ComponentImages::new(images, source_date_epoch);
-    let needs_base = builder.needs_base_os();
+    let needs_base = builder.builds(KUBE_PROXY);
     let wanted = |program: ImageProgram, input: Option<DrvId>, what: &str| {
         builder
-            .images
-            .iter()
-            .find(|image| image.program == program)
+            .image(program)
             .map(|image| {
                 input.ok_or_else(|| ImageError::Assembly {
                     what: image.reference(),
@@ -229,25 +231,16 @@ impl ComponentImages {
         &self.images
     }
 
-    /// Whether it builds kube-proxy's image, and so needs the base OS.
-    pub fn needs_base_os(&self) -> bool {
-        self.images
-            .iter()
-            .any(|image| image.program == ImageProgram::Component(Component::KubeProxy))
+    /// Its image of `program`, if it builds one.
+    pub fn image(&self, program: ImageProgram) -> Option<&ComponentImage> {
+        self.images.iter().find(|image| image.program == program)
     }
 
-    /// Whether it builds etcd's image, and so needs the package set's etcd.
-    pub fn needs_etcd(&self) -> bool {
-        self.images
-            .iter()
-            .any(|image| image.program == ImageProgram::Component(Component::Etcd))
-    }
-
-    /// Whether it builds CoreDNS's image, and so needs the package set's CoreDNS.
-    pub fn needs_coredns(&self) -> bool {
-        self.images
-            .iter()
-            .any(|image| image.program == ImageProgram::Coredns)
+    /// Whether it builds an image of `program`, and so needs that program's input: the
+    /// package set's etcd ([`Component::Etcd`]) or CoreDNS ([`ImageProgram::Coredns`]), or
+    /// for kube-proxy's ([`KUBE_PROXY`]) the base OS.
+    pub fn builds(&self, program: ImageProgram) -> bool {
+        self.image(program).is_some()
     }
 
     /// Writes the archives and the index into `out`, reading each program from `bin/` of
@@ -286,7 +279,7 @@ impl ComponentImages {
             };
             let path = dir.join("bin").join(image.program.name());
             let program = fs::read(&path).map_err(|error| ImageError::io(&path, error))?;
-            let oci = if image.program == ImageProgram::Component(Component::KubeProxy) {
+            let oci = if image.program == KUBE_PROXY {
                 let base_os = sources
                     .base_os
                     .ok_or_else(|| missing("kube-proxy's image is picked from the base OS"))?;
@@ -328,17 +321,17 @@ impl Builder for ComponentImages {
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
         let kubernetes = ctx.input("kubernetes")?;
-        let etcd = if self.needs_etcd() {
+        let etcd = if self.builds(Component::Etcd.into()) {
             Some(ctx.input("etcd")?)
         } else {
             None
         };
-        let coredns = if self.needs_coredns() {
+        let coredns = if self.builds(ImageProgram::Coredns) {
             Some(ctx.input("coredns")?)
         } else {
             None
         };
-        let base_os = if self.needs_base_os() {
+        let base_os = if self.builds(KUBE_PROXY) {
             ctx.report("unpacking the base OS for kube-proxy's image");
             Some(ctx.input("base-os")?)
         } else {
@@ -393,7 +386,7 @@ mod tests {
             1,
         );
         assert_eq!(builder.images().len(), 2);
-        assert!(!builder.needs_base_os());
+        assert!(!builder.builds(KUBE_PROXY) && builder.builds(Component::Etcd.into()));
         let out = dir.path().join("out");
         builder
             .build_into(sources(&kubernetes, &etcd), &out)
@@ -425,7 +418,7 @@ mod tests {
         // kube-proxy's image needs the base OS to pick iptables from.
         fs::write(kubernetes.join("bin/kube-proxy"), b"proxy").expect("write");
         let proxy = ComponentImages::new(vec![image(Component::KubeProxy, "1.37.2")], 1);
-        assert!(proxy.needs_base_os());
+        assert!(proxy.builds(KUBE_PROXY));
         let error = proxy
             .build_into(sources(&kubernetes, &etcd), &dir.path().join("out4"))
             .expect_err("no base OS");
@@ -437,7 +430,7 @@ mod tests {
             version: "1.15.0".to_owned(),
         };
         let coredns = ComponentImages::new(vec![coredns_image.clone()], 1);
-        assert!(coredns.needs_coredns() && !coredns.needs_base_os());
+        assert!(coredns.builds(ImageProgram::Coredns) && !coredns.builds(KUBE_PROXY));
         let error = coredns
             .build_into(sources(&kubernetes, &etcd), &dir.path().join("out5"))
             .expect_err("no CoreDNS");

@@ -23,8 +23,9 @@ use serde_json::json;
 
 pub use self::busybox::{BUSYBOX_PACKAGE, DebianBusybox};
 pub use self::component::{
-    ComponentImageInputs, ComponentImages, IMAGE_COMPONENTS, KUBE_PROXY_FILES, KUBE_PROXY_PROGRAMS,
-    ProgramSources, XTABLES_EXTENSIONS_DIR, component_image, component_images, kube_proxy_image,
+    ComponentImageInputs, ComponentImages, IMAGE_COMPONENTS, KUBE_PROXY, KUBE_PROXY_FILES,
+    KUBE_PROXY_PROGRAMS, ProgramSources, XTABLES_EXTENSIONS_DIR, component_image, component_images,
+    kube_proxy_image,
 };
 pub use self::layout::{
     CONTAINERD_IMAGE_NAME_ANNOTATION, OCI_REF_NAME_ANNOTATION, OciArchive, OciImage, oci_archive,
