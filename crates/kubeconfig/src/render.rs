@@ -1,7 +1,7 @@
 //! Which kubeconfigs exist, whom they name, and rendering them from a plan and a PKI.
 
 use kiln_pki::Pki;
-use kiln_spec::{KubeProxyMode, NodePlan, Plan, Role, paths};
+use kiln_spec::{Component, KubeProxyMode, NodePlan, Plan, Role, paths};
 
 use crate::error::Error;
 use crate::model::{
@@ -33,6 +33,14 @@ pub enum KubeconfigKind {
     Scheduler,
     /// `kube-proxy.conf`: `system:kube-proxy`.
     KubeProxy,
+}
+
+/// The certificate of `component`'s kubeconfig ([`kiln_spec::kubeconfig_certificate`]), for
+/// the three components that have one for the whole cluster.
+fn component_certificate(component: Component) -> String {
+    kiln_spec::kubeconfig_certificate(component)
+        .unwrap_or_else(|| unreachable!("{component:?} has a kubeconfig of its own"))
+        .to_owned()
 }
 
 /// The kubeconfigs that belong to the operator, not to any node: their keys are never placed
@@ -84,9 +92,9 @@ impl KubeconfigKind {
             Self::Admin => "admin".to_owned(),
             Self::SuperAdmin => "super-admin".to_owned(),
             Self::Kubelet { node } => format!("kubelet-client/{node}"),
-            Self::ControllerManager => "controller-manager".to_owned(),
-            Self::Scheduler => "scheduler".to_owned(),
-            Self::KubeProxy => "kube-proxy".to_owned(),
+            Self::ControllerManager => component_certificate(Component::KubeControllerManager),
+            Self::Scheduler => component_certificate(Component::KubeScheduler),
+            Self::KubeProxy => component_certificate(Component::KubeProxy),
         }
     }
 

@@ -161,13 +161,7 @@ pub fn pki_files(plan: &Plan, node: &NodePlan, component: Component) -> BTreeSet
     .collect();
     // The client certificate of the component's kubeconfig, by kubeadm's file name (see
     // `kiln_kubeconfig::Credentials::referenced`).
-    let kubeconfig_certificate = match component {
-        Component::KubeControllerManager => Some("controller-manager"),
-        Component::KubeScheduler => Some("scheduler"),
-        Component::KubeProxy => Some("kube-proxy"),
-        Component::Etcd | Component::KubeApiserver | Component::Kubelet => None,
-    };
-    if let Some(stem) = kubeconfig_certificate
+    if let Some(stem) = kiln_spec::kubeconfig_certificate(component)
         && plan.options.kubeconfig_certificates == KubeconfigCertificates::Referenced
     {
         files.insert(format!("{prefix}ca.crt"));

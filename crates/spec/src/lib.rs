@@ -60,7 +60,10 @@ mod version;
 pub mod strategies;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Location, Severity};
-pub use names::{CA_CERTIFICATES, CLUSTER_CERTIFICATES, NODE_CERTIFICATES, certificate_names};
+pub use names::{
+    CA_CERTIFICATES, CLUSTER_CERTIFICATES, NODE_CERTIFICATES, certificate_names,
+    kubeconfig_certificate,
+};
 pub use plan::{
     APISERVER_PORT, ClusterPlan, EndpointPlan, LeaderElectionPlan, NodePlan, OptionsPlan, PkiPlan,
     Plan,

@@ -1,7 +1,7 @@
 //! Names of a cluster's certificates, as used by `[pki.generations]` and the PKI crate.
 
 use crate::plan::Plan;
-use crate::raw::Role;
+use crate::raw::{Component, Role};
 
 /// The certificate authorities (and the service-account key pair), one per cluster.
 /// Their generation defaults to 0, not to `pki.generation`: bumping the leaves' generation
@@ -59,4 +59,24 @@ pub fn certificate_names(plan: &Plan) -> Vec<String> {
     }
     names.sort();
     names
+}
+
+/// The client certificate in the kubeconfig of `component`, by its name in
+/// [`certificate_names`] (also its file name under [`PKI_DIR`](crate::paths::PKI_DIR) on a
+/// node, `<name>.crt` and `<name>.key`, as kubeadm names them): for the components whose
+/// kubeconfig names one certificate for the whole cluster. The kubelet's is per node
+/// (`kubelet-client/<node>`); etcd and the API server have no kubeconfig.
+///
+/// ```
+/// use kiln_spec::{Component, kubeconfig_certificate};
+/// assert_eq!(kubeconfig_certificate(Component::KubeScheduler), Some("scheduler"));
+/// assert_eq!(kubeconfig_certificate(Component::Kubelet), None);
+/// ```
+pub fn kubeconfig_certificate(component: Component) -> Option<&'static str> {
+    match component {
+        Component::KubeControllerManager => Some("controller-manager"),
+        Component::KubeScheduler => Some("scheduler"),
+        Component::KubeProxy => Some("kube-proxy"),
+        Component::Etcd | Component::KubeApiserver | Component::Kubelet => None,
+    }
 }
