@@ -158,7 +158,7 @@ impl GoModules {
     fn build_into(&self, out: &Path, report: &dyn Fn(&str)) -> Result<(), ImageError> {
         let go = Go::find(&self.package, &self.version, &self.toolchain)?;
         let network = go.network_settings()?;
-        let scratch = scratch_dir(&format!("kiln-go-modules-{}-", self.package))?;
+        let scratch = Scratch::beside(out, "go-modules")?;
         let home = scratch.path();
         let run = |arguments: &[&str], dir: &Path| -> Result<String, ImageError> {
             let mut command = go.command(home);
@@ -352,7 +352,7 @@ impl GoBuild {
             .iter()
             .map(|flag| crate::packages::expand_template(flag, &self.version, &date))
             .collect();
-        let scratch = scratch_dir(&format!("kiln-go-build-{}-", self.package))?;
+        let scratch = Scratch::beside(out, "go-build")?;
         let home = scratch.path();
         // The compile reads the module tree in place (the store path is read-only, and
         // -trimpath keeps its location out of the binaries).
@@ -515,6 +515,7 @@ impl Go {
             .env("GOENV", "off")
             .env("GOTOOLCHAIN", "local")
             .env("GOCACHE", home.join("cache"))
+            .env("GOTMPDIR", home.join("tmp"))
             .env("GOPATH", home.join("gopath"))
             .env("GOTELEMETRY", "off")
             .env("LC_ALL", "C");
@@ -611,11 +612,40 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ImageError>
     })
 }
 
-fn scratch_dir(prefix: &str) -> Result<tempfile::TempDir, ImageError> {
-    tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir()
-        .map_err(|error| ImageError::io(std::env::temp_dir(), error))
+/// A scratch directory beside the output directory `out`, `<out>.<purpose>` (for a build, in
+/// the store's `.tmp/`, next to the build's own directory), removed when dropped. One a killed
+/// build left is removed first: the store holds the path's build lock while its builder runs,
+/// so no other build of the path uses it. (Scratch directories in the system's temporary
+/// directory outlived every killed build: Kubernetes' left 3 GB of Go build cache, and Go's
+/// own work directories as much; here the next build of the path or a garbage collection,
+/// which removes whatever is in `.tmp/`, takes them away.)
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn beside(out: &Path, purpose: &str) -> Result<Scratch, ImageError> {
+        let mut name = out.file_name().unwrap_or_default().to_owned();
+        name.push(format!(".{purpose}"));
+        let path = out.with_file_name(name);
+        if fs::symlink_metadata(&path).is_ok() {
+            fs::remove_dir_all(&path).map_err(|error| ImageError::io(&path, error))?;
+        }
+        fs::create_dir(&path).map_err(|error| ImageError::io(&path, error))?;
+        // Go's temporary work directories go here too, not to the system's.
+        let tmp = path.join("tmp");
+        fs::create_dir(&tmp).map_err(|error| ImageError::io(&tmp, error))?;
+        Ok(Scratch(path))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // Best effort: what is left is the next build's or garbage collection's to remove.
+        let _ = fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Copies the regular files and directories of `from` into `to` (which exists), files with
@@ -649,6 +679,28 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), ImageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scratch_is_beside_the_output_cleared_first_and_removed_when_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("0123-etcd");
+        fs::create_dir(&out).expect("out");
+        // What a killed build left: a read-write tree, as Go's caches are.
+        let stale = dir.path().join("0123-etcd.go-build");
+        fs::create_dir_all(stale.join("cache/00")).expect("stale");
+        fs::write(stale.join("cache/00/entry"), "old").expect("stale file");
+        let scratch = Scratch::beside(&out, "go-build").expect("scratch");
+        assert_eq!(scratch.path(), stale);
+        assert!(
+            !stale.join("cache").exists(),
+            "the killed build's remains are gone"
+        );
+        assert!(stale.join("tmp").is_dir(), "GOTMPDIR is inside");
+        fs::write(stale.join("tmp/work"), "x").expect("write");
+        drop(scratch);
+        assert!(!stale.exists());
+        assert!(out.is_dir(), "the output is left alone");
+    }
 
     fn recipe() -> GoRecipe {
         GoRecipe {
