@@ -13,10 +13,13 @@ Cases (median and range of N runs each, wall clock):
   - kubeadm: `kubeadm init phase certs all` then `kubeadm init phase kubeconfig all` for the
     two-node example's control-plane node into a fresh directory (the kubeadm binary of the
     kiln store's Kubernetes build if --kubeadm is not given and one is there).
-Every store, spec copy and result goes to a scratch directory, deleted afterwards.
+Every store, spec copy and result goes to a scratch directory, deleted afterwards. Before each
+case the file systems are flushed (`sync`), so that no case is timed while the one before it is
+still being written back.
 """
 
 import argparse
+import os
 import pathlib
 import re
 import shutil
@@ -48,6 +51,11 @@ def big_spec(nodes: int) -> str:
             f'addresses = ["172.16.{index // 250}.{index % 250 + 1}/16"]\n'
         )
     return text
+
+
+def settled() -> None:
+    """Flushes every file system, so the next case does not share the disk with the last."""
+    os.sync()
 
 
 def timed(args: list, cwd: pathlib.Path = ROOT) -> float:
@@ -96,9 +104,11 @@ def main() -> None:
         big = scratch / "big"
         big.mkdir()
         (big / "big.toml").write_text(big_spec(1000))
+        settled()
         cold = [timed(build(big / "big.toml", big / f"store-{run}", big / "out"))
                 for run in range(args.runs)]
         report("1000 nodes, cold (8,014 derivations)", cold)
+        settled()
         noop = [timed(build(big / "big.toml", big / "store-0", big / "out"))
                 for _ in range(args.runs)]
         report("1000 nodes, no-op", noop)
@@ -108,16 +118,20 @@ def main() -> None:
         shutil.copy(ROOT / "examples/two-node.toml", two / "two-node.toml")
         # The root secret is made on the first build; keep that out of the timed runs.
         timed(build(two / "two-node.toml", two / "store-warmup", two / "out"))
+        settled()
         cold = [timed(build(two / "two-node.toml", two / f"store-{run}", two / "out"))
                 for run in range(args.runs)]
         report("two-node, cold", cold)
+        settled()
         noop = [timed(build(two / "two-node.toml", two / "store-0", two / "out"))
                 for _ in range(args.runs)]
         report("two-node, no-op", noop)
         # The same without cargo's own start-up (its check that the xtask is fresh).
+        settled()
         cold = [timed(build(two / "two-node.toml", two / f"store-bin-{run}", two / "out", False))
                 for run in range(args.runs)]
         report("two-node, cold, the xtask binary alone", cold)
+        settled()
         noop = [timed(build(two / "two-node.toml", two / "store-bin-0", two / "out", False))
                 for _ in range(args.runs)]
         report("two-node, no-op, the xtask binary alone", noop)
