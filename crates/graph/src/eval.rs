@@ -18,6 +18,7 @@ use crate::derivation::{Addressing, Derivation, DrvId};
 use crate::error::EvalError;
 use crate::graph::{Node, ValidatedGraph};
 use crate::observer::{Event, Observer};
+use crate::parallel::{join, map_chunks, threads_for};
 
 /// How to evaluate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -477,30 +478,18 @@ impl ValidatedGraph {
     ) -> Result<Vec<Option<StoreObject>>, EvalError> {
         // Below this, starting threads costs more than the lookups.
         const MIN_PER_THREAD: usize = 512;
-        let threads = jobs.min(self.nodes.len() / MIN_PER_THREAD).max(1);
-        if threads == 1 {
-            return self.nodes.iter().map(|node| lookup(store, node)).collect();
+        let threads = threads_for(self.nodes.len(), jobs, MIN_PER_THREAD);
+        let chunks = map_chunks(&self.nodes, threads, |nodes| {
+            nodes
+                .iter()
+                .map(|node| lookup(store, node))
+                .collect::<Result<Vec<_>, _>>()
+        });
+        let mut found = Vec::with_capacity(self.nodes.len());
+        for chunk in chunks {
+            found.extend(chunk?);
         }
-        let chunk = self.nodes.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = self
-                .nodes
-                .chunks(chunk)
-                .map(|nodes| {
-                    scope.spawn(move || {
-                        nodes
-                            .iter()
-                            .map(|node| lookup(store, node))
-                            .collect::<Result<Vec<_>, _>>()
-                    })
-                })
-                .collect();
-            let mut found = Vec::with_capacity(self.nodes.len());
-            for handle in handles {
-                found.extend(join(handle)?);
-            }
-            Ok(found)
-        })
+        Ok(found)
     }
 }
 
@@ -551,13 +540,6 @@ fn guarded<T>(node: &Node, f: impl FnOnce() -> Result<T, EvalError>) -> Result<T
             error: BuildError::new(format!("builder panicked: {message}")),
         })
     })
-}
-
-/// Joins a scoped thread, passing a panic on to the caller.
-fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
-    handle
-        .join()
-        .unwrap_or_else(|payload| std::panic::resume_unwind(payload))
 }
 
 struct Scheduler {

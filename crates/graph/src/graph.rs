@@ -11,6 +11,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::derivation::{Addressing, Derivation, DrvId};
 use crate::error::{GraphError, MissingInput};
+use crate::parallel::{map_chunks, threads_for};
 
 /// A set of derivations keyed by id, not yet checked for missing inputs or
 /// cycles. [`Graph::validate`] turns it into a [`ValidatedGraph`], the only
@@ -253,33 +254,17 @@ impl DigestStart {
 fn digest_starts(sorted: &[(DrvId, Derivation)], recipe: Option<&Digest>) -> Vec<DigestStart> {
     // Below this many per thread, starting threads costs more than it saves.
     const MIN_PER_THREAD: usize = 256;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(sorted.len() / MIN_PER_THREAD)
-        .max(1);
-    let start = |chunk: &[(DrvId, Derivation)]| -> Vec<DigestStart> {
+    let jobs = std::thread::available_parallelism().map_or(1, usize::from);
+    let threads = threads_for(sorted.len(), jobs, MIN_PER_THREAD);
+    map_chunks(sorted, threads, |chunk| {
         chunk
             .iter()
             .map(|(_, derivation)| DigestStart::of(derivation, recipe))
-            .collect()
-    };
-    if threads == 1 {
-        return start(sorted);
-    }
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = sorted
-            .chunks(sorted.len().div_ceil(threads))
-            .map(|chunk| scope.spawn(move || start(chunk)))
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|worker| {
-                worker
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
+            .collect::<Vec<_>>()
     })
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// Finds one cycle deterministically: in the strongly connected component

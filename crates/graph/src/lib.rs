@@ -71,6 +71,7 @@ mod eval;
 mod graph;
 mod log_progress;
 mod observer;
+mod parallel;
 mod params;
 
 pub use crate::builder::{BuildContext, BuildError, Builder};
