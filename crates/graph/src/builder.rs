@@ -36,6 +36,14 @@ pub trait Builder: Send + Sync {
     ///
     /// Any failure; the partial output is discarded.
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError>;
+
+    /// Whether the output holds secret material: a private key, a token, a symmetric key, or
+    /// anything else derived from a root secret or read from a private file. Such an output,
+    /// and everything built from it ([`ValidatedGraph::secret_ids`](crate::ValidatedGraph::secret_ids)),
+    /// must never leave the machine. Not part of the builder's identity.
+    fn holds_secrets(&self) -> bool {
+        false
+    }
 }
 
 /// What a running [`Builder`] sees: its output directory, its inputs, and a

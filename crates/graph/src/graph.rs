@@ -2,7 +2,7 @@
 //! the `ValidatedGraph` (acyclic, complete, with digests) that can be evaluated.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -369,6 +369,24 @@ impl ValidatedGraph {
             .into_iter()
             .flat_map(|node| node.inputs.iter())
             .map(|(name, target)| (name.as_str(), &self.nodes[*target].id))
+    }
+
+    /// The derivations whose outputs hold, or may hold, secret material: those whose builder
+    /// says so ([`Builder::holds_secrets`](crate::Builder::holds_secrets)) and every derivation
+    /// built from one of them, directly or not (a builder may copy any input into its output).
+    /// Decided from the graph alone, before anything is built.
+    pub fn secret_ids(&self) -> BTreeSet<&DrvId> {
+        let mut secret = vec![false; self.nodes.len()];
+        for (position, node) in self.nodes.iter().enumerate() {
+            secret[position] = node.derivation.builder.holds_secrets()
+                || node.inputs.iter().any(|(_, input)| secret[*input]);
+        }
+        self.nodes
+            .iter()
+            .zip(secret)
+            .filter(|(_, secret)| *secret)
+            .map(|(node, _)| &node.id)
+            .collect()
     }
 
     /// The derivations that take `id` as an input, in topological order;

@@ -33,6 +33,35 @@ fn check(spec: Spec<'_>, expect: Expect) {
 }
 
 #[test]
+fn secrets_spread_to_everything_built_from_them() {
+    let log = Arc::new(Log::default());
+    // key -> bundle -> image; config -> image; public -> config; lone.
+    let spec: Spec<'_> = &[
+        ("key", &[]),
+        ("public", &[]),
+        ("config", &[("p", "public")]),
+        ("bundle", &[("k", "key")]),
+        ("image", &[("b", "bundle"), ("c", "config")]),
+        ("lone", &[]),
+    ];
+    let mut graph = Graph::new();
+    for (id, inputs) in spec {
+        let mut derivation = concat_derivation(id, inputs, Behavior::Concat, &log);
+        let mut builder = TestBuilder::new(id, Behavior::Concat, &log);
+        builder.secret = *id == "key";
+        derivation.builder = Arc::new(builder);
+        graph.add(*id, derivation).expect("add");
+    }
+    let graph = graph.validate().expect("valid");
+    let secret: Vec<String> = graph
+        .secret_ids()
+        .into_iter()
+        .map(DrvId::to_string)
+        .collect();
+    assert_eq!(secret, ["bundle", "image", "key"]);
+}
+
+#[test]
 fn validation_orders_or_rejects() {
     check(&[], expect![[""]]);
     check(&[("c", &[]), ("b", &[]), ("a", &[])], expect![["a b c"]]);

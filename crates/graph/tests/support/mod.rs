@@ -52,6 +52,8 @@ pub struct TestBuilder {
     pub params: Vec<u8>,
     pub behavior: Behavior,
     pub log: Arc<Log>,
+    /// What [`Builder::holds_secrets`] says.
+    pub secret: bool,
 }
 
 impl TestBuilder {
@@ -62,6 +64,7 @@ impl TestBuilder {
             params: params.as_bytes().to_vec(),
             behavior,
             log: Arc::clone(log),
+            secret: false,
         }
     }
 }
@@ -77,6 +80,10 @@ impl Builder for TestBuilder {
 
     fn params(&self) -> Params {
         Params::of(self.params.as_slice())
+    }
+
+    fn holds_secrets(&self) -> bool {
+        self.secret
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
