@@ -50,12 +50,20 @@ pub struct Args {
     /// node images.
     #[arg(long)]
     no_images: bool,
-    /// Another store to copy fixed-output paths (base OS, Kubernetes binaries, busybox) from
-    /// instead of building them; verified against their pins. Repeatable; also
-    /// `$KILN_SUBSTITUTERS` (colon-separated). With every pinned input in the store or a
+    /// Where to take store paths from instead of building them. Another store on this
+    /// machine (a directory): its fixed-output paths (base OS, Kubernetes binaries, busybox)
+    /// and compiles, verified against their pins or its recorded content hashes. Or an OCI
+    /// registry (`oci://HOST[:PORT]/REPOSITORY`, filled by `cargo xtask push`): any path this
+    /// build needs that holds no secret, each blob verified against its digest and the tree
+    /// against its content hash (a fixed-output path's against its pin); a path the registry
+    /// lacks or serves corrupt is built instead, with a warning. Repeatable, tried in order;
+    /// also `$KILN_SUBSTITUTERS` (colon-separated). With every pinned input in the store or a
     /// substituter, the apt sources are not consulted at all.
-    #[arg(long = "substituter", value_name = "STORE")]
-    substituters: Vec<PathBuf>,
+    #[arg(
+        long = "substituter",
+        value_name = "STORE|oci://HOST[:PORT]/REPOSITORY"
+    )]
+    substituters: Vec<String>,
     /// The package set: the directory of package declarations (default: packages/ at the
     /// repository's root). The spec's Kubernetes version must be one it has.
     #[arg(long, value_name = "DIR")]
@@ -136,10 +144,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let releases = common::releases(&plan, &set, args.lock.clone())?;
     let inputs = common::cluster_inputs(&plan, &spec, args.secrets.clone(), releases)?;
     let cluster = kiln_cluster::cluster_graph(&plan, &inputs)?;
+    let substituters = crate::registry::Substituters::from_args(&args.substituters)?;
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| EvalOptions::default().jobs)
+        .max(1);
     let (artifacts, graph, lock, debian_kubernetes) = if args.no_images {
-        (cluster.artifacts, cluster.graph.validate()?, None, false)
+        let graph = cluster.graph.validate()?;
+        crate::registry::substitute(&graph, &store, &substituters.registries, jobs)?;
+        (cluster.artifacts, graph, None, false)
     } else {
-        let images = with_images(&args, &plan, &set, cluster, &store)?;
+        let images = with_images(&args, &plan, &set, cluster, &store, &substituters, jobs)?;
         (
             images.artifacts,
             images.graph,
@@ -155,12 +170,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             debian_kubernetes.then_some(&lock.kubernetes),
         )?;
     }
-    let options = EvalOptions {
-        jobs: args
-            .jobs
-            .unwrap_or_else(|| EvalOptions::default().jobs)
-            .max(1),
-    };
+    let options = EvalOptions { jobs };
 
     let observer = common::progress_observer();
     let observer: &dyn Observer = &*observer;
@@ -373,6 +383,8 @@ fn with_images(
     set: &kiln_image::packages::PackageSet,
     cluster: kiln_cluster::ClusterGraph,
     store: &Store,
+    substituters: &crate::registry::Substituters,
+    jobs: usize,
 ) -> anyhow::Result<WithImages> {
     let lock_file = lock::lock_path(args.lock.clone());
     let locked = lock::read_lock(&lock_file)?;
@@ -383,7 +395,6 @@ fn with_images(
         kubernetes,
         kiln_image::kubernetes::KubernetesSource::Debian { .. }
     );
-    let substituters = common::substituters(&args.substituters);
 
     // First as locked: if every pinned input is already to be had, the archive is not asked.
     let as_locked = kiln_cluster::ImageInputs {
@@ -395,7 +406,8 @@ fn with_images(
     };
     let candidate = cluster.clone().with_images(plan, &as_locked)?;
     let graph = candidate.graph.clone().validate()?;
-    common::substitute_fixed(&graph, store, &substituters, &[])?;
+    common::substitute_fixed(&graph, store, &substituters.stores, &[])?;
+    crate::registry::substitute(&graph, store, &substituters.registries, jobs)?;
     let mut pinned = vec![BASE_OS_ID, BUSYBOX_ID];
     if debian_kubernetes {
         pinned.push(KUBERNETES_ID);
@@ -451,9 +463,10 @@ fn with_images(
     common::substitute_fixed(
         &graph,
         store,
-        &substituters,
+        &substituters.stores,
         &[BASE_OS_ID, BUSYBOX_ID, KUBERNETES_ID],
     )?;
+    crate::registry::substitute(&graph, store, &substituters.registries, jobs)?;
     Ok(WithImages {
         artifacts: cluster.artifacts,
         graph,
@@ -662,6 +675,7 @@ mod tests {
                 store_path: dir.path().join("store/x-a-units"),
                 digest: kiln_store::Digest::of(b"d"),
                 content_hash: kiln_store::Digest::of(b"c"),
+                secret: false,
             },
         );
         result.nodes.insert(

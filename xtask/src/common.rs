@@ -174,16 +174,6 @@ fn ignore_in_git(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Substituters: other stores that may already hold a fixed-output path (`--substituter`, and
-/// `$KILN_SUBSTITUTERS`, colon-separated).
-pub fn substituters(explicit: &[PathBuf]) -> Vec<PathBuf> {
-    let mut all = explicit.to_vec();
-    if let Some(list) = std::env::var_os("KILN_SUBSTITUTERS") {
-        all.extend(std::env::split_paths(&list).filter(|dir| !dir.as_os_str().is_empty()));
-    }
-    all
-}
-
 /// Copies every fixed-output path the graph needs and `store` lacks from the first substituter
 /// that has it. Safe with any substituter: a fixed-output path is verified against its pinned
 /// content hash as it enters the store, exactly as if it had been built. Input-addressed paths

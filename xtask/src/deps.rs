@@ -38,6 +38,10 @@ pub const TEST_TOOLS: &[Tool] = &[
         "/usr/lib/python3/dist-packages/jsonschema/__init__.py",
         "python3-jsonschema",
     ),
+    // The registry the store is shared through in the push and substitution tests, with
+    // password authentication.
+    Tool::program("docker-registry", "docker-registry"),
+    Tool::program("htpasswd", "apache2-utils"),
 ];
 
 /// Installs the packages of `what`'s missing tools with apt-get (as root, or through sudo),

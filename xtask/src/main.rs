@@ -9,6 +9,8 @@ mod gc;
 mod graph;
 mod lock;
 mod package;
+mod push;
+mod registry;
 mod run_vm;
 mod secret;
 mod test;
@@ -43,6 +45,9 @@ enum Task {
     /// The package set (packages/*.toml): list it, or build one package version into the
     /// store.
     Package(package::Args),
+    /// Push a result's store paths (all but those holding secrets) to an OCI registry, as
+    /// artifacts other machines substitute from (`build-cluster --substituter oci://...`).
+    Push(push::Args),
     /// Build the cluster, then boot one node's image in QEMU with its console on this terminal.
     RunVm(run_vm::Args),
     /// Install what the tests need, then run the whole test suite (the command CI runs).
@@ -60,6 +65,7 @@ fn main() -> ExitCode {
         Task::Graph(args) => graph::run(args),
         Task::Lock(args) => lock::run(args),
         Task::Package(args) => package::run(args),
+        Task::Push(args) => push::run(args),
         Task::Test(args) => test::run(args),
         Task::RunVm(args) => run_vm::run(args),
         Task::VmTest(args) => vm_test::run(args),

@@ -427,6 +427,7 @@ mod tests {
                 store_path: dir.join("store/x-a-image"),
                 digest: kiln_store::Digest::of(b"digest"),
                 content_hash: kiln_store::Digest::of(content),
+                secret: true,
             },
         );
         std::fs::write(result.join("manifest.json"), manifest.to_json()).expect("write");
@@ -455,6 +456,7 @@ mod tests {
             content_hash: kiln_store::tree_hash(&path).expect("hash"),
             digest: kiln_store::Digest::of(path.as_os_str().as_encoded_bytes()),
             store_path: path,
+            secret: true,
         };
         kiln_cluster::Manifest {
             cluster: "c".into(),

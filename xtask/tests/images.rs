@@ -15,7 +15,9 @@ use std::process::{Command, Output};
 use kiln_pki::{FileSource, placement};
 
 mod common;
-use common::{default_store, examples, hashes, succeeded};
+use common::{
+    base64_decode, base64_encode, default_store, examples, hashes, private_keys_in, succeeded,
+};
 
 /// [`common::xtask`] with the default store as a substituter, when there is one.
 fn xtask(dir: &Path, umask: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
@@ -76,49 +78,6 @@ fn layer_file(image_dir: &Path, manifest: &serde_json::Value, name: &str) -> Pat
         .unwrap_or_else(|error| panic!("{} does not resolve: {error}", file.display()))
 }
 
-const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn base64_encode(bytes: &[u8]) -> String {
-    let mut text = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (index, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if index <= chunk.len() {
-                text.push(char::from(BASE64[((n >> shift) & 63) as usize]));
-            } else {
-                text.push('=');
-            }
-        }
-    }
-    text
-}
-
-fn base64_decode(text: &str) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    let (mut buffer, mut bits) = (0u32, 0u32);
-    for character in text
-        .bytes()
-        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
-    {
-        let value = BASE64
-            .iter()
-            .position(|b| *b == character)
-            .unwrap_or_else(|| panic!("not base64: {text:?}"));
-        buffer = (buffer << 6) | u32::try_from(value).expect("< 64");
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            bytes.push(u8::try_from((buffer >> bits) & 0xff).expect("a byte"));
-        }
-    }
-    bytes
-}
-
 #[test]
 fn base64_round_trips() {
     for text in [
@@ -135,34 +94,6 @@ fn base64_round_trips() {
         );
     }
     assert_eq!(base64_encode(b"-----BEGIN "), "LS0tLS1CRUdJTiA=");
-}
-
-/// What a file holds that counts as a private key: PEM key blocks, and the keys kubeconfigs
-/// embed as `client-key-data` (base64 of a PEM key).
-fn private_keys_in(bytes: &[u8]) -> Vec<Vec<u8>> {
-    let text = String::from_utf8_lossy(bytes);
-    let mut keys = Vec::new();
-    let mut rest = text.as_ref();
-    while let Some(start) = rest.find("-----BEGIN ") {
-        let block = &rest[start..];
-        let header_end = block.find('\n').unwrap_or(block.len());
-        if !block[..header_end].contains("PRIVATE KEY") {
-            rest = &block[header_end..];
-            continue;
-        }
-        let end = block
-            .find("-----END ")
-            .and_then(|end| block[end..].find('\n').map(|newline| end + newline + 1))
-            .unwrap_or(block.len());
-        keys.push(block.as_bytes()[..end].to_vec());
-        rest = &block[end..];
-    }
-    for line in text.lines() {
-        if let Some((_, value)) = line.split_once("client-key-data:") {
-            keys.push(base64_decode(value.trim()));
-        }
-    }
-    keys
 }
 
 /// Every file below `root` (not following links) that holds a private key, with those keys.

@@ -43,6 +43,11 @@ struct TokenBuilder {
 }
 
 impl Builder for TokenBuilder {
+    fn holds_secrets(&self) -> bool {
+        // The token, derived from the root secret.
+        true
+    }
+
     fn kind(&self) -> &str {
         match self.node {
             None => "kiln-manifests.bootstrap-token",

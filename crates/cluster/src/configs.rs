@@ -107,7 +107,9 @@ pub(crate) fn add_manifests(
             kiln_manifests::render_node(plan, node, &key, &image_releases)
                 .map_err(|error| error.to_string())
         }),
-    );
+    )
+    // The encryption configuration's key.
+    .holding_secrets();
     let root_secret_id = root.id().to_string();
     for node in &plan.nodes {
         let params = Params::of(&ManifestParams {
@@ -150,6 +152,11 @@ fn read(ctx: &BuildContext<'_>, input: &str, file: &str) -> Result<String, Build
 }
 
 impl Builder for KubeconfigBuilder {
+    fn holds_secrets(&self) -> bool {
+        // Client keys, embedded.
+        true
+    }
+
     fn kind(&self) -> &str {
         "kiln-kubeconfig.files"
     }

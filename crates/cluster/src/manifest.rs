@@ -19,6 +19,17 @@ pub struct ArtifactEntry {
     pub digest: Digest,
     /// The SHA-256 tree hash of the output's content.
     pub content_hash: Digest,
+    /// Whether the output holds, or is built from, secret material (a private key, a token,
+    /// the encryption key), as the graph says ([`ValidatedGraph::secret_ids`]): such an output
+    /// never leaves the machine. A manifest written before kiln recorded this reads as
+    /// `true` for every output.
+    #[serde(default = "secret_unless_known")]
+    pub secret: bool,
+}
+
+/// What [`ArtifactEntry::secret`] is when a manifest does not say: secret.
+fn secret_unless_known() -> bool {
+    true
 }
 
 /// What `cargo xtask build-cluster` writes to `manifest.json`, and what reads it back
@@ -43,6 +54,7 @@ impl Manifest {
         graph: &ValidatedGraph,
         evaluation: &Evaluation,
     ) -> Manifest {
+        let secret = graph.secret_ids();
         let entries = evaluation
             .outputs
             .iter()
@@ -54,6 +66,7 @@ impl Manifest {
                         store_path: object.path.clone(),
                         digest: object.digest,
                         content_hash: object.content_hash,
+                        secret: secret.contains(id),
                     },
                 )
             })

@@ -29,6 +29,11 @@ fn describe(source: &FileSource) -> String {
 }
 
 impl Builder for NodePkiBuilder {
+    fn holds_secrets(&self) -> bool {
+        // The node's private keys.
+        true
+    }
+
     fn kind(&self) -> &str {
         "kiln-cluster.node-pki"
     }

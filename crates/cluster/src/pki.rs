@@ -235,6 +235,11 @@ struct CaBuilder {
 }
 
 impl Builder for CaBuilder {
+    fn holds_secrets(&self) -> bool {
+        // Its private key, derived from the root secret.
+        true
+    }
+
     fn kind(&self) -> &str {
         "kiln-pki.ca"
     }
@@ -272,6 +277,11 @@ struct ExternalCaBuilder {
 }
 
 impl Builder for ExternalCaBuilder {
+    fn holds_secrets(&self) -> bool {
+        // The external CA's private key, read from the user's file.
+        true
+    }
+
     fn kind(&self) -> &str {
         "kiln-pki.external-ca"
     }
@@ -315,6 +325,11 @@ struct LeafBuilder {
 }
 
 impl Builder for LeafBuilder {
+    fn holds_secrets(&self) -> bool {
+        // Its private key, derived from the root secret.
+        true
+    }
+
     fn kind(&self) -> &str {
         "kiln-pki.leaf"
     }
@@ -360,6 +375,11 @@ struct ServiceAccountBuilder {
 }
 
 impl Builder for ServiceAccountBuilder {
+    fn holds_secrets(&self) -> bool {
+        // Its private key, derived from the root secret.
+        true
+    }
+
     fn kind(&self) -> &str {
         "kiln-pki.service-account"
     }

@@ -29,9 +29,15 @@ pub(crate) struct RenderBuilder {
     pub(crate) node: String,
     pub(crate) params: Params,
     pub(crate) render: Arc<Render>,
+    /// Whether what it renders holds a secret (see [`NodeRenderer::holding_secrets`]).
+    pub(crate) secret: bool,
 }
 
 impl Builder for RenderBuilder {
+    fn holds_secrets(&self) -> bool {
+        self.secret
+    }
+
     fn kind(&self) -> &str {
         self.kind
     }
@@ -123,6 +129,8 @@ pub(crate) struct NodeRenderer {
     pub(crate) artifact: &'static str,
     pub(crate) kind: &'static str,
     pub(crate) render: Arc<Render>,
+    /// Whether its files hold a secret, such as a key derived from the root secret.
+    pub(crate) secret: bool,
 }
 
 impl NodeRenderer {
@@ -142,7 +150,16 @@ impl NodeRenderer {
             artifact,
             kind,
             render,
+            secret: false,
         }
+    }
+
+    /// The same renderer, its files holding a secret: never shared beyond this machine
+    /// ([`kiln_graph::Builder::holds_secrets`]).
+    #[must_use]
+    pub(crate) fn holding_secrets(mut self) -> NodeRenderer {
+        self.secret = true;
+        self
     }
 
     /// A renderer given as a function that already yields [`File`]s (for renderers that need
@@ -156,6 +173,7 @@ impl NodeRenderer {
             artifact,
             kind,
             render,
+            secret: false,
         }
     }
 
@@ -177,6 +195,7 @@ impl NodeRenderer {
             node: node.to_owned(),
             params,
             render: Arc::clone(&self.render),
+            secret: self.secret,
         };
         let name = format!("{node}-{}", self.artifact);
         graph.add(id.clone(), Derivation::new(name, Arc::new(builder)))?;
