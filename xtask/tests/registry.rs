@@ -206,6 +206,24 @@ fn files(root: &Path) -> Vec<Vec<u8>> {
     found
 }
 
+/// Every entry under `root` with its permission bits, not following links.
+fn modes(root: &Path) -> BTreeMap<PathBuf, u32> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut found = BTreeMap::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(path) = stack.pop() {
+        let metadata = std::fs::symlink_metadata(&path).expect("metadata");
+        let relative = path.strip_prefix(root).expect("below root").to_owned();
+        found.insert(relative, metadata.permissions().mode() & 0o777);
+        if metadata.is_dir() {
+            for entry in std::fs::read_dir(&path).expect("list") {
+                stack.push(entry.expect("entry").path());
+            }
+        }
+    }
+    found
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty()
         && haystack
@@ -328,6 +346,12 @@ fn push_then_substitute_the_ha_configuration_and_no_secret_leaves() {
         "{said}"
     );
     assert_eq!(hashes(&result), hashes(&dir.path().join("result-b")));
+    // With the permission bits builders read from their inputs (the content hash covers only
+    // the owner's `x`).
+    let (_, substituted) = split_by_secrecy(&dir.path().join("result-b"));
+    for (id, path) in &public {
+        assert_eq!(modes(path), modes(&substituted[id]), "{id}");
+    }
     // And it is what a build makes: --check rebuilds everything and compares.
     succeeded(&build(
         dir.path(),

@@ -2,9 +2,10 @@
 //!
 //! The artifact of `<digest>-<name>` is tagged with the digest's hex digits and has:
 //! - one layer, [`LAYER_MEDIA_TYPE`]: a tar archive of the tree, written the same way on every
-//!   machine (entries in byte order of names, parents first; owner and group 0, time 0;
-//!   directories 0755, files 0755 or 0644 by their owner's `x` bit, as the store's content
-//!   hash sees them; symlinks as they are), so the same path gives the same blob everywhere;
+//!   machine (entries in byte order of names, parents first; owner and group 0, time 0; each
+//!   file's and directory's permission bits as the store holds them, since builders read them
+//!   from their inputs although the content hash covers only the owner's `x`; symlinks as they
+//!   are), so the same path gives the same blob everywhere;
 //! - a config, [`CONFIG_MEDIA_TYPE`]: the path's name, digest and content hash;
 //! - the manifest's `artifactType` [`ARTIFACT_TYPE`], and annotations naming the path.
 //!
@@ -339,9 +340,10 @@ fn append_children<W: Write>(
         header.set_gid(0);
         header.set_mtime(0);
         let file_type = metadata.file_type();
+        let mode = metadata.permissions().mode() & 0o777;
         let written = if file_type.is_dir() {
             header.set_entry_type(tar::EntryType::Directory);
-            header.set_mode(0o755);
+            header.set_mode(mode);
             header.set_size(0);
             builder.append_data(&mut header, &inside, io::empty())
         } else if file_type.is_symlink() {
@@ -351,9 +353,8 @@ fn append_children<W: Write>(
             header.set_size(0);
             builder.append_link(&mut header, &inside, &target)
         } else if file_type.is_file() {
-            let executable = metadata.permissions().mode() & 0o100 != 0;
             header.set_entry_type(tar::EntryType::Regular);
-            header.set_mode(if executable { 0o755 } else { 0o644 });
+            header.set_mode(mode);
             header.set_size(metadata.len());
             let file = File::open(&path).map_err(|error| io_error("opening", &path, error))?;
             let mut exact = Exact {
@@ -419,7 +420,8 @@ impl Read for Exact<'_> {
 ///
 /// Only files, directories and symlinks are accepted, each at a relative path of plain
 /// components whose parent is a directory unpacked before it (never through a symlink), each
-/// once. Files get mode 0755 or 0644 by the archive's owner `x` bit.
+/// once. Files and directories get the archive's permission bits (directories once everything
+/// is unpacked, so that a read-only one can be filled first), never set-id or sticky bits.
 ///
 /// # Errors
 ///
@@ -428,6 +430,7 @@ pub fn unpack_tar(reader: impl Read, out: &Path) -> Result<(), OciError> {
     let mut archive = tar::Archive::new(reader);
     let mut directories: BTreeSet<PathBuf> = BTreeSet::from([PathBuf::new()]);
     let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut directory_modes: Vec<(PathBuf, u32)> = Vec::new();
     let read_error = |error: io::Error| into_oci(error, || "reading the archive".to_owned());
     for entry in archive.entries().map_err(read_error)? {
         let mut entry = entry.map_err(read_error)?;
@@ -452,20 +455,24 @@ pub fn unpack_tar(reader: impl Read, out: &Path) -> Result<(), OciError> {
         let path = out.join(&relative);
         let write_error =
             |error: io::Error| OciError::io(format!("writing {}", path.display()), error);
+        let mode = entry.header().mode().map_err(read_error)? & 0o777;
         match entry.header().entry_type() {
             tar::EntryType::Directory => {
                 fs::create_dir(&path).map_err(write_error)?;
+                directory_modes.push((path.clone(), mode));
                 directories.insert(relative);
             }
             tar::EntryType::Regular => {
-                let executable = entry.header().mode().map_err(read_error)? & 0o100 != 0;
                 let mut file = OpenOptions::new()
                     .write(true)
                     .create_new(true)
-                    .mode(if executable { 0o755 } else { 0o644 })
+                    .mode(0o600)
                     .open(&path)
                     .map_err(write_error)?;
                 io::copy(&mut entry, &mut file).map_err(read_error)?;
+                // Exactly the archive's bits, whatever the umask.
+                file.set_permissions(fs::Permissions::from_mode(mode))
+                    .map_err(write_error)?;
             }
             tar::EntryType::Symlink => {
                 let target = entry
@@ -485,6 +492,11 @@ pub fn unpack_tar(reader: impl Read, out: &Path) -> Result<(), OciError> {
     }
     let mut rest = archive.into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(read_error)?;
+    // Deepest first, so a directory made read-only never stops its children being changed.
+    for (path, mode) in directory_modes.into_iter().rev() {
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+            .map_err(|error| OciError::io(format!("writing {}", path.display()), error))?;
+    }
     Ok(())
 }
 
@@ -603,6 +615,11 @@ mod tests {
         fs::set_permissions(root.join("bin/tool"), fs::Permissions::from_mode(0o755))
             .expect("chmod");
         fs::write(root.join("etc/deep/er/config"), vec![7u8; 100_000]).expect("write");
+        fs::set_permissions(
+            root.join("etc/deep/er/config"),
+            fs::Permissions::from_mode(0o644),
+        )
+        .expect("chmod");
         let long = "n".repeat(150);
         fs::write(root.join("etc").join(&long), b"long name").expect("write");
         fs::write(root.join("empty"), b"").expect("write");
@@ -626,11 +643,26 @@ mod tests {
         );
         sample(&first);
         sample(&second);
-        // Other mode bits and times do not reach the archive.
-        fs::set_permissions(second.join("empty"), fs::Permissions::from_mode(0o600))
-            .expect("chmod");
+        // Permission bits, as builders set them (a private file, a read-only directory), go
+        // with the tree; times do not reach the archive.
+        for root in [&first, &second] {
+            fs::set_permissions(root.join("empty"), fs::Permissions::from_mode(0o400))
+                .expect("chmod");
+            fs::set_permissions(root.join("etc/deep"), fs::Permissions::from_mode(0o555))
+                .expect("chmod");
+        }
         let bytes = archive(&first);
-        assert_eq!(bytes, archive(&second), "the same tree, the same archive");
+        let other = archive(&second);
+        let differ = bytes.iter().zip(&other).position(|(a, b)| a != b);
+        assert!(
+            bytes.len() == other.len() && differ.is_none(),
+            "the same tree, the same archive: {} and {} bytes, first difference at {differ:?}: {:?}",
+            bytes.len(),
+            other.len(),
+            differ.map(
+                |at| String::from_utf8_lossy(&bytes[at.saturating_sub(120)..at + 8]).into_owned()
+            )
+        );
         fs::create_dir(&out).expect("mkdir");
         unpack_tar(bytes.as_slice(), &out).expect("unpack");
         assert_eq!(
@@ -645,14 +677,20 @@ mod tests {
                 & 0o777,
             0o755
         );
-        assert_eq!(
-            fs::metadata(out.join("empty"))
+        let mode = |path: &str| {
+            fs::metadata(out.join(path))
                 .expect("meta")
                 .permissions()
                 .mode()
-                & 0o777,
-            0o644
-        );
+                & 0o777
+        };
+        assert_eq!(mode("empty"), 0o400);
+        assert_eq!(mode("etc/deep"), 0o555);
+        assert_eq!(mode("etc/deep/er/config"), 0o644);
+        for root in [&first, &second, &out] {
+            fs::set_permissions(root.join("etc/deep"), fs::Permissions::from_mode(0o755))
+                .expect("chmod");
+        }
     }
 
     /// An archive of the entries `(path, type, link target)`, written raw.
