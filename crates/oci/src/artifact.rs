@@ -431,7 +431,8 @@ pub fn unpack_tar(reader: impl Read, out: &Path) -> Result<(), OciError> {
     let mut directories: BTreeSet<PathBuf> = BTreeSet::from([PathBuf::new()]);
     let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
     let mut directory_modes: Vec<(PathBuf, u32)> = Vec::new();
-    let read_error = |error: io::Error| into_oci(error, || "reading the archive".to_owned());
+    let read_error =
+        |error: io::Error| into_oci(error, || "reading the layer from the registry".to_owned());
     for entry in archive.entries().map_err(read_error)? {
         let mut entry = entry.map_err(read_error)?;
         let relative = entry.path().map_err(read_error)?.into_owned();
