@@ -382,6 +382,36 @@ pub fn progress_observer() -> Box<dyn kiln_graph::Observer> {
     }
 }
 
+/// How often [`with_progress`] reports when nothing else does.
+pub const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs `work` while a line from `status` (given the seconds since the start) is printed to
+/// standard error every `every` seconds, until `work` returns: progress for transfers and other
+/// long steps that report nothing on their own for a while, on a terminal and in a log alike.
+pub fn with_progress<T>(
+    every: std::time::Duration,
+    status: impl Fn(f64) -> String + Sync,
+    work: impl FnOnce() -> T,
+) -> T {
+    let started = std::time::Instant::now();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut next = every;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                if started.elapsed() >= next {
+                    eprintln!("{}", status(started.elapsed().as_secs_f64()));
+                    next += every;
+                }
+            }
+        });
+        let result = work();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        result
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

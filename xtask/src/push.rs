@@ -118,9 +118,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let errors: Mutex<Vec<anyhow::Error>> = Mutex::new(Vec::new());
     let differing: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let total = outgoing.len();
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.clamp(1, total.max(1)) {
-            scope.spawn(|| {
+    let status = |seconds: f64| {
+        format!(
+            "[{seconds:>5.0}s] pushing to {}: {} of {total} paths done, {:.1} MiB sent",
+            client.repository(),
+            done.load(Ordering::SeqCst),
+            client.transferred() as f64 / 1048576.0
+        )
+    };
+    common::with_progress(common::PROGRESS_EVERY, status, || {
+        std::thread::scope(|scope| {
+            for _ in 0..jobs.clamp(1, total.max(1)) {
+                scope.spawn(|| {
                 loop {
                     if errors.lock().map(|e| !e.is_empty()).unwrap_or(true) {
                         break;
@@ -165,7 +174,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     }
                 }
             });
-        }
+            }
+        })
     });
     let errors = errors.into_inner().unwrap_or_default();
     let differing = differing.into_inner().unwrap_or_default();

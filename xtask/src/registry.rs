@@ -142,9 +142,20 @@ pub fn substitute(
     let total = wanted.len();
     // A registry that cannot be reached is asked nothing more in this build.
     let down: Vec<AtomicBool> = registries.iter().map(|_| AtomicBool::new(false)).collect();
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.clamp(1, total) {
-            scope.spawn(|| {
+    let finished = AtomicUsize::new(0);
+    let status = |seconds: f64| {
+        let received: u64 = registries.iter().map(Client::transferred).sum();
+        format!(
+            "[{seconds:>5.0}s] substituting: {} of {total} paths asked, {} added, {:.1} MiB received",
+            finished.load(Ordering::SeqCst),
+            added.load(Ordering::SeqCst),
+            received as f64 / 1048576.0
+        )
+    };
+    crate::common::with_progress(crate::common::PROGRESS_EVERY, status, || {
+        std::thread::scope(|scope| {
+            for _ in 0..jobs.clamp(1, total) {
+                scope.spawn(|| {
                 loop {
                     let index = next.fetch_add(1, Ordering::SeqCst);
                     let Some((name, digest, pinned)) = wanted.get(index) else {
@@ -191,9 +202,11 @@ pub fn substitute(
                             }
                         }
                     }
+                    finished.fetch_add(1, Ordering::SeqCst);
                 }
             });
-        }
+            }
+        })
     });
     let added = added.into_inner();
     let failed = failures.into_inner().map_or(0, |lines| lines.len());

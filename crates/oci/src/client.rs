@@ -2,7 +2,8 @@
 //! tag, pushed and pulled streaming, with basic and token authentication.
 
 use std::io::{self, Read};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
@@ -50,6 +51,7 @@ pub struct Client {
     credentials: Option<Credentials>,
     searched: String,
     authorization: Mutex<Option<String>>,
+    transferred: Arc<AtomicU64>,
 }
 
 /// What a request sends.
@@ -78,7 +80,14 @@ impl Client {
             credentials,
             searched: searched.to_owned(),
             authorization: Mutex::new(None),
+            transferred: Arc::default(),
         }
+    }
+
+    /// How many bytes of blobs this client has sent and received so far, counted as they
+    /// stream: for progress reports while a large blob is on its way.
+    pub fn transferred(&self) -> u64 {
+        self.transferred.load(Ordering::Relaxed)
     }
 
     /// The repository this client talks to.
@@ -155,6 +164,7 @@ impl Client {
             expected: blob.clone(),
             url,
             checked: false,
+            transferred: Arc::clone(&self.transferred),
         })
     }
 
@@ -216,6 +226,7 @@ impl Client {
             inner: reader,
             hasher: Sha256::new(),
             read: 0,
+            transferred: &self.transferred,
         };
         let patched = self.exchange("PATCH", &location, None, Payload::Stream(&mut hashing));
         let mut response = patched?;
@@ -451,12 +462,14 @@ pub struct BlobReader {
     expected: Blob,
     url: String,
     checked: bool,
+    transferred: Arc<AtomicU64>,
 }
 
 impl Read for BlobReader {
     fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
         let count = self.inner.read(buffer)?;
         self.read += count as u64;
+        self.transferred.fetch_add(count as u64, Ordering::Relaxed);
         if self.read > self.expected.size {
             return Err(self.mismatch(format!("more than {} bytes", self.expected.size)));
         }
@@ -493,6 +506,7 @@ struct HashingReader<'a> {
     inner: &'a mut dyn Read,
     hasher: Sha256,
     read: u64,
+    transferred: &'a AtomicU64,
 }
 
 impl Read for HashingReader<'_> {
@@ -500,6 +514,7 @@ impl Read for HashingReader<'_> {
         let count = self.inner.read(buffer)?;
         self.hasher.update(&buffer[..count]);
         self.read += count as u64;
+        self.transferred.fetch_add(count as u64, Ordering::Relaxed);
         Ok(count)
     }
 }
@@ -622,6 +637,7 @@ mod tests {
             expected: blob.clone(),
             url: "u".to_owned(),
             checked: false,
+            transferred: Arc::default(),
         };
         let mut out = Vec::new();
         reader(b"hello")
