@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -138,7 +137,12 @@ pub fn substitute(
     );
     let next = AtomicUsize::new(0);
     let added = AtomicUsize::new(0);
-    let failures: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    // Only how many warnings there were is kept: each is printed as it happens.
+    let failed = AtomicUsize::new(0);
+    let warn = |line: &str| {
+        eprintln!("{line}");
+        failed.fetch_add(1, Ordering::SeqCst);
+    };
     let total = wanted.len();
     // A registry that cannot be reached is asked nothing more in this build.
     let down: Vec<AtomicBool> = registries.iter().map(|_| AtomicBool::new(false)).collect();
@@ -184,10 +188,7 @@ pub fn substitute(
                                         "warning: {} cannot be reached ({error}); building what it would have given",
                                         client.repository()
                                     );
-                                    eprintln!("{line}");
-                                    if let Ok(mut failures) = failures.lock() {
-                                        failures.push(line);
-                                    }
+                                    warn(&line);
                                 }
                             }
                             Err(error) => {
@@ -195,10 +196,7 @@ pub fn substitute(
                                     "warning: not substituting {base} from {}: {error}; it will be built instead",
                                     client.repository()
                                 );
-                                eprintln!("{line}");
-                                if let Ok(mut failures) = failures.lock() {
-                                    failures.push(line);
-                                }
+                                warn(&line);
                             }
                         }
                     }
@@ -209,7 +207,7 @@ pub fn substitute(
         })
     });
     let added = added.into_inner();
-    let failed = failures.into_inner().map_or(0, |lines| lines.len());
+    let failed = failed.into_inner();
     eprintln!(
         "substituted {added} of {total} path(s) from the registries in {:.1}s{}",
         started.elapsed().as_secs_f64(),

@@ -233,7 +233,7 @@ impl Client {
         if response.status().as_u16() != 202 {
             return Err(status_error("PATCH", &location, &mut response));
         }
-        let next = self.location(&response, &location)?;
+        let next = self.location("PATCH", &response, &location)?;
         let blob = Blob {
             digest: format!("sha256:{}", hex::encode(hashing.hasher.finalize())),
             size: hashing.read,
@@ -253,17 +253,22 @@ impl Client {
         if response.status().as_u16() != 202 {
             return Err(status_error("POST", &url, &mut response));
         }
-        self.location(&response, &url)
+        self.location("POST", &response, &url)
     }
 
     /// The absolute URL of a response's `Location` header.
-    fn location(&self, response: &Response<Body>, url: &str) -> Result<String, OciError> {
+    fn location(
+        &self,
+        method: &str,
+        response: &Response<Body>,
+        url: &str,
+    ) -> Result<String, OciError> {
         let location = response
             .headers()
             .get("location")
             .and_then(|value| value.to_str().ok())
             .ok_or_else(|| OciError::Status {
-                method: "POST".to_owned(),
+                method: method.to_owned(),
                 url: url.to_owned(),
                 status: response.status().as_u16(),
                 message: ": no Location header for the upload".to_owned(),
