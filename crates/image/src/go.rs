@@ -7,12 +7,13 @@
 //!    (checked against the checksum database, as `go` always does) give `go.mod`, `go.sum` and
 //!    `vendor/`. Its content hash is the version's `vendor-hash`, so the store path depends on
 //!    nothing else and a download that differs fails naming both hashes. It also records the
-//!    time the proxy gives for the module version (`SOURCE_DATE`), the `{date}` of ldflags.
+//!    time the proxy gives for the module version (`SOURCE_DATE`), the `{date}` of ldflags,
+//!    and, under `data/`, the module's own files the recipe's `data` names.
 //! 2. **The compile** ([`GoBuild`]), offline: `GOPROXY=off`, `-mod=vendor`, `-trimpath`,
 //!    `-buildvcs=false`, the recipe's tags, cgo setting and ldflags (`-s -w` and the version
 //!    stamps upstream's release sets), a cleared environment with `GOCACHE` and `GOPATH` in a
 //!    fresh scratch directory, `GOTOOLCHAIN=local`. Its output is `bin/<name>` (mode 0755) for
-//!    each binary and `VERSION` (`v{version}`).
+//!    each binary, `VERSION` (`v{version}`) and the recipe's `data` under `share/<package>/`.
 //!
 //! The Go toolchain is part of the pin: each version names the Go release it builds with, both
 //! derivations check that `go version` reports exactly it, and it is part of both identities.
@@ -38,6 +39,10 @@ use crate::process::{Output, SYSTEM_PATH, run_output, run_streaming};
 
 /// The file of a module download that holds the module version's time from the proxy.
 pub const SOURCE_DATE_FILE: &str = "SOURCE_DATE";
+
+/// The directory of a module download that holds the recipe's `data` (the module's own files
+/// shipped with the programs), each at its path in the module.
+const DATA_DIR: &str = "data";
 
 /// The target every Go package is built for.
 const GOOS: &str = "linux";
@@ -129,6 +134,8 @@ pub struct GoModules {
     local_replace_version: Option<String>,
     tools: Vec<String>,
     files: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    data: Vec<String>,
 }
 
 impl GoModules {
@@ -152,6 +159,7 @@ impl GoModules {
             local_replace_version: recipe.local_replace_version.as_deref().map(expand),
             tools,
             files: recipe.files.clone(),
+            data: recipe.data.clone(),
         }
     }
 
@@ -211,6 +219,14 @@ impl GoModules {
         run(&["mod", "vendor"], &wrapper)?;
 
         copy_tree(&wrapper, out)?;
+        if !self.data.is_empty() {
+            // The module's own files, from the download the checksum database vouched for.
+            let source = Path::new(&download.dir);
+            for path in &self.data {
+                copy_entry(&source.join(path), &out.join(DATA_DIR).join(path))
+                    .map_err(|error| self.error(format!("go.data `{path}`: {error}")))?;
+            }
+        }
         let date = out.join(SOURCE_DATE_FILE);
         fs::write(&date, format!("{}\n", info.time)).map_err(|error| ImageError::io(&date, error))
     }
@@ -300,6 +316,8 @@ pub struct GoBuild {
     cgo: bool,
     ldflags: Vec<String>,
     binaries: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    data: Vec<String>,
 }
 
 /// [`GoBuild`]'s parameters: the compile and the platform it targets.
@@ -324,6 +342,7 @@ impl GoBuild {
             cgo: recipe.cgo,
             ldflags: recipe.ldflags.clone(),
             binaries: recipe.binaries.clone(),
+            data: recipe.data.clone(),
         }
     }
 
@@ -434,6 +453,13 @@ impl GoBuild {
             fs::copy(&built, &installed).map_err(|error| ImageError::io(&built, error))?;
             fs::set_permissions(&installed, fs::Permissions::from_mode(0o755))
                 .map_err(|error| ImageError::io(&installed, error))?;
+        }
+        if !self.data.is_empty() {
+            let share = out.join("share").join(&self.package);
+            for path in &self.data {
+                let from = modules.join(DATA_DIR).join(path);
+                copy_entry(&from, &share.join(path))?;
+            }
         }
         let version = out.join("VERSION");
         fs::write(&version, format!("v{}\n", self.version))
@@ -563,6 +589,7 @@ impl Go {
 struct Download {
     info: String,
     go_mod: String,
+    dir: String,
 }
 
 /// A module version's `.info`: its version and time.
@@ -648,6 +675,28 @@ impl Drop for Scratch {
     }
 }
 
+/// Copies `from`, a regular file or a directory, to `to` (which does not exist; its parents are
+/// made), as [`copy_tree`] does.
+fn copy_entry(from: &Path, to: &Path) -> Result<(), ImageError> {
+    if let Some(parent) = to.parent() {
+        fs::create_dir_all(parent).map_err(|error| ImageError::io(parent, error))?;
+    }
+    let kind = fs::symlink_metadata(from).map_err(|error| ImageError::io(from, error))?;
+    if kind.is_dir() {
+        fs::create_dir(to).map_err(|error| ImageError::io(to, error))?;
+        copy_tree(from, to)
+    } else if kind.is_file() {
+        fs::copy(from, to).map_err(|error| ImageError::io(from, error))?;
+        fs::set_permissions(to, fs::Permissions::from_mode(0o644))
+            .map_err(|error| ImageError::io(to, error))
+    } else {
+        Err(ImageError::Assembly {
+            what: from.display().to_string(),
+            reason: "a module tree holds only files and directories".into(),
+        })
+    }
+}
+
 /// Copies the regular files and directories of `from` into `to` (which exists), files with
 /// mode 0644 and directories 0755.
 fn copy_tree(from: &Path, to: &Path) -> Result<(), ImageError> {
@@ -716,6 +765,7 @@ mod tests {
             )]
             .into(),
             files: BTreeMap::new(),
+            data: Vec::new(),
         }
     }
 
@@ -754,6 +804,42 @@ mod tests {
         let old = GoModules::new("kubernetes", "1.37.2", "1.26.8", &recipe());
         let new = GoModules::new("kubernetes", "1.37.2", "1.27.3", &recipe());
         assert_ne!(old.params(), new.params());
+    }
+
+    #[test]
+    fn data_is_part_of_both_identities_only_when_there_is_some() {
+        let mut with_data = recipe();
+        with_data.data = vec!["cfg".into()];
+        let plain = GoBuild::new("kubernetes", "1.37.2", "1.26.8", &recipe());
+        let shipped = GoBuild::new("kubernetes", "1.37.2", "1.26.8", &with_data);
+        assert_ne!(plain.params(), shipped.params());
+        assert!(!String::from_utf8_lossy(plain.params().as_bytes()).contains("data"));
+        let plain = GoModules::new("kubernetes", "1.37.2", "1.26.8", &recipe());
+        let shipped = GoModules::new("kubernetes", "1.37.2", "1.26.8", &with_data);
+        assert_ne!(plain.params(), shipped.params());
+    }
+
+    #[test]
+    fn data_entries_are_copied_as_files_and_trees() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let module = dir.path().join("module");
+        fs::create_dir_all(module.join("cfg/cis-1.11")).expect("mkdir");
+        fs::write(module.join("cfg/config.yaml"), "version_mapping:\n").expect("write");
+        fs::write(module.join("cfg/cis-1.11/master.yaml"), "controls:\n").expect("write");
+        fs::write(module.join("LICENSE"), "license").expect("write");
+        let out = dir.path().join("out");
+        copy_entry(&module.join("cfg"), &out.join("share/tool/cfg")).expect("a tree");
+        copy_entry(&module.join("LICENSE"), &out.join("share/tool/LICENSE")).expect("a file");
+        assert_eq!(
+            fs::read_to_string(out.join("share/tool/cfg/cis-1.11/master.yaml")).expect("read"),
+            "controls:\n"
+        );
+        let mode = fs::metadata(out.join("share/tool/LICENSE"))
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644);
+        assert!(copy_entry(&module.join("absent"), &out.join("x")).is_err());
     }
 
     /// The compile's digest ignores kiln's recipe (it takes minutes), so its parameters alone

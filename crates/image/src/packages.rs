@@ -14,6 +14,7 @@
 //! tags = []
 //! cgo = false
 //! ldflags = ["-s", "-w", "-X go.etcd.io/etcd/api/v3/version.GitSHA=v{version}"]
+//! data = []                              # the module's own files to ship in share/<package>/
 //!
 //! [go.binaries]                          # bin/<name> = the Go package that builds it
 //! etcd = "./cmd/etcd"                    # ./ : a package of the wrapper module, from [go.files]
@@ -99,6 +100,11 @@ pub struct GoRecipe {
     pub binaries: BTreeMap<String, String>,
     /// Files of the wrapper module (path relative to its root, content).
     pub files: BTreeMap<String, String>,
+    /// Files or directories of the module's own tree (relative to its root) that the package
+    /// ships beside its programs, under `share/<package>/`: data a program reads at run time,
+    /// such as kube-bench's `cfg/` benchmarks, which no vendor tree holds. They come from the
+    /// module download (whose content the checksum database and `vendor-hash` pin).
+    pub data: Vec<String>,
 }
 
 /// One version of a package and where it comes from.
@@ -205,6 +211,8 @@ struct RawGo {
     binaries: BTreeMap<String, String>,
     #[serde(default)]
     files: BTreeMap<String, String>,
+    #[serde(default)]
+    data: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -400,6 +408,14 @@ pub(crate) fn default_binary_name(import_path: &str) -> &str {
     }
 }
 
+/// Whether `path` is relative, without empty, `.` or `..` elements.
+fn plain_relative(path: &str) -> bool {
+    !path.starts_with('/')
+        && path
+            .split('/')
+            .all(|element| !element.is_empty() && element != "." && element != "..")
+}
+
 fn parse_package(file: &str, text: &str) -> Result<Package, ImageError> {
     let name = file
         .rsplit('/')
@@ -449,12 +465,19 @@ fn parse_package(file: &str, text: &str) -> Result<Package, ImageError> {
                     ));
                 }
             }
+            for path in &go.data {
+                if !plain_relative(path) {
+                    return Err(error(
+                        path,
+                        format!(
+                            "go.data: `{path}` is not a plain relative path of a file or directory in {}'s module",
+                            go.module
+                        ),
+                    ));
+                }
+            }
             for path in go.files.keys() {
-                let plain = !path.starts_with('/')
-                    && path
-                        .split('/')
-                        .all(|element| !element.is_empty() && element != "." && element != "..");
-                if !plain
+                if !plain_relative(path)
                     || matches!(path.as_str(), "go.mod" | "go.sum")
                     || path.starts_with("vendor/")
                 {
@@ -475,6 +498,7 @@ fn parse_package(file: &str, text: &str) -> Result<Package, ImageError> {
                 ldflags: go.ldflags,
                 binaries: go.binaries,
                 files: go.files,
+                data: go.data,
             })
         }
     };

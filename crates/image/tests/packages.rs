@@ -40,6 +40,19 @@ fn kilns_kubernetes_declares_every_binary_and_current_versions() {
 }
 
 #[test]
+fn kube_bench_ships_its_benchmarks() {
+    let set = repository_set();
+    let go = set
+        .package("kube-bench")
+        .expect("a kube-bench package")
+        .go
+        .as_ref()
+        .expect("built from Go modules");
+    assert_eq!(go.data, ["cfg"], "the benchmarks' YAML files");
+    assert!(set.version("kube-bench", "0.14.1").is_ok());
+}
+
+#[test]
 fn an_unknown_version_names_the_versions_there_are() {
     let set = repository_set();
     let error = set.version("kubernetes", "1.31.0").expect_err("no 1.31.0");
@@ -115,6 +128,22 @@ fn bad_declarations_are_refused_naming_file_line_and_field() {
             "tool = \"./cmd/tool\"",
             &version(&format!("version = \"1.2.3\"\ngo = \"1.26.8\"\nvendor-hash = \"{HASH}\"")),
         )));
+    let data = |path: &str| {
+        declaration(good_binaries, "").replace(
+            "cgo = false\n",
+            &format!("cgo = false\ndata = [\"{path}\"]\n"),
+        ) + &version(&format!(
+            "version = \"1.2.3\"\ngo = \"1.26.8\"\nvendor-hash = \"{HASH}\""
+        ))
+    };
+    expect_test::expect!["packages/tool.toml:5: go.data: `../cfg` is not a plain relative path of a file or directory in example.com/tool's module"]
+        .assert_eq(&parse_error(&data("../cfg")));
+    expect_test::expect!["packages/tool.toml:5: go.data: `/etc` is not a plain relative path of a file or directory in example.com/tool's module"]
+        .assert_eq(&parse_error(&data("/etc")));
+    let set =
+        PackageSet::parse([("packages/tool.toml", data("cfg/cis").as_str())]).expect("parses");
+    let go = set.package("tool").expect("tool").go.as_ref().expect("go");
+    assert_eq!(go.data, ["cfg/cis"]);
     let unknown = parse_error(&format!(
         "{}colour = \"blue\"\n",
         declaration(
