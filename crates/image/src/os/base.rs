@@ -38,6 +38,7 @@ pub const BASE_OS_PACKAGES: &[&str] = &[
     "libnginx-mod-stream",
     "linux-image-amd64",
     "nginx",
+    "procps",
     "runc",
     "socat",
     "systemd",
