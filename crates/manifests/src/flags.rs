@@ -479,6 +479,13 @@ static TABLE: &[FlagRule] = &[
     )),
     rule!(
         KubeApiserver,
+        "service-account-extend-token-expiration",
+        20..,
+        "CIS 1.2.30 (cis-1.11): projected tokens expire when they say, not up to a year later",
+        |_| text("false")
+    ),
+    rule!(
+        KubeApiserver,
         "service-account-issuer",
         20..,
         "kube-apiserver: required from 1.20 with BoundServiceAccountTokenVolume (CHANGELOG-1.20)",

@@ -122,7 +122,7 @@ pub const SYSTEM_NAMESPACE: &str = "kube-system";
 /// Mode of every file this crate renders, except those of [`SECRET_FILE_MODE`].
 pub const FILE_MODE: u32 = 0o644;
 /// Mode of the encryption configuration, which holds the key, and of the kubelet's
-/// configuration, which only the kubelet (root) reads.
+/// configuration and the static pods' manifests, which only the kubelet (root) reads.
 pub const SECRET_FILE_MODE: u32 = 0o600;
 
 /// One file to write (defined once, in kiln-spec, for every renderer).
@@ -250,7 +250,8 @@ pub fn render_node(
         add(
             &paths::static_pod_manifest(&name),
             yaml(&format!("static pod {name}"), &pod)?,
-            FILE_MODE,
+            // Read by the kubelet alone (CIS 1.1.1, 1.1.3, 1.1.5 and 1.1.7 ask 0600).
+            SECRET_FILE_MODE,
         );
     }
     files.sort();
