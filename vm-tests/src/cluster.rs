@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::kubectl::write_forwarded_kubeconfig;
 use crate::qemu::{Accel, PortForward, StateDiskFile, Vm, VmConfig, detect_accel};
-use crate::{Error, GuestShell, Kubectl, NodeImage, Segment, free_tcp_port, wait_for};
+use crate::{Error, GuestShell, Kubectl, NodeImage, Segment, Tools, free_tcp_port, wait_for};
 use kiln_image::os::node::StateDisk;
 
 /// The guest port forwarded from every node: the kubelet API (the apiserver's port is added on
@@ -42,6 +42,8 @@ pub struct ClusterOptions {
     pub accel: Option<Accel>,
     /// vCPUs for every guest (at least 1); `None`: what each image's manifest asks for.
     pub cpus: Option<u32>,
+    /// The test tools disk every guest gets; `None` for none (the steps that need it fail).
+    pub tools: Option<Tools>,
 }
 
 /// One running node.
@@ -76,6 +78,8 @@ pub struct Cluster {
     pub api: (String, u16),
     /// The cluster endpoint's port in the guests (the API server's own, or a load balancer's).
     pub endpoint_port: u16,
+    /// The test tools disk the guests have, if any.
+    pub tools: Option<Tools>,
 }
 
 impl Cluster {
@@ -131,6 +135,7 @@ impl Cluster {
                 cmdline,
                 disks: image.disks.clone(),
                 state_disk,
+                tools_disk: options.tools.as_ref().map(|tools| tools.disk.clone()),
                 memory_mib: image.manifest.memory_mib,
                 cpus,
                 mac: image.manifest.mac.clone(),
@@ -193,6 +198,7 @@ impl Cluster {
             run_dir: options.run_dir.clone(),
             api: (api_node, api_host_port),
             endpoint_port: api_port,
+            tools: options.tools.clone(),
         })
     }
 

@@ -12,6 +12,7 @@
 //!   `manifest.json` contract kiln-image writes) and writes a kubeconfig that reaches the forwarded apiserver.
 //! - [`scenario`] holds the scenarios ([`scenario::Scenario`]: `two-node`, `ha`), each step a
 //!   function over a [`Cluster`], timed by [`Steps`].
+//! - [`Tools`] is the read-only disk of test tools (kube-bench) every guest gets.
 //! - [`tiny_guest`] builds a busybox initramfs for the host's Debian kernel, so the QEMU
 //!   plumbing is tested without a kiln image.
 
@@ -27,6 +28,7 @@ mod qemu;
 pub mod scenario;
 mod shell;
 pub mod tiny_guest;
+mod tools;
 mod wait;
 
 pub use cluster::{Cluster, ClusterOptions, DEBUG_SHELL, Node, ServiceState, service_states};
@@ -36,9 +38,11 @@ pub use interrupt::{install_interrupt_handler, interrupted};
 pub use kubectl::{Kubectl, forward_kubeconfig};
 pub use network::{FORWARD_PORTS, Segment, free_tcp_port, listening_on};
 pub use qemu::{
-    Accel, PortForward, StateDiskFile, Vm, VmConfig, detect_accel, qemu_args, qemu_binary,
+    Accel, PortForward, StateDiskFile, TOOLS_DISK_SERIAL, Vm, VmConfig, detect_accel, qemu_args,
+    qemu_binary,
 };
 pub use shell::{GuestOutput, GuestShell};
+pub use tools::{KUBE_BENCH_CONFIG, TOOLS_MOUNT, Tools, kube_bench_benchmark, mount_script};
 pub use wait::{Steps, tail_lines, wait_for};
 
 /// The result of every fallible operation in this crate.

@@ -48,6 +48,9 @@ pub struct VmConfig {
     /// The writable state disk, attached after the read-only ones (the kernel command line
     /// must say so: see the image's `state`).
     pub state_disk: Option<StateDiskFile>,
+    /// A read-only disk of test tools (a squashfs), which the guest finds by the virtio serial
+    /// [`TOOLS_DISK_SERIAL`] and mounts only when a step asks (see [`crate::Tools`]).
+    pub tools_disk: Option<PathBuf>,
     /// Guest memory.
     pub memory_mib: u32,
     /// Virtual CPUs.
@@ -66,6 +69,10 @@ pub struct VmConfig {
     /// do not tie QEMU's life to the harness's.
     pub keep: bool,
 }
+
+/// The virtio serial of the test tools disk ([`VmConfig::tools_disk`]): the guest's udev names
+/// it `/dev/disk/by-id/virtio-kiln-tools`.
+pub const TOOLS_DISK_SERIAL: &str = "kiln-tools";
 
 /// A node's writable state disk: a raw file on the host, kept across restarts of the guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +151,20 @@ pub fn qemu_args(config: &VmConfig) -> Vec<String> {
                 "virtio-blk-pci,drive=state,serial={},bus=pci.0,addr=0x1d",
                 state.serial
             ),
+        );
+    }
+    if let Some(tools) = &config.tools_disk {
+        push(
+            "-drive",
+            format!(
+                "file={},if=none,id=tools,format=raw,readonly=on",
+                escape(tools)
+            ),
+        );
+        // A fixed slot below the state disk's, so neither moves the layers' names.
+        push(
+            "-device",
+            format!("virtio-blk-pci,drive=tools,serial={TOOLS_DISK_SERIAL},bus=pci.0,addr=0x1c"),
         );
     }
     // Fixed PCI slots keep the NICs' order, and so eth0 and eth1, independent of the disks.
@@ -558,6 +579,7 @@ mod tests {
                 PathBuf::from("/images/a,b/base.squashfs"),
             ],
             state_disk: None,
+            tools_disk: None,
             memory_mib: 2048,
             cpus: 2,
             mac: "52:54:00:00:00:11".to_owned(),
@@ -599,6 +621,19 @@ mod tests {
         assert!(!args.contains("kvm"), "{args}");
         // The private NIC comes before the management NIC: eth0, then eth1.
         assert!(args.find("netdev=lan,").expect("lan") < args.find("netdev=mgmt,").expect("mgmt"));
+    }
+
+    #[test]
+    fn the_tools_disk_is_read_only_and_found_by_its_serial() {
+        let mut config = config();
+        config.tools_disk = Some(PathBuf::from("/store/abc-vm-test-tools/layer.squashfs"));
+        let args = qemu_args(&config).join(" ");
+        let expected = "-drive file=/store/abc-vm-test-tools/layer.squashfs,if=none,id=tools,\
+                        format=raw,readonly=on -device virtio-blk-pci,drive=tools,\
+                        serial=kiln-tools,bus=pci.0,addr=0x1c";
+        assert!(args.contains(expected), "{expected:?} not in {args}");
+        assert!(args.find("base.squashfs").expect("layer") < args.find("id=tools").expect("tools"));
+        assert!(!qemu_args(&self::config()).join(" ").contains("id=tools"));
     }
 
     #[test]

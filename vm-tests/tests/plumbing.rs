@@ -39,6 +39,7 @@ fn guest_on(
         cmdline: TinyGuest::cmdline(name, address),
         disks: Vec::new(),
         state_disk: None,
+        tools_disk: None,
         memory_mib: 256,
         cpus: 1,
         mac: format!(
@@ -287,6 +288,7 @@ fn a_cluster_boots_from_a_result_directory() {
         keep: false,
         accel: None,
         cpus: None,
+        tools: None,
     };
     let mut cluster =
         kiln_vm_tests::Cluster::start(&options).unwrap_or_else(|error| panic!("{error}"));
@@ -341,6 +343,7 @@ fn a_kept_guest_outlives_its_vm() {
         cmdline: TinyGuest::cmdline("kept", "192.168.50.9/24"),
         disks: Vec::new(),
         state_disk: None,
+        tools_disk: None,
         memory_mib: 128,
         cpus: 1,
         mac: "52:54:00:00:50:09".to_owned(),

@@ -102,8 +102,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bail!("kubectl {} does not exist", kubectl.display());
     }
     let qemu = QEMU.find().context("qemu-system-x86_64 is not installed")?;
-    let proof = Proof::of(&args, manifest, &kubectl, &qemu)?;
     let store_dir = common::store_dir(args.store.clone())?;
+    let tools = tools_disk(&store_dir)?;
+    let proof = Proof::of(&args, manifest, &kubectl, &qemu, &tools)?;
     let (key, name) = (proof.key(), format!("vm-test-{}", args.scenario));
     if !args.rerun && !args.keep {
         let store = kiln_store::Store::open(&store_dir)?;
@@ -124,6 +125,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         keep: args.keep,
         accel: None,
         cpus: args.cpus,
+        tools: Some(tools),
     };
     match scenario::run(args.scenario, &options) {
         Ok(_) => {
@@ -172,6 +174,8 @@ struct Proof {
     kubectl: kiln_store::Digest,
     /// The tree hash of the QEMU program that runs the guests.
     qemu: kiln_store::Digest,
+    /// The content hash of the test tools disk (kube-bench and its benchmarks).
+    tools: kiln_store::Digest,
     /// Every artifact of the build (the node images with all they link to, the kubeconfigs,
     /// the plan), by derivation id: its identity ([`artifact_identities`]).
     artifacts: BTreeMap<String, kiln_store::Digest>,
@@ -296,6 +300,7 @@ impl Proof {
         manifest: kiln_cluster::Manifest,
         kubectl: &Path,
         qemu: &Path,
+        tools: &kiln_vm_tests::Tools,
     ) -> anyhow::Result<Proof> {
         let file_hash = |path: &Path| -> anyhow::Result<kiln_store::Digest> {
             let real = path
@@ -309,6 +314,7 @@ impl Proof {
             harness: env!("KILN_VM_HARNESS"),
             kubectl: file_hash(kubectl)?,
             qemu: file_hash(qemu)?,
+            tools: file_hash(&tools.disk)?,
             artifacts: artifact_identities(&manifest)?,
         })
     }
@@ -325,6 +331,53 @@ impl Proof {
             .str(&self.to_json())
             .finish()
     }
+}
+
+/// The test tools the guests get on a read-only disk, each `(package, version)` of the package
+/// set: what a scenario judges the cluster with, never part of a node image.
+const TOOLS: [(&str, &str); 1] = [("kube-bench", "0.14.1")];
+
+/// Builds the test tools disk into the store (each of [`TOOLS`] from the package set, then one
+/// squashfs holding each as `<package>/`), or finds it there.
+fn tools_disk(store_dir: &Path) -> anyhow::Result<kiln_vm_tests::Tools> {
+    let set = crate::package::read_packages(&crate::package::packages_dir(None))?;
+    let mut graph = kiln_graph::Graph::new();
+    let mut layer = kiln_image::os::layer::LayerSpec::default();
+    let mut inputs = Vec::new();
+    for (name, version) in TOOLS {
+        let package = set.package(name)?;
+        let version = set.version(name, version)?;
+        let modules = kiln_graph::DrvId::new(format!("package/{name}/modules"));
+        let build = kiln_graph::DrvId::new(format!("package/{name}"));
+        let derivations = kiln_image::go::go_derivations(package, version, modules.clone())?;
+        graph.add(modules, derivations.modules)?;
+        graph.add(build.clone(), derivations.build)?;
+        for part in ["bin", "share"] {
+            layer.copies.push(kiln_image::os::layer::LayerCopy {
+                input: name.to_owned(),
+                from: part.to_owned(),
+                to: format!("{name}/{part}"),
+            });
+        }
+        inputs.push((name.to_owned(), build));
+    }
+    let disk = kiln_graph::DrvId::new("vm-test-tools");
+    graph.add(disk.clone(), layer.derivation("vm-test-tools", inputs))?;
+    let graph = graph.validate()?;
+    let store = kiln_store::Store::open(store_dir)?;
+    let observer = common::progress_observer();
+    let evaluation = graph.evaluate(
+        &store,
+        &kiln_graph::EvalOptions::default(),
+        observer.as_ref(),
+    )?;
+    let kube_bench = &evaluation.outputs[&kiln_graph::DrvId::new("package/kube-bench")];
+    Ok(kiln_vm_tests::Tools {
+        disk: evaluation.outputs[&disk]
+            .path
+            .join(kiln_image::os::layer::LAYER_FILE),
+        kube_bench: kube_bench.path.clone(),
+    })
 }
 
 /// The manifest of the build in `result` (`result/manifest.json`).
@@ -410,7 +463,7 @@ mod tests {
     }
 
     /// A result directory whose manifest has one artifact with content hash `content`, and
-    /// kubectl and QEMU stand-ins.
+    /// kubectl, QEMU and tools disk stand-ins.
     fn inputs(dir: &Path, content: &[u8]) -> (PathBuf, PathBuf, PathBuf) {
         let result = dir.join("result");
         std::fs::create_dir_all(&result).expect("mkdir");
@@ -434,7 +487,16 @@ mod tests {
         let (kubectl, qemu) = (dir.join("kubectl"), dir.join("qemu"));
         std::fs::write(&kubectl, "kubectl").expect("write");
         std::fs::write(&qemu, "qemu").expect("write");
+        std::fs::write(dir.join("tools.squashfs"), "tools").expect("write");
         (result, kubectl, qemu)
+    }
+
+    /// The tools stand-in of [`inputs`] in `dir`.
+    fn tools(dir: &Path) -> kiln_vm_tests::Tools {
+        kiln_vm_tests::Tools {
+            disk: dir.join("tools.squashfs"),
+            kube_bench: dir.to_path_buf(),
+        }
     }
 
     /// A store under `dir` with a layer holding `layer` in `<layer_digest>-layer` and an image
@@ -513,12 +575,17 @@ mod tests {
     fn a_pass_is_keyed_by_every_input_it_ran() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (result, kubectl, qemu) = inputs(dir.path(), b"image");
-        let key = |line: &[&str], kubectl: &Path, qemu: &Path| {
+        let other_tools = dir.path().join("other");
+        std::fs::create_dir(&other_tools).expect("mkdir");
+        std::fs::write(other_tools.join("tools.squashfs"), "other tools").expect("write");
+        let key_with = |line: &[&str], kubectl: &Path, qemu: &Path, tools_dir: &Path| {
             let manifest = read_manifest(&result).expect("a manifest");
-            Proof::of(&args(line), manifest, kubectl, qemu)
+            Proof::of(&args(line), manifest, kubectl, qemu, &tools(tools_dir))
                 .expect("a proof")
                 .key()
         };
+        let key =
+            |line: &[&str], kubectl: &Path, qemu: &Path| key_with(line, kubectl, qemu, dir.path());
         let base = key(&[], &kubectl, &qemu);
         assert_eq!(
             key(&["--keep", "--rerun"], &kubectl, &qemu),
@@ -530,6 +597,7 @@ mod tests {
             key(&["--cpus", "1"], &kubectl, &qemu),
             key(&[], &qemu, &qemu),
             key(&[], &kubectl, &kubectl),
+            key_with(&[], &kubectl, &qemu, &other_tools),
         ];
         for other in others {
             assert_ne!(other, base);
@@ -537,7 +605,14 @@ mod tests {
         let changed = tempfile::tempdir().expect("tempdir");
         let (result, kubectl, qemu) = inputs(changed.path(), b"another image");
         let manifest = read_manifest(&result).expect("a manifest");
-        let proof = Proof::of(&args(&[]), manifest, &kubectl, &qemu).expect("a proof");
+        let proof = Proof::of(
+            &args(&[]),
+            manifest,
+            &kubectl,
+            &qemu,
+            &tools(changed.path()),
+        )
+        .expect("a proof");
         assert_ne!(proof.key(), base, "an image changed");
         let text = proof.to_json();
         assert!(text.contains("\"node/a/image\""), "{text}");

@@ -23,6 +23,7 @@ use crate::kubectl::{describe, write_forwarded_kubeconfig};
 use crate::{Cluster, ClusterOptions, Error, Kubectl, Steps, wait_for};
 
 mod bootstrap;
+mod cis;
 mod common;
 mod control_plane;
 mod dns;
@@ -35,6 +36,7 @@ use self::bootstrap::*;
 pub use self::bootstrap::{
     cluster_info_signed, kube_proxy_daemonset, token_limits, workers_joined,
 };
+pub use self::cis::{DEVIATIONS, Deviation, cis_benchmark, deviations};
 use self::common::*;
 use self::control_plane::*;
 pub use self::control_plane::{
@@ -270,9 +272,9 @@ fn two_node(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
     failures.finish()
 }
 
-/// The `static-pods` scenario's steps: every static pod mirrored, the checks of `two-node`, and
-/// then (last, as it takes the control plane down for a while) each control-plane component
-/// killed and restarted by its kubelet.
+/// The `static-pods` scenario's steps: every static pod mirrored, the checks of `two-node`, the
+/// CIS benchmark by kube-bench on every node, and then (last, as it takes the control plane
+/// down for a while) each control-plane component killed and restarted by its kubelet.
 fn static_pod_cluster(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
     bring_up(cluster, steps)?;
     let mut failures = Failures::default();
@@ -282,20 +284,24 @@ fn static_pod_cluster(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result
         }),
     )?;
     cluster_checks(cluster, steps, &mut failures)?;
+    failures.record(steps.run("10 CIS benchmark: kube-bench on every node", || {
+        cis_benchmark(cluster)
+    }))?;
     match mirrored {
         Some(restarts) => {
-            failures.record(steps.run("10 killed control-plane components restart", || {
+            failures.record(steps.run("11 killed control-plane components restart", || {
                 static_pods_restart(cluster, &restarts)
             }))?;
         }
-        None => eprintln!("    (step 10 needs the mirror pods: skipped)"),
+        None => eprintln!("    (step 11 needs the mirror pods: skipped)"),
     }
     failures.finish()
 }
 
 /// The `kubeadm` scenario's steps: every static pod mirrored, the checks of `two-node` (the
 /// workers Ready once they joined), then the join itself: the workers' certificates, the
-/// token's limits, `cluster-info`, and kube-proxy's DaemonSet.
+/// token's limits, `cluster-info`, and kube-proxy's DaemonSet; last, the CIS benchmark by
+/// kube-bench on every node.
 fn kubeadm(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
     bring_up(cluster, steps)?;
     let mut failures = Failures::default();
@@ -320,6 +326,9 @@ fn kubeadm(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
     )?;
     failures.record(steps.run("13 kube-proxy's DaemonSet on every node", || {
         kube_proxy_daemonset(cluster)
+    }))?;
+    failures.record(steps.run("14 CIS benchmark: kube-bench on every node", || {
+        cis_benchmark(cluster)
     }))?;
     failures.finish()
 }
