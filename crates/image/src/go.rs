@@ -316,6 +316,8 @@ pub struct GoBuild {
     cgo: bool,
     ldflags: Vec<String>,
     binaries: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    tests: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     data: Vec<String>,
 }
@@ -342,6 +344,7 @@ impl GoBuild {
             cgo: recipe.cgo,
             ldflags: recipe.ldflags.clone(),
             binaries: recipe.binaries.clone(),
+            tests: recipe.tests.clone(),
             data: recipe.data.clone(),
         }
     }
@@ -387,34 +390,129 @@ impl GoBuild {
                 .env("GOMODCACHE", home.join("modcache"));
         };
         let targets = self.targets();
-
-        let mut list = go.command(home);
-        configure(&mut list);
-        list.args(["list", "-deps", "-f", "{{.ImportPath}}"])
-            .args(&targets);
-        let total = run_output(list)?.lines().count();
-
         let bin = home.join("bin");
         fs::create_dir_all(&bin).map_err(|error| ImageError::io(&bin, error))?;
+        let started = Instant::now();
+        let flags = [
+            "-trimpath".to_owned(),
+            "-buildvcs=false".to_owned(),
+            format!("-tags={}", self.tags.join(",")),
+            format!("-ldflags=all={}", ldflags.join(" ")),
+        ];
+
         let mut build = go.command(home);
         configure(&mut build);
         build
-            .args(["build", "-v", "-trimpath", "-buildvcs=false"])
-            .arg(format!("-tags={}", self.tags.join(",")))
-            .arg(format!("-ldflags=all={}", ldflags.join(" ")))
+            .args(["build", "-v"])
+            .args(&flags)
             .arg("-o")
             .arg(format!("{}/", bin.display()))
             .args(&targets);
+        let names: Vec<&str> = self.binaries.keys().map(String::as_str).collect();
+        self.compile(
+            &go,
+            home,
+            &configure,
+            build,
+            &targets,
+            &names.join(" "),
+            report,
+        )?;
+
+        for (name, package) in &self.tests {
+            // The test program's packages are compiled first with `go build -v`, which names
+            // each as it goes (progress for a compile of many minutes); `go test -c` then finds
+            // them in the build cache and compiles the test package itself and links.
+            let mut list = go.command(home);
+            configure(&mut list);
+            list.args(["list", "-deps", "-test", "-f", "{{.ImportPath}}"])
+                .arg(package);
+            let wrapper = format!("kiln.local/{}/", self.package);
+            let dependencies: Vec<String> = run_output(list)?
+                .lines()
+                .filter(|path| !path.contains(' ') && !path.ends_with(".test"))
+                .filter(|path| !path.starts_with(&wrapper))
+                .map(str::to_owned)
+                .collect();
+            let mut build = go.command(home);
+            configure(&mut build);
+            build.args(["build", "-v"]).args(&flags).args(&dependencies);
+            self.compile(
+                &go,
+                home,
+                &configure,
+                build,
+                &dependencies,
+                &format!("the packages of {name}"),
+                report,
+            )?;
+            let mut test = go.command(home);
+            configure(&mut test);
+            test.args(["test", "-c"])
+                .args(&flags)
+                .arg("-o")
+                .arg(bin.join(name))
+                .arg(package);
+            report(&format!(
+                "compiling and linking {name} (`go test -c {package}`)"
+            ));
+            run_streaming(test, &home.join("test.log"), PROGRESS_INTERVAL, &mut |_| {})?;
+        }
         report(&format!(
-            "compiling {} {} ({} packages): {}",
+            "compiled {} {} in {}",
             self.package,
             self.version,
-            total,
-            self.binaries
-                .keys()
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .join(" ")
+            format_elapsed(started.elapsed())
+        ));
+
+        let out_bin = out.join("bin");
+        fs::create_dir_all(&out_bin).map_err(|error| ImageError::io(&out_bin, error))?;
+        let built: Vec<(&String, PathBuf)> = self
+            .binaries
+            .iter()
+            .map(|(name, package)| (name, bin.join(default_binary_name(package))))
+            .chain(self.tests.keys().map(|name| (name, bin.join(name))))
+            .collect();
+        for (name, built) in built {
+            let installed = out_bin.join(name);
+            fs::copy(&built, &installed).map_err(|error| ImageError::io(&built, error))?;
+            fs::set_permissions(&installed, fs::Permissions::from_mode(0o755))
+                .map_err(|error| ImageError::io(&installed, error))?;
+        }
+        if !self.data.is_empty() {
+            let share = out.join("share").join(&self.package);
+            for path in &self.data {
+                let from = modules.join(DATA_DIR).join(path);
+                copy_entry(&from, &share.join(path))?;
+            }
+        }
+        let version = out.join("VERSION");
+        fs::write(&version, format!("v{}\n", self.version))
+            .map_err(|error| ImageError::io(&version, error))
+    }
+
+    /// Runs `build` (a `go build -v` of `targets`), reporting every [`PROGRESS_INTERVAL`] how
+    /// many of the packages they need are compiled and which was the latest; `what` names
+    /// the programs in the first report.
+    #[allow(clippy::too_many_arguments)]
+    fn compile(
+        &self,
+        go: &Go,
+        home: &Path,
+        configure: &dyn Fn(&mut Command),
+        build: Command,
+        targets: &[String],
+        what: &str,
+        report: &dyn Fn(&str),
+    ) -> Result<(), ImageError> {
+        let mut list = go.command(home);
+        configure(&mut list);
+        list.args(["list", "-deps", "-f", "{{.ImportPath}}"])
+            .args(targets);
+        let total = run_output(list)?.lines().count();
+        report(&format!(
+            "compiling {} {} ({total} packages): {what}",
+            self.package, self.version
         ));
         let started = Instant::now();
         let mut compiled = 0usize;
@@ -437,33 +535,7 @@ impl GoBuild {
                     last_report = Instant::now();
                 }
             },
-        )?;
-        report(&format!(
-            "compiled {} {} in {}",
-            self.package,
-            self.version,
-            format_elapsed(started.elapsed())
-        ));
-
-        let out_bin = out.join("bin");
-        fs::create_dir_all(&out_bin).map_err(|error| ImageError::io(&out_bin, error))?;
-        for (name, package) in &self.binaries {
-            let built = bin.join(default_binary_name(package));
-            let installed = out_bin.join(name);
-            fs::copy(&built, &installed).map_err(|error| ImageError::io(&built, error))?;
-            fs::set_permissions(&installed, fs::Permissions::from_mode(0o755))
-                .map_err(|error| ImageError::io(&installed, error))?;
-        }
-        if !self.data.is_empty() {
-            let share = out.join("share").join(&self.package);
-            for path in &self.data {
-                let from = modules.join(DATA_DIR).join(path);
-                copy_entry(&from, &share.join(path))?;
-            }
-        }
-        let version = out.join("VERSION");
-        fs::write(&version, format!("v{}\n", self.version))
-            .map_err(|error| ImageError::io(&version, error))
+        )
     }
 }
 
@@ -682,6 +754,28 @@ fn copy_entry(from: &Path, to: &Path) -> Result<(), ImageError> {
         fs::create_dir_all(parent).map_err(|error| ImageError::io(parent, error))?;
     }
     let kind = fs::symlink_metadata(from).map_err(|error| ImageError::io(from, error))?;
+    copy_one(from, to, kind.file_type())
+}
+
+/// Copies the regular files and directories of `from` into `to` (which exists), files with
+/// mode 0644 and directories 0755.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), ImageError> {
+    let entries = fs::read_dir(from).map_err(|error| ImageError::io(from, error))?;
+    for entry in entries {
+        let entry = entry.map_err(|error| ImageError::io(from, error))?;
+        let source = entry.path();
+        let kind = entry
+            .file_type()
+            .map_err(|error| ImageError::io(&source, error))?;
+        copy_one(&source, &to.join(entry.file_name()), kind)?;
+    }
+    Ok(())
+}
+
+/// Copies one entry of kind `kind` from `from` to `to` (whose parent exists): a directory is
+/// made and filled by [`copy_tree`], a regular file copied with mode 0644; anything else is
+/// refused.
+fn copy_one(from: &Path, to: &Path, kind: fs::FileType) -> Result<(), ImageError> {
     if kind.is_dir() {
         fs::create_dir(to).map_err(|error| ImageError::io(to, error))?;
         copy_tree(from, to)
@@ -695,34 +789,6 @@ fn copy_entry(from: &Path, to: &Path) -> Result<(), ImageError> {
             reason: "a module tree holds only files and directories".into(),
         })
     }
-}
-
-/// Copies the regular files and directories of `from` into `to` (which exists), files with
-/// mode 0644 and directories 0755.
-fn copy_tree(from: &Path, to: &Path) -> Result<(), ImageError> {
-    let entries = fs::read_dir(from).map_err(|error| ImageError::io(from, error))?;
-    for entry in entries {
-        let entry = entry.map_err(|error| ImageError::io(from, error))?;
-        let source = entry.path();
-        let target = to.join(entry.file_name());
-        let kind = entry
-            .file_type()
-            .map_err(|error| ImageError::io(&source, error))?;
-        if kind.is_dir() {
-            fs::create_dir(&target).map_err(|error| ImageError::io(&target, error))?;
-            copy_tree(&source, &target)?;
-        } else if kind.is_file() {
-            fs::copy(&source, &target).map_err(|error| ImageError::io(&source, error))?;
-            fs::set_permissions(&target, fs::Permissions::from_mode(0o644))
-                .map_err(|error| ImageError::io(&target, error))?;
-        } else {
-            return Err(ImageError::Assembly {
-                what: source.display().to_string(),
-                reason: "a module tree holds only files and directories".into(),
-            });
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -764,6 +830,7 @@ mod tests {
                 "k8s.io/kubernetes/cmd/kubelet".to_owned(),
             )]
             .into(),
+            tests: BTreeMap::new(),
             files: BTreeMap::new(),
             data: Vec::new(),
         }
@@ -817,6 +884,16 @@ mod tests {
         let plain = GoModules::new("kubernetes", "1.37.2", "1.26.8", &recipe());
         let shipped = GoModules::new("kubernetes", "1.37.2", "1.26.8", &with_data);
         assert_ne!(plain.params(), shipped.params());
+    }
+
+    #[test]
+    fn tests_are_part_of_the_compile_identity_only_when_there_are_some() {
+        let mut with_tests = recipe();
+        with_tests.tests.insert("e2e.test".into(), "./e2e".into());
+        let plain = GoBuild::new("kubernetes", "1.37.2", "1.26.8", &recipe());
+        let tested = GoBuild::new("kubernetes", "1.37.2", "1.26.8", &with_tests);
+        assert_ne!(plain.params(), tested.params());
+        assert!(!String::from_utf8_lossy(plain.params().as_bytes()).contains("tests"));
     }
 
     #[test]

@@ -19,6 +19,9 @@
 //! [go.binaries]                          # bin/<name> = the Go package that builds it
 //! etcd = "./cmd/etcd"                    # ./ : a package of the wrapper module, from [go.files]
 //!
+//! [go.tests]                             # bin/<name> = `go test -c` of a wrapper package
+//!                                        # (none here; kubernetes-e2e.toml has e2e.test)
+//!
 //! [go.files]
 //! "cmd/etcd/main.go" = '''
 //! package main
@@ -98,6 +101,10 @@ pub struct GoRecipe {
     /// Output name in `bin/` to the Go package built for it: a full import path, or `./dir`
     /// for a package of the wrapper module.
     pub binaries: BTreeMap<String, String>,
+    /// Output name in `bin/` to a package of the wrapper module (`./dir`) whose tests are
+    /// compiled into one program with `go test -c`, as upstream builds `e2e.test`: only the
+    /// wrapper's own packages, because a vendor tree holds no `_test.go` file of a dependency.
+    pub tests: BTreeMap<String, String>,
     /// Files of the wrapper module (path relative to its root, content).
     pub files: BTreeMap<String, String>,
     /// Files or directories of the module's own tree (relative to its root) that the package
@@ -209,6 +216,8 @@ struct RawGo {
     #[serde(default)]
     ldflags: Vec<String>,
     binaries: BTreeMap<String, String>,
+    #[serde(default)]
+    tests: BTreeMap<String, String>,
     #[serde(default)]
     files: BTreeMap<String, String>,
     #[serde(default)]
@@ -465,6 +474,33 @@ fn parse_package(file: &str, text: &str) -> Result<Package, ImageError> {
                     ));
                 }
             }
+            for (test, package) in &go.tests {
+                let Some(local) = package.strip_prefix("./") else {
+                    return Err(error(
+                        package,
+                        format!(
+                            "go.tests.{test}: {package} is not a package of the wrapper module (`./dir`); a vendor tree holds no test files of other modules, so only the wrapper's own tests can be compiled"
+                        ),
+                    ));
+                };
+                let dir = format!("{local}/");
+                if !go
+                    .files
+                    .keys()
+                    .any(|path| path.starts_with(&dir) && path.ends_with("_test.go"))
+                {
+                    return Err(error(
+                        package,
+                        format!("go.tests.{test}: go.files has no `_test.go` file under {dir}"),
+                    ));
+                }
+                if go.binaries.contains_key(test) {
+                    return Err(error(
+                        package,
+                        format!("go.tests.{test}: go.binaries has a program of that name too"),
+                    ));
+                }
+            }
             for path in &go.data {
                 if !plain_relative(path) {
                     return Err(error(
@@ -497,6 +533,7 @@ fn parse_package(file: &str, text: &str) -> Result<Package, ImageError> {
                 cgo: go.cgo,
                 ldflags: go.ldflags,
                 binaries: go.binaries,
+                tests: go.tests,
                 files: go.files,
                 data: go.data,
             })

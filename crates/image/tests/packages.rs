@@ -52,6 +52,31 @@ fn kube_bench_ships_its_benchmarks() {
     assert!(set.version("kube-bench", "0.14.1").is_ok());
 }
 
+/// The end-to-end suite is built as upstream builds it: `e2e.test` with `go test -c` from the
+/// wrapper's copy of upstream's `e2e_test.go`, ginkgo and agnhost as programs, for a version
+/// the set builds Kubernetes of, with the same version stamps.
+#[test]
+fn the_end_to_end_suite_is_built_from_the_kubernetes_module() {
+    let set = repository_set();
+    let e2e = set.package("kubernetes-e2e").expect("declared");
+    let kubernetes = set.package("kubernetes").expect("declared");
+    let go = e2e.go.as_ref().expect("a Go recipe");
+    let kube_go = kubernetes.go.as_ref().expect("a Go recipe");
+    assert_eq!(go.module, kube_go.module);
+    assert_eq!(go.tags, kube_go.tags);
+    assert_eq!(go.ldflags, kube_go.ldflags, "the same version stamps");
+    assert_eq!(go.tests["e2e.test"], "./e2e");
+    assert!(go.files["e2e/e2e_test.go"].contains("e2e.RunE2ETests(t)"));
+    assert_eq!(
+        go.binaries.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["agnhost", "ginkgo"]
+    );
+    for version in &e2e.versions {
+        set.version("kubernetes", &version.version)
+            .expect("a suite of a Kubernetes version the set builds");
+    }
+}
+
 #[test]
 fn an_unknown_version_names_the_versions_there_are() {
     let set = repository_set();
@@ -140,6 +165,40 @@ fn bad_declarations_are_refused_naming_file_line_and_field() {
         .assert_eq(&parse_error(&data("../cfg")));
     expect_test::expect!["packages/tool.toml:5: go.data: `/etc` is not a plain relative path of a file or directory in example.com/tool's module"]
         .assert_eq(&parse_error(&data("/etc")));
+    let tests = |table: &str, files: &str| {
+        declaration(good_binaries, "")
+            + &format!("[go.tests]\n{table}\n[go.files]\n{files}\n")
+            + &version(&format!(
+                "version = \"1.2.3\"\ngo = \"1.26.8\"\nvendor-hash = \"{HASH}\""
+            ))
+    };
+    expect_test::expect!["packages/tool.toml:8: go.tests.e2e.test: example.com/tool/e2e is not a package of the wrapper module (`./dir`); a vendor tree holds no test files of other modules, so only the wrapper's own tests can be compiled"]
+        .assert_eq(&parse_error(&tests("\"e2e.test\" = \"example.com/tool/e2e\"", "")));
+    expect_test::expect![
+        "packages/tool.toml:8: go.tests.e2e.test: go.files has no `_test.go` file under e2e/"
+    ]
+    .assert_eq(&parse_error(&tests(
+        "\"e2e.test\" = \"./e2e\"",
+        "\"e2e/e2e.go\" = \"package e2e\"",
+    )));
+    expect_test::expect![
+        "packages/tool.toml:8: go.tests.tool: go.binaries has a program of that name too"
+    ]
+    .assert_eq(&parse_error(&tests(
+        "tool = \"./e2e\"",
+        "\"e2e/e2e_test.go\" = \"package e2e\"",
+    )));
+    let set = PackageSet::parse([(
+        "packages/tool.toml",
+        tests(
+            "\"e2e.test\" = \"./e2e\"",
+            "\"e2e/e2e_test.go\" = \"package e2e\"",
+        )
+        .as_str(),
+    )])
+    .expect("parses");
+    let go = set.package("tool").expect("tool").go.as_ref().expect("go");
+    assert_eq!(go.tests["e2e.test"], "./e2e");
     let set =
         PackageSet::parse([("packages/tool.toml", data("cfg/cis").as_str())]).expect("parses");
     let go = set.package("tool").expect("tool").go.as_ref().expect("go");
