@@ -24,12 +24,18 @@ use crate::resolve::AptSources;
 pub const BASE_OS_SUITE: &str = "bookworm";
 
 /// The packages asked for (on top of Debian's `minbase` variant); apt adds their dependencies.
+/// `bind9-dnsutils` (`dig`, `nslookup`), `curl` and `netcat-openbsd` are a node's network
+/// debugging tools, and what the conformance images take from the base OS: the end-to-end
+/// suite's tests run them in agnhost's pods with the options upstream's Alpine-based image
+/// has (`nc -v -t -w 2`, `curl --connect-timeout`, `dig +search`), which busybox lacks.
 pub const BASE_OS_PACKAGES: &[&str] = &[
+    "bind9-dnsutils",
     "busybox-static",
     "ca-certificates",
     "conntrack",
     "containerd",
     "containernetworking-plugins",
+    "curl",
     "dbus",
     "etcd-server",
     "iproute2",
@@ -37,6 +43,7 @@ pub const BASE_OS_PACKAGES: &[&str] = &[
     "kmod",
     "libnginx-mod-stream",
     "linux-image-amd64",
+    "netcat-openbsd",
     "nginx",
     "procps",
     "runc",
