@@ -1,5 +1,6 @@
-//! The test tools a scenario judges a cluster with: upstream programs (kube-bench) that the
-//! guests get on a read-only disk, never part of a node image.
+//! The test tools a scenario judges a cluster with: upstream programs (kube-bench, the
+//! end-to-end suite's images) that the guests get on a read-only disk, never part of a node
+//! image, and the suite itself, which runs on the host.
 
 use std::path::PathBuf;
 
@@ -15,6 +16,10 @@ pub struct Tools {
     /// kube-bench's package on the host (the same files as the disk's `kube-bench/`): the
     /// harness reads its benchmarks' version mapping from here.
     pub kube_bench: PathBuf,
+    /// The end-to-end suite's package on the host (`bin/e2e.test`, `bin/ginkgo`, `bin/agnhost`)
+    /// when the package set has the suite of the cluster's Kubernetes version; its images are
+    /// on the disk under `conformance/images/`.
+    pub e2e: Option<PathBuf>,
 }
 
 /// Where a guest mounts the tools disk.

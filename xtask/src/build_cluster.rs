@@ -91,6 +91,11 @@ pub struct Args {
     /// still holds the locked versions. Repeatable; the machine's own sources are used too.
     #[arg(long = "apt-source", value_name = "LINE")]
     apt_sources: Vec<String>,
+    /// Also build the VM tests' tools disk (`image/test-tools`: kube-bench, and the
+    /// conformance images when the package set has the end-to-end suite of the cluster's
+    /// Kubernetes version) and the suite itself; none of it goes into a node image.
+    #[arg(long, conflicts_with = "no_images")]
+    pub test_tools: bool,
 }
 
 impl Args {
@@ -119,6 +124,7 @@ impl Args {
             lock: None,
             locked: false,
             apt_sources: Vec::new(),
+            test_tools: false,
         }
     }
 }
@@ -404,7 +410,15 @@ fn with_images(
         userland: userland.clone(),
         pod_packages: pod_packages.clone(),
     };
-    let candidate = cluster.clone().with_images(plan, &as_locked)?;
+    let tools = if args.test_tools {
+        test_tools(set, plan)?
+    } else {
+        Vec::new()
+    };
+    let candidate = cluster
+        .clone()
+        .with_images(plan, &as_locked)?
+        .with_test_tools(plan, &tools)?;
     let graph = candidate.graph.clone().validate()?;
     common::substitute_fixed(&graph, store, &substituters.stores, &[])?;
     crate::registry::substitute(&graph, store, &substituters.registries, jobs)?;
@@ -458,7 +472,9 @@ fn with_images(
         userland,
         pod_packages,
     };
-    let cluster = cluster.with_images(plan, &inputs)?;
+    let cluster = cluster
+        .with_images(plan, &inputs)?
+        .with_test_tools(plan, &tools)?;
     let graph = cluster.graph.validate()?;
     common::substitute_fixed(
         &graph,
@@ -473,6 +489,37 @@ fn with_images(
         lock: resolution.lock,
         debian_kubernetes,
     })
+}
+
+/// The VM tests' tools, each `(package, version)` of the package set, that every cluster's
+/// tools disk holds: what a scenario judges the cluster with.
+const TEST_TOOLS: [(&str, &str); 1] = [("kube-bench", "0.14.1")];
+
+/// The tools of `--test-tools` for `plan`: [`TEST_TOOLS`], and the end-to-end suite
+/// ([`kiln_image::oci::E2E_PACKAGE`]) of the cluster's Kubernetes version if the package set
+/// has it.
+fn test_tools(
+    set: &kiln_image::packages::PackageSet,
+    plan: &kiln_spec::Plan,
+) -> anyhow::Result<
+    Vec<(
+        kiln_image::packages::Package,
+        kiln_image::packages::PackageVersion,
+    )>,
+> {
+    let mut tools = Vec::new();
+    for (name, version) in TEST_TOOLS {
+        tools.push((
+            set.package(name)?.clone(),
+            set.version(name, version)?.clone(),
+        ));
+    }
+    let kubernetes = plan.cluster.kubernetes_version.to_string();
+    let e2e = kiln_image::oci::E2E_PACKAGE;
+    if let Ok(version) = set.version(e2e, &kubernetes) {
+        tools.push((set.package(e2e)?.clone(), version.clone()));
+    }
+    Ok(tools)
 }
 
 /// What [`with_images`] gives: the cluster's validated graph with the node images, the lock it

@@ -14,41 +14,62 @@ use crate::{common, deps};
 /// Arguments of `cargo xtask vm-test`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The scenario to run: two-node or ha.
+    /// The scenario to run: two-node, ha, static-pods or kubeadm.
     #[arg(long, default_value = "two-node")]
     scenario: scenario::Scenario,
-    /// Leave the guests running afterwards (also after a failure) and print how to reach them.
-    #[arg(long)]
-    keep: bool,
-    /// The cluster spec to build (default: `vm-tests/specs/<scenario>.toml` if there is one,
-    /// else `examples/<scenario>.toml`).
-    #[arg(long)]
-    spec: Option<PathBuf>,
-    /// Use this already-built `result/` directory instead of building the spec.
-    #[arg(long, conflicts_with = "spec")]
-    result: Option<PathBuf>,
-    /// The cluster's kubectl (of its Kubernetes version); default: $KILN_KUBECTL, else the kubectl
-    /// the build put in the store with the other Kubernetes binaries.
-    #[arg(long)]
-    kubectl: Option<PathBuf>,
-    /// The store build-cluster uses (default: build-cluster's).
-    #[arg(long)]
-    store: Option<PathBuf>,
-    /// Where logs, sockets and kubeconfigs go (default: `target/vm-tests/<scenario>-<time>`).
-    #[arg(long)]
-    run_dir: Option<PathBuf>,
-    /// vCPUs for every guest (default: what each image asks for).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
-    cpus: Option<u32>,
     /// Run the scenario even if it already passed on this machine with exactly these inputs.
     #[arg(long)]
     rerun: bool,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+/// How `cargo xtask vm-test` and `cargo xtask conformance` get a cluster: what they build (or
+/// take built), where the guests' files go, and how they run.
+#[derive(clap::Args)]
+pub struct ClusterArgs {
+    /// Leave the guests running afterwards (also after a failure) and print how to reach them.
+    #[arg(long)]
+    pub keep: bool,
+    /// The cluster spec to build (default: `vm-tests/specs/<scenario>.toml` if there is one,
+    /// else `examples/<scenario>.toml`).
+    #[arg(long)]
+    pub spec: Option<PathBuf>,
+    /// Use this already-built `result/` directory (built with `build-cluster --test-tools`)
+    /// instead of building the spec.
+    #[arg(long, conflicts_with = "spec")]
+    pub result: Option<PathBuf>,
+    /// The cluster's kubectl (of its Kubernetes version); default: $KILN_KUBECTL, else the kubectl
+    /// the build put in the store with the other Kubernetes binaries.
+    #[arg(long)]
+    pub kubectl: Option<PathBuf>,
+    /// The store build-cluster uses (default: build-cluster's).
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    /// Where logs, sockets and kubeconfigs go (default: `target/vm-tests/<scenario>-<time>`).
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// vCPUs for every guest (default: what each image asks for).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub cpus: Option<u32>,
     /// Where the cluster's root secret lives (default: for a scenario's own spec,
     /// `vm-test-secrets/` in kiln's data directory beside the store, so that every clone on this
     /// machine builds the same images and a pass recorded by one counts for the others; for
     /// `--spec`, build-cluster's default, `secrets/` in kiln's data directory).
     #[arg(long, conflicts_with = "result")]
-    secrets: Option<PathBuf>,
+    pub secrets: Option<PathBuf>,
+}
+
+/// A cluster built (or taken built) and ready to boot: what [`prepare`] gives.
+pub struct Prepared {
+    /// The options the guests are started with.
+    pub options: ClusterOptions,
+    /// The build's manifest.
+    pub manifest: kiln_cluster::Manifest,
+    /// The QEMU program.
+    pub qemu: PathBuf,
+    /// The store the build used.
+    pub store_dir: PathBuf,
 }
 
 /// QEMU, which runs the guests (its program is part of a pass's key).
@@ -63,6 +84,56 @@ const VM_TOOLS: &[kiln_tools::Tool] = &[
 
 /// Runs the scenario.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let prepared = prepare(&args.cluster, &args.scenario.to_string(), args.scenario)?;
+    let proof = Proof::of(
+        &args,
+        &prepared.manifest,
+        &prepared.options.kubectl,
+        &prepared.qemu,
+    )?;
+    let (key, name) = (proof.key(), format!("vm-test-{}", args.scenario));
+    if !args.rerun && !args.cluster.keep {
+        let store = kiln_store::Store::open(&prepared.store_dir)?;
+        if let Some(passed) = store.get(&key, &name)? {
+            eprintln!(
+                "vm-test {}: passed before on this machine with exactly these inputs ({}); \
+                 not run again (--rerun runs it)",
+                args.scenario,
+                passed.path.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    match scenario::run(args.scenario, &prepared.options) {
+        Ok(_) => {
+            // Only a pass is recorded: a failure is never taken as settled.
+            let store = kiln_store::Store::open(&prepared.store_dir)?;
+            let recorded = store
+                .build(&key, &name, |out| {
+                    std::fs::write(out.join(PROOF_FILE), proof.to_json())
+                })
+                .map_err(|failure| anyhow::anyhow!("recording the pass: {failure}"))?;
+            store.commit()?;
+            eprintln!(
+                "vm-test {}: passed (recorded in {})",
+                args.scenario,
+                recorded.path.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(kiln_vm_tests::Error::Interrupted) => Ok(ExitCode::from(130)),
+        Err(error) => Err(error).with_context(|| format!("vm-test {}", args.scenario)),
+    }
+}
+
+/// Builds the cluster of `args` (the spec of `scenario` unless `--spec` or `--result` says
+/// otherwise) with its test tools, finds kubectl and QEMU, and makes the run directory
+/// (`target/vm-tests/<label>-<time>` unless `--run-dir`).
+pub fn prepare(
+    args: &ClusterArgs,
+    label: &str,
+    scenario: scenario::Scenario,
+) -> anyhow::Result<Prepared> {
     kiln_vm_tests::install_interrupt_handler()?;
     deps::ensure("the VM tests' tools", VM_TOOLS)?;
 
@@ -74,7 +145,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .map_or(0, |elapsed| elapsed.as_secs());
             Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../target/vm-tests")
-                .join(format!("{}-{now}", args.scenario))
+                .join(format!("{label}-{now}"))
         }
     };
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
@@ -84,7 +155,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let result_dir = match &args.result {
         Some(dir) => dir.clone(),
-        None => build(&args, &run_dir.join("result"))?,
+        None => build(args, scenario, &run_dir.join("result"))?,
     };
 
     let manifest = read_manifest(&result_dir)?;
@@ -103,50 +174,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let qemu = QEMU.find().context("qemu-system-x86_64 is not installed")?;
     let store_dir = common::store_dir(args.store.clone())?;
-    let tools = tools_disk(&store_dir)?;
-    let proof = Proof::of(&args, manifest, &kubectl, &qemu, &tools)?;
-    let (key, name) = (proof.key(), format!("vm-test-{}", args.scenario));
-    if !args.rerun && !args.keep {
-        let store = kiln_store::Store::open(&store_dir)?;
-        if let Some(passed) = store.get(&key, &name)? {
-            eprintln!(
-                "vm-test {}: passed before on this machine with exactly these inputs ({}); \
-                 not run again (--rerun runs it)",
-                args.scenario,
-                passed.path.display()
-            );
-            return Ok(ExitCode::SUCCESS);
-        }
-    }
-    let options = ClusterOptions {
-        result_dir,
-        kubectl,
-        run_dir,
-        keep: args.keep,
-        accel: None,
-        cpus: args.cpus,
-        tools: Some(tools),
-    };
-    match scenario::run(args.scenario, &options) {
-        Ok(_) => {
-            // Only a pass is recorded: a failure is never taken as settled.
-            let store = kiln_store::Store::open(&store_dir)?;
-            let recorded = store
-                .build(&key, &name, |out| {
-                    std::fs::write(out.join(PROOF_FILE), proof.to_json())
-                })
-                .map_err(|failure| anyhow::anyhow!("recording the pass: {failure}"))?;
-            store.commit()?;
-            eprintln!(
-                "vm-test {}: passed (recorded in {})",
-                args.scenario,
-                recorded.path.display()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(kiln_vm_tests::Error::Interrupted) => Ok(ExitCode::from(130)),
-        Err(error) => Err(error).with_context(|| format!("vm-test {}", args.scenario)),
-    }
+    let tools = built_tools(&manifest)?;
+    Ok(Prepared {
+        options: ClusterOptions {
+            result_dir,
+            kubectl,
+            run_dir,
+            keep: args.keep,
+            accel: None,
+            cpus: args.cpus,
+            tools: Some(tools),
+        },
+        manifest,
+        qemu,
+        store_dir,
+    })
 }
 
 /// The directory in kiln's data directory that holds the root secrets of the scenarios' own
@@ -174,10 +216,9 @@ struct Proof {
     kubectl: kiln_store::Digest,
     /// The tree hash of the QEMU program that runs the guests.
     qemu: kiln_store::Digest,
-    /// The content hash of the test tools disk (kube-bench and its benchmarks).
-    tools: kiln_store::Digest,
     /// Every artifact of the build (the node images with all they link to, the kubeconfigs,
-    /// the plan), by derivation id: its identity ([`artifact_identities`]).
+    /// the plan, the test tools disk), by derivation id: its identity
+    /// ([`artifact_identities`]).
     artifacts: BTreeMap<String, kiln_store::Digest>,
 }
 
@@ -297,10 +338,9 @@ impl Proof {
     /// and `qemu`.
     fn of(
         args: &Args,
-        manifest: kiln_cluster::Manifest,
+        manifest: &kiln_cluster::Manifest,
         kubectl: &Path,
         qemu: &Path,
-        tools: &kiln_vm_tests::Tools,
     ) -> anyhow::Result<Proof> {
         let file_hash = |path: &Path| -> anyhow::Result<kiln_store::Digest> {
             let real = path
@@ -310,12 +350,11 @@ impl Proof {
         };
         Ok(Proof {
             scenario: args.scenario.to_string(),
-            cpus: args.cpus,
+            cpus: args.cluster.cpus,
             harness: env!("KILN_VM_HARNESS"),
             kubectl: file_hash(kubectl)?,
             qemu: file_hash(qemu)?,
-            tools: file_hash(&tools.disk)?,
-            artifacts: artifact_identities(&manifest)?,
+            artifacts: artifact_identities(manifest)?,
         })
     }
 
@@ -333,50 +372,30 @@ impl Proof {
     }
 }
 
-/// The test tools the guests get on a read-only disk, each `(package, version)` of the package
-/// set: what a scenario judges the cluster with, never part of a node image.
-const TOOLS: [(&str, &str); 1] = [("kube-bench", "0.14.1")];
-
-/// Builds the test tools disk into the store (each of [`TOOLS`] from the package set, then one
-/// squashfs holding each as `<package>/`), or finds it there.
-fn tools_disk(store_dir: &Path) -> anyhow::Result<kiln_vm_tests::Tools> {
-    let set = crate::package::read_packages(&crate::package::packages_dir(None))?;
-    let mut graph = kiln_graph::Graph::new();
-    let mut layer = kiln_image::os::layer::LayerSpec::default();
-    let mut inputs = Vec::new();
-    for (name, version) in TOOLS {
-        let package = set.package(name)?;
-        let version = set.version(name, version)?;
-        let modules = kiln_graph::DrvId::new(format!("package/{name}/modules"));
-        let build = kiln_graph::DrvId::new(format!("package/{name}"));
-        let derivations = kiln_image::go::go_derivations(package, version, modules.clone())?;
-        graph.add(modules, derivations.modules)?;
-        graph.add(build.clone(), derivations.build)?;
-        for part in ["bin", "share"] {
-            layer.copies.push(kiln_image::os::layer::LayerCopy {
-                input: name.to_owned(),
-                from: part.to_owned(),
-                to: format!("{name}/{part}"),
-            });
-        }
-        inputs.push((name.to_owned(), build));
-    }
-    let disk = kiln_graph::DrvId::new("vm-test-tools");
-    graph.add(disk.clone(), layer.derivation("vm-test-tools", inputs))?;
-    let graph = graph.validate()?;
-    let store = kiln_store::Store::open(store_dir)?;
-    let observer = common::progress_observer();
-    let evaluation = graph.evaluate(
-        &store,
-        &kiln_graph::EvalOptions::default(),
-        observer.as_ref(),
-    )?;
-    let kube_bench = &evaluation.outputs[&kiln_graph::DrvId::new("package/kube-bench")];
+/// The test tools of the build `manifest` describes (built by `build-cluster --test-tools`):
+/// the disk, kube-bench's package and, when the package set has the end-to-end suite of the
+/// cluster's version, the suite's package.
+fn built_tools(manifest: &kiln_cluster::Manifest) -> anyhow::Result<kiln_vm_tests::Tools> {
+    let artifact = |name: &str| {
+        manifest
+            .artifacts
+            .get(name)
+            .map(|entry| entry.store_path.clone())
+    };
+    let disk = artifact(kiln_cluster::TEST_TOOLS_ARTIFACT).with_context(|| {
+        format!(
+            "the build has no test tools ({}): build it with `cargo xtask build-cluster --test-tools`",
+            kiln_cluster::TEST_TOOLS_ARTIFACT
+        )
+    })?;
+    let kube_bench = artifact(&kiln_cluster::package_artifact("kube-bench"))
+        .context("the build's test tools have no kube-bench")?;
     Ok(kiln_vm_tests::Tools {
-        disk: evaluation.outputs[&disk]
-            .path
-            .join(kiln_image::os::layer::LAYER_FILE),
-        kube_bench: kube_bench.path.clone(),
+        disk: disk.join(kiln_image::os::layer::LAYER_FILE),
+        kube_bench,
+        e2e: artifact(&kiln_cluster::package_artifact(
+            kiln_image::oci::E2E_PACKAGE,
+        )),
     })
 }
 
@@ -410,12 +429,13 @@ fn scenario_spec(scenario: scenario::Scenario) -> PathBuf {
     }
 }
 
-/// Builds the spec into `out` with this program's own `build-cluster`.
-fn build(args: &Args, out: &Path) -> anyhow::Result<PathBuf> {
+/// Builds the spec (`--spec`, else `scenario`'s) with its test tools into `out` with this
+/// program's own `build-cluster`.
+fn build(args: &ClusterArgs, scenario: scenario::Scenario, out: &Path) -> anyhow::Result<PathBuf> {
     let (spec, secrets) = match &args.spec {
         Some(spec) => (spec.clone(), args.secrets.clone()),
         None => (
-            scenario_spec(args.scenario),
+            scenario_spec(scenario),
             Some(match &args.secrets {
                 Some(dir) => dir.clone(),
                 None => common::data_dir()
@@ -431,7 +451,8 @@ fn build(args: &Args, out: &Path) -> anyhow::Result<PathBuf> {
         .arg("--spec")
         .arg(&spec)
         .arg("--out")
-        .arg(out);
+        .arg(out)
+        .arg("--test-tools");
     if let Some(secrets) = &secrets {
         command.arg("--secrets").arg(secrets);
     }
@@ -463,7 +484,7 @@ mod tests {
     }
 
     /// A result directory whose manifest has one artifact with content hash `content`, and
-    /// kubectl, QEMU and tools disk stand-ins.
+    /// kubectl and QEMU stand-ins.
     fn inputs(dir: &Path, content: &[u8]) -> (PathBuf, PathBuf, PathBuf) {
         let result = dir.join("result");
         std::fs::create_dir_all(&result).expect("mkdir");
@@ -487,16 +508,7 @@ mod tests {
         let (kubectl, qemu) = (dir.join("kubectl"), dir.join("qemu"));
         std::fs::write(&kubectl, "kubectl").expect("write");
         std::fs::write(&qemu, "qemu").expect("write");
-        std::fs::write(dir.join("tools.squashfs"), "tools").expect("write");
         (result, kubectl, qemu)
-    }
-
-    /// The tools stand-in of [`inputs`] in `dir`.
-    fn tools(dir: &Path) -> kiln_vm_tests::Tools {
-        kiln_vm_tests::Tools {
-            disk: dir.join("tools.squashfs"),
-            kube_bench: dir.to_path_buf(),
-        }
     }
 
     /// A store under `dir` with a layer holding `layer` in `<layer_digest>-layer` and an image
@@ -575,17 +587,12 @@ mod tests {
     fn a_pass_is_keyed_by_every_input_it_ran() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (result, kubectl, qemu) = inputs(dir.path(), b"image");
-        let other_tools = dir.path().join("other");
-        std::fs::create_dir(&other_tools).expect("mkdir");
-        std::fs::write(other_tools.join("tools.squashfs"), "other tools").expect("write");
-        let key_with = |line: &[&str], kubectl: &Path, qemu: &Path, tools_dir: &Path| {
+        let key = |line: &[&str], kubectl: &Path, qemu: &Path| {
             let manifest = read_manifest(&result).expect("a manifest");
-            Proof::of(&args(line), manifest, kubectl, qemu, &tools(tools_dir))
+            Proof::of(&args(line), &manifest, kubectl, qemu)
                 .expect("a proof")
                 .key()
         };
-        let key =
-            |line: &[&str], kubectl: &Path, qemu: &Path| key_with(line, kubectl, qemu, dir.path());
         let base = key(&[], &kubectl, &qemu);
         assert_eq!(
             key(&["--keep", "--rerun"], &kubectl, &qemu),
@@ -597,7 +604,6 @@ mod tests {
             key(&["--cpus", "1"], &kubectl, &qemu),
             key(&[], &qemu, &qemu),
             key(&[], &kubectl, &kubectl),
-            key_with(&[], &kubectl, &qemu, &other_tools),
         ];
         for other in others {
             assert_ne!(other, base);
@@ -605,14 +611,7 @@ mod tests {
         let changed = tempfile::tempdir().expect("tempdir");
         let (result, kubectl, qemu) = inputs(changed.path(), b"another image");
         let manifest = read_manifest(&result).expect("a manifest");
-        let proof = Proof::of(
-            &args(&[]),
-            manifest,
-            &kubectl,
-            &qemu,
-            &tools(changed.path()),
-        )
-        .expect("a proof");
+        let proof = Proof::of(&args(&[]), &manifest, &kubectl, &qemu).expect("a proof");
         assert_ne!(proof.key(), base, "an image changed");
         let text = proof.to_json();
         assert!(text.contains("\"node/a/image\""), "{text}");

@@ -19,6 +19,13 @@ use kiln_spec::{Component, NodePlan, Plan, Role};
 
 use crate::{Artifacts, ClusterError};
 
+/// The derivation of the base OS, which the nodes run and some images take programs from.
+pub(crate) const BASE_OS_ID: &str = "image/base-os";
+
+/// The derivation of Debian's busybox, which the test image (and the conformance images) are
+/// made of.
+pub(crate) const BUSYBOX_ID: &str = "image/busybox";
+
 /// What the images need besides the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageInputs {
@@ -355,7 +362,7 @@ fn add_shared(
     artifacts: &mut Artifacts,
     inputs: &ImageInputs,
 ) -> Result<(Shared, ComponentPackages), ClusterError> {
-    let base_os = DrvId::new("image/base-os");
+    let base_os = DrvId::new(BASE_OS_ID);
     graph.add(
         base_os.clone(),
         kiln_image::os::base::base_os(&inputs.lock.base_os, &inputs.sources),
@@ -377,7 +384,7 @@ fn add_shared(
         graph.add(kubernetes_modules, modules)?;
     }
     graph.add(kubernetes.clone(), derivations.binaries)?;
-    let busybox = DrvId::new("image/busybox");
+    let busybox = DrvId::new(BUSYBOX_ID);
     let busybox_derivation = kiln_image::oci::busybox_static(&inputs.lock.busybox, &inputs.sources)
         .map_err(|error| ClusterError::Assembly {
             what: "busybox".into(),
@@ -572,14 +579,14 @@ fn add_node_image(
 /// Adds package `package` at `version` of kiln's package set, built from Go modules:
 /// `image/package/<name>/modules` (the module download) and `image/package/<name>` (the
 /// compile), the latter also an artifact. Returns the compile's id.
-fn add_package(
+pub(crate) fn add_package(
     graph: &mut Graph,
     artifacts: &mut Artifacts,
     package: &kiln_image::packages::Package,
     version: &kiln_image::packages::PackageVersion,
 ) -> Result<DrvId, ClusterError> {
-    let id = DrvId::new(format!("image/package/{}", package.name));
-    let modules = DrvId::new(format!("image/package/{}/modules", package.name));
+    let id = DrvId::new(crate::package_artifact(&package.name));
+    let modules = DrvId::new(format!("{id}/modules"));
     let derivations =
         kiln_image::go::go_derivations(package, version, modules.clone()).map_err(|error| {
             ClusterError::Assembly {

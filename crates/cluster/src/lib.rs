@@ -50,6 +50,7 @@ mod network;
 mod node_pki;
 mod pki;
 mod rendered;
+mod test_tools;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -64,6 +65,9 @@ pub use manifest::{ArtifactEntry, Manifest};
 pub use pki::{
     CERTIFICATE_FILE, ClusterPkiError, KEY_FILE, PkiDerivations, SERVICE_ACCOUNT_KEY_FILE,
     SERVICE_ACCOUNT_PUBLIC_FILE, add_pki, pki_drv_id, read_external_cas,
+};
+pub use test_tools::{
+    CONFORMANCE_IMAGES_ARTIFACT, CONFORMANCE_IMAGES_DIR, TEST_TOOLS_ARTIFACT, package_artifact,
 };
 
 /// What a cluster's graph needs besides its plan: the root secret every key derives from, and

@@ -239,3 +239,128 @@ fn static_pod_nodes_carry_the_component_images_their_pods_name() {
         .collect();
     assert_eq!(debian_images_inputs, ["coredns", "kubernetes"]);
 }
+
+/// `--test-tools`: the tools disk holds kube-bench and, for a version the set has the suite
+/// of, the conformance images (from the suite's agnhost and the images' busybox); no node
+/// image depends on any of it; a suite of another version is refused.
+#[test]
+fn the_test_tools_are_beside_the_node_images_never_in_them() {
+    let set = repository_set();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let text = std::fs::read_to_string(root.join("examples/two-node.toml")).expect("the example");
+    let plan = kiln_spec::load(&text, "two-node.toml").expect("loads").plan;
+    let wanted = plan.cluster.kubernetes_version.to_string();
+    let kubernetes = set
+        .version("kubernetes", &wanted)
+        .expect("the set builds it");
+    let package = |name: &str, version: &str| {
+        (
+            set.package(name).expect("declared").clone(),
+            set.version(name, version).expect("declared").clone(),
+        )
+    };
+    let resolve = |pairs: &std::collections::BTreeMap<String, String>| {
+        pairs
+            .iter()
+            .map(|(name, version)| package(name, version))
+            .collect::<Vec<_>>()
+    };
+    let lock_text = std::fs::read_to_string(root.join("kiln.lock")).expect("kiln.lock");
+    let lock = kiln_image::lock::Lock::parse(&lock_text, "kiln.lock").expect("parses");
+    let inputs = kiln_cluster::ImageInputs {
+        kubernetes: kiln_image::kubernetes::KubernetesSource::Go {
+            package: Box::new(set.package("kubernetes").expect("declared").clone()),
+            version: kubernetes.clone(),
+        },
+        lock,
+        sources: kiln_image::resolve::AptSources::default(),
+        userland: resolve(&kubernetes.with),
+        pod_packages: resolve(&kubernetes.pods),
+    };
+    let cluster_inputs = kiln_cluster::ClusterInputs {
+        root: std::sync::Arc::new(kiln_pki::RootSecret::from_bytes([7; 32])),
+        external_cas: Default::default(),
+        releases: kiln_spec::images::Releases {
+            etcd: kubernetes.with["etcd"].clone(),
+            coredns: kubernetes.pods.get("coredns").cloned(),
+        },
+    };
+    let with_images = kiln_cluster::cluster_graph(&plan, &cluster_inputs)
+        .expect("graph")
+        .with_images(&plan, &inputs)
+        .expect("images");
+    let tools = [
+        package("kube-bench", "0.14.1"),
+        package("kubernetes-e2e", &wanted),
+    ];
+    let cluster = with_images
+        .clone()
+        .with_test_tools(&plan, &tools)
+        .expect("the tools");
+    let graph = cluster.graph.validate().expect("valid");
+    let artifacts = &cluster.artifacts.cluster;
+    let disk = graph
+        .derivation(&artifacts[kiln_cluster::TEST_TOOLS_ARTIFACT])
+        .expect("the tools disk");
+    let disk_inputs: Vec<&str> = disk.inputs.keys().map(String::as_str).collect();
+    assert_eq!(disk_inputs, ["conformance-images", "kube-bench"]);
+    let images = graph
+        .derivation(&artifacts[kiln_cluster::CONFORMANCE_IMAGES_ARTIFACT])
+        .expect("the conformance images");
+    let images_inputs: Vec<&str> = images.inputs.values().map(|id| id.as_str()).collect();
+    assert_eq!(
+        images_inputs,
+        [
+            "image/base-os",
+            "image/busybox",
+            "image/package/kubernetes-e2e"
+        ]
+    );
+    assert!(artifacts.contains_key(&kiln_cluster::package_artifact("kube-bench")));
+    // No node image reaches a test tool.
+    for node in &plan.nodes {
+        let image = &cluster.artifacts.nodes[&node.name]["image"];
+        let mut stack = vec![image.clone()];
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(id) = stack.pop() {
+            assert!(
+                !id.as_str().contains("test-tools")
+                    && !id.as_str().contains("kubernetes-e2e")
+                    && !id.as_str().contains("kube-bench")
+                    && !id.as_str().contains("conformance"),
+                "{}'s image depends on {id}",
+                node.name
+            );
+            if seen.insert(id.clone()) {
+                stack.extend(
+                    graph
+                        .derivation(&id)
+                        .expect("known")
+                        .inputs
+                        .values()
+                        .cloned(),
+                );
+            }
+        }
+    }
+    // The same node images with or without the tools.
+    let without = with_images.graph.validate().expect("valid");
+    for node in &plan.nodes {
+        let id = &cluster.artifacts.nodes[&node.name]["image"];
+        assert_eq!(without.digest(id), graph.digest(id), "{}", node.name);
+    }
+    // A suite of another version than the cluster's is refused.
+    let other = [package("kubernetes-e2e", &wanted)];
+    let mut older = plan.clone();
+    older.cluster.kubernetes_version = "1.36.3".parse().expect("a version");
+    let error = kiln_cluster::cluster_graph(&plan, &cluster_inputs)
+        .expect("graph")
+        .with_images(&plan, &inputs)
+        .expect("images")
+        .with_test_tools(&older, &other)
+        .expect_err("another version");
+    assert!(
+        format!("{error}").contains("the cluster runs 1.36.3"),
+        "{error}"
+    );
+}

@@ -5,6 +5,7 @@
 
 mod busybox;
 mod component;
+mod conformance;
 mod elf;
 mod layout;
 mod needed;
@@ -26,6 +27,11 @@ pub use self::component::{
     ComponentImageInputs, ComponentImages, IMAGE_COMPONENTS, KUBE_PROXY, KUBE_PROXY_FILES,
     KUBE_PROXY_PROGRAMS, ProgramSources, XTABLES_EXTENSIONS_DIR, component_image, component_images,
     kube_proxy_image,
+};
+pub use self::conformance::{
+    AGNHOST_PROGRAMS, CONFORMANCE_IMAGES, CONFORMANCE_REPOSITORY, ConformanceImages,
+    DNS_TESTING_PROGRAMS, E2E_PACKAGE, agnhost_image, conformance_busybox_image,
+    conformance_images, conformance_reference, dns_testing_image,
 };
 pub use self::layout::{
     CONTAINERD_IMAGE_NAME_ANNOTATION, OCI_REF_NAME_ANNOTATION, OciArchive, OciImage, oci_archive,

@@ -1,0 +1,112 @@
+//! The VM tests' tools disk: upstream programs that judge a cluster (kube-bench; the end-to-end
+//! suite's images), built by the cluster's own graph beside its node images but never part of
+//! one. A guest gets the disk read-only; nothing on it is a secret.
+
+use kiln_graph::{DrvId, Graph};
+use kiln_image::os::layer::{LayerCopy, LayerSpec};
+use kiln_image::packages::{Package, PackageVersion};
+use kiln_spec::Plan;
+
+use crate::{Artifacts, ClusterError, ClusterGraph};
+
+/// The artifact of the tools disk: a layer whose squashfs holds, for each tool package
+/// `<name>/bin` and `<name>/share`, and with the end-to-end suite, `conformance/images/`.
+pub const TEST_TOOLS_ARTIFACT: &str = "image/test-tools";
+
+/// The artifact of the conformance images (see [`kiln_image::oci::conformance_images`]), when
+/// the tools include [`kiln_image::oci::E2E_PACKAGE`].
+pub const CONFORMANCE_IMAGES_ARTIFACT: &str = "image/conformance-images";
+
+/// Where the tools disk holds the conformance images' archives.
+pub const CONFORMANCE_IMAGES_DIR: &str = "conformance/images";
+
+/// The artifact of tool package `name`'s build: `image/package/<name>`.
+pub fn package_artifact(name: &str) -> String {
+    format!("image/package/{name}")
+}
+
+impl ClusterGraph {
+    /// Adds the tools disk ([`TEST_TOOLS_ARTIFACT`]) of `tools`, packages of kiln's package set
+    /// built from Go modules, each with its artifact ([`package_artifact`]). Every package but
+    /// the end-to-end suite ([`kiln_image::oci::E2E_PACKAGE`]) goes on the disk as its `bin/`
+    /// and, when it ships data, `share/`; the suite runs on the host, and only the images its
+    /// tests run (agnhost, busybox, pause: [`CONFORMANCE_IMAGES_ARTIFACT`]) go on the disk.
+    ///
+    /// Call it after [`ClusterGraph::with_images`]: the conformance images take busybox and the
+    /// base OS from the node images' inputs.
+    ///
+    /// # Errors
+    ///
+    /// If a package is not built from Go modules, or the graph has no images.
+    pub fn with_test_tools(
+        mut self,
+        plan: &Plan,
+        tools: &[(Package, PackageVersion)],
+    ) -> Result<ClusterGraph, ClusterError> {
+        add_test_tools(&mut self.graph, &mut self.artifacts, plan, tools)?;
+        Ok(self)
+    }
+}
+
+fn add_test_tools(
+    graph: &mut Graph,
+    artifacts: &mut Artifacts,
+    plan: &Plan,
+    tools: &[(Package, PackageVersion)],
+) -> Result<(), ClusterError> {
+    let mut layer = LayerSpec::default();
+    let mut inputs = Vec::new();
+    for (package, version) in tools {
+        let id = crate::images::add_package(graph, artifacts, package, version)?;
+        if package.name == kiln_image::oci::E2E_PACKAGE {
+            if version.version != plan.cluster.kubernetes_version.to_string() {
+                return Err(ClusterError::Assembly {
+                    what: "the test tools".into(),
+                    message: format!(
+                        "the end-to-end suite is of Kubernetes {}, the cluster runs {}",
+                        version.version, plan.cluster.kubernetes_version
+                    ),
+                });
+            }
+            let images = DrvId::new(CONFORMANCE_IMAGES_ARTIFACT);
+            graph.add(
+                images.clone(),
+                kiln_image::oci::conformance_images(
+                    id,
+                    DrvId::new(crate::images::BUSYBOX_ID),
+                    DrvId::new(crate::images::BASE_OS_ID),
+                    &version.version,
+                    kiln_image::os::base::IMAGE_EPOCH.unsigned_abs(),
+                ),
+            )?;
+            artifacts
+                .cluster
+                .insert(CONFORMANCE_IMAGES_ARTIFACT.to_owned(), images.clone());
+            layer.copies.push(LayerCopy {
+                input: "conformance-images".into(),
+                from: kiln_spec::images::ARCHIVES_DIR.into(),
+                to: CONFORMANCE_IMAGES_DIR.into(),
+            });
+            inputs.push(("conformance-images".to_owned(), images));
+            continue;
+        }
+        let mut parts = vec!["bin"];
+        if package.go.as_ref().is_some_and(|go| !go.data.is_empty()) {
+            parts.push("share");
+        }
+        for part in parts {
+            layer.copies.push(LayerCopy {
+                input: package.name.clone(),
+                from: part.to_owned(),
+                to: format!("{}/{part}", package.name),
+            });
+        }
+        inputs.push((package.name.clone(), id));
+    }
+    let disk = DrvId::new(TEST_TOOLS_ARTIFACT);
+    graph.add(disk.clone(), layer.derivation("test-tools", inputs))?;
+    artifacts
+        .cluster
+        .insert(TEST_TOOLS_ARTIFACT.to_owned(), disk);
+    Ok(())
+}

@@ -1,0 +1,439 @@
+//! The images the Kubernetes end-to-end suite's conformance tests run their pods from, built
+//! by kiln with no registry: agnhost (the suite's test server and client, from the
+//! `kubernetes-e2e` package of the cluster's version), glibc-dns-testing (the DNS tests'
+//! second prober), busybox (Debian's `busybox-static`) and pause (kiln's own). agnhost and
+//! glibc-dns-testing take the programs the tests run in them (`sh`, `bash`, `nc`, `curl`,
+//! `dig`, `nslookup`, `getent`, `ip`, `ss`) from kiln's base OS with the libraries they need,
+//! and busybox for the rest. They are test tools: no node image holds them; the VM tests bring
+//! them to the guests on the test-tools disk and import them into containerd there.
+//!
+//! Each is written under a name of kiln's ([`conformance_reference`]); the suite names the
+//! images it wants (its `--list-images`) and the harness tags kiln's image with each of those
+//! names in the guest, so which tag of agnhost a Kubernetes release asks for is read from that
+//! release's suite, never written down here.
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId, Params};
+
+use super::pick::Picker;
+use super::{OciEntry, OciImage, PATH_ENV, base_files, write_images};
+use crate::error::ImageError;
+use crate::os::base::{BASE_OS_ROOTFS, unsquashfs};
+
+/// The repository kiln's conformance images are named under: `kiln.local/conformance/<name>`.
+pub const CONFORMANCE_REPOSITORY: &str = "kiln.local/conformance";
+
+/// The images kiln builds for the suite, by the last element of the repository name the suite
+/// gives them (`.../agnhost:2.66.1` is `agnhost`).
+pub const CONFORMANCE_IMAGES: [&str; 4] = ["agnhost", "busybox", "glibc-dns-testing", "pause"];
+
+/// The programs agnhost's image takes from the base OS (with every link on the way and the
+/// libraries each needs): what the suite runs in agnhost's pods beyond agnhost itself, as
+/// upstream's image has them from Alpine's `bash`, `curl`, `netcat-openbsd`, `bind-tools` and
+/// `iproute2`.
+pub const AGNHOST_PROGRAMS: [&str; 9] = [
+    "/bin/sh",
+    "/bin/bash",
+    "/usr/bin/curl",
+    "/bin/nc",
+    "/usr/bin/dig",
+    "/usr/bin/nslookup",
+    "/usr/bin/getent",
+    "/bin/ip",
+    "/bin/ss",
+];
+
+/// The programs glibc-dns-testing's image takes from the base OS: the DNS tests' probe loop
+/// runs `dig` and `getent` under `sh` (upstream's image is Debian with `dnsutils`).
+pub const DNS_TESTING_PROGRAMS: [&str; 4] = [
+    "/bin/sh",
+    "/usr/bin/dig",
+    "/usr/bin/nslookup",
+    "/usr/bin/getent",
+];
+
+/// The files besides programs both take from the base OS: how `getent` and the resolvers look
+/// names up.
+const PICKED_FILES: [&str; 1] = ["/etc/nsswitch.conf"];
+
+/// The subtrees of the base OS's root the images are picked from.
+const PICKED_TREES: [&str; 6] = ["bin", "etc", "lib", "lib64", "sbin", "usr"];
+
+/// Where busybox and its applets go in an image with programs from the base OS: the base OS's
+/// `/bin` is a link to `usr/bin` (Debian's merged `/usr`).
+const BUSYBOX_DIR: &str = "usr/bin";
+
+/// The name of the package whose `bin/agnhost` and agnhost data the agnhost image is made of.
+pub const E2E_PACKAGE: &str = "kubernetes-e2e";
+
+/// Where the `kubernetes-e2e` package ships agnhost's porter test certificate and key
+/// (upstream's fixed, public test key pair), under its `share/kubernetes-e2e/`.
+const PORTER_DIR: &str = "test/images/agnhost/porter";
+
+/// The users and groups upstream's agnhost image defines besides root's (its Dockerfile's
+/// `adduser -u 1000 user-defined-in-image`, `addgroup -g 50000 group-defined-in-image`), which
+/// the suite's security-context tests look up by name.
+const AGNHOST_PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
+nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n\
+user-defined-in-image:x:1000:1000::/home/user-defined-in-image:/bin/sh\n";
+const AGNHOST_GROUP: &str = "root:x:0:\n\
+user-defined-in-image:x:1000:\n\
+group-defined-in-image:x:50000:user-defined-in-image\n\
+nogroup:x:65534:\n";
+
+/// The reference of kiln's conformance image `name` for Kubernetes `kubernetes_version`:
+/// `kiln.local/conformance/<name>:v<version>`.
+///
+/// ```
+/// assert_eq!(
+///     kiln_image::oci::conformance_reference("agnhost", "1.37.2"),
+///     "kiln.local/conformance/agnhost:v1.37.2"
+/// );
+/// ```
+pub fn conformance_reference(name: &str, kubernetes_version: &str) -> String {
+    format!("{CONFORMANCE_REPOSITORY}/{name}:v{kubernetes_version}")
+}
+
+/// The busybox layer of an image: `/bin/busybox` with a link in `/bin` for each of `applets`,
+/// and `/dev`, `/proc`, `/sys`, `/root` as mount points.
+fn busybox_entries(busybox: Vec<u8>, applets: &[&str]) -> Vec<OciEntry> {
+    let mut layer = vec![
+        OciEntry::directory("bin", 0o755),
+        OciEntry::file("bin/busybox", 0o755, busybox),
+        OciEntry::directory("dev", 0o755),
+        OciEntry::directory("proc", 0o755),
+        OciEntry::directory("root", 0o700),
+        OciEntry::directory("sys", 0o755),
+    ];
+    for applet in applets {
+        if *applet != "busybox" {
+            layer.push(OciEntry::symlink(format!("bin/{applet}"), "busybox"));
+        }
+    }
+    layer
+}
+
+/// The suite's busybox: busybox with every applet, `sh` as its command (as upstream's
+/// `e2e-test-images/busybox`).
+///
+/// ```
+/// let image = kiln_image::oci::conformance_busybox_image(b"(busybox)".to_vec(), &["sh", "nc"], "1.37.2");
+/// assert_eq!(image.cmd, ["sh"]);
+/// assert!(image.layer.iter().any(|entry| entry.path == "bin/nc"));
+/// ```
+pub fn conformance_busybox_image(
+    busybox: Vec<u8>,
+    applets: &[&str],
+    kubernetes_version: &str,
+) -> OciImage {
+    let mut layer = base_files();
+    layer.extend(busybox_entries(busybox, applets));
+    OciImage {
+        reference: conformance_reference("busybox", kubernetes_version),
+        layer,
+        entrypoint: Vec::new(),
+        cmd: vec!["sh".to_owned()],
+        env: vec![PATH_ENV.to_owned()],
+        exposed_ports: Vec::new(),
+    }
+}
+
+/// The programs of `programs` and the files of [`PICKED_FILES`] picked from the base OS's root
+/// at `base_root` (see [`Picker`]), then busybox at `usr/bin/busybox` with a link there for
+/// each of `applets` that no picked program already provides, added to `layer` (whose
+/// entries win over picked ones of the same path).
+fn with_userland(
+    mut layer: Vec<OciEntry>,
+    base_root: &Path,
+    reference: &str,
+    programs: &[&str],
+    (busybox, applets): (Vec<u8>, &[&str]),
+) -> Result<Vec<OciEntry>, ImageError> {
+    let mut picker = Picker::new(base_root, reference);
+    for program in programs {
+        picker.add_program(program)?;
+    }
+    for file in PICKED_FILES {
+        picker.add(file)?;
+    }
+    let mut present: std::collections::BTreeSet<String> =
+        layer.iter().map(|entry| entry.path.clone()).collect();
+    for entry in picker.into_entries() {
+        if present.insert(entry.path.clone()) {
+            layer.push(entry);
+        }
+    }
+    // A name the base OS provides in any directory of PATH keeps the base OS's program.
+    let provided = |name: &str, present: &std::collections::BTreeSet<String>| {
+        ["usr/local/bin", "usr/sbin", "usr/bin", "sbin", "bin"]
+            .iter()
+            .any(|dir| present.contains(&format!("{dir}/{name}")))
+    };
+    for dir in ["usr", BUSYBOX_DIR] {
+        if present.insert(dir.to_owned()) {
+            layer.push(OciEntry::directory(dir, 0o755));
+        }
+    }
+    layer.push(OciEntry::file(
+        format!("{BUSYBOX_DIR}/busybox"),
+        0o755,
+        busybox,
+    ));
+    present.insert(format!("{BUSYBOX_DIR}/busybox"));
+    for applet in applets {
+        if *applet != "busybox" && !provided(applet, &present) {
+            let path = format!("{BUSYBOX_DIR}/{applet}");
+            present.insert(path.clone());
+            layer.push(OciEntry::symlink(path, "busybox"));
+        }
+    }
+    Ok(layer)
+}
+
+/// The image files every image with a userland has besides its programs: `/etc` with
+/// `passwd` and `group` as given, `/tmp`, and mount points.
+fn userland_files(passwd: &str, group: &str) -> Vec<OciEntry> {
+    vec![
+        OciEntry::directory("dev", 0o755),
+        OciEntry::directory("etc", 0o755),
+        OciEntry::file("etc/group", 0o644, group.as_bytes().to_vec()),
+        OciEntry::file("etc/passwd", 0o644, passwd.as_bytes().to_vec()),
+        OciEntry::directory("proc", 0o755),
+        OciEntry::directory("root", 0o700),
+        OciEntry::directory("sys", 0o755),
+        OciEntry::directory("tmp", 0o1777),
+    ]
+}
+
+/// agnhost's image as upstream's Dockerfile lays it out: `/agnhost` (the entrypoint, `pause`
+/// its default command), `/agnhost-2` a link to it (the entrypoint tests run it by that name),
+/// the porter test certificate at `/localhost.crt` and `/localhost.key`, `/uploads`, the
+/// image's own user and group, the programs of [`AGNHOST_PROGRAMS`] from the base OS's root
+/// at `base_root`, and busybox for every other command.
+///
+/// # Errors
+///
+/// If the base OS lacks one of the programs or a library it needs.
+pub fn agnhost_image(
+    agnhost: Vec<u8>,
+    (certificate, key): (Vec<u8>, Vec<u8>),
+    busybox: (Vec<u8>, &[&str]),
+    base_root: &Path,
+    kubernetes_version: &str,
+) -> Result<OciImage, ImageError> {
+    let reference = conformance_reference("agnhost", kubernetes_version);
+    let mut layer = userland_files(AGNHOST_PASSWD, AGNHOST_GROUP);
+    layer.extend([
+        OciEntry::directory("home", 0o755),
+        OciEntry::directory("uploads", 0o755),
+        OciEntry::file("agnhost", 0o755, agnhost),
+        OciEntry::symlink("agnhost-2", "agnhost"),
+        OciEntry::file("localhost.crt", 0o644, certificate),
+        // A public test key of upstream's tree, served by agnhost's porter; not a secret.
+        OciEntry::file("localhost.key", 0o644, key),
+    ]);
+    let layer = with_userland(layer, base_root, &reference, &AGNHOST_PROGRAMS, busybox)?;
+    Ok(OciImage {
+        reference,
+        layer,
+        entrypoint: vec!["/agnhost".to_owned()],
+        cmd: vec!["pause".to_owned()],
+        env: vec![PATH_ENV.to_owned()],
+        exposed_ports: ["80", "8080", "8081", "9376", "5000"]
+            .iter()
+            .map(|port| format!("{port}/tcp"))
+            .collect(),
+    })
+}
+
+/// The DNS tests' second prober: `sh`, `dig`, `nslookup` and `getent` from the base OS's
+/// root at `base_root` ([`DNS_TESTING_PROGRAMS`]), busybox for the rest; `sh` its command.
+///
+/// # Errors
+///
+/// If the base OS lacks one of the programs or a library it needs.
+pub fn dns_testing_image(
+    busybox: (Vec<u8>, &[&str]),
+    base_root: &Path,
+    kubernetes_version: &str,
+) -> Result<OciImage, ImageError> {
+    let reference = conformance_reference("glibc-dns-testing", kubernetes_version);
+    let layer = with_userland(
+        userland_files(
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+            "root:x:0:\nnogroup:x:65534:\n",
+        ),
+        base_root,
+        &reference,
+        &DNS_TESTING_PROGRAMS,
+        busybox,
+    )?;
+    Ok(OciImage {
+        reference,
+        layer,
+        entrypoint: Vec::new(),
+        cmd: vec!["sh".to_owned()],
+        env: vec![PATH_ENV.to_owned()],
+        exposed_ports: Vec::new(),
+    })
+}
+
+/// The derivation of the conformance images for Kubernetes `kubernetes_version`, named
+/// `conformance-images`, with input `e2e` produced by `e2e` (the [`E2E_PACKAGE`] build of that
+/// version), `busybox` by `busybox` (a [`busybox_static`](super::busybox_static)
+/// derivation) and `base-os` by `base_os` (the base OS). Its output holds
+/// `images/<name>.oci.tar` for each of [`CONFORMANCE_IMAGES`] and
+/// [`IMAGES_INDEX_FILE`](super::IMAGES_INDEX_FILE); every timestamp is `source_date_epoch`.
+pub fn conformance_images(
+    e2e: impl Into<DrvId>,
+    busybox: impl Into<DrvId>,
+    base_os: impl Into<DrvId>,
+    kubernetes_version: &str,
+    source_date_epoch: u64,
+) -> Derivation {
+    Derivation::new(
+        "conformance-images",
+        Arc::new(ConformanceImages {
+            kubernetes_version: kubernetes_version.to_owned(),
+            source_date_epoch,
+        }),
+    )
+    .input("e2e", e2e)
+    .input("busybox", busybox)
+    .input("base-os", base_os)
+}
+
+/// The builder of [`conformance_images`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ConformanceImages {
+    /// The Kubernetes version the suite and agnhost are of (the images' tag).
+    pub kubernetes_version: String,
+    /// Every timestamp in the archives, in seconds since 1970.
+    pub source_date_epoch: u64,
+}
+
+impl ConformanceImages {
+    /// Writes the archives and the index into `out` from the `kubernetes-e2e` package at `e2e`,
+    /// a busybox directory laid out as [`DebianBusybox`](super::DebianBusybox)'s output and
+    /// the base OS at `base_os`.
+    ///
+    /// # Errors
+    ///
+    /// If an input file is missing, the base OS lacks a program, or `out` cannot be written.
+    pub fn build_into(
+        &self,
+        e2e: &Path,
+        busybox_dir: &Path,
+        base_os: &Path,
+        out: &Path,
+    ) -> Result<(), ImageError> {
+        let read = |path: &Path| fs::read(path).map_err(|error| ImageError::io(path, error));
+        let busybox = read(&busybox_dir.join("bin/busybox"))?;
+        let applets_path = busybox_dir.join("applets");
+        let applets = fs::read_to_string(&applets_path)
+            .map_err(|error| ImageError::io(&applets_path, error))?;
+        let applets: Vec<&str> = applets.lines().filter(|line| !line.is_empty()).collect();
+        let scratch = tempfile::tempdir().map_err(|error| ImageError::io("(tempdir)", error))?;
+        let root = scratch.path().join("root");
+        unsquashfs(&base_os.join(BASE_OS_ROOTFS), &root, &PICKED_TREES)?;
+        let porter = e2e.join("share").join(E2E_PACKAGE).join(PORTER_DIR);
+        let agnhost = agnhost_image(
+            read(&e2e.join("bin/agnhost"))?,
+            (
+                read(&porter.join("localhost.crt"))?,
+                read(&porter.join("localhost.key"))?,
+            ),
+            (busybox.clone(), &applets),
+            &root,
+            &self.kubernetes_version,
+        )?;
+        let dns = dns_testing_image((busybox.clone(), &applets), &root, &self.kubernetes_version)?;
+        let busybox = conformance_busybox_image(busybox, &applets, &self.kubernetes_version);
+        let mut pause = super::pause_image();
+        pause.reference = conformance_reference("pause", &self.kubernetes_version);
+        let images = [
+            ("agnhost", agnhost),
+            ("busybox", busybox),
+            ("glibc-dns-testing", dns),
+            ("pause", pause),
+        ]
+        .into_iter()
+        .map(|(name, image)| {
+            (
+                format!("{}/{name}.oci.tar", kiln_spec::images::ARCHIVES_DIR),
+                image,
+            )
+        })
+        .collect();
+        write_images(out, images, self.source_date_epoch)
+    }
+}
+
+impl Builder for ConformanceImages {
+    fn kind(&self) -> &str {
+        "kiln-image.conformance-images"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn params(&self) -> Params {
+        Params::of(self)
+    }
+
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
+        let e2e = ctx.input("e2e")?;
+        let busybox = ctx.input("busybox")?;
+        let base_os = ctx.input("base-os")?;
+        self.build_into(e2e, busybox, base_os, ctx.out())
+            .map_err(BuildError::from_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Picked from this machine's own root (Debian, as the base OS): the base OS's programs
+    /// win over busybox's applets of the same name, busybox fills in the rest, and nothing is
+    /// added twice.
+    #[test]
+    fn the_base_os_programs_win_over_busybox_applets() {
+        let layer = with_userland(
+            userland_files("root:x:0:0::/root:/bin/sh\n", "root:x:0:\n"),
+            Path::new("/"),
+            "test",
+            &["/bin/sh"],
+            (b"(busybox)".to_vec(), &["sh", "wget", "busybox"]),
+        )
+        .expect("picked from /");
+        let paths: Vec<&str> = layer.iter().map(|entry| entry.path.as_str()).collect();
+        let unique: std::collections::BTreeSet<&str> = paths.iter().copied().collect();
+        assert_eq!(unique.len(), paths.len(), "every path once: {paths:?}");
+        let link = |path: &str| {
+            layer
+                .iter()
+                .find_map(|entry| match (&entry.kind, entry.path == path) {
+                    (super::super::OciEntryKind::Symlink(target), true) => Some(target.clone()),
+                    _ => None,
+                })
+        };
+        assert_eq!(link("usr/bin/wget").as_deref(), Some("busybox"));
+        assert_ne!(
+            link("usr/bin/sh").as_deref(),
+            Some("busybox"),
+            "sh is the base OS's: {paths:?}"
+        );
+        assert!(paths.contains(&"usr/bin/busybox"));
+        assert!(paths.contains(&"etc/nsswitch.conf"));
+        assert!(
+            paths.iter().any(|path| path.contains("libc.so")),
+            "sh's libraries come with it: {paths:?}"
+        );
+    }
+}
