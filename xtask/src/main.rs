@@ -4,6 +4,7 @@
 mod build_cluster;
 mod certs;
 mod common;
+mod conformance;
 mod deps;
 mod gc;
 mod graph;
@@ -34,6 +35,9 @@ enum Task {
     BuildCluster(build_cluster::Args),
     /// List every certificate with its validity; fail if any expires within the warning horizon.
     Certs(certs::CertsArgs),
+    /// Boot a cluster with its test tools in QEMU and run upstream's `[Conformance]` tests
+    /// against it (`--focus` for some of them), writing the JUnit report.
+    Conformance(conformance::Args),
     /// Remove the store paths that no result directory needs (see README: "Store and garbage
     /// collection").
     Gc(gc::Args),
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::BuildCluster(args) => build_cluster::run(args),
         Task::Certs(args) => certs::run(args),
+        Task::Conformance(args) => conformance::run(args),
         Task::Gc(args) => gc::run(args),
         Task::Graph(args) => graph::run(args),
         Task::Lock(args) => lock::run(args),

@@ -176,6 +176,19 @@ pub fn cis_benchmark(cluster: &mut Cluster) -> crate::Result<()> {
             )
         })?;
         eprintln!("    {node} ({benchmark}; targets {targets}):");
+        let checks: usize = report
+            .controls
+            .iter()
+            .flat_map(|controls| controls.tests.iter().flatten())
+            .map(|group| group.results.as_ref().map_or(0, Vec::len))
+            .sum();
+        if checks == 0 {
+            // kube-bench with explicit targets always reports their checks: none at all means
+            // it judged nothing, which must not pass as a clean benchmark.
+            unexpected.push(format!(
+                "{node}: kube-bench reported no checks at all for targets {targets}"
+            ));
+        }
         for controls in &report.controls {
             for group in controls.tests.iter().flatten() {
                 let mut tally = BTreeMap::<&str, usize>::new();
@@ -227,27 +240,11 @@ pub fn cis_benchmark(cluster: &mut Cluster) -> crate::Result<()> {
             unseen.join(" ")
         );
     }
-    if unexpected.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::check(
-            STEP,
-            format!(
-                "{} checks FAIL that are not documented deviations ({DEVIATIONS_FILE}):\n  {}",
-                unexpected.len(),
-                unexpected.join("\n  ")
-            ),
-        ))
-    }
-}
-
-/// `text` cut to at most `limit` characters, with `...` when cut (a `ps` line found by a check
-/// is a whole command line).
-fn shortened(text: &str, limit: usize) -> String {
-    match text.char_indices().nth(limit) {
-        Some((end, _)) => format!("{}...", &text[..end]),
-        None => text.to_owned(),
-    }
+    all_or_nothing(
+        STEP,
+        &format!("checks FAIL that are not documented deviations ({DEVIATIONS_FILE})"),
+        &unexpected,
+    )
 }
 
 #[cfg(test)]

@@ -127,3 +127,24 @@ pub(super) fn api_server_name(cluster: &Cluster) -> crate::Result<String> {
         .unwrap_or("kubernetes")
         .to_owned())
 }
+
+/// `text` cut to at most `limit` characters, with `...` when cut (a `ps` line found by a check
+/// is a whole command line; a test's failure message can be pages).
+pub(super) fn shortened(text: &str, limit: usize) -> String {
+    match text.char_indices().nth(limit) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+/// `Ok` if a step found no `problems`; otherwise one [`Error::check`] of `step` saying how many
+/// `what` there are and listing each on its own line.
+pub(super) fn all_or_nothing(step: &str, what: &str, problems: &[String]) -> crate::Result<()> {
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Error::check(
+        step,
+        format!("{} {what}:\n  {}", problems.len(), problems.join("\n  ")),
+    ))
+}

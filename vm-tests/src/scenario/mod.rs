@@ -25,6 +25,7 @@ use crate::{Cluster, ClusterOptions, Error, Kubectl, Steps, wait_for};
 mod bootstrap;
 mod cis;
 mod common;
+mod conformance;
 mod control_plane;
 mod dns;
 mod refusals;
@@ -38,6 +39,10 @@ pub use self::bootstrap::{
 };
 pub use self::cis::{DEVIATIONS, Deviation, cis_benchmark, deviations};
 use self::common::*;
+pub use self::conformance::{
+    CI_SUBSET, SuiteOptions, SuiteReport, conformance_subset, has_suite, import_images, run_suite,
+    subset_focus,
+};
 use self::control_plane::*;
 pub use self::control_plane::{
     etcd_healthy, etcd_on_state_disk, load_balancer_health, local_apiserver_ready,
@@ -56,7 +61,8 @@ pub use self::workloads::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Scenario {
     /// `two-node`: nodes Ready, pods on every worker, pod and Service networking, cluster DNS,
-    /// logs and exec, refusals, the private-key scan and encryption at rest.
+    /// logs and exec, refusals, the private-key scan and encryption at rest; then the CI subset
+    /// of upstream's conformance tests.
     TwoNode,
     /// `ha`: three controllers that are etcd members behind the load balancer, one worker
     /// running pods that resolve names through the cluster DNS; one controller stopped, then
@@ -167,7 +173,7 @@ pub fn run(scenario: Scenario, options: &ClusterOptions) -> crate::Result<Steps>
 }
 
 /// Boots the guests, waits for the API and applies the add-ons: what every scenario does first.
-fn bring_up(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
+pub fn bring_up(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
     steps.run("boot: every guest's root shell answers", || {
         cluster.wait_booted(BOOT_TIMEOUT)
     })?;
@@ -263,12 +269,24 @@ fn cluster_checks(
     Ok(())
 }
 
-/// The `two-node` scenario's steps, after the guests were started; the first failure is
-/// returned.
+/// The `two-node` scenario's steps, after the guests were started: the checks of a running
+/// cluster, then the CI subset of upstream's conformance tests (when kiln's package set has
+/// the suite of the cluster's version); the first failure is returned.
 fn two_node(cluster: &mut Cluster, steps: &mut Steps) -> crate::Result<()> {
     bring_up(cluster, steps)?;
     let mut failures = Failures::default();
     cluster_checks(cluster, steps, &mut failures)?;
+    if has_suite(cluster) {
+        failures.record(
+            steps.run("10 conformance: the CI subset of upstream's suite", || {
+                conformance_subset(cluster)
+            }),
+        )?;
+    } else {
+        eprintln!(
+            "    (kiln's package set has no end-to-end suite of this Kubernetes version: the conformance step is skipped)"
+        );
+    }
     failures.finish()
 }
 

@@ -256,18 +256,7 @@ pub fn refusals(cluster: &mut Cluster) -> crate::Result<()> {
             .unwrap_or("");
         eprintln!("    etcd on {node}, Kubernetes-CA client certificate: refused ({reason})");
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::check(
-            STEP,
-            format!(
-                "{} refusal(s) missing:\n{}",
-                problems.len(),
-                problems.join("\n")
-            ),
-        ))
-    }
+    all_or_nothing(STEP, "refusal(s) missing", &problems)
 }
 
 /// `kubeconfig`, a kubeconfig kiln built for `node`, as kubectl on this machine can read it:

@@ -1,0 +1,656 @@
+//! Kubernetes conformance: upstream's end-to-end suite (`e2e.test` of the cluster's own
+//! version, from kiln's package set) run from the host against a VM cluster, its pods' images
+//! (agnhost, busybox, pause) imported into each guest's containerd from the test-tools disk, so
+//! nothing is pulled. What passes is what the suite says passes, not kiln's reading of its own
+//! outputs.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use serde::Deserialize;
+
+use super::*;
+use crate::{TOOLS_MOUNT, mount_script};
+
+/// The test-tools disk's directory of the conformance images' archives.
+const IMAGES_DIR: &str = "conformance/images";
+
+/// Where kiln's conformance images are named (see `kiln_image::oci::conformance_reference`):
+/// `kiln.local/conformance/<name>:v<version>`.
+const KILN_REPOSITORY: &str = "kiln.local/conformance";
+
+/// The images kiln builds for the suite, by the last element of the name the suite gives them.
+const BUILT: [&str; 4] = ["agnhost", "busybox", "glibc-dns-testing", "pause"];
+
+/// The suite's registries (its `KUBE_TEST_REPO_LIST` file), every one moved under `kiln.local`,
+/// which no guest can reach: an image kiln builds is found in containerd under the name the
+/// suite asks for; any other fails to pull, and its test fails saying so.
+const REPO_LIST: &str = "\
+promoterE2eRegistry: kiln.local/e2e-test-images
+buildImageRegistry: kiln.local/build-image
+invalidRegistry: kiln.invalid/invalid
+gcEtcdRegistry: kiln.local
+gcRegistry: kiln.local
+sigStorageRegistry: kiln.local/sig-storage
+privateRegistry: kiln.local/authenticated
+dockerLibraryRegistry: kiln.local/library
+cloudProviderGcpRegistry: kiln.local/cloud-provider-gcp
+";
+
+/// The CI subset: conformance tests across sig-network (DNS, Services), sig-node, sig-apps,
+/// sig-auth and sig-api-machinery whose pods run only images kiln builds, by their full names
+/// as the suite prints them. The step refuses to run if the suite does not have each exactly.
+pub const CI_SUBSET: &[&str] = &[
+    "[sig-network] DNS should provide DNS for the cluster [Conformance]",
+    "[sig-network] DNS should provide DNS for services [Conformance]",
+    "[sig-network] DNS should support configurable pod DNS nameservers [Conformance]",
+    "[sig-network] Services should be able to create a functioning NodePort service [Conformance]",
+    "[sig-network] Services should serve a basic endpoint from pods [Conformance]",
+    "[sig-network] Services should serve multiport endpoints from pods [Conformance]",
+    "[sig-network] Services should find a service from listing all namespaces [Conformance]",
+    "[sig-network] Services should delete a collection of services [Conformance]",
+    "[sig-node] Pods should get a host IP [Conformance] [NodeConformance]",
+    "[sig-node] Pods should be submitted and removed [Conformance] [NodeConformance]",
+    "[sig-node] ConfigMap should be consumable via environment variable [Conformance] [NodeConformance]",
+    "[sig-node] Downward API should provide pod name, namespace and IP address as env vars [Conformance] [NodeConformance]",
+    "[sig-node] Secrets should be consumable from pods in env vars [Conformance] [NodeConformance]",
+    "[sig-apps] ReplicaSet should serve a basic image on each replica with a public image [Conformance]",
+    "[sig-apps] ReplicationController should serve a basic image on each replica with a public image [Conformance]",
+    "[sig-apps] Job should delete a job [Conformance]",
+    "[sig-auth] ServiceAccounts should guarantee kube-root-ca.crt exist in any namespace [Conformance]",
+    "[sig-auth] ServiceAccounts should mount an API token into pods [Conformance]",
+    "[sig-auth] SubjectReview should support SubjectReview API operations [Conformance]",
+    "[sig-auth] Certificates API [Privileged:ClusterAdmin] should support CSR API operations [Conformance]",
+    "[sig-api-machinery] server version should find the server version [Conformance]",
+    "[sig-api-machinery] Watchers should observe add, update, and delete watch notifications on configmaps [Conformance]",
+    "[sig-api-machinery] ResourceQuota should create a ResourceQuota and ensure its status is promptly calculated. [Conformance]",
+    "[sig-api-machinery] Discovery should validate PreferredVersion for each APIGroup [Conformance]",
+];
+
+/// How many conformance tests ran, passed, failed and were skipped, and how long it took.
+#[derive(Debug, Clone, Default)]
+pub struct SuiteReport {
+    /// The tests that ran and passed, by full name.
+    pub passed: Vec<String>,
+    /// The tests that ran and did not pass: full name, state and the failure's message.
+    pub failed: Vec<(String, String, String)>,
+    /// How many tests the focus left out or the suite skipped.
+    pub skipped: usize,
+    /// The suite's own wall time.
+    pub wall: Duration,
+    /// The JUnit report the suite wrote.
+    pub junit: PathBuf,
+}
+
+impl SuiteReport {
+    /// How many tests ran.
+    pub fn ran(&self) -> usize {
+        self.passed.len() + self.failed.len()
+    }
+
+    /// A paragraph for people: the tally, then each failure with the first line of its
+    /// message.
+    pub fn describe(&self) -> String {
+        let mut text = format!(
+            "{} of {} conformance tests passed, {} failed, {} skipped, in {:.0} s (JUnit: {})",
+            self.passed.len(),
+            self.ran(),
+            self.failed.len(),
+            self.skipped,
+            self.wall.as_secs_f64(),
+            self.junit.display()
+        );
+        for (name, state, message) in &self.failed {
+            text.push_str(&format!(
+                "\n  {state}: {name}\n      {}",
+                shortened(first_line(message.trim()), 300)
+            ));
+        }
+        text
+    }
+}
+
+/// Ginkgo's JSON report: one entry per suite run (the fields read here).
+#[derive(Deserialize)]
+struct GinkgoSuite {
+    #[serde(rename = "SpecReports", default)]
+    spec_reports: Vec<GinkgoSpec>,
+}
+
+#[derive(Deserialize)]
+struct GinkgoSpec {
+    #[serde(rename = "ContainerHierarchyTexts", default)]
+    containers: Option<Vec<String>>,
+    #[serde(rename = "LeafNodeText", default)]
+    leaf: String,
+    #[serde(rename = "LeafNodeType", default)]
+    leaf_type: String,
+    #[serde(rename = "State", default)]
+    state: String,
+    #[serde(rename = "Failure", default)]
+    failure: Option<GinkgoFailure>,
+}
+
+#[derive(Deserialize)]
+struct GinkgoFailure {
+    #[serde(rename = "Message", default)]
+    message: String,
+}
+
+/// Reads ginkgo's JSON report: every `It` as passed, failed (any state but `passed`,
+/// `skipped` and `pending`, with its message) or skipped; a failed suite-level node (before or
+/// after the suite) counts as a failure too, so a suite that could not start never passes.
+fn read_report(json: &str, junit: PathBuf, wall: Duration) -> crate::Result<SuiteReport> {
+    let suites: Vec<GinkgoSuite> = serde_json::from_str(json).map_err(|error| {
+        Error::check(
+            "conformance",
+            format!("the suite's JSON report does not parse: {error}"),
+        )
+    })?;
+    let mut report = SuiteReport {
+        junit,
+        wall,
+        ..SuiteReport::default()
+    };
+    for spec in suites.iter().flat_map(|suite| &suite.spec_reports) {
+        let mut name = spec.containers.clone().unwrap_or_default();
+        name.push(spec.leaf.clone());
+        let name = name
+            .iter()
+            .filter(|part| !part.is_empty())
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let message = || {
+            spec.failure
+                .as_ref()
+                .map(|failure| failure.message.clone())
+                .unwrap_or_default()
+        };
+        if spec.leaf_type != "It" {
+            if !matches!(spec.state.as_str(), "passed" | "skipped" | "pending") {
+                let what = if name.is_empty() {
+                    spec.leaf_type.clone()
+                } else {
+                    format!("{} {name}", spec.leaf_type)
+                };
+                report.failed.push((what, spec.state.clone(), message()));
+            }
+            continue;
+        }
+        match spec.state.as_str() {
+            "passed" => report.passed.push(name),
+            "skipped" | "pending" => report.skipped += 1,
+            state => report.failed.push((name, state.to_owned(), message())),
+        }
+    }
+    Ok(report)
+}
+
+/// The suite's package on the host, from the cluster's test tools.
+fn suite_package(cluster: &Cluster, step: &str) -> crate::Result<PathBuf> {
+    cluster
+        .tools
+        .as_ref()
+        .and_then(|tools| tools.e2e.clone())
+        .ok_or_else(|| {
+            Error::check(
+                step,
+                "the cluster's test tools have no end-to-end suite (kiln's package set has no \
+                 kubernetes-e2e of this Kubernetes version)",
+            )
+        })
+}
+
+/// Whether the cluster's test tools include the end-to-end suite of its version.
+pub fn has_suite(cluster: &Cluster) -> bool {
+    cluster
+        .tools
+        .as_ref()
+        .is_some_and(|tools| tools.e2e.is_some())
+}
+
+/// The suite's version (its package's `VERSION`, `v1.37.2`), without the `v`.
+fn suite_version(e2e: &Path) -> crate::Result<String> {
+    let path = e2e.join("VERSION");
+    let text = fs::read_to_string(&path)
+        .map_err(|error| Error::io(format!("reading {}", path.display()), error))?;
+    Ok(text.trim().trim_start_matches('v').to_owned())
+}
+
+/// Writes the suite's repository list into the run directory and returns its path.
+fn repo_list(cluster: &Cluster) -> crate::Result<PathBuf> {
+    let path = cluster.run_dir.join("conformance-repo-list.yaml");
+    fs::write(&path, REPO_LIST)
+        .map_err(|error| Error::io(format!("writing {}", path.display()), error))?;
+    Ok(path)
+}
+
+/// Each image the suite names whose last path element is one kiln builds, with kiln's
+/// reference for it: `(kiln's reference, the suite's reference)`, from the suite's own
+/// `--list-images` (so each release's tags come from that release).
+fn image_tags(e2e: &Path, repo_list: &Path) -> crate::Result<Vec<(String, String)>> {
+    let program = e2e.join("bin/e2e.test");
+    let output = Command::new(&program)
+        .arg("--list-images")
+        .env("KUBE_TEST_REPO_LIST", repo_list)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|error| Error::io(format!("running {}", program.display()), error))?;
+    if !output.status.success() {
+        return Err(Error::check(
+            "conformance images",
+            format!(
+                "`e2e.test --list-images` exited {}: {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        ));
+    }
+    let version = suite_version(e2e)?;
+    let mut tags = Vec::new();
+    for wanted in String::from_utf8_lossy(&output.stdout).lines() {
+        let wanted = wanted.trim();
+        let Some((repository, _tag)) = wanted.rsplit_once(':') else {
+            continue;
+        };
+        let name = repository.rsplit('/').next().unwrap_or(repository);
+        // Only the public registries' names: the suite's private registry's agnhost must stay
+        // unpullable, as its tests of private images expect.
+        let public = [
+            format!("kiln.local/e2e-test-images/{name}"),
+            format!("kiln.local/{name}"),
+        ];
+        if BUILT.contains(&name) && public.iter().any(|path| path == repository) {
+            tags.push((
+                format!("{KILN_REPOSITORY}/{name}:v{version}"),
+                wanted.to_owned(),
+            ));
+        }
+    }
+    tags.sort();
+    for name in BUILT {
+        if !tags
+            .iter()
+            .any(|(kiln, _)| kiln.starts_with(&format!("{KILN_REPOSITORY}/{name}:")))
+        {
+            return Err(Error::check(
+                "conformance images",
+                format!("the suite's --list-images names no {name} image under kiln.local"),
+            ));
+        }
+    }
+    Ok(tags)
+}
+
+/// Where a guest's import of the conformance images writes its log and, when done, its exit
+/// status.
+const IMPORT_LOG: &str = "/run/kiln-conformance-images.log";
+const IMPORT_DONE: &str = "/run/kiln-conformance-images.status";
+
+/// Imports the conformance images from the test-tools disk into containerd on every node
+/// whose kubelet runs, each also under every name the suite gives it: started on every node at
+/// once (each guest has its own vCPUs), then waited for node by node.
+pub fn import_images(cluster: &mut Cluster) -> crate::Result<()> {
+    const STEP: &str = "conformance images";
+    let e2e = suite_package(cluster, STEP)?;
+    let tags = image_tags(&e2e, &repo_list(cluster)?)?;
+    let mut import = format!(
+        "for archive in {TOOLS_MOUNT}/{IMAGES_DIR}/*.oci.tar; do\n\
+         \x20 ctr --namespace k8s.io images import \"$archive\" || exit 1\n\
+         done\n"
+    );
+    for (kiln, wanted) in &tags {
+        import.push_str(&format!(
+            "ctr --namespace k8s.io images tag --force {kiln} {wanted} || exit 1\n"
+        ));
+    }
+    let start = format!(
+        "{mount}\n\
+         if ! systemctl is-active -q kubelet; then echo 'no kubelet'; exit 0; fi\n\
+         rm -f {IMPORT_DONE}\n\
+         cat > /run/kiln-conformance-images.sh <<'KILN_EOF'\n{import}KILN_EOF\n\
+         (sh /run/kiln-conformance-images.sh > {IMPORT_LOG} 2>&1; echo $? > {IMPORT_DONE}) \
+         > /dev/null 2>&1 < /dev/null &\n\
+         echo started",
+        mount = mount_script()
+    );
+    let names: Vec<String> = cluster.nodes.keys().cloned().collect();
+    let mut importing = Vec::new();
+    for node in &names {
+        let output = cluster
+            .shell(node)?
+            .check(STEP, &start, Duration::from_secs(60))?;
+        if output.trim() == "no kubelet" {
+            eprintln!("    {node}: no kubelet, no images");
+        } else {
+            importing.push(node.clone());
+        }
+    }
+    for node in importing {
+        let status = wait_for(
+            &format!("the conformance images' import on {node}"),
+            Duration::from_secs(900),
+            POLL,
+            || {
+                let shell = cluster.shell(&node).map_err(|error| error.to_string())?;
+                let output = shell
+                    .run(
+                        &format!("cat {IMPORT_DONE} 2>/dev/null"),
+                        Duration::from_secs(30),
+                    )
+                    .map_err(|error| error.to_string())?;
+                let status = output.output.trim().to_owned();
+                if status.is_empty() {
+                    Err("still importing".to_owned())
+                } else {
+                    Ok(status)
+                }
+            },
+        )?;
+        let count = cluster.shell(&node)?.check(
+            STEP,
+            &format!(
+                "[ \"$(cat {IMPORT_DONE})\" = 0 ] || {{ tail -20 {IMPORT_LOG}; exit 1; }}\n\
+                 ctr --namespace k8s.io images list -q | grep -c '^kiln.local/'"
+            ),
+            Duration::from_secs(60),
+        )?;
+        eprintln!(
+            "    {node}: imported {} images under {} names (exit {status}; {} kiln.local names in all)",
+            BUILT.len(),
+            tags.len(),
+            count.trim()
+        );
+    }
+    Ok(())
+}
+
+/// What to run of the suite.
+#[derive(Debug, Clone)]
+pub struct SuiteOptions {
+    /// Ginkgo's `--focus` within the `[Conformance]` tests (their label `Conformance`); `None`
+    /// runs all of them.
+    pub focus: Option<String>,
+    /// Ginkgo's `--skip`.
+    pub skip: Option<String>,
+    /// Where the reports and the suite's log go.
+    pub report_dir: PathBuf,
+    /// Only list what would run (ginkgo's `--dry-run`): no test touches the cluster.
+    pub dry_run: bool,
+}
+
+/// The arguments of `e2e.test` for `options` against the cluster of `kubeconfig` with `kubectl`.
+fn suite_arguments(options: &SuiteOptions, kubeconfig: &Path, kubectl: &Path) -> Vec<String> {
+    let report_dir = options.report_dir.display();
+    let mut arguments = vec![
+        format!("--kubeconfig={}", kubeconfig.display()),
+        format!("--kubectl-path={}", kubectl.display()),
+        "--provider=skeleton".to_owned(),
+        format!("--report-dir={report_dir}"),
+        "--ginkgo.label-filter=Conformance".to_owned(),
+        "--ginkgo.no-color".to_owned(),
+        "--ginkgo.v".to_owned(),
+        "--ginkgo.timeout=6h".to_owned(),
+        format!("--ginkgo.json-report={report_dir}/report.json"),
+        format!("--ginkgo.junit-report={report_dir}/junit.xml"),
+    ];
+    if let Some(focus) = &options.focus {
+        arguments.push(format!("--ginkgo.focus={focus}"));
+    }
+    if let Some(skip) = &options.skip {
+        arguments.push(format!("--ginkgo.skip={skip}"));
+    }
+    if options.dry_run {
+        arguments.push("--ginkgo.dry-run".to_owned());
+    }
+    arguments
+}
+
+/// Runs the `[Conformance]` tests `options` select with the suite of the cluster's test tools,
+/// from the host through the cluster's kubeconfig, printing each test's name and outcome as
+/// it ends (the whole output goes to `e2e.log` in the report directory), and reads the
+/// report. Run [`import_images`] first.
+pub fn run_suite(cluster: &Cluster, options: &SuiteOptions) -> crate::Result<SuiteReport> {
+    const STEP: &str = "conformance";
+    let e2e = suite_package(cluster, STEP)?;
+    fs::create_dir_all(&options.report_dir)
+        .map_err(|error| Error::io(format!("creating {}", options.report_dir.display()), error))?;
+    let repo_list = repo_list(cluster)?;
+    let program = e2e.join("bin/e2e.test");
+    let log_path = options.report_dir.join("e2e.log");
+    let mut log = fs::File::create(&log_path)
+        .map_err(|error| Error::io(format!("creating {}", log_path.display()), error))?;
+    let arguments = suite_arguments(
+        options,
+        &cluster.kubectl.kubeconfig,
+        &cluster.kubectl.program,
+    );
+    eprintln!(
+        "    e2e.test {} (log: {})",
+        arguments.join(" "),
+        log_path.display()
+    );
+    let started = Instant::now();
+    let mut child = Command::new(&program)
+        .args(&arguments)
+        .env("KUBE_TEST_REPO_LIST", &repo_list)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|error| Error::io(format!("running {}", program.display()), error))?;
+    // Standard error to the log from a thread of its own; standard output read here, each
+    // line to the log and each spec's end to the terminal.
+    let stderr = child.stderr.take().expect("piped");
+    let stderr_log = log
+        .try_clone()
+        .map_err(|error| Error::io(format!("opening {}", log_path.display()), error))?;
+    let errors = std::thread::spawn(move || {
+        let mut log = stderr_log;
+        let _ = std::io::copy(&mut BufReader::new(stderr), &mut log);
+    });
+    let stdout = child.stdout.take().expect("piped");
+    let mut done = 0usize;
+    let mut current = String::new();
+    for line in BufReader::new(stdout).lines() {
+        if crate::interrupted() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::Interrupted);
+        }
+        let Ok(line) = line else { break };
+        use std::io::Write;
+        let _ = writeln!(log, "{line}");
+        if line.starts_with("[sig-") {
+            // A test's header in ginkgo's verbose output: its name, then its labels.
+            current = line.clone();
+        } else if let Some(outcome) = spec_outcome(&line) {
+            done += 1;
+            eprintln!(
+                "    [{:>5.0} s] {done}: {outcome} {current}",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|error| Error::io(format!("waiting for {}", program.display()), error))?;
+    let _ = errors.join();
+    let wall = started.elapsed();
+    let json_path = options.report_dir.join("report.json");
+    let json = fs::read_to_string(&json_path).map_err(|error| {
+        Error::check(
+            STEP,
+            format!(
+                "e2e.test exited {status} and wrote no report ({}: {error}); see {}",
+                json_path.display(),
+                log_path.display()
+            ),
+        )
+    })?;
+    read_report(&json, options.report_dir.join("junit.xml"), wall)
+}
+
+/// The outcome ginkgo's verbose output gives a spec when it ends, from one of its lines:
+/// `• [12.345 seconds]` for a pass, `• [FAILED] [..]` and the like otherwise; `None` for
+/// any other line.
+fn spec_outcome(line: &str) -> Option<String> {
+    let rest = line.strip_prefix("• ")?;
+    if rest.starts_with('[') {
+        Some(rest.trim().to_owned())
+    } else {
+        None
+    }
+}
+
+/// The CI subset as one ginkgo focus: each name, its regular-expression characters escaped,
+/// anchored at its end, joined with `|`. (Ginkgo matches a focus against the suite's
+/// description and the test's name, so the start is not anchored; [`conformance_subset`]
+/// checks that exactly the named tests ran.)
+pub fn subset_focus(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|name| format!("{}$", escape_regex(name)))
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+/// `text` with every character special to Go's regular expressions escaped.
+fn escape_regex(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// The conformance step of a scenario: the CI subset ([`CI_SUBSET`]) of the suite of the
+/// cluster's version, its images imported first. Fails if any test fails, or if the suite did
+/// not run exactly the subset's tests (a renamed or missing test is not silently dropped).
+pub fn conformance_subset(cluster: &mut Cluster) -> crate::Result<()> {
+    const STEP: &str = "conformance subset";
+    import_images(cluster)?;
+    let options = SuiteOptions {
+        focus: Some(subset_focus(CI_SUBSET)),
+        skip: None,
+        report_dir: cluster.run_dir.join("conformance"),
+        dry_run: false,
+    };
+    let report = run_suite(cluster, &options)?;
+    eprintln!("    {}", report.describe());
+    let ran: BTreeSet<&str> = report
+        .passed
+        .iter()
+        .map(String::as_str)
+        .chain(report.failed.iter().map(|(name, _, _)| name.as_str()))
+        .collect();
+    let missing: Vec<&str> = CI_SUBSET
+        .iter()
+        .copied()
+        .filter(|name| !ran.contains(name))
+        .collect();
+    let extra: Vec<&str> = ran
+        .iter()
+        .copied()
+        .filter(|name| !CI_SUBSET.contains(name))
+        .collect();
+    if !extra.is_empty() {
+        return Err(Error::check(
+            STEP,
+            format!(
+                "the focus also ran tests the subset does not name:\n  {}",
+                extra.join("\n  ")
+            ),
+        ));
+    }
+    if !missing.is_empty() {
+        return Err(Error::check(
+            STEP,
+            format!(
+                "the suite ran {} of the subset's {} tests; not run:\n  {}",
+                CI_SUBSET.len() - missing.len(),
+                CI_SUBSET.len(),
+                missing.join("\n  ")
+            ),
+        ));
+    }
+    if !report.failed.is_empty() {
+        return Err(Error::check(STEP, report.describe()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_counts_its_and_fails_on_a_failed_suite_node() {
+        let json = r#"[{"SpecReports":[
+            {"ContainerHierarchyTexts":["[sig-network] DNS"],"LeafNodeText":"should provide DNS for services  [Conformance]","LeafNodeType":"It","State":"passed"},
+            {"ContainerHierarchyTexts":["[sig-node] Pods"],"LeafNodeText":"should get a host IP [Conformance]","LeafNodeType":"It","State":"failed","Failure":{"Message":"timed out\nmore"}},
+            {"ContainerHierarchyTexts":null,"LeafNodeText":"","LeafNodeType":"SynchronizedBeforeSuite","State":"passed"},
+            {"ContainerHierarchyTexts":["x"],"LeafNodeText":"y","LeafNodeType":"It","State":"skipped"}
+        ]}]"#;
+        let report = read_report(json, PathBuf::from("junit.xml"), Duration::from_secs(3))
+            .expect("a report");
+        assert_eq!(
+            report.passed,
+            ["[sig-network] DNS should provide DNS for services  [Conformance]"]
+        );
+        assert_eq!(report.failed.len(), 1);
+        assert_eq!(report.failed[0].1, "failed");
+        assert_eq!(report.skipped, 1);
+        assert_eq!(report.ran(), 2);
+        assert!(
+            report
+                .describe()
+                .contains("1 of 2 conformance tests passed, 1 failed")
+        );
+        assert!(report.describe().contains("timed out"));
+
+        let broken = r#"[{"SpecReports":[
+            {"LeafNodeText":"","LeafNodeType":"SynchronizedBeforeSuite","State":"failed","Failure":{"Message":"no nodes"}}
+        ]}]"#;
+        let report =
+            read_report(broken, PathBuf::from("junit.xml"), Duration::ZERO).expect("a report");
+        assert_eq!(report.ran(), 1, "a failed suite node counts as a failure");
+        assert!(read_report("not json", PathBuf::new(), Duration::ZERO).is_err());
+    }
+
+    #[test]
+    fn the_subset_focus_matches_each_name_exactly() {
+        let focus = subset_focus(&["[sig-a] x (y) should z [Conformance]", "b.c"]);
+        assert_eq!(focus, r"\[sig-a\] x \(y\) should z \[Conformance\]$|b\.c$");
+    }
+
+    #[test]
+    fn spec_ends_are_read_from_ginkgo_lines() {
+        assert_eq!(
+            spec_outcome("• [12.345 seconds]").as_deref(),
+            Some("[12.345 seconds]")
+        );
+        assert_eq!(
+            spec_outcome("• [FAILED] [30.1 seconds]").as_deref(),
+            Some("[FAILED] [30.1 seconds]")
+        );
+        assert_eq!(spec_outcome("STEP: creating a pod"), None);
+    }
+
+    #[test]
+    fn every_registry_of_the_suite_moves_under_kiln_local() {
+        for line in REPO_LIST.lines() {
+            let (_, registry) = line.split_once(": ").expect("key: value");
+            assert!(
+                registry.starts_with("kiln.local") || registry.starts_with("kiln.invalid"),
+                "{line}"
+            );
+        }
+    }
+}
