@@ -22,7 +22,12 @@ const IMAGES_DIR: &str = "conformance/images";
 const KILN_REPOSITORY: &str = "kiln.local/conformance";
 
 /// The images kiln builds for the suite, by the last element of the name the suite gives them.
-const BUILT: [&str; 4] = ["agnhost", "busybox", "glibc-dns-testing", "pause"];
+const BUILT: [&str; 3] = ["agnhost", "busybox", "pause"];
+
+/// The images the suite names that kiln's image of another name serves: `(the suite's name,
+/// kiln's)`. kiln's agnhost is glibc-based with `dig` and `getent`, what the DNS tests' second
+/// prober needs.
+const SERVED_BY: [(&str, &str); 1] = [("glibc-dns-testing", "agnhost")];
 
 /// The suite's registries (its `KUBE_TEST_REPO_LIST` file), every one moved under `kiln.local`,
 /// which no guest can reach: an image kiln builds is found in containerd under the name the
@@ -263,9 +268,16 @@ fn image_tags(e2e: &Path, repo_list: &Path) -> crate::Result<Vec<(String, String
             format!("kiln.local/e2e-test-images/{name}"),
             format!("kiln.local/{name}"),
         ];
-        if BUILT.contains(&name) && public.iter().any(|path| path == repository) {
+        if !public.iter().any(|path| path == repository) {
+            continue;
+        }
+        let kiln = SERVED_BY
+            .iter()
+            .find(|(suite, _)| *suite == name)
+            .map_or(name, |(_, kiln)| *kiln);
+        if BUILT.contains(&kiln) {
             tags.push((
-                format!("{KILN_REPOSITORY}/{name}:v{version}"),
+                format!("{KILN_REPOSITORY}/{kiln}:v{version}"),
                 wanted.to_owned(),
             ));
         }

@@ -1,10 +1,11 @@
 //! The images the Kubernetes end-to-end suite's conformance tests run their pods from, built
 //! by kiln with no registry: agnhost (the suite's test server and client, from the
-//! `kubernetes-e2e` package of the cluster's version), glibc-dns-testing (the DNS tests'
-//! second prober), busybox (Debian's `busybox-static`) and pause (kiln's own). agnhost and
-//! glibc-dns-testing take the programs the tests run in them (`sh`, `bash`, `nc`, `curl`,
-//! `dig`, `nslookup`, `getent`, `ip`, `ss`) from kiln's base OS with the libraries they need,
-//! and busybox for the rest. They are test tools: no node image holds them; the VM tests bring
+//! `kubernetes-e2e` package of the cluster's version), busybox (Debian's `busybox-static`) and
+//! pause (kiln's own). agnhost's image takes the programs the tests run in it (`sh`, `bash`,
+//! `nc`, `curl`, `dig`, `nslookup`, `getent`, `ip`, `ss`) from kiln's base OS with the
+//! libraries they need, and busybox for the rest; being glibc-based with `dig`, it also
+//! serves as the DNS tests' `glibc-dns-testing` prober (upstream's agnhost is Alpine's, so
+//! upstream probes with musl's resolver too; kiln probes with glibc's twice). They are test tools: no node image holds them; the VM tests bring
 //! them to the guests on the test-tools disk and import them into containerd there.
 //!
 //! Each is written under a name of kiln's ([`conformance_reference`]); the suite names the
@@ -28,7 +29,7 @@ pub const CONFORMANCE_REPOSITORY: &str = "kiln.local/conformance";
 
 /// The images kiln builds for the suite, by the last element of the repository name the suite
 /// gives them (`.../agnhost:2.66.1` is `agnhost`).
-pub const CONFORMANCE_IMAGES: [&str; 4] = ["agnhost", "busybox", "glibc-dns-testing", "pause"];
+pub const CONFORMANCE_IMAGES: [&str; 3] = ["agnhost", "busybox", "pause"];
 
 /// The programs agnhost's image takes from the base OS (with every link on the way and the
 /// libraries each needs): what the suite runs in agnhost's pods beyond agnhost itself, as
@@ -46,17 +47,8 @@ pub const AGNHOST_PROGRAMS: [&str; 9] = [
     "/bin/ss",
 ];
 
-/// The programs glibc-dns-testing's image takes from the base OS: the DNS tests' probe loop
-/// runs `dig` and `getent` under `sh` (upstream's image is Debian with `dnsutils`).
-pub const DNS_TESTING_PROGRAMS: [&str; 4] = [
-    "/bin/sh",
-    "/usr/bin/dig",
-    "/usr/bin/nslookup",
-    "/usr/bin/getent",
-];
-
-/// The files besides programs both take from the base OS: how `getent` and the resolvers look
-/// names up.
+/// The files besides programs agnhost's image takes from the base OS: how `getent` and the
+/// resolvers look names up.
 const PICKED_FILES: [&str; 1] = ["/etc/nsswitch.conf"];
 
 /// The subtrees of the base OS's root the images are picked from.
@@ -249,38 +241,6 @@ pub fn agnhost_image(
     })
 }
 
-/// The DNS tests' second prober: `sh`, `dig`, `nslookup` and `getent` from the base OS's
-/// root at `base_root` ([`DNS_TESTING_PROGRAMS`]), busybox for the rest; `sh` its command.
-///
-/// # Errors
-///
-/// If the base OS lacks one of the programs or a library it needs.
-pub fn dns_testing_image(
-    busybox: (Vec<u8>, &[&str]),
-    base_root: &Path,
-    kubernetes_version: &str,
-) -> Result<OciImage, ImageError> {
-    let reference = conformance_reference("glibc-dns-testing", kubernetes_version);
-    let layer = with_userland(
-        userland_files(
-            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
-            "root:x:0:\nnogroup:x:65534:\n",
-        ),
-        base_root,
-        &reference,
-        &DNS_TESTING_PROGRAMS,
-        busybox,
-    )?;
-    Ok(OciImage {
-        reference,
-        layer,
-        entrypoint: Vec::new(),
-        cmd: vec!["sh".to_owned()],
-        env: vec![PATH_ENV.to_owned()],
-        exposed_ports: Vec::new(),
-    })
-}
-
 /// The derivation of the conformance images for Kubernetes `kubernetes_version`, named
 /// `conformance-images`, with input `e2e` produced by `e2e` (the [`E2E_PACKAGE`] build of that
 /// version), `busybox` by `busybox` (a [`busybox_static`](super::busybox_static)
@@ -351,24 +311,18 @@ impl ConformanceImages {
             &root,
             &self.kubernetes_version,
         )?;
-        let dns = dns_testing_image((busybox.clone(), &applets), &root, &self.kubernetes_version)?;
         let busybox = conformance_busybox_image(busybox, &applets, &self.kubernetes_version);
         let mut pause = super::pause_image();
         pause.reference = conformance_reference("pause", &self.kubernetes_version);
-        let images = [
-            ("agnhost", agnhost),
-            ("busybox", busybox),
-            ("glibc-dns-testing", dns),
-            ("pause", pause),
-        ]
-        .into_iter()
-        .map(|(name, image)| {
-            (
-                format!("{}/{name}.oci.tar", kiln_spec::images::ARCHIVES_DIR),
-                image,
-            )
-        })
-        .collect();
+        let images = [("agnhost", agnhost), ("busybox", busybox), ("pause", pause)]
+            .into_iter()
+            .map(|(name, image)| {
+                (
+                    format!("{}/{name}.oci.tar", kiln_spec::images::ARCHIVES_DIR),
+                    image,
+                )
+            })
+            .collect();
         write_images(out, images, self.source_date_epoch)
     }
 }

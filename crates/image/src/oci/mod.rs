@@ -29,9 +29,8 @@ pub use self::component::{
     kube_proxy_image,
 };
 pub use self::conformance::{
-    AGNHOST_PROGRAMS, CONFORMANCE_IMAGES, CONFORMANCE_REPOSITORY, ConformanceImages,
-    DNS_TESTING_PROGRAMS, E2E_PACKAGE, agnhost_image, conformance_busybox_image,
-    conformance_images, conformance_reference, dns_testing_image,
+    AGNHOST_PROGRAMS, CONFORMANCE_IMAGES, CONFORMANCE_REPOSITORY, ConformanceImages, E2E_PACKAGE,
+    agnhost_image, conformance_busybox_image, conformance_images, conformance_reference,
 };
 pub use self::layout::{
     CONTAINERD_IMAGE_NAME_ANNOTATION, OCI_REF_NAME_ANNOTATION, OciArchive, OciImage, oci_archive,
