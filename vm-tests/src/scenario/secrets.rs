@@ -16,11 +16,13 @@ pub fn private_key_scan(cluster: &mut Cluster) -> crate::Result<()> {
     for node in scanned {
         // The node's artifacts, without its image (the layers hold the same files, packed).
         let own = file_hashes(&cluster.result_dir.join("nodes").join(&node), &["image"])?;
-        // Every regular file under 1 MiB outside the kernel's pseudo file systems that holds
-        // a PEM private key or a kubeconfig's embedded one.
+        // Every regular text file under 1 MiB outside the kernel's pseudo file systems that
+        // holds a PEM private key or a kubeconfig's embedded one. PEM and kubeconfigs are
+        // text: a binary that only holds the header as a string is skipped (`grep -I`), as the
+        // base OS's libssh2 (curl's) holds `-----BEGIN OPENSSH PRIVATE KEY-----` for its parser.
         let script = "find / \\( -path /proc -o -path /sys -o -path /dev \\) -prune -o \
                       -type f -size -1024k -print0 2>/dev/null \
-                      | xargs -0 grep -l -E -e 'PRIVATE KEY-----' -e 'client-key-data:' \
+                      | xargs -0 grep -l -I -E -e 'PRIVATE KEY-----' -e 'client-key-data:' \
                       2>/dev/null | sort -u | xargs -r sha256sum; true";
         let found = cluster
             .shell(&node)?
