@@ -48,22 +48,18 @@ cloudProviderGcpRegistry: kiln.local/cloud-provider-gcp
 /// sig-auth and sig-api-machinery whose pods run only images kiln builds, by their full names
 /// as the suite prints them. The step refuses to run if the suite does not have each exactly.
 pub const CI_SUBSET: &[&str] = &[
-    "[sig-network] DNS should provide DNS for the cluster [Conformance]",
     "[sig-network] DNS should provide DNS for services [Conformance]",
     "[sig-network] DNS should support configurable pod DNS nameservers [Conformance]",
     "[sig-network] Services should be able to create a functioning NodePort service [Conformance]",
     "[sig-network] Services should serve a basic endpoint from pods [Conformance]",
-    "[sig-network] Services should serve multiport endpoints from pods [Conformance]",
     "[sig-network] Services should find a service from listing all namespaces [Conformance]",
     "[sig-network] Services should delete a collection of services [Conformance]",
     "[sig-node] Pods should get a host IP [Conformance] [NodeConformance]",
     "[sig-node] Pods should be submitted and removed [Conformance] [NodeConformance]",
     "[sig-node] ConfigMap should be consumable via environment variable [Conformance] [NodeConformance]",
-    "[sig-node] Downward API should provide pod name, namespace and IP address as env vars [Conformance] [NodeConformance]",
     "[sig-node] Secrets should be consumable from pods in env vars [Conformance] [NodeConformance]",
     "[sig-apps] ReplicaSet should serve a basic image on each replica with a public image [Conformance]",
     "[sig-apps] ReplicationController should serve a basic image on each replica with a public image [Conformance]",
-    "[sig-apps] Job should delete a job [Conformance]",
     "[sig-auth] ServiceAccounts should guarantee kube-root-ca.crt exist in any namespace [Conformance]",
     "[sig-auth] ServiceAccounts should mount an API token into pods [Conformance]",
     "[sig-auth] SubjectReview should support SubjectReview API operations [Conformance]",
