@@ -102,6 +102,41 @@ impl DebianBusybox {
     }
 }
 
+/// A [`DebianBusybox`] output read back: the binary and its applets, as the images built from
+/// it take them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Busybox {
+    /// The contents of `bin/busybox`.
+    pub binary: Vec<u8>,
+    /// The applet names of `applets`, one a line there, `busybox` itself not among them.
+    pub applets: Vec<String>,
+}
+
+impl Busybox {
+    /// Reads `bin/busybox` and `applets` from `dir`, a [`DebianBusybox`] output.
+    ///
+    /// # Errors
+    ///
+    /// If either file cannot be read.
+    pub fn read(dir: &Path) -> Result<Busybox, ImageError> {
+        let binary_path = dir.join("bin/busybox");
+        let binary = fs::read(&binary_path).map_err(|error| ImageError::io(&binary_path, error))?;
+        let applets_path = dir.join("applets");
+        let applets = fs::read_to_string(&applets_path)
+            .map_err(|error| ImageError::io(&applets_path, error))?
+            .lines()
+            .filter(|line| !line.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Ok(Busybox { binary, applets })
+    }
+
+    /// The applet names as string slices, as the image recipes take them.
+    pub fn applet_names(&self) -> Vec<&str> {
+        self.applets.iter().map(String::as_str).collect()
+    }
+}
+
 impl Builder for DebianBusybox {
     fn kind(&self) -> &str {
         "kiln-image.busybox.debian"
@@ -122,5 +157,27 @@ impl Builder for DebianBusybox {
             self.package.version
         ));
         self.build_into(ctx.out()).map_err(BuildError::from_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `DebianBusybox` writes reads back: the binary's bytes and every applet, in order,
+    /// with no empty name; a missing file is an error naming it.
+    #[test]
+    fn a_busybox_output_reads_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::create_dir(dir.path().join("bin")).expect("bin");
+        fs::write(dir.path().join("bin/busybox"), b"\x7fELF(busybox)").expect("binary");
+        fs::write(dir.path().join("applets"), "nc\nsh\n\nwget\n").expect("applets");
+        let busybox = Busybox::read(dir.path()).expect("read");
+        assert_eq!(busybox.binary, b"\x7fELF(busybox)");
+        assert_eq!(busybox.applet_names(), ["nc", "sh", "wget"]);
+
+        fs::remove_file(dir.path().join("applets")).expect("remove");
+        let error = Busybox::read(dir.path()).expect_err("no applets").to_string();
+        assert!(error.contains("applets"), "{error}");
     }
 }

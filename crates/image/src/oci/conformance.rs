@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId, Params};
 
+use super::busybox::Busybox;
 use super::pick::Picker;
 use super::{OciEntry, OciImage, PATH_ENV, base_files, write_images};
 use crate::error::ImageError;
@@ -292,11 +293,8 @@ impl ConformanceImages {
         out: &Path,
     ) -> Result<(), ImageError> {
         let read = |path: &Path| fs::read(path).map_err(|error| ImageError::io(path, error));
-        let busybox = read(&busybox_dir.join("bin/busybox"))?;
-        let applets_path = busybox_dir.join("applets");
-        let applets = fs::read_to_string(&applets_path)
-            .map_err(|error| ImageError::io(&applets_path, error))?;
-        let applets: Vec<&str> = applets.lines().filter(|line| !line.is_empty()).collect();
+        let busybox = Busybox::read(busybox_dir)?;
+        let applets = busybox.applet_names();
         let scratch = tempfile::tempdir().map_err(|error| ImageError::io("(tempdir)", error))?;
         let root = scratch.path().join("root");
         unsquashfs(&base_os.join(BASE_OS_ROOTFS), &root, &PICKED_TREES)?;
@@ -307,11 +305,12 @@ impl ConformanceImages {
                 read(&porter.join("localhost.crt"))?,
                 read(&porter.join("localhost.key"))?,
             ),
-            (busybox.clone(), &applets),
+            (busybox.binary.clone(), &applets),
             &root,
             &self.kubernetes_version,
         )?;
-        let busybox = conformance_busybox_image(busybox, &applets, &self.kubernetes_version);
+        let busybox =
+            conformance_busybox_image(busybox.binary.clone(), &applets, &self.kubernetes_version);
         let mut pause = super::pause_image();
         pause.reference = conformance_reference("pause", &self.kubernetes_version);
         let images = [("agnhost", agnhost), ("busybox", busybox), ("pause", pause)]

@@ -22,7 +22,7 @@ use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId, Params};
 use kiln_spec::images::ContainerImage;
 use serde_json::json;
 
-pub use self::busybox::{BUSYBOX_PACKAGE, DebianBusybox};
+pub use self::busybox::{BUSYBOX_PACKAGE, Busybox, DebianBusybox};
 pub use self::component::{
     ComponentImageInputs, ComponentImages, IMAGE_COMPONENTS, KUBE_PROXY, KUBE_PROXY_FILES,
     KUBE_PROXY_PROGRAMS, ProgramSources, XTABLES_EXTENSIONS_DIR, component_image, component_images,
@@ -253,19 +253,14 @@ impl ContainerImages {
     /// If the busybox directory cannot be read or `out` written, or the image catalog
     /// ([`kiln_spec::images::catalog`]) has an image this builder has no recipe for.
     pub fn build_into(&self, busybox_dir: &Path, out: &Path) -> Result<(), ImageError> {
-        let busybox_path = busybox_dir.join("bin/busybox");
-        let busybox =
-            fs::read(&busybox_path).map_err(|error| ImageError::io(&busybox_path, error))?;
-        let applets_path = busybox_dir.join("applets");
-        let applets = fs::read_to_string(&applets_path)
-            .map_err(|error| ImageError::io(&applets_path, error))?;
-        let applets: Vec<&str> = applets.lines().filter(|line| !line.is_empty()).collect();
+        let busybox = Busybox::read(busybox_dir)?;
+        let applets = busybox.applet_names();
 
         let mut images = Vec::new();
         for entry in kiln_spec::images::catalog() {
             let image = match entry {
                 PAUSE_IMAGE => pause_image(),
-                TEST_IMAGE => test_image(busybox.clone(), &applets),
+                TEST_IMAGE => test_image(busybox.binary.clone(), &applets),
                 other => {
                     return Err(ImageError::Assembly {
                         what: other.reference(),
