@@ -177,7 +177,9 @@ mod tests {
         assert_eq!(busybox.applet_names(), ["nc", "sh", "wget"]);
 
         fs::remove_file(dir.path().join("applets")).expect("remove");
-        let error = Busybox::read(dir.path()).expect_err("no applets").to_string();
+        let error = Busybox::read(dir.path())
+            .expect_err("no applets")
+            .to_string();
         assert!(error.contains("applets"), "{error}");
     }
 }
