@@ -17,6 +17,10 @@ import json
 import re
 import sys
 
+# The outcomes of a test that did not run, and every outcome in the order they are printed.
+NOT_RUN = ("skipped itself", "left out", "not reached")
+ORDER = ("passed", "failed", "timedout", "interrupted", "panicked", "aborted") + NOT_RUN
+
 
 def spec_name(spec):
     """The full name ginkgo prints: the containers' texts, then the leaf's."""
@@ -87,19 +91,16 @@ def main():
             rows.append((name, outcome, seconds, failure))
 
     by_outcome = collections.Counter(outcome for _, outcome, _, _ in rows)
-    ran = [row for row in rows if row[1] not in ("skipped itself", "left out", "not reached")]
+    ran = [row for row in rows if row[1] not in NOT_RUN]
     print(f"report: {args.report}")
     print(f"[Conformance] tests in the suite: {len(rows)}")
     print(f"suite wall time: {wall:.0f} s ({wall / 3600:.2f} h)")
     if interrupted:
         print(f"the run ended early: {'; '.join(interrupted)}")
-    for outcome in ("passed", "failed", "timedout", "interrupted", "panicked", "aborted",
-                    "skipped itself", "left out", "not reached"):
+    for outcome in ORDER:
         if by_outcome.get(outcome):
             print(f"  {outcome}: {by_outcome[outcome]}")
-    others = set(by_outcome) - {"passed", "failed", "timedout", "interrupted", "panicked",
-                                "aborted", "skipped itself", "left out", "not reached"}
-    for outcome in sorted(others):
+    for outcome in sorted(set(by_outcome) - set(ORDER)):
         print(f"  {outcome}: {by_outcome[outcome]}")
     if suite_nodes:
         print(f"suite-level nodes not passed: {suite_nodes}")
@@ -121,7 +122,7 @@ def main():
     for name in sorted(per_sig):
         counts = per_sig[name]
         failed = sum(count for outcome, count in counts.items()
-                     if outcome not in ("passed", "skipped itself", "left out", "not reached"))
+                     if outcome != "passed" and outcome not in NOT_RUN)
         cells = [counts["passed"], failed, counts["skipped itself"], counts["left out"],
                  counts["not reached"], f"{sig_time[name]:.0f} s"]
         if args.markdown:
