@@ -1,8 +1,8 @@
 //! Kubernetes conformance: upstream's end-to-end suite (`e2e.test` of the cluster's own
 //! version, from kiln's package set) run from the host against a VM cluster, its pods' images
-//! (agnhost, busybox, pause) imported into each guest's containerd from the test-tools disk, so
-//! nothing is pulled. What passes is what the suite says passes, not kiln's reading of its own
-//! outputs.
+//! (agnhost, busybox, nginx, pause) imported into each guest's containerd from the test-tools
+//! disk, so nothing is pulled. What passes is what the suite says passes, not kiln's reading of
+//! its own outputs.
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -22,7 +22,7 @@ const IMAGES_DIR: &str = "conformance/images";
 const KILN_REPOSITORY: &str = "kiln.local/conformance";
 
 /// The images kiln builds for the suite, by the last element of the name the suite gives them.
-const BUILT: [&str; 3] = ["agnhost", "busybox", "pause"];
+const BUILT: [&str; 4] = ["agnhost", "busybox", "nginx", "pause"];
 
 /// The images the suite names that kiln's image of another name serves: `(the suite's name,
 /// kiln's)`. kiln's agnhost is glibc-based with `dig` and `getent`, what the DNS tests' second

@@ -1,7 +1,8 @@
 //! The images the Kubernetes end-to-end suite's conformance tests run their pods from, built
 //! by kiln with no registry: agnhost (the suite's test server and client, from the
-//! `kubernetes-e2e` package of the cluster's version), busybox (Debian's `busybox-static`) and
-//! pause (kiln's own). agnhost's image takes the programs the tests run in it (`sh`, `bash`,
+//! `kubernetes-e2e` package of the cluster's version), busybox (Debian's `busybox-static`),
+//! nginx (Debian's, as the load balancers run it, laid out as the official image) and pause
+//! (kiln's own). agnhost's image takes the programs the tests run in it (`sh`, `bash`,
 //! `nc`, `curl`, `dig`, `nslookup`, `getent`, `ip`, `ss`) from kiln's base OS with the
 //! libraries they need, and busybox for the rest; being glibc-based with `dig`, it also
 //! serves as the DNS tests' `glibc-dns-testing` prober (upstream's agnhost is Alpine's, so
@@ -30,7 +31,7 @@ pub const CONFORMANCE_REPOSITORY: &str = "kiln.local/conformance";
 
 /// The images kiln builds for the suite, by the last element of the repository name the suite
 /// gives them (`.../agnhost:2.66.1` is `agnhost`).
-pub const CONFORMANCE_IMAGES: [&str; 3] = ["agnhost", "busybox", "pause"];
+pub const CONFORMANCE_IMAGES: [&str; 4] = ["agnhost", "busybox", "nginx", "pause"];
 
 /// The programs agnhost's image takes from the base OS (with every link on the way and the
 /// libraries each needs): what the suite runs in agnhost's pods beyond agnhost itself, as
@@ -50,7 +51,15 @@ pub const AGNHOST_PROGRAMS: [&str; 9] = [
 
 /// The files besides programs agnhost's image takes from the base OS: how `getent` and the
 /// resolvers look names up.
-const PICKED_FILES: [&str; 1] = ["/etc/nsswitch.conf"];
+const AGNHOST_FILES: [&str; 1] = ["/etc/nsswitch.conf"];
+
+/// The programs nginx's image takes from the base OS: Debian's nginx (the package the load
+/// balancer nodes run), with the libraries it needs.
+pub const NGINX_PROGRAMS: [&str; 1] = ["/usr/sbin/nginx"];
+
+/// The files besides programs nginx's image takes from the base OS: the MIME types its
+/// configuration includes, and how names are looked up.
+const NGINX_FILES: [&str; 2] = ["/etc/nginx/mime.types", "/etc/nsswitch.conf"];
 
 /// The subtrees of the base OS's root the images are picked from.
 const PICKED_TREES: [&str; 6] = ["bin", "etc", "lib", "lib64", "sbin", "usr"];
@@ -134,22 +143,22 @@ pub fn conformance_busybox_image(
     }
 }
 
-/// The programs of `programs` and the files of [`PICKED_FILES`] picked from the base OS's root
-/// at `base_root` (see [`Picker`]), then busybox at `usr/bin/busybox` with a link there for
-/// each of `applets` that no picked program already provides, added to `layer` (whose
-/// entries win over picked ones of the same path).
+/// The programs of `programs` and the files of `files` picked from the base OS's root at
+/// `base_root` (see [`Picker`]), then busybox at `usr/bin/busybox` with a link there for each
+/// of `applets` that no picked program already provides, added to `layer` (whose entries win
+/// over picked ones of the same path).
 fn with_userland(
     mut layer: Vec<OciEntry>,
     base_root: &Path,
     reference: &str,
-    programs: &[&str],
+    (programs, files): (&[&str], &[&str]),
     (busybox, applets): (Vec<u8>, &[&str]),
 ) -> Result<Vec<OciEntry>, ImageError> {
     let mut picker = Picker::new(base_root, reference);
     for program in programs {
         picker.add_program(program)?;
     }
-    for file in PICKED_FILES {
+    for file in files {
         picker.add(file)?;
     }
     let mut present: std::collections::BTreeSet<String> =
@@ -228,7 +237,13 @@ pub fn agnhost_image(
         // A public test key of upstream's tree, served by agnhost's porter; not a secret.
         OciEntry::file("localhost.key", 0o644, key),
     ]);
-    let layer = with_userland(layer, base_root, &reference, &AGNHOST_PROGRAMS, busybox)?;
+    let layer = with_userland(
+        layer,
+        base_root,
+        &reference,
+        (&AGNHOST_PROGRAMS, &AGNHOST_FILES),
+        busybox,
+    )?;
     Ok(OciImage {
         reference,
         layer,
@@ -239,6 +254,130 @@ pub fn agnhost_image(
             .iter()
             .map(|port| format!("{port}/tcp"))
             .collect(),
+    })
+}
+
+/// The users and groups of nginx's image: root's, and `nginx` (101, as in the official
+/// image) for its worker processes.
+const NGINX_PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
+nginx:x:101:101:nginx:/nonexistent:/bin/false\n\
+nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
+const NGINX_GROUP: &str = "root:x:0:\nnginx:x:101:\nnogroup:x:65534:\n";
+
+/// nginx's main configuration in its image: the official image's (`user nginx`, one worker
+/// per CPU, the MIME types, its access log format, `conf.d/*.conf` for the servers), with
+/// Debian's nginx the program.
+const NGINX_CONF: &str = r#"user  nginx;
+worker_processes  auto;
+
+error_log  /var/log/nginx/error.log notice;
+pid        /run/nginx.pid;
+
+events {
+    worker_connections  1024;
+}
+
+http {
+    include       /etc/nginx/mime.types;
+    default_type  application/octet-stream;
+
+    log_format  main  '$remote_addr - $remote_user [$time_local] "$request" '
+                      '$status $body_bytes_sent "$http_referer" '
+                      '"$http_user_agent" "$http_x_forwarded_for"';
+
+    access_log  /var/log/nginx/access.log  main;
+
+    sendfile        on;
+    keepalive_timeout  65;
+
+    include /etc/nginx/conf.d/*.conf;
+}
+"#;
+
+/// The official image's default server: `/usr/share/nginx/html` on port 80. IPv4 only: the
+/// official image adds `listen [::]:80` only where the kernel has IPv6 (its entrypoint checks
+/// `/proc/net/if_inet6`), and kiln's pod networks are IPv4.
+const NGINX_DEFAULT_SERVER: &str = r#"server {
+    listen       80;
+    server_name  localhost;
+
+    location / {
+        root   /usr/share/nginx/html;
+        index  index.html index.htm;
+    }
+
+    error_page   500 502 503 504  /50x.html;
+    location = /50x.html {
+        root   /usr/share/nginx/html;
+    }
+}
+"#;
+
+/// The pages nginx's image serves: its welcome page and the error page of the default server.
+const NGINX_INDEX: &str = "<!DOCTYPE html>\n<html>\n<head><title>Welcome to nginx!</title></head>\n\
+<body>\n<h1>Welcome to nginx!</h1>\n<p>The web server of kiln's conformance images.</p>\n\
+</body>\n</html>\n";
+const NGINX_50X: &str = "<!DOCTYPE html>\n<html>\n<head><title>Error</title></head>\n\
+<body>\n<h1>An error occurred.</h1>\n</body>\n</html>\n";
+
+/// The suite's nginx (`e2e-test-images/nginx`, upstream's mirror of the official
+/// `nginx:alpine`), laid out as the official image: the configuration of [`NGINX_CONF`] and
+/// [`NGINX_DEFAULT_SERVER`], the pages in `/usr/share/nginx/html`, the logs on the container's
+/// standard output and error, `nginx -g "daemon off;"` its command, port 80. The program is
+/// Debian's nginx from the base OS's root at `base_root` ([`NGINX_PROGRAMS`]), with busybox for
+/// the shell and the commands the suite runs in its pods (a `preStop` hook's `sh -c`, `sleep`).
+///
+/// # Errors
+///
+/// If the base OS lacks nginx, its MIME types or a library it needs.
+pub fn nginx_image(
+    busybox: (Vec<u8>, &[&str]),
+    base_root: &Path,
+    kubernetes_version: &str,
+) -> Result<OciImage, ImageError> {
+    let reference = conformance_reference("nginx", kubernetes_version);
+    let text =
+        |path: &str, contents: &str| OciEntry::file(path, 0o644, contents.as_bytes().to_vec());
+    let mut layer = userland_files(NGINX_PASSWD, NGINX_GROUP);
+    layer.extend([
+        OciEntry::directory("etc/nginx", 0o755),
+        OciEntry::directory("etc/nginx/conf.d", 0o755),
+        text("etc/nginx/nginx.conf", NGINX_CONF),
+        text("etc/nginx/conf.d/default.conf", NGINX_DEFAULT_SERVER),
+        OciEntry::directory("run", 0o755),
+        OciEntry::directory("usr", 0o755),
+        OciEntry::directory("usr/share", 0o755),
+        OciEntry::directory("usr/share/nginx", 0o755),
+        OciEntry::directory("usr/share/nginx/html", 0o755),
+        text("usr/share/nginx/html/index.html", NGINX_INDEX),
+        text("usr/share/nginx/html/50x.html", NGINX_50X),
+        OciEntry::directory("var", 0o755),
+        // Debian's nginx keeps request bodies and proxy buffers here (it creates the
+        // subdirectories, owned by its workers' user, when it starts).
+        OciEntry::directory("var/lib", 0o755),
+        OciEntry::directory("var/lib/nginx", 0o755),
+        OciEntry::directory("var/log", 0o755),
+        OciEntry::directory("var/log/nginx", 0o755),
+        OciEntry::symlink("var/log/nginx/access.log", "/dev/stdout"),
+        OciEntry::symlink("var/log/nginx/error.log", "/dev/stderr"),
+    ]);
+    let layer = with_userland(
+        layer,
+        base_root,
+        &reference,
+        (&NGINX_PROGRAMS, &NGINX_FILES),
+        busybox,
+    )?;
+    Ok(OciImage {
+        reference,
+        layer,
+        entrypoint: Vec::new(),
+        cmd: ["nginx", "-g", "daemon off;"]
+            .iter()
+            .map(|word| (*word).to_owned())
+            .collect(),
+        env: vec![PATH_ENV.to_owned()],
+        exposed_ports: vec!["80/tcp".to_owned()],
     })
 }
 
@@ -309,19 +448,29 @@ impl ConformanceImages {
             &root,
             &self.kubernetes_version,
         )?;
+        let nginx = nginx_image(
+            (busybox.binary.clone(), &applets),
+            &root,
+            &self.kubernetes_version,
+        )?;
         let busybox =
             conformance_busybox_image(busybox.binary.clone(), &applets, &self.kubernetes_version);
         let mut pause = super::pause_image();
         pause.reference = conformance_reference("pause", &self.kubernetes_version);
-        let images = [("agnhost", agnhost), ("busybox", busybox), ("pause", pause)]
-            .into_iter()
-            .map(|(name, image)| {
-                (
-                    format!("{}/{name}.oci.tar", kiln_spec::images::ARCHIVES_DIR),
-                    image,
-                )
-            })
-            .collect();
+        let images = [
+            ("agnhost", agnhost),
+            ("busybox", busybox),
+            ("nginx", nginx),
+            ("pause", pause),
+        ]
+        .into_iter()
+        .map(|(name, image)| {
+            (
+                format!("{}/{name}.oci.tar", kiln_spec::images::ARCHIVES_DIR),
+                image,
+            )
+        })
+        .collect();
         write_images(out, images, self.source_date_epoch)
     }
 }
@@ -332,7 +481,8 @@ impl Builder for ConformanceImages {
     }
 
     fn version(&self) -> u32 {
-        1
+        // 2: nginx's image.
+        2
     }
 
     fn params(&self) -> Params {
@@ -361,7 +511,7 @@ mod tests {
             userland_files("root:x:0:0::/root:/bin/sh\n", "root:x:0:\n"),
             Path::new("/"),
             "test",
-            &["/bin/sh"],
+            (&["/bin/sh"], &["/etc/nsswitch.conf"]),
             (b"(busybox)".to_vec(), &["sh", "wget", "busybox"]),
         )
         .expect("picked from /");
@@ -387,6 +537,91 @@ mod tests {
         assert!(
             paths.iter().any(|path| path.contains("libc.so")),
             "sh's libraries come with it: {paths:?}"
+        );
+    }
+
+    /// nginx's image as the official one lays it out, from a root with a (stand-in) nginx and
+    /// its MIME types: the configuration and pages, the logs on the container's output, the
+    /// program and files picked, busybox for the shell, every path once.
+    #[test]
+    fn nginx_is_laid_out_as_the_official_image() {
+        let root = tempfile::tempdir().expect("tempdir");
+        for (path, contents) in [
+            ("usr/sbin/nginx", "(nginx)"),
+            ("etc/nginx/mime.types", "types { text/html html; }\n"),
+            ("etc/nsswitch.conf", "hosts: files dns\n"),
+        ] {
+            let path = root.path().join(path);
+            fs::create_dir_all(path.parent().expect("parent")).expect("dirs");
+            fs::write(path, contents).expect("file");
+        }
+        let image = nginx_image(
+            (b"(busybox)".to_vec(), &["sh", "sleep", "nginx"]),
+            root.path(),
+            "1.37.2",
+        )
+        .expect("nginx's image");
+        assert_eq!(image.reference, "kiln.local/conformance/nginx:v1.37.2");
+        assert_eq!(image.cmd, ["nginx", "-g", "daemon off;"]);
+        assert_eq!(image.exposed_ports, ["80/tcp"]);
+        let paths: Vec<&str> = image
+            .layer
+            .iter()
+            .map(|entry| entry.path.as_str())
+            .collect();
+        let unique: std::collections::BTreeSet<&str> = paths.iter().copied().collect();
+        assert_eq!(unique.len(), paths.len(), "every path once: {paths:?}");
+        let file = |path: &str| {
+            image
+                .layer
+                .iter()
+                .find_map(|entry| match (&entry.kind, entry.path == path) {
+                    (super::super::OciEntryKind::File(bytes), true) => {
+                        Some(String::from_utf8_lossy(bytes).into_owned())
+                    }
+                    _ => None,
+                })
+        };
+        let link = |path: &str| {
+            image
+                .layer
+                .iter()
+                .find_map(|entry| match (&entry.kind, entry.path == path) {
+                    (super::super::OciEntryKind::Symlink(target), true) => Some(target.clone()),
+                    _ => None,
+                })
+        };
+        assert_eq!(file("usr/sbin/nginx").as_deref(), Some("(nginx)"));
+        assert!(file("etc/nginx/mime.types").is_some());
+        assert!(
+            file("etc/nginx/nginx.conf")
+                .expect("nginx.conf")
+                .contains("include /etc/nginx/conf.d/*.conf;")
+        );
+        assert!(
+            file("etc/nginx/conf.d/default.conf")
+                .expect("default.conf")
+                .contains("root   /usr/share/nginx/html;")
+        );
+        assert!(file("usr/share/nginx/html/index.html").is_some());
+        assert!(
+            file("etc/passwd")
+                .expect("passwd")
+                .contains("nginx:x:101:101:")
+        );
+        assert_eq!(
+            link("var/log/nginx/access.log").as_deref(),
+            Some("/dev/stdout")
+        );
+        assert_eq!(
+            link("var/log/nginx/error.log").as_deref(),
+            Some("/dev/stderr")
+        );
+        assert_eq!(link("usr/bin/sh").as_deref(), Some("busybox"));
+        assert_eq!(
+            link("usr/bin/nginx"),
+            None,
+            "the picked nginx is found on PATH, not busybox's applet"
         );
     }
 }

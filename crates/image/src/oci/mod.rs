@@ -30,7 +30,8 @@ pub use self::component::{
 };
 pub use self::conformance::{
     AGNHOST_PROGRAMS, CONFORMANCE_IMAGES, CONFORMANCE_REPOSITORY, ConformanceImages, E2E_PACKAGE,
-    agnhost_image, conformance_busybox_image, conformance_images, conformance_reference,
+    NGINX_PROGRAMS, agnhost_image, conformance_busybox_image, conformance_images,
+    conformance_reference, nginx_image,
 };
 pub use self::layout::{
     CONTAINERD_IMAGE_NAME_ANNOTATION, OCI_REF_NAME_ANNOTATION, OciArchive, OciImage, oci_archive,
