@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use kiln_vm_tests::{Cluster, Steps, scenario};
+use kiln_vm_tests::scenario;
 
 use crate::vm_test::{self, ClusterArgs};
 
@@ -57,30 +57,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         dry_run: args.dry_run,
     };
 
-    let mut steps = Steps::new();
-    let mut cluster = steps.run("start the guests", || Cluster::start(options))?;
-    eprintln!("run directory {}", options.run_dir.display());
-    let result = (|| -> kiln_vm_tests::Result<scenario::SuiteReport> {
-        scenario::bring_up(&mut cluster, &mut steps)?;
-        steps.run("nodes Ready", || scenario::nodes_ready(&mut cluster))?;
+    let report = match scenario::run_with(options, |cluster, steps| {
+        scenario::bring_up(cluster, steps)?;
+        steps.run("nodes Ready", || scenario::nodes_ready(cluster))?;
+        let e2e = scenario::Suite::of(cluster)?;
         steps.run("conformance images into every kubelet's containerd", || {
-            scenario::import_images(&mut cluster)
+            scenario::import_images(cluster, &e2e)
         })?;
         steps.run("the [Conformance] tests", || {
-            scenario::run_suite(&cluster, &suite)
+            scenario::run_suite(cluster, &e2e, &suite)
         })
-    })();
-    eprintln!("\nsteps:\n{}", steps.summary());
-    if options.keep {
-        eprintln!("\nthe guests stay up (--keep):\n{}", cluster.describe());
-    }
-    let report = match result {
-        Ok(report) => report,
+    }) {
+        Ok((report, _steps)) => report,
         Err(kiln_vm_tests::Error::Interrupted) => return Ok(ExitCode::from(130)),
-        Err(error) => {
-            eprintln!("{}", cluster.consoles(40));
-            return Err(error).context("conformance");
-        }
+        Err(error) => return Err(error).context("conformance"),
     };
     eprintln!("\n{}", report.describe());
     if args.dry_run {

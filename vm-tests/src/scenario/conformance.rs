@@ -190,19 +190,45 @@ fn read_report(json: &str, junit: PathBuf, wall: Duration) -> crate::Result<Suit
     Ok(report)
 }
 
-/// The suite's package on the host, from the cluster's test tools.
-fn suite_package(cluster: &Cluster, step: &str) -> crate::Result<PathBuf> {
-    cluster
-        .tools
-        .as_ref()
-        .and_then(|tools| tools.e2e.clone())
-        .ok_or_else(|| {
-            Error::check(
-                step,
-                "the cluster's test tools have no end-to-end suite (kiln's package set has no \
-                 kubernetes-e2e of this Kubernetes version)",
-            )
-        })
+/// The cluster's end-to-end suite, ready to run: its package on the host (from the cluster's
+/// test tools) and its repository list, written once into the run directory.
+#[derive(Debug, Clone)]
+pub struct Suite {
+    /// The `kubernetes-e2e` package: `bin/e2e.test`, `VERSION`.
+    e2e: PathBuf,
+    /// The suite's `KUBE_TEST_REPO_LIST` file ([`REPO_LIST`]).
+    repo_list: PathBuf,
+}
+
+impl Suite {
+    /// The suite of `cluster`'s test tools, its repository list written into the run directory.
+    ///
+    /// # Errors
+    ///
+    /// If the test tools have no suite (the package set has none of the cluster's version), or
+    /// the list cannot be written.
+    pub fn of(cluster: &Cluster) -> crate::Result<Suite> {
+        let e2e = cluster
+            .tools
+            .as_ref()
+            .and_then(|tools| tools.e2e.clone())
+            .ok_or_else(|| {
+                Error::check(
+                    "conformance",
+                    "the cluster's test tools have no end-to-end suite (kiln's package set has \
+                     no kubernetes-e2e of this Kubernetes version)",
+                )
+            })?;
+        let repo_list = cluster.run_dir.join("conformance-repo-list.yaml");
+        fs::write(&repo_list, REPO_LIST)
+            .map_err(|error| Error::io(format!("writing {}", repo_list.display()), error))?;
+        Ok(Suite { e2e, repo_list })
+    }
+
+    /// `bin/e2e.test`.
+    fn program(&self) -> PathBuf {
+        self.e2e.join("bin/e2e.test")
+    }
 }
 
 /// Whether the cluster's test tools include the end-to-end suite of its version.
@@ -221,22 +247,14 @@ fn suite_version(e2e: &Path) -> crate::Result<String> {
     Ok(text.trim().trim_start_matches('v').to_owned())
 }
 
-/// Writes the suite's repository list into the run directory and returns its path.
-fn repo_list(cluster: &Cluster) -> crate::Result<PathBuf> {
-    let path = cluster.run_dir.join("conformance-repo-list.yaml");
-    fs::write(&path, REPO_LIST)
-        .map_err(|error| Error::io(format!("writing {}", path.display()), error))?;
-    Ok(path)
-}
-
 /// Each image the suite names whose last path element is one kiln builds, with kiln's
 /// reference for it: `(kiln's reference, the suite's reference)`, from the suite's own
 /// `--list-images` (so each release's tags come from that release).
-fn image_tags(e2e: &Path, repo_list: &Path) -> crate::Result<Vec<(String, String)>> {
-    let program = e2e.join("bin/e2e.test");
+fn image_tags(suite: &Suite) -> crate::Result<Vec<(String, String)>> {
+    let program = suite.program();
     let output = Command::new(&program)
         .arg("--list-images")
-        .env("KUBE_TEST_REPO_LIST", repo_list)
+        .env("KUBE_TEST_REPO_LIST", &suite.repo_list)
         .stdin(Stdio::null())
         .output()
         .map_err(|error| Error::io(format!("running {}", program.display()), error))?;
@@ -250,7 +268,7 @@ fn image_tags(e2e: &Path, repo_list: &Path) -> crate::Result<Vec<(String, String
             ),
         ));
     }
-    let version = suite_version(e2e)?;
+    let version = suite_version(&suite.e2e)?;
     let mut tags = Vec::new();
     for wanted in String::from_utf8_lossy(&output.stdout).lines() {
         let wanted = wanted.trim();
@@ -301,10 +319,9 @@ const IMPORT_DONE: &str = "/run/kiln-conformance-images.status";
 /// Imports the conformance images from the test-tools disk into containerd on every node
 /// whose kubelet runs, each also under every name the suite gives it: started on every node at
 /// once (each guest has its own vCPUs), then waited for node by node.
-pub fn import_images(cluster: &mut Cluster) -> crate::Result<()> {
+pub fn import_images(cluster: &mut Cluster, suite: &Suite) -> crate::Result<()> {
     const STEP: &str = "conformance images";
-    let e2e = suite_package(cluster, STEP)?;
-    let tags = image_tags(&e2e, &repo_list(cluster)?)?;
+    let tags = image_tags(suite)?;
     let mut import = format!(
         "for archive in {TOOLS_MOUNT}/{IMAGES_DIR}/*.oci.tar; do\n\
          \x20 ctr --namespace k8s.io images import \"$archive\" || exit 1\n\
@@ -421,13 +438,15 @@ fn suite_arguments(options: &SuiteOptions, kubeconfig: &Path, kubectl: &Path) ->
 /// from the host through the cluster's kubeconfig, printing each test's name and outcome as
 /// it ends (the whole output goes to `e2e.log` in the report directory), and reads the
 /// report. Run [`import_images`] first.
-pub fn run_suite(cluster: &Cluster, options: &SuiteOptions) -> crate::Result<SuiteReport> {
+pub fn run_suite(
+    cluster: &Cluster,
+    suite: &Suite,
+    options: &SuiteOptions,
+) -> crate::Result<SuiteReport> {
     const STEP: &str = "conformance";
-    let e2e = suite_package(cluster, STEP)?;
     fs::create_dir_all(&options.report_dir)
         .map_err(|error| Error::io(format!("creating {}", options.report_dir.display()), error))?;
-    let repo_list = repo_list(cluster)?;
-    let program = e2e.join("bin/e2e.test");
+    let program = suite.program();
     let log_path = options.report_dir.join("e2e.log");
     let mut log = fs::File::create(&log_path)
         .map_err(|error| Error::io(format!("creating {}", log_path.display()), error))?;
@@ -444,7 +463,7 @@ pub fn run_suite(cluster: &Cluster, options: &SuiteOptions) -> crate::Result<Sui
     let started = Instant::now();
     let mut child = Command::new(&program)
         .args(&arguments)
-        .env("KUBE_TEST_REPO_LIST", &repo_list)
+        .env("KUBE_TEST_REPO_LIST", &suite.repo_list)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -543,14 +562,15 @@ fn escape_regex(text: &str) -> String {
 /// not run exactly the subset's tests (a renamed or missing test is not silently dropped).
 pub fn conformance_subset(cluster: &mut Cluster) -> crate::Result<()> {
     const STEP: &str = "conformance subset";
-    import_images(cluster)?;
+    let suite = Suite::of(cluster)?;
+    import_images(cluster, &suite)?;
     let options = SuiteOptions {
         focus: Some(subset_focus(CI_SUBSET)),
         skip: None,
         report_dir: cluster.run_dir.join("conformance"),
         dry_run: false,
     };
-    let report = run_suite(cluster, &options)?;
+    let report = run_suite(cluster, &suite, &options)?;
     eprintln!("    {}", report.describe());
     let ran: BTreeSet<&str> = report
         .passed

@@ -40,8 +40,8 @@ pub use self::bootstrap::{
 pub use self::cis::{DEVIATIONS, Deviation, cis_benchmark, deviations};
 use self::common::*;
 pub use self::conformance::{
-    CI_SUBSET, SuiteOptions, SuiteReport, conformance_subset, has_suite, import_images, run_suite,
-    subset_focus,
+    CI_SUBSET, Suite, SuiteOptions, SuiteReport, conformance_subset, has_suite, import_images,
+    run_suite, subset_focus,
 };
 use self::control_plane::*;
 pub use self::control_plane::{
@@ -142,6 +142,23 @@ const POLL: Duration = Duration::from_secs(5);
 /// On failure, the last console lines of every guest are printed; with `options.keep` the
 /// guests stay up either way and how to reach them is printed.
 pub fn run(scenario: Scenario, options: &ClusterOptions) -> crate::Result<Steps> {
+    run_with(options, |cluster, steps| match scenario {
+        Scenario::TwoNode => two_node(cluster, steps),
+        Scenario::Ha => ha(cluster, steps),
+        Scenario::StaticPods => static_pod_cluster(cluster, steps),
+        Scenario::Kubeadm => kubeadm(cluster, steps),
+    })
+    .map(|((), steps)| steps)
+}
+
+/// Boots the cluster of `options` and runs `body`'s steps on it, as [`run`] does a scenario's:
+/// every step's time, the services' report, and on failure the guests' last console lines;
+/// with `options.keep` the guests stay up and how to reach them is printed. For a run of
+/// steps of its own (`cargo xtask conformance`), with what `body` returns.
+pub fn run_with<T>(
+    options: &ClusterOptions,
+    body: impl FnOnce(&mut Cluster, &mut Steps) -> crate::Result<T>,
+) -> crate::Result<(T, Steps)> {
     let mut steps = Steps::new();
     let mut cluster = steps.run("start the guests", || Cluster::start(options))?;
     eprintln!(
@@ -149,12 +166,7 @@ pub fn run(scenario: Scenario, options: &ClusterOptions) -> crate::Result<Steps>
         options.run_dir.display(),
         cluster.accel
     );
-    let result = match scenario {
-        Scenario::TwoNode => two_node(&mut cluster, &mut steps),
-        Scenario::Ha => ha(&mut cluster, &mut steps),
-        Scenario::StaticPods => static_pod_cluster(&mut cluster, &mut steps),
-        Scenario::Kubeadm => kubeadm(&mut cluster, &mut steps),
-    };
+    let result = body(&mut cluster, &mut steps);
     eprintln!("\nsteps:\n{}", steps.summary());
     if !matches!(result, Err(Error::Interrupted)) {
         eprintln!(
@@ -169,7 +181,7 @@ pub fn run(scenario: Scenario, options: &ClusterOptions) -> crate::Result<Steps>
     if options.keep {
         eprintln!("\nthe guests stay up (--keep):\n{}", cluster.describe());
     }
-    result.map(|()| steps)
+    result.map(|value| (value, steps))
 }
 
 /// Boots the guests, waits for the API and applies the add-ons: what every scenario does first.
