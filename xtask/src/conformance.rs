@@ -32,6 +32,11 @@ pub struct Args {
     /// as the suite starts by checking it.
     #[arg(long)]
     dry_run: bool,
+    /// How many test processes (ginkgo's `--procs`): 1 runs one test at a time; more run the
+    /// tests not labelled `Serial` in that many processes, then the `Serial` ones one at a
+    /// time. `--ci-subset` defaults to CI's (2).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16))]
+    parallel: Option<u32>,
     #[command(flatten)]
     cluster: ClusterArgs,
 }
@@ -55,6 +60,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         skip: args.skip.clone(),
         report_dir,
         dry_run: args.dry_run,
+        parallel: args.parallel.unwrap_or(if args.ci_subset {
+            scenario::CI_SUBSET_PROCS
+        } else {
+            1
+        }),
     };
 
     let report = match scenario::run_with(options, |cluster, steps| {

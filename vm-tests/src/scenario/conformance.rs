@@ -70,6 +70,10 @@ pub const CI_SUBSET: &[&str] = &[
     "[sig-api-machinery] Discovery should validate PreferredVersion for each APIGroup [Conformance]",
 ];
 
+/// How many processes run the CI subset ([`SuiteOptions::parallel`]): two, one per guest
+/// of `two-node`; none of the subset's tests is labelled `Serial`.
+pub const CI_SUBSET_PROCS: u32 = 2;
+
 /// How many conformance tests ran, passed, failed and were skipped, and how long it took.
 #[derive(Debug, Clone, Default)]
 pub struct SuiteReport {
@@ -81,11 +85,20 @@ pub struct SuiteReport {
     pub skipped: usize,
     /// The suite's own wall time.
     pub wall: Duration,
-    /// The JUnit report the suite wrote.
-    pub junit: PathBuf,
+    /// The JUnit reports the suite wrote, one per pass (see [`SuiteOptions::parallel`]).
+    pub junit: Vec<PathBuf>,
 }
 
 impl SuiteReport {
+    /// Adds the tests and the time of `other`, a later pass of the same run.
+    fn merge(&mut self, other: SuiteReport) {
+        self.passed.extend(other.passed);
+        self.failed.extend(other.failed);
+        self.skipped += other.skipped;
+        self.wall += other.wall;
+        self.junit.extend(other.junit);
+    }
+
     /// How many tests ran.
     pub fn ran(&self) -> usize {
         self.passed.len() + self.failed.len()
@@ -101,7 +114,11 @@ impl SuiteReport {
             self.failed.len(),
             self.skipped,
             self.wall.as_secs_f64(),
-            self.junit.display()
+            self.junit
+                .iter()
+                .map(|path| path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         for (name, state, message) in &self.failed {
             text.push_str(&format!(
@@ -151,7 +168,7 @@ fn read_report(json: &str, junit: PathBuf, wall: Duration) -> crate::Result<Suit
         )
     })?;
     let mut report = SuiteReport {
-        junit,
+        junit: vec![junit],
         wall,
         ..SuiteReport::default()
     };
@@ -403,72 +420,176 @@ pub struct SuiteOptions {
     pub skip: Option<String>,
     /// Where the reports and the suite's log go.
     pub report_dir: PathBuf,
-    /// Only list what would run (ginkgo's `--dry-run`): no test touches the cluster.
+    /// Only list what would run (ginkgo's `--dry-run`): no test touches the cluster. Always in
+    /// series (ginkgo lists only so).
     pub dry_run: bool,
+    /// How many processes run the tests: 1 runs `e2e.test` alone, one test at a time; more
+    /// runs the selected tests not labelled `Serial` with `ginkgo --procs` (the suite's own
+    /// runner, as upstream's `hack/ginkgo-e2e.sh` does), then those labelled `Serial` one at a
+    /// time, as they require.
+    pub parallel: u32,
 }
 
-/// The arguments of `e2e.test` for `options` against the cluster of `kubeconfig` with `kubectl`.
-fn suite_arguments(options: &SuiteOptions, kubeconfig: &Path, kubectl: &Path) -> Vec<String> {
-    let report_dir = options.report_dir.display();
-    let mut arguments = vec![
+/// One run of the suite's program over some of the selected tests, with its reports in a
+/// directory of its own.
+struct Pass {
+    /// What the terminal calls it.
+    name: &'static str,
+    /// The program: `e2e.test`, or `ginkgo` running it.
+    program: PathBuf,
+    arguments: Vec<String>,
+    /// Where its `report.json` and `junit.xml` go.
+    dir: PathBuf,
+}
+
+/// The `e2e.test` arguments of every pass: the cluster, through `kubeconfig` with `kubectl`,
+/// and the suite's own report directory `dir`.
+fn cluster_arguments(kubeconfig: &Path, kubectl: &Path, dir: &Path) -> Vec<String> {
+    vec![
         format!("--kubeconfig={}", kubeconfig.display()),
         format!("--kubectl-path={}", kubectl.display()),
         "--provider=skeleton".to_owned(),
-        format!("--report-dir={report_dir}"),
-        "--ginkgo.label-filter=Conformance".to_owned(),
-        "--ginkgo.no-color".to_owned(),
-        "--ginkgo.v".to_owned(),
-        "--ginkgo.timeout=6h".to_owned(),
-        format!("--ginkgo.json-report={report_dir}/report.json"),
-        format!("--ginkgo.junit-report={report_dir}/junit.xml"),
+        format!("--report-dir={}", dir.display()),
+    ]
+}
+
+/// Ginkgo's flags for `options` and `labels` (a label filter), each after `prefix`: `--ginkgo.`
+/// given to `e2e.test`, `--` given to the `ginkgo` runner. The reports are named relative to
+/// the runner's `--output-dir`, or within `dir` for `e2e.test`.
+fn ginkgo_flags(options: &SuiteOptions, labels: &str, prefix: &str, dir: &Path) -> Vec<String> {
+    let report = |name: &str| {
+        if prefix == "--" {
+            name.to_owned()
+        } else {
+            dir.join(name).display().to_string()
+        }
+    };
+    let mut flags = vec![
+        format!("{prefix}label-filter={labels}"),
+        format!("{prefix}no-color"),
+        format!("{prefix}v"),
+        format!("{prefix}timeout=6h"),
+        format!("{prefix}json-report={}", report("report.json")),
+        format!("{prefix}junit-report={}", report("junit.xml")),
     ];
     if let Some(focus) = &options.focus {
-        arguments.push(format!("--ginkgo.focus={focus}"));
+        flags.push(format!("{prefix}focus={focus}"));
     }
     if let Some(skip) = &options.skip {
-        arguments.push(format!("--ginkgo.skip={skip}"));
+        flags.push(format!("{prefix}skip={skip}"));
     }
     if options.dry_run {
-        arguments.push("--ginkgo.dry-run".to_owned());
+        flags.push(format!("{prefix}dry-run"));
     }
-    arguments
+    flags
+}
+
+/// The passes of a run: `e2e.test` alone over every selected test (in series, or a dry run),
+/// or `ginkgo --procs` over those not labelled `Serial` in `parallel/` and then `e2e.test`
+/// over the `Serial` ones in `serial/`.
+fn passes(suite: &Suite, options: &SuiteOptions, kubeconfig: &Path, kubectl: &Path) -> Vec<Pass> {
+    let series = |name, labels: &str, dir: PathBuf| {
+        let mut arguments = cluster_arguments(kubeconfig, kubectl, &dir);
+        arguments.extend(ginkgo_flags(options, labels, "--ginkgo.", &dir));
+        Pass {
+            name,
+            program: suite.program(),
+            arguments,
+            dir,
+        }
+    };
+    if options.parallel <= 1 || options.dry_run {
+        return vec![series(
+            "e2e.test",
+            "Conformance",
+            options.report_dir.clone(),
+        )];
+    }
+    let dir = options.report_dir.join("parallel");
+    let mut arguments = vec![
+        format!("--procs={}", options.parallel),
+        format!("--output-dir={}", dir.display()),
+    ];
+    arguments.extend(ginkgo_flags(options, "Conformance && !Serial", "--", &dir));
+    arguments.push(suite.program().display().to_string());
+    arguments.push("--".to_owned());
+    arguments.extend(cluster_arguments(kubeconfig, kubectl, &dir));
+    vec![
+        Pass {
+            name: "ginkgo",
+            program: suite.e2e.join("bin/ginkgo"),
+            arguments,
+            dir,
+        },
+        series(
+            "e2e.test (Serial)",
+            "Conformance && Serial",
+            options.report_dir.join("serial"),
+        ),
+    ]
 }
 
 /// Runs the `[Conformance]` tests `options` select with the suite of the cluster's test tools,
 /// from the host through the cluster's kubeconfig, printing each test's name and outcome as
 /// it ends (the whole output goes to `e2e.log` in the report directory), and reads the
-/// report. Run [`import_images`] first.
+/// reports. Run [`import_images`] first.
 pub fn run_suite(
     cluster: &Cluster,
     suite: &Suite,
     options: &SuiteOptions,
 ) -> crate::Result<SuiteReport> {
-    const STEP: &str = "conformance";
     fs::create_dir_all(&options.report_dir)
         .map_err(|error| Error::io(format!("creating {}", options.report_dir.display()), error))?;
-    let program = suite.program();
     let log_path = options.report_dir.join("e2e.log");
     let mut log = fs::File::create(&log_path)
         .map_err(|error| Error::io(format!("creating {}", log_path.display()), error))?;
-    let arguments = suite_arguments(
+    let started = Instant::now();
+    let mut report = SuiteReport::default();
+    let mut done = 0usize;
+    for pass in passes(
+        suite,
         options,
         &cluster.kubectl.kubeconfig,
         &cluster.kubectl.program,
-    );
+    ) {
+        let ran = run_pass(suite, &pass, &mut log, &log_path, (started, &mut done))?;
+        report.merge(ran);
+    }
+    Ok(report)
+}
+
+/// Runs one pass, its standard output and error into `log` (at `log_path`), each test's end
+/// to the terminal numbered from `done` and timed from `started`, and reads its report.
+fn run_pass(
+    suite: &Suite,
+    pass: &Pass,
+    log: &mut fs::File,
+    log_path: &Path,
+    (started, done): (Instant, &mut usize),
+) -> crate::Result<SuiteReport> {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    const STEP: &str = "conformance";
+    fs::create_dir_all(&pass.dir)
+        .map_err(|error| Error::io(format!("creating {}", pass.dir.display()), error))?;
     eprintln!(
-        "    e2e.test {} (log: {})",
-        arguments.join(" "),
+        "    {} {} (log: {})",
+        pass.name,
+        pass.arguments.join(" "),
         log_path.display()
     );
-    let started = Instant::now();
-    let mut child = Command::new(&program)
-        .args(&arguments)
+    let _ = writeln!(log, "=== {} {}", pass.name, pass.arguments.join(" "));
+    let pass_started = Instant::now();
+    let mut child = Command::new(&pass.program)
+        .args(&pass.arguments)
         .env("KUBE_TEST_REPO_LIST", &suite.repo_list)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // A group of its own, so that an interruption ends ginkgo's test processes too.
+        .process_group(0)
         .spawn()
-        .map_err(|error| Error::io(format!("running {}", program.display()), error))?;
+        .map_err(|error| Error::io(format!("running {}", pass.program.display()), error))?;
     // Standard error to the log from a thread of its own; standard output read here, each
     // line to the log and each spec's end to the terminal.
     let stderr = child.stderr.take().expect("piped");
@@ -480,45 +601,74 @@ pub fn run_suite(
         let _ = std::io::copy(&mut BufReader::new(stderr), &mut log);
     });
     let stdout = child.stdout.take().expect("piped");
-    let mut done = 0usize;
-    let mut current = String::new();
+    let mut ends = SpecEnds::default();
     for line in BufReader::new(stdout).lines() {
         if crate::interrupted() {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
             let _ = child.kill();
             let _ = child.wait();
             return Err(Error::Interrupted);
         }
         let Ok(line) = line else { break };
-        use std::io::Write;
         let _ = writeln!(log, "{line}");
-        if line.starts_with("[sig-") {
-            // A test's header in ginkgo's verbose output: its name, then its labels.
-            current = line.clone();
-        } else if let Some(outcome) = spec_outcome(&line) {
-            done += 1;
+        if let Some((outcome, name)) = ends.read(&line) {
+            *done += 1;
             eprintln!(
-                "    [{:>5.0} s] {done}: {outcome} {current}",
-                started.elapsed().as_secs_f64()
+                "    [{:>5.0} s] {}: {outcome} {name}",
+                started.elapsed().as_secs_f64(),
+                *done
             );
         }
     }
     let status = child
         .wait()
-        .map_err(|error| Error::io(format!("waiting for {}", program.display()), error))?;
+        .map_err(|error| Error::io(format!("waiting for {}", pass.program.display()), error))?;
     let _ = errors.join();
-    let wall = started.elapsed();
-    let json_path = options.report_dir.join("report.json");
+    let json_path = pass.dir.join("report.json");
     let json = fs::read_to_string(&json_path).map_err(|error| {
         Error::check(
             STEP,
             format!(
-                "e2e.test exited {status} and wrote no report ({}: {error}); see {}",
+                "{} exited {status} and wrote no report ({}: {error}); see {}",
+                pass.name,
                 json_path.display(),
                 log_path.display()
             ),
         )
     })?;
-    read_report(&json, options.report_dir.join("junit.xml"), wall)
+    read_report(&json, pass.dir.join("junit.xml"), pass_started.elapsed())
+}
+
+/// Finds each test's end in ginkgo's verbose output, with its name: run in series, a test's
+/// header (its name, then its labels, on a line starting `[sig-`) comes before its end
+/// (`• [12.345 seconds]`); from parallel processes, ginkgo's runner prints each finished
+/// test's end first, then its header.
+#[derive(Default)]
+struct SpecEnds {
+    /// A header not yet matched with its end.
+    header: Option<String>,
+    /// An end not yet matched with its header.
+    end: Option<String>,
+}
+
+impl SpecEnds {
+    /// The outcome and name of a test that `line` completes, if it does.
+    fn read(&mut self, line: &str) -> Option<(String, String)> {
+        if line.starts_with("[sig-") {
+            if let Some(end) = self.end.take() {
+                return Some((end, line.to_owned()));
+            }
+            self.header = Some(line.to_owned());
+        } else if let Some(outcome) = spec_outcome(line) {
+            match self.header.take() {
+                Some(header) => return Some((outcome, header)),
+                None => self.end = Some(outcome),
+            }
+        }
+        None
+    }
 }
 
 /// The outcome ginkgo's verbose output gives a spec when it ends, from one of its lines:
@@ -569,6 +719,7 @@ pub fn conformance_subset(cluster: &mut Cluster) -> crate::Result<()> {
         skip: None,
         report_dir: cluster.run_dir.join("conformance"),
         dry_run: false,
+        parallel: CI_SUBSET_PROCS,
     };
     let report = run_suite(cluster, &suite, &options)?;
     eprintln!("    {}", report.describe());
@@ -680,5 +831,119 @@ mod tests {
                 "{line}"
             );
         }
+    }
+
+    /// A test's end is matched with its name whether the header comes first (a run in
+    /// series) or last (ginkgo's runner printing a parallel process's finished test).
+    #[test]
+    fn spec_ends_find_their_names_in_either_order() {
+        let mut ends = SpecEnds::default();
+        assert_eq!(ends.read("[sig-node] Pods should a [Conformance]"), None);
+        assert_eq!(ends.read("  STEP: creating a pod"), None);
+        assert_eq!(
+            ends.read("• [1.5 seconds]"),
+            Some((
+                "[1.5 seconds]".to_owned(),
+                "[sig-node] Pods should a [Conformance]".to_owned()
+            ))
+        );
+        assert_eq!(ends.read("------------------------------"), None);
+        assert_eq!(ends.read("• [FAILED] [2.0 seconds]"), None);
+        assert_eq!(
+            ends.read("[sig-apps] Job should b [Conformance]"),
+            Some((
+                "[FAILED] [2.0 seconds]".to_owned(),
+                "[sig-apps] Job should b [Conformance]".to_owned()
+            ))
+        );
+        assert_eq!(ends.read("k8s.io/kubernetes/test/e2e/apps/job.go:1"), None);
+    }
+
+    /// In series one `e2e.test` pass runs everything; in parallel the runner runs what is not
+    /// `Serial` with its own flags, then `e2e.test` the `Serial` tests, each pass with its own
+    /// reports, and a dry run stays in series.
+    #[test]
+    fn a_parallel_run_is_two_passes_with_their_own_reports() {
+        let suite = Suite {
+            e2e: PathBuf::from("/e2e"),
+            repo_list: PathBuf::from("/run/repo-list.yaml"),
+        };
+        let mut options = SuiteOptions {
+            focus: Some("DNS".to_owned()),
+            skip: None,
+            report_dir: PathBuf::from("/reports"),
+            dry_run: false,
+            parallel: 1,
+        };
+        let (kubeconfig, kubectl) = (Path::new("/k.conf"), Path::new("/bin/kubectl"));
+        let series = passes(&suite, &options, kubeconfig, kubectl);
+        assert_eq!(series.len(), 1);
+        assert_eq!(series[0].program, Path::new("/e2e/bin/e2e.test"));
+        assert_eq!(series[0].dir, Path::new("/reports"));
+        for flag in [
+            "--kubeconfig=/k.conf",
+            "--ginkgo.label-filter=Conformance",
+            "--ginkgo.focus=DNS",
+            "--ginkgo.json-report=/reports/report.json",
+            "--report-dir=/reports",
+        ] {
+            assert!(series[0].arguments.iter().any(|a| a == flag), "{flag}");
+        }
+
+        options.parallel = 2;
+        let parallel = passes(&suite, &options, kubeconfig, kubectl);
+        assert_eq!(parallel.len(), 2);
+        let runner = &parallel[0];
+        assert_eq!(runner.program, Path::new("/e2e/bin/ginkgo"));
+        assert_eq!(runner.dir, Path::new("/reports/parallel"));
+        let separator = runner
+            .arguments
+            .iter()
+            .position(|a| a == "--")
+            .expect("-- before e2e.test's own flags");
+        let (flags, rest) = runner.arguments.split_at(separator);
+        for flag in [
+            "--procs=2",
+            "--output-dir=/reports/parallel",
+            "--label-filter=Conformance && !Serial",
+            "--focus=DNS",
+            "--json-report=report.json",
+            "/e2e/bin/e2e.test",
+        ] {
+            assert!(flags.iter().any(|a| a == flag), "{flag} in {flags:?}");
+        }
+        assert!(rest.iter().any(|a| a == "--kubeconfig=/k.conf"));
+        assert!(!rest.iter().any(|a| a.starts_with("--ginkgo.")));
+        let serial = &parallel[1];
+        assert_eq!(serial.program, Path::new("/e2e/bin/e2e.test"));
+        assert_eq!(serial.dir, Path::new("/reports/serial"));
+        assert!(
+            serial
+                .arguments
+                .iter()
+                .any(|a| a == "--ginkgo.label-filter=Conformance && Serial")
+        );
+
+        options.dry_run = true;
+        assert_eq!(passes(&suite, &options, kubeconfig, kubectl).len(), 1);
+    }
+
+    #[test]
+    fn passes_add_up() {
+        let json = r#"[{"SpecReports":[
+            {"ContainerHierarchyTexts":["[sig-a] A"],"LeafNodeText":"one","LeafNodeType":"It","State":"passed"},
+            {"ContainerHierarchyTexts":["[sig-a] A"],"LeafNodeText":"two","LeafNodeType":"It","State":"skipped"}
+        ]}]"#;
+        let mut report = read_report(json, PathBuf::from("p/junit.xml"), Duration::from_secs(2))
+            .expect("a report");
+        report.merge(
+            read_report(json, PathBuf::from("s/junit.xml"), Duration::from_secs(3))
+                .expect("a report"),
+        );
+        assert_eq!(report.passed.len(), 2);
+        assert_eq!(report.skipped, 2);
+        assert_eq!(report.wall, Duration::from_secs(5));
+        assert_eq!(report.junit.len(), 2);
+        assert!(report.describe().contains("p/junit.xml, s/junit.xml"));
     }
 }
