@@ -339,25 +339,28 @@ pub fn nginx_image(
     let text =
         |path: &str, contents: &str| OciEntry::file(path, 0o644, contents.as_bytes().to_vec());
     let mut layer = userland_files(NGINX_PASSWD, NGINX_GROUP);
+    // `var/lib/nginx`: where Debian's nginx keeps request bodies and proxy buffers (it
+    // creates the subdirectories, owned by its workers' user, when it starts).
+    let directories = [
+        "etc/nginx",
+        "etc/nginx/conf.d",
+        "run",
+        "usr",
+        "usr/share",
+        "usr/share/nginx",
+        "usr/share/nginx/html",
+        "var",
+        "var/lib",
+        "var/lib/nginx",
+        "var/log",
+        "var/log/nginx",
+    ];
+    layer.extend(directories.map(|dir| OciEntry::directory(dir, 0o755)));
     layer.extend([
-        OciEntry::directory("etc/nginx", 0o755),
-        OciEntry::directory("etc/nginx/conf.d", 0o755),
         text("etc/nginx/nginx.conf", NGINX_CONF),
         text("etc/nginx/conf.d/default.conf", NGINX_DEFAULT_SERVER),
-        OciEntry::directory("run", 0o755),
-        OciEntry::directory("usr", 0o755),
-        OciEntry::directory("usr/share", 0o755),
-        OciEntry::directory("usr/share/nginx", 0o755),
-        OciEntry::directory("usr/share/nginx/html", 0o755),
         text("usr/share/nginx/html/index.html", NGINX_INDEX),
         text("usr/share/nginx/html/50x.html", NGINX_50X),
-        OciEntry::directory("var", 0o755),
-        // Debian's nginx keeps request bodies and proxy buffers here (it creates the
-        // subdirectories, owned by its workers' user, when it starts).
-        OciEntry::directory("var/lib", 0o755),
-        OciEntry::directory("var/lib/nginx", 0o755),
-        OciEntry::directory("var/log", 0o755),
-        OciEntry::directory("var/log/nginx", 0o755),
         OciEntry::symlink("var/log/nginx/access.log", "/dev/stdout"),
         OciEntry::symlink("var/log/nginx/error.log", "/dev/stderr"),
     ]);
