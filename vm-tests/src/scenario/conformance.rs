@@ -44,7 +44,7 @@ dockerLibraryRegistry: kiln.local/library
 cloudProviderGcpRegistry: kiln.local/cloud-provider-gcp
 ";
 
-/// The CI subset: conformance tests across sig-network (DNS, Services), sig-node, sig-apps,
+/// The CI subset: conformance tests across sig-network (DNS, Services, Endpoints and EndpointSlices, whose pods run nginx), sig-node, sig-apps,
 /// sig-auth and sig-api-machinery whose pods run only images kiln builds, by their full names
 /// as the suite prints them. The step refuses to run if the suite does not have each exactly.
 pub const CI_SUBSET: &[&str] = &[
@@ -54,6 +54,8 @@ pub const CI_SUBSET: &[&str] = &[
     "[sig-network] Services should serve a basic endpoint from pods [Conformance]",
     "[sig-network] Services should find a service from listing all namespaces [Conformance]",
     "[sig-network] Services should delete a collection of services [Conformance]",
+    "[sig-network] EndpointSlice should create Endpoints and EndpointSlices for Pods matching a Service [Conformance]",
+    "[sig-network] EndpointsController should create Endpoints for Pods matching a Service [Conformance]",
     "[sig-node] Pods should get a host IP [Conformance] [NodeConformance]",
     "[sig-node] Pods should be submitted and removed [Conformance] [NodeConformance]",
     "[sig-node] ConfigMap should be consumable via environment variable [Conformance] [NodeConformance]",
@@ -541,8 +543,7 @@ pub fn run_suite(
     fs::create_dir_all(&options.report_dir)
         .map_err(|error| Error::io(format!("creating {}", options.report_dir.display()), error))?;
     let log_path = options.report_dir.join("e2e.log");
-    let mut log = fs::File::create(&log_path)
-        .map_err(|error| Error::io(format!("creating {}", log_path.display()), error))?;
+    let log = append_log(&log_path)?;
     let started = Instant::now();
     let mut report = SuiteReport::default();
     let mut done = 0usize;
@@ -552,7 +553,7 @@ pub fn run_suite(
         &cluster.kubectl.kubeconfig,
         &cluster.kubectl.program,
     ) {
-        let ran = run_pass(suite, &pass, &mut log, &log_path, (started, &mut done))?;
+        let ran = run_pass(suite, &pass, &log, &log_path, (started, &mut done))?;
         report.merge(ran);
     }
     Ok(report)
@@ -563,7 +564,7 @@ pub fn run_suite(
 fn run_pass(
     suite: &Suite,
     pass: &Pass,
-    log: &mut fs::File,
+    mut log: &fs::File,
     log_path: &Path,
     (started, done): (Instant, &mut usize),
 ) -> crate::Result<SuiteReport> {
@@ -578,7 +579,7 @@ fn run_pass(
         pass.arguments.join(" "),
         log_path.display()
     );
-    let _ = writeln!(log, "=== {} {}", pass.name, pass.arguments.join(" "));
+    let _ = log.write_all(format!("=== {} {}\n", pass.name, pass.arguments.join(" ")).as_bytes());
     let pass_started = Instant::now();
     let mut child = Command::new(&pass.program)
         .args(&pass.arguments)
@@ -590,30 +591,12 @@ fn run_pass(
         .process_group(0)
         .spawn()
         .map_err(|error| Error::io(format!("running {}", pass.program.display()), error))?;
-    // Standard error to the log from a thread of its own; standard output read here, each
-    // line to the log and each spec's end to the terminal.
-    let stderr = child.stderr.take().expect("piped");
-    let stderr_log = log
-        .try_clone()
-        .map_err(|error| Error::io(format!("opening {}", log_path.display()), error))?;
-    let errors = std::thread::spawn(move || {
-        let mut log = stderr_log;
-        let _ = std::io::copy(&mut BufReader::new(stderr), &mut log);
-    });
-    let stdout = child.stdout.take().expect("piped");
     let mut ends = SpecEnds::default();
-    for line in BufReader::new(stdout).lines() {
+    let read = tee(&mut child, log, |line| {
         if crate::interrupted() {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", child.id())])
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(Error::Interrupted);
+            return false;
         }
-        let Ok(line) = line else { break };
-        let _ = writeln!(log, "{line}");
-        if let Some((outcome, name)) = ends.read(&line) {
+        if let Some((outcome, name)) = ends.read(line) {
             *done += 1;
             eprintln!(
                 "    [{:>5.0} s] {}: {outcome} {name}",
@@ -621,11 +604,34 @@ fn run_pass(
                 *done
             );
         }
+        true
+    });
+    if !matches!(read, Ok(false)) {
+        // Interrupted, or the output could not be read or logged: the pass ends here, its
+        // test processes with it.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", child.id())])
+            .status();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    match read {
+        Ok(false) => {}
+        Ok(true) => return Err(Error::Interrupted),
+        Err(error) => {
+            return Err(Error::io(
+                format!(
+                    "copying the output of {} into {}",
+                    pass.name,
+                    log_path.display()
+                ),
+                error,
+            ));
+        }
     }
     let status = child
         .wait()
         .map_err(|error| Error::io(format!("waiting for {}", pass.program.display()), error))?;
-    let _ = errors.join();
     let json_path = pass.dir.join("report.json");
     let json = fs::read_to_string(&json_path).map_err(|error| {
         Error::check(
@@ -639,6 +645,65 @@ fn run_pass(
         )
     })?;
     read_report(&json, pass.dir.join("junit.xml"), pass_started.elapsed())
+}
+
+/// Creates (or empties) the log at `path` and opens it for appending: every write lands at
+/// its end, so two handles on it (a process's standard output and error, copied from two
+/// threads) never overwrite each other, as two handles sharing one file position can (a copy
+/// blocked in the kernel writes at the position it read before it blocked).
+fn append_log(path: &Path) -> crate::Result<fs::File> {
+    fs::File::create(path)
+        .and_then(|_| fs::OpenOptions::new().append(true).open(path))
+        .map_err(|error| Error::io(format!("creating {}", path.display()), error))
+}
+
+/// Copies `child`'s standard output and error (both piped) into `log` (opened with
+/// [`append_log`]), one whole line per write so that the two never split each other's lines,
+/// and hands each line of standard output to `on_line`, which returns false to stop reading.
+/// Returns whether `on_line` stopped it; otherwise both streams were read to their end. Bytes
+/// that are not UTF-8 are logged and handed on replaced, never a reason to stop reading (a
+/// pipe left unread would block the child).
+fn tee(
+    child: &mut std::process::Child,
+    log: &fs::File,
+    mut on_line: impl FnMut(&str) -> bool,
+) -> std::io::Result<bool> {
+    use std::io::{Read, Write};
+    fn lines(
+        from: impl Read,
+        mut log: &fs::File,
+        mut each: impl FnMut(&str) -> bool,
+    ) -> std::io::Result<bool> {
+        let mut reader = BufReader::new(from);
+        let mut buffer = Vec::new();
+        loop {
+            buffer.clear();
+            if reader.read_until(b'\n', &mut buffer)? == 0 {
+                return Ok(false);
+            }
+            if !buffer.ends_with(b"\n") {
+                buffer.push(b'\n');
+            }
+            log.write_all(&buffer)?;
+            let line = String::from_utf8_lossy(&buffer[..buffer.len() - 1]);
+            if !each(&line) {
+                return Ok(true);
+            }
+        }
+    }
+    let stderr = child.stderr.take().expect("standard error is piped");
+    let stdout = child.stdout.take().expect("standard output is piped");
+    let stderr_log = log.try_clone()?;
+    let errors = std::thread::spawn(move || lines(stderr, &stderr_log, |_| true));
+    let stopped = lines(stdout, log, &mut on_line)?;
+    if stopped {
+        // The caller ends the child; its standard error's thread ends with it.
+        return Ok(true);
+    }
+    errors
+        .join()
+        .expect("the standard error thread does not panic")?;
+    Ok(false)
 }
 
 /// Finds each test's end in ginkgo's verbose output, with its name: run in series, a test's
@@ -768,6 +833,82 @@ pub fn conformance_subset(cluster: &mut Cluster) -> crate::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn tee_logs_every_line_of_both_streams_whole_and_hands_on_standard_output() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("e2e.log");
+        let log = append_log(&path).expect("the log");
+        (&log).write_all(b"=== header\n").expect("written");
+        // Standard error writes once early, then stays quiet while standard output writes a
+        // lot, then writes again: a copy blocked on a quiet stream must not write over what
+        // the other stream logged meanwhile. Then a line that is not UTF-8 and one without
+        // its newline.
+        let script = "echo early >&2; sleep 0.3; i=0; while [ $i -lt 300 ]; do echo out$i; \
+                      i=$((i+1)); done; sleep 0.3; echo late >&2; printf 'bad \\377\\n'; \
+                      printf last";
+        let mut child = Command::new("sh")
+            .args(["-c", script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sh runs");
+        let mut seen = Vec::new();
+        let stopped = tee(&mut child, &log, |line| {
+            seen.push(line.to_owned());
+            true
+        })
+        .expect("read to the end");
+        assert!(child.wait().expect("sh ends").success());
+        assert!(!stopped);
+        let mut expected: Vec<String> = (0..300).map(|i| format!("out{i}")).collect();
+        expected.push("bad \u{fffd}".to_owned());
+        expected.push("last".to_owned());
+        assert_eq!(seen, expected);
+        let logged = fs::read(&path).expect("the log");
+        let logged: Vec<&[u8]> = logged.split(|byte| *byte == b'\n').collect();
+        assert_eq!(logged.first(), Some(&&b"=== header"[..]));
+        assert_eq!(
+            logged.last(),
+            Some(&&b""[..]),
+            "the log ends with a newline"
+        );
+        let mut lines: Vec<Vec<u8>> = logged[1..logged.len() - 1]
+            .iter()
+            .map(|line| line.to_vec())
+            .collect();
+        lines.sort();
+        let mut wanted: Vec<Vec<u8>> = (0..300)
+            .map(|i| format!("out{i}").into_bytes())
+            .chain(["early", "late", "last"].map(|line| line.as_bytes().to_vec()))
+            .chain([b"bad \xff".to_vec()])
+            .collect();
+        wanted.sort();
+        assert_eq!(lines, wanted);
+    }
+
+    #[test]
+    fn tee_stops_when_told() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let log = append_log(&dir.path().join("e2e.log")).expect("the log");
+        let mut child = Command::new("sh")
+            .args(["-c", "echo one; echo two; exec sleep 30"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sh runs");
+        let mut seen = Vec::new();
+        let stopped = tee(&mut child, &log, |line| {
+            seen.push(line.to_owned());
+            line != "two"
+        })
+        .expect("read");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(stopped);
+        assert_eq!(seen, ["one", "two"]);
+    }
 
     #[test]
     fn the_report_counts_its_and_fails_on_a_failed_suite_node() {
