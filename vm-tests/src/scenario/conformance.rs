@@ -83,8 +83,10 @@ pub struct SuiteReport {
     pub passed: Vec<String>,
     /// The tests that ran and did not pass: full name, state and the failure's message.
     pub failed: Vec<(String, String, String)>,
-    /// How many tests the focus left out or the suite skipped.
+    /// How many tests the focus left out or the suite skipped (in every pass).
     pub skipped: usize,
+    /// Their names: a test one pass leaves out may run in another.
+    skipped_names: BTreeSet<String>,
     /// The suite's own wall time.
     pub wall: Duration,
     /// The JUnit reports the suite wrote, one per pass (see [`SuiteOptions::parallel`]).
@@ -92,11 +94,17 @@ pub struct SuiteReport {
 }
 
 impl SuiteReport {
-    /// Adds the tests and the time of `other`, a later pass of the same run.
+    /// Adds the tests and the time of `other`, a later pass of the same run (of the same
+    /// suite: a test counts as skipped if every pass skipped it).
     fn merge(&mut self, other: SuiteReport) {
         self.passed.extend(other.passed);
         self.failed.extend(other.failed);
-        self.skipped += other.skipped;
+        self.skipped_names = self
+            .skipped_names
+            .intersection(&other.skipped_names)
+            .cloned()
+            .collect();
+        self.skipped = self.skipped_names.len();
         self.wall += other.wall;
         self.junit.extend(other.junit);
     }
@@ -202,7 +210,10 @@ fn read_report(json: &str, junit: PathBuf, wall: Duration) -> crate::Result<Suit
         }
         match spec.state.as_str() {
             "passed" => report.passed.push(name),
-            "skipped" | "pending" => report.skipped += 1,
+            "skipped" | "pending" => {
+                report.skipped_names.insert(name);
+                report.skipped = report.skipped_names.len();
+            }
             state => report.failed.push((name, state.to_owned(), message())),
         }
     }
@@ -1071,20 +1082,36 @@ mod tests {
 
     #[test]
     fn passes_add_up() {
-        let json = r#"[{"SpecReports":[
+        let parallel = r#"[{"SpecReports":[
             {"ContainerHierarchyTexts":["[sig-a] A"],"LeafNodeText":"one","LeafNodeType":"It","State":"passed"},
-            {"ContainerHierarchyTexts":["[sig-a] A"],"LeafNodeText":"two","LeafNodeType":"It","State":"skipped"}
+            {"ContainerHierarchyTexts":["[sig-a] A"],"LeafNodeText":"two","LeafNodeType":"It","State":"skipped"},
+            {"ContainerHierarchyTexts":["[sig-a] A"],"LeafNodeText":"three","LeafNodeType":"It","State":"skipped"}
         ]}]"#;
-        let mut report = read_report(json, PathBuf::from("p/junit.xml"), Duration::from_secs(2))
-            .expect("a report");
+        let serial = r#"[{"SpecReports":[
+            {"ContainerHierarchyTexts":["[sig-a] A"],"LeafNodeText":"one","LeafNodeType":"It","State":"skipped"},
+            {"ContainerHierarchyTexts":["[sig-a] A"],"LeafNodeText":"two","LeafNodeType":"It","State":"passed"},
+            {"ContainerHierarchyTexts":["[sig-a] A"],"LeafNodeText":"three","LeafNodeType":"It","State":"skipped"}
+        ]}]"#;
+        let mut report = read_report(
+            parallel,
+            PathBuf::from("p/junit.xml"),
+            Duration::from_secs(2),
+        )
+        .expect("a report");
+        assert_eq!(report.skipped, 2);
         report.merge(
-            read_report(json, PathBuf::from("s/junit.xml"), Duration::from_secs(3))
+            read_report(serial, PathBuf::from("s/junit.xml"), Duration::from_secs(3))
                 .expect("a report"),
         );
-        assert_eq!(report.passed.len(), 2);
-        assert_eq!(report.skipped, 2);
+        assert_eq!(report.passed, ["[sig-a] A one", "[sig-a] A two"]);
+        assert_eq!(report.skipped, 1, "only three was skipped by both passes");
         assert_eq!(report.wall, Duration::from_secs(5));
         assert_eq!(report.junit.len(), 2);
+        assert!(
+            report
+                .describe()
+                .contains("2 of 2 conformance tests passed, 0 failed, 1 skipped")
+        );
         assert!(report.describe().contains("p/junit.xml, s/junit.xml"));
     }
 }
