@@ -87,6 +87,8 @@ pub struct SuiteReport {
     pub skipped: usize,
     /// Their names: a test one pass leaves out may run in another.
     skipped_names: BTreeSet<String>,
+    /// How many passes were merged into this report (none in the default, empty report).
+    passes: usize,
     /// The suite's own wall time.
     pub wall: Duration,
     /// The JUnit reports the suite wrote, one per pass (see [`SuiteOptions::parallel`]).
@@ -99,11 +101,15 @@ impl SuiteReport {
     fn merge(&mut self, other: SuiteReport) {
         self.passed.extend(other.passed);
         self.failed.extend(other.failed);
-        self.skipped_names = self
-            .skipped_names
-            .intersection(&other.skipped_names)
-            .cloned()
-            .collect();
+        self.skipped_names = if self.passes == 0 {
+            other.skipped_names
+        } else {
+            self.skipped_names
+                .intersection(&other.skipped_names)
+                .cloned()
+                .collect()
+        };
+        self.passes += other.passes;
         self.skipped = self.skipped_names.len();
         self.wall += other.wall;
         self.junit.extend(other.junit);
@@ -180,6 +186,7 @@ fn read_report(json: &str, junit: PathBuf, wall: Duration) -> crate::Result<Suit
     let mut report = SuiteReport {
         junit: vec![junit],
         wall,
+        passes: 1,
         ..SuiteReport::default()
     };
     for spec in suites.iter().flat_map(|suite| &suite.spec_reports) {
@@ -1092,12 +1099,16 @@ mod tests {
             {"ContainerHierarchyTexts":["[sig-a] A"],"LeafNodeText":"two","LeafNodeType":"It","State":"passed"},
             {"ContainerHierarchyTexts":["[sig-a] A"],"LeafNodeText":"three","LeafNodeType":"It","State":"skipped"}
         ]}]"#;
-        let mut report = read_report(
-            parallel,
-            PathBuf::from("p/junit.xml"),
-            Duration::from_secs(2),
-        )
-        .expect("a report");
+        // As run_suite merges them: into an empty report.
+        let mut report = SuiteReport::default();
+        report.merge(
+            read_report(
+                parallel,
+                PathBuf::from("p/junit.xml"),
+                Duration::from_secs(2),
+            )
+            .expect("a report"),
+        );
         assert_eq!(report.skipped, 2);
         report.merge(
             read_report(serial, PathBuf::from("s/junit.xml"), Duration::from_secs(3))
