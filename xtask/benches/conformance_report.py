@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
-"""Tallies a `cargo xtask conformance` run from ginkgo's JSON report (`report.json` in its
-report directory): the `[Conformance]` tests passed, failed (with the first line of each
+"""Tallies a `cargo xtask conformance` run from ginkgo's JSON reports (`report.json` in its
+report directory, or `parallel/report.json` and `serial/report.json` of a `--parallel` run): the `[Conformance]` tests passed, failed (with the first line of each
 failure), left out by `--skip`, and not reached (a run stopped before its end), per SIG, with
 wall times and the slowest tests. The figures of BENCHMARKS.md's whole-suite runs come from it:
 
     python3 xtask/benches/conformance_report.py REPORT_DIR/report.json --skip 'REGEX'
+    python3 xtask/benches/conformance_report.py REPORT_DIR/{parallel,serial}/report.json
 
-`--skip` is the regular expression given to `cargo xtask conformance --skip`, so the tests it
-left out are told apart from those the run did not reach. `--markdown` prints the tables as
+The reports of one run's passes are read together: a test counts with the outcome of the pass
+that ran it (each pass leaves out the other's tests).
+
+`--skip` and `--focus` are the regular expressions given to `cargo xtask conformance`, so the
+tests they left out are told apart from those the run did not reach. `--markdown` prints the tables as
 Markdown.
 """
 
@@ -46,19 +50,30 @@ def first_line(text, limit=200):
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
+def rank(row):
+    """Which of a test's outcomes in several passes counts: one that ran, then why it did not."""
+    outcome = row[1]
+    return NOT_RUN.index(outcome) + 1 if outcome in NOT_RUN else 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("report", help="ginkgo's JSON report (report.json)")
+    parser.add_argument("reports", nargs="+", metavar="report",
+                        help="ginkgo's JSON report (report.json), one per pass of the run")
     parser.add_argument("--skip", default=None, help="the run's --skip regular expression")
+    parser.add_argument("--focus", default=None, help="the run's --focus regular expression")
     parser.add_argument("--markdown", action="store_true", help="Markdown tables")
     parser.add_argument("--slowest", type=int, default=15, help="how many of the slowest to list")
     args = parser.parse_args()
 
-    with open(args.report, encoding="utf-8") as handle:
-        suites = json.load(handle)
+    suites = []
+    for report in args.reports:
+        with open(report, encoding="utf-8") as handle:
+            suites.extend(json.load(handle))
     skip = re.compile(args.skip) if args.skip else None
+    focus = re.compile(args.focus) if args.focus else None
 
-    rows = []  # (name, outcome, seconds, message)
+    found = {}  # name -> (name, outcome, seconds, message), the pass that ran it first
     suite_nodes = []
     wall = 0.0
     interrupted = []
@@ -79,7 +94,7 @@ def main():
             if state == "passed":
                 outcome = "passed"
             elif state in ("skipped", "pending"):
-                if skip and skip.search(name):
+                if (skip and skip.search(name)) or (focus and not focus.search(name)):
                     outcome = "left out"
                 elif spec.get("NumAttempts"):
                     # It started, and skipped itself (a precondition the cluster lacks).
@@ -88,11 +103,14 @@ def main():
                     outcome = "not reached"
             else:
                 outcome = state
-            rows.append((name, outcome, seconds, failure))
+            row = (name, outcome, seconds, failure)
+            if name not in found or rank(row) < rank(found[name]):
+                found[name] = row
+    rows = sorted(found.values())
 
     by_outcome = collections.Counter(outcome for _, outcome, _, _ in rows)
     ran = [row for row in rows if row[1] not in NOT_RUN]
-    print(f"report: {args.report}")
+    print(f"report: {', '.join(args.reports)}")
     print(f"[Conformance] tests in the suite: {len(rows)}")
     print(f"suite wall time: {wall:.0f} s ({wall / 3600:.2f} h)")
     if interrupted:
