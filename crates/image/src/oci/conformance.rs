@@ -321,11 +321,12 @@ const NGINX_50X: &str = "<!DOCTYPE html>\n<html>\n<head><title>Error</title></he
 <body>\n<h1>An error occurred.</h1>\n</body>\n</html>\n";
 
 /// The suite's nginx (`e2e-test-images/nginx`, upstream's mirror of the official
-/// `nginx:alpine`), laid out as the official image: the configuration of [`NGINX_CONF`] and
-/// [`NGINX_DEFAULT_SERVER`], the pages in `/usr/share/nginx/html`, the logs on the container's
-/// standard output and error, `nginx -g "daemon off;"` its command, port 80. The program is
-/// Debian's nginx from the base OS's root at `base_root` ([`NGINX_PROGRAMS`]), with busybox for
-/// the shell and the commands the suite runs in its pods (a `preStop` hook's `sh -c`, `sleep`).
+/// `nginx:alpine`), laid out as the official image: its `/etc/nginx/nginx.conf` and
+/// `conf.d/default.conf` (a server on port 80), the pages in `/usr/share/nginx/html`, the logs
+/// on the container's standard output and error, `nginx -g "daemon off;"` its command, port 80.
+/// The program is Debian's nginx from the base OS's root at `base_root` ([`NGINX_PROGRAMS`]),
+/// with busybox for the shell and the commands the suite runs in its pods (a `preStop` hook's
+/// `sh -c`, `sleep`).
 ///
 /// # Errors
 ///
