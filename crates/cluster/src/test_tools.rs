@@ -30,7 +30,8 @@ impl ClusterGraph {
     /// built from Go modules, each with its artifact ([`package_artifact`]). Every package but
     /// the end-to-end suite ([`kiln_image::oci::E2E_PACKAGE`]) goes on the disk as its `bin/`
     /// and, when it ships data, `share/`; the suite runs on the host, and only the images its
-    /// tests run (agnhost, busybox, nginx, pause: [`CONFORMANCE_IMAGES_ARTIFACT`]) go on the disk.
+    /// tests run ([`kiln_image::oci::CONFORMANCE_IMAGES`]: [`CONFORMANCE_IMAGES_ARTIFACT`]) go
+    /// on the disk.
     ///
     /// Call it after [`ClusterGraph::with_images`]: the conformance images take busybox and the
     /// base OS from the node images' inputs.

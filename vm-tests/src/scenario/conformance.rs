@@ -1,8 +1,8 @@
 //! Kubernetes conformance: upstream's end-to-end suite (`e2e.test` of the cluster's own
 //! version, from kiln's package set) run from the host against a VM cluster, its pods' images
-//! (agnhost, busybox, nginx, pause) imported into each guest's containerd from the test-tools
-//! disk, so nothing is pulled. What passes is what the suite says passes, not kiln's reading of
-//! its own outputs.
+//! (kiln's own: `kiln_image::oci::CONFORMANCE_IMAGES`) imported into each guest's containerd
+//! from the test-tools disk, so nothing is pulled. What passes is what the suite says passes,
+//! not kiln's reading of its own outputs.
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -22,7 +22,7 @@ const IMAGES_DIR: &str = "conformance/images";
 const KILN_REPOSITORY: &str = "kiln.local/conformance";
 
 /// The images kiln builds for the suite, by the last element of the name the suite gives them.
-const BUILT: [&str; 4] = ["agnhost", "busybox", "nginx", "pause"];
+const BUILT: [&str; 6] = kiln_image::oci::CONFORMANCE_IMAGES;
 
 /// The images the suite names that kiln's image of another name serves: `(the suite's name,
 /// kiln's)`. kiln's agnhost is glibc-based with `dig` and `getent`, what the DNS tests' second
@@ -44,9 +44,10 @@ dockerLibraryRegistry: kiln.local/library
 cloudProviderGcpRegistry: kiln.local/cloud-provider-gcp
 ";
 
-/// The CI subset: conformance tests across sig-network (DNS, Services, Endpoints and EndpointSlices, whose pods run nginx), sig-node, sig-apps,
-/// sig-auth and sig-api-machinery whose pods run only images kiln builds, by their full names
-/// as the suite prints them. The step refuses to run if the suite does not have each exactly.
+/// The CI subset: conformance tests across sig-network (DNS, Services, Endpoints and
+/// EndpointSlices, whose pods run nginx), sig-node, sig-apps, sig-auth and sig-api-machinery
+/// whose pods run only images kiln builds, by their full names as the suite prints them. The
+/// step refuses to run if the suite does not have each exactly.
 pub const CI_SUBSET: &[&str] = &[
     "[sig-network] DNS should provide DNS for services [Conformance]",
     "[sig-network] DNS should support configurable pod DNS nameservers [Conformance]",

@@ -31,7 +31,14 @@ pub const CONFORMANCE_REPOSITORY: &str = "kiln.local/conformance";
 
 /// The images kiln builds for the suite, by the last element of the repository name the suite
 /// gives them (`.../agnhost:2.66.1` is `agnhost`).
-pub const CONFORMANCE_IMAGES: [&str; 4] = ["agnhost", "busybox", "nginx", "pause"];
+pub const CONFORMANCE_IMAGES: [&str; 6] = [
+    "agnhost",
+    "busybox",
+    "nautilus",
+    "nginx",
+    "nonewprivs",
+    "pause",
+];
 
 /// The programs agnhost's image takes from the base OS (with every link on the way and the
 /// libraries each needs): what the suite runs in agnhost's pods beyond agnhost itself, as
@@ -74,6 +81,14 @@ pub const E2E_PACKAGE: &str = "kubernetes-e2e";
 /// Where the `kubernetes-e2e` package ships agnhost's porter test certificate and key
 /// (upstream's fixed, public test key pair), under its `share/kubernetes-e2e/`.
 const PORTER_DIR: &str = "test/images/agnhost/porter";
+
+/// Where the `kubernetes-e2e` package ships the nautilus image's pages (upstream's
+/// `test/images/nautilus/html`: `data.json` and `nautilus.jpg`), under its
+/// `share/kubernetes-e2e/`.
+const NAUTILUS_DIR: &str = "test/images/nautilus/html";
+
+/// The pages of the nautilus image, in [`NAUTILUS_DIR`].
+const NAUTILUS_PAGES: [&str; 2] = ["data.json", "nautilus.jpg"];
 
 /// The users and groups upstream's agnhost image defines besides root's (its Dockerfile's
 /// `adduser -u 1000 user-defined-in-image`, `addgroup -g 50000 group-defined-in-image`), which
@@ -255,6 +270,65 @@ pub fn agnhost_image(
             .map(|port| format!("{port}/tcp"))
             .collect(),
     })
+}
+
+/// The nautilus image as upstream's Dockerfile makes it from agnhost's (`agnhost`): `pages`
+/// (`(name, contents)`, upstream's `data.json` and `nautilus.jpg`) at its root, where agnhost's
+/// `test-webserver`, its command, serves them on port 80.
+///
+/// ```
+/// let agnhost = kiln_image::oci::OciImage {
+///     reference: "kiln.local/conformance/agnhost:v1.37.2".into(),
+///     layer: Vec::new(),
+///     entrypoint: vec!["/agnhost".into()],
+///     cmd: vec!["pause".into()],
+///     env: Vec::new(),
+///     exposed_ports: Vec::new(),
+/// };
+/// let image = kiln_image::oci::nautilus_image(agnhost, vec![("data.json".into(), b"{}".to_vec())], "1.37.2");
+/// assert_eq!(image.reference, "kiln.local/conformance/nautilus:v1.37.2");
+/// assert_eq!((image.entrypoint.as_slice(), image.cmd.as_slice()), (&["/agnhost".to_owned()][..], &["test-webserver".to_owned()][..]));
+/// assert!(image.layer.iter().any(|entry| entry.path == "data.json"));
+/// ```
+pub fn nautilus_image(
+    agnhost: OciImage,
+    pages: Vec<(String, Vec<u8>)>,
+    kubernetes_version: &str,
+) -> OciImage {
+    let mut image = agnhost;
+    image.reference = conformance_reference("nautilus", kubernetes_version);
+    image.layer.extend(
+        pages
+            .into_iter()
+            .map(|(name, contents)| OciEntry::file(name, 0o644, contents)),
+    );
+    image.cmd = vec!["test-webserver".to_owned()];
+    image
+}
+
+/// The nonewprivs image as upstream's Dockerfile lays it out: `nnp` (a program that prints
+/// its effective user id) at `/usr/local/bin/nnp`, setuid and setgid root (`chmod +s`), its
+/// command. The suite runs it as user 1000: it prints `Effective uid: 0` unless the container
+/// disallows privilege escalation (`no_new_privs`), when it prints `Effective uid: 1000`.
+///
+/// ```
+/// let image = kiln_image::oci::nonewprivs_image(b"(nnp)".to_vec(), "1.37.2");
+/// let nnp = image.layer.iter().find(|entry| entry.path == "usr/local/bin/nnp").unwrap();
+/// assert_eq!(nnp.mode, 0o6755);
+/// assert_eq!(image.cmd, ["nnp"]);
+/// ```
+pub fn nonewprivs_image(nnp: Vec<u8>, kubernetes_version: &str) -> OciImage {
+    let mut layer = base_files();
+    layer.extend(["usr", "usr/local", "usr/local/bin"].map(|dir| OciEntry::directory(dir, 0o755)));
+    layer.push(OciEntry::file("usr/local/bin/nnp", 0o6755, nnp));
+    OciImage {
+        reference: conformance_reference("nonewprivs", kubernetes_version),
+        layer,
+        entrypoint: Vec::new(),
+        cmd: vec!["nnp".to_owned()],
+        env: vec![PATH_ENV.to_owned()],
+        exposed_ports: Vec::new(),
+    }
 }
 
 /// The users and groups of nginx's image: root's, and `nginx` (101, as in the official
@@ -452,6 +526,13 @@ impl ConformanceImages {
             &root,
             &self.kubernetes_version,
         )?;
+        let nautilus_dir = e2e.join("share").join(E2E_PACKAGE).join(NAUTILUS_DIR);
+        let pages = NAUTILUS_PAGES
+            .iter()
+            .map(|name| Ok(((*name).to_owned(), read(&nautilus_dir.join(name))?)))
+            .collect::<Result<Vec<_>, ImageError>>()?;
+        let nautilus = nautilus_image(agnhost.clone(), pages, &self.kubernetes_version);
+        let nonewprivs = nonewprivs_image(read(&e2e.join("bin/nnp"))?, &self.kubernetes_version);
         let nginx = nginx_image(
             (busybox.binary.clone(), &applets),
             &root,
@@ -464,7 +545,9 @@ impl ConformanceImages {
         let images = [
             ("agnhost", agnhost),
             ("busybox", busybox),
+            ("nautilus", nautilus),
             ("nginx", nginx),
+            ("nonewprivs", nonewprivs),
             ("pause", pause),
         ]
         .into_iter()
@@ -485,8 +568,8 @@ impl Builder for ConformanceImages {
     }
 
     fn version(&self) -> u32 {
-        // 2: nginx's image.
-        2
+        // 2: nginx's image; 3: nautilus's and nonewprivs's.
+        3
     }
 
     fn params(&self) -> Params {
@@ -627,5 +710,28 @@ mod tests {
             None,
             "the picked nginx is found on PATH, not busybox's applet"
         );
+    }
+
+    /// Read back by the real `tar`: nnp keeps its setuid and setgid bits, owned by root, in the
+    /// layer the image's archive holds.
+    #[test]
+    fn nonewprivs_layer_holds_nnp_setuid_root() {
+        let image = nonewprivs_image(b"(nnp)".to_vec(), "1.37.2");
+        let layer = super::super::tar::write(&image.layer, 0).expect("the layer");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("layer.tar");
+        fs::write(&path, layer).expect("written");
+        let listing = std::process::Command::new("tar")
+            .args(["--numeric-owner", "-tvf"])
+            .arg(&path)
+            .output()
+            .expect("tar runs");
+        assert!(listing.status.success(), "{listing:?}");
+        let listing = String::from_utf8_lossy(&listing.stdout);
+        let nnp = listing
+            .lines()
+            .find(|line| line.ends_with(" usr/local/bin/nnp"))
+            .unwrap_or_else(|| panic!("no nnp in:\n{listing}"));
+        assert!(nnp.starts_with("-rwsr-sr-x 0/0 "), "{nnp}");
     }
 }

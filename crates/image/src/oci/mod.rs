@@ -31,7 +31,7 @@ pub use self::component::{
 pub use self::conformance::{
     AGNHOST_PROGRAMS, CONFORMANCE_IMAGES, CONFORMANCE_REPOSITORY, ConformanceImages, E2E_PACKAGE,
     NGINX_PROGRAMS, agnhost_image, conformance_busybox_image, conformance_images,
-    conformance_reference, nginx_image,
+    conformance_reference, nautilus_image, nginx_image, nonewprivs_image,
 };
 pub use self::layout::{
     CONTAINERD_IMAGE_NAME_ANNOTATION, OCI_REF_NAME_ANNOTATION, OciArchive, OciImage, oci_archive,
