@@ -428,7 +428,7 @@ impl GoBuild {
             list.args(["list", "-deps", "-test", "-f", "{{.ImportPath}}"])
                 .arg(package);
             let wrapper = format!("kiln.local/{}/", self.package);
-            let dependencies: Vec<String> = run_output(list)?
+            let dependencies: Vec<String> = list_packages(list)?
                 .lines()
                 .filter(|path| !path.contains(' ') && !path.ends_with(".test"))
                 .filter(|path| !path.starts_with(&wrapper))
@@ -509,7 +509,7 @@ impl GoBuild {
         configure(&mut list);
         list.args(["list", "-deps", "-f", "{{.ImportPath}}"])
             .args(targets);
-        let total = run_output(list)?.lines().count();
+        let total = list_packages(list)?.lines().count();
         report(&format!(
             "compiling {} {} ({total} packages): {what}",
             self.package, self.version
@@ -791,9 +791,57 @@ fn copy_one(from: &Path, to: &Path, kind: fs::FileType) -> Result<(), ImageError
     }
 }
 
+/// What `go list` says of a package the vendor tree does not hold.
+const NOT_VENDORED: &str = "import lookup disabled by -mod=vendor";
+
+/// Runs the compile's `go list` and returns its output. When a package is missing from the
+/// vendor tree, the failure says why that happens and what to do: the module download is
+/// found by its `vendor-hash` alone, so a recipe that gains a binary, a test or data still
+/// finds the old download until the hash changes.
+fn list_packages(list: Command) -> Result<String, ImageError> {
+    run_output(list).map_err(|error| match error {
+        ImageError::Command {
+            command,
+            status,
+            mut log_tail,
+        } if log_tail.iter().any(|line| line.contains(NOT_VENDORED)) => {
+            log_tail.push(
+                "(the module download this version's vendor-hash pins lacks that package: a \
+                 recipe that gains a binary, test or data needs a new download; set the \
+                 version's vendor-hash to 64 zeros and build once to learn its hash)"
+                    .to_owned(),
+            );
+            ImageError::Command {
+                command,
+                status,
+                log_tail,
+            }
+        }
+        other => other,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_package_missing_from_the_vendor_tree_says_to_renew_the_vendor_hash() {
+        let mut list = Command::new("sh");
+        list.args([
+            "-c",
+            "echo 'cannot find module providing package k8s.io/x: import lookup disabled by \
+             -mod=vendor' >&2; exit 1",
+        ]);
+        let error = list_packages(list).expect_err("go list failed").to_string();
+        assert!(error.contains("k8s.io/x"), "{error}");
+        assert!(error.contains("vendor-hash to 64 zeros"), "{error}");
+
+        let mut other = Command::new("sh");
+        other.args(["-c", "echo 'something else' >&2; exit 1"]);
+        let error = list_packages(other).expect_err("failed").to_string();
+        assert!(!error.contains("vendor-hash"), "{error}");
+    }
 
     #[test]
     fn scratch_is_beside_the_output_cleared_first_and_removed_when_dropped() {
