@@ -53,7 +53,7 @@ fn kube_bench_ships_its_benchmarks() {
 }
 
 /// The end-to-end suite is built as upstream builds it: `e2e.test` with `go test -c` from the
-/// wrapper's copy of upstream's `e2e_test.go`, ginkgo and agnhost as programs, for a version
+/// wrapper's copy of upstream's `e2e_test.go`, ginkgo, agnhost and nnp as programs, for a version
 /// the set builds Kubernetes of, with the same version stamps.
 #[test]
 fn the_end_to_end_suite_is_built_from_the_kubernetes_module() {
@@ -69,7 +69,7 @@ fn the_end_to_end_suite_is_built_from_the_kubernetes_module() {
     assert!(go.files["e2e/e2e_test.go"].contains("e2e.RunE2ETests(t)"));
     assert_eq!(
         go.binaries.keys().map(String::as_str).collect::<Vec<_>>(),
-        ["agnhost", "ginkgo"]
+        ["agnhost", "ginkgo", "nnp"]
     );
     for version in &e2e.versions {
         set.version("kubernetes", &version.version)
