@@ -589,6 +589,24 @@ impl Builder for ConformanceImages {
 mod tests {
     use super::*;
 
+    /// The paths of `layer`, asserting that none is there twice.
+    fn paths_once(layer: &[OciEntry]) -> Vec<&str> {
+        let paths: Vec<&str> = layer.iter().map(|entry| entry.path.as_str()).collect();
+        let unique: std::collections::BTreeSet<&str> = paths.iter().copied().collect();
+        assert_eq!(unique.len(), paths.len(), "every path once: {paths:?}");
+        paths
+    }
+
+    /// The target of the link at `path` in `layer`, if it is one.
+    fn link_target(layer: &[OciEntry], path: &str) -> Option<String> {
+        layer
+            .iter()
+            .find_map(|entry| match (&entry.kind, entry.path == path) {
+                (super::super::OciEntryKind::Symlink(target), true) => Some(target.clone()),
+                _ => None,
+            })
+    }
+
     /// Picked from this machine's own root (Debian, as the base OS): the base OS's programs
     /// win over busybox's applets of the same name, busybox fills in the rest, and nothing is
     /// added twice.
@@ -602,17 +620,8 @@ mod tests {
             (b"(busybox)".to_vec(), &["sh", "wget", "busybox"]),
         )
         .expect("picked from /");
-        let paths: Vec<&str> = layer.iter().map(|entry| entry.path.as_str()).collect();
-        let unique: std::collections::BTreeSet<&str> = paths.iter().copied().collect();
-        assert_eq!(unique.len(), paths.len(), "every path once: {paths:?}");
-        let link = |path: &str| {
-            layer
-                .iter()
-                .find_map(|entry| match (&entry.kind, entry.path == path) {
-                    (super::super::OciEntryKind::Symlink(target), true) => Some(target.clone()),
-                    _ => None,
-                })
-        };
+        let paths = paths_once(&layer);
+        let link = |path: &str| link_target(&layer, path);
         assert_eq!(link("usr/bin/wget").as_deref(), Some("busybox"));
         assert_ne!(
             link("usr/bin/sh").as_deref(),
@@ -651,13 +660,7 @@ mod tests {
         assert_eq!(image.reference, "kiln.local/conformance/nginx:v1.37.2");
         assert_eq!(image.cmd, ["nginx", "-g", "daemon off;"]);
         assert_eq!(image.exposed_ports, ["80/tcp"]);
-        let paths: Vec<&str> = image
-            .layer
-            .iter()
-            .map(|entry| entry.path.as_str())
-            .collect();
-        let unique: std::collections::BTreeSet<&str> = paths.iter().copied().collect();
-        assert_eq!(unique.len(), paths.len(), "every path once: {paths:?}");
+        paths_once(&image.layer);
         let file = |path: &str| {
             image
                 .layer
@@ -669,15 +672,7 @@ mod tests {
                     _ => None,
                 })
         };
-        let link = |path: &str| {
-            image
-                .layer
-                .iter()
-                .find_map(|entry| match (&entry.kind, entry.path == path) {
-                    (super::super::OciEntryKind::Symlink(target), true) => Some(target.clone()),
-                    _ => None,
-                })
-        };
+        let link = |path: &str| link_target(&image.layer, path);
         assert_eq!(file("usr/sbin/nginx").as_deref(), Some("(nginx)"));
         assert!(file("etc/nginx/mime.types").is_some());
         assert!(
