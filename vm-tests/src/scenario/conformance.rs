@@ -84,10 +84,9 @@ pub struct SuiteReport {
     pub passed: Vec<String>,
     /// The tests that ran and did not pass: full name, state and the failure's message.
     pub failed: Vec<(String, String, String)>,
-    /// How many tests the focus left out or the suite skipped (in every pass).
-    pub skipped: usize,
-    /// Their names: a test one pass leaves out may run in another.
-    skipped_names: BTreeSet<String>,
+    /// The tests the focus left out or the suite skipped, in every pass (a test one pass
+    /// leaves out may run in another), by full name.
+    skipped: BTreeSet<String>,
     /// How many passes were merged into this report (none in the default, empty report).
     passes: usize,
     /// The suite's own wall time.
@@ -102,18 +101,19 @@ impl SuiteReport {
     fn merge(&mut self, other: SuiteReport) {
         self.passed.extend(other.passed);
         self.failed.extend(other.failed);
-        self.skipped_names = if self.passes == 0 {
-            other.skipped_names
+        self.skipped = if self.passes == 0 {
+            other.skipped
         } else {
-            self.skipped_names
-                .intersection(&other.skipped_names)
-                .cloned()
-                .collect()
+            self.skipped.intersection(&other.skipped).cloned().collect()
         };
         self.passes += other.passes;
-        self.skipped = self.skipped_names.len();
         self.wall += other.wall;
         self.junit.extend(other.junit);
+    }
+
+    /// How many tests the focus left out or the suite skipped (in every pass).
+    pub fn skipped(&self) -> usize {
+        self.skipped.len()
     }
 
     /// How many tests ran.
@@ -129,7 +129,7 @@ impl SuiteReport {
             self.passed.len(),
             self.ran(),
             self.failed.len(),
-            self.skipped,
+            self.skipped(),
             self.wall.as_secs_f64(),
             self.junit
                 .iter()
@@ -219,8 +219,7 @@ fn read_report(json: &str, junit: PathBuf, wall: Duration) -> crate::Result<Suit
         match spec.state.as_str() {
             "passed" => report.passed.push(name),
             "skipped" | "pending" => {
-                report.skipped_names.insert(name);
-                report.skipped = report.skipped_names.len();
+                report.skipped.insert(name);
             }
             state => report.failed.push((name, state.to_owned(), message())),
         }
@@ -854,6 +853,16 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    /// `sh -c script` with its standard output and error piped, as a suite's pass is run.
+    fn piped_sh(script: &str) -> std::process::Child {
+        Command::new("sh")
+            .args(["-c", script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sh runs")
+    }
+
     #[test]
     fn tee_logs_every_line_of_both_streams_whole_and_hands_on_standard_output() {
         let dir = tempfile::tempdir().expect("a temporary directory");
@@ -867,12 +876,7 @@ mod tests {
         let script = "echo early >&2; sleep 0.3; i=0; while [ $i -lt 300 ]; do echo out$i; \
                       i=$((i+1)); done; sleep 0.3; echo late >&2; printf 'bad \\377\\n'; \
                       printf last";
-        let mut child = Command::new("sh")
-            .args(["-c", script])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("sh runs");
+        let mut child = piped_sh(script);
         let mut seen = Vec::new();
         let stopped = tee(&mut child, &log, |line| {
             seen.push(line.to_owned());
@@ -911,12 +915,7 @@ mod tests {
     fn tee_stops_when_told() {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let log = append_log(&dir.path().join("e2e.log")).expect("the log");
-        let mut child = Command::new("sh")
-            .args(["-c", "echo one; echo two; exec sleep 30"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("sh runs");
+        let mut child = piped_sh("echo one; echo two; exec sleep 30");
         let mut seen = Vec::new();
         let stopped = tee(&mut child, &log, |line| {
             seen.push(line.to_owned());
@@ -945,7 +944,7 @@ mod tests {
         );
         assert_eq!(report.failed.len(), 1);
         assert_eq!(report.failed[0].1, "failed");
-        assert_eq!(report.skipped, 1);
+        assert_eq!(report.skipped(), 1);
         assert_eq!(report.ran(), 2);
         assert!(
             report
@@ -1110,13 +1109,13 @@ mod tests {
             )
             .expect("a report"),
         );
-        assert_eq!(report.skipped, 2);
+        assert_eq!(report.skipped(), 2);
         report.merge(
             read_report(serial, PathBuf::from("s/junit.xml"), Duration::from_secs(3))
                 .expect("a report"),
         );
         assert_eq!(report.passed, ["[sig-a] A one", "[sig-a] A two"]);
-        assert_eq!(report.skipped, 1, "only three was skipped by both passes");
+        assert_eq!(report.skipped(), 1, "only three was skipped by both passes");
         assert_eq!(report.wall, Duration::from_secs(5));
         assert_eq!(report.junit.len(), 2);
         assert!(
