@@ -359,6 +359,97 @@ fn containerd_imports_and_runs_the_images() {
     );
 }
 
+#[test]
+fn containerd_shares_the_layers_of_an_image_made_from_another() {
+    if !is_root() {
+        eprintln!(
+            "SKIPPED containerd_shares_the_layers_of_an_image_made_from_another: needs root to \
+             run a private containerd"
+        );
+        return;
+    }
+    if !ensure_tools(&[
+        ("containerd", "containerd"),
+        ("ctr", "containerd"),
+        ("runc", "runc"),
+        ("skopeo", "skopeo"),
+    ]) {
+        return;
+    }
+    // The test image (busybox), and on it a layer with one file, read by the lower
+    // layer's cat.
+    let busybox = std::fs::read(busybox_dir().join("bin/busybox")).expect("read busybox");
+    let base = test_image(busybox, &["sh", "cat"]);
+    let greeting = kiln_image::oci::OciImage {
+        reference: "kiln.local/greeting:1".to_owned(),
+        base_layers: vec![base.layer.clone()],
+        layer: vec![kiln_image::oci::OciEntry::file(
+            "greeting",
+            0o644,
+            b"from the top layer\n".to_vec(),
+        )],
+        entrypoint: vec!["/bin/cat".to_owned()],
+        cmd: vec!["/greeting".to_owned()],
+        ..base.clone()
+    };
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let mut digests = Vec::new();
+    for image in [&base, &greeting] {
+        let archive = oci_archive(image, EPOCH).expect("archive");
+        let path = dir.path().join(format!("{}.oci.tar", digests.len()));
+        std::fs::write(&path, &archive.bytes).expect("write the archive");
+        digests.push((path, archive.layer_digests));
+    }
+    let [(base_path, base_layers), (greeting_path, greeting_layers)] =
+        <[_; 2]>::try_from(digests).expect("two archives");
+    assert_eq!(greeting_layers.len(), 2);
+    assert_eq!(greeting_layers[0], base_layers[0]);
+
+    // skopeo reads the two layers, the lower one the base image's.
+    let inspected = run(Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("oci-archive:{}:1", greeting_path.display())));
+    let inspected: serde_json::Value = serde_json::from_str(&inspected).expect("JSON");
+    assert_eq!(inspected["Layers"], serde_json::json!(greeting_layers));
+
+    let containerd = Containerd::start();
+    for path in [&base_path, &greeting_path] {
+        let mut import = Command::new(IMAGE_IMPORT_COMMAND[0]);
+        import
+            .arg("--address")
+            .arg(&containerd.socket)
+            .args(&IMAGE_IMPORT_COMMAND[1..])
+            .arg(path);
+        run(&mut import);
+    }
+    // Unpacked, the greeting's snapshot is its layer on the base image's: two committed
+    // snapshots, not three. An uncompressed layer's diff ID is its digest, and the second
+    // snapshot's key is the chain ID sha256(<lower> + " " + <upper>).
+    let chain = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            format!("{} {}", greeting_layers[0], greeting_layers[1]).as_bytes()
+        ))
+    );
+    let snapshots = containerd.ctr(&["snapshots", "ls"]);
+    let mut committed: Vec<Vec<&str>> = snapshots
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .filter(|fields| fields.last() == Some(&"Committed"))
+        .collect();
+    committed.sort();
+    let mut expected = vec![
+        vec![base_layers[0].as_str(), "Committed"],
+        vec![chain.as_str(), base_layers[0].as_str(), "Committed"],
+    ];
+    expected.sort();
+    assert_eq!(committed, expected, "{snapshots}");
+
+    let greeted = containerd.ctr(&["run", "--rm", "kiln.local/greeting:1", "kiln-greeting"]);
+    assert_eq!(greeted, "from the top layer\n");
+}
+
 /// Sends SIGKILL to a process when dropped (a failed test's leftover).
 struct KillOnDrop(String);
 

@@ -84,6 +84,7 @@ pub fn component_image(image: &ComponentImage, program: Vec<u8>) -> OciImage {
     ]);
     OciImage {
         reference: image.reference(),
+        base_layers: Vec::new(),
         layer,
         entrypoint: vec![format!("{}/{name}", ComponentImage::PROGRAM_DIR)],
         cmd: Vec::new(),

@@ -150,6 +150,7 @@ pub fn conformance_busybox_image(
     layer.extend(busybox_entries(busybox, applets));
     OciImage {
         reference: conformance_reference("busybox", kubernetes_version),
+        base_layers: Vec::new(),
         layer,
         entrypoint: Vec::new(),
         cmd: vec!["sh".to_owned()],
@@ -261,6 +262,7 @@ pub fn agnhost_image(
     )?;
     Ok(OciImage {
         reference,
+        base_layers: Vec::new(),
         layer,
         entrypoint: vec!["/agnhost".to_owned()],
         cmd: vec!["pause".to_owned()],
@@ -272,13 +274,16 @@ pub fn agnhost_image(
     })
 }
 
-/// The nautilus image as upstream's Dockerfile makes it from agnhost's (`agnhost`): `pages`
-/// (`(name, contents)`, upstream's `data.json` and `nautilus.jpg`) at its root, where agnhost's
-/// `test-webserver`, its command, serves them on port 80.
+/// The nautilus image as upstream's Dockerfile makes it from agnhost's (`agnhost`): agnhost's
+/// layers, and on them a layer of `pages` (`(name, contents)`, upstream's `data.json` and
+/// `nautilus.jpg`) at the root, where agnhost's `test-webserver`, its command, serves them on
+/// port 80. agnhost's layers are shared by digest, so a node holding both images stores and
+/// unpacks agnhost's files once.
 ///
 /// ```
 /// let agnhost = kiln_image::oci::OciImage {
 ///     reference: "kiln.local/conformance/agnhost:v1.37.2".into(),
+///     base_layers: Vec::new(),
 ///     layer: Vec::new(),
 ///     entrypoint: vec!["/agnhost".into()],
 ///     cmd: vec!["pause".into()],
@@ -288,22 +293,26 @@ pub fn agnhost_image(
 /// let image = kiln_image::oci::nautilus_image(agnhost, vec![("data.json".into(), b"{}".to_vec())], "1.37.2");
 /// assert_eq!(image.reference, "kiln.local/conformance/nautilus:v1.37.2");
 /// assert_eq!((image.entrypoint.as_slice(), image.cmd.as_slice()), (&["/agnhost".to_owned()][..], &["test-webserver".to_owned()][..]));
-/// assert!(image.layer.iter().any(|entry| entry.path == "data.json"));
+/// assert_eq!(image.layer.len(), 1);
+/// assert_eq!(image.base_layers, [Vec::new()]);
 /// ```
 pub fn nautilus_image(
     agnhost: OciImage,
     pages: Vec<(String, Vec<u8>)>,
     kubernetes_version: &str,
 ) -> OciImage {
-    let mut image = agnhost;
-    image.reference = conformance_reference("nautilus", kubernetes_version);
-    image.layer.extend(
-        pages
+    let mut base_layers = agnhost.base_layers;
+    base_layers.push(agnhost.layer);
+    OciImage {
+        reference: conformance_reference("nautilus", kubernetes_version),
+        base_layers,
+        layer: pages
             .into_iter()
-            .map(|(name, contents)| OciEntry::file(name, 0o644, contents)),
-    );
-    image.cmd = vec!["test-webserver".to_owned()];
-    image
+            .map(|(name, contents)| OciEntry::file(name, 0o644, contents))
+            .collect(),
+        cmd: vec!["test-webserver".to_owned()],
+        ..agnhost
+    }
 }
 
 /// The nonewprivs image as upstream's Dockerfile lays it out: `nnp` (a program that prints
@@ -323,6 +332,7 @@ pub fn nonewprivs_image(nnp: Vec<u8>, kubernetes_version: &str) -> OciImage {
     layer.push(OciEntry::file("usr/local/bin/nnp", 0o6755, nnp));
     OciImage {
         reference: conformance_reference("nonewprivs", kubernetes_version),
+        base_layers: Vec::new(),
         layer,
         entrypoint: Vec::new(),
         cmd: vec!["nnp".to_owned()],
@@ -448,6 +458,7 @@ pub fn nginx_image(
     )?;
     Ok(OciImage {
         reference,
+        base_layers: Vec::new(),
         layer,
         entrypoint: Vec::new(),
         cmd: ["nginx", "-g", "daemon off;"]
@@ -568,8 +579,8 @@ impl Builder for ConformanceImages {
     }
 
     fn version(&self) -> u32 {
-        // 2: nginx's image; 3: nautilus's and nonewprivs's.
-        3
+        // 2: nginx's image; 3: nautilus's and nonewprivs's; 4: nautilus on agnhost's layer.
+        4
     }
 
     fn params(&self) -> Params {

@@ -1,7 +1,7 @@
-//! OCI images as image-layout archives: one uncompressed layer, the image
+//! OCI images as image-layout archives: the uncompressed layers, the image
 //! configuration, the manifest and the index, in a deterministic tar.
 
-use std::str::FromStr as _;
+use std::{collections::BTreeMap, str::FromStr as _};
 
 use oci_spec::image::{
     Arch, ConfigBuilder, Descriptor, Digest, HistoryBuilder, ImageConfigurationBuilder,
@@ -24,12 +24,19 @@ const SCHEMA_VERSION: u32 = 2;
 /// The `imageLayoutVersion` of the archive's `oci-layout` file.
 const LAYOUT_VERSION: &str = "1.0.0";
 
-/// A single-layer linux/amd64 image, before it is written.
+/// A linux/amd64 image, before it is written: its own layer on top of the layers of the
+/// image it was made from, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OciImage {
     /// The full reference containerd registers, such as `kiln.local/pause:3.2`.
     pub reference: String,
-    /// The layer's files, in any order (they are written sorted by path).
+    /// The layers under [`layer`](Self::layer), bottom first: those of the image this one
+    /// was made from (empty for an image of one layer). A layer with the same files is
+    /// written to the same bytes, so an image made from another shares its layers by
+    /// digest, and containerd stores and unpacks them once.
+    pub base_layers: Vec<Vec<OciEntry>>,
+    /// The files of the image's own (top) layer, in any order (they are written sorted by
+    /// path).
     pub layer: Vec<OciEntry>,
     /// The configuration's `Entrypoint` (empty for none).
     pub entrypoint: Vec<String>,
@@ -48,8 +55,9 @@ pub struct OciArchive {
     pub bytes: Vec<u8>,
     /// The manifest's digest, `sha256:<hex>`: the image's identity in containerd.
     pub manifest_digest: String,
-    /// The uncompressed layer's digest (the configuration's only `diff_id`).
-    pub layer_digest: String,
+    /// The uncompressed layers' digests, bottom first (the configuration's `diff_ids`; the
+    /// last is [`OciImage::layer`]'s).
+    pub layer_digests: Vec<String>,
 }
 
 /// Writes `image` as an OCI image-layout tar archive.
@@ -58,7 +66,7 @@ pub struct OciArchive {
 /// is `source_date_epoch` (seconds since 1970), every owner is 0:0 without
 /// names, and entries are sorted, so the same image and epoch give the same
 /// bytes. The archive holds `oci-layout`, `index.json` and
-/// `blobs/sha256/<hex>` for the layer, the configuration and the manifest;
+/// `blobs/sha256/<hex>` for each layer, the configuration and the manifest;
 /// the index's one descriptor carries the platform and both
 /// [`CONTAINERD_IMAGE_NAME_ANNOTATION`] (the full reference) and
 /// [`OCI_REF_NAME_ANNOTATION`] (the tag).
@@ -68,6 +76,7 @@ pub struct OciArchive {
 ///
 /// let image = OciImage {
 ///     reference: "kiln.local/hello:1".into(),
+///     base_layers: vec![],
 ///     layer: vec![OciEntry::file("hello", 0o755, b"#!/bin/sh\necho hi\n".to_vec())],
 ///     entrypoint: vec!["/hello".into()],
 ///     cmd: vec![],
@@ -77,26 +86,32 @@ pub struct OciArchive {
 /// let archive = oci_archive(&image, 0)?;
 /// assert_eq!(archive.bytes, oci_archive(&image, 0)?.bytes);
 /// assert!(archive.manifest_digest.starts_with("sha256:"));
+///
+/// // An image made from it shares its layer.
+/// let greeting = OciImage {
+///     reference: "kiln.local/greeting:1".into(),
+///     base_layers: vec![image.layer.clone()],
+///     layer: vec![OciEntry::file("greeting", 0o644, b"hi\n".to_vec())],
+///     ..image.clone()
+/// };
+/// let layers = oci_archive(&greeting, 0)?.layer_digests;
+/// assert_eq!((layers.len(), &layers[0]), (2, &archive.layer_digests[0]));
 /// # Ok::<(), kiln_image::ImageError>(())
 /// ```
 ///
 /// # Errors
 ///
-/// If two layer entries have the same path, or a path is too long for ustar.
+/// If two entries of a layer have the same path, or a path is too long for ustar.
 pub fn oci_archive(image: &OciImage, source_date_epoch: u64) -> Result<OciArchive, ImageError> {
-    let mut layer_entries = image.layer.clone();
-    layer_entries.sort_by(|left, right| left.path.cmp(&right.path));
-    if let Some(pair) = layer_entries
-        .windows(2)
-        .find(|pair| pair[0].path == pair[1].path)
-    {
-        return Err(assembly_error(
-            &image.reference,
-            &format!("{} appears twice in the layer", pair[0].path),
-        ));
-    }
-    let layer = tar_bytes(&image.reference, &layer_entries, source_date_epoch)?;
-    let layer_digest = sha256_digest(&layer);
+    let layers = image
+        .base_layers
+        .iter()
+        .chain([&image.layer])
+        .map(|entries| {
+            let layer = layer_bytes(&image.reference, entries, source_date_epoch)?;
+            Ok((sha256_digest(&layer), layer))
+        })
+        .collect::<Result<Vec<_>, ImageError>>()?;
     let created =
         kiln_spec::time::format_rfc3339(i64::try_from(source_date_epoch).unwrap_or(i64::MAX));
     let oci = |what: &str, error: oci_spec::OciSpecError| {
@@ -128,17 +143,27 @@ pub fn oci_archive(image: &OciImage, source_date_epoch: u64) -> Result<OciArchiv
         .rootfs(
             RootFsBuilder::default()
                 .typ("layers")
-                .diff_ids(vec![layer_digest.to_string()])
+                .diff_ids(
+                    layers
+                        .iter()
+                        .map(|(digest, _)| digest.to_string())
+                        .collect::<Vec<_>>(),
+                )
                 .build()
                 .map_err(|error| oci("its root file system", error))?,
         )
-        .history(vec![
-            HistoryBuilder::default()
-                .created(created)
-                .created_by("kiln".to_owned())
-                .build()
-                .map_err(|error| oci("its history", error))?,
-        ])
+        .history(
+            layers
+                .iter()
+                .map(|_| {
+                    HistoryBuilder::default()
+                        .created(created.clone())
+                        .created_by("kiln".to_owned())
+                        .build()
+                        .map_err(|error| oci("its history", error))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        )
         .build()
         .map_err(|error| oci("its image configuration", error))?;
     let image_config = canonical(&image_config)?;
@@ -152,11 +177,14 @@ pub fn oci_archive(image: &OciImage, source_date_epoch: u64) -> Result<OciArchiv
             image_config.len() as u64,
             config_digest.clone(),
         ))
-        .layers(vec![Descriptor::new(
-            MediaType::ImageLayer,
-            layer.len() as u64,
-            layer_digest.clone(),
-        )])
+        .layers(
+            layers
+                .iter()
+                .map(|(digest, layer)| {
+                    Descriptor::new(MediaType::ImageLayer, layer.len() as u64, digest.clone())
+                })
+                .collect::<Vec<_>>(),
+        )
         .build()
         .map_err(|error| oci("its manifest", error))?;
     let manifest = canonical(&manifest)?;
@@ -208,20 +236,45 @@ pub fn oci_archive(image: &OciImage, source_date_epoch: u64) -> Result<OciArchiv
         OciEntry::file("index.json", 0o644, index),
         OciEntry::file("oci-layout", 0o644, layout),
     ];
-    for (digest, blob) in [
-        (&layer_digest, layer),
-        (&config_digest, image_config),
-        (&manifest_digest, manifest),
-    ] {
-        let hex = digest.digest();
+    let layer_digests = layers
+        .iter()
+        .map(|(digest, _)| digest.to_string())
+        .collect();
+    // A blob is its digest's file: two layers with the same bytes are written once.
+    let blobs: BTreeMap<String, Vec<u8>> = layers
+        .into_iter()
+        .chain([
+            (config_digest, image_config),
+            (manifest_digest.clone(), manifest),
+        ])
+        .map(|(digest, blob)| (digest.digest().to_owned(), blob))
+        .collect();
+    for (hex, blob) in blobs {
         entries.push(OciEntry::file(format!("blobs/sha256/{hex}"), 0o644, blob));
     }
     entries.sort_by(|left, right| left.path.cmp(&right.path));
     Ok(OciArchive {
         bytes: tar_bytes(&image.reference, &entries, source_date_epoch)?,
         manifest_digest: manifest_digest.to_string(),
-        layer_digest: layer_digest.to_string(),
+        layer_digests,
     })
+}
+
+/// One layer's tar: `entries` sorted by path, each path once.
+fn layer_bytes(
+    reference: &str,
+    entries: &[OciEntry],
+    source_date_epoch: u64,
+) -> Result<Vec<u8>, ImageError> {
+    let mut entries = entries.to_vec();
+    entries.sort_by(|left, right| left.path.cmp(&right.path));
+    if let Some(pair) = entries.windows(2).find(|pair| pair[0].path == pair[1].path) {
+        return Err(assembly_error(
+            reference,
+            &format!("{} appears twice in the layer", pair[0].path),
+        ));
+    }
+    tar_bytes(reference, &entries, source_date_epoch)
 }
 
 fn tar_bytes(reference: &str, entries: &[OciEntry], mtime: u64) -> Result<Vec<u8>, ImageError> {
@@ -264,6 +317,7 @@ mod tests {
     fn sample() -> OciImage {
         OciImage {
             reference: "kiln.local/sample:v1.2.3".into(),
+            base_layers: Vec::new(),
             layer: vec![
                 OciEntry::file("bin/hello", 0o755, b"#!/bin/sh\necho hi\n".to_vec()),
                 OciEntry::directory("bin", 0o755),
@@ -293,7 +347,7 @@ mod tests {
             (
                 sha256_digest(&archive.bytes).to_string().as_str(),
                 archive.manifest_digest.as_str(),
-                archive.layer_digest.as_str()
+                archive.layer_digests.join(" ").as_str()
             ),
             (
                 "sha256:d67cb707602602f4f8fd323c988f3a6f6757da72360ec750411df1ee840c1d07",

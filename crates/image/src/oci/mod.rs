@@ -91,6 +91,7 @@ pub fn pause_program() -> Vec<u8> {
 pub fn pause_image() -> OciImage {
     OciImage {
         reference: PAUSE_IMAGE.reference(),
+        base_layers: Vec::new(),
         layer: vec![OciEntry::file("pause", 0o755, pause_program())],
         entrypoint: vec!["/pause".to_owned()],
         cmd: Vec::new(),
@@ -126,6 +127,7 @@ pub fn test_image(busybox: Vec<u8>, applets: &[&str]) -> OciImage {
     }
     OciImage {
         reference: TEST_IMAGE.reference(),
+        base_layers: Vec::new(),
         layer,
         entrypoint: Vec::new(),
         cmd: TEST_IMAGE_COMMAND
