@@ -393,35 +393,57 @@ fn containerd_shares_the_layers_of_an_image_made_from_another() {
         ..base.clone()
     };
     let dir = tempfile::tempdir().expect("create a temporary directory");
-    let mut digests = Vec::new();
-    for image in [&base, &greeting] {
-        let archive = oci_archive(image, EPOCH).expect("archive");
-        let path = dir.path().join(format!("{}.oci.tar", digests.len()));
-        std::fs::write(&path, &archive.bytes).expect("write the archive");
-        digests.push((path, archive.layer_digests));
-    }
-    let [(base_path, base_layers), (greeting_path, greeting_layers)] =
-        <[_; 2]>::try_from(digests).expect("two archives");
+    let base_layers = oci_archive(&base, EPOCH).expect("archive").layer_digests;
+    let greeting_archive = oci_archive(&greeting, EPOCH).expect("archive");
+    let greeting_layers = greeting_archive.layer_digests;
     assert_eq!(greeting_layers.len(), 2);
     assert_eq!(greeting_layers[0], base_layers[0]);
 
-    // skopeo reads the two layers, the lower one the base image's.
+    // skopeo reads the greeting's own archive: two layers, the lower one the base image's.
+    let greeting_path = dir.path().join("greeting.oci.tar");
+    std::fs::write(&greeting_path, &greeting_archive.bytes).expect("write the archive");
     let inspected = run(Command::new("skopeo")
         .arg("inspect")
         .arg(format!("oci-archive:{}:1", greeting_path.display())));
     let inspected: serde_json::Value = serde_json::from_str(&inspected).expect("JSON");
     assert_eq!(inspected["Layers"], serde_json::json!(greeting_layers));
 
+    // Both in one archive: the shared layer is one blob of six (two layers, two
+    // configurations, two manifests), as tar lists them.
+    let both =
+        kiln_image::oci::oci_archive_of(&[base.clone(), greeting.clone()], EPOCH).expect("archive");
+    let both_path = dir.path().join("both.oci.tar");
+    std::fs::write(&both_path, &both.bytes).expect("write the archive");
+    let listed = run(Command::new("tar").arg("-tf").arg(&both_path));
+    let blobs: Vec<&str> = listed
+        .lines()
+        .filter(|path| path.starts_with("blobs/sha256/") && path.len() > "blobs/sha256/".len())
+        .collect();
+    assert_eq!(blobs.len(), 6, "{listed}");
+    assert_eq!(
+        blobs
+            .iter()
+            .filter(|path| base_layers[0].ends_with(&path["blobs/sha256/".len()..]))
+            .count(),
+        1,
+        "{listed}"
+    );
+
     let containerd = Containerd::start();
-    for path in [&base_path, &greeting_path] {
-        let mut import = Command::new(IMAGE_IMPORT_COMMAND[0]);
-        import
-            .arg("--address")
-            .arg(&containerd.socket)
-            .args(&IMAGE_IMPORT_COMMAND[1..])
-            .arg(path);
-        run(&mut import);
-    }
+    let mut import = Command::new(IMAGE_IMPORT_COMMAND[0]);
+    import
+        .arg("--address")
+        .arg(&containerd.socket)
+        .args(&IMAGE_IMPORT_COMMAND[1..])
+        .arg(&both_path);
+    run(&mut import);
+    let listed = containerd.ctr(&["images", "ls", "--quiet"]);
+    let mut references: Vec<&str> = listed.lines().collect();
+    references.sort_unstable();
+    assert_eq!(
+        references,
+        ["kiln.local/greeting:1", &TEST_IMAGE.reference()]
+    );
     // Unpacked, the greeting's snapshot is its layer on the base image's: two committed
     // snapshots, not three. An uncompressed layer's diff ID is its digest, and the second
     // snapshot's key is the chain ID sha256(<lower> + " " + <upper>).

@@ -361,7 +361,9 @@ pub fn import_images(cluster: &mut Cluster, suite: &Suite) -> crate::Result<()> 
     let tags = image_tags(suite)?;
     let mut import = format!(
         "for archive in {TOOLS_MOUNT}/{IMAGES_DIR}/*.oci.tar; do\n\
+         \x20 start=$(cut -d' ' -f1 /proc/uptime)\n\
          \x20 ctr --namespace k8s.io images import \"$archive\" || exit 1\n\
+         \x20 echo \"{IMPORT_TIMING} ${{archive##*/}} $start $(cut -d' ' -f1 /proc/uptime)\"\n\
          done\n"
     );
     for (kiln, wanted) in &tags {
@@ -412,6 +414,11 @@ pub fn import_images(cluster: &mut Cluster, suite: &Suite) -> crate::Result<()> 
                 }
             },
         )?;
+        let timings = cluster.shell(&node)?.check(
+            STEP,
+            &format!("grep '^{IMPORT_TIMING} ' {IMPORT_LOG} || true"),
+            Duration::from_secs(60),
+        )?;
         let count = cluster.shell(&node)?.check(
             STEP,
             &format!(
@@ -426,8 +433,37 @@ pub fn import_images(cluster: &mut Cluster, suite: &Suite) -> crate::Result<()> 
             tags.len(),
             count.trim()
         );
+        eprintln!("    {node}: {}", import_timings(&timings));
     }
     Ok(())
+}
+
+/// The word that starts each line of the import log saying how long an archive took:
+/// `<word> <archive> <start> <end>`, in seconds of the guest's uptime.
+const IMPORT_TIMING: &str = "kiln-imported";
+
+/// `agnhost.oci.tar 41.2 s, busybox.oci.tar 1.3 s` from the [`IMPORT_TIMING`] lines of an
+/// import log (other lines are ignored; a line that does not parse is shown as it is).
+fn import_timings(log: &str) -> String {
+    let timings: Vec<String> = log
+        .lines()
+        .filter_map(|line| line.strip_prefix(IMPORT_TIMING)?.strip_prefix(' '))
+        .map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            match fields[..] {
+                [archive, start, end] => match (start.parse::<f64>(), end.parse::<f64>()) {
+                    (Ok(start), Ok(end)) => format!("{archive} {:.1} s", end - start),
+                    _ => line.to_owned(),
+                },
+                _ => line.to_owned(),
+            }
+        })
+        .collect();
+    if timings.is_empty() {
+        "no archive's import time in the log".to_owned()
+    } else {
+        timings.join(", ")
+    }
 }
 
 /// What to run of the suite.
@@ -850,6 +886,22 @@ pub fn conformance_subset(cluster: &mut Cluster) -> crate::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn import_timings_reads_the_log_lines() {
+        let log = "unpacking kiln.local/conformance/agnhost:v1.37.2 (sha256:00)...done\n\
+                   kiln-imported agnhost.oci.tar 100.25 141.5\n\
+                   kiln-imported busybox.oci.tar 141.5 142.75\n\
+                   kiln-imported odd.oci.tar soon\n";
+        assert_eq!(
+            import_timings(log),
+            "agnhost.oci.tar 41.2 s, busybox.oci.tar 1.2 s, odd.oci.tar soon"
+        );
+        assert_eq!(
+            import_timings("ctr: failed\n"),
+            "no archive's import time in the log"
+        );
+    }
+
     use super::*;
     use std::io::Write;
 

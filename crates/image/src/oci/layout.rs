@@ -103,6 +103,103 @@ pub struct OciArchive {
 ///
 /// If two entries of a layer have the same path, or a path is too long for ustar.
 pub fn oci_archive(image: &OciImage, source_date_epoch: u64) -> Result<OciArchive, ImageError> {
+    let manifested = manifested(image, source_date_epoch)?;
+    let (manifest_digest, layer_digests) = (
+        manifested.manifest_digest.to_string(),
+        manifested.layer_digests.clone(),
+    );
+    Ok(OciArchive {
+        bytes: layout_bytes(&image.reference, vec![manifested], source_date_epoch)?,
+        manifest_digest,
+        layer_digests,
+    })
+}
+
+/// Several images written as one OCI image-layout archive, see [`oci_archive_of`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OciMultiArchive {
+    /// The tar's bytes.
+    pub bytes: Vec<u8>,
+    /// Each image's manifest digest, `sha256:<hex>`, in the order of the images.
+    pub manifest_digests: Vec<String>,
+}
+
+/// Writes `images` as one OCI image-layout tar archive, as [`oci_archive`] writes one: the
+/// index lists each image's manifest, in order, with its annotations, and each blob is
+/// written once, so images that share layers (one made from another, see
+/// [`OciImage::base_layers`]) hold them once, and `ctr images import` reads and digests them
+/// once. An archive of one image is [`oci_archive`]'s, byte for byte.
+///
+/// ```
+/// use kiln_image::oci::{OciEntry, OciImage, oci_archive, oci_archive_of};
+///
+/// let hello = OciImage {
+///     reference: "kiln.local/hello:1".into(),
+///     base_layers: vec![],
+///     layer: vec![OciEntry::file("hello", 0o755, b"#!/bin/sh\necho hi\n".to_vec())],
+///     entrypoint: vec!["/hello".into()],
+///     cmd: vec![],
+///     env: vec![],
+///     exposed_ports: vec![],
+/// };
+/// let greeting = OciImage {
+///     reference: "kiln.local/greeting:1".into(),
+///     base_layers: vec![hello.layer.clone()],
+///     layer: vec![OciEntry::file("greeting", 0o644, b"hi\n".to_vec())],
+///     ..hello.clone()
+/// };
+/// let both = oci_archive_of(&[hello.clone(), greeting], 0)?;
+/// assert_eq!(both.manifest_digests[0], oci_archive(&hello, 0)?.manifest_digest);
+/// assert_eq!(oci_archive_of(&[hello.clone()], 0)?.bytes, oci_archive(&hello, 0)?.bytes);
+/// # Ok::<(), kiln_image::ImageError>(())
+/// ```
+///
+/// # Errors
+///
+/// As [`oci_archive`]'s, or if `images` is empty or two of them have the same reference.
+pub fn oci_archive_of(
+    images: &[OciImage],
+    source_date_epoch: u64,
+) -> Result<OciMultiArchive, ImageError> {
+    let references: Vec<&str> = images
+        .iter()
+        .map(|image| image.reference.as_str())
+        .collect();
+    let what = references.join(", ");
+    if images.is_empty() {
+        return Err(assembly_error("no image", "an archive needs an image"));
+    }
+    let mut sorted = references.clone();
+    sorted.sort_unstable();
+    if let Some(pair) = sorted.windows(2).find(|pair| pair[0] == pair[1]) {
+        return Err(assembly_error(
+            &what,
+            &format!("{} appears twice among the images", pair[0]),
+        ));
+    }
+    let manifested = images
+        .iter()
+        .map(|image| manifested(image, source_date_epoch))
+        .collect::<Result<Vec<_>, _>>()?;
+    let manifest_digests = manifested
+        .iter()
+        .map(|image| image.manifest_digest.to_string())
+        .collect();
+    Ok(OciMultiArchive {
+        bytes: layout_bytes(&what, manifested, source_date_epoch)?,
+        manifest_digests,
+    })
+}
+
+/// One image's blobs (its layers, configuration and manifest) and its descriptor in an index.
+struct Manifested {
+    descriptor: Descriptor,
+    manifest_digest: Digest,
+    layer_digests: Vec<String>,
+    blobs: Vec<(Digest, Vec<u8>)>,
+}
+
+fn manifested(image: &OciImage, source_date_epoch: u64) -> Result<Manifested, ImageError> {
     let layers = image
         .base_layers
         .iter()
@@ -216,10 +313,44 @@ pub fn oci_archive(image: &OciImage, source_date_epoch: u64) -> Result<OciArchiv
         .map(|(key, value)| (key.to_owned(), value.to_owned()))
         .collect(),
     ));
+    let layer_digests = layers
+        .iter()
+        .map(|(digest, _)| digest.to_string())
+        .collect();
+    Ok(Manifested {
+        descriptor,
+        manifest_digest: manifest_digest.clone(),
+        layer_digests,
+        blobs: layers
+            .into_iter()
+            .chain([(config_digest, image_config), (manifest_digest, manifest)])
+            .collect(),
+    })
+}
+
+/// The image-layout tar of `images` (`what` names them in errors): `oci-layout`, the index of
+/// their descriptors in order, and every blob once, by its digest.
+fn layout_bytes(
+    what: &str,
+    images: Vec<Manifested>,
+    source_date_epoch: u64,
+) -> Result<Vec<u8>, ImageError> {
+    let oci = |part: &str, error: oci_spec::OciSpecError| {
+        assembly_error(what, &format!("{part}: {error}"))
+    };
+    let mut descriptors = Vec::new();
+    // A blob is its digest's file: a layer two images (or two layers) share is written once.
+    let mut blobs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for image in images {
+        descriptors.push(image.descriptor);
+        for (digest, blob) in image.blobs {
+            blobs.insert(digest.digest().to_owned(), blob);
+        }
+    }
     let index = ImageIndexBuilder::default()
         .schema_version(SCHEMA_VERSION)
         .media_type(MediaType::ImageIndex)
-        .manifests(vec![descriptor])
+        .manifests(descriptors)
         .build()
         .map_err(|error| oci("its index", error))?;
     let index = canonical(&index)?;
@@ -236,28 +367,11 @@ pub fn oci_archive(image: &OciImage, source_date_epoch: u64) -> Result<OciArchiv
         OciEntry::file("index.json", 0o644, index),
         OciEntry::file("oci-layout", 0o644, layout),
     ];
-    let layer_digests = layers
-        .iter()
-        .map(|(digest, _)| digest.to_string())
-        .collect();
-    // A blob is its digest's file: two layers with the same bytes are written once.
-    let blobs: BTreeMap<String, Vec<u8>> = layers
-        .into_iter()
-        .chain([
-            (config_digest, image_config),
-            (manifest_digest.clone(), manifest),
-        ])
-        .map(|(digest, blob)| (digest.digest().to_owned(), blob))
-        .collect();
     for (hex, blob) in blobs {
         entries.push(OciEntry::file(format!("blobs/sha256/{hex}"), 0o644, blob));
     }
     entries.sort_by(|left, right| left.path.cmp(&right.path));
-    Ok(OciArchive {
-        bytes: tar_bytes(&image.reference, &entries, source_date_epoch)?,
-        manifest_digest: manifest_digest.to_string(),
-        layer_digests,
-    })
+    tar_bytes(what, &entries, source_date_epoch)
 }
 
 /// One layer's tar: `entries` sorted by path, each path once.
@@ -333,6 +447,19 @@ mod tests {
             env: vec!["PATH=/bin".into(), "HOME=/".into()],
             exposed_ports: vec!["8080/tcp".into(), "53/udp".into()],
         }
+    }
+
+    #[test]
+    fn an_archive_of_images_needs_one_and_each_reference_once() {
+        let message = oci_archive_of(&[], 0).expect_err("no image").to_string();
+        assert!(message.contains("needs an image"), "{message}");
+        let message = oci_archive_of(&[sample(), sample()], 0)
+            .expect_err("a reference twice")
+            .to_string();
+        assert!(
+            message.contains("kiln.local/sample:v1.2.3 appears twice among the images"),
+            "{message}"
+        );
     }
 
     /// The bytes of an archive are pinned: if this digest moves, every

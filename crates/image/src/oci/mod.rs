@@ -34,7 +34,8 @@ pub use self::conformance::{
     conformance_reference, nautilus_image, nginx_image, nonewprivs_image,
 };
 pub use self::layout::{
-    CONTAINERD_IMAGE_NAME_ANNOTATION, OCI_REF_NAME_ANNOTATION, OciArchive, OciImage, oci_archive,
+    CONTAINERD_IMAGE_NAME_ANNOTATION, OCI_REF_NAME_ANNOTATION, OciArchive, OciImage,
+    OciMultiArchive, oci_archive, oci_archive_of,
 };
 pub use self::tar::{OciEntry, OciEntryKind};
 use crate::error::ImageError;
@@ -161,6 +162,8 @@ fn base_files() -> Vec<OciEntry> {
 
 /// Writes each `(archive path, image)` of `images` into `out` (mode 0644) and
 /// [`IMAGES_INDEX_FILE`]: a JSON object from each reference to its archive and manifest digest.
+/// Images given the same archive path share one archive ([`oci_archive_of`], in the order
+/// given), which holds each of their blobs once.
 fn write_images(
     out: &Path,
     images: Vec<(String, OciImage)>,
@@ -168,9 +171,13 @@ fn write_images(
 ) -> Result<(), ImageError> {
     let images_dir = out.join(kiln_spec::images::ARCHIVES_DIR);
     fs::create_dir_all(&images_dir).map_err(|error| ImageError::io(&images_dir, error))?;
-    let mut index = BTreeMap::new();
+    let mut archives: BTreeMap<String, Vec<OciImage>> = BTreeMap::new();
     for (archive_path, image) in images {
-        let archive = oci_archive(&image, source_date_epoch)?;
+        archives.entry(archive_path).or_default().push(image);
+    }
+    let mut index = BTreeMap::new();
+    for (archive_path, images) in archives {
+        let archive = oci_archive_of(&images, source_date_epoch)?;
         let path = out.join(&archive_path);
         fs::write(&path, &archive.bytes).map_err(|error| ImageError::io(&path, error))?;
         {
@@ -178,10 +185,12 @@ fn write_images(
             fs::set_permissions(&path, fs::Permissions::from_mode(0o644))
                 .map_err(|error| ImageError::io(&path, error))?;
         }
-        index.insert(
-            image.reference,
-            json!({ "archive": archive_path, "manifest_digest": archive.manifest_digest }),
-        );
+        for (image, manifest_digest) in images.into_iter().zip(archive.manifest_digests) {
+            index.insert(
+                image.reference,
+                json!({ "archive": archive_path, "manifest_digest": manifest_digest }),
+            );
+        }
     }
     let path = out.join(IMAGES_INDEX_FILE);
     let mut text = serde_json::to_string_pretty(&index).map_err(|error| ImageError::Assembly {
