@@ -270,19 +270,10 @@ fn containerd_imports_and_runs_the_images() {
     let containerd = Containerd::start();
 
     for archive in [PAUSE_IMAGE.archive(), TEST_IMAGE.archive()] {
-        let mut import = Command::new(IMAGE_IMPORT_COMMAND[0]);
-        import
-            .arg("--address")
-            .arg(&containerd.socket)
-            .args(&IMAGE_IMPORT_COMMAND[1..])
-            .arg(images.join(archive));
-        run(&mut import);
+        containerd.import(&images.join(archive));
     }
-    let listed = containerd.ctr(&["images", "ls", "--quiet"]);
-    let mut references: Vec<&str> = listed.lines().collect();
-    references.sort_unstable();
     assert_eq!(
-        references,
+        containerd.references(),
         [PAUSE_IMAGE.reference(), TEST_IMAGE.reference()]
     );
 
@@ -430,19 +421,10 @@ fn containerd_shares_the_layers_of_an_image_made_from_another() {
     );
 
     let containerd = Containerd::start();
-    let mut import = Command::new(IMAGE_IMPORT_COMMAND[0]);
-    import
-        .arg("--address")
-        .arg(&containerd.socket)
-        .args(&IMAGE_IMPORT_COMMAND[1..])
-        .arg(&both_path);
-    run(&mut import);
-    let listed = containerd.ctr(&["images", "ls", "--quiet"]);
-    let mut references: Vec<&str> = listed.lines().collect();
-    references.sort_unstable();
+    containerd.import(&both_path);
     assert_eq!(
-        references,
-        ["kiln.local/greeting:1", &TEST_IMAGE.reference()]
+        containerd.references(),
+        ["kiln.local/greeting:1".to_owned(), TEST_IMAGE.reference()]
     );
     // Unpacked, the greeting's snapshot is its layer on the base image's: two committed
     // snapshots, not three. An uncompressed layer's diff ID is its digest, and the second
@@ -543,6 +525,28 @@ impl Containerd {
 
     fn ctr(&self, args: &[&str]) -> String {
         run(&mut self.command(args))
+    }
+
+    /// Imports `archive` as a node does ([`IMAGE_IMPORT_COMMAND`]).
+    fn import(&self, archive: &Path) {
+        let mut import = Command::new(IMAGE_IMPORT_COMMAND[0]);
+        import
+            .arg("--address")
+            .arg(&self.socket)
+            .args(&IMAGE_IMPORT_COMMAND[1..])
+            .arg(archive);
+        run(&mut import);
+    }
+
+    /// The references of the images containerd holds, sorted.
+    fn references(&self) -> Vec<String> {
+        let mut references: Vec<String> = self
+            .ctr(&["images", "ls", "--quiet"])
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        references.sort_unstable();
+        references
     }
 }
 
