@@ -555,19 +555,19 @@ impl ConformanceImages {
             conformance_busybox_image(busybox.binary.clone(), &applets, &self.kubernetes_version);
         let mut pause = super::pause_image();
         pause.reference = conformance_reference("pause", &self.kubernetes_version);
+        // Each image by the archive it goes in: nautilus is agnhost's layer and a small one,
+        // so it goes in agnhost's archive, where that layer is read and digested once on
+        // import.
         let images = [
             ("agnhost", agnhost),
+            ("agnhost", nautilus),
             ("busybox", busybox),
-            ("nautilus", nautilus),
             ("nginx", nginx),
             ("nonewprivs", nonewprivs),
             ("pause", pause),
         ]
         .into_iter()
-        .map(|(name, image)| {
-            // nautilus is agnhost's layer and a small one: in agnhost's archive, that layer
-            // is read and digested once on import.
-            let archive = if name == "nautilus" { "agnhost" } else { name };
+        .map(|(archive, image)| {
             (
                 format!("{}/{archive}.oci.tar", kiln_spec::images::ARCHIVES_DIR),
                 image,
