@@ -497,7 +497,8 @@ const TEST_TOOLS: [(&str, &str); 1] = [("kube-bench", "0.14.1")];
 
 /// The tools of `--test-tools` for `plan`: [`TEST_TOOLS`], and the end-to-end suite
 /// ([`kiln_image::oci::E2E_PACKAGE`]) of the cluster's Kubernetes version if the package set
-/// has it.
+/// has it, with the program of its sample-apiserver image
+/// ([`kiln_image::oci::SAMPLE_APISERVER_PACKAGE`]).
 fn test_tools(
     set: &kiln_image::packages::PackageSet,
     plan: &kiln_spec::Plan,
@@ -518,6 +519,11 @@ fn test_tools(
     let e2e = kiln_image::oci::E2E_PACKAGE;
     if let Ok(version) = set.version(e2e, &kubernetes) {
         tools.push((set.package(e2e)?.clone(), version.clone()));
+        let (name, version) = kiln_image::oci::SAMPLE_APISERVER_PACKAGE;
+        tools.push((
+            set.package(name)?.clone(),
+            set.version(name, version)?.clone(),
+        ));
     }
     Ok(tools)
 }

@@ -10,15 +10,13 @@ use kiln_spec::Plan;
 use crate::{Artifacts, ClusterError, ClusterGraph};
 
 /// The artifact of the tools disk: a layer whose squashfs holds, for each tool package
-/// `<name>/bin` and `<name>/share`, and with the end-to-end suite, `conformance/images/`.
+/// `<name>/bin` and `<name>/share`, and with the end-to-end suite, the conformance images'
+/// archives in [`kiln_image::oci::CONFORMANCE_IMAGES_DIR`].
 pub const TEST_TOOLS_ARTIFACT: &str = "image/test-tools";
 
 /// The artifact of the conformance images (see [`kiln_image::oci::conformance_images`]), when
 /// the tools include [`kiln_image::oci::E2E_PACKAGE`].
 pub const CONFORMANCE_IMAGES_ARTIFACT: &str = "image/conformance-images";
-
-/// Where the tools disk holds the conformance images' archives.
-pub const CONFORMANCE_IMAGES_DIR: &str = "conformance/images";
 
 /// The artifact of tool package `name`'s build: `image/package/<name>`.
 pub fn package_artifact(name: &str) -> String {
@@ -28,17 +26,20 @@ pub fn package_artifact(name: &str) -> String {
 impl ClusterGraph {
     /// Adds the tools disk ([`TEST_TOOLS_ARTIFACT`]) of `tools`, packages of kiln's package set
     /// built from Go modules, each with its artifact ([`package_artifact`]). Every package but
-    /// the end-to-end suite ([`kiln_image::oci::E2E_PACKAGE`]) goes on the disk as its `bin/`
-    /// and, when it ships data, `share/`; the suite runs on the host, and only the images its
-    /// tests run ([`kiln_image::oci::CONFORMANCE_IMAGES`]: [`CONFORMANCE_IMAGES_ARTIFACT`]) go
-    /// on the disk.
+    /// the end-to-end suite ([`kiln_image::oci::E2E_PACKAGE`]) and sample-apiserver
+    /// ([`kiln_image::oci::SAMPLE_APISERVER_PACKAGE`]) goes on the disk as its `bin/` and, when
+    /// it ships data, `share/`; the suite runs on the host, and only the images its tests run
+    /// ([`kiln_image::oci::CONFORMANCE_IMAGES`]: [`CONFORMANCE_IMAGES_ARTIFACT`], made of the
+    /// suite's programs, sample-apiserver and the node images' etcd) go on the disk.
     ///
     /// Call it after [`ClusterGraph::with_images`]: the conformance images take busybox and the
     /// base OS from the node images' inputs.
     ///
     /// # Errors
     ///
-    /// If a package is not built from Go modules, or the graph has no images.
+    /// If a package is not built from Go modules, the graph has no images, the suite is not of
+    /// the cluster's version, or the suite and sample-apiserver are not both among `tools` (or
+    /// both absent), or the cluster's version runs no etcd of the package set.
     pub fn with_test_tools(
         mut self,
         plan: &Plan,
@@ -55,40 +56,30 @@ fn add_test_tools(
     plan: &Plan,
     tools: &[(Package, PackageVersion)],
 ) -> Result<(), ClusterError> {
+    let refuse = |message: String| ClusterError::Assembly {
+        what: "the test tools".into(),
+        message,
+    };
+    let (sample_apiserver_package, _) = kiln_image::oci::SAMPLE_APISERVER_PACKAGE;
     let mut layer = LayerSpec::default();
     let mut inputs = Vec::new();
+    let mut suite = None;
+    let mut sample_apiserver = None;
     for (package, version) in tools {
         let id = crate::images::add_package(graph, artifacts, package, version)?;
         if package.name == kiln_image::oci::E2E_PACKAGE {
             if version.version != plan.cluster.kubernetes_version.to_string() {
-                return Err(ClusterError::Assembly {
-                    what: "the test tools".into(),
-                    message: format!(
-                        "the end-to-end suite is of Kubernetes {}, the cluster runs {}",
-                        version.version, plan.cluster.kubernetes_version
-                    ),
-                });
+                return Err(refuse(format!(
+                    "the end-to-end suite is of Kubernetes {}, the cluster runs {}",
+                    version.version, plan.cluster.kubernetes_version
+                )));
             }
-            let images = DrvId::new(CONFORMANCE_IMAGES_ARTIFACT);
-            graph.add(
-                images.clone(),
-                kiln_image::oci::conformance_images(
-                    id,
-                    DrvId::new(crate::images::BUSYBOX_ID),
-                    DrvId::new(crate::images::BASE_OS_ID),
-                    &version.version,
-                    kiln_image::os::base::IMAGE_EPOCH.unsigned_abs(),
-                ),
-            )?;
-            artifacts
-                .cluster
-                .insert(CONFORMANCE_IMAGES_ARTIFACT.to_owned(), images.clone());
-            layer.copies.push(LayerCopy {
-                input: "conformance-images".into(),
-                from: kiln_spec::images::ARCHIVES_DIR.into(),
-                to: CONFORMANCE_IMAGES_DIR.into(),
-            });
-            inputs.push(("conformance-images".to_owned(), images));
+            suite = Some((version.version.clone(), id));
+            continue;
+        }
+        // A conformance image's program: in the images, not on the disk.
+        if package.name == sample_apiserver_package {
+            sample_apiserver = Some(id);
             continue;
         }
         let mut parts = vec!["bin"];
@@ -103,6 +94,56 @@ fn add_test_tools(
             });
         }
         inputs.push((package.name.clone(), id));
+    }
+    match (suite, sample_apiserver) {
+        (Some((version, e2e)), Some(sample_apiserver)) => {
+            // The node images' etcd (with_images adds it, with its artifact).
+            let Some(etcd) = artifacts
+                .cluster
+                .get(&package_artifact(kiln_image::oci::ETCD_PACKAGE))
+                .cloned()
+            else {
+                return Err(refuse(format!(
+                    "the conformance images hold the package set's etcd, which Kubernetes {version} does not run"
+                )));
+            };
+            let images = DrvId::new(CONFORMANCE_IMAGES_ARTIFACT);
+            graph.add(
+                images.clone(),
+                kiln_image::oci::conformance_images(
+                    kiln_image::oci::ConformanceInputs {
+                        e2e,
+                        etcd,
+                        sample_apiserver,
+                        busybox: DrvId::new(crate::images::BUSYBOX_ID),
+                        base_os: DrvId::new(crate::images::BASE_OS_ID),
+                    },
+                    &version,
+                    kiln_image::os::base::IMAGE_EPOCH.unsigned_abs(),
+                ),
+            )?;
+            artifacts
+                .cluster
+                .insert(CONFORMANCE_IMAGES_ARTIFACT.to_owned(), images.clone());
+            layer.copies.push(LayerCopy {
+                input: "conformance-images".into(),
+                from: kiln_spec::images::ARCHIVES_DIR.into(),
+                to: kiln_image::oci::CONFORMANCE_IMAGES_DIR.into(),
+            });
+            inputs.push(("conformance-images".to_owned(), images));
+        }
+        (Some(_), None) => {
+            return Err(refuse(format!(
+                "the conformance images need the {sample_apiserver_package} package among the tools"
+            )));
+        }
+        (None, Some(_)) => {
+            return Err(refuse(format!(
+                "{sample_apiserver_package} is the program of a conformance image: it needs the end-to-end suite ({}) among the tools",
+                kiln_image::oci::E2E_PACKAGE
+            )));
+        }
+        (None, None) => {}
     }
     let disk = DrvId::new(TEST_TOOLS_ARTIFACT);
     graph.add(disk.clone(), layer.derivation("test-tools", inputs))?;

@@ -241,8 +241,9 @@ fn static_pod_nodes_carry_the_component_images_their_pods_name() {
 }
 
 /// `--test-tools`: the tools disk holds kube-bench and, for a version the set has the suite
-/// of, the conformance images (from the suite's agnhost and the images' busybox); no node
-/// image depends on any of it; a suite of another version is refused.
+/// of, the conformance images (from the suite's programs, sample-apiserver, the node images'
+/// etcd, busybox and base OS); no node image depends on any of it; a suite of another version
+/// is refused, and so are the suite and sample-apiserver one without the other.
 #[test]
 fn the_test_tools_are_beside_the_node_images_never_in_them() {
     let set = repository_set();
@@ -289,9 +290,11 @@ fn the_test_tools_are_beside_the_node_images_never_in_them() {
         .expect("graph")
         .with_images(&plan, &inputs)
         .expect("images");
+    let (sample_apiserver, sample_apiserver_version) = kiln_image::oci::SAMPLE_APISERVER_PACKAGE;
     let tools = [
         package("kube-bench", "0.14.1"),
         package("kubernetes-e2e", &wanted),
+        package(sample_apiserver, sample_apiserver_version),
     ];
     let cluster = with_images
         .clone()
@@ -313,8 +316,16 @@ fn the_test_tools_are_beside_the_node_images_never_in_them() {
         [
             "image/base-os",
             "image/busybox",
-            "image/package/kubernetes-e2e"
+            "image/package/kubernetes-e2e",
+            "image/package/etcd",
+            "image/package/sample-apiserver",
         ]
+    );
+    // The suite's etcd is the node images' own.
+    let images_names: Vec<&str> = images.inputs.keys().map(String::as_str).collect();
+    assert_eq!(
+        images_names,
+        ["base-os", "busybox", "e2e", "etcd", "sample-apiserver"]
     );
     assert!(artifacts.contains_key(&kiln_cluster::package_artifact("kube-bench")));
     // No node image reaches a test tool.
@@ -344,7 +355,7 @@ fn the_test_tools_are_beside_the_node_images_never_in_them() {
         }
     }
     // The same node images with or without the tools.
-    let without = with_images.graph.validate().expect("valid");
+    let without = with_images.graph.clone().validate().expect("valid");
     for node in &plan.nodes {
         let id = &cluster.artifacts.nodes[&node.name]["image"];
         assert_eq!(without.digest(id), graph.digest(id), "{}", node.name);
@@ -363,4 +374,21 @@ fn the_test_tools_are_beside_the_node_images_never_in_them() {
         format!("{error}").contains("the cluster runs 1.36.3"),
         "{error}"
     );
+    // The suite without sample-apiserver, and sample-apiserver without the suite, are refused.
+    for (tools, expected) in [
+        (
+            vec![package("kubernetes-e2e", &wanted)],
+            "the conformance images need the sample-apiserver package among the tools",
+        ),
+        (
+            vec![package(sample_apiserver, sample_apiserver_version)],
+            "sample-apiserver is the program of a conformance image: it needs the end-to-end suite (kubernetes-e2e) among the tools",
+        ),
+    ] {
+        let error = with_images
+            .clone()
+            .with_test_tools(&plan, &tools)
+            .expect_err("refused");
+        assert!(format!("{error}").contains(expected), "{error}");
+    }
 }

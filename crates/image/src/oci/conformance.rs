@@ -29,15 +29,21 @@ use crate::os::base::{BASE_OS_ROOTFS, unsquashfs};
 /// The repository kiln's conformance images are named under: `kiln.local/conformance/<name>`.
 pub const CONFORMANCE_REPOSITORY: &str = "kiln.local/conformance";
 
+/// Where the VM tests' tools disk holds the conformance images' archives (kiln-cluster puts
+/// them there; the VM tests import them from there).
+pub const CONFORMANCE_IMAGES_DIR: &str = "conformance/images";
+
 /// The images kiln builds for the suite, by the last element of the repository name the suite
 /// gives them (`.../agnhost:2.66.1` is `agnhost`).
-pub const CONFORMANCE_IMAGES: [&str; 6] = [
+pub const CONFORMANCE_IMAGES: [&str; 8] = [
     "agnhost",
     "busybox",
+    "etcd",
     "nautilus",
     "nginx",
     "nonewprivs",
     "pause",
+    "sample-apiserver",
 ];
 
 /// The programs agnhost's image takes from the base OS (with every link on the way and the
@@ -77,6 +83,16 @@ const BUSYBOX_DIR: &str = "usr/bin";
 
 /// The name of the package whose `bin/agnhost` and agnhost data the agnhost image is made of.
 pub const E2E_PACKAGE: &str = "kubernetes-e2e";
+
+/// The package of the sample-apiserver image's program, and its version: the release of
+/// `k8s.io/sample-apiserver` upstream's `sample-apiserver:1.29.2` image is built from, the
+/// image the suites of Kubernetes 1.37 ask for. It is older than the cluster on purpose: the
+/// aggregator test proves that the current aggregator serves an older aggregated server.
+pub const SAMPLE_APISERVER_PACKAGE: (&str, &str) = ("sample-apiserver", "0.29.2");
+
+/// The name of the package whose `bin/etcd` the etcd image holds: kiln's etcd, the one the
+/// cluster's control plane runs.
+pub const ETCD_PACKAGE: &str = "etcd";
 
 /// Where the `kubernetes-e2e` package ships agnhost's porter test certificate and key
 /// (upstream's fixed, public test key pair), under its `share/kubernetes-e2e/`.
@@ -341,6 +357,56 @@ pub fn nonewprivs_image(nnp: Vec<u8>, kubernetes_version: &str) -> OciImage {
     }
 }
 
+/// The sample-apiserver image as upstream's Dockerfile lays it out: the static
+/// `sample-apiserver` program at `/sample-apiserver`, its entrypoint (the suite gives only
+/// arguments), with the files every image kiln builds around a program has and
+/// `/etc/nsswitch.conf` (`hosts: files dns`, as Go's resolver expects).
+///
+/// ```
+/// let image = kiln_image::oci::sample_apiserver_image(b"(sample-apiserver)".to_vec(), "1.37.2");
+/// assert_eq!(image.reference, "kiln.local/conformance/sample-apiserver:v1.37.2");
+/// assert_eq!(image.entrypoint, ["/sample-apiserver"]);
+/// assert!(image.layer.iter().any(|entry| entry.path == "sample-apiserver" && entry.mode == 0o755));
+/// ```
+pub fn sample_apiserver_image(program: Vec<u8>, kubernetes_version: &str) -> OciImage {
+    let mut layer = base_files();
+    layer.extend([
+        OciEntry::file("etc/nsswitch.conf", 0o644, b"hosts: files dns\n".to_vec()),
+        OciEntry::file("sample-apiserver", 0o755, program),
+    ]);
+    OciImage {
+        reference: conformance_reference("sample-apiserver", kubernetes_version),
+        base_layers: Vec::new(),
+        layer,
+        entrypoint: vec!["/sample-apiserver".to_owned()],
+        cmd: Vec::new(),
+        env: vec![PATH_ENV.to_owned()],
+        exposed_ports: Vec::new(),
+    }
+}
+
+/// The suite's etcd image (upstream's `registry.k8s.io/etcd`, which the aggregator test runs
+/// beside sample-apiserver as `/usr/local/bin/etcd`): kiln's own etcd image
+/// ([`component_image`](super::component_image), the same layer, so the same files) under
+/// the conformance images' name. The suite's pods can land on any node, and kiln's etcd image
+/// is only on the nodes that run etcd.
+///
+/// ```
+/// let image = kiln_image::oci::conformance_etcd_image(b"(etcd)".to_vec(), "1.37.2");
+/// assert_eq!(image.reference, "kiln.local/conformance/etcd:v1.37.2");
+/// assert!(image.layer.iter().any(|entry| entry.path == "usr/local/bin/etcd"));
+/// ```
+pub fn conformance_etcd_image(etcd: Vec<u8>, kubernetes_version: &str) -> OciImage {
+    let image = kiln_spec::images::ComponentImage {
+        program: kiln_spec::Component::Etcd.into(),
+        version: kubernetes_version.to_owned(),
+    };
+    OciImage {
+        reference: conformance_reference("etcd", kubernetes_version),
+        ..super::component_image(&image, etcd)
+    }
+}
+
 /// The users and groups of nginx's image: root's, and `nginx` (101, as in the official
 /// image) for its worker processes.
 const NGINX_PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
@@ -471,17 +537,13 @@ pub fn nginx_image(
 }
 
 /// The derivation of the conformance images for Kubernetes `kubernetes_version`, named
-/// `conformance-images`, with input `e2e` produced by `e2e` (the [`E2E_PACKAGE`] build of that
-/// version), `busybox` by `busybox` (a [`busybox_static`](super::busybox_static)
-/// derivation) and `base-os` by `base_os` (the base OS). Its output holds
-/// `images/<name>.oci.tar` for each of [`CONFORMANCE_IMAGES`] but nautilus, which is in
-/// agnhost's archive (it is agnhost's layer and its own), and
-/// [`IMAGES_INDEX_FILE`](super::IMAGES_INDEX_FILE), which names each image's archive; every
-/// timestamp is `source_date_epoch`.
+/// `conformance-images`, with an input for each of [`ConformanceInputs`]' fields, produced by
+/// the derivation given there. Its output holds `images/<name>.oci.tar` for each of
+/// [`CONFORMANCE_IMAGES`] but nautilus, which is in agnhost's archive (it is agnhost's layer
+/// and its own), and [`IMAGES_INDEX_FILE`](super::IMAGES_INDEX_FILE), which names each image's
+/// archive; every timestamp is `source_date_epoch`.
 pub fn conformance_images(
-    e2e: impl Into<DrvId>,
-    busybox: impl Into<DrvId>,
-    base_os: impl Into<DrvId>,
+    inputs: ConformanceInputs<DrvId>,
     kubernetes_version: &str,
     source_date_epoch: u64,
 ) -> Derivation {
@@ -492,9 +554,28 @@ pub fn conformance_images(
             source_date_epoch,
         }),
     )
-    .input("e2e", e2e)
-    .input("busybox", busybox)
-    .input("base-os", base_os)
+    .input("e2e", inputs.e2e)
+    .input("etcd", inputs.etcd)
+    .input("sample-apiserver", inputs.sample_apiserver)
+    .input("busybox", inputs.busybox)
+    .input("base-os", inputs.base_os)
+}
+
+/// What the conformance images are made of: as derivations ([`conformance_images`]) or as
+/// their outputs' directories ([`ConformanceImages::build_into`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConformanceInputs<T> {
+    /// The [`E2E_PACKAGE`] build of the cluster's Kubernetes version: agnhost, nnp, the
+    /// porter certificate and nautilus's pages.
+    pub e2e: T,
+    /// The [`ETCD_PACKAGE`] build: `bin/etcd`.
+    pub etcd: T,
+    /// The [`SAMPLE_APISERVER_PACKAGE`] build: `bin/sample-apiserver`.
+    pub sample_apiserver: T,
+    /// Busybox, laid out as [`DebianBusybox`](super::DebianBusybox)'s output.
+    pub busybox: T,
+    /// The base OS, which agnhost's and nginx's programs are picked from.
+    pub base_os: T,
 }
 
 /// The builder of [`conformance_images`].
@@ -508,26 +589,23 @@ pub struct ConformanceImages {
 }
 
 impl ConformanceImages {
-    /// Writes the archives and the index into `out` from the `kubernetes-e2e` package at `e2e`,
-    /// a busybox directory laid out as [`DebianBusybox`](super::DebianBusybox)'s output and
-    /// the base OS at `base_os`.
+    /// Writes the archives and the index into `out` from the directories of `inputs`.
     ///
     /// # Errors
     ///
     /// If an input file is missing, the base OS lacks a program, or `out` cannot be written.
     pub fn build_into(
         &self,
-        e2e: &Path,
-        busybox_dir: &Path,
-        base_os: &Path,
+        inputs: &ConformanceInputs<&Path>,
         out: &Path,
     ) -> Result<(), ImageError> {
         let read = |path: &Path| fs::read(path).map_err(|error| ImageError::io(path, error));
-        let busybox = Busybox::read(busybox_dir)?;
+        let e2e = inputs.e2e;
+        let busybox = Busybox::read(inputs.busybox)?;
         let applets = busybox.applet_names();
         let scratch = tempfile::tempdir().map_err(|error| ImageError::io("(tempdir)", error))?;
         let root = scratch.path().join("root");
-        unsquashfs(&base_os.join(BASE_OS_ROOTFS), &root, &PICKED_TREES)?;
+        unsquashfs(&inputs.base_os.join(BASE_OS_ROOTFS), &root, &PICKED_TREES)?;
         let porter = e2e.join("share").join(E2E_PACKAGE).join(PORTER_DIR);
         let agnhost = agnhost_image(
             read(&e2e.join("bin/agnhost"))?,
@@ -546,6 +624,14 @@ impl ConformanceImages {
             .collect::<Result<Vec<_>, ImageError>>()?;
         let nautilus = nautilus_image(agnhost.clone(), pages, &self.kubernetes_version);
         let nonewprivs = nonewprivs_image(read(&e2e.join("bin/nnp"))?, &self.kubernetes_version);
+        let etcd = conformance_etcd_image(
+            read(&inputs.etcd.join("bin/etcd"))?,
+            &self.kubernetes_version,
+        );
+        let sample_apiserver = sample_apiserver_image(
+            read(&inputs.sample_apiserver.join("bin/sample-apiserver"))?,
+            &self.kubernetes_version,
+        );
         let nginx = nginx_image(
             (busybox.binary.clone(), &applets),
             &root,
@@ -562,9 +648,11 @@ impl ConformanceImages {
             ("agnhost", agnhost),
             ("agnhost", nautilus),
             ("busybox", busybox),
+            ("etcd", etcd),
             ("nginx", nginx),
             ("nonewprivs", nonewprivs),
             ("pause", pause),
+            ("sample-apiserver", sample_apiserver),
         ]
         .into_iter()
         .map(|(archive, image)| {
@@ -585,8 +673,8 @@ impl Builder for ConformanceImages {
 
     fn version(&self) -> u32 {
         // 2: nginx's image; 3: nautilus's and nonewprivs's; 4: nautilus on agnhost's layer,
-        // in agnhost's archive.
-        4
+        // in agnhost's archive; 5: etcd's and sample-apiserver's.
+        5
     }
 
     fn params(&self) -> Params {
@@ -594,10 +682,14 @@ impl Builder for ConformanceImages {
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<(), BuildError> {
-        let e2e = ctx.input("e2e")?;
-        let busybox = ctx.input("busybox")?;
-        let base_os = ctx.input("base-os")?;
-        self.build_into(e2e, busybox, base_os, ctx.out())
+        let inputs = ConformanceInputs {
+            e2e: ctx.input("e2e")?,
+            etcd: ctx.input("etcd")?,
+            sample_apiserver: ctx.input("sample-apiserver")?,
+            busybox: ctx.input("busybox")?,
+            base_os: ctx.input("base-os")?,
+        };
+        self.build_into(&inputs, ctx.out())
             .map_err(BuildError::from_error)
     }
 }

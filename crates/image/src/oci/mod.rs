@@ -29,9 +29,11 @@ pub use self::component::{
     kube_proxy_image,
 };
 pub use self::conformance::{
-    AGNHOST_PROGRAMS, CONFORMANCE_IMAGES, CONFORMANCE_REPOSITORY, ConformanceImages, E2E_PACKAGE,
-    NGINX_PROGRAMS, agnhost_image, conformance_busybox_image, conformance_images,
-    conformance_reference, nautilus_image, nginx_image, nonewprivs_image,
+    AGNHOST_PROGRAMS, CONFORMANCE_IMAGES, CONFORMANCE_IMAGES_DIR, CONFORMANCE_REPOSITORY,
+    ConformanceImages, ConformanceInputs, E2E_PACKAGE, ETCD_PACKAGE, NGINX_PROGRAMS,
+    SAMPLE_APISERVER_PACKAGE, agnhost_image, conformance_busybox_image, conformance_etcd_image,
+    conformance_images, conformance_reference, nautilus_image, nginx_image, nonewprivs_image,
+    sample_apiserver_image,
 };
 pub use self::layout::{
     CONTAINERD_IMAGE_NAME_ANNOTATION, OCI_REF_NAME_ANNOTATION, OciArchive, OciImage,
