@@ -11,18 +11,10 @@ use std::time::Instant;
 
 use serde::Deserialize;
 
+use kiln_image::oci::{CONFORMANCE_IMAGES, CONFORMANCE_IMAGES_DIR, conformance_reference};
+
 use super::*;
 use crate::{TOOLS_MOUNT, mount_script};
-
-/// The test-tools disk's directory of the conformance images' archives.
-const IMAGES_DIR: &str = "conformance/images";
-
-/// Where kiln's conformance images are named (see `kiln_image::oci::conformance_reference`):
-/// `kiln.local/conformance/<name>:v<version>`.
-const KILN_REPOSITORY: &str = "kiln.local/conformance";
-
-/// The images kiln builds for the suite, by the last element of the name the suite gives them.
-const BUILT: [&str; 6] = kiln_image::oci::CONFORMANCE_IMAGES;
 
 /// The images the suite names that kiln's image of another name serves: `(the suite's name,
 /// kiln's)`. kiln's agnhost is glibc-based with `dig` and `getent`, what the DNS tests' second
@@ -46,7 +38,8 @@ cloudProviderGcpRegistry: kiln.local/cloud-provider-gcp
 
 /// The CI subset: conformance tests across sig-network (DNS, Services, Endpoints and
 /// EndpointSlices, whose pods run nginx), sig-node, sig-apps, sig-auth and sig-api-machinery
-/// whose pods run only images kiln builds, by their full names as the suite prints them. The
+/// (the aggregator's, whose pod runs sample-apiserver and etcd) whose pods run only images kiln
+/// builds, by their full names as the suite prints them. The
 /// step refuses to run if the suite does not have each exactly.
 pub const CI_SUBSET: &[&str] = &[
     "[sig-network] DNS should provide DNS for services [Conformance]",
@@ -71,6 +64,7 @@ pub const CI_SUBSET: &[&str] = &[
     "[sig-api-machinery] Watchers should observe add, update, and delete watch notifications on configmaps [Conformance]",
     "[sig-api-machinery] ResourceQuota should create a ResourceQuota and ensure its status is promptly calculated. [Conformance]",
     "[sig-api-machinery] Discovery should validate PreferredVersion for each APIGroup [Conformance]",
+    "[sig-api-machinery] Aggregator Should be able to support the 1.17 Sample API Server using the current Aggregator [LinuxOnly] [Conformance]",
 ];
 
 /// How many processes run the CI subset ([`SuiteOptions::parallel`]): two, one per guest
@@ -326,19 +320,14 @@ fn image_tags(suite: &Suite) -> crate::Result<Vec<(String, String)>> {
             .iter()
             .find(|(suite, _)| *suite == name)
             .map_or(name, |(_, kiln)| *kiln);
-        if BUILT.contains(&kiln) {
-            tags.push((
-                format!("{KILN_REPOSITORY}/{kiln}:v{version}"),
-                wanted.to_owned(),
-            ));
+        if CONFORMANCE_IMAGES.contains(&kiln) {
+            tags.push((conformance_reference(kiln, &version), wanted.to_owned()));
         }
     }
     tags.sort();
-    for name in BUILT {
-        if !tags
-            .iter()
-            .any(|(kiln, _)| kiln.starts_with(&format!("{KILN_REPOSITORY}/{name}:")))
-        {
+    for name in CONFORMANCE_IMAGES {
+        let reference = conformance_reference(name, &version);
+        if !tags.iter().any(|(kiln, _)| *kiln == reference) {
             return Err(Error::check(
                 "conformance images",
                 format!("the suite's --list-images names no {name} image under kiln.local"),
@@ -360,7 +349,7 @@ pub fn import_images(cluster: &mut Cluster, suite: &Suite) -> crate::Result<()> 
     const STEP: &str = "conformance images";
     let tags = image_tags(suite)?;
     let mut import = format!(
-        "for archive in {TOOLS_MOUNT}/{IMAGES_DIR}/*.oci.tar; do\n\
+        "for archive in {TOOLS_MOUNT}/{CONFORMANCE_IMAGES_DIR}/*.oci.tar; do\n\
          \x20 start=$(cut -d' ' -f1 /proc/uptime)\n\
          \x20 ctr --namespace k8s.io images import \"$archive\" || exit 1\n\
          \x20 echo \"{IMPORT_TIMING} ${{archive##*/}} $start $(cut -d' ' -f1 /proc/uptime)\"\n\
@@ -414,26 +403,23 @@ pub fn import_images(cluster: &mut Cluster, suite: &Suite) -> crate::Result<()> 
                 }
             },
         )?;
-        let timings = cluster.shell(&node)?.check(
-            STEP,
-            &format!("grep '^{IMPORT_TIMING} ' {IMPORT_LOG} || true"),
-            Duration::from_secs(60),
-        )?;
-        let count = cluster.shell(&node)?.check(
+        // The archives' timing lines, then the number of names under kiln.local.
+        let report = cluster.shell(&node)?.check(
             STEP,
             &format!(
                 "[ \"$(cat {IMPORT_DONE})\" = 0 ] || {{ tail -20 {IMPORT_LOG}; exit 1; }}\n\
+                 grep '^{IMPORT_TIMING} ' {IMPORT_LOG} || true\n\
                  ctr --namespace k8s.io images list -q | grep -c '^kiln.local/'"
             ),
             Duration::from_secs(60),
         )?;
+        let count = report.lines().last().unwrap_or_default().trim();
         eprintln!(
-            "    {node}: imported {} images under {} names (exit {status}; {} kiln.local names in all)",
-            BUILT.len(),
+            "    {node}: imported {} images under {} names (exit {status}; {count} kiln.local names in all)",
+            CONFORMANCE_IMAGES.len(),
             tags.len(),
-            count.trim()
         );
-        eprintln!("    {node}: {}", import_timings(&timings));
+        eprintln!("    {node}: {}", import_timings(&report));
     }
     Ok(())
 }
@@ -886,12 +872,16 @@ pub fn conformance_subset(cluster: &mut Cluster) -> crate::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use std::io::Write;
+
     #[test]
     fn import_timings_reads_the_log_lines() {
         let log = "unpacking kiln.local/conformance/agnhost:v1.37.2 (sha256:00)...done\n\
                    kiln-imported agnhost.oci.tar 100.25 141.5\n\
                    kiln-imported busybox.oci.tar 141.5 142.75\n\
-                   kiln-imported odd.oci.tar soon\n";
+                   kiln-imported odd.oci.tar soon\n\
+                   27\n";
         assert_eq!(
             import_timings(log),
             "agnhost.oci.tar 41.2 s, busybox.oci.tar 1.2 s, odd.oci.tar soon"
@@ -901,9 +891,6 @@ mod tests {
             "no archive's import time in the log"
         );
     }
-
-    use super::*;
-    use std::io::Write;
 
     /// `sh -c script` with its standard output and error piped, as a suite's pass is run.
     fn piped_sh(script: &str) -> std::process::Child {
