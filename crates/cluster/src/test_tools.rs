@@ -38,8 +38,8 @@ impl ClusterGraph {
     /// # Errors
     ///
     /// If a package is not built from Go modules, the graph has no images, the suite is not of
-    /// the cluster's version, or the suite and sample-apiserver are not both among `tools` (or
-    /// both absent), or the cluster's version runs no etcd of the package set.
+    /// the cluster's version, one of the suite and sample-apiserver is among `tools` without
+    /// the other, or the cluster's version runs no etcd of the package set.
     pub fn with_test_tools(
         mut self,
         plan: &Plan,
