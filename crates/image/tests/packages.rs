@@ -77,6 +77,30 @@ fn the_end_to_end_suite_is_built_from_the_kubernetes_module() {
     }
 }
 
+/// The conformance images' sample-apiserver is a version the set builds, from upstream's
+/// module, as the one program of its recipe.
+#[test]
+fn the_conformance_images_sample_apiserver_is_in_the_set() {
+    let set = repository_set();
+    let (name, version) = kiln_image::oci::SAMPLE_APISERVER_PACKAGE;
+    let go = set
+        .package(name)
+        .expect("declared")
+        .go
+        .as_ref()
+        .expect("a Go recipe");
+    assert_eq!(go.module, "k8s.io/sample-apiserver");
+    assert_eq!(
+        go.binaries.iter().collect::<Vec<_>>(),
+        [(
+            &"sample-apiserver".to_owned(),
+            &"k8s.io/sample-apiserver".to_owned()
+        )]
+    );
+    set.version(name, version)
+        .expect("the version the images are built from");
+}
+
 #[test]
 fn an_unknown_version_names_the_versions_there_are() {
     let set = repository_set();
