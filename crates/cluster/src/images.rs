@@ -420,7 +420,7 @@ fn add_shared(
             to: package.install_dir.clone(),
         });
         layer_inputs.push((package.name.clone(), id.clone()));
-        if package.name == "etcd" {
+        if package.name == kiln_image::oci::ETCD_PACKAGE {
             packages.etcd = Some(id);
         }
     }

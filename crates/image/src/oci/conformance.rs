@@ -397,6 +397,7 @@ pub fn sample_apiserver_image(program: Vec<u8>, kubernetes_version: &str) -> Oci
 /// assert!(image.layer.iter().any(|entry| entry.path == "usr/local/bin/etcd"));
 /// ```
 pub fn conformance_etcd_image(etcd: Vec<u8>, kubernetes_version: &str) -> OciImage {
+    // The component image's version only names it, and the name is replaced below.
     let image = kiln_spec::images::ComponentImage {
         program: kiln_spec::Component::Etcd.into(),
         version: kubernetes_version.to_owned(),
