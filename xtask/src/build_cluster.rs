@@ -96,6 +96,11 @@ pub struct Args {
     /// Kubernetes version) and the suite itself; none of it goes into a node image.
     #[arg(long, conflicts_with = "no_images")]
     pub test_tools: bool,
+    /// With `--test-tools`, leave out the end-to-end suite and what only it needs (the
+    /// conformance images and their sample-apiserver): the tools of a VM scenario that runs no
+    /// conformance tests, whose recorded pass then does not depend on them.
+    #[arg(long, requires = "test_tools")]
+    pub without_suite: bool,
 }
 
 impl Args {
@@ -125,6 +130,7 @@ impl Args {
             locked: false,
             apt_sources: Vec::new(),
             test_tools: false,
+            without_suite: false,
         }
     }
 }
@@ -411,7 +417,7 @@ fn with_images(
         pod_packages: pod_packages.clone(),
     };
     let tools = if args.test_tools {
-        test_tools(set, plan)?
+        test_tools(set, plan, !args.without_suite)?
     } else {
         Vec::new()
     };
@@ -495,13 +501,14 @@ fn with_images(
 /// tools disk holds: what a scenario judges the cluster with.
 const TEST_TOOLS: [(&str, &str); 1] = [("kube-bench", "0.14.1")];
 
-/// The tools of `--test-tools` for `plan`: [`TEST_TOOLS`], and the end-to-end suite
-/// ([`kiln_image::oci::E2E_PACKAGE`]) of the cluster's Kubernetes version if the package set
-/// has it, with the program of its sample-apiserver image
+/// The tools of `--test-tools` for `plan`: [`TEST_TOOLS`], and when `suite` is true, the
+/// end-to-end suite ([`kiln_image::oci::E2E_PACKAGE`]) of the cluster's Kubernetes version if
+/// the package set has it, with the program of its sample-apiserver image
 /// ([`kiln_image::oci::SAMPLE_APISERVER_PACKAGE`]).
 fn test_tools(
     set: &kiln_image::packages::PackageSet,
     plan: &kiln_spec::Plan,
+    suite: bool,
 ) -> anyhow::Result<
     Vec<(
         kiln_image::packages::Package,
@@ -517,6 +524,9 @@ fn test_tools(
     }
     let kubernetes = plan.cluster.kubernetes_version.to_string();
     let e2e = kiln_image::oci::E2E_PACKAGE;
+    if !suite {
+        return Ok(tools);
+    }
     if let Ok(version) = set.version(e2e, &kubernetes) {
         tools.push((set.package(e2e)?.clone(), version.clone()));
         let (name, version) = kiln_image::oci::SAMPLE_APISERVER_PACKAGE;
@@ -704,6 +714,54 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use super::*;
+
+    #[test]
+    fn the_suite_is_among_the_test_tools_unless_left_out() {
+        let set = crate::package::read_packages(&crate::package::packages_dir(None))
+            .expect("the package set");
+        let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vm-tests/specs/two-node.toml");
+        let plan = common::load_plan(&spec).expect("the two-node spec");
+        let names = |suite: bool| -> Vec<String> {
+            test_tools(&set, &plan, suite)
+                .expect("the tools")
+                .into_iter()
+                .map(|(package, version)| format!("{}@{}", package.name, version.version))
+                .collect()
+        };
+        let e2e = format!(
+            "{}@{}",
+            kiln_image::oci::E2E_PACKAGE,
+            plan.cluster.kubernetes_version
+        );
+        let (sample_apiserver, version) = kiln_image::oci::SAMPLE_APISERVER_PACKAGE;
+        let sample_apiserver = format!("{sample_apiserver}@{version}");
+        let with = names(true);
+        assert!(with.contains(&e2e), "{with:?}");
+        assert!(with.contains(&sample_apiserver), "{with:?}");
+        let without = names(false);
+        assert_eq!(without, vec!["kube-bench@0.14.1".to_owned()]);
+        assert_eq!(with[..1], without[..]);
+    }
+
+    #[test]
+    fn without_suite_needs_test_tools() {
+        use clap::Parser;
+
+        #[derive(clap::Parser)]
+        struct Command {
+            #[command(flatten)]
+            args: Args,
+        }
+        let parse = |line: &[&str]| {
+            Command::try_parse_from(std::iter::once("build-cluster").chain(line.iter().copied()))
+        };
+        let error = parse(&["--without-suite"]).err().expect("refused");
+        assert!(error.to_string().contains("--test-tools"), "{error}");
+        let args = parse(&["--test-tools", "--without-suite"])
+            .expect("parsed")
+            .args;
+        assert!(args.test_tools && args.without_suite);
+    }
 
     fn manifest(cluster: &str) -> Manifest {
         Manifest {

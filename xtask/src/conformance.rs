@@ -45,7 +45,12 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // The default cluster: the `two-node` scenario's spec (the README's example on this
     // machine's scale), unless --spec or --result says otherwise.
-    let prepared = vm_test::prepare(&args.cluster, "conformance", scenario::Scenario::TwoNode)?;
+    let prepared = vm_test::prepare(
+        &args.cluster,
+        "conformance",
+        scenario::Scenario::TwoNode,
+        true,
+    )?;
     let options = &prepared.options;
     let report_dir = args
         .report_dir

@@ -84,7 +84,12 @@ const VM_TOOLS: &[kiln_tools::Tool] = &[
 
 /// Runs the scenario.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let prepared = prepare(&args.cluster, &args.scenario.to_string(), args.scenario)?;
+    let prepared = prepare(
+        &args.cluster,
+        &args.scenario.to_string(),
+        args.scenario,
+        args.scenario.runs_conformance(),
+    )?;
     let proof = Proof::of(
         &args,
         &prepared.manifest,
@@ -127,12 +132,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Builds the cluster of `args` (the spec of `scenario` unless `--spec` or `--result` says
-/// otherwise) with its test tools, finds kubectl and QEMU, and makes the run directory
-/// (`target/vm-tests/<label>-<time>` unless `--run-dir`).
+/// otherwise) with its test tools, the end-to-end suite among them only if `suite` (see
+/// [`scenario::Scenario::runs_conformance`]), finds kubectl and QEMU, and makes the run
+/// directory (`target/vm-tests/<label>-<time>` unless `--run-dir`).
 pub fn prepare(
     args: &ClusterArgs,
     label: &str,
     scenario: scenario::Scenario,
+    suite: bool,
 ) -> anyhow::Result<Prepared> {
     kiln_vm_tests::install_interrupt_handler()?;
     deps::ensure("the VM tests' tools", VM_TOOLS)?;
@@ -155,7 +162,7 @@ pub fn prepare(
 
     let result_dir = match &args.result {
         Some(dir) => dir.clone(),
-        None => build(args, scenario, &run_dir.join("result"))?,
+        None => build(args, scenario, suite, &run_dir.join("result"))?,
     };
 
     let manifest = read_manifest(&result_dir)?;
@@ -429,9 +436,14 @@ fn scenario_spec(scenario: scenario::Scenario) -> PathBuf {
     }
 }
 
-/// Builds the spec (`--spec`, else `scenario`'s) with its test tools into `out` with this
-/// program's own `build-cluster`.
-fn build(args: &ClusterArgs, scenario: scenario::Scenario, out: &Path) -> anyhow::Result<PathBuf> {
+/// Builds the spec (`--spec`, else `scenario`'s) with its test tools (the end-to-end suite
+/// among them only if `suite`) into `out` with this program's own `build-cluster`.
+fn build(
+    args: &ClusterArgs,
+    scenario: scenario::Scenario,
+    suite: bool,
+    out: &Path,
+) -> anyhow::Result<PathBuf> {
     let (spec, secrets) = match &args.spec {
         Some(spec) => (spec.clone(), args.secrets.clone()),
         None => (
@@ -453,6 +465,9 @@ fn build(args: &ClusterArgs, scenario: scenario::Scenario, out: &Path) -> anyhow
         .arg("--out")
         .arg(out)
         .arg("--test-tools");
+    if !suite {
+        command.arg("--without-suite");
+    }
     if let Some(secrets) = &secrets {
         command.arg("--secrets").arg(secrets);
     }

@@ -98,6 +98,17 @@ impl Scenario {
             Scenario::Kubeadm => "kubeadm",
         }
     }
+
+    /// Whether the scenario runs upstream's conformance tests (`two-node` does, when the
+    /// package set has the suite of its Kubernetes version): only such a scenario's cluster is
+    /// built with the end-to-end suite and its images, so a change to those never reruns the
+    /// others.
+    pub fn runs_conformance(self) -> bool {
+        match self {
+            Scenario::TwoNode => true,
+            Scenario::Ha | Scenario::StaticPods | Scenario::Kubeadm => false,
+        }
+    }
 }
 
 impl std::fmt::Display for Scenario {
