@@ -178,7 +178,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         lock::prepare_tools(
             &graph,
             &store,
-            KUBERNETES_ID,
+            &lock::PinnedIds {
+                base_os: BASE_OS_ID,
+                busybox: BUSYBOX_ID,
+                busybox_source: Some(kiln_cluster::BUSYBOX_SOURCE_ID),
+                kubernetes: Some(KUBERNETES_ID),
+            },
             debian_kubernetes.then_some(&lock.kubernetes),
         )?;
     }
@@ -195,6 +200,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             &lock::PinnedIds {
                 base_os: BASE_OS_ID,
                 busybox: BUSYBOX_ID,
+                busybox_source: Some(kiln_cluster::BUSYBOX_SOURCE_ID),
                 kubernetes: debian_kubernetes.then_some(KUBERNETES_ID),
             },
             &evaluation,
@@ -421,32 +427,39 @@ fn with_images(
     } else {
         Vec::new()
     };
-    let candidate = cluster
-        .clone()
-        .with_images(plan, &as_locked)?
-        .with_test_tools(plan, &tools)?;
-    let graph = candidate.graph.clone().validate()?;
-    common::substitute_fixed(&graph, store, &substituters.stores, &[])?;
-    crate::registry::substitute(&graph, store, &substituters.registries, jobs)?;
-    let mut pinned = vec![BASE_OS_ID, BUSYBOX_ID];
-    if debian_kubernetes {
-        pinned.push(KUBERNETES_ID);
-    }
-    let mut all_present = true;
-    for id in pinned {
-        let id = kiln_graph::DrvId::new(id);
-        if let (Some(derivation), Some(digest)) = (graph.derivation(&id), graph.digest(&id)) {
-            let fixed = matches!(derivation.addressing, kiln_graph::Addressing::Fixed { .. });
-            all_present &= fixed && store.get(&digest, &derivation.name)?.is_some();
+    // The conformance images' busybox is built from a source package: with the suite among
+    // the tools, a lock that does not pin it yet is resolved.
+    let busybox_source = tools
+        .iter()
+        .any(|(package, _)| package.name == kiln_image::oci::E2E_PACKAGE);
+    if !busybox_source || locked.busybox_source.is_some() {
+        let candidate = cluster
+            .clone()
+            .with_images(plan, &as_locked)?
+            .with_test_tools(plan, &as_locked, &tools)?;
+        let graph = candidate.graph.clone().validate()?;
+        common::substitute_fixed(&graph, store, &substituters.stores, &[])?;
+        crate::registry::substitute(&graph, store, &substituters.registries, jobs)?;
+        let mut pinned = vec![BASE_OS_ID, BUSYBOX_ID, kiln_cluster::BUSYBOX_SOURCE_ID];
+        if debian_kubernetes {
+            pinned.push(KUBERNETES_ID);
         }
-    }
-    if all_present {
-        return Ok(WithImages {
-            artifacts: candidate.artifacts,
-            graph,
-            lock: locked,
-            debian_kubernetes,
-        });
+        let mut all_present = true;
+        for id in pinned {
+            let id = kiln_graph::DrvId::new(id);
+            if let (Some(derivation), Some(digest)) = (graph.derivation(&id), graph.digest(&id)) {
+                let fixed = matches!(derivation.addressing, kiln_graph::Addressing::Fixed { .. });
+                all_present &= fixed && store.get(&digest, &derivation.name)?.is_some();
+            }
+        }
+        if all_present {
+            return Ok(WithImages {
+                artifacts: candidate.artifacts,
+                graph,
+                lock: locked,
+                debian_kubernetes,
+            });
+        }
     }
 
     let policy = if args.locked {
@@ -454,7 +467,7 @@ fn with_images(
     } else {
         kiln_image::resolve::Policy::PreferLocked
     };
-    let resolution = lock::resolve(&locked, &sources, policy, debian_kubernetes)?;
+    let resolution = lock::resolve(&locked, &sources, policy, debian_kubernetes, busybox_source)?;
     if !resolution.changes.is_empty() {
         eprintln!(
             "building the archive's current versions of these ({} will record them; `cargo xtask lock` updates {})",
@@ -480,13 +493,18 @@ fn with_images(
     };
     let cluster = cluster
         .with_images(plan, &inputs)?
-        .with_test_tools(plan, &tools)?;
+        .with_test_tools(plan, &inputs, &tools)?;
     let graph = cluster.graph.validate()?;
     common::substitute_fixed(
         &graph,
         store,
         &substituters.stores,
-        &[BASE_OS_ID, BUSYBOX_ID, KUBERNETES_ID],
+        &[
+            BASE_OS_ID,
+            BUSYBOX_ID,
+            kiln_cluster::BUSYBOX_SOURCE_ID,
+            KUBERNETES_ID,
+        ],
     )?;
     crate::registry::substitute(&graph, store, &substituters.registries, jobs)?;
     Ok(WithImages {

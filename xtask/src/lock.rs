@@ -61,28 +61,30 @@ pub fn apt_sources(extra: &[String]) -> anyhow::Result<AptSources> {
 }
 
 /// Resolves `lock` against `sources` (see [`kiln_image::resolve::resolve()`]), saying what it does,
-/// and then every package that moved, one a line.
+/// and then every package that moved, one a line. The source packages are resolved only when
+/// asked for: Kubernetes' with `kubernetes_source`, busybox's (and its C toolchain) with
+/// `busybox_source`.
 pub fn resolve(
     lock: &Lock,
     sources: &AptSources,
     policy: Policy,
     kubernetes_source: bool,
+    busybox_source: bool,
 ) -> anyhow::Result<Resolution> {
     eprintln!("resolving kiln.lock against the apt sources (apt-get update, then apt's solver)");
     let started = std::time::Instant::now();
-    let indices = if kubernetes_source {
+    let indices = if kubernetes_source || busybox_source {
         Indices::BinaryAndSource
     } else {
         Indices::Binary
     };
     let resolver = Resolver::new(sources, indices)?;
-    let resolution = kiln_image::resolve::resolve(
-        &resolver,
-        lock,
-        &Requests::default(),
-        policy,
-        kubernetes_source,
-    )?;
+    let mut requests = Requests::default();
+    if !busybox_source {
+        requests.busybox_toolchain.clear();
+    }
+    let resolution =
+        kiln_image::resolve::resolve(&resolver, lock, &requests, policy, kubernetes_source)?;
     eprintln!(
         "resolved in {:.1}s: {}",
         started.elapsed().as_secs_f64(),
@@ -101,13 +103,15 @@ pub fn resolve(
     Ok(resolution)
 }
 
-/// The derivation ids that the Debian inputs have in a graph: base OS, busybox and the
-/// Kubernetes binaries (when built from Debian's source).
+/// The derivation ids that the Debian inputs have in a graph: base OS, busybox, busybox from
+/// source and the Kubernetes binaries (when built from Debian's source).
 pub struct PinnedIds<'a> {
     /// The base OS's id.
     pub base_os: &'a str,
     /// busybox's id.
     pub busybox: &'a str,
+    /// The id of busybox built from its source package, when the graph may have it.
+    pub busybox_source: Option<&'a str>,
     /// The Kubernetes binaries' id, when they come from Debian's source package.
     pub kubernetes: Option<&'a str>,
 }
@@ -126,6 +130,16 @@ pub fn record_outputs(
     }
     if let Some(object) = output(ids.busybox) {
         recorded.busybox.content_hash = Some(object.content_hash);
+    }
+    if let (Some(object), Some(source)) = (
+        ids.busybox_source.and_then(output),
+        recorded.busybox_source.as_mut(),
+    ) && source.content_hash != Some(object.content_hash)
+    {
+        let path = object.path.join("bin/busybox");
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        source.content_hash = Some(object.content_hash);
+        source.binaries = [("busybox".to_owned(), kiln_store::Digest::of(&bytes))].into();
     }
     if let Some(object) = ids.kubernetes.and_then(output) {
         // A pinned build already has its binaries' hashes: reading them again (hundreds of
@@ -168,7 +182,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let path = lock_path(args.lock);
     let old = read_lock(&path)?;
     let sources = apt_sources(&args.apt_sources)?;
-    let resolution = resolve(&old, &sources, Policy::Latest, true)?;
+    let resolution = resolve(&old, &sources, Policy::Latest, true, true)?;
     if resolution.changes.is_empty() && resolution.lock == old && old.is_complete() {
         eprintln!("{}: up to date with the apt sources", path.display());
         return Ok(ExitCode::SUCCESS);
@@ -183,23 +197,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let graph = inputs_graph(&new, &sources, |id| match id {
         "base-os" => new.base_os.content_hash.is_none(),
         "busybox" => new.busybox.content_hash.is_none(),
+        "busybox-source" => new
+            .busybox_source
+            .as_ref()
+            .is_some_and(|source| source.content_hash.is_none()),
         _ => new.kubernetes.content_hash.is_none(),
     })?;
     let store_dir = common::store_dir(args.store)?;
     let store = Store::open(&store_dir)
         .with_context(|| format!("opening the store {}", store_dir.display()))?;
-    prepare_tools(&graph, &store, "kubernetes", Some(&new.kubernetes))?;
+    let ids = PinnedIds {
+        base_os: "base-os",
+        busybox: "busybox",
+        busybox_source: Some("busybox-source"),
+        kubernetes: Some("kubernetes"),
+    };
+    prepare_tools(&graph, &store, &ids, Some(&new.kubernetes))?;
     let observer = common::progress_observer();
     let evaluation = graph.evaluate(&store, &kiln_graph::EvalOptions::default(), &*observer)?;
-    let recorded = record_outputs(
-        &new,
-        &PinnedIds {
-            base_os: "base-os",
-            busybox: "busybox",
-            kubernetes: Some("kubernetes"),
-        },
-        &evaluation,
-    )?;
+    let recorded = record_outputs(&new, &ids, &evaluation)?;
     // A build now addresses these by the content hashes just learned: file each output under
     // that address too, so the next build finds it instead of building it again.
     let pinned = inputs_graph(&recorded, &sources, |id| {
@@ -231,8 +247,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The graph of `lock`'s inputs (`base-os`, `busybox`, `kubernetes` from Debian's source),
-/// fetched from `sources`, holding those whose id `wanted` accepts.
+/// The graph of `lock`'s inputs (`base-os`, `busybox`, `busybox-source` with the `c-toolchain`
+/// it is built with, `kubernetes` from Debian's source), fetched from `sources`, holding those
+/// whose id `wanted` accepts.
 fn inputs_graph(
     lock: &Lock,
     sources: &AptSources,
@@ -251,6 +268,18 @@ fn inputs_graph(
             kiln_image::oci::busybox_static(&lock.busybox, sources)?,
         )?;
     }
+    if let Some(source) = &lock.busybox_source
+        && wanted("busybox-source")
+    {
+        graph.add(
+            "c-toolchain",
+            kiln_image::toolchain::c_toolchain(&source.toolchain, sources)?,
+        )?;
+        graph.add(
+            "busybox-source",
+            kiln_image::oci::busybox_source(source, sources, "c-toolchain")?,
+        )?;
+    }
     if wanted("kubernetes") {
         let kubernetes = kiln_image::kubernetes::KubernetesSource::Debian {
             lock: lock.kubernetes.clone(),
@@ -266,12 +295,13 @@ fn inputs_graph(
 
 /// Installs (with apt, from the machine's own sources) the programs the image inputs still to
 /// be built need: mksquashfs and mmdebstrap always, Go and friends only when the Kubernetes
-/// binaries (at `kubernetes`) are not in the store yet, with exactly the Go toolchain that
-/// `source` (when they are built from Debian's source) pins.
+/// binaries (at `ids.kubernetes`) are not in the store yet, with exactly the Go toolchain that
+/// `source` (when they are built from Debian's source) pins, and the source build's tools
+/// when busybox from source (at `ids.busybox_source`) is not.
 pub fn prepare_tools(
     graph: &ValidatedGraph,
     store: &Store,
-    kubernetes: &str,
+    ids: &PinnedIds<'_>,
     source: Option<&kiln_image::lock::SourceLock>,
 ) -> anyhow::Result<()> {
     let missing = |id: &str| -> anyhow::Result<bool> {
@@ -282,7 +312,19 @@ pub fn prepare_tools(
         Ok(store.get(&digest, &derivation.name)?.is_none())
     };
     crate::deps::ensure("the image tools", kiln_image::os::base::IMAGE_TOOLS)?;
-    if missing(kubernetes)? {
+    if let Some(busybox) = ids.busybox_source
+        && missing(busybox)?
+    {
+        crate::deps::ensure(
+            "busybox's source build's tools",
+            &kiln_image::oci::BUSYBOX_BUILD_TOOLS,
+        )?;
+        crate::deps::ensure(
+            "the C toolchain's unpacking tools",
+            &kiln_image::toolchain::UNPACK_TOOLS,
+        )?;
+    }
+    if ids.kubernetes.map(missing).transpose()?.unwrap_or(false) {
         crate::deps::ensure(
             "the Kubernetes build's tools",
             &kiln_image::kubernetes::BUILD_TOOLS,

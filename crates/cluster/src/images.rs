@@ -22,8 +22,8 @@ use crate::{Artifacts, ClusterError};
 /// The derivation of the base OS, which the nodes run and some images take programs from.
 pub(crate) const BASE_OS_ID: &str = "image/base-os";
 
-/// The derivation of Debian's busybox, which the test image (and the conformance images) are
-/// made of.
+/// The derivation of Debian's busybox, which the test image is made of (the conformance
+/// images' is built from source: [`crate::BUSYBOX_SOURCE_ID`]).
 pub(crate) const BUSYBOX_ID: &str = "image/busybox";
 
 /// What the images need besides the plan.

@@ -66,7 +66,10 @@ pub use pki::{
     CERTIFICATE_FILE, ClusterPkiError, KEY_FILE, PkiDerivations, SERVICE_ACCOUNT_KEY_FILE,
     SERVICE_ACCOUNT_PUBLIC_FILE, add_pki, pki_drv_id, read_external_cas,
 };
-pub use test_tools::{CONFORMANCE_IMAGES_ARTIFACT, TEST_TOOLS_ARTIFACT, package_artifact};
+pub use test_tools::{
+    BUSYBOX_SOURCE_ID, C_TOOLCHAIN_ID, CONFORMANCE_IMAGES_ARTIFACT, TEST_TOOLS_ARTIFACT,
+    package_artifact,
+};
 
 /// What a cluster's graph needs besides its plan: the root secret every key derives from, and
 /// the bytes of any bring-your-own CA files (see [`read_external_cas`]).

@@ -7,7 +7,7 @@ use kiln_image::os::layer::{LayerCopy, LayerSpec};
 use kiln_image::packages::{Package, PackageVersion};
 use kiln_spec::Plan;
 
-use crate::{Artifacts, ClusterError, ClusterGraph};
+use crate::{Artifacts, ClusterError, ClusterGraph, ImageInputs};
 
 /// The artifact of the tools disk: a layer whose squashfs holds, for each tool package
 /// `<name>/bin` and `<name>/share`, and with the end-to-end suite, the conformance images'
@@ -17,6 +17,15 @@ pub const TEST_TOOLS_ARTIFACT: &str = "image/test-tools";
 /// The artifact of the conformance images (see [`kiln_image::oci::conformance_images`]), when
 /// the tools include [`kiln_image::oci::E2E_PACKAGE`].
 pub const CONFORMANCE_IMAGES_ARTIFACT: &str = "image/conformance-images";
+
+/// The derivation of the C toolchain that builds [`BUSYBOX_SOURCE_ID`] (see
+/// [`kiln_image::toolchain::c_toolchain`]), when the tools include the end-to-end suite.
+pub const C_TOOLCHAIN_ID: &str = "image/c-toolchain";
+
+/// The derivation of the conformance images' busybox, built from Debian's source package with
+/// upstream's ash (see [`kiln_image::oci::busybox_source`]), when the tools include the
+/// end-to-end suite.
+pub const BUSYBOX_SOURCE_ID: &str = "image/busybox-source";
 
 /// The artifact of tool package `name`'s build: `image/package/<name>`.
 pub fn package_artifact(name: &str) -> String {
@@ -32,20 +41,24 @@ impl ClusterGraph {
     /// ([`kiln_image::oci::CONFORMANCE_IMAGES`]: [`CONFORMANCE_IMAGES_ARTIFACT`], made of the
     /// suite's programs, sample-apiserver and the node images' etcd) go on the disk.
     ///
-    /// Call it after [`ClusterGraph::with_images`]: the conformance images take busybox and the
-    /// base OS from the node images' inputs.
+    /// Call it after [`ClusterGraph::with_images`], with the same `inputs`: the conformance
+    /// images take the base OS from the node images, and busybox built from the source package
+    /// `inputs.lock` pins (`[busybox-source]`) with its C toolchain ([`BUSYBOX_SOURCE_ID`],
+    /// [`C_TOOLCHAIN_ID`]).
     ///
     /// # Errors
     ///
     /// If a package is not built from Go modules, the graph has no images, the suite is not of
     /// the cluster's version, one of the suite and sample-apiserver is among `tools` without
-    /// the other, or the cluster's version runs no etcd of the package set.
+    /// the other, the cluster's version runs no etcd of the package set, or with the suite, the
+    /// lock has no busybox source.
     pub fn with_test_tools(
         mut self,
         plan: &Plan,
+        inputs: &ImageInputs,
         tools: &[(Package, PackageVersion)],
     ) -> Result<ClusterGraph, ClusterError> {
-        add_test_tools(&mut self.graph, &mut self.artifacts, plan, tools)?;
+        add_test_tools(&mut self.graph, &mut self.artifacts, plan, inputs, tools)?;
         Ok(self)
     }
 }
@@ -54,6 +67,7 @@ fn add_test_tools(
     graph: &mut Graph,
     artifacts: &mut Artifacts,
     plan: &Plan,
+    image_inputs: &ImageInputs,
     tools: &[(Package, PackageVersion)],
 ) -> Result<(), ClusterError> {
     let refuse = |message: String| ClusterError::Assembly {
@@ -107,6 +121,29 @@ fn add_test_tools(
                     "the conformance images hold the package set's etcd, which Kubernetes {version} does not run"
                 )));
             };
+            let Some(busybox_source) = &image_inputs.lock.busybox_source else {
+                return Err(refuse(
+                    "the conformance images' busybox is built from Debian's source package, \
+                     and the lock has no [busybox-source]: `cargo xtask lock` resolves it"
+                        .to_owned(),
+                ));
+            };
+            let assembly = |error: kiln_image::ImageError| refuse(error.to_string());
+            let toolchain = DrvId::new(C_TOOLCHAIN_ID);
+            graph.add(
+                toolchain.clone(),
+                kiln_image::toolchain::c_toolchain(
+                    &busybox_source.toolchain,
+                    &image_inputs.sources,
+                )
+                .map_err(assembly)?,
+            )?;
+            let busybox = DrvId::new(BUSYBOX_SOURCE_ID);
+            graph.add(
+                busybox.clone(),
+                kiln_image::oci::busybox_source(busybox_source, &image_inputs.sources, toolchain)
+                    .map_err(assembly)?,
+            )?;
             let images = DrvId::new(CONFORMANCE_IMAGES_ARTIFACT);
             graph.add(
                 images.clone(),
@@ -115,7 +152,7 @@ fn add_test_tools(
                         e2e,
                         etcd,
                         sample_apiserver,
-                        busybox: DrvId::new(crate::images::BUSYBOX_ID),
+                        busybox,
                         base_os: DrvId::new(crate::images::BASE_OS_ID),
                     },
                     &version,

@@ -242,7 +242,7 @@ fn static_pod_nodes_carry_the_component_images_their_pods_name() {
 
 /// `--test-tools`: the tools disk holds kube-bench and, for a version the set has the suite
 /// of, the conformance images (from the suite's programs, sample-apiserver, the node images'
-/// etcd, busybox and base OS); no node image depends on any of it; a suite of another version
+/// etcd and base OS, and busybox built from source with the locked C toolchain); no node image depends on any of it; a suite of another version
 /// is refused, and so are the suite and sample-apiserver one without the other.
 #[test]
 fn the_test_tools_are_beside_the_node_images_never_in_them() {
@@ -298,7 +298,7 @@ fn the_test_tools_are_beside_the_node_images_never_in_them() {
     ];
     let cluster = with_images
         .clone()
-        .with_test_tools(&plan, &tools)
+        .with_test_tools(&plan, &inputs, &tools)
         .expect("the tools");
     let graph = cluster.graph.validate().expect("valid");
     let artifacts = &cluster.artifacts.cluster;
@@ -315,11 +315,23 @@ fn the_test_tools_are_beside_the_node_images_never_in_them() {
         images_inputs,
         [
             "image/base-os",
-            "image/busybox",
+            "image/busybox-source",
             "image/package/kubernetes-e2e",
             "image/package/etcd",
             "image/package/sample-apiserver",
         ]
+    );
+    // The conformance images' busybox is built from Debian's source with the locked C
+    // toolchain; the node images' test image keeps Debian's busybox-static.
+    let busybox = graph
+        .derivation(&kiln_graph::DrvId::new(kiln_cluster::BUSYBOX_SOURCE_ID))
+        .expect("busybox from source");
+    let busybox_inputs: Vec<&str> = busybox.inputs.values().map(|id| id.as_str()).collect();
+    assert_eq!(busybox_inputs, [kiln_cluster::C_TOOLCHAIN_ID]);
+    assert!(
+        graph
+            .derivation(&kiln_graph::DrvId::new("image/busybox"))
+            .is_some()
     );
     // The suite's etcd is the node images' own.
     let images_names: Vec<&str> = images.inputs.keys().map(String::as_str).collect();
@@ -368,10 +380,21 @@ fn the_test_tools_are_beside_the_node_images_never_in_them() {
         .expect("graph")
         .with_images(&plan, &inputs)
         .expect("images")
-        .with_test_tools(&older, &other)
+        .with_test_tools(&older, &inputs, &other)
         .expect_err("another version");
     assert!(
         format!("{error}").contains("the cluster runs 1.36.3"),
+        "{error}"
+    );
+    // The suite with a lock that has no busybox source is refused, naming the way out.
+    let mut unlocked = inputs.clone();
+    unlocked.lock.busybox_source = None;
+    let error = with_images
+        .clone()
+        .with_test_tools(&plan, &unlocked, &tools)
+        .expect_err("no busybox source");
+    assert!(
+        format!("{error}").contains("`cargo xtask lock` resolves it"),
         "{error}"
     );
     // The suite without sample-apiserver, and sample-apiserver without the suite, are refused.
@@ -387,7 +410,7 @@ fn the_test_tools_are_beside_the_node_images_never_in_them() {
     ] {
         let error = with_images
             .clone()
-            .with_test_tools(&plan, &tools)
+            .with_test_tools(&plan, &inputs, &tools)
             .expect_err("refused");
         assert!(format!("{error}").contains(expected), "{error}");
     }

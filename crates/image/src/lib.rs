@@ -77,5 +77,6 @@ pub mod packages;
 mod process;
 pub mod provision;
 pub mod resolve;
+pub mod toolchain;
 
 pub use crate::error::ImageError;

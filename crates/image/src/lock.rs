@@ -128,10 +128,11 @@ impl PackageSetLock {
     }
 }
 
-/// Debian's `kubernetes` source package and what its build gave.
+/// A Debian source package (`kubernetes`, `busybox`), the toolchain it is built with, and what
+/// its build gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceLock {
-    /// The source package's name (`kubernetes`).
+    /// The source package's name (`kubernetes`, `busybox`).
     pub package: String,
     /// Its Debian version, such as `1.20.5+really1.20.2-1.1+deb12u1`.
     pub version: String,
@@ -140,8 +141,11 @@ pub struct SourceLock {
     /// The SHA-256 of each binary the build gave, by name; a build that differs fails naming
     /// the binary. Empty until a build has been recorded.
     pub binaries: BTreeMap<String, Digest>,
-    /// Debian's Go toolchain the build compiles with (the `golang-*` packages `golang-go`
-    /// resolves to): part of what the output depends on, so a moved toolchain is a moved input.
+    /// The toolchain the build compiles with: for `kubernetes`, Debian's Go (the `golang-*`
+    /// packages `golang-go` resolves to, installed on the machine); for `busybox`, the C
+    /// toolchain ([`crate::toolchain::C_TOOLCHAIN_REQUEST`]'s every package, unpacked into a
+    /// tree of its own). Part of what the output depends on, so a moved toolchain is a moved
+    /// input.
     pub toolchain: Vec<LockedPackage>,
 }
 
@@ -150,6 +154,10 @@ pub struct SourceLock {
 pub struct Lock {
     /// Debian's `busybox-static`, for kiln's test container image.
     pub busybox: PackageSetLock,
+    /// Debian's `busybox` source package and the C toolchain that builds it, for the
+    /// conformance images' busybox ([`crate::oci::busybox_source`]); `None` in a lock written
+    /// before it was an input (the next resolution adds it).
+    pub busybox_source: Option<SourceLock>,
     /// The Kubernetes source package (when the binaries come from Debian's source).
     pub kubernetes: SourceLock,
     /// Every package of the base OS.
@@ -159,7 +167,8 @@ pub struct Lock {
 /// One input's change between two locks, one package a line.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct LockChange {
-    /// The input: `base-os`, `busybox` or `kubernetes`.
+    /// The input: `base-os`, `busybox`, `busybox-source`, `kubernetes`, or a toolchain
+    /// (`busybox-source-toolchain`, `kubernetes-toolchain`).
     pub input: String,
     /// The package (the source package for `kubernetes`).
     pub package: String,
@@ -213,6 +222,38 @@ pub fn package_changes(input: &str, old: &PackageSetLock, new: &PackageSetLock) 
         .collect()
 }
 
+/// The changes of one source input (`input`): its toolchain's packages (as
+/// `<input>-toolchain`), then its version. An input only one side has is new or removed.
+fn source_changes(
+    input: &str,
+    old: Option<&SourceLock>,
+    new: Option<&SourceLock>,
+) -> Vec<LockChange> {
+    let toolchain = |lock: Option<&SourceLock>| PackageSetLock {
+        packages: lock.map(|lock| lock.toolchain.clone()).unwrap_or_default(),
+        content_hash: None,
+    };
+    let mut changes = package_changes(
+        &format!("{input}-toolchain"),
+        &toolchain(old),
+        &toolchain(new),
+    );
+    let version =
+        |lock: Option<&SourceLock>| lock.map(|lock| (lock.package.clone(), lock.version.clone()));
+    if version(old) != version(new) {
+        changes.push(LockChange {
+            input: input.to_owned(),
+            package: new
+                .or(old)
+                .map(|lock| lock.package.clone())
+                .unwrap_or_default(),
+            old: old.map(|lock| lock.version.clone()),
+            new: new.map(|lock| lock.version.clone()),
+        });
+    }
+    changes
+}
+
 impl Lock {
     /// Whether every input has a recorded build (a content hash), so that each is a
     /// fixed-output derivation.
@@ -220,31 +261,26 @@ impl Lock {
         self.base_os.content_hash.is_some()
             && self.busybox.content_hash.is_some()
             && self.kubernetes.content_hash.is_some()
+            && self
+                .busybox_source
+                .as_ref()
+                .is_none_or(|source| source.content_hash.is_some())
     }
 
-    /// Every change from `self` to `new`: packages of the two package sets, and the
-    /// Kubernetes source's version.
+    /// Every change from `self` to `new`: packages of the package sets and of the toolchains,
+    /// and the source packages' versions.
     pub fn changes(&self, new: &Lock) -> Vec<LockChange> {
         let mut changes = package_changes("busybox", &self.busybox, &new.busybox);
-        let toolchain = |lock: &SourceLock| PackageSetLock {
-            packages: lock.toolchain.clone(),
-            content_hash: None,
-        };
-        changes.extend(package_changes(
-            "kubernetes-toolchain",
-            &toolchain(&self.kubernetes),
-            &toolchain(&new.kubernetes),
+        changes.extend(source_changes(
+            "busybox-source",
+            self.busybox_source.as_ref(),
+            new.busybox_source.as_ref(),
         ));
-        if self.kubernetes.version != new.kubernetes.version
-            || self.kubernetes.package != new.kubernetes.package
-        {
-            changes.push(LockChange {
-                input: "kubernetes".into(),
-                package: new.kubernetes.package.clone(),
-                old: Some(self.kubernetes.version.clone()),
-                new: Some(new.kubernetes.version.clone()),
-            });
-        }
+        changes.extend(source_changes(
+            "kubernetes",
+            Some(&self.kubernetes),
+            Some(&new.kubernetes),
+        ));
         changes.extend(package_changes("base-os", &self.base_os, &new.base_os));
         changes
     }
@@ -313,34 +349,38 @@ impl Lock {
                 content_hash,
             })
         };
-        let kubernetes = SourceLock {
-            package: raw.kubernetes.package,
-            version: raw.kubernetes.version,
-            content_hash: raw
-                .kubernetes
-                .content_hash
-                .map(|value| digest("kubernetes.content-hash", &value))
-                .transpose()?,
-            binaries: raw
-                .kubernetes
-                .binaries
-                .into_iter()
-                .map(|(name, value)| {
-                    digest(&format!("kubernetes.binaries.{name}"), &value).map(|d| (name, d))
-                })
-                .collect::<Result<_, _>>()?,
-            toolchain: set(
-                "kubernetes.toolchain",
-                RawSet {
-                    content_hash: None,
-                    packages: raw.kubernetes.toolchain,
-                },
-            )?
-            .packages,
+        let source = |name: &str, raw: RawSource| -> Result<SourceLock, ImageError> {
+            Ok(SourceLock {
+                package: raw.package,
+                version: raw.version,
+                content_hash: raw
+                    .content_hash
+                    .map(|value| digest(&format!("{name}.content-hash"), &value))
+                    .transpose()?,
+                binaries: raw
+                    .binaries
+                    .into_iter()
+                    .map(|(binary, value)| {
+                        digest(&format!("{name}.binaries.{binary}"), &value).map(|d| (binary, d))
+                    })
+                    .collect::<Result<_, _>>()?,
+                toolchain: set(
+                    &format!("{name}.toolchain"),
+                    RawSet {
+                        content_hash: None,
+                        packages: raw.toolchain,
+                    },
+                )?
+                .packages,
+            })
         };
         Ok(Lock {
             busybox: set("busybox", raw.busybox)?,
-            kubernetes,
+            busybox_source: raw
+                .busybox_source
+                .map(|raw| source("busybox-source", raw))
+                .transpose()?,
+            kubernetes: source("kubernetes", raw.kubernetes)?,
             base_os: set("base-os", raw.base_os)?,
         })
     }
@@ -367,26 +407,32 @@ impl Lock {
             }
             out.push_str("]\n");
         };
+        let source = |out: &mut String, name: &str, lock: &SourceLock| {
+            out.push_str(&format!("\n[{name}]\n"));
+            out.push_str(&format!(
+                "package = \"{}\"\nversion = \"{}\"\n",
+                lock.package, lock.version
+            ));
+            hash(out, &lock.content_hash);
+            out.push_str("toolchain = [\n");
+            for package in &lock.toolchain {
+                out.push_str(&format!("    \"{package}\",\n"));
+            }
+            out.push_str("]\n");
+            if !lock.binaries.is_empty() {
+                out.push_str(&format!("\n[{name}.binaries]\n"));
+                for (binary, digest) in &lock.binaries {
+                    out.push_str(&format!("{binary} = \"{}\"\n", digest.to_hex()));
+                }
+            }
+        };
         out.push_str("\n[busybox]\n");
         hash(&mut out, &self.busybox.content_hash);
         packages(&mut out, &self.busybox);
-        out.push_str("\n[kubernetes]\n");
-        out.push_str(&format!(
-            "package = \"{}\"\nversion = \"{}\"\n",
-            self.kubernetes.package, self.kubernetes.version
-        ));
-        hash(&mut out, &self.kubernetes.content_hash);
-        out.push_str("toolchain = [\n");
-        for package in &self.kubernetes.toolchain {
-            out.push_str(&format!("    \"{package}\",\n"));
+        if let Some(busybox_source) = &self.busybox_source {
+            source(&mut out, "busybox-source", busybox_source);
         }
-        out.push_str("]\n");
-        if !self.kubernetes.binaries.is_empty() {
-            out.push_str("\n[kubernetes.binaries]\n");
-            for (name, digest) in &self.kubernetes.binaries {
-                out.push_str(&format!("{name} = \"{}\"\n", digest.to_hex()));
-            }
-        }
+        source(&mut out, "kubernetes", &self.kubernetes);
         out.push_str("\n[base-os]\n");
         hash(&mut out, &self.base_os.content_hash);
         packages(&mut out, &self.base_os);
@@ -399,6 +445,8 @@ impl Lock {
 struct RawLock {
     version: u32,
     busybox: RawSet,
+    #[serde(rename = "busybox-source", default)]
+    busybox_source: Option<RawSource>,
     kubernetes: RawSource,
     #[serde(rename = "base-os")]
     base_os: RawSet,

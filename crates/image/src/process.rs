@@ -30,6 +30,31 @@ pub(crate) fn require_tools(tools: &[kiln_tools::Tool]) -> Result<(), ImageError
     })
 }
 
+/// Runs `body` in a new scratch directory (in the temporary directory, its name starting with
+/// `prefix`), which is removed afterwards; after a failure it is kept, with whatever logs the
+/// build wrote there, and `report` says where.
+pub(crate) fn in_scratch<T>(
+    prefix: &str,
+    report: &dyn Fn(&str),
+    body: impl FnOnce(&Path) -> Result<T, ImageError>,
+) -> Result<T, ImageError> {
+    let scratch = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|error| ImageError::io(std::env::temp_dir(), error))?;
+    match body(scratch.path()) {
+        Ok(value) => Ok(value),
+        Err(error) => {
+            let kept = scratch.keep();
+            report(&format!(
+                "build failed; its files are kept in {}",
+                kept.display()
+            ));
+            Err(error)
+        }
+    }
+}
+
 /// How many lines of output a failed command's error shows.
 const TAIL_LINES: usize = 25;
 

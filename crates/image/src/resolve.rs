@@ -390,6 +390,55 @@ impl Resolver {
     }
 }
 
+impl Resolver {
+    /// Downloads every one of `packages`' `.deb`s into `dir` with one `apt-get download`, and
+    /// checks each against its locked SHA-256; returns their paths in `packages`' order.
+    ///
+    /// # Errors
+    ///
+    /// If no source has one of the versions, or a file's SHA-256 is not the locked one.
+    pub fn download_all(
+        &self,
+        packages: &[LockedPackage],
+        dir: &Path,
+    ) -> Result<Vec<PathBuf>, ImageError> {
+        use std::os::unix::fs::PermissionsExt;
+        fs::create_dir_all(dir).map_err(|error| ImageError::io(dir, error))?;
+        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o777));
+        let mut download = self.apt("apt-get");
+        download.current_dir(dir).arg("download").args(
+            packages
+                .iter()
+                .map(|package| format!("{}={}", package.name, package.version)),
+        );
+        run_quiet(download)?;
+        packages
+            .iter()
+            .map(|package| {
+                // apt's file name: the version's epoch colon written `%3a`.
+                let deb = dir.join(format!(
+                    "{}_{}_{}.deb",
+                    package.name,
+                    package.version.replace(':', "%3a"),
+                    package.architecture
+                ));
+                let bytes = fs::read(&deb).map_err(|error| ImageError::io(&deb, error))?;
+                let actual = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+                if actual != package.sha256 {
+                    return Err(ImageError::Assembly {
+                        what: format!("{} {}", package.name, package.version),
+                        reason: format!(
+                            "the .deb's SHA-256 is {actual}, the lock says {}",
+                            package.sha256
+                        ),
+                    });
+                }
+                Ok(deb)
+            })
+            .collect()
+    }
+}
+
 /// `(name, version, architecture)` of every `Inst` line of `apt-get --simulate`'s output,
 /// sorted by name: `Inst libc6 (2.36-9+deb12u10 Debian:12.12/oldstable [amd64])`.
 fn simulated_installs(plan: &str) -> Vec<(String, String, String)> {
@@ -510,6 +559,11 @@ pub struct Requests {
     /// The Kubernetes build's toolchain request; of what it resolves to, the
     /// [`TOOLCHAIN_PREFIX`](crate::kubernetes::TOOLCHAIN_PREFIX) packages are locked.
     pub kubernetes_toolchain: Vec<String>,
+    /// The busybox source build's C toolchain request
+    /// ([`C_TOOLCHAIN_REQUEST`](crate::toolchain::C_TOOLCHAIN_REQUEST)); every package it
+    /// resolves to is locked. Empty: the busybox source input is not resolved (kept as the lock
+    /// has it).
+    pub busybox_toolchain: Vec<String>,
 }
 
 impl Default for Requests {
@@ -518,16 +572,21 @@ impl Default for Requests {
             busybox: vec![crate::oci::BUSYBOX_PACKAGE.to_owned()],
             base_os: crate::os::base::base_os_request(),
             kubernetes_toolchain: vec![crate::kubernetes::TOOLCHAIN_REQUEST.to_owned()],
+            busybox_toolchain: crate::toolchain::C_TOOLCHAIN_REQUEST
+                .iter()
+                .map(|name| (*name).to_owned())
+                .collect(),
         }
     }
 }
 
 /// Resolves `lock` against the sources `resolver` read. With [`Policy::Locked`], any move is
-/// [`ImageError::Drift`].
+/// [`ImageError::Drift`]. The source packages (Kubernetes' when `kubernetes_source`, busybox's
+/// when [`Requests::busybox_toolchain`] is not empty) need a resolver with source indices.
 ///
 /// # Errors
 ///
-/// If apt cannot satisfy a request, no source has the Kubernetes source package at all, or
+/// If apt cannot satisfy a request, no source has a source package asked for at all, or
 /// (with [`Policy::Locked`]) anything moved.
 pub fn resolve(
     resolver: &Resolver,
@@ -558,58 +617,80 @@ pub fn resolve(
             content_hash,
         })
     };
-    let busybox = set(&requests.busybox, &lock.busybox)?;
-    let base_os = set(&requests.base_os, &lock.base_os)?;
-    let kubernetes = if kubernetes_source {
-        let versions = resolver.source_versions(&lock.kubernetes.package)?;
-        let keep = policy != Policy::Latest && versions.contains(&lock.kubernetes.version);
+    // A source package at the locked version while a source still has it (the newest
+    // otherwise), with its toolchain: `keep_toolchain` picks the locked packages of what the
+    // request resolves to. A moved version or toolchain drops the recorded build.
+    let source = |locked: &SourceLock,
+                  request: &[String],
+                  keep_toolchain: &dyn Fn(&LockedPackage) -> bool|
+     -> Result<SourceLock, ImageError> {
+        let versions = resolver.source_versions(&locked.package)?;
         let toolchain: Vec<LockedPackage> = set(
-            &requests.kubernetes_toolchain,
+            request,
             &PackageSetLock {
-                packages: lock.kubernetes.toolchain.clone(),
+                packages: locked.toolchain.clone(),
                 content_hash: None,
             },
         )?
         .packages
         .into_iter()
-        .filter(|package| {
-            package
-                .name
-                .starts_with(crate::kubernetes::TOOLCHAIN_PREFIX)
-        })
+        .filter(|package| keep_toolchain(package))
         .collect();
-        let toolchain_moved = toolchain != lock.kubernetes.toolchain;
-        if keep && !toolchain_moved {
-            lock.kubernetes.clone()
-        } else if keep {
-            SourceLock {
+        let keep = policy != Policy::Latest && versions.contains(&locked.version);
+        let version = if keep {
+            locked.version.clone()
+        } else {
+            versions
+                .first()
+                .ok_or_else(|| ImageError::Assembly {
+                    what: format!("resolving source package {}", locked.package),
+                    reason: "no apt source offers it (is there a deb-src-able Debian source?)"
+                        .into(),
+                })?
+                .clone()
+        };
+        if version == locked.version && toolchain == locked.toolchain {
+            Ok(locked.clone())
+        } else {
+            Ok(SourceLock {
+                package: locked.package.clone(),
+                version,
                 content_hash: None,
                 binaries: BTreeMap::new(),
                 toolchain,
-                ..lock.kubernetes.clone()
-            }
-        } else {
-            let newest = versions.first().ok_or_else(|| ImageError::Assembly {
-                what: format!("resolving source package {}", lock.kubernetes.package),
-                reason: "no apt source offers it (is there a deb-src-able Debian source?)".into(),
-            })?;
-            if *newest == lock.kubernetes.version && !toolchain_moved {
-                lock.kubernetes.clone()
-            } else {
-                SourceLock {
-                    package: lock.kubernetes.package.clone(),
-                    version: newest.clone(),
-                    content_hash: None,
-                    binaries: BTreeMap::new(),
-                    toolchain,
-                }
-            }
+            })
         }
+    };
+    let busybox = set(&requests.busybox, &lock.busybox)?;
+    let base_os = set(&requests.base_os, &lock.base_os)?;
+    let busybox_source = if requests.busybox_toolchain.is_empty() {
+        lock.busybox_source.clone()
+    } else {
+        let locked = lock.busybox_source.clone().unwrap_or_else(|| SourceLock {
+            package: crate::oci::BUSYBOX_SOURCE_PACKAGE.to_owned(),
+            version: String::new(),
+            content_hash: None,
+            binaries: BTreeMap::new(),
+            toolchain: Vec::new(),
+        });
+        Some(source(&locked, &requests.busybox_toolchain, &|_| true)?)
+    };
+    let kubernetes = if kubernetes_source {
+        source(
+            &lock.kubernetes,
+            &requests.kubernetes_toolchain,
+            &|package| {
+                package
+                    .name
+                    .starts_with(crate::kubernetes::TOOLCHAIN_PREFIX)
+            },
+        )?
     } else {
         lock.kubernetes.clone()
     };
     let resolved = Lock {
         busybox,
+        busybox_source,
         kubernetes,
         base_os,
     };

@@ -95,6 +95,7 @@ fn requests() -> Requests {
         busybox: vec![PACKAGE.to_owned()],
         base_os: Vec::new(),
         kubernetes_toolchain: Vec::new(),
+        busybox_toolchain: Vec::new(),
     }
 }
 
@@ -325,6 +326,7 @@ fn a_moved_kubernetes_source_or_go_toolchain_is_a_moved_input() {
         busybox: Vec::new(),
         base_os: Vec::new(),
         kubernetes_toolchain: vec!["golang-go".to_owned()],
+        busybox_toolchain: Vec::new(),
     };
     let resolve_source = |lock: &Lock, policy: Policy| {
         let resolver = Resolver::new(&sources, Indices::BinaryAndSource)?;

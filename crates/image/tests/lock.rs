@@ -22,6 +22,19 @@ fn the_repositorys_lock_round_trips_byte_for_byte() {
     );
     assert!(lock.base_os.packages.len() > 100);
     assert_eq!(lock.busybox.packages.len(), 1);
+    let busybox = lock.busybox_source.as_ref().expect("[busybox-source]");
+    assert_eq!(busybox.package, kiln_image::oci::BUSYBOX_SOURCE_PACKAGE);
+    for name in kiln_image::toolchain::C_TOOLCHAIN_REQUEST {
+        assert!(
+            busybox.toolchain.iter().any(|package| package.name == name),
+            "{name} is not in [busybox-source]'s toolchain"
+        );
+    }
+    assert_eq!(
+        busybox.binaries.keys().collect::<Vec<_>>(),
+        ["busybox"],
+        "[busybox-source.binaries]"
+    );
     assert!(
         lock.kubernetes.toolchain.iter().all(|package| package
             .name
@@ -107,4 +120,71 @@ fn changes_are_listed_one_package_a_line() {
             "base-os: adduser 3.134 -> (removed)".to_owned(),
         ]
     );
+}
+
+/// A lock written before busybox's source was an input reads as having none (and writes back
+/// without it); the resolution that adds it reports it new, and a moved toolchain package or
+/// version is one line each.
+#[test]
+fn the_busybox_source_input_is_listed_when_it_comes_or_moves() {
+    let full = Lock::parse(&repository_lock(), "kiln.lock").expect("parses");
+    let mut without = full.clone();
+    without.busybox_source = None;
+    let text = without.render();
+    assert!(!text.contains("busybox-source"), "{text}");
+    let reread = Lock::parse(&text, "old.lock").expect("an older lock parses");
+    assert_eq!(reread, without);
+    assert!(reread.is_complete());
+
+    let source = full.busybox_source.clone().expect("[busybox-source]");
+    let added: Vec<String> = without
+        .changes(&full)
+        .iter()
+        .map(LockChange::to_string)
+        .collect();
+    assert_eq!(added.len(), source.toolchain.len() + 1, "{added:?}");
+    assert_eq!(
+        added.last().expect("the version"),
+        &format!("busybox-source: busybox (new) -> {}", source.version)
+    );
+    let gcc = &source
+        .toolchain
+        .iter()
+        .find(|package| package.name == "gcc")
+        .expect("gcc")
+        .version;
+    assert!(
+        added.contains(&format!("busybox-source-toolchain: gcc (new) -> {gcc}")),
+        "{added:?}"
+    );
+
+    let mut moved = full.clone();
+    let moved_source = moved.busybox_source.as_mut().expect("[busybox-source]");
+    moved_source.version = "1:9.9-1".to_owned();
+    let make = moved_source
+        .toolchain
+        .iter_mut()
+        .find(|package| package.name == "make")
+        .expect("make");
+    let old_make = make.version.clone();
+    make.version = "9.9-1".to_owned();
+    let changes: Vec<String> = full
+        .changes(&moved)
+        .iter()
+        .map(LockChange::to_string)
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            format!("busybox-source-toolchain: make {old_make} -> 9.9-1"),
+            format!("busybox-source: busybox {} -> 1:9.9-1", source.version),
+        ]
+    );
+    let mut unbuilt = full;
+    unbuilt
+        .busybox_source
+        .as_mut()
+        .expect("source")
+        .content_hash = None;
+    assert!(!unbuilt.is_complete());
 }

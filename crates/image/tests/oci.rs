@@ -466,6 +466,126 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// The conformance images' busybox, built from Debian's source with the locked C toolchain into
+/// a store of its own (so the build checks its binary against `[busybox-source.binaries]`: the
+/// same bytes as the lock's build), behaves in a real containerd as the suite expects of
+/// upstream's: `sh -c env` keeps variables whose names are not shell names (the ConfigMap and
+/// Secret "consumable via the environment" tests), and a read-only root's failed redirection
+/// says exactly what the kubelet test "should not write to root filesystem" matches.
+#[test]
+fn the_conformance_busybox_behaves_as_upstreams() {
+    if !is_root() {
+        eprintln!(
+            "SKIPPED the_conformance_busybox_behaves_as_upstreams: needs root to run a private \
+             containerd"
+        );
+        return;
+    }
+    if !ensure_tools(&[
+        ("containerd", "containerd"),
+        ("ctr", "containerd"),
+        ("runc", "runc"),
+        ("dpkg-source", "dpkg-dev"),
+        ("bzip2", "bzip2"),
+    ]) {
+        return;
+    }
+    let lock = kiln_image::lock::Lock::parse(&kiln_testkit::lock_text(), "kiln.lock")
+        .expect("kiln.lock parses");
+    let source = lock
+        .busybox_source
+        .expect("kiln.lock pins busybox's source");
+    let sources = machine_sources();
+    let mut graph = Graph::new();
+    graph
+        .add(
+            "c-toolchain",
+            kiln_image::toolchain::c_toolchain(&source.toolchain, &sources).expect("toolchain"),
+        )
+        .expect("add");
+    graph
+        .add(
+            "busybox",
+            kiln_image::oci::busybox_source(&source, &sources, "c-toolchain").expect("busybox"),
+        )
+        .expect("add");
+    let graph = graph.validate().expect("validate");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("store")).expect("open the store");
+    let evaluation = graph
+        .evaluate(&store, &EvalOptions::default(), &NullObserver)
+        .expect("build busybox from source");
+    let busybox = kiln_image::oci::Busybox::read(&evaluation.outputs[&DrvId::from("busybox")].path)
+        .expect("busybox's output");
+    let image = kiln_image::oci::conformance_busybox_image(
+        busybox.binary.clone(),
+        &busybox.applet_names(),
+        "1.37.2",
+    );
+    let archive = dir.path().join("busybox.oci.tar");
+    std::fs::write(
+        &archive,
+        oci_archive(&image, EPOCH).expect("the archive").bytes,
+    )
+    .expect("write the archive");
+
+    let containerd = Containerd::start();
+    containerd.import(&archive);
+    let names = [
+        "data-1",
+        "p-data-1",
+        "1-data-1",
+        "$_-data-1",
+        "ABC_data-1",
+        "PLAIN",
+    ];
+    let mut run = vec!["run".to_owned(), "--rm".to_owned()];
+    for name in names {
+        run.push("--env".to_owned());
+        run.push(format!("{name}=value-{name}"));
+    }
+    run.extend([
+        image.reference.clone(),
+        "kiln-env".to_owned(),
+        "sh".to_owned(),
+        "-c".to_owned(),
+        "env".to_owned(),
+    ]);
+    let env = containerd.ctr(&run.iter().map(String::as_str).collect::<Vec<_>>());
+    for name in names {
+        assert!(
+            env.lines()
+                .any(|line| line == format!("{name}=value-{name}")),
+            "sh -c env lost {name}: {env}"
+        );
+    }
+
+    let output = containerd
+        .command(&[
+            "run",
+            "--rm",
+            "--read-only",
+            &image.reference,
+            "kiln-read-only",
+            "/bin/sh",
+            "-c",
+            "echo test > /file",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("ctr run");
+    assert!(!output.status.success(), "a read-only root was written");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        said.contains("/bin/sh: can't create /file: Read-only file system"),
+        "{said}"
+    );
+}
+
 /// A containerd of its own, on a socket in a temporary directory, stopped
 /// (with its containers) when dropped.
 struct Containerd {

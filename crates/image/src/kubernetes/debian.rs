@@ -276,22 +276,10 @@ impl DebianKubernetes {
 
     fn build_into(&self, out: &Path, report: &dyn Fn(&str)) -> Result<(), ImageError> {
         require_tools(&BUILD_TOOLS)?;
-        let scratch = tempfile::Builder::new()
-            .prefix("kiln-kubernetes-")
-            .tempdir()
-            .map_err(|error| ImageError::io(std::env::temp_dir(), error))?;
-        match self.build_in(scratch.path(), out, report) {
-            Ok(()) => Ok(()),
-            Err(error) => {
-                // Keep the sources and the log for whoever debugs this.
-                let kept = scratch.keep();
-                report(&format!(
-                    "build failed; its files are kept in {}",
-                    kept.display()
-                ));
-                Err(error)
-            }
-        }
+        // The sources and the log are kept after a failure, for whoever debugs it.
+        crate::process::in_scratch("kiln-kubernetes-", report, |scratch| {
+            self.build_in(scratch, out, report)
+        })
     }
 
     fn build_in(

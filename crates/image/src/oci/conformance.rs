@@ -1,6 +1,7 @@
 //! The images the Kubernetes end-to-end suite's conformance tests run their pods from, built
 //! by kiln with no registry: agnhost (the suite's test server and client, from the
-//! `kubernetes-e2e` package of the cluster's version), busybox (Debian's `busybox-static`),
+//! `kubernetes-e2e` package of the cluster's version), busybox (built from Debian's source
+//! with upstream's ash: [`SourceBusybox`](super::SourceBusybox)),
 //! nginx (Debian's, as the load balancers run it, laid out as the official image) and pause
 //! (kiln's own). agnhost's image takes the programs the tests run in it (`sh`, `bash`,
 //! `nc`, `curl`, `dig`, `nslookup`, `getent`, `ip`, `ss`) from kiln's base OS with the
@@ -573,7 +574,8 @@ pub struct ConformanceInputs<T> {
     pub etcd: T,
     /// The [`SAMPLE_APISERVER_PACKAGE`] build: `bin/sample-apiserver`.
     pub sample_apiserver: T,
-    /// Busybox, laid out as [`DebianBusybox`](super::DebianBusybox)'s output.
+    /// Busybox, laid out as [`DebianBusybox`](super::DebianBusybox)'s output: the
+    /// [`SourceBusybox`](super::SourceBusybox) build, whose `sh` behaves as upstream's images'.
     pub busybox: T,
     /// The base OS, which agnhost's and nginx's programs are picked from.
     pub base_os: T,

@@ -22,7 +22,10 @@ use kiln_graph::{BuildContext, BuildError, Builder, Derivation, DrvId, Params};
 use kiln_spec::images::ContainerImage;
 use serde_json::json;
 
-pub use self::busybox::{BUSYBOX_PACKAGE, Busybox, DebianBusybox};
+pub use self::busybox::{
+    BUSYBOX_BUILD_TOOLS, BUSYBOX_PACKAGE, BUSYBOX_SOURCE_PACKAGE, Busybox, DEBIAN_CFLAGS,
+    DEBIAN_LDFLAGS, DROPPED_PATCHES, DebianBusybox, SourceBusybox, series_patches,
+};
 pub use self::component::{
     ComponentImageInputs, ComponentImages, IMAGE_COMPONENTS, KUBE_PROXY, KUBE_PROXY_FILES,
     KUBE_PROXY_PROGRAMS, ProgramSources, XTABLES_EXTENSIONS_DIR, component_image, component_images,
@@ -216,6 +219,31 @@ pub fn busybox_static(
 ) -> Result<Derivation, ImageError> {
     let derivation = Derivation::new(BUSYBOX_PACKAGE, Arc::new(DebianBusybox::new(set, sources)?));
     Ok(match set.content_hash {
+        Some(content_hash) => derivation.fixed(content_hash),
+        None => derivation,
+    })
+}
+
+/// The derivation of busybox built from its Debian source package ([`SourceBusybox`] for
+/// `lock`, fetched from `sources`' `deb-src` counterparts) with the C toolchain that
+/// `toolchain` produces (a [`crate::toolchain::c_toolchain`] derivation), named
+/// `busybox-source`: fixed-output, pinned to the lock's content hash, when the lock records one;
+/// otherwise addressed by the source's version, the recipe and the toolchain.
+///
+/// # Errors
+///
+/// As [`SourceBusybox::new`].
+pub fn busybox_source(
+    lock: &crate::lock::SourceLock,
+    sources: &crate::resolve::AptSources,
+    toolchain: impl Into<DrvId>,
+) -> Result<Derivation, ImageError> {
+    let derivation = Derivation::new(
+        "busybox-source",
+        Arc::new(SourceBusybox::new(lock, sources)?),
+    )
+    .input("toolchain", toolchain);
+    Ok(match lock.content_hash {
         Some(content_hash) => derivation.fixed(content_hash),
         None => derivation,
     })
