@@ -375,22 +375,10 @@ impl Resolver {
             what: format!("downloading {}", package.name),
             reason: format!("expected one .deb, found {}", debs.len()),
         })?;
-        let bytes = fs::read(&deb).map_err(|error| ImageError::io(&deb, error))?;
-        let actual = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-        if actual != package.sha256 {
-            return Err(ImageError::Assembly {
-                what: format!("{} {}", package.name, package.version),
-                reason: format!(
-                    "the .deb's SHA-256 is {actual}, the lock says {}",
-                    package.sha256
-                ),
-            });
-        }
+        check_deb(package, &deb)?;
         Ok(deb)
     }
-}
 
-impl Resolver {
     /// Downloads every one of `packages`' `.deb`s into `dir` with one `apt-get download`, and
     /// checks each against its locked SHA-256; returns their paths in `packages`' order.
     ///
@@ -422,21 +410,27 @@ impl Resolver {
                     package.version.replace(':', "%3a"),
                     package.architecture
                 ));
-                let bytes = fs::read(&deb).map_err(|error| ImageError::io(&deb, error))?;
-                let actual = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-                if actual != package.sha256 {
-                    return Err(ImageError::Assembly {
-                        what: format!("{} {}", package.name, package.version),
-                        reason: format!(
-                            "the .deb's SHA-256 is {actual}, the lock says {}",
-                            package.sha256
-                        ),
-                    });
-                }
+                check_deb(package, &deb)?;
                 Ok(deb)
             })
             .collect()
     }
+}
+
+/// An error unless the `.deb` at `deb` has `package`'s locked SHA-256.
+fn check_deb(package: &LockedPackage, deb: &Path) -> Result<(), ImageError> {
+    let bytes = fs::read(deb).map_err(|error| ImageError::io(deb, error))?;
+    let actual = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    if actual != package.sha256 {
+        return Err(ImageError::Assembly {
+            what: format!("{} {}", package.name, package.version),
+            reason: format!(
+                "the .deb's SHA-256 is {actual}, the lock says {}",
+                package.sha256
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// `(name, version, architecture)` of every `Inst` line of `apt-get --simulate`'s output,
