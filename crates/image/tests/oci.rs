@@ -720,7 +720,11 @@ fn busybox() -> kiln_graph::Derivation {
         kiln_image::resolve::resolve(
             &resolver,
             &lock,
-            &kiln_image::resolve::Requests::default(),
+            // Binary indices only: busybox's source package is not resolved here.
+            &kiln_image::resolve::Requests {
+                busybox_toolchain: Vec::new(),
+                ..kiln_image::resolve::Requests::default()
+            },
             kiln_image::resolve::Policy::PreferLocked,
             false,
         )
