@@ -471,8 +471,10 @@ impl Cluster {
     /// a failure, and the CPU time it used so far (its cgroup's, where systemd accounts it);
     /// then the CPU time of the pods (`kubepods.slice`: static pods and containers) and of the
     /// whole guest since boot. Printed after every run, so a slow start shows whether a
-    /// component kept failing and where a guest's time went. A node that does not answer
-    /// within 30 s is reported as such.
+    /// component kept failing and where a guest's time went; below a node with a service
+    /// systemd restarted, what that service's journal said when it ended
+    /// ([`restart_words_script`]), so that a run shows why without the guest. A node that does
+    /// not answer within 30 s is reported as such.
     pub fn service_report(&mut self) -> String {
         let units: Vec<String> = reported_services()
             .into_iter()
@@ -490,21 +492,45 @@ impl Cluster {
         let names: Vec<String> = self.nodes.keys().cloned().collect();
         let mut text = String::new();
         for name in names {
+            let mut why = String::new();
             let answer = match self.shell(&name) {
                 Ok(shell) => match shell.run(&script, Duration::from_secs(30)) {
-                    Ok(output) => service_states(&output.output)
-                        .iter()
-                        // Units a node has but does not run (Debian's packages bring some).
-                        .filter(|state| state.active != "inactive" || state.restarts > 0)
-                        .map(ServiceState::describe)
-                        .chain(guest_cpu(&output.output))
-                        .collect::<Vec<_>>()
-                        .join("; "),
+                    Ok(output) => {
+                        let states = service_states(&output.output);
+                        let restarted: Vec<&str> = states
+                            .iter()
+                            .filter(|state| state.restarts > 0)
+                            .map(|state| state.unit.as_str())
+                            .collect();
+                        if !restarted.is_empty() {
+                            why = match shell
+                                .run(&restart_words_script(&restarted), Duration::from_secs(30))
+                            {
+                                Ok(words) => indented(&words.output, "      "),
+                                Err(error) => format!("      (no answer: {error})\n"),
+                            };
+                        }
+                        states
+                            .iter()
+                            // Units a node has but does not run (Debian's packages bring some).
+                            .filter(|state| state.active != "inactive" || state.restarts > 0)
+                            .map(ServiceState::describe)
+                            .chain(guest_cpu(&output.output))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    }
                     Err(error) => format!("(no answer: {error})"),
                 },
                 Err(error) => format!("({error})"),
             };
             let _ = writeln!(text, "  {name}: {answer}");
+            if !why.is_empty() {
+                let _ = write!(
+                    text,
+                    "    its journal on what ended the restarted services (the last lines of \
+                     each; and the kernel's out-of-memory kills):\n{why}"
+                );
+            }
         }
         text
     }
@@ -535,6 +561,37 @@ fn reported_services() -> Vec<&'static str> {
         .collect();
     services.push("nginx");
     services
+}
+
+/// What a service's journal says when it ends: systemd's own lines on the main process's exit
+/// and the failure, klog's error and fatal lines (`E1207 19:55:45.382132 ...`, `F1207 ...`),
+/// etcd's JSON ones at level error and above.
+const ENDING_WORDS: &str = r#"Main process exited|Failed with result|Killing process| [EF][0-9]{4} [0-9:.]+ |"level":"(error|panic|fatal)""#;
+
+/// A guest's shell script printing, for each of `units`, its journal's last 8 lines since boot
+/// that [`ENDING_WORDS`] matches (timestamps in seconds since boot, as the service report
+/// gives them), then the kernel's last 3 lines on an out-of-memory kill.
+fn restart_words_script(units: &[&str]) -> String {
+    let mut script = String::new();
+    for unit in units {
+        let _ = write!(
+            script,
+            "echo '{unit}:'; journalctl -b -u '{unit}' -o short-monotonic --no-pager \
+             | grep -E '{ENDING_WORDS}' | tail -n 8 | cut -c1-400; "
+        );
+    }
+    script.push_str(
+        "journalctl -k -b -o short-monotonic --no-pager \
+         | grep -E 'Out of memory|oom-kill|Killed process' | tail -n 3",
+    );
+    script
+}
+
+/// `text`'s lines, each after `indent`, each ending in a newline.
+fn indented(text: &str, indent: &str) -> String {
+    text.lines()
+        .map(|line| format!("{indent}{line}\n"))
+        .collect()
 }
 
 /// `guest CPU 412.3 s busy, 35.1 s idle` from the `cpu` line of `/proc/stat` in `output`
@@ -714,6 +771,72 @@ fn api_node(images: &[NodeImage], host: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The words that end a service, matched by the guest's own tool (`grep -E`, as the script
+    /// runs it) in lines as `journalctl -o short-monotonic` prints them; the lines of a service
+    /// at work are left out.
+    #[test]
+    fn the_ending_words_are_found_by_grep() {
+        let lines = [
+            (
+                "[ 1034.512201] node1 kube-controller-manager[812]: E1207 19:55:45.382132     812 leaderelection.go:436] \"Failed to update lock\" err=\"context deadline exceeded\"",
+                true,
+            ),
+            (
+                "[ 1035.100021] node1 kube-controller-manager[812]: F1207 19:55:46.100000     812 controllermanager.go:330] leaderelection lost",
+                true,
+            ),
+            (
+                "[ 1035.200000] node1 systemd[1]: kube-controller-manager.service: Main process exited, code=exited, status=1/FAILURE",
+                true,
+            ),
+            (
+                "[ 1035.200100] node1 systemd[1]: kube-controller-manager.service: Failed with result 'exit-code'.",
+                true,
+            ),
+            (
+                "[   60.000000] node1 etcd[300]: {\"level\":\"error\",\"msg\":\"failed to send out heartbeat on time\"}",
+                true,
+            ),
+            (
+                "[   60.000001] node1 etcd[300]: {\"level\":\"warn\",\"msg\":\"apply request took too long\"}",
+                false,
+            ),
+            (
+                "[  100.000000] node1 kube-controller-manager[812]: I1207 19:40:00.000000     812 event.go:389] Event occurred",
+                false,
+            ),
+            (
+                "[  101.000000] node1 kube-apiserver[700]: W1207 19:40:01.000000     700 dispatcher.go:1] Expected",
+                false,
+            ),
+        ];
+        let input: String = lines.iter().map(|(line, _)| format!("{line}\n")).collect();
+        let mut grep = std::process::Command::new("grep")
+            .args(["-E", ENDING_WORDS])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("grep");
+        std::io::Write::write_all(&mut grep.stdin.take().expect("stdin"), input.as_bytes())
+            .expect("write");
+        let output = grep.wait_with_output().expect("grep's output");
+        let found = String::from_utf8(output.stdout).expect("utf-8");
+        let expected: String = lines
+            .iter()
+            .filter(|(_, ends)| *ends)
+            .map(|(line, _)| format!("{line}\n"))
+            .collect();
+        assert_eq!(found, expected);
+        let script = restart_words_script(&["kube-controller-manager.service", "etcd.service"]);
+        assert!(script.contains("journalctl -b -u 'kube-controller-manager.service'"));
+        assert!(script.contains("journalctl -b -u 'etcd.service'"));
+        assert!(script.contains(&format!("grep -E '{ENDING_WORDS}'")));
+        assert!(
+            !ENDING_WORDS.contains('\''),
+            "the script quotes it in single quotes"
+        );
+    }
 
     #[test]
     fn service_states_are_read_from_systemctl_show() {
