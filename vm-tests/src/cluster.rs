@@ -472,8 +472,9 @@ impl Cluster {
     /// then the CPU time of the pods (`kubepods.slice`: static pods and containers) and of the
     /// whole guest since boot. Printed after every run, so a slow start shows whether a
     /// component kept failing and where a guest's time went; below a node with a service
-    /// systemd restarted, what that service's journal said when it ended
-    /// ([`restart_words_script`]), so that a run shows why without the guest. A node that does
+    /// systemd restarted, what that service's journal said when it ended (systemd's exit and
+    /// failure lines, klog's error and fatal lines, etcd's errors) and the kernel's
+    /// out-of-memory kills, so that a run shows why without the guest. A node that does
     /// not answer within 30 s is reported as such.
     pub fn service_report(&mut self) -> String {
         let units: Vec<String> = reported_services()
