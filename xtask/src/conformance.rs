@@ -20,8 +20,8 @@ pub struct Args {
     /// Leave out the tests whose full names match this regular expression (ginkgo's `--skip`).
     #[arg(long, value_name = "REGEX")]
     skip: Option<String>,
-    /// Run exactly the CI subset (the tests the `two-node` scenario runs, as it runs them: some
-    /// after the others, one at a time), instead of `--focus`.
+    /// Run exactly the CI subset (the tests the `two-node` scenario runs), instead of
+    /// `--focus`.
     #[arg(long, conflicts_with = "focus")]
     ci_subset: bool,
     /// Where the JUnit report (`junit.xml`), ginkgo's JSON report and the suite's log go
@@ -34,7 +34,7 @@ pub struct Args {
     dry_run: bool,
     /// How many test processes (ginkgo's `--procs`): 1 runs one test at a time; more run the
     /// tests not labelled `Serial` in that many processes, then the `Serial` ones one at a
-    /// time. `--ci-subset` defaults to CI's (2).
+    /// time. `--ci-subset` defaults to CI's (`CI_SUBSET_PROCS`, 1).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16))]
     parallel: Option<u32>,
     #[command(flatten)]
@@ -56,22 +56,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .report_dir
         .clone()
         .unwrap_or_else(|| options.run_dir.join("conformance"));
-    let suite = if args.ci_subset {
-        scenario::SuiteOptions {
-            skip: args.skip.clone(),
-            dry_run: args.dry_run,
-            parallel: args.parallel.unwrap_or(scenario::CI_SUBSET_PROCS),
-            ..scenario::ci_subset_options(report_dir)
-        }
-    } else {
-        scenario::SuiteOptions {
-            focus: args.focus.clone(),
-            skip: args.skip.clone(),
-            alone: None,
-            report_dir,
-            dry_run: args.dry_run,
-            parallel: args.parallel.unwrap_or(1),
-        }
+    let suite = scenario::SuiteOptions {
+        focus: if args.ci_subset {
+            Some(scenario::subset_focus(scenario::CI_SUBSET))
+        } else {
+            args.focus.clone()
+        },
+        skip: args.skip.clone(),
+        report_dir,
+        dry_run: args.dry_run,
+        parallel: args.parallel.unwrap_or(if args.ci_subset {
+            scenario::CI_SUBSET_PROCS
+        } else {
+            1
+        }),
     };
 
     let report = match scenario::run_with(options, |cluster, steps| {

@@ -67,34 +67,13 @@ pub const CI_SUBSET: &[&str] = &[
     "[sig-api-machinery] Aggregator Should be able to support the 1.17 Sample API Server using the current Aggregator [LinuxOnly] [Conformance]",
 ];
 
-/// How many processes run the CI subset ([`SuiteOptions::parallel`]): two, one per guest
-/// of `two-node`; none of the subset's tests is labelled `Serial`.
-pub const CI_SUBSET_PROCS: u32 = 2;
-
-/// The tests of [`CI_SUBSET`] that run after the others, one at a time
-/// ([`SuiteOptions::alone`]). The aggregator's test runs a second API server (sample-apiserver,
-/// with an etcd of its own) in a pod, reads it once through the cluster's API server, and fails
-/// on the first answer it gets if the pod's readiness probe (one second) missed meanwhile:
-/// beside the DNS tests' probers on `two-node`'s control-plane guest under TCG it did, twice in
-/// three runs ("the server is currently unable to handle the request"); alone it passed with the
-/// sample-apiserver ready in about a second (BENCHMARKS.md).
-pub const CI_SUBSET_ALONE: &[&str] = &[
-    "[sig-api-machinery] Aggregator Should be able to support the 1.17 Sample API Server using the current Aggregator [LinuxOnly] [Conformance]",
-];
-
-/// How the CI subset runs ([`CI_SUBSET`]: its tests in [`CI_SUBSET_PROCS`] processes, but
-/// [`CI_SUBSET_ALONE`] after them, one at a time), its reports in `report_dir`: for the
-/// `two-node` scenario's conformance step and `cargo xtask conformance --ci-subset` alike.
-pub fn ci_subset_options(report_dir: PathBuf) -> SuiteOptions {
-    SuiteOptions {
-        focus: Some(subset_focus(CI_SUBSET)),
-        skip: None,
-        alone: Some(subset_focus(CI_SUBSET_ALONE)),
-        report_dir,
-        dry_run: false,
-        parallel: CI_SUBSET_PROCS,
-    }
-}
+/// How many processes run the CI subset ([`SuiteOptions::parallel`]): one, a test at a time.
+/// In two (one per guest of `two-node`), under TCG on two host cores, the control-plane guest
+/// was busy all the time and three runs in a row each failed another test on a timeout: a
+/// namespace's service account not made in time (the controller manager restarted meanwhile),
+/// the aggregator's sample-apiserver missing its one-second readiness probe, a container's log
+/// not fetched through the API server from its kubelet (BENCHMARKS.md).
+pub const CI_SUBSET_PROCS: u32 = 1;
 
 /// How many conformance tests ran, passed, failed and were skipped, and how long it took.
 #[derive(Debug, Clone, Default)]
@@ -485,11 +464,6 @@ pub struct SuiteOptions {
     pub focus: Option<String>,
     /// Ginkgo's `--skip`.
     pub skip: Option<String>,
-    /// Selected tests (a regular expression over full names, like `focus`; meant to name tests
-    /// the focus selects) that the tests run in parallel leave out and a pass of their own runs
-    /// afterwards, one at a time (in `alone/`): those too sensitive to share a small cluster's
-    /// machines. Without effect when `parallel` is 1 (every test then runs alone).
-    pub alone: Option<String>,
     /// Where the reports and the suite's log go.
     pub report_dir: PathBuf,
     /// Only list what would run (ginkgo's `--dry-run`): no test touches the cluster. Always in
@@ -529,17 +503,6 @@ fn cluster_arguments(kubeconfig: &Path, kubectl: &Path, dir: &Path) -> Vec<Strin
 /// given to `e2e.test`, `--` given to the `ginkgo` runner. The reports are named relative to
 /// the runner's `--output-dir`, or within `dir` for `e2e.test`.
 fn ginkgo_flags(options: &SuiteOptions, labels: &str, prefix: &str, dir: &Path) -> Vec<String> {
-    ginkgo_flags_of(options, options.focus.as_deref(), labels, prefix, dir)
-}
-
-/// [`ginkgo_flags`] with `focus` instead of `options.focus`.
-fn ginkgo_flags_of(
-    options: &SuiteOptions,
-    focus: Option<&str>,
-    labels: &str,
-    prefix: &str,
-    dir: &Path,
-) -> Vec<String> {
     let report = |name: &str| {
         if prefix == "--" {
             name.to_owned()
@@ -555,10 +518,9 @@ fn ginkgo_flags_of(
         format!("{prefix}json-report={}", report("report.json")),
         format!("{prefix}junit-report={}", report("junit.xml")),
     ];
-    if let Some(focus) = focus {
+    if let Some(focus) = &options.focus {
         flags.push(format!("{prefix}focus={focus}"));
     }
-    // Ginkgo skips a test that matches any of its `--skip` flags.
     if let Some(skip) = &options.skip {
         flags.push(format!("{prefix}skip={skip}"));
     }
@@ -569,13 +531,12 @@ fn ginkgo_flags_of(
 }
 
 /// The passes of a run: `e2e.test` alone over every selected test (in series, or a dry run),
-/// or `ginkgo --procs` over those not labelled `Serial` in `parallel/` (but those
-/// [`SuiteOptions::alone`] names), then `e2e.test` over the `Serial` ones in `serial/`, then
-/// over those `alone` names in `alone/`.
+/// or `ginkgo --procs` over those not labelled `Serial` in `parallel/` and then `e2e.test`
+/// over the `Serial` ones in `serial/`.
 fn passes(suite: &Suite, options: &SuiteOptions, kubeconfig: &Path, kubectl: &Path) -> Vec<Pass> {
-    let series = |name, focus: Option<&str>, labels: &str, dir: PathBuf| {
+    let series = |name, labels: &str, dir: PathBuf| {
         let mut arguments = cluster_arguments(kubeconfig, kubectl, &dir);
-        arguments.extend(ginkgo_flags_of(options, focus, labels, "--ginkgo.", &dir));
+        arguments.extend(ginkgo_flags(options, labels, "--ginkgo.", &dir));
         Pass {
             name,
             program: suite.program(),
@@ -583,11 +544,9 @@ fn passes(suite: &Suite, options: &SuiteOptions, kubeconfig: &Path, kubectl: &Pa
             dir,
         }
     };
-    let focus = options.focus.as_deref();
     if options.parallel <= 1 || options.dry_run {
         return vec![series(
             "e2e.test",
-            focus,
             "Conformance",
             options.report_dir.clone(),
         )];
@@ -598,13 +557,10 @@ fn passes(suite: &Suite, options: &SuiteOptions, kubeconfig: &Path, kubectl: &Pa
         format!("--output-dir={}", dir.display()),
     ];
     arguments.extend(ginkgo_flags(options, "Conformance && !Serial", "--", &dir));
-    if let Some(alone) = &options.alone {
-        arguments.push(format!("--skip={alone}"));
-    }
     arguments.push(suite.program().display().to_string());
     arguments.push("--".to_owned());
     arguments.extend(cluster_arguments(kubeconfig, kubectl, &dir));
-    let mut passes = vec![
+    vec![
         Pass {
             name: "ginkgo",
             program: suite.e2e.join("bin/ginkgo"),
@@ -613,20 +569,10 @@ fn passes(suite: &Suite, options: &SuiteOptions, kubeconfig: &Path, kubectl: &Pa
         },
         series(
             "e2e.test (Serial)",
-            focus,
             "Conformance && Serial",
             options.report_dir.join("serial"),
         ),
-    ];
-    if let Some(alone) = &options.alone {
-        passes.push(series(
-            "e2e.test (alone)",
-            Some(alone),
-            "Conformance && !Serial",
-            options.report_dir.join("alone"),
-        ));
-    }
-    passes
+    ]
 }
 
 /// Runs the `[Conformance]` tests `options` select with the suite of the cluster's test tools,
@@ -877,7 +823,13 @@ pub fn conformance_subset(cluster: &mut Cluster) -> crate::Result<()> {
     const STEP: &str = "conformance subset";
     let suite = Suite::of(cluster)?;
     import_images(cluster, &suite)?;
-    let options = ci_subset_options(cluster.run_dir.join("conformance"));
+    let options = SuiteOptions {
+        focus: Some(subset_focus(CI_SUBSET)),
+        skip: None,
+        report_dir: cluster.run_dir.join("conformance"),
+        dry_run: false,
+        parallel: CI_SUBSET_PROCS,
+    };
     let report = run_suite(cluster, &suite, &options)?;
     eprintln!("    {}", report.describe());
     let ran: BTreeSet<&str> = report
@@ -1121,7 +1073,6 @@ mod tests {
         let mut options = SuiteOptions {
             focus: Some("DNS".to_owned()),
             skip: None,
-            alone: None,
             report_dir: PathBuf::from("/reports"),
             dry_run: false,
             parallel: 1,
@@ -1175,78 +1126,8 @@ mod tests {
                 .any(|a| a == "--ginkgo.label-filter=Conformance && Serial")
         );
 
-        assert!(!flags.iter().any(|a| a.starts_with("--skip")));
-
         options.dry_run = true;
         assert_eq!(passes(&suite, &options, kubeconfig, kubectl).len(), 1);
-    }
-
-    /// The tests `alone` names: left out of the parallel pass (beside the run's own `--skip`),
-    /// then run one at a time in a pass of their own after the `Serial` ones; in series they
-    /// run with the rest.
-    #[test]
-    fn tests_run_alone_after_the_others() {
-        let suite = Suite {
-            e2e: PathBuf::from("/e2e"),
-            repo_list: PathBuf::from("/run/repo-list.yaml"),
-        };
-        let mut options = SuiteOptions {
-            focus: Some("DNS|Aggregator".to_owned()),
-            skip: Some("flaky".to_owned()),
-            alone: Some("Aggregator".to_owned()),
-            report_dir: PathBuf::from("/reports"),
-            dry_run: false,
-            parallel: 2,
-        };
-        let (kubeconfig, kubectl) = (Path::new("/k.conf"), Path::new("/bin/kubectl"));
-        let parallel = passes(&suite, &options, kubeconfig, kubectl);
-        assert_eq!(parallel.len(), 3);
-        let runner = &parallel[0].arguments;
-        for flag in [
-            "--focus=DNS|Aggregator",
-            "--skip=flaky",
-            "--skip=Aggregator",
-        ] {
-            assert!(runner.iter().any(|a| a == flag), "{flag} in {runner:?}");
-        }
-        let alone = &parallel[2];
-        assert_eq!(alone.name, "e2e.test (alone)");
-        assert_eq!(alone.program, Path::new("/e2e/bin/e2e.test"));
-        assert_eq!(alone.dir, Path::new("/reports/alone"));
-        for flag in [
-            "--ginkgo.focus=Aggregator",
-            "--ginkgo.skip=flaky",
-            "--ginkgo.label-filter=Conformance && !Serial",
-            "--ginkgo.junit-report=/reports/alone/junit.xml",
-        ] {
-            assert!(alone.arguments.iter().any(|a| a == flag), "{flag}");
-        }
-        assert!(
-            !alone
-                .arguments
-                .iter()
-                .any(|a| a == "--ginkgo.focus=DNS|Aggregator")
-        );
-
-        options.parallel = 1;
-        let series = passes(&suite, &options, kubeconfig, kubectl);
-        assert_eq!(series.len(), 1);
-        assert!(
-            !series[0]
-                .arguments
-                .iter()
-                .any(|a| a.contains("skip=Aggregator"))
-        );
-    }
-
-    #[test]
-    fn the_tests_run_alone_are_in_the_subset() {
-        for name in CI_SUBSET_ALONE {
-            assert!(CI_SUBSET.contains(name), "{name}");
-        }
-        let options = ci_subset_options(PathBuf::from("/r"));
-        assert_eq!(options.alone, Some(subset_focus(CI_SUBSET_ALONE)));
-        assert_eq!(options.focus, Some(subset_focus(CI_SUBSET)));
     }
 
     #[test]

@@ -40,8 +40,8 @@ pub use self::bootstrap::{
 pub use self::cis::{DEVIATIONS, Deviation, cis_benchmark, deviations};
 use self::common::*;
 pub use self::conformance::{
-    CI_SUBSET, CI_SUBSET_ALONE, CI_SUBSET_PROCS, Suite, SuiteOptions, SuiteReport,
-    ci_subset_options, conformance_subset, has_suite, import_images, run_suite, subset_focus,
+    CI_SUBSET, CI_SUBSET_PROCS, Suite, SuiteOptions, SuiteReport, conformance_subset, has_suite,
+    import_images, run_suite, subset_focus,
 };
 use self::control_plane::*;
 pub use self::control_plane::{
