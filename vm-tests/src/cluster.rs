@@ -569,16 +569,23 @@ fn reported_services() -> Vec<&'static str> {
 /// etcd's JSON ones at level error and above.
 const ENDING_WORDS: &str = r#"Main process exited|Failed with result|Killing process| [EF][0-9]{4} [0-9:.]+ |"level":"(error|panic|fatal)""#;
 
-/// A guest's shell script printing, for each of `units`, its journal's last 8 lines since boot
-/// that [`ENDING_WORDS`] matches (timestamps in seconds since boot, as the service report
-/// gives them), then the kernel's last 3 lines on an out-of-memory kill.
+/// Of `grep`'s matches, the 8 lines up to the last exit systemd saw (its "Main process exited"
+/// line and the one after it: what the process said last), or the last 8 if none.
+const UP_TO_THE_LAST_EXIT: &str = "awk '{ line[NR] = $0 } /Main process exited/ { exit_at = NR } \
+     END { last = exit_at ? exit_at + 1 : NR; if (last > NR) last = NR; \
+     for (i = last > 8 ? last - 7 : 1; i <= last; i++) print line[i] }'";
+
+/// A guest's shell script printing, for each of `units`, the lines of its journal since boot
+/// that [`ENDING_WORDS`] matches up to its last exit ([`UP_TO_THE_LAST_EXIT`]; timestamps in
+/// seconds since boot, as the service report gives them), then the kernel's last 3 lines on
+/// an out-of-memory kill.
 fn restart_words_script(units: &[&str]) -> String {
     let mut script = String::new();
     for unit in units {
         let _ = write!(
             script,
             "echo '{unit}:'; journalctl -b -u '{unit}' -o short-monotonic --no-pager \
-             | grep -E '{ENDING_WORDS}' | tail -n 8 | cut -c1-400; "
+             | grep -E '{ENDING_WORDS}' | {UP_TO_THE_LAST_EXIT} | cut -c1-400; "
         );
     }
     script.push_str(
@@ -829,6 +836,37 @@ mod tests {
             .map(|(line, _)| format!("{line}\n"))
             .collect();
         assert_eq!(found, expected);
+        // The lines up to the last exit, through the guest's awk (the host's here).
+        let noise: Vec<String> = (0..10)
+            .map(|i| {
+                format!(
+                    "[ {}.0] node1 kube-controller-manager[9]: E1207 noise {i}",
+                    2000 + i
+                )
+            })
+            .collect();
+        let journal = format!("{}{}\n", expected, noise.join("\n"));
+        let excerpt = std::process::Command::new("sh")
+            .args([
+                "-c",
+                &format!("printf '%s' \"$0\" | {UP_TO_THE_LAST_EXIT}"),
+                &journal,
+            ])
+            .output()
+            .expect("awk");
+        let excerpt = String::from_utf8(excerpt.stdout).expect("utf-8");
+        let wanted: Vec<&str> = expected.lines().take(4).collect();
+        assert_eq!(excerpt.lines().collect::<Vec<_>>(), wanted, "{excerpt}");
+        let without_exit = std::process::Command::new("sh")
+            .args(["-c", &format!("seq 1 10 | {UP_TO_THE_LAST_EXIT}")])
+            .output()
+            .expect("awk");
+        // Without an exit, the last 8.
+        assert_eq!(
+            String::from_utf8_lossy(&without_exit.stdout),
+            "3\n4\n5\n6\n7\n8\n9\n10\n"
+        );
+
         let script = restart_words_script(&["kube-controller-manager.service", "etcd.service"]);
         assert!(script.contains("journalctl -b -u 'kube-controller-manager.service'"));
         assert!(script.contains("journalctl -b -u 'etcd.service'"));
