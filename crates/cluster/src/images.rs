@@ -235,6 +235,11 @@ fn boot_report_unit(services: &[&str]) -> IniFile {
         ])
 }
 
+/// The udev rules of the state disk ([`StateDisk::udev_rules`]) in the node layer: after
+/// systemd's `60-persistent-storage.rules`, before `99-systemd.rules` makes the link a device
+/// unit.
+const STATE_UDEV_RULES: &str = "etc/udev/rules.d/61-kiln-state.rules";
+
 /// The unit of [`state_makefs_unit`].
 const STATE_MAKEFS_UNIT: &str = "kiln-state-makefs.service";
 
@@ -570,6 +575,7 @@ fn add_node_image(
         } else {
             CgroupHierarchy::V1
         },
+        xen_guest: plan.options.xen_guest,
     };
     graph.add(image_id.clone(), spec.derivation(image_inputs))?;
     node_artifacts.insert("image".to_owned(), image_id);
@@ -870,6 +876,8 @@ fn glue_files(plan: &Plan, node: &NodePlan, state: Option<&StateDisk>) -> Vec<La
             0o644,
             format!("d {} 0700 root root -\n", state.mount),
         ));
+        // The link to the disk, whichever hypervisor attached it.
+        files.push(layer_file(STATE_UDEV_RULES, 0o644, state.udev_rules()));
     }
     files
 }
@@ -948,10 +956,7 @@ mod tests {
             systemd_escape("mount", &state.mount)
         );
         let device_unit = systemd_escape("device", &state.device());
-        assert_eq!(
-            device_unit,
-            r"dev-disk-by\x2did-virtio\x2dkiln\x2dstate.device"
-        );
+        assert_eq!(device_unit, "dev-disk-kiln-state.device");
         let makefs = state_makefs_unit(&state).to_text();
         assert!(
             makefs.contains(&format!("BindsTo={device_unit}\n")),

@@ -71,7 +71,7 @@ pub use plan::{
 pub use raw::{
     CaName, ClusterDns, ClusterSpec, Component, ControlPlaneMode, EncryptionProvider, EndpointMode,
     EndpointSpec, ExternalCaSpec, KubeProxyMode, KubeconfigCertificates, KubeletCredentials,
-    LeaderElectionSpec, NodeSpec, OptionsSpec, PkiSpec, PodSecurityLevel, Role, Spec,
+    LeaderElectionSpec, NodeSpec, OptionsSpec, PkiSpec, PodSecurityLevel, Role, Spec, XenGuest,
 };
 pub use rendered::RenderedFile;
 pub use validate::{POD_SECURITY_MINOR, is_dns_label, is_dns_subdomain};

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::raw::{
     CaName, ClusterDns, ClusterSpec, Component, ControlPlaneMode, EncryptionProvider, EndpointMode,
     EndpointSpec, ExternalCaSpec, KubeProxyMode, KubeconfigCertificates, KubeletCredentials,
-    LeaderElectionSpec, NodeSpec, OptionsSpec, PkiSpec, PodSecurityLevel, Role, Spec,
+    LeaderElectionSpec, NodeSpec, OptionsSpec, PkiSpec, PodSecurityLevel, Role, Spec, XenGuest,
 };
 use crate::version::KubeVersion;
 
@@ -192,6 +192,8 @@ pub struct OptionsPlan {
     pub kubeconfig_certificates: KubeconfigCertificates,
     /// How kubelets get their credentials.
     pub kubelet_credentials: KubeletCredentials,
+    /// The kind of Xen guest every node's `xl.cfg` describes.
+    pub xen_guest: XenGuest,
     /// Leader-election timings of kube-controller-manager and kube-scheduler; `None` leaves
     /// the components' own defaults (and renders nothing).
     pub leader_election: Option<LeaderElectionPlan>,
@@ -328,6 +330,7 @@ impl Plan {
                 kube_proxy: Some(options.kube_proxy),
                 kubeconfig_certificates: Some(options.kubeconfig_certificates),
                 kubelet_credentials: Some(options.kubelet_credentials),
+                xen_guest: Some(options.xen_guest),
                 pod_security: options.pod_security,
                 leader_election: options.leader_election.map(|timings| LeaderElectionSpec {
                     lease_duration_seconds: Some(timings.lease_duration_seconds),

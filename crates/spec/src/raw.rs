@@ -246,6 +246,35 @@ pub struct OptionsSpec {
     /// `privileged` (no admission) is possible.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_security: Option<PodSecurityLevel>,
+    /// The kind of Xen guest the `xl.cfg` of every node image describes. Default `pvh`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xen_guest: Option<XenGuest>,
+}
+
+/// The kind of Xen guest a node boots as (`options.xen_guest`): what the `type` of the `xl.cfg`
+/// kiln writes for each node says. The same image boots as either, and under QEMU.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum XenGuest {
+    /// PVH: a hardware-virtualised guest without emulated devices, which needs the host's
+    /// hardware-assisted paging (Intel EPT or AMD NPT).
+    #[default]
+    Pvh,
+    /// Paravirtualised: runs on any Xen host, hardware assistance or not (a Xen host that is
+    /// itself emulated, for one: see BENCHMARKS.md).
+    Pv,
+}
+
+impl XenGuest {
+    /// The guest type as `xl.cfg` spells it (`type = "pvh"`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            XenGuest::Pvh => "pvh",
+            XenGuest::Pv => "pv",
+        }
+    }
 }
 
 /// The cluster's DNS add-on.

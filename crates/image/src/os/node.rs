@@ -1,6 +1,6 @@
 //! A node image: one store path per node holding `manifest.json`, the kernel, the initrd, its
 //! layers (the per-node layer on top of the shared ones), a ready-to-run QEMU script and a Xen
-//! PVH `xl.cfg`.
+//! `xl.cfg` (PVH or PV, as the spec says).
 //!
 //! Shared parts are never copied: the kernel, the initrd and every layer are relative symbolic
 //! links to the sibling store paths that hold them (`../<digest>-base-os/vmlinuz`), so a
@@ -58,16 +58,20 @@ pub struct ImageManifest {
 /// layers, so a restarted node forgets everything it wrote; a node whose state must outlive a
 /// restart (an etcd member, whose data is the cluster) mounts this disk instead.
 ///
-/// The contract with whoever boots the node: attach a raw disk of at least `mib` MiB as a
-/// virtio disk with serial `serial` (QEMU: `-device virtio-blk-pci,serial=kiln-state,...`) and
-/// add [`StateDisk::CMDLINE_FLAG`] to the kernel command line. The node formats the disk on
-/// first boot (ext4) and mounts it at `mount`. Without the flag the state lives in memory, as
-/// before. `run-qemu` does all this when `KILN_STATE_DIR` is set, keeping the disk as
-/// `$KILN_STATE_DIR/<node>.state.img`.
+/// The contract with whoever boots the node: attach a raw disk of at least `mib` MiB, writable,
+/// and add [`StateDisk::CMDLINE_FLAG`] to the kernel command line. Under QEMU it is a virtio
+/// disk of serial `serial` (`-device virtio-blk-pci,serial=kiln-state,...`); under Xen, the
+/// disk `xen_vdev` (`xvdz`), which the `xl.cfg` of the image attaches from
+/// [`StateDisk::xen_file`]. The node's udev names either [`StateDisk::device`] (the rules are
+/// [`StateDisk::udev_rules`]), formats it on first boot (ext4) and mounts it at `mount`.
+/// Without the flag the state lives in memory, as before. `run-qemu` does all this when
+/// `KILN_STATE_DIR` is set, keeping the disk as `$KILN_STATE_DIR/<node>.state.img`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateDisk {
-    /// The virtio serial the node looks for (`/dev/disk/by-id/virtio-<serial>`).
+    /// The virtio serial the node looks for under QEMU.
     pub serial: String,
+    /// The Xen virtual disk the node looks for under Xen (`xvdz`: after any layers).
+    pub xen_vdev: String,
     /// The disk's size in MiB when it is created.
     pub mib: u32,
     /// Where the node mounts it.
@@ -78,18 +82,44 @@ impl StateDisk {
     /// The kernel command line word that tells the node its state disk is attached.
     pub const CMDLINE_FLAG: &'static str = "kiln.state";
 
-    /// etcd's data directory on a disk of serial `kiln-state`.
+    /// The directory of the Xen host where the `xl.cfg` of a node expects its state disk
+    /// ([`StateDisk::xen_file`]).
+    pub const XEN_STATE_DIR: &'static str = "/var/lib/kiln/state";
+
+    /// etcd's data directory on a disk of serial `kiln-state` (QEMU) or `xvdz` (Xen).
     pub fn etcd() -> StateDisk {
         StateDisk {
             serial: "kiln-state".into(),
+            xen_vdev: "xvdz".into(),
             mib: 2048,
             mount: "/var/lib/etcd".into(),
         }
     }
 
-    /// The device path the node mounts.
+    /// The device path the node mounts: a link udev makes to the disk, whichever hypervisor
+    /// attached it.
     pub fn device(&self) -> String {
-        format!("/dev/disk/by-id/virtio-{}", self.serial)
+        "/dev/disk/kiln/state".to_owned()
+    }
+
+    /// The udev rules that link [`StateDisk::device`] to the disk: the virtio disk of serial
+    /// `serial` (as udev's own `disk/by-id/virtio-<serial>` rule matches it), or the Xen disk
+    /// `xen_vdev`.
+    pub fn udev_rules(&self) -> String {
+        format!(
+            "# kiln: the node's state disk, attached by QEMU (virtio, serial {serial}) or Xen ({vdev}).\n\
+             SUBSYSTEM==\"block\", ENV{{DEVTYPE}}==\"disk\", KERNEL==\"vd*[!0-9]\", ATTRS{{serial}}==\"{serial}\", SYMLINK+=\"disk/kiln/state\"\n\
+             SUBSYSTEM==\"block\", ENV{{DEVTYPE}}==\"disk\", KERNEL==\"{vdev}\", SYMLINK+=\"disk/kiln/state\"\n",
+            serial = self.serial,
+            vdev = self.xen_vdev,
+        )
+    }
+
+    /// The raw file on the Xen host that a node's `xl.cfg` attaches as its state disk:
+    /// `/var/lib/kiln/state/<cluster>-<node>.img`, created by the host (`truncate -s <mib>M`)
+    /// before the first `xl create`, and kept across restarts.
+    pub fn xen_file(cluster: &str, node: &str) -> String {
+        format!("{}/{cluster}-{node}.img", StateDisk::XEN_STATE_DIR)
     }
 }
 
@@ -186,6 +216,8 @@ pub struct NodeImageSpec {
     pub state: Option<StateDisk>,
     /// The cgroup hierarchy the node boots with.
     pub cgroups: CgroupHierarchy,
+    /// The kind of Xen guest its `xl.cfg` describes.
+    pub xen_guest: kiln_spec::XenGuest,
 }
 
 impl NodeImageSpec {
@@ -212,6 +244,20 @@ impl NodeImageSpec {
             "52:54:00:{:02x}:{:02x}:{:02x}",
             bytes[0], bytes[1], bytes[2]
         )
+    }
+
+    /// The name of the Xen host's bridge that takes the cluster's NICs: `kiln-<cluster>`, or
+    /// where that is longer than a Linux interface name may be (15 bytes), `kiln-` and ten hex
+    /// digits of a hash of the cluster's name.
+    pub fn xen_bridge(&self) -> String {
+        let name = format!("kiln-{}", self.cluster);
+        if name.len() <= 15 {
+            return name;
+        }
+        let digest = kiln_store::DigestBuilder::new("kiln-xen-bridge")
+            .str(&self.cluster)
+            .finish();
+        format!("kiln-{}", &digest.to_hex()[..10])
     }
 
     /// The UDP port of the cluster's QEMU multicast segment, from a hash of the cluster's
@@ -449,23 +495,42 @@ fn qemu_script(spec: &NodeImageSpec, manifest: &ImageManifest) -> String {
     script
 }
 
-/// The Xen PVH guest configuration. Paths are relative: run `xl create xl.cfg` in the image
-/// directory. `eth0` goes to the bridge `kiln-<cluster>`, which the host provides.
+/// The Xen guest configuration, of the type the spec chose (`pvh` by default, or `pv`). Paths
+/// are relative: run `xl create xl.cfg` in the image directory. The layers are attached in
+/// order (`xvda`, `xvdb`, ...), read-only; the state disk, when the node has one, writable as
+/// its `xen_vdev` from [`StateDisk::xen_file`] (the kernel command line says it is there);
+/// `eth0` goes to the bridge [`NodeImageSpec::xen_bridge`], which the host provides; the
+/// console is `hvc0`.
 fn xl_cfg(spec: &NodeImageSpec, manifest: &ImageManifest) -> String {
+    let kind = spec.xen_guest.name();
     let mut cfg = String::new();
     let _ = writeln!(
         cfg,
-        "# Xen PVH guest: node {} of cluster {}. Run `xl create xl.cfg` in this directory.",
-        spec.node, spec.cluster
+        "# Xen {} guest: node {} of cluster {}. Run `xl create xl.cfg` in this directory.",
+        kind.to_uppercase(),
+        spec.node,
+        spec.cluster
     );
+    let mut cmdline = spec.cmdline("hvc0");
+    if let Some(state) = &manifest.state {
+        let _ = writeln!(
+            cfg,
+            "# The state disk ({}) is {}: create it first (truncate -s {}M) and keep it.",
+            state.mount,
+            StateDisk::xen_file(&spec.cluster, &spec.node),
+            state.mib
+        );
+        cmdline.push(' ');
+        cmdline.push_str(StateDisk::CMDLINE_FLAG);
+    }
     let _ = writeln!(cfg, "name = \"{}-{}\"", spec.cluster, spec.node);
-    let _ = writeln!(cfg, "type = \"pvh\"");
+    let _ = writeln!(cfg, "type = \"{kind}\"");
     let _ = writeln!(cfg, "kernel = \"{}\"", manifest.kernel);
     let _ = writeln!(cfg, "ramdisk = \"{}\"", manifest.initrd);
-    let _ = writeln!(cfg, "cmdline = \"{}\"", spec.cmdline("hvc0"));
+    let _ = writeln!(cfg, "cmdline = \"{cmdline}\"");
     let _ = writeln!(cfg, "memory = {}", manifest.memory_mib);
     let _ = writeln!(cfg, "vcpus = {}", manifest.cpus);
-    let disks: Vec<String> = manifest
+    let mut disks: Vec<String> = manifest
         .disks
         .iter()
         .enumerate()
@@ -474,12 +539,134 @@ fn xl_cfg(spec: &NodeImageSpec, manifest: &ImageManifest) -> String {
             format!("\"format=raw, vdev=xvd{letter}, access=ro, target={disk}\"")
         })
         .collect();
+    if let Some(state) = &manifest.state {
+        disks.push(format!(
+            "\"format=raw, vdev={}, access=rw, target={}\"",
+            state.xen_vdev,
+            StateDisk::xen_file(&spec.cluster, &spec.node)
+        ));
+    }
     let _ = writeln!(cfg, "disk = [ {} ]", disks.join(", "));
     let _ = writeln!(
         cfg,
-        "vif = [ \"mac={}, bridge=kiln-{}\" ]",
-        manifest.mac, spec.cluster
+        "vif = [ \"mac={}, bridge={}\" ]",
+        manifest.mac,
+        spec.xen_bridge()
     );
     let _ = writeln!(cfg, "on_crash = \"destroy\"");
     cfg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(xen_guest: kiln_spec::XenGuest, state: Option<StateDisk>) -> NodeImageSpec {
+        NodeImageSpec {
+            cluster: "xen".into(),
+            node: "etcd1".into(),
+            memory_mib: 1024,
+            cpus: 1,
+            addresses: vec!["172.16.10.21/24".into()],
+            roles: vec!["etcd".into()],
+            layers: vec![
+                ImageLayer::own("node", "layer"),
+                ImageLayer::shared("base", "base-os"),
+            ],
+            state,
+            cgroups: CgroupHierarchy::V2,
+            xen_guest,
+        }
+    }
+
+    fn manifest(spec: &NodeImageSpec) -> ImageManifest {
+        ImageManifest {
+            cluster: spec.cluster.clone(),
+            node: spec.node.clone(),
+            kernel: "vmlinuz".into(),
+            initrd: "initrd.img".into(),
+            cmdline: spec.cmdline("ttyS0"),
+            disks: vec!["layers/node.squashfs".into(), "layers/base.squashfs".into()],
+            layers: Vec::new(),
+            memory_mib: spec.memory_mib,
+            cpus: spec.cpus,
+            mac: spec.mac(),
+            addresses: spec.addresses.clone(),
+            roles: spec.roles.clone(),
+            state: spec.state.clone(),
+        }
+    }
+
+    #[test]
+    fn xl_cfg_of_a_pv_node_with_a_state_disk() {
+        let spec = spec(kiln_spec::XenGuest::Pv, Some(StateDisk::etcd()));
+        let cfg = xl_cfg(&spec, &manifest(&spec));
+        let mac = spec.mac();
+        assert_eq!(
+            cfg,
+            format!(
+                "# Xen PV guest: node etcd1 of cluster xen. Run `xl create xl.cfg` in this directory.\n\
+                 # The state disk (/var/lib/etcd) is /var/lib/kiln/state/xen-etcd1.img: create it first (truncate -s 2048M) and keep it.\n\
+                 name = \"xen-etcd1\"\n\
+                 type = \"pv\"\n\
+                 kernel = \"vmlinuz\"\n\
+                 ramdisk = \"initrd.img\"\n\
+                 cmdline = \"console=hvc0 panic=10 net.ifnames=0 systemd.unified_cgroup_hierarchy=1 kiln.layers=node,base kiln.state\"\n\
+                 memory = 1024\n\
+                 vcpus = 1\n\
+                 disk = [ \"format=raw, vdev=xvda, access=ro, target=layers/node.squashfs\", \
+                 \"format=raw, vdev=xvdb, access=ro, target=layers/base.squashfs\", \
+                 \"format=raw, vdev=xvdz, access=rw, target=/var/lib/kiln/state/xen-etcd1.img\" ]\n\
+                 vif = [ \"mac={mac}, bridge=kiln-xen\" ]\n\
+                 on_crash = \"destroy\"\n"
+            )
+        );
+    }
+
+    #[test]
+    fn xl_cfg_of_a_pvh_node_without_state() {
+        let spec = spec(kiln_spec::XenGuest::Pvh, None);
+        let cfg = xl_cfg(&spec, &manifest(&spec));
+        assert!(cfg.starts_with("# Xen PVH guest: node etcd1"), "{cfg}");
+        assert!(cfg.contains("\ntype = \"pvh\"\n"), "{cfg}");
+        assert!(!cfg.contains("kiln.state"), "{cfg}");
+        assert!(!cfg.contains("xvdz"), "{cfg}");
+    }
+
+    /// The rules match a virtio disk by its serial exactly as udev's own
+    /// `60-persistent-storage.rules` does for `disk/by-id/virtio-<serial>` (systemd 252 has no
+    /// `udevadm verify`; the VM scenarios mount etcd's data through the link, and check it is
+    /// udev's by-id disk), and Xen's by its name.
+    #[test]
+    fn state_disk_udev_rules() {
+        let rules = StateDisk::etcd().udev_rules();
+        assert!(
+            rules.contains(
+                "KERNEL==\"vd*[!0-9]\", ATTRS{serial}==\"kiln-state\", SYMLINK+=\"disk/kiln/state\""
+            ),
+            "{rules}"
+        );
+        assert!(
+            rules.contains("KERNEL==\"xvdz\", SYMLINK+=\"disk/kiln/state\""),
+            "{rules}"
+        );
+        assert_eq!(StateDisk::etcd().device(), "/dev/disk/kiln/state");
+    }
+
+    /// A bridge's name is an interface name: at most 15 bytes, or `ip link add` refuses it
+    /// (as it did `kiln-static-pods` on the emulated Xen host).
+    #[test]
+    fn xen_bridge_names_fit_an_interface_name() {
+        let mut short = spec(kiln_spec::XenGuest::Pvh, None);
+        assert_eq!(short.xen_bridge(), "kiln-xen");
+        short.cluster = "two-node".into();
+        assert_eq!(short.xen_bridge(), "kiln-two-node");
+        let mut long = short.clone();
+        long.cluster = "static-pods".into();
+        let bridge = long.xen_bridge();
+        assert_eq!(bridge.len(), 15, "{bridge}");
+        assert!(bridge.starts_with("kiln-"), "{bridge}");
+        long.cluster = "static-pods-2".into();
+        assert_ne!(long.xen_bridge(), bridge);
+    }
 }

@@ -124,6 +124,7 @@ impl Checker {
             cluster_dns,
             upstream_dns,
             pod_security,
+            xen_guest: options.xen_guest.unwrap_or_default(),
         };
         ok.then_some(plan)
     }
