@@ -528,8 +528,8 @@ impl Cluster {
             if !why.is_empty() {
                 let _ = write!(
                     text,
-                    "    its journal on what ended the restarted services (the last lines of \
-                     each; and the kernel's out-of-memory kills):\n{why}"
+                    "    its journal on what ended the restarted services (of each, the \
+                     lines up to its last exit; and the kernel's out-of-memory kills):\n{why}"
                 );
             }
         }
